@@ -1,0 +1,195 @@
+"""Demo data for ``rechenwerk admin demo``: a small European centre with organisations of
+every kind, users in every role, projects, open calls, reviewed proposals and awards in
+quarterly periods, and a pay-per-use account. Built through the services, so it is
+validated and audited like real input.
+
+Passwords are ``<username>-demo`` (documented in docs/access.md; demo only).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from rechenwerk.access import service as svc
+from rechenwerk.access.audit import record
+from rechenwerk.access.models import Call, Organization, User
+from rechenwerk.access.security import create_token
+
+ORGANIZATIONS: list[tuple[str, str, str]] = [
+    ("Rechenwerk Compute Centre", "public_agency", "DE"),
+    ("Agencia Estatal de Datos Abiertos", "public_agency", "ES"),
+    ("Technische Universität Nordstadt", "university", "DE"),
+    ("Universidad de Valdemar", "university", "ES"),
+    ("Elbtal Institute for Computational Science", "research_institute", "DE"),
+    ("Instituto Atlântico de Física", "research_institute", "PT"),
+    ("Nordlicht AI GmbH", "sme", "DE"),
+    ("Polderdata B.V.", "sme", "NL"),
+    ("Lumen Robotics SAS", "startup", "FR"),
+    ("Fjord Vision AB", "startup", "SE"),
+    ("Alpenwerk Industries AG", "enterprise", "AT"),
+    ("Mediterranea Energia S.p.A.", "enterprise", "IT"),
+]
+
+# username, full name, organisation, operator, reviewer
+USERS: list[tuple[str, str, str, bool, bool]] = [
+    ("operator", "Olga Operator", "Rechenwerk Compute Centre", True, False),
+    ("lucia", "Lucía Fernández", "Universidad de Valdemar", False, True),
+    ("henrik", "Henrik Lindqvist", "Elbtal Institute for Computational Science", False, True),
+    ("margot", "Margarida Sousa", "Instituto Atlântico de Física", False, True),
+    ("greta", "Greta Hansen", "Nordlicht AI GmbH", False, False),
+    ("jonas", "Jonas Weber", "Nordlicht AI GmbH", False, False),
+    ("amelie", "Amélie Laurent", "Lumen Robotics SAS", False, False),
+    ("jan", "Jan Kowalski", "Technische Universität Nordstadt", False, False),
+    ("pieter", "Pieter de Vries", "Technische Universität Nordstadt", False, False),
+    ("clara", "Clara Rossi", "Technische Universität Nordstadt", False, False),
+    ("sofia", "Sofia Gruber", "Alpenwerk Industries AG", False, False),
+]
+
+DEMO_GPU_TYPE = "A100-80GB"  # the local executor's default inventory
+
+
+def demo_password(username: str) -> str:
+    return f"{username}-demo"
+
+
+@dataclass
+class DemoResult:
+    tokens: dict[str, str] = field(default_factory=dict)  # username -> API token secret
+    organizations: int = 0
+    users: int = 0
+    projects: list[str] = field(default_factory=list)
+    calls: list[str] = field(default_factory=list)
+    proposals: int = 0
+    awards: int = 0
+
+
+def is_empty(session: Session) -> bool:
+    orgs = session.scalar(select(func.count()).select_from(Organization)) or 0
+    users = session.scalar(select(func.count()).select_from(User)) or 0
+    return orgs == 0 and users == 0
+
+
+def quarter_start(now: datetime) -> datetime:
+    month = 3 * ((now.month - 1) // 3) + 1
+    return datetime(now.year, month, 1, tzinfo=UTC)
+
+
+def load_demo(session: Session, *, now: datetime) -> DemoResult:
+    """Create the demo centre in ``session`` (the caller commits). Raises Conflict when any
+    of the demo names exists already."""
+    out = DemoResult()
+    # Bootstrap: the centre's own organisation and its operator (no actor yet).
+    name, kind, country = ORGANIZATIONS[0]
+    centre = Organization(name=name, kind=kind, country=country, created_at=now)
+    session.add(centre)
+    session.flush()
+    record(session, None, "organization.create", "organization", centre.id,
+           {"name": name, "kind": kind, "country": country}, at=now)
+    op = svc.create_user(session, None, username="operator",
+                         email="operator@demo.rechenwerk.example.eu", full_name="Olga Operator",
+                         organization=centre.id, is_operator=True,
+                         password=demo_password("operator"), now=now)
+    orgs: dict[str, Organization] = {name: centre}
+    for name, kind, country in ORGANIZATIONS[1:]:
+        orgs[name] = svc.create_organization(session, op, name=name, kind=kind,
+                                             country=country, now=now)
+    out.organizations = len(orgs)
+    users = {"operator": op}
+    for username, full_name, org_name, is_operator, is_reviewer in USERS:
+        if username in users:
+            continue
+        users[username] = svc.create_user(
+            session, op, username=username, email=f"{username}@demo.rechenwerk.example.eu",
+            full_name=full_name, organization=orgs[org_name].id, is_operator=is_operator,
+            is_reviewer=is_reviewer, password=demo_password(username), now=now)
+    out.users = len(users)
+
+    # Projects
+    projects = {
+        "nordlicht-llm": svc.create_project(
+            session, users["greta"], slug="nordlicht-llm", now=now,
+            title="Domain-adapted German-language LLM for industrial maintenance"),
+        "lumen-vision": svc.create_project(
+            session, users["amelie"], slug="lumen-vision", now=now,
+            title="Vision foundation model for warehouse robots"),
+        "nordstadt-climate": svc.create_project(
+            session, users["jan"], slug="nordstadt-climate", now=now,
+            title="Machine-learned emulators for regional climate downscaling"),
+        "alpenwerk-cfd": svc.create_project(
+            session, users["sofia"], slug="alpenwerk-cfd", now=now,
+            title="Neural surrogate models for turbine CFD"),
+    }
+    out.projects = list(projects)
+    svc.add_member(session, users["greta"], projects["nordlicht-llm"], username="jonas",
+                   role="member", now=now)
+    svc.add_member(session, users["jan"], projects["nordstadt-climate"], username="pieter",
+                   role="member", now=now)
+    svc.add_member(session, users["jan"], projects["nordstadt-climate"], username="clara",
+                   role="viewer", now=now)
+
+    # Calls
+    q0 = quarter_start(now)
+    opened = now - timedelta(days=30)
+    innovation = svc.create_call(
+        session, op, slug=f"innovation-{now.year}", access_mode="innovation", now=now,
+        title=f"AI Innovation Access {now.year} (SMEs and startups)",
+        description="GPU-hours for European SMEs and startups developing AI products.",
+        opens_at=opened, closes_at=now + timedelta(days=90), max_gpu_hours=20_000)
+    research = svc.create_call(
+        session, op, slug=f"research-{now.year}", access_mode="research", now=now,
+        title=f"Open Research Call {now.year}",
+        description="Peer-reviewed access for universities and research institutes.",
+        opens_at=opened, closes_at=now + timedelta(days=60), max_gpu_hours=100_000)
+    fast = svc.create_call(
+        session, op, slug="fast-lane", access_mode="fast_lane", now=now,
+        title="Fast lane: up to 2,000 GPU-hours within a week",
+        opens_at=opened, closes_at=now + timedelta(days=365), max_gpu_hours=2_000)
+    out.calls = [innovation.slug, research.slug, fast.slug]
+
+    def accepted(project: str, call_: Call, applicant: str, title: str, hours: float,
+                 reviewer: str, scores: tuple[int, int], periods: int) -> None:
+        pi = users[applicant]
+        p = svc.create_proposal(session, pi, call=call_, project=projects[project], title=title,
+                                gpu_type=DEMO_GPU_TYPE, requested_gpu_hours=hours, now=now,
+                                abstract=f"{title}.", justification="See the work plan.")
+        svc.submit_proposal(session, pi, p, now=now)
+        svc.assign_reviewer(session, op, p, reviewer=reviewer, now=now)
+        svc.submit_review(session, users[reviewer], p, technical_score=scores[0],
+                          scientific_score=scores[1], comment="Feasible and well planned.",
+                          now=now)
+        svc.decide_proposal(session, op, p, decision="accepted", now=now,
+                            comment="Accepted in full.")
+        svc.create_award(session, op, project=projects[project], proposal=p, gpu_hours=hours,
+                         starts_at=q0, period_count=periods, period_months=3,
+                         carry_over_limit_gpu_hours=round(hours / periods * 0.2, 1), now=now)
+        out.proposals += 1
+        out.awards += 1
+
+    accepted("nordlicht-llm", innovation, "greta",
+             "Continued pre-training of a 7B model on maintenance manuals", 5_000, "lucia",
+             (4, 4), 2)
+    accepted("nordstadt-climate", research, "jan",
+             "Learning km-scale precipitation from reanalysis", 20_000, "margot", (5, 4), 4)
+    # One proposal waiting for its reviewer, one draft.
+    p = svc.create_proposal(session, users["amelie"], call=innovation,
+                            project=projects["lumen-vision"],
+                            title="Self-supervised pre-training on warehouse video",
+                            gpu_type=DEMO_GPU_TYPE, requested_gpu_hours=8_000, now=now)
+    svc.submit_proposal(session, users["amelie"], p, now=now)
+    svc.assign_reviewer(session, op, p, reviewer="henrik", now=now)
+    svc.create_proposal(session, users["amelie"], call=fast, project=projects["lumen-vision"],
+                        title="Ablation runs for the data pipeline", gpu_type=DEMO_GPU_TYPE,
+                        requested_gpu_hours=1_500, now=now)
+    out.proposals += 2
+
+    svc.create_account(session, op, project=projects["alpenwerk-cfd"], credit_limit_eur=25_000,
+                       prices={"A100-80GB": 1.60, "H100-SXM": 2.80}, now=now)
+
+    for username, user in users.items():
+        _, secret = create_token(session, user, name="demo", now=now, actor=op)
+        out.tokens[username] = secret
+    return out

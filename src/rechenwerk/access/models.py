@@ -1,0 +1,316 @@
+"""Access domain tables: who may use the centre, for what, and with how many GPU-hours.
+
+Organisations apply through calls; proposals are reviewed; accepted proposals lead to
+awards of GPU-hours split into periods; projects (the Slurm account) hold members in
+roles. Quantities are typed numbers (float GPU-hours, EUR) — never strings.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from rechenwerk.store.base import Base, UTCDateTime
+
+
+class OrgKind(enum.StrEnum):
+    UNIVERSITY = "university"
+    RESEARCH_INSTITUTE = "research_institute"
+    SME = "sme"
+    STARTUP = "startup"
+    ENTERPRISE = "enterprise"
+    PUBLIC_AGENCY = "public_agency"
+
+
+class ProjectRole(enum.StrEnum):
+    PI = "pi"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+class AccessMode(enum.StrEnum):
+    RESEARCH = "research"
+    INNOVATION = "innovation"  # SMEs and startups
+    FAST_LANE = "fast_lane"  # small, quick grants
+    PAY_PER_USE = "pay_per_use"
+
+
+class ProposalState(enum.StrEnum):
+    DRAFT = "draft"
+    SUBMITTED = "submitted"
+    UNDER_REVIEW = "under_review"
+    ACCEPTED = "accepted"
+    REJECTED = "rejected"
+
+
+class Organization(Base):
+    __tablename__ = "organizations"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    country: Mapped[str] = mapped_column(String(2))  # ISO 3166-1 alpha-2, e.g. "DE"
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    full_name: Mapped[str] = mapped_column(String(200), default="")
+    organization_id: Mapped[int | None] = mapped_column(
+        ForeignKey("organizations.id"), index=True
+    )
+    is_operator: Mapped[bool] = mapped_column(Boolean, default=False)
+    is_reviewer: Mapped[bool] = mapped_column(Boolean, default=False)
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    organization: Mapped[Organization | None] = relationship(lazy="joined")
+
+
+class ApiToken(Base):
+    """An API token; only the SHA-256 of the secret is stored (shown once at creation)."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(16))  # first characters, to recognise it
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)  # also the Slurm account
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
+    pi_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    organization: Mapped[Organization] = relationship(lazy="joined")
+    pi: Mapped[User] = relationship(lazy="joined", foreign_keys=[pi_user_id])
+
+
+class ProjectMembership(Base):
+    __tablename__ = "project_memberships"
+    __table_args__ = (CheckConstraint("role IN ('pi', 'member', 'viewer')", name="role"),)
+
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[int] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    role: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship(lazy="joined")
+
+
+class Call(Base):
+    __tablename__ = "calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    slug: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    access_mode: Mapped[str] = mapped_column(String(32))
+    eligible_kinds: Mapped[list[str]] = mapped_column(JSON)  # organisation kinds
+    opens_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closes_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # closed early by hand
+    max_gpu_hours: Mapped[float | None] = mapped_column(Float)  # per proposal
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Proposal(Base):
+    __tablename__ = "proposals"
+    __table_args__ = (CheckConstraint("requested_gpu_hours > 0", name="requested_positive"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    call_id: Mapped[int] = mapped_column(ForeignKey("calls.id"), index=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    applicant_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    title: Mapped[str] = mapped_column(String(300))
+    abstract: Mapped[str] = mapped_column(Text, default="")
+    justification: Mapped[str] = mapped_column(Text, default="")
+    gpu_type: Mapped[str] = mapped_column(String(64))
+    requested_gpu_hours: Mapped[float] = mapped_column(Float)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    decision_comment: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    call: Mapped[Call] = relationship(lazy="joined")
+    project: Mapped[Project] = relationship(lazy="joined")
+    applicant: Mapped[User] = relationship(lazy="joined", foreign_keys=[applicant_user_id])
+
+
+class Review(Base):
+    """A reviewer's assignment to a proposal and, once given, the review itself."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        UniqueConstraint("proposal_id", "reviewer_user_id"),
+        CheckConstraint("technical_score BETWEEN 1 AND 5", name="technical_range"),
+        CheckConstraint("scientific_score BETWEEN 1 AND 5", name="scientific_range"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(
+        ForeignKey("proposals.id", ondelete="CASCADE"), index=True
+    )
+    reviewer_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    assigned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    technical_score: Mapped[int | None] = mapped_column(Integer)
+    scientific_score: Mapped[int | None] = mapped_column(Integer)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    reviewer: Mapped[User] = relationship(lazy="joined")
+
+
+class Award(Base):
+    """GPU-hours granted to a project, split into periods (see :class:`AwardPeriod`).
+
+    Unused hours of one period carry over into the next up to
+    ``carry_over_limit_gpu_hours``; nothing is usable after ``expires_at``.
+    """
+
+    __tablename__ = "awards"
+    __table_args__ = (
+        CheckConstraint("gpu_hours > 0", name="gpu_hours_positive"),
+        CheckConstraint("carry_over_limit_gpu_hours >= 0", name="carry_over_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id"), index=True)
+    gpu_type: Mapped[str] = mapped_column(String(64))
+    gpu_hours: Mapped[float] = mapped_column(Float)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    carry_over_limit_gpu_hours: Mapped[float] = mapped_column(Float, default=0.0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    project: Mapped[Project] = relationship(lazy="joined")
+    periods: Mapped[list[AwardPeriod]] = relationship(
+        back_populates="award",
+        order_by="AwardPeriod.starts_at",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+    )
+
+
+class AwardPeriod(Base):
+    __tablename__ = "award_periods"
+    __table_args__ = (
+        CheckConstraint("gpu_hours >= 0", name="gpu_hours_nonnegative"),
+        CheckConstraint("ends_at > starts_at", name="ends_after_start"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    award_id: Mapped[int] = mapped_column(ForeignKey("awards.id", ondelete="CASCADE"), index=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    gpu_hours: Mapped[float] = mapped_column(Float)
+
+    award: Mapped[Award] = relationship(back_populates="periods")
+
+
+class PayPerUseAccount(Base):
+    """A project's pay-per-use account: used GPU-hours are billed at a price per GPU type,
+    up to a credit limit (EUR)."""
+
+    __tablename__ = "pay_per_use_accounts"
+    __table_args__ = (CheckConstraint("credit_limit_eur >= 0", name="credit_nonnegative"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(
+        ForeignKey("projects.id", ondelete="CASCADE"), unique=True
+    )
+    credit_limit_eur: Mapped[float] = mapped_column(Float)
+    is_active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    project: Mapped[Project] = relationship(lazy="joined")
+    prices: Mapped[list[PayPerUsePrice]] = relationship(
+        back_populates="account",
+        order_by="PayPerUsePrice.gpu_type",
+        cascade="all, delete-orphan",
+        lazy="selectin",
+    )
+
+    def price_for(self, gpu_type: str) -> float | None:
+        """EUR per GPU-hour for ``gpu_type``, or None when the account has no price for it."""
+        for p in self.prices:
+            if p.gpu_type == gpu_type:
+                return p.eur_per_gpu_hour
+        return None
+
+
+class PayPerUsePrice(Base):
+    __tablename__ = "pay_per_use_prices"
+    __table_args__ = (
+        UniqueConstraint("account_id", "gpu_type"),
+        CheckConstraint("eur_per_gpu_hour >= 0", name="price_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("pay_per_use_accounts.id", ondelete="CASCADE"), index=True
+    )
+    gpu_type: Mapped[str] = mapped_column(String(64))
+    eur_per_gpu_hour: Mapped[float] = mapped_column(Float)
+
+    account: Mapped[PayPerUseAccount] = relationship(back_populates="prices")
+
+
+class AuditEntry(Base):
+    """Who changed what and when. ``changes`` maps field -> [old, new] (or a summary)."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    actor_user_id: Mapped[int | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), index=True
+    )
+    actor: Mapped[str] = mapped_column(String(64))  # username at the time, or "system"
+    action: Mapped[str] = mapped_column(String(64))  # e.g. "project.create"
+    entity: Mapped[str] = mapped_column(String(32), index=True)  # e.g. "project"
+    entity_id: Mapped[str] = mapped_column(String(64), index=True)
+    changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,404 @@
+"""REST API of the access domain (``/api/v1/...``). Thin: parse, call the service, shape
+the answer. Authorisation lives in ``access.service``; the transaction in ``api.deps``."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, Query, Response
+from sqlalchemy import select
+
+from rechenwerk.access import schemas as s
+from rechenwerk.access import security
+from rechenwerk.access import service as svc
+from rechenwerk.access.gpu_types import known_gpu_types
+from rechenwerk.access.models import Project, ProjectMembership, Review
+from rechenwerk.api.deps import CurrentUser, DbSession, Now, Operator
+from rechenwerk.errors import NotFound
+
+router = APIRouter(prefix="/api/v1", tags=["access"])
+
+Limit = Query(50, ge=1, le=svc.MAX_LIMIT, description="page size")
+Offset = Query(0, ge=0, description="items to skip")
+
+
+# --------------------------------------------------------------------------- identity
+
+
+@router.get("/me", response_model=s.WhoAmI, summary="Who am I (user and project roles)")
+def whoami(session: DbSession, user: CurrentUser) -> s.WhoAmI:
+    rows = session.execute(
+        select(Project.slug, ProjectMembership.project_id, ProjectMembership.role)
+        .join(Project, Project.id == ProjectMembership.project_id)
+        .where(ProjectMembership.user_id == user.id).order_by(Project.slug)
+    ).all()
+    memberships = [s.MembershipOut(project=slug, project_id=pid, role=role)
+                   for slug, pid, role in rows]
+    return s.WhoAmI(**s.UserOut.of(user).model_dump(), memberships=memberships)
+
+
+@router.get("/gpu-types", response_model=list[str], summary="GPU types the centre knows")
+def gpu_types(user: CurrentUser) -> list[str]:
+    return list(known_gpu_types())
+
+
+@router.get("/tokens", response_model=list[s.TokenOut], summary="My API tokens")
+def list_tokens(session: DbSession, user: CurrentUser) -> list[s.TokenOut]:
+    return [s.TokenOut.of(t) for t in security.list_tokens(session, user)]
+
+
+@router.post("/tokens", response_model=s.TokenCreated, status_code=201,
+             summary="Create an API token (the secret is shown once)")
+def create_token(body: s.TokenCreate, session: DbSession, user: CurrentUser,
+                 now: Now) -> s.TokenCreated:
+    owner = user
+    if body.username is not None and body.username != user.username:
+        security.require_operator(user)
+        owner = svc.get_user(session, body.username)
+    expires = now + timedelta(days=body.expires_in_days) if body.expires_in_days else None
+    token, secret = security.create_token(session, owner, name=body.name, now=now,
+                                          expires_at=expires, actor=user)
+    return s.TokenCreated(**s.TokenOut.of(token).model_dump(), token=secret)
+
+
+@router.post("/auth/token", response_model=s.TokenCreated, status_code=201,
+             summary="Exchange username and password for a new API token (CLI login)")
+def token_for_password(body: s.PasswordLogin, session: DbSession, now: Now) -> s.TokenCreated:
+    user = security.authenticate_password(session, body.username, body.password)
+    token, secret = security.create_token(
+        session, user, name=body.name, now=now,
+        expires_at=now + timedelta(days=body.expires_in_days), actor=user)
+    return s.TokenCreated(**s.TokenOut.of(token).model_dump(), token=secret)
+
+
+@router.delete("/tokens/{token_id}", status_code=204, summary="Revoke an API token")
+def revoke_token(token_id: int, session: DbSession, user: CurrentUser, now: Now) -> Response:
+    security.revoke_token(session, user, token_id, now=now)
+    return Response(status_code=204)
+
+
+# --------------------------------------------------------------------------- organisations
+
+
+@router.get("/organizations", response_model=s.PageOut[s.OrganizationOut])
+def list_organizations(session: DbSession, user: CurrentUser, kind: str | None = None,
+                       country: str | None = None, limit: int = Limit,
+                       offset: int = Offset) -> s.PageOut[s.OrganizationOut]:
+    page = svc.list_organizations(session, kind=kind, country=country, limit=limit,
+                                  offset=offset)
+    return s.page_out(page, [s.OrganizationOut.of(o) for o in page.items])
+
+
+@router.post("/organizations", response_model=s.OrganizationOut, status_code=201)
+def create_organization(body: s.OrganizationCreate, session: DbSession, user: Operator,
+                        now: Now) -> s.OrganizationOut:
+    org = svc.create_organization(session, user, name=body.name, kind=body.kind.value,
+                                  country=body.country, now=now)
+    return s.OrganizationOut.of(org)
+
+
+@router.get("/organizations/{ref}", response_model=s.OrganizationOut)
+def show_organization(ref: str, session: DbSession, user: CurrentUser) -> s.OrganizationOut:
+    return s.OrganizationOut.of(svc.get_organization(session, ref))
+
+
+# --------------------------------------------------------------------------- users
+
+
+@router.get("/users", response_model=s.PageOut[s.UserOut], summary="Users (operators)")
+def list_users(session: DbSession, user: Operator, organization: str | None = None,
+               is_reviewer: bool | None = None, is_operator: bool | None = None,
+               limit: int = Limit, offset: int = Offset) -> s.PageOut[s.UserOut]:
+    page = svc.list_users(session, user, organization=organization, is_reviewer=is_reviewer,
+                          is_operator=is_operator, limit=limit, offset=offset)
+    return s.page_out(page, [s.UserOut.of(u) for u in page.items])
+
+
+@router.post("/users", response_model=s.UserOut, status_code=201, summary="Create a user")
+def create_user(body: s.UserCreate, session: DbSession, user: Operator, now: Now) -> s.UserOut:
+    created = svc.create_user(session, user, username=body.username, email=body.email,
+                              full_name=body.full_name, organization=body.organization,
+                              is_operator=body.is_operator, is_reviewer=body.is_reviewer,
+                              password=body.password, now=now)
+    return s.UserOut.of(created)
+
+
+@router.get("/users/{ref}", response_model=s.UserOut, summary="A user (self or operators)")
+def show_user(ref: str, session: DbSession, user: CurrentUser) -> s.UserOut:
+    if ref in (user.username, str(user.id)):
+        return s.UserOut.of(user)
+    if not user.is_operator:
+        raise NotFound(f"user {ref!r} not found", field="user")
+    return s.UserOut.of(svc.get_user(session, ref))
+
+
+@router.patch("/users/{ref}", response_model=s.UserOut,
+              summary="Change a user's profile or global roles (operators)")
+def update_user(ref: str, body: s.UserUpdate, session: DbSession, user: Operator,
+                now: Now) -> s.UserOut:
+    target = svc.get_user(session, ref)
+    svc.update_user(session, user, target, full_name=body.full_name, email=body.email,
+                    organization=body.organization, is_operator=body.is_operator,
+                    is_reviewer=body.is_reviewer, is_active=body.is_active, now=now)
+    return s.UserOut.of(target)
+
+
+# --------------------------------------------------------------------------- projects
+
+
+@router.get("/projects", response_model=s.PageOut[s.ProjectOut],
+            summary="Projects I am a member of (operators: all)")
+def list_projects(session: DbSession, user: CurrentUser, organization: str | None = None,
+                  member: str | None = None, limit: int = Limit,
+                  offset: int = Offset) -> s.PageOut[s.ProjectOut]:
+    page = svc.list_projects(session, user, organization=organization, member=member,
+                             limit=limit, offset=offset)
+    return s.page_out(page, [s.ProjectOut.of(p) for p in page.items])
+
+
+@router.post("/projects", response_model=s.ProjectOut, status_code=201,
+             summary="Create a project (you become its PI; operators may name the PI)")
+def create_project(body: s.ProjectCreate, session: DbSession, user: CurrentUser,
+                   now: Now) -> s.ProjectOut:
+    project = svc.create_project(session, user, slug=body.slug, title=body.title,
+                                 description=body.description, pi=body.pi, now=now)
+    return s.ProjectOut.of(project, svc.project_members(session, project))
+
+
+@router.get("/projects/{ref}", response_model=s.ProjectOut)
+def show_project(ref: str, session: DbSession, user: CurrentUser) -> s.ProjectOut:
+    project = svc.visible_project(session, user, ref)
+    return s.ProjectOut.of(project, svc.project_members(session, project))
+
+
+@router.get("/projects/{ref}/members", response_model=list[s.MemberOut])
+def list_members(ref: str, session: DbSession, user: CurrentUser) -> list[s.MemberOut]:
+    project = svc.visible_project(session, user, ref)
+    return [s.MemberOut.of(m) for m in svc.project_members(session, project)]
+
+
+@router.post("/projects/{ref}/members", response_model=s.MemberOut, status_code=201,
+             summary="Add a member or change a member's role (PI or operators)")
+def add_member(ref: str, body: s.MemberAdd, session: DbSession, user: CurrentUser,
+               now: Now) -> s.MemberOut:
+    project = svc.get_project(session, ref)
+    m = svc.add_member(session, user, project, username=body.username, role=body.role, now=now)
+    return s.MemberOut.of(m)
+
+
+@router.delete("/projects/{ref}/members/{username}", status_code=204,
+               summary="Remove a member (PI or operators)")
+def remove_member(ref: str, username: str, session: DbSession, user: CurrentUser,
+                  now: Now) -> Response:
+    project = svc.get_project(session, ref)
+    svc.remove_member(session, user, project, username=username, now=now)
+    return Response(status_code=204)
+
+
+# --------------------------------------------------------------------------- calls
+
+
+@router.get("/calls", response_model=s.PageOut[s.CallOut])
+def list_calls(session: DbSession, user: CurrentUser, now: Now, access_mode: str | None = None,
+               status: str | None = Query(None, description="open, upcoming or closed"),
+               limit: int = Limit, offset: int = Offset) -> s.PageOut[s.CallOut]:
+    page = svc.list_calls(session, now=now, access_mode=access_mode, status=status,
+                          limit=limit, offset=offset)
+    return s.page_out(page, [s.CallOut.of(c, now) for c in page.items])
+
+
+@router.post("/calls", response_model=s.CallOut, status_code=201, summary="Open a call")
+def create_call(body: s.CallCreate, session: DbSession, user: Operator, now: Now) -> s.CallOut:
+    call = svc.create_call(
+        session, user, slug=body.slug, title=body.title, description=body.description,
+        access_mode=body.access_mode.value,
+        eligible_kinds=[k.value for k in body.eligible_kinds]
+        if body.eligible_kinds is not None else None,
+        opens_at=body.opens_at or now, closes_at=body.closes_at,
+        max_gpu_hours=body.max_gpu_hours, now=now)
+    return s.CallOut.of(call, now)
+
+
+@router.get("/calls/{ref}", response_model=s.CallOut)
+def show_call(ref: str, session: DbSession, user: CurrentUser, now: Now) -> s.CallOut:
+    return s.CallOut.of(svc.get_call(session, ref), now)
+
+
+@router.post("/calls/{ref}/close", response_model=s.CallOut, summary="Close a call now")
+def close_call(ref: str, session: DbSession, user: Operator, now: Now) -> s.CallOut:
+    call = svc.close_call(session, user, svc.get_call(session, ref), now=now)
+    return s.CallOut.of(call, now)
+
+
+# --------------------------------------------------------------------------- proposals
+
+
+def _proposal_out(session: DbSession, user: CurrentUser, proposal_id: int) -> s.ProposalOut:
+    p = svc.visible_proposal(session, user, proposal_id)
+    reviewers: list[str] = []
+    if user.is_operator:
+        reviewers = [r.reviewer.username for r in session.scalars(
+            select(Review).where(Review.proposal_id == p.id).order_by(Review.id))]
+    return s.ProposalOut.of(p, reviewers)
+
+
+@router.get("/proposals", response_model=s.PageOut[s.ProposalOut],
+            summary="Proposals of my projects or assigned to me for review")
+def list_proposals(session: DbSession, user: CurrentUser, call: str | None = None,
+                   project: str | None = None, state: str | None = None,
+                   limit: int = Limit, offset: int = Offset) -> s.PageOut[s.ProposalOut]:
+    page = svc.list_proposals(session, user, call=call, project=project, state=state,
+                              limit=limit, offset=offset)
+    return s.page_out(page, [s.ProposalOut.of(p) for p in page.items])
+
+
+@router.post("/proposals", response_model=s.ProposalOut, status_code=201,
+             summary="Draft a proposal (PI of the project)")
+def create_proposal(body: s.ProposalCreate, session: DbSession, user: CurrentUser,
+                    now: Now) -> s.ProposalOut:
+    project = svc.visible_project(session, user, body.project)
+    call = svc.get_call(session, body.call)
+    p = svc.create_proposal(session, user, call=call, project=project, title=body.title,
+                            abstract=body.abstract, justification=body.justification,
+                            gpu_type=body.gpu_type,
+                            requested_gpu_hours=body.requested_gpu_hours, now=now)
+    return s.ProposalOut.of(p)
+
+
+@router.get("/proposals/{proposal_id}", response_model=s.ProposalOut)
+def show_proposal(proposal_id: int, session: DbSession, user: CurrentUser) -> s.ProposalOut:
+    return _proposal_out(session, user, proposal_id)
+
+
+@router.post("/proposals/{proposal_id}/submit", response_model=s.ProposalOut)
+def submit_proposal(proposal_id: int, session: DbSession, user: CurrentUser,
+                    now: Now) -> s.ProposalOut:
+    p = svc.visible_proposal(session, user, proposal_id)
+    svc.submit_proposal(session, user, p, now=now)
+    return _proposal_out(session, user, proposal_id)
+
+
+@router.post("/proposals/{proposal_id}/reviewers", response_model=s.ReviewOut,
+             status_code=201, summary="Assign a reviewer (operators)")
+def assign_reviewer(proposal_id: int, body: s.ReviewerAssign, session: DbSession,
+                    user: Operator, now: Now) -> s.ReviewOut:
+    p = svc.visible_proposal(session, user, proposal_id)
+    review = svc.assign_reviewer(session, user, p, reviewer=body.reviewer, now=now)
+    return s.ReviewOut.of(review, show_reviewer=True)
+
+
+@router.post("/proposals/{proposal_id}/reviews", response_model=s.ReviewOut,
+             summary="Submit my review (assigned reviewers)")
+def submit_review(proposal_id: int, body: s.ReviewCreate, session: DbSession,
+                  user: CurrentUser, now: Now) -> s.ReviewOut:
+    p = svc.visible_proposal(session, user, proposal_id)
+    review = svc.submit_review(session, user, p, technical_score=body.technical_score,
+                               scientific_score=body.scientific_score, comment=body.comment,
+                               now=now)
+    return s.ReviewOut.of(review, show_reviewer=True)
+
+
+@router.get("/proposals/{proposal_id}/reviews", response_model=list[s.ReviewOut])
+def list_reviews(proposal_id: int, session: DbSession, user: CurrentUser) -> list[s.ReviewOut]:
+    p = svc.visible_proposal(session, user, proposal_id)
+    return [s.ReviewOut.of(r, show_reviewer=user.is_operator or r.reviewer_user_id == user.id)
+            for r in svc.list_reviews(session, user, p)]
+
+
+@router.post("/proposals/{proposal_id}/decision", response_model=s.ProposalOut,
+             summary="Accept or reject (operators)")
+def decide(proposal_id: int, body: s.DecisionIn, session: DbSession, user: Operator,
+           now: Now) -> s.ProposalOut:
+    p = svc.visible_proposal(session, user, proposal_id)
+    svc.decide_proposal(session, user, p, decision=body.decision, comment=body.comment, now=now)
+    return _proposal_out(session, user, proposal_id)
+
+
+# --------------------------------------------------------------------------- awards
+
+
+@router.get("/awards", response_model=s.PageOut[s.AwardOut])
+def list_awards(session: DbSession, user: CurrentUser, project: str | None = None,
+                gpu_type: str | None = None,
+                active_at: datetime | None = Query(None, description="ISO time"),
+                limit: int = Limit, offset: int = Offset) -> s.PageOut[s.AwardOut]:
+    if project is not None:
+        svc.visible_project(session, user, project)
+    page = svc.list_awards(session, user, project=project, gpu_type=gpu_type,
+                           active_at=active_at, limit=limit, offset=offset)
+    return s.page_out(page, [s.AwardOut.of(a) for a in page.items])
+
+
+@router.post("/awards", response_model=s.AwardOut, status_code=201,
+             summary="Award GPU-hours split into periods (operators)")
+def create_award(body: s.AwardCreate, session: DbSession, user: Operator,
+                 now: Now) -> s.AwardOut:
+    project = svc.get_project(session, body.project)
+    proposal = svc.visible_proposal(session, user, body.proposal) if body.proposal else None
+    award = svc.create_award(
+        session, user, project=project, proposal=proposal, gpu_type=body.gpu_type,
+        gpu_hours=body.gpu_hours, starts_at=body.starts_at, expires_at=body.expires_at,
+        carry_over_limit_gpu_hours=body.carry_over_limit_gpu_hours,
+        period_count=body.period_count, period_months=body.period_months,
+        periods=[(p.starts_at, p.ends_at, p.gpu_hours) for p in body.periods]
+        if body.periods is not None else None,
+        now=now)
+    return s.AwardOut.of(award)
+
+
+@router.get("/awards/{award_id}", response_model=s.AwardOut)
+def show_award(award_id: int, session: DbSession, user: CurrentUser) -> s.AwardOut:
+    return s.AwardOut.of(svc.visible_award(session, user, award_id))
+
+
+# --------------------------------------------------------------------------- pay-per-use
+
+
+@router.get("/accounts", response_model=s.PageOut[s.AccountOut],
+            summary="Pay-per-use accounts of my projects")
+def list_accounts(session: DbSession, user: CurrentUser, project: str | None = None,
+                  limit: int = Limit, offset: int = Offset) -> s.PageOut[s.AccountOut]:
+    if project is not None:
+        svc.visible_project(session, user, project)
+    page = svc.list_accounts(session, user, project=project, limit=limit, offset=offset)
+    return s.page_out(page, [s.AccountOut.of(a) for a in page.items])
+
+
+@router.post("/accounts", response_model=s.AccountOut, status_code=201,
+             summary="Open a pay-per-use account (operators)")
+def create_account(body: s.AccountCreate, session: DbSession, user: Operator,
+                   now: Now) -> s.AccountOut:
+    project = svc.get_project(session, body.project)
+    account = svc.create_account(session, user, project=project,
+                                 credit_limit_eur=body.credit_limit_eur, prices=body.prices,
+                                 now=now)
+    return s.AccountOut.of(account)
+
+
+@router.get("/accounts/{account_id}", response_model=s.AccountOut)
+def show_account(account_id: int, session: DbSession, user: CurrentUser) -> s.AccountOut:
+    return s.AccountOut.of(svc.visible_account(session, user, account_id))
+
+
+@router.patch("/accounts/{account_id}", response_model=s.AccountOut,
+              summary="Change credit limit, prices or activity (operators)")
+def update_account(account_id: int, body: s.AccountUpdate, session: DbSession,
+                   user: Operator, now: Now) -> s.AccountOut:
+    account = svc.visible_account(session, user, account_id)
+    svc.update_account(session, user, account, credit_limit_eur=body.credit_limit_eur,
+                       prices=body.prices, is_active=body.is_active, now=now)
+    return s.AccountOut.of(account)
+
+
+# --------------------------------------------------------------------------- audit
+
+
+@router.get("/audit", response_model=s.PageOut[s.AuditOut], summary="Audit log (operators)")
+def list_audit(session: DbSession, user: Operator, entity: str | None = None,
+               entity_id: str | None = None, actor: str | None = None,
+               action: str | None = Query(None, description="prefix, e.g. 'proposal.'"),
+               since: datetime | None = None, limit: int = Limit,
+               offset: int = Offset) -> s.PageOut[s.AuditOut]:
+    page = svc.list_audit(session, user, entity=entity, entity_id=entity_id, user=actor,
+                          action=action, since=since, limit=limit, offset=offset)
+    return s.page_out(page, [s.AuditOut.of(e) for e in page.items])

@@ -1,0 +1,423 @@
+"""Request and response bodies of the access API (Pydantic). Quantities are numbers with
+their unit in the name (``gpu_hours``, ``credit_limit_eur``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Generic, Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from rechenwerk.access.models import (
+    AccessMode,
+    ApiToken,
+    AuditEntry,
+    Award,
+    Call,
+    Organization,
+    OrgKind,
+    PayPerUseAccount,
+    Project,
+    ProjectMembership,
+    Proposal,
+    Review,
+    User,
+)
+from rechenwerk.access.service import Page, call_status
+
+T = TypeVar("T")
+
+Ref = str | int  # a slug/name or a numeric id
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class PageOut(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+def page_out(page: Page[Any], items: list[T]) -> PageOut[T]:
+    return PageOut[T](items=items, total=page.total, limit=page.limit, offset=page.offset)
+
+
+# --------------------------------------------------------------------------- organisations
+
+
+class OrganizationCreate(_In):
+    name: str = Field(min_length=1, max_length=200)
+    kind: OrgKind
+    country: str = Field(pattern=r"^[A-Za-z]{2}$", description="ISO 3166-1 alpha-2, e.g. DE")
+
+
+class OrganizationOut(BaseModel):
+    id: int
+    name: str
+    kind: str
+    country: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, o: Organization) -> OrganizationOut:
+        return cls(id=o.id, name=o.name, kind=o.kind, country=o.country,
+                   created_at=o.created_at)
+
+
+# --------------------------------------------------------------------------- users, tokens
+
+
+class UserCreate(_In):
+    username: str = Field(min_length=2, max_length=63)
+    email: str = Field(min_length=3, max_length=254)
+    full_name: str = ""
+    organization: Ref | None = None
+    is_operator: bool = False
+    is_reviewer: bool = False
+    password: str | None = Field(default=None, min_length=8)
+
+
+class UserUpdate(_In):
+    full_name: str | None = None
+    email: str | None = Field(default=None, min_length=3, max_length=254)
+    organization: Ref | None = None
+    is_operator: bool | None = None
+    is_reviewer: bool | None = None
+    is_active: bool | None = None
+
+
+class UserOut(BaseModel):
+    id: int
+    username: str
+    email: str
+    full_name: str
+    organization: str | None
+    organization_id: int | None
+    organization_kind: str | None
+    is_operator: bool
+    is_reviewer: bool
+    is_active: bool
+    created_at: datetime
+
+    @classmethod
+    def of(cls, u: User) -> UserOut:
+        org = u.organization
+        return cls(id=u.id, username=u.username, email=u.email, full_name=u.full_name,
+                   organization=org.name if org else None, organization_id=u.organization_id,
+                   organization_kind=org.kind if org else None, is_operator=u.is_operator,
+                   is_reviewer=u.is_reviewer, is_active=u.is_active, created_at=u.created_at)
+
+
+class MembershipOut(BaseModel):
+    project: str
+    project_id: int
+    role: str
+
+
+class WhoAmI(UserOut):
+    memberships: list[MembershipOut]
+
+
+class TokenCreate(_In):
+    name: str = Field(default="cli", min_length=1, max_length=100)
+    expires_in_days: float | None = Field(default=None, gt=0, le=3650)
+    username: str | None = Field(default=None, description="operators: create for this user")
+
+
+class PasswordLogin(_In):
+    username: str = Field(min_length=1, max_length=100)
+    password: str = Field(min_length=1, max_length=1000)
+    name: str = Field(default="cli", min_length=1, max_length=100, description="token name")
+    expires_in_days: float = Field(default=90, gt=0, le=3650)
+
+
+class TokenOut(BaseModel):
+    id: int
+    user: str
+    name: str
+    prefix: str
+    created_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    last_used_at: datetime | None
+
+    @classmethod
+    def of(cls, t: ApiToken) -> TokenOut:
+        return cls(id=t.id, user=t.user.username, name=t.name, prefix=t.prefix,
+                   created_at=t.created_at, expires_at=t.expires_at, revoked_at=t.revoked_at,
+                   last_used_at=t.last_used_at)
+
+
+class TokenCreated(TokenOut):
+    token: str = Field(description="the secret; shown only once")
+
+
+# --------------------------------------------------------------------------- projects
+
+
+class ProjectCreate(_In):
+    slug: str = Field(min_length=2, max_length=63, description="also the Slurm account name")
+    title: str = Field(min_length=1, max_length=300)
+    description: str = ""
+    pi: str | None = Field(default=None, description="operators: the PI's username")
+
+
+class MemberAdd(_In):
+    username: str = Field(min_length=1)
+    role: Literal["member", "viewer"] = "member"
+
+
+class MemberOut(BaseModel):
+    username: str
+    full_name: str
+    role: str
+    since: datetime
+
+    @classmethod
+    def of(cls, m: ProjectMembership) -> MemberOut:
+        return cls(username=m.user.username, full_name=m.user.full_name, role=m.role,
+                   since=m.created_at)
+
+
+class ProjectOut(BaseModel):
+    id: int
+    slug: str
+    title: str
+    description: str
+    organization: str
+    organization_id: int
+    organization_kind: str
+    pi: str
+    created_at: datetime
+    members: list[MemberOut] | None = None
+
+    @classmethod
+    def of(cls, p: Project, members: list[ProjectMembership] | None = None) -> ProjectOut:
+        return cls(id=p.id, slug=p.slug, title=p.title, description=p.description,
+                   organization=p.organization.name, organization_id=p.organization_id,
+                   organization_kind=p.organization.kind, pi=p.pi.username,
+                   created_at=p.created_at,
+                   members=[MemberOut.of(m) for m in members] if members is not None else None)
+
+
+# --------------------------------------------------------------------------- calls
+
+
+class CallCreate(_In):
+    slug: str = Field(min_length=2, max_length=63)
+    title: str = Field(min_length=1, max_length=300)
+    description: str = ""
+    access_mode: AccessMode
+    eligible_kinds: list[OrgKind] | None = Field(
+        default=None, description="default depends on access_mode")
+    opens_at: datetime | None = Field(default=None, description="default: now")
+    closes_at: datetime
+    max_gpu_hours: float | None = Field(default=None, gt=0, description="per proposal")
+
+
+class CallOut(BaseModel):
+    id: int
+    slug: str
+    title: str
+    description: str
+    access_mode: str
+    eligible_kinds: list[str]
+    opens_at: datetime
+    closes_at: datetime
+    closed_at: datetime | None
+    max_gpu_hours: float | None
+    status: str
+    created_at: datetime
+
+    @classmethod
+    def of(cls, c: Call, now: datetime) -> CallOut:
+        return cls(id=c.id, slug=c.slug, title=c.title, description=c.description,
+                   access_mode=c.access_mode, eligible_kinds=list(c.eligible_kinds),
+                   opens_at=c.opens_at, closes_at=c.closes_at, closed_at=c.closed_at,
+                   max_gpu_hours=c.max_gpu_hours, status=call_status(c, now),
+                   created_at=c.created_at)
+
+
+# --------------------------------------------------------------------------- proposals
+
+
+class ProposalCreate(_In):
+    call: Ref
+    project: Ref
+    title: str = Field(min_length=1, max_length=300)
+    abstract: str = ""
+    justification: str = ""
+    gpu_type: str = Field(min_length=1)
+    requested_gpu_hours: float = Field(gt=0)
+
+
+class ReviewerAssign(_In):
+    reviewer: str = Field(min_length=1)
+
+
+class ReviewCreate(_In):
+    technical_score: int = Field(ge=1, le=5)
+    scientific_score: int = Field(ge=1, le=5)
+    comment: str = ""
+
+
+class DecisionIn(_In):
+    decision: Literal["accepted", "rejected"]
+    comment: str = ""
+
+
+class ProposalOut(BaseModel):
+    id: int
+    call: str
+    call_id: int
+    project: str
+    project_id: int
+    organization: str
+    applicant: str
+    title: str
+    abstract: str
+    justification: str
+    gpu_type: str
+    requested_gpu_hours: float
+    state: str
+    decision_comment: str
+    created_at: datetime
+    submitted_at: datetime | None
+    decided_at: datetime | None
+    reviewers: list[str] = Field(default_factory=list, description="visible to operators")
+
+    @classmethod
+    def of(cls, p: Proposal, reviewers: list[str] | None = None) -> ProposalOut:
+        return cls(id=p.id, call=p.call.slug, call_id=p.call_id, project=p.project.slug,
+                   project_id=p.project_id, organization=p.project.organization.name,
+                   applicant=p.applicant.username, title=p.title, abstract=p.abstract,
+                   justification=p.justification, gpu_type=p.gpu_type,
+                   requested_gpu_hours=p.requested_gpu_hours, state=p.state,
+                   decision_comment=p.decision_comment, created_at=p.created_at,
+                   submitted_at=p.submitted_at, decided_at=p.decided_at,
+                   reviewers=reviewers or [])
+
+
+class ReviewOut(BaseModel):
+    id: int
+    proposal_id: int
+    reviewer: str | None = Field(description="hidden from applicants")
+    assigned_at: datetime
+    technical_score: int | None
+    scientific_score: int | None
+    comment: str
+    submitted_at: datetime | None
+
+    @classmethod
+    def of(cls, r: Review, *, show_reviewer: bool) -> ReviewOut:
+        return cls(id=r.id, proposal_id=r.proposal_id,
+                   reviewer=r.reviewer.username if show_reviewer else None,
+                   assigned_at=r.assigned_at, technical_score=r.technical_score,
+                   scientific_score=r.scientific_score, comment=r.comment,
+                   submitted_at=r.submitted_at)
+
+
+# --------------------------------------------------------------------------- awards
+
+
+class PeriodIn(_In):
+    starts_at: datetime
+    ends_at: datetime
+    gpu_hours: float = Field(ge=0)
+
+
+class AwardCreate(_In):
+    project: Ref
+    proposal: int | None = None
+    gpu_type: str | None = Field(default=None, description="default: the proposal's")
+    gpu_hours: float = Field(gt=0)
+    starts_at: datetime
+    expires_at: datetime | None = Field(default=None, description="default: end of last period")
+    carry_over_limit_gpu_hours: float = Field(default=0.0, ge=0)
+    period_count: int | None = Field(default=None, ge=1, le=120)
+    period_months: int = Field(default=3, ge=1, le=60)
+    periods: list[PeriodIn] | None = Field(default=None, min_length=1)
+
+
+class PeriodOut(BaseModel):
+    id: int
+    starts_at: datetime
+    ends_at: datetime
+    gpu_hours: float
+
+
+class AwardOut(BaseModel):
+    id: int
+    project: str
+    project_id: int
+    proposal_id: int | None
+    gpu_type: str
+    gpu_hours: float
+    starts_at: datetime
+    expires_at: datetime
+    carry_over_limit_gpu_hours: float
+    created_at: datetime
+    periods: list[PeriodOut]
+
+    @classmethod
+    def of(cls, a: Award) -> AwardOut:
+        return cls(id=a.id, project=a.project.slug, project_id=a.project_id,
+                   proposal_id=a.proposal_id, gpu_type=a.gpu_type, gpu_hours=a.gpu_hours,
+                   starts_at=a.starts_at, expires_at=a.expires_at,
+                   carry_over_limit_gpu_hours=a.carry_over_limit_gpu_hours,
+                   created_at=a.created_at,
+                   periods=[PeriodOut(id=p.id, starts_at=p.starts_at, ends_at=p.ends_at,
+                                      gpu_hours=p.gpu_hours) for p in a.periods])
+
+
+# --------------------------------------------------------------------------- pay-per-use
+
+
+class AccountCreate(_In):
+    project: Ref
+    credit_limit_eur: float = Field(ge=0)
+    prices: dict[str, float] = Field(min_length=1, description="GPU type -> EUR per GPU-hour")
+
+
+class AccountUpdate(_In):
+    credit_limit_eur: float | None = Field(default=None, ge=0)
+    prices: dict[str, float] | None = None
+    is_active: bool | None = None
+
+
+class AccountOut(BaseModel):
+    id: int
+    project: str
+    project_id: int
+    credit_limit_eur: float
+    is_active: bool
+    prices: dict[str, float] = Field(description="GPU type -> EUR per GPU-hour")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, a: PayPerUseAccount) -> AccountOut:
+        return cls(id=a.id, project=a.project.slug, project_id=a.project_id,
+                   credit_limit_eur=a.credit_limit_eur, is_active=a.is_active,
+                   prices={p.gpu_type: p.eur_per_gpu_hour for p in a.prices},
+                   created_at=a.created_at)
+
+
+# --------------------------------------------------------------------------- audit
+
+
+class AuditOut(BaseModel):
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    entity: str
+    entity_id: str
+    changes: dict[str, Any]
+
+    @classmethod
+    def of(cls, e: AuditEntry) -> AuditOut:
+        return cls(id=e.id, at=e.at, actor=e.actor, action=e.action, entity=e.entity,
+                   entity_id=e.entity_id, changes=dict(e.changes or {}))

@@ -1,0 +1,272 @@
+"""Credentials: API tokens (random secret, stored as SHA-256, shown once, revocable, with
+expiry) and passwords (argon2id) for the web portal.
+
+Token cache: the API authenticates every request by its Bearer token. To spare each
+request the token lookup, :func:`cached_token_user` keeps, per process, a short-lived
+snapshot (``TOKEN_CACHE_TTL_S`` seconds) of what a successful :func:`authenticate_token`
+found: the owner's columns, the token's expiry and when it was last marked used.
+
+- Expiry is checked on every request against the cached ``expires_at`` (exact).
+- Any ORM change to a token's ``revoked_at``/``expires_at``/owner, or to a user row, or a
+  deletion of either, clears the whole cache when flushed and again when its transaction
+  commits in this process; an entry read from the database before that commit is not
+  stored (generation counter). A revocation or deactivation made by *another* process
+  (another server worker, the CLI) takes effect there within ``TOKEN_CACHE_TTL_S``.
+- ``last_used_at`` keeps its one-minute resolution: an entry whose token was last marked
+  used more than ``LAST_USED_RESOLUTION`` ago is not served from the cache.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import event, inspect, select
+from sqlalchemy.orm import Session, make_transient_to_detached
+
+from rechenwerk.access.audit import record
+from rechenwerk.access.models import ApiToken, User
+from rechenwerk.clock import ensure_utc
+from rechenwerk.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
+
+TOKEN_PREFIX = "rw_"
+MIN_PASSWORD_LENGTH = 8
+# A token's last_used_at is refreshed at most this often (avoids a write per request).
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+@lru_cache(maxsize=1)
+def _hasher() -> PasswordHasher:
+    return PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise InvalidInput(
+            f"password is too short ({len(password)} characters)",
+            field="password",
+            hint=f"Use at least {MIN_PASSWORD_LENGTH} characters.",
+        )
+    return _hasher().hash(password)
+
+
+def verify_password(password_hash: str | None, password: str) -> bool:
+    if not password_hash:
+        return False
+    try:
+        return _hasher().verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def new_token_secret() -> str:
+    return TOKEN_PREFIX + secrets.token_urlsafe(32)
+
+
+def create_token(
+    session: Session,
+    user: User,
+    *,
+    name: str,
+    now: datetime,
+    expires_at: datetime | None = None,
+    actor: User | None = None,
+) -> tuple[ApiToken, str]:
+    """Create a token for ``user``; returns the row and the secret (shown once, never stored)."""
+    if not name.strip():
+        raise InvalidInput("token name must not be empty", field="name")
+    if expires_at is not None and ensure_utc(expires_at) <= now:
+        raise InvalidInput(
+            "token expiry lies in the past",
+            field="expires_at",
+            hint="Give a future expiry or none (never expires).",
+        )
+    secret = new_token_secret()
+    token = ApiToken(
+        user_id=user.id,
+        name=name.strip(),
+        prefix=secret[: len(TOKEN_PREFIX) + 6],
+        token_hash=hash_token(secret),
+        created_at=now,
+        expires_at=ensure_utc(expires_at) if expires_at else None,
+    )
+    session.add(token)
+    session.flush()
+    record(session, actor or user, "token.create", "api_token", token.id,
+           {"user": user.username, "name": token.name, "expires_at": token.expires_at}, at=now)
+    return token, secret
+
+
+TOKEN_CACHE_TTL_S = 5.0
+TOKEN_CACHE_MAX = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class _CachedToken:
+    user: User  # detached snapshot of the owner's columns; never added to a session
+    expires_at: datetime | None
+    last_used_at: datetime | None
+    cached_at: float  # time.monotonic()
+
+
+class _TokenCache:
+    def __init__(self) -> None:
+        self.entries: dict[tuple[int, str], _CachedToken] = {}
+        self.generation = 0
+        self.lock = threading.Lock()
+
+    def clear(self) -> None:
+        with self.lock:
+            self.generation += 1
+            self.entries.clear()
+
+
+_TOKEN_CACHE = _TokenCache()
+
+
+def clear_token_cache() -> None:
+    """Forget every cached token (e.g. after changing tokens or users with plain SQL)."""
+    _TOKEN_CACHE.clear()
+
+
+def _cache_key(session: Session, secret: str) -> tuple[int, str]:
+    # Per engine: tests and tools may serve several databases from one process.
+    return (id(session.get_bind().engine), hash_token(secret))
+
+
+def _snapshot(user: User) -> User:
+    """A detached copy of ``user``'s column values, safe to share between threads."""
+    state = inspect(user)
+    copy = User(**{a.key: getattr(user, a.key) for a in state.mapper.column_attrs})
+    make_transient_to_detached(copy)
+    return copy
+
+
+def cached_token_user(session: Session, secret: str, *, now: datetime) -> User | None:
+    """The token's user from this process's cache, attached to ``session`` without a
+    query, or None when the token must be checked in the database (not cached, cache entry
+    older than ``TOKEN_CACHE_TTL_S``, ``last_used_at`` due for a refresh). An expired
+    token raises Unauthenticated as :func:`authenticate_token` does."""
+    entry = _TOKEN_CACHE.entries.get(_cache_key(session, secret))
+    if entry is None or time.monotonic() - entry.cached_at > TOKEN_CACHE_TTL_S:
+        return None
+    if entry.expires_at is not None and entry.expires_at <= now:
+        raise Unauthenticated("API token has expired", hint=_TOKEN_HINT)
+    if entry.last_used_at is None or now - entry.last_used_at > LAST_USED_RESOLUTION:
+        return None
+    return session.merge(entry.user, load=False)
+
+
+def token_cache_generation() -> int:
+    return _TOKEN_CACHE.generation
+
+
+def _remember(session: Session, secret: str, token: ApiToken, user: User,
+              generation: int) -> None:
+    entry = _CachedToken(_snapshot(user), token.expires_at, token.last_used_at,
+                         time.monotonic())
+    cache = _TOKEN_CACHE
+    with cache.lock:
+        if cache.generation != generation:  # changed while we read: do not store
+            return
+        if len(cache.entries) >= TOKEN_CACHE_MAX:
+            cache.entries.clear()
+        cache.entries[_cache_key(session, secret)] = entry
+
+
+def _token_changed(_mapper: Any, _conn: Any, target: ApiToken) -> None:
+    attrs = inspect(target).attrs
+    if any(attrs[k].history.has_changes() for k in ("revoked_at", "expires_at", "user_id",
+                                                     "token_hash")):
+        _auth_changed(target)
+
+
+def _auth_changed(target: Any, *_: Any) -> None:
+    session = inspect(target).session
+    if session is not None:
+        session.info["rechenwerk_auth_changed"] = True
+    _TOKEN_CACHE.clear()
+
+
+def _after_commit(session: Session) -> None:
+    if session.info.pop("rechenwerk_auth_changed", False):
+        _TOKEN_CACHE.clear()
+
+
+event.listen(ApiToken, "after_update", _token_changed)
+event.listen(ApiToken, "after_delete", lambda _m, _c, target: _auth_changed(target))
+event.listen(User, "after_update", lambda _m, _c, target: _auth_changed(target))
+event.listen(User, "after_delete", lambda _m, _c, target: _auth_changed(target))
+event.listen(Session, "after_commit", _after_commit)
+
+_TOKEN_HINT = "Create a token with `rechenwerk admin token create` and run `rechenwerk login`."
+
+
+def authenticate_token(session: Session, secret: str, *, now: datetime) -> User:
+    """The active user owning ``secret``; Unauthenticated when unknown, revoked or expired.
+    A success is remembered for :func:`cached_token_user`."""
+    hint = _TOKEN_HINT
+    generation = _TOKEN_CACHE.generation
+    token = session.scalars(
+        select(ApiToken).where(ApiToken.token_hash == hash_token(secret))
+    ).one_or_none()
+    if token is None:
+        raise Unauthenticated("unknown API token", hint=hint)
+    if token.revoked_at is not None:
+        raise Unauthenticated("API token has been revoked", hint=hint)
+    if token.expires_at is not None and token.expires_at <= now:
+        raise Unauthenticated("API token has expired", hint=hint)
+    if not token.user.is_active:
+        raise Unauthenticated("user account is deactivated", hint="Ask an operator.")
+    if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
+        token.last_used_at = now
+    _remember(session, secret, token, token.user, generation)
+    return token.user
+
+
+def authenticate_password(session: Session, username: str, password: str) -> User:
+    """For the portal's login form: the active user, or Unauthenticated (one message for
+    unknown user and wrong password, so names do not leak)."""
+    user = session.scalars(select(User).where(User.username == username)).one_or_none()
+    ok = verify_password(user.password_hash if user else None, password)
+    if user is None or not ok or not user.is_active:
+        raise Unauthenticated("wrong username or password")
+    return user
+
+
+def list_tokens(session: Session, user: User) -> list[ApiToken]:
+    return list(
+        session.scalars(select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.id))
+    )
+
+
+def revoke_token(session: Session, actor: User, token_id: int, *, now: datetime) -> ApiToken:
+    """Revoke a token; its owner or an operator may. Others get NotFound."""
+    token = session.get(ApiToken, token_id)
+    if token is None or (token.user_id != actor.id and not actor.is_operator):
+        raise NotFound(f"API token {token_id} not found", field="token_id")
+    if token.revoked_at is not None:
+        return token
+    token.revoked_at = now
+    record(session, actor, "token.revoke", "api_token", token.id,
+           {"user": token.user.username}, at=now)
+    return token
+
+
+def require_operator(user: User) -> None:
+    if not user.is_operator:
+        raise PermissionDenied(
+            "only operators may do this", hint="Ask an operator of the centre."
+        )

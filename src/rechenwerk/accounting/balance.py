@@ -1,0 +1,209 @@
+"""The live GPU-hour balance of a project, per award period.
+
+    available = awarded (incl. carry-over) - settled usage - committed
+
+where *committed* is what the project's pending, starting, running (and preempted,
+about to be requeued) jobs may still use: GPUs x walltime each. A job's real usage is
+settled when a run ends (:mod:`rechenwerk.accounting.charging`), and from then on its
+commitment no longer counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import bindparam, func, select
+from sqlalchemy.orm import Session
+
+from rechenwerk.access.models import Award, AwardPeriod, Project
+from rechenwerk.access.service import carry_over_gpu_hours
+from rechenwerk.accounting.models import UsageRecord
+from rechenwerk.store.base import UTCDateTime
+
+# Job states that hold a commitment against the balance (strings to avoid a cycle with
+# rechenwerk.jobs, which imports this module).
+COMMITTING_STATES: tuple[str, ...] = ("pending", "starting", "running", "preempted")
+
+
+@dataclass(frozen=True, slots=True)
+class PeriodBalance:
+    award_period_id: int
+    award_id: int
+    gpu_type: str
+    starts_at: datetime
+    ends_at: datetime
+    awarded_gpu_hours: float  # the period's hours plus what carried over into it
+    settled_gpu_hours: float
+    committed_gpu_hours: float
+
+    @property
+    def available_gpu_hours(self) -> float:
+        return self.awarded_gpu_hours - self.settled_gpu_hours - self.committed_gpu_hours
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "award_period_id": self.award_period_id,
+            "award_id": self.award_id,
+            "gpu_type": self.gpu_type,
+            "starts_at": self.starts_at.isoformat(),
+            "ends_at": self.ends_at.isoformat(),
+            "awarded_gpu_hours": round(self.awarded_gpu_hours, 6),
+            "settled_gpu_hours": round(self.settled_gpu_hours, 6),
+            "committed_gpu_hours": round(self.committed_gpu_hours, 6),
+            "available_gpu_hours": round(self.available_gpu_hours, 6),
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    project_id: int
+    project: str
+    at: datetime
+    periods: tuple[PeriodBalance, ...]
+    # True when the project has awards but none is active at ``at`` (all expired).
+    expired_award: bool = False
+
+    @property
+    def awarded_gpu_hours(self) -> float:
+        return sum(p.awarded_gpu_hours for p in self.periods)
+
+    @property
+    def settled_gpu_hours(self) -> float:
+        return sum(p.settled_gpu_hours for p in self.periods)
+
+    @property
+    def committed_gpu_hours(self) -> float:
+        return sum(p.committed_gpu_hours for p in self.periods)
+
+    @property
+    def available_gpu_hours(self) -> float:
+        return sum(p.available_gpu_hours for p in self.periods)
+
+    def best_period(self, gpu_type: str | None = None) -> PeriodBalance | None:
+        """The period a new job is charged to: among those matching ``gpu_type``, the one
+        ending first that still has hours, else the one with the most available."""
+        cands = [p for p in self.periods
+                 if gpu_type is None or p.gpu_type.lower() == gpu_type.lower()]
+        if not cands:
+            return None
+        with_hours = [p for p in cands if p.available_gpu_hours > 0]
+        if with_hours:
+            return min(with_hours, key=lambda p: (p.ends_at, p.award_period_id))
+        return max(cands, key=lambda p: p.available_gpu_hours)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "project": self.project,
+            "at": self.at.isoformat(),
+            "awarded_gpu_hours": round(self.awarded_gpu_hours, 6),
+            "settled_gpu_hours": round(self.settled_gpu_hours, 6),
+            "committed_gpu_hours": round(self.committed_gpu_hours, 6),
+            "available_gpu_hours": round(self.available_gpu_hours, 6),
+            "expired_award": self.expired_award,
+            "periods": [p.to_dict() for p in self.periods],
+        }
+
+
+def _settled_by_period(session: Session, period_ids: Iterable[int]) -> dict[int, float]:
+    ids = list(period_ids)
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(UsageRecord.award_period_id, func.sum(UsageRecord.gpu_hours))
+        .where(UsageRecord.award_period_id.in_(ids))
+        .group_by(UsageRecord.award_period_id)
+    )
+    return {int(pid): float(total or 0.0) for pid, total in rows if pid is not None}
+
+
+@lru_cache(maxsize=1)
+def _balance_stmt() -> Any:
+    """The active periods of project ``:project_id`` at ``:at`` with their settled and
+    committed hours, built once: building this statement (two correlated subqueries) and
+    its compile-cache key on every call cost more CPU than executing it."""
+    from rechenwerk.jobs.models import Job  # here: rechenwerk.jobs imports this module
+
+    at = bindparam("at", type_=UTCDateTime())
+    settled_sq = (
+        select(func.coalesce(func.sum(UsageRecord.gpu_hours), 0.0))
+        .where(UsageRecord.award_period_id == AwardPeriod.id)
+        .correlate(AwardPeriod).scalar_subquery()
+    )
+    committed_sq = (
+        select(func.coalesce(func.sum(Job.gpus * Job.walltime_s), 0))
+        .where(Job.award_period_id == AwardPeriod.id, Job.state.in_(COMMITTING_STATES))
+        .correlate(AwardPeriod).scalar_subquery()
+    )
+    return (
+        select(AwardPeriod.id, AwardPeriod.award_id, AwardPeriod.starts_at,
+               AwardPeriod.ends_at, AwardPeriod.gpu_hours, Award.gpu_type,
+               Award.carry_over_limit_gpu_hours, settled_sq.label("settled"),
+               committed_sq.label("committed_gpu_s"))
+        .join(Award, AwardPeriod.award_id == Award.id)
+        .where(Award.project_id == bindparam("project_id"), AwardPeriod.starts_at <= at,
+               AwardPeriod.ends_at > at, Award.expires_at > at)
+        .order_by(AwardPeriod.starts_at, AwardPeriod.id)
+    )
+
+
+_AWARD_COUNT_STMT = select(func.count(Award.id)).where(
+    Award.project_id == bindparam("project_id"))
+
+
+def project_balance(session: Session, project: Project, at: datetime) -> Balance:
+    """The balance of ``project`` at ``at`` over its active award periods.
+
+    One query in the common case (active periods with settled and committed hours);
+    awards with a carry-over limit also read their earlier periods."""
+    # One round trip: the active periods with their settled and committed hours.
+    rows = session.execute(_balance_stmt(), {"project_id": project.id, "at": at}).all()
+    if not rows:
+        expired = session.scalar(_AWARD_COUNT_STMT, {"project_id": project.id}) != 0
+        return Balance(project.id, project.slug, at, (), expired)
+    settled = {r.id: float(r.settled or 0.0) for r in rows}
+    committed = {r.id: float(r.committed_gpu_s or 0) / 3600.0 for r in rows}
+    awarded = {r.id: float(r.gpu_hours) for r in rows}
+    carrying = {r.award_id for r in rows if r.carry_over_limit_gpu_hours > 0}
+    for award_id in carrying:
+        award = session.get(Award, award_id)
+        assert award is not None
+        past = [p.id for p in award.periods if p.ends_at <= at]
+        past_settled = _settled_by_period(session, past)
+        unused: list[float] = []
+        available = carry_over_gpu_hours(award, [])
+        for k, period in enumerate(award.periods):
+            if period.ends_at <= at:
+                unused.append(available[k] - past_settled.get(period.id, 0.0))
+                available = carry_over_gpu_hours(award, unused)
+        for k, period in enumerate(award.periods):
+            if period.id in awarded:
+                awarded[period.id] = available[k]
+    periods = tuple(
+        PeriodBalance(
+            award_period_id=r.id,
+            award_id=r.award_id,
+            gpu_type=r.gpu_type,
+            starts_at=r.starts_at,
+            ends_at=r.ends_at,
+            awarded_gpu_hours=awarded[r.id],
+            settled_gpu_hours=settled.get(r.id, 0.0),
+            committed_gpu_hours=committed.get(r.id, 0.0),
+        )
+        for r in rows
+    )
+    return Balance(project.id, project.slug, at, periods, False)
+
+
+def period_for(session: Session, project_id: int, at: datetime) -> AwardPeriod | None:
+    """The award period of ``project_id`` that contains ``at`` (earliest ending first)."""
+    return session.scalars(
+        select(AwardPeriod)
+        .join(Award, AwardPeriod.award_id == Award.id)
+        .where(Award.project_id == project_id, AwardPeriod.starts_at <= at,
+               AwardPeriod.ends_at > at)
+        .order_by(AwardPeriod.ends_at, AwardPeriod.id)
+    ).first()

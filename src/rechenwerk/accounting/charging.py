@@ -1,0 +1,98 @@
+"""Settle real usage against an award period, idempotently.
+
+A run of a job is settled once, keyed by ``(job_id, attempt)``; a job imported from
+Slurm once, keyed by ``external_id``. Settling again returns the existing record.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rechenwerk.accounting.balance import period_for
+from rechenwerk.accounting.models import UsageRecord
+from rechenwerk.errors import InvalidInput
+
+
+def estimate_energy(gpu_type: str | None, gpu_hours: float) -> tuple[float, float] | None:
+    """(kWh incl. PUE, kg CO2e) for ``gpu_hours`` on ``gpu_type`` from the planning
+    catalogue's power model and default grid; None for an unknown GPU type."""
+    if not gpu_type or gpu_hours <= 0:
+        return (0.0, 0.0) if gpu_type and gpu_hours == 0 else None
+    from rechenwerk.errors import RechenwerkError
+    from rechenwerk.planning.energy import EnergyParams, energy_and_cost
+    from rechenwerk.planning.hardware import get_gpu
+
+    try:
+        cost = energy_and_cost(get_gpu(gpu_type), gpu_hours, EnergyParams())
+    except (RechenwerkError, KeyError, ValueError):
+        return None
+    return cost.energy_mwh * 1000.0, cost.co2_t * 1000.0
+
+
+def settle_usage(
+    session: Session,
+    *,
+    project_id: int,
+    gpus: int,
+    started_at: datetime,
+    ended_at: datetime,
+    now: datetime,
+    source: str = "local",
+    job_id: int | None = None,
+    attempt: int | None = None,
+    external_id: str | None = None,
+    award_period_id: int | None = None,
+    gpu_type: str | None = None,
+    energy_kwh: float | None = None,
+    co2_kg: float | None = None,
+) -> UsageRecord:
+    """Record GPU-hours = gpus x (ended_at - started_at) for one run. Idempotent. Energy
+    and CO2 are estimated from the GPU type unless given (e.g. measured by Slurm)."""
+    if (job_id is None) == (external_id is None):
+        raise InvalidInput("settle_usage needs exactly one of job_id or external_id")
+    if job_id is not None:
+        existing = session.scalars(
+            select(UsageRecord).where(UsageRecord.job_id == job_id,
+                                      UsageRecord.attempt == attempt)
+        ).first()
+    else:
+        existing = session.scalars(
+            select(UsageRecord).where(UsageRecord.external_id == external_id)
+        ).first()
+    if existing is not None:
+        return existing
+    if gpus < 0:
+        raise InvalidInput(f"gpus must not be negative (got {gpus})", field="gpus")
+    seconds = max(0.0, (ended_at - started_at).total_seconds())
+    if award_period_id is None:
+        period = period_for(session, project_id, started_at) or period_for(
+            session, project_id, ended_at
+        )
+        award_period_id = period.id if period is not None else None
+    gpu_hours = gpus * seconds / 3600.0
+    if energy_kwh is None and co2_kg is None:
+        estimate = estimate_energy(gpu_type, gpu_hours)
+        if estimate is not None:
+            energy_kwh, co2_kg = estimate
+    record = UsageRecord(
+        job_id=job_id,
+        attempt=attempt,
+        project_id=project_id,
+        award_period_id=award_period_id,
+        gpu_type=gpu_type,
+        gpus=gpus,
+        started_at=started_at,
+        ended_at=max(ended_at, started_at),
+        gpu_hours=gpu_hours,
+        energy_kwh=energy_kwh,
+        co2_kg=co2_kg,
+        source=source,
+        external_id=external_id,
+        created_at=now,
+    )
+    session.add(record)
+    session.flush()
+    return record

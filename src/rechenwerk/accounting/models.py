@@ -1,0 +1,40 @@
+"""Accounting tables: what each job (attempt) really used, charged to an award period."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import CheckConstraint, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from rechenwerk.store.base import Base, UTCDateTime
+
+
+class UsageRecord(Base):
+    """GPU-hours used by one run of a job (``job_id``, ``attempt``) or by one job imported
+    from Slurm (``external_id``). Both keys are unique, so settling twice is a no-op."""
+
+    __tablename__ = "usage_records"
+    __table_args__ = (
+        UniqueConstraint("job_id", "attempt"),
+        UniqueConstraint("external_id"),
+        CheckConstraint("gpu_hours >= 0", name="gpu_hours_nonnegative"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int | None] = mapped_column(ForeignKey("jobs.id", ondelete="SET NULL"))
+    attempt: Mapped[int | None] = mapped_column(Integer)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"), index=True)
+    award_period_id: Mapped[int | None] = mapped_column(
+        ForeignKey("award_periods.id", ondelete="SET NULL"), index=True
+    )
+    gpu_type: Mapped[str | None] = mapped_column(String(64))
+    gpus: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    gpu_hours: Mapped[float] = mapped_column(Float)
+    energy_kwh: Mapped[float | None] = mapped_column(Float)
+    co2_kg: Mapped[float | None] = mapped_column(Float)
+    source: Mapped[str] = mapped_column(String(16))  # "local" | "slurm"
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)

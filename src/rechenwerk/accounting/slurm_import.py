@@ -1,0 +1,227 @@
+"""Import finished jobs from Slurm's accounting (slurmdbd) and settle their usage.
+
+For every finished allocation in ``sacct``/``/slurmdb/.../jobs`` whose account is a
+project slug:
+
+* a job Rechenwerk submitted (its Slurm comment is ``rechenwerk:<job id>.<attempt>`` and
+  the job's handle is that Slurm id) is brought to Slurm's final word through the jobs
+  service (:func:`rechenwerk.jobs.service.apply_backend_status`: real start/end, state,
+  exit code) and its run settled once, keyed ``(job_id, attempt)``;
+* any other job (submitted to Slurm directly under the project's account) is settled
+  with ``gpus = AllocTRES gres/gpu`` and Slurm's real start/end, keyed
+  ``external_id = "slurm:<cluster>:<job id>"``.
+
+Settlement goes through :func:`rechenwerk.accounting.charging.settle_usage`, which is
+idempotent, so importing again changes nothing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rechenwerk.access.models import Project
+from rechenwerk.accounting.charging import settle_usage
+from rechenwerk.accounting.models import UsageRecord
+from rechenwerk.execution.base import TERMINAL_BACKEND_STATES
+from rechenwerk.execution.slurm.backend import to_status
+from rechenwerk.execution.slurm.types import SlurmJob, SlurmTransport
+
+DEFAULT_WINDOW = timedelta(days=7)
+
+
+@dataclass
+class ImportedJob:
+    slurm_job_id: str
+    account: str
+    user: str
+    state: str
+    gpus: int
+    started_at: datetime
+    ended_at: datetime
+    gpu_hours: float
+    rechenwerk_job_id: int | None
+    new: bool
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "slurm_job_id": self.slurm_job_id,
+            "account": self.account,
+            "user": self.user,
+            "state": self.state,
+            "gpus": self.gpus,
+            "started_at": self.started_at.isoformat(),
+            "ended_at": self.ended_at.isoformat(),
+            "gpu_hours": round(self.gpu_hours, 6),
+            "rechenwerk_job_id": self.rechenwerk_job_id,
+            "new": self.new,
+        }
+
+
+@dataclass
+class ImportReport:
+    examined: int = 0
+    settled_new: int = 0
+    already_settled: int = 0
+    not_finished: int = 0
+    unknown_account: int = 0
+    no_gpus: int = 0
+    jobs: list[ImportedJob] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "examined": self.examined,
+            "settled_new": self.settled_new,
+            "already_settled": self.already_settled,
+            "not_finished": self.not_finished,
+            "unknown_account": self.unknown_account,
+            "no_gpus": self.no_gpus,
+            "jobs": [j.to_dict() for j in self.jobs],
+        }
+
+
+def external_id(job: SlurmJob) -> str:
+    return f"slurm:{job.cluster or 'cluster'}:{job.job_id}"
+
+
+def _rechenwerk_ref(comment: str) -> tuple[int, int] | None:
+    """``"rechenwerk:42.1"`` -> (42, 1)."""
+    if not comment.startswith("rechenwerk:"):
+        return None
+    ident, _, attempt = comment.removeprefix("rechenwerk:").partition(".")
+    if ident.isdigit() and attempt.isdigit():
+        return int(ident), int(attempt)
+    return None
+
+
+def import_finished_jobs(
+    session: Session,
+    transport: SlurmTransport,
+    *,
+    now: datetime,
+    since: datetime | None = None,
+    accounts: list[str] | None = None,
+) -> ImportReport:
+    """Settle every finished Slurm job since ``since`` (default: 7 days) once."""
+    from rechenwerk.jobs.service import apply_backend_status
+
+    report = ImportReport()
+    start = since or (now - DEFAULT_WINDOW)
+    # Filter accounts here, not in sacct: slurmdbd's account filter goes through the
+    # association id, which a just-finished job may not carry yet (seen in 22.05).
+    records = transport.accounted_jobs(start=start)
+    if accounts is not None:
+        wanted = set(accounts)
+        records = [r for r in records if r.account in wanted]
+    projects = {
+        p.slug: p
+        for p in session.scalars(
+            select(Project).where(Project.slug.in_({r.account for r in records}))
+        )
+    }
+    for sj in records:
+        report.examined += 1
+        if sj.backend_state not in TERMINAL_BACKEND_STATES or sj.end_time is None:
+            report.not_finished += 1
+            continue
+        project = projects.get(sj.account)
+        if project is None:
+            report.unknown_account += 1
+            continue
+        if sj.start_time is None:  # cancelled while pending: nothing used
+            report.no_gpus += 1
+            continue
+        job = _our_job(session, sj)
+        if job is not None:
+            before = _usage_for_run(session, job.id, job.attempt)
+            # the jobs service records Slurm's final word and settles the run once
+            apply_backend_status(session, job, to_status(sj), now=now, source="slurm")
+            rec = _usage_for_run(session, job.id, job.attempt)
+            if rec is None:  # the job was already terminal without a settled run
+                rec = settle_usage(
+                    session,
+                    project_id=job.project_id,
+                    gpus=job.gpus,
+                    started_at=sj.start_time,
+                    ended_at=sj.end_time,
+                    now=now,
+                    source="slurm",
+                    job_id=job.id,
+                    attempt=job.attempt,
+                    award_period_id=job.award_period_id,
+                    gpu_type=job.gpu_type,
+                )
+            _count(report, sj, rec, new=before is None, job_id=job.id)
+            continue
+        gpus = sj.gpus or 0
+        if gpus <= 0:
+            report.no_gpus += 1
+            continue
+        ext = external_id(sj)
+        existing = session.scalars(
+            select(UsageRecord).where(UsageRecord.external_id == ext)
+        ).first()
+        rec = existing or settle_usage(
+            session,
+            project_id=project.id,
+            gpus=gpus,
+            started_at=sj.start_time,
+            ended_at=sj.end_time,
+            now=now,
+            source="slurm",
+            external_id=ext,
+        )
+        _count(report, sj, rec, new=existing is None, job_id=None)
+    return report
+
+
+def _our_job(session: Session, sj: SlurmJob) -> Any:
+    """The Rechenwerk job behind a Slurm job: by the comment Rechenwerk sets
+    (``rechenwerk:<id>.<attempt>``, stored with AccountingStoreFlags=job_comment) or, on
+    clusters that do not store comments, by the persisted handle."""
+    from rechenwerk.jobs.models import Job
+
+    ref = _rechenwerk_ref(sj.comment)
+    if ref is not None:
+        job = session.get(Job, ref[0])
+        if job is not None and job.backend_handle == sj.job_id and job.attempt == ref[1]:
+            return job
+        return None
+    return session.scalars(
+        select(Job)
+        .where(Job.backend == "slurm", Job.backend_handle == sj.job_id)
+        .order_by(Job.id.desc())
+    ).first()
+
+
+def _usage_for_run(session: Session, job_id: int, attempt: int) -> UsageRecord | None:
+    return session.scalars(
+        select(UsageRecord).where(UsageRecord.job_id == job_id, UsageRecord.attempt == attempt)
+    ).first()
+
+
+def _count(
+    report: ImportReport, sj: SlurmJob, rec: UsageRecord, *, new: bool, job_id: int | None
+) -> None:
+    if new:
+        report.settled_new += 1
+    else:
+        report.already_settled += 1
+    report.jobs.append(
+        ImportedJob(
+            slurm_job_id=sj.job_id,
+            account=sj.account,
+            user=sj.user,
+            state=sj.state,
+            gpus=rec.gpus,
+            started_at=rec.started_at,
+            ended_at=rec.ended_at,
+            gpu_hours=rec.gpu_hours,
+            rechenwerk_job_id=job_id,
+            new=new,
+        )
+    )

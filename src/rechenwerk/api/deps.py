@@ -1,0 +1,197 @@
+"""FastAPI dependencies shared by every router: the per-request transaction, the clock,
+the authenticated user.
+
+- ``get_session``: one transaction per request — commit when the endpoint returns,
+  roll back on any error, so nothing is half-written. The commit happens *before* the
+  response is sent (a failing commit becomes an error response, and a client never reads
+  stale data right after a write).
+- ``current_user``: the user behind ``Authorization: Bearer <API token>`` (401 otherwise).
+- ``require_operator``: ``current_user`` that must be an operator (403 otherwise).
+
+The engine is created lazily from the settings and kept on ``app.state.session_factory``;
+tests (and the server command) may set ``app.state.session_factory`` and
+``app.state.clock`` before the first request.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import AsyncExitStack
+from datetime import datetime
+from types import TracebackType
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.concurrency import run_in_threadpool
+
+from rechenwerk.access.models import User
+from rechenwerk.access.security import authenticate_token, cached_token_user
+from rechenwerk.clock import Clock, WallClock
+from rechenwerk.config import Settings, get_settings
+from rechenwerk.errors import Conflict, PermissionDenied, Unauthenticated
+
+_factory_lock = threading.Lock()
+_WALL = WallClock()
+
+
+def get_settings_dep(request: Request) -> Settings:
+    settings = getattr(request.app.state, "settings", None)
+    return settings if isinstance(settings, Settings) else get_settings()
+
+
+def session_factory_for(app_state: Any, settings: Settings) -> sessionmaker[Session]:
+    """The app's session factory, created on first use from ``settings``."""
+    factory: sessionmaker[Session] | None = getattr(app_state, "session_factory", None)
+    if factory is not None:
+        return factory
+    with _factory_lock:
+        factory = getattr(app_state, "session_factory", None)
+        if factory is None:
+            from rechenwerk.store.session import make_engine, make_session_factory
+
+            engine = make_engine(settings.effective_database_url)
+            factory = make_session_factory(engine)
+            app_state.engine = engine
+            app_state.session_factory = factory
+    return factory
+
+
+def _conflict(err: IntegrityError) -> Conflict:
+    """A constraint the service checks lost a race with a concurrent request."""
+    detail = str(err.orig).strip().splitlines()[0] if err.orig else "constraint violated"
+    return Conflict(
+        f"the change conflicts with existing data ({detail})",
+        hint="Another request may have created or changed the same item; reload and retry.",
+    )
+
+
+async def get_session(request: Request) -> Session:
+    """The request's session; its transaction commits when the endpoint function returns
+    (before the response is sent) and rolls back if anything raised.
+
+    Use it as ``session: Session = Depends(get_session)`` or ``session: DbSession``. It is a
+    plain function that registers commit/rollback on FastAPI's per-endpoint exit stack, so
+    the transaction boundary does not depend on how callers spell ``Depends``. It does no
+    I/O (the session connects on first use), so it runs on the event loop, and the end of
+    the request costs at most one hop to the thread pool (none when the endpoint
+    committed already and left nothing pending).
+    """
+    factory = session_factory_for(request.app.state, get_settings_dep(request))
+    stack = request.scope.get("fastapi_function_astack")
+    if not isinstance(stack, AsyncExitStack):  # pragma: no cover - FastAPI internals moved
+        raise RuntimeError("FastAPI no longer exposes the function exit stack")
+    session = factory()
+
+    def _finish(commit: bool) -> None:
+        try:
+            if commit:
+                try:
+                    session.commit()
+                except IntegrityError:
+                    session.rollback()
+                    raise
+            else:
+                session.rollback()
+        finally:
+            session.close()
+
+    async def _end(
+        exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> bool:
+        commit = exc_type is None and not getattr(request.state, "rollback_only", False)
+        if commit and _idle(session):
+            session.close()  # nothing to commit and no connection held: no I/O
+            return False
+        try:
+            await run_in_threadpool(_finish, commit)
+        except IntegrityError as err:
+            raise _conflict(err) from err
+        if not commit and isinstance(exc, IntegrityError):
+            raise _conflict(exc) from exc
+        return False
+
+    stack.push_async_exit(_end)
+    request.state.db_session = session
+    return session
+
+
+def _idle(session: Session) -> bool:
+    """No transaction open (so no connection checked out) and nothing waiting to flush."""
+    return not (session.in_transaction() or session.new or session.deleted or session.dirty)
+
+
+def rollback_request(request: Request) -> None:
+    """Roll back this request's transaction instead of committing it.
+
+    Route classes that turn errors into ordinary responses themselves (the portal's HTML
+    error pages) must call this: the transaction ends after the route handler returns, so
+    an error caught inside the handler would otherwise be committed half-done.
+    """
+    request.state.rollback_only = True
+    session = getattr(request.state, "db_session", None)
+    if isinstance(session, Session):
+        session.rollback()
+
+
+DbSession = Annotated[Session, Depends(get_session)]
+
+
+def get_clock(request: Request) -> Clock:
+    clock = getattr(request.app.state, "clock", None)
+    return clock if clock is not None else _WALL
+
+
+def get_now(request: Request) -> datetime:
+    return get_clock(request).now()
+
+
+async def _now(request: Request) -> datetime:  # async: no thread-pool hop per request
+    return get_clock(request).now()
+
+
+Now = Annotated[datetime, Depends(_now)]
+
+
+def _bearer(request: Request) -> str:
+    header = request.headers.get("authorization", "")
+    scheme, _, secret = header.partition(" ")
+    if scheme.lower() != "bearer" or not secret.strip():
+        raise Unauthenticated(
+            "missing API token",
+            hint="Send 'Authorization: Bearer <token>'; with the CLI run `rechenwerk login`.",
+        )
+    return secret.strip()
+
+
+async def current_user(request: Request, session: DbSession, now: Now) -> User:
+    """The user behind the request's Bearer API token (401 otherwise).
+
+    A token this process checked less than ``TOKEN_CACHE_TTL_S`` seconds ago is served
+    from the in-process token cache without a query or a thread-pool hop (see
+    ``rechenwerk.access.security``); otherwise the token is looked up in the database."""
+    # Another authenticator (e.g. the portal's session cookie) may have set the user.
+    user = getattr(request.state, "user", None)
+    if isinstance(user, User):
+        if user in session:
+            return user
+        return await run_in_threadpool(session.merge, user, load=True)
+    secret = _bearer(request)
+    cached = cached_token_user(session, secret, now=now)
+    if cached is not None:
+        return cached
+    return await run_in_threadpool(authenticate_token, session, secret, now=now)
+
+
+CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def require_operator(user: CurrentUser) -> User:
+    """``current_user`` who must be an operator (403 otherwise)."""
+    if not user.is_operator:
+        raise PermissionDenied("only operators may do this", hint="Ask an operator.")
+    return user
+
+
+Operator = Annotated[User, Depends(require_operator)]

@@ -1,0 +1,159 @@
+"""The CLI's HTTP client: where the server is, which token to send, and how problem
+responses turn back into :class:`~rechenwerk.errors.RechenwerkError` (so exit codes are
+mapped once, in ``cli/output.py``).
+
+Credentials come from ``rechenwerk login`` (``~/.config/rechenwerk/credentials.json``,
+or ``$XDG_CONFIG_HOME/rechenwerk/credentials.json``), overridden by the environment
+variables ``RECHENWERK_API_URL`` and ``RECHENWERK_TOKEN``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from rechenwerk import errors
+from rechenwerk.errors import FieldIssue, RechenwerkError, ServiceUnavailable, Unauthenticated
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+TIMEOUT_S = 30.0
+
+# Tests may route every client through another transport (e.g. an ASGI app).
+_transport: httpx.BaseTransport | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Credentials:
+    url: str
+    token: str | None
+
+
+def credentials_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "rechenwerk" / "credentials.json"
+
+
+def load_credentials() -> Credentials:
+    stored: dict[str, Any] = {}
+    path = credentials_path()
+    if path.is_file():
+        try:
+            stored = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise errors.InvalidInput(
+                f"cannot read {path}: {exc}", hint="Run `rechenwerk login` again."
+            ) from exc
+    url = os.environ.get("RECHENWERK_API_URL") or stored.get("url") or DEFAULT_URL
+    token = os.environ.get("RECHENWERK_TOKEN") or stored.get("token")
+    return Credentials(url=str(url).rstrip("/"), token=str(token) if token else None)
+
+
+def save_credentials(url: str, token: str) -> Path:
+    path = credentials_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"url": url.rstrip("/"), "token": token}, indent=2) + "\n")
+    tmp.chmod(0o600)
+    tmp.replace(path)
+    return path
+
+
+def use_transport(transport: httpx.BaseTransport | None) -> None:
+    """Route all clients through ``transport`` (tests); None restores real HTTP."""
+    global _transport
+    _transport = transport
+
+
+def api_client(url: str | None = None, token: str | None = None) -> httpx.Client:
+    """An httpx client for the configured server, with the Bearer token when known."""
+    creds = load_credentials()
+    base = (url or creds.url).rstrip("/")
+    secret = token or creds.token
+    headers = {"Accept": "application/json"}
+    if secret:
+        headers["Authorization"] = f"Bearer {secret}"
+    return httpx.Client(base_url=base, headers=headers, timeout=TIMEOUT_S,
+                        transport=_transport)
+
+
+def _error_classes() -> dict[str, type[RechenwerkError]]:
+    found: dict[str, type[RechenwerkError]] = {}
+    todo: list[type[RechenwerkError]] = [RechenwerkError]
+    while todo:
+        cls = todo.pop()
+        found.setdefault(cls.code, cls)
+        todo.extend(cls.__subclasses__())
+    return found
+
+
+_BY_STATUS: dict[int, type[RechenwerkError]] = {
+    400: errors.InvalidInput, 401: errors.Unauthenticated, 402: errors.BudgetExceeded,
+    403: errors.PermissionDenied, 404: errors.NotFound, 409: errors.Conflict,
+    422: errors.InvalidInput, 502: errors.BackendError, 503: errors.ServiceUnavailable,
+}
+
+
+def error_from_response(response: httpx.Response) -> RechenwerkError:
+    """The RechenwerkError a problem response stands for."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    code = str(body.get("code", ""))
+    cls = _error_classes().get(code) or _BY_STATUS.get(response.status_code, RechenwerkError)
+    issues = []
+    for item in body.get("errors") or []:
+        if isinstance(item, dict):
+            path = str(item.get("field", ""))
+            loc = tuple(int(p) if p.isdigit() else p for p in path.split(".")) if path else ()
+            issues.append(FieldIssue(loc, str(item.get("message", ""))))
+    message = str(body.get("detail") or response.reason_phrase or f"HTTP {response.status_code}")
+    field = issues[0].path if len(issues) == 1 else None
+    return cls(
+        message,
+        hint=body.get("hint"),
+        field=field,
+        issues=issues if len(issues) > 1 else [],
+    )
+
+
+def call(
+    method: str,
+    path: str,
+    *,
+    json: Any = None,
+    params: dict[str, Any] | None = None,
+    client: httpx.Client | None = None,
+) -> Any:
+    """Send one request; return the decoded JSON body (None for 204) or raise the matching
+    RechenwerkError for a problem response."""
+    own = client is None
+    http = client or api_client()
+    try:
+        clean = {k: v for k, v in (params or {}).items() if v is not None}
+        try:
+            response = http.request(method, path, json=json, params=clean)
+        except httpx.TransportError as exc:
+            raise ServiceUnavailable(
+                f"cannot reach the Rechenwerk server at {http.base_url} ({exc})",
+                hint="Start it with `rechenwerk server`, or point RECHENWERK_API_URL / "
+                "`rechenwerk login --url` at it.",
+            ) from exc
+    finally:
+        if own:
+            http.close()
+    if response.status_code >= 400:
+        err = error_from_response(response)
+        if isinstance(err, Unauthenticated) and not err.hint:
+            err.hint = "Run `rechenwerk login` with a valid API token."
+        raise err
+    if response.status_code == 204 or not response.content:
+        return None
+    return response.json()

@@ -1,0 +1,264 @@
+"""Job commands: submit, jobs, job show, logs [-f], cancel, balance, queue; operators:
+nodes, drain, resume. Everything goes through the REST API (``cli/client.py``)."""
+
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from rechenwerk.cli.output import console, handle_errors, print_json, print_table
+from rechenwerk.errors import InvalidInput
+
+TERMINAL = {"completed", "failed", "cancelled", "timeout"}
+
+
+def _call(method: str, path: str, **kw: Any) -> Any:
+    from rechenwerk.cli.client import call
+
+    return call(method, path, **kw)
+
+
+def _gpu_h(value: float | None) -> str:
+    """GPU-hours: small amounts (a short test job) keep four decimals so they show."""
+    if value is None:
+        return ""
+    return f"{value:,.4f}" if abs(value) < 1 else f"{value:,.2f}"
+
+
+def _dur(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    from rechenwerk.jobs.specs import format_duration
+
+    return format_duration(seconds)
+
+
+def _time(value: str | None) -> str:
+    return "" if not value else value.replace("T", " ")[:19]
+
+
+def load_spec_file(path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Read a YAML/JSON spec and validate it locally (clear errors before any request).
+    ``workdir`` is resolved against the file's directory (default: that directory), so
+    ``rechenwerk submit examples/train-demo.yaml`` works from anywhere."""
+    import json
+
+    import yaml
+
+    from rechenwerk.jobs.specs import parse_spec
+
+    if str(path) == "-":
+        text, source, base = sys.stdin.read(), "job spec (stdin)", Path.cwd()
+    else:
+        if not path.is_file():
+            raise InvalidInput(f"job spec file {path} does not exist",
+                               hint="Give the path of a YAML or JSON job spec.")
+        text, source, base = path.read_text(), str(path), path.resolve().parent
+    try:
+        doc = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InvalidInput(f"{source} is not valid YAML/JSON{where}: "
+                           f"{getattr(exc, 'problem', None) or exc}") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"{source} must be a mapping of fields (name, project, gpus ...)",
+                           hint="See docs/jobs.md for the job spec format.")
+    doc.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    workdir = doc.get("workdir")
+    doc["workdir"] = str((base / str(workdir)).resolve()) if workdir else str(base)
+    parse_spec(doc, source=source)
+    return doc
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("submit")
+    @handle_errors
+    def submit(
+        spec: Path = typer.Argument(..., help="Job spec (YAML or JSON); '-' reads stdin."),
+        project: str | None = typer.Option(None, "--project", "-p", help="Override project."),
+        key: str | None = typer.Option(None, "--idempotency-key",
+                                       help="Same key again returns the first job."),
+        as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    ) -> None:
+        """Submit a job from a spec file."""
+        doc = load_spec_file(spec, {"project": project, "idempotency_key": key})
+        job = _call("POST", "/api/v1/jobs", json=doc)
+        if as_json:
+            print_json(job)
+            return
+        verb = "submitted" if job.get("created", True) else "already submitted (same key)"
+        qos = job["qos"] + (" (over budget: low QOS)" if job.get("over_budget") else "")
+        console.print(f"job {job['id']} {verb}: {job['name']} in {job['project']}, "
+                      f"{job['gpus']} GPUs, walltime {_dur(job['walltime_s'])}, QOS {qos}, "
+                      f"commits {_gpu_h(job['committed_gpu_hours'])} GPU-hours",
+                      highlight=False)
+
+    @app.command("jobs")
+    @handle_errors
+    def jobs(
+        project: str | None = typer.Option(None, "--project", "-p"),
+        state: list[str] = typer.Option([], "--state", "-s",
+                                        help="Filter by state (repeatable or comma list)."),
+        mine: bool = typer.Option(False, "--mine", help="Only my jobs."),
+        limit: int = typer.Option(50, "--limit"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """List jobs of your projects (operators: all)."""
+        data = _call("GET", "/api/v1/jobs", params={
+            "project": project, "state": ",".join(state) or None,
+            "mine": "true" if mine else None, "limit": limit})
+        if as_json:
+            print_json(data)
+            return
+        print_table(
+            ["ID", "NAME", "PROJECT", "USER", "STATE", "QOS", "GPUS", "WALLTIME", "SUBMITTED",
+             "REASON"],
+            [[j["id"], j["name"], j["project"], j["user"], j["state"], j["qos"], j["gpus"],
+              _dur(j["walltime_s"]), _time(j["submitted_at"]), j["reason"] or ""]
+             for j in data["items"]],
+            title=f"{len(data['items'])} of {data['total']} jobs",
+        )
+
+    job_app = typer.Typer(help="One job.", no_args_is_help=True)
+    app.add_typer(job_app, name="job")
+
+    @job_app.command("show")
+    @handle_errors
+    def show(job_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
+        """A job's details and state history."""
+        j = _call("GET", f"/api/v1/jobs/{job_id}")
+        if as_json:
+            print_json(j)
+            return
+        rows = [
+            ("job", f"{j['id']} {j['name']}"), ("project", j["project"]), ("user", j["user"]),
+            ("state", j["state"] + (" (cancel requested)" if j["cancel_requested"] else "")),
+            ("reason", j["reason"] or ""), ("qos", j["qos"]), ("gpus", j["gpus"]),
+            ("walltime", _dur(j["walltime_s"])), ("attempt", j["attempt"]),
+            ("placement", "; ".join(f"{n}:{','.join(map(str, g))}"
+                                    for n, g in (j["placement"] or []))),
+            ("command", " ".join(j["spec"].get("command") or []) or "(script)"),
+            ("workdir", j["spec"].get("workdir", "")),
+            ("submitted", _time(j["submitted_at"])), ("started", _time(j["started_at"])),
+            ("ended", _time(j["ended_at"])),
+            ("exit code", "" if j["exit_code"] is None else j["exit_code"]),
+        ]
+        print_table(["FIELD", "VALUE"], rows, title=f"job {j['id']}")
+        print_table(["AT", "FROM", "TO", "REASON"],
+                    [[_time(e["at"]), e["from"] or "", e["to"], e["reason"] or ""]
+                     for e in j["events"]], title="history")
+
+    @app.command("logs")
+    @handle_errors
+    def logs(
+        job_id: int,
+        follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output."),
+        stderr: bool = typer.Option(False, "--stderr", help="Show stderr instead of stdout."),
+        attempt: int | None = typer.Option(None, "--attempt", help="Run number (default last)."),
+        interval: float = typer.Option(1.0, "--interval", help="Seconds between polls (-f)."),
+    ) -> None:
+        """Print a job's output; with -f follow it until the job ends."""
+        stream = "stderr" if stderr else "stdout"
+        offset, run = 0, attempt
+        while True:
+            chunk = _call("GET", f"/api/v1/jobs/{job_id}/logs",
+                          params={"stream": stream, "offset": offset, "attempt": run})
+            if run is None and chunk["attempt"] >= 1:
+                run = chunk["attempt"]
+            if chunk["data"]:
+                sys.stdout.write(chunk["data"])
+                sys.stdout.flush()
+            offset = chunk["next_offset"]
+            if (follow and attempt is None and run is not None and not chunk["data"]
+                    and chunk["latest_attempt"] > run):
+                run, offset = chunk["latest_attempt"], 0  # requeued: follow the new run
+                sys.stderr.write(f"[job {job_id}: attempt {run}]\n")
+                continue
+            if not follow or chunk["complete"]:
+                if follow and chunk["state"] in TERMINAL:
+                    sys.stderr.write(f"[job {job_id} {chunk['state']}]\n")
+                return
+            if chunk["data"]:
+                continue  # more may be ready right away
+            time.sleep(interval)
+
+    @app.command("cancel")
+    @handle_errors
+    def cancel(job_ids: list[int] = typer.Argument(..., help="Job id(s).")) -> None:
+        """Cancel jobs (running ones get SIGTERM, a grace period, then SIGKILL)."""
+        for job_id in job_ids:
+            j = _call("POST", f"/api/v1/jobs/{job_id}/cancel")
+            what = "cancelled" if j["state"] == "cancelled" else "cancel requested"
+            console.print(f"job {job_id}: {what}", highlight=False)
+
+    @app.command("balance")
+    @handle_errors
+    def balance(project: str, as_json: bool = typer.Option(False, "--json")) -> None:
+        """A project's live GPU-hour balance per award period."""
+        b = _call("GET", f"/api/v1/projects/{project}/balance")
+        if as_json:
+            print_json(b)
+            return
+        rows = [[p["award_period_id"], p["gpu_type"], _time(p["starts_at"])[:10],
+                 _time(p["ends_at"])[:10], _gpu_h(p["awarded_gpu_hours"]),
+                 _gpu_h(p["settled_gpu_hours"]), _gpu_h(p["committed_gpu_hours"]),
+                 _gpu_h(p["available_gpu_hours"])] for p in b["periods"]]
+        rows.append(["total", "", "", "", _gpu_h(b["awarded_gpu_hours"]),
+                     _gpu_h(b["settled_gpu_hours"]), _gpu_h(b["committed_gpu_hours"]),
+                     _gpu_h(b["available_gpu_hours"])])
+        print_table(["PERIOD", "GPU TYPE", "FROM", "TO", "AWARDED GPU-h", "USED GPU-h",
+                     "COMMITTED GPU-h", "AVAILABLE GPU-h"], rows,
+                    title=f"balance of {b['project']}")
+        if b["expired_award"]:
+            console.print("[yellow]the project's awards have expired[/]")
+
+    @app.command("queue")
+    @handle_errors
+    def queue(project: str | None = typer.Option(None, "--project", "-p"),
+              as_json: bool = typer.Option(False, "--json")) -> None:
+        """Pending jobs in the order the scheduler considers them, with the reason."""
+        data = _call("GET", "/api/v1/queue", params={"project": project})
+        if as_json:
+            print_json(data)
+            return
+        print_table(["#", "ID", "NAME", "PROJECT", "USER", "QOS", "GPUS", "WALLTIME", "WAITING",
+                     "REASON"],
+                    [[i + 1, j["id"], j["name"], j["project"], j["user"], j["qos"], j["gpus"],
+                      _dur(j["walltime_s"]), _time(j["submitted_at"]),
+                      f"{j['reason_code'] or ''}: {j['reason'] or ''}"]
+                     for i, j in enumerate(data["items"])],
+                    title=f"{data['total']} pending jobs")
+
+    @app.command("nodes")
+    @handle_errors
+    def nodes(as_json: bool = typer.Option(False, "--json")) -> None:
+        """GPU usage per node (operators)."""
+        data = _call("GET", "/api/v1/nodes")
+        if as_json:
+            print_json(data)
+            return
+        print_table(["NODE", "GPU TYPE", "GPUS", "USED", "STATE", "JOBS", "NOTE"],
+                    [[n["name"], n["gpu_type"], n["gpus"], n["used_gpus"], n["state"],
+                      ",".join(map(str, n["jobs"])), n["drain_reason"] or ""]
+                     for n in data["items"]],
+                    title=f"{data['used_gpus']} of {data['total_gpus']} GPUs in use")
+
+    @app.command("drain")
+    @handle_errors
+    def drain(node: str, reason: str | None = typer.Option(None, "--reason", "-r")) -> None:
+        """Drain a node: running jobs finish, nothing new starts there (operators)."""
+        n = _call("POST", f"/api/v1/nodes/{node}/drain", json={"reason": reason})
+        console.print(f"node {n['name']} drained ({len(n['jobs'])} job(s) still running)",
+                      highlight=False)
+
+    @app.command("resume")
+    @handle_errors
+    def resume(node: str) -> None:
+        """Return a drained node to service (operators)."""
+        n = _call("POST", f"/api/v1/nodes/{node}/resume")
+        console.print(f"node {n['name']} resumed ({n['state']})", highlight=False)

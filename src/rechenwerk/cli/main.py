@@ -1,0 +1,59 @@
+"""The ``rechenwerk`` command. Sub-commands live in their own modules; heavy imports
+(NumPy, SQLAlchemy, matplotlib) stay inside command functions so ``--help`` is instant."""
+
+from __future__ import annotations
+
+import importlib
+
+import typer
+
+from rechenwerk import __version__
+
+app = typer.Typer(
+    name="rechenwerk",
+    help="Rechenwerk: plan, grant, schedule, run and account a shared AI compute centre.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+# Modules that register commands on ``app`` with a ``register(app)`` function.
+# One line per module; each domain owns its module.
+COMMAND_MODULES: list[str] = [
+    "rechenwerk.cli.access",
+    "rechenwerk.cli.admin",
+    "rechenwerk.cli.server",
+    "rechenwerk.cli.plan",
+    "rechenwerk.cli.trace",
+    "rechenwerk.cli.slurm",
+    "rechenwerk.cli.jobs",
+    "rechenwerk.cli.report",
+    "rechenwerk.cli.simulate",
+]
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"rechenwerk {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
+    ),
+) -> None:
+    """Rechenwerk command line."""
+
+
+for _name in COMMAND_MODULES:
+    importlib.import_module(_name).register(app)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""``rechenwerk server``: serve the REST API and the portal with uvicorn on
+``create_app()``. Background work (the scheduler loop) hooks into the app's lifespan.
+
+``--workers N`` runs N server processes on one port (uvicorn's process manager); only one
+of them runs the scheduler loop at a time (leadership through the database), and an API
+token revoked in one process is refused by the others within
+``rechenwerk.access.security.TOKEN_CACHE_TTL_S`` seconds."""
+
+from __future__ import annotations
+
+import gc
+from typing import TYPE_CHECKING
+
+import typer
+
+from rechenwerk.cli.output import handle_errors
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+
+def app_factory() -> FastAPI:
+    """``create_app()`` followed by one collection and ``gc.freeze()``: the app's
+    long-lived objects (routes, models, mappers, compiled caches' skeleton) move to the
+    permanent generation, so the collections that requests trigger do not walk them."""
+    from rechenwerk.api.app import create_app
+
+    app = create_app()
+    gc.collect()
+    gc.freeze()
+    return app
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("server")
+    @handle_errors
+    def server(
+        host: str = typer.Option(None, "--host", help="default: RECHENWERK_HOST (127.0.0.1)"),
+        port: int = typer.Option(None, "--port", help="default: RECHENWERK_PORT (8000)"),
+        log_level: str = typer.Option("info", "--log-level"),
+        workers: int = typer.Option(
+            1, "--workers", min=1, max=64,
+            help="server processes (e.g. one per core; the scheduler loop runs in one)"),
+        access_log: bool = typer.Option(
+            True, "--access-log/--no-access-log", help="log every request (costs CPU)"),
+    ) -> None:
+        """Start the server (REST API at /api/v1, OpenAPI docs at /docs)."""
+        import uvicorn
+
+        from rechenwerk.config import get_settings
+
+        settings = get_settings()
+        uvicorn.run("rechenwerk.cli.server:app_factory", factory=True,
+                    host=host or settings.host, port=port or settings.port,
+                    log_level=log_level, workers=workers, access_log=access_log)

@@ -1,0 +1,210 @@
+"""``rechenwerk slurm ...``: operator commands on the Slurm submit host.
+
+rechenwerk slurm sync [--dry-run] [--json]   accounts, associations, GPU-minute limits
+rechenwerk slurm import [--since ISO] [--json]  settle finished jobs from slurmdbd
+rechenwerk slurm status [--json]             controller, nodes, managed accounts
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import typer
+
+from rechenwerk.cli.output import console, handle_errors, print_json, print_table
+from rechenwerk.errors import InvalidInput
+
+slurm_app = typer.Typer(
+    help="Slurm: account sync, accounting import, cluster status.", no_args_is_help=True
+)
+
+
+def _session_factory() -> Any:
+    from rechenwerk.config import get_settings
+    from rechenwerk.store.session import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(get_settings().effective_database_url))
+
+
+def _parse_since(value: str | None) -> datetime | None:
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(
+            f"--since {value!r} is not an ISO date/time",
+            field="since",
+            hint="e.g. --since 2026-11-01 or --since 2026-11-01T12:00:00+00:00",
+        ) from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+@slurm_app.command("sync")
+@handle_errors
+def sync_cmd(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the differences."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    project: list[str] = typer.Option(
+        [], "--project", "-p", help="Only these project slugs (repeatable)."
+    ),
+    extra_user: list[str] = typer.Option(
+        [],
+        "--extra-user",
+        help="Also associate this Unix user with every account "
+        "(e.g. the service account when RECHENWERK_SLURM_SUBMIT_AS=service).",
+    ),
+) -> None:
+    """Make Slurm's accounts, associations and GrpTRESMins match the awards."""
+    from rechenwerk.execution.slurm.sync import sync
+    from rechenwerk.store.session import session_scope
+
+    with session_scope(_session_factory()) as session:
+        result = sync(
+            session,
+            now=datetime.now(UTC),
+            dry_run=dry_run,
+            extra_users=extra_user,
+            projects=project or None,
+        )
+    if as_json:
+        print_json({"dry_run": dry_run, **result.to_dict()})
+        return
+    verb = "would change" if dry_run else "changed"
+    for w in result.warnings:
+        console.print(f"[yellow]warning:[/] {w}", highlight=False)
+    if not result.changes:
+        console.print(f"Slurm is in sync ({len(result.desired)} project accounts).")
+        return
+    print_table(
+        ["action", "account", "user", "Slurm now", "wanted", "drift"],
+        [
+            (c.action, c.account, c.user, c.current, c.desired, "yes" if c.drift else "")
+            for c in result.changes
+        ],
+        title=f"{verb}: {len(result.changes)} ({len(result.drift)} drift)",
+    )
+
+
+@slurm_app.command("import")
+@handle_errors
+def import_cmd(
+    since: str | None = typer.Option(
+        None, "--since", help="Start of the window (default: 7 days ago)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Settle finished Slurm jobs (real start/end, AllocTRES gres/gpu) once each."""
+    from rechenwerk.accounting.slurm_import import import_finished_jobs
+    from rechenwerk.config import get_settings
+    from rechenwerk.execution.slurm import make_transport
+    from rechenwerk.store.session import session_scope
+
+    transport = make_transport(get_settings())
+    try:
+        with session_scope(_session_factory()) as session:
+            report = import_finished_jobs(
+                session, transport, now=datetime.now(UTC), since=_parse_since(since)
+            )
+    finally:
+        transport.close()
+    if as_json:
+        print_json(report.to_dict())
+        return
+    console.print(
+        f"examined {report.examined} Slurm jobs: {report.settled_new} settled now, "
+        f"{report.already_settled} already settled, {report.unknown_account} outside "
+        f"Rechenwerk's accounts, {report.not_finished} not finished, "
+        f"{report.no_gpus} without GPU usage",
+        highlight=False,
+    )
+    new = [j for j in report.jobs if j.new]
+    if new:
+        print_table(
+            ["Slurm job", "account", "user", "state", "GPUs", "GPU-hours", "Rechenwerk job"],
+            [
+                (
+                    j.slurm_job_id,
+                    j.account,
+                    j.user,
+                    j.state,
+                    j.gpus,
+                    f"{j.gpu_hours:.4f}",
+                    j.rechenwerk_job_id or "(direct)",
+                )
+                for j in new
+            ],
+        )
+
+
+@slurm_app.command("status")
+@handle_errors
+def status_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Is slurmctld up, which nodes, and the managed accounts' GPU-minute limits."""
+    import json
+    import subprocess
+
+    from rechenwerk.config import get_settings
+    from rechenwerk.errors import BackendError
+    from rechenwerk.execution.slurm import make_transport, v0_0_38
+    from rechenwerk.execution.slurm.sync import desired_accounts, slurm_accounts
+    from rechenwerk.store.session import session_scope
+
+    settings = get_settings()
+    transport = make_transport(settings)
+    try:
+        transport.ping()
+    finally:
+        transport.close()
+    proc = subprocess.run(["sinfo", "--json"], capture_output=True, text=True, timeout=30)
+    if proc.returncode != 0:
+        raise BackendError(f"sinfo failed: {proc.stderr.strip()}")
+    nodes = v0_0_38.parse_nodes(json.loads(proc.stdout))
+    with session_scope(_session_factory()) as session:
+        desired = desired_accounts(session, now=datetime.now(UTC))
+    current = slurm_accounts(d.account for d in desired)
+    accounts: list[dict[str, Any]] = [
+        {
+            "account": d.account,
+            "wanted_gpu_minutes": d.gpu_minutes,
+            "slurm_gpu_minutes": current[d.account].gpu_minutes if d.account in current else None,
+            "in_slurm": d.account in current,
+            "users": sorted(current[d.account].users) if d.account in current else [],
+        }
+        for d in desired
+    ]
+    if as_json:
+        print_json(
+            {
+                "controller": "up",
+                "transport": settings.slurm_transport,
+                "nodes": nodes,
+                "accounts": accounts,
+            }
+        )
+        return
+    console.print(f"slurmctld: up (transport: {settings.slurm_transport})")
+    print_table(
+        ["node", "state", "GPUs", "GPUs in use", "reason"],
+        [(n["name"], n["state"], n["gpus"], n["gres_used"], n["reason"]) for n in nodes],
+    )
+    print_table(
+        ["account", "GPU-minutes wanted", "GPU-minutes in Slurm", "users"],
+        [
+            (
+                a["account"],
+                a["wanted_gpu_minutes"],
+                a["slurm_gpu_minutes"] or "-",
+                ",".join(a["users"]),
+            )
+            for a in accounts
+        ],
+        title="project accounts",
+    )
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(slurm_app, name="slurm")

@@ -1,0 +1,76 @@
+"""Settings from environment variables (prefix ``RECHENWERK_``) with embedded defaults.
+
+The defaults run a whole centre on one machine: a SQLite file under ``var/``, the local
+executor over an emulated GPU inventory, and a log-only mail sender.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.cwd() / "var"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="RECHENWERK_", extra="ignore")
+
+    # --- storage -------------------------------------------------------------------
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    database_url: str = ""  # empty -> sqlite file in data_dir
+
+    # --- server ---------------------------------------------------------------------
+    host: str = "127.0.0.1"
+    port: int = 8000
+    secret_key: str = "dev-only-change-me"  # signs portal sessions and CSRF tokens
+    # URL the CLI talks to; the CLI stores it at login too.
+    api_url: str = "http://127.0.0.1:8000"
+
+    # --- scheduling -----------------------------------------------------------------
+    # Policy expression understood by rechenwerk.scheduling (e.g. "multifactor+easy-backfill").
+    scheduler_policy: str = "multifactor+easy-backfill"
+    scheduler_interval_s: float = 1.0
+    scheduler_enabled: bool = True
+    # What happens when a submission exceeds the live balance: refuse it, or accept it in
+    # the low (scavenger) QOS.
+    overdraft_policy: Literal["refuse", "low_qos"] = "refuse"
+
+    # --- execution ------------------------------------------------------------------
+    executor: Literal["local", "slurm"] = "local"
+    # Emulated inventory for the local executor: "NODESxGPUS[:GPU_TYPE]" or a YAML file.
+    local_cluster: str = "2x8:A100-80GB"
+    kill_grace_s: float = 10.0
+    slurm_transport: Literal["cli", "rest"] = "cli"
+    slurm_rest_url: str = "unix:/run/slurmrestd.sock"
+    slurm_partition: str = "debug"
+    # "user": jobs run as the Rechenwerk user's Unix account (CLI as root via runuser, or
+    # REST with per-user JWTs); "service": as the account the server runs under.
+    slurm_submit_as: Literal["user", "service"] = "user"
+    slurm_rest_token: str = ""  # JWT for TCP slurmrestd; empty -> `scontrol token` per user
+
+    # --- planning -------------------------------------------------------------------
+    # Extra hardware catalogue YAML (same schema as planning/data/hardware.yaml) whose
+    # entries extend or replace the built-in GPUs; empty -> built-in catalogue only.
+    hardware_catalogue: str = ""
+
+    # --- notifications --------------------------------------------------------------
+    smtp_host: str = ""  # empty -> notifications are only logged
+    smtp_port: int = 25
+    smtp_from: str = "rechenwerk@localhost"
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.data_dir / 'rechenwerk.db'}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

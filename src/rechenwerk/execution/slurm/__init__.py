@@ -1,0 +1,43 @@
+"""Slurm backend: Slurm schedules, Rechenwerk sets limits/priorities, submits, tracks and
+accounts. Transports: the CLI (``sbatch``/``squeue --json``/``sacct --json``) or
+slurmrestd (v0.0.38), chosen by ``settings.slurm_transport``."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from rechenwerk.execution.slurm.backend import SlurmBackend
+from rechenwerk.execution.slurm.types import SlurmJob, SlurmTransport, SubmitSpec
+
+if TYPE_CHECKING:
+    from rechenwerk.config import Settings
+
+__all__ = [
+    "SlurmBackend",
+    "SlurmJob",
+    "SlurmTransport",
+    "SubmitSpec",
+    "make_slurm_backend",
+    "make_transport",
+]
+
+
+def make_transport(settings: Settings) -> SlurmTransport:
+    if settings.slurm_transport == "rest":
+        from rechenwerk.execution.slurm.rest_transport import RestTransport
+
+        return RestTransport(
+            settings.slurm_rest_url,
+            token=settings.slurm_rest_token or None,
+        )
+    from rechenwerk.execution.slurm.cli_transport import CliTransport
+
+    return CliTransport()
+
+
+def make_slurm_backend(settings: Settings) -> SlurmBackend:
+    return SlurmBackend(
+        make_transport(settings),
+        partition=settings.slurm_partition,
+        submit_as_user=settings.slurm_submit_as == "user",
+    )

@@ -1,0 +1,275 @@
+"""Talk to Slurm through its commands: ``sbatch --parsable``, ``scancel``,
+``squeue --json``, ``sacct --json`` (all argv lists, never a shell)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from rechenwerk.errors import BackendError, BackendUnavailable, InvalidInput
+from rechenwerk.execution.slurm import v0_0_38 as schema
+from rechenwerk.execution.slurm.types import SlurmJob, SubmitSpec
+
+_UNREACHABLE = (
+    "unable to contact slurm controller",
+    "socket timed out",
+    "connection refused",
+    "slurm_persist_conn_open",
+    "unable to establish connection",
+    "zero bytes were transmitted",
+)
+_UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+_SUBMIT_HINT = (
+    "Is the project's Slurm account there and is the user associated with it? "
+    "Run `rechenwerk slurm sync`; see `sacctmgr show assoc account=<project>`."
+)
+
+
+def _slurm_time(dt: datetime) -> str:
+    return dt.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
+
+
+class CliTransport:
+    name = "cli"
+
+    def __init__(self, *, timeout_s: float = 30.0, bin_dir: str | None = None) -> None:
+        self.timeout_s = timeout_s
+        self.bin_dir = bin_dir
+        self._controller_down = False
+
+    def _check_controller(self, what: str) -> None:
+        try:
+            proc = subprocess.run(
+                [self._exe("scontrol"), "ping"],
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+                env=self._env(),
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            proc = None
+        if proc is not None and "is UP" in proc.stdout:
+            self._controller_down = False
+            return
+        raise BackendUnavailable(
+            f"{what}: slurmctld unreachable (scontrol ping: "
+            f"{proc.stdout.strip() if proc else 'timed out'})",
+            hint="Rechenwerk keeps the job pending and retries; check `scontrol ping`.",
+        )
+
+    # ------------------------------------------------------------------ plumbing
+    def _exe(self, name: str) -> str:
+        if self.bin_dir:
+            return os.path.join(self.bin_dir, name)
+        found = shutil.which(name)
+        if not found:
+            raise BackendUnavailable(
+                f"Slurm command {name!r} not found on PATH",
+                hint="Install the Slurm client (Debian: slurm-client) or use "
+                "RECHENWERK_SLURM_TRANSPORT=rest.",
+            )
+        return found
+
+    def _run(
+        self, argv: list[str], *, stdin: str | None = None, what: str, user: str | None = None
+    ) -> subprocess.CompletedProcess[str]:
+        if user is not None:
+            argv = self._as_user(user) + argv
+        if self._controller_down and what not in ("sacct", "scontrol ping"):
+            # Slurm's commands need ~MessageTimeout (10 s) to give up on a dead
+            # controller; after one such failure, ask `scontrol ping` (instant) first.
+            self._check_controller(what)
+        try:
+            proc = subprocess.run(
+                argv,
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=self.timeout_s,
+                env=self._env(),
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BackendUnavailable(
+                f"{what}: Slurm did not answer within {self.timeout_s:.0f} s",
+                hint="Check that slurmctld runs (`scontrol ping`).",
+            ) from exc
+        if proc.returncode != 0:
+            err = (proc.stderr or proc.stdout).strip()
+            low = err.lower()
+            if any(s in low for s in _UNREACHABLE):
+                last = err.splitlines()[-1] if err else "no output"
+                self._controller_down = what != "sacct"
+                raise BackendUnavailable(
+                    f"{what}: slurmctld unreachable ({last})",
+                    hint="Rechenwerk keeps the job pending and retries; check `scontrol ping`.",
+                )
+        return proc
+
+    def _env(self) -> dict[str, str]:
+        # The CLI needs only PATH and SLURM_CONF; sbatch exports this env to the job,
+        # so the service's own variables (tokens, DB URLs) must never be in it.
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LANG": "C.UTF-8"}
+        for key in ("SLURM_CONF",):
+            if key in os.environ:
+                env[key] = os.environ[key]
+        return env
+
+    def _as_user(self, user: str) -> list[str]:
+        if not _UNIX_USER.match(user):
+            raise InvalidInput(
+                f"user {user!r} is not a valid Unix user name for Slurm",
+                field="user",
+                hint="Rechenwerk user names must match Unix accounts on the cluster.",
+            )
+        if user == _current_user():
+            return []
+        if os.geteuid() != 0:
+            raise BackendError(
+                f"cannot submit as {user!r}: the service does not run as root",
+                hint="Run the server as root, use the REST transport with JWT, or set "
+                "RECHENWERK_SLURM_SUBMIT_AS=service.",
+            )
+        return ["runuser", "-u", user, "--"]
+
+    def _json(self, proc: subprocess.CompletedProcess[str], what: str) -> Mapping[str, Any]:
+        if proc.returncode != 0:
+            raise BackendError(f"{what} failed: {proc.stderr.strip() or proc.stdout.strip()}")
+        try:
+            doc = json.loads(proc.stdout)
+        except json.JSONDecodeError as exc:
+            raise BackendError(f"{what} printed no JSON: {proc.stdout[:200]!r}") from exc
+        if not isinstance(doc, dict):
+            raise BackendError(f"{what} printed unexpected JSON")
+        return doc
+
+    # ------------------------------------------------------------------ transport API
+    def submit(self, spec: SubmitSpec) -> str:
+        argv = [
+            self._exe("sbatch"),
+            "--parsable",
+            f"--job-name={spec.name}",
+            f"--account={spec.account}",
+            f"--partition={spec.partition}",
+            f"--time={spec.time_limit_min}",
+            f"--nodes={spec.nodes}",
+            f"--ntasks-per-node={spec.ntasks_per_node}",
+            f"--chdir={spec.workdir}",
+            f"--output={spec.stdout}",
+            f"--error={spec.stderr}",
+            "--open-mode=append",
+            "--requeue",
+            "--export=ALL",
+        ]
+        if spec.gres:
+            argv.append(f"--gres={spec.gres}")
+        if spec.qos:
+            argv.append(f"--qos={spec.qos}")
+        if spec.comment:
+            argv.append(f"--comment={spec.comment}")
+        proc = self._run(argv, stdin=spec.script, what="sbatch", user=spec.user)
+        if proc.returncode != 0:
+            msg = proc.stderr.strip().removeprefix("sbatch: error: ") or "no message"
+            raise BackendError(f"Slurm rejected the job: {msg}", hint=_SUBMIT_HINT)
+        out = proc.stdout.strip().split(";", 1)[0]
+        if not out.isdigit():
+            raise BackendError(f"sbatch printed no job id: {proc.stdout!r:.200}")
+        return out
+
+    def cancel(self, job_id: str, *, signal: str | None = None) -> None:
+        argv = [self._exe("scancel")]
+        if signal:
+            argv += [f"--signal={signal}", "--full"]
+        argv.append(str(int(job_id)))
+        proc = self._run(argv, what="scancel")
+        if proc.returncode != 0:
+            err = proc.stderr.lower()
+            if "invalid job id" in err or "already completing or completed" in err:
+                return
+            raise BackendError(f"scancel {job_id} failed: {proc.stderr.strip()}")
+
+    def live_jobs(self) -> list[SlurmJob]:
+        proc = self._run([self._exe("squeue"), "--json"], what="squeue")
+        doc = self._json(proc, "squeue --json")
+        if doc.get("errors"):  # squeue takes no user input: an error means no controller
+            self._controller_down = True
+            raise BackendUnavailable(
+                f"squeue: slurmctld did not answer ({doc['errors'][0]})",
+                hint="Check `scontrol ping`; Rechenwerk polls again next cycle.",
+            )
+        return schema.parse_live_jobs(doc)
+
+    def accounted_jobs(
+        self,
+        *,
+        job_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        accounts: Sequence[str] | None = None,
+    ) -> list[SlurmJob]:
+        filt: list[str] = ["-X", "--allusers"]
+        if job_ids:
+            filt.append("--jobs=" + ",".join(str(int(j)) for j in job_ids))
+        if start is not None:
+            filt.append(f"--starttime={_slurm_time(start)}")
+        elif not job_ids:
+            filt.append("--starttime=1970-01-02T00:00:00")
+        if end is not None:
+            filt.append(f"--endtime={_slurm_time(end)}")
+        if accounts:
+            filt.append("--accounts=" + ",".join(accounts))
+        proc = self._run([self._exe("sacct"), "--json", *filt], what="sacct")
+        doc = self._json(proc, "sacct --json")
+        schema.check_errors(doc, "sacct")
+        jobs = schema.parse_accounted_jobs(doc)
+        if any(j.exit_code is None and j.end_time is not None for j in jobs):
+            codes = self._exit_codes(filt)
+            jobs = [
+                _with_exit(j, codes.get(j.job_id)) if j.exit_code is None and j.end_time else j
+                for j in jobs
+            ]
+        return jobs
+
+    def _exit_codes(self, filt: list[str]) -> dict[str, int]:
+        """``sacct --parsable2`` JobIDRaw|ExitCode (the JSON exit code is wrong in 22.05)."""
+        proc = self._run(
+            [self._exe("sacct"), "--parsable2", "--noheader", "--format=JobIDRaw,ExitCode", *filt],
+            what="sacct",
+        )
+        codes: dict[str, int] = {}
+        for line in proc.stdout.splitlines():
+            job_id, _, exit_code = line.partition("|")
+            code, _, sig = exit_code.partition(":")
+            if job_id.isdigit() and code.isdigit():
+                codes[job_id] = 128 + int(sig) if sig.isdigit() and int(sig) else int(code)
+        return codes
+
+    def ping(self) -> None:
+        proc = self._run([self._exe("scontrol"), "ping"], what="scontrol ping")
+        if proc.returncode != 0 or "is UP" not in proc.stdout:
+            raise BackendUnavailable(
+                f"slurmctld does not answer: {proc.stdout.strip() or proc.stderr.strip()}",
+                hint="Start it (development: scripts/slurm-dev up).",
+            )
+
+    def close(self) -> None:
+        return None
+
+
+def _with_exit(job: SlurmJob, code: int | None) -> SlurmJob:
+    from dataclasses import replace
+
+    return replace(job, exit_code=code)
+
+
+def _current_user() -> str:
+    import pwd
+
+    return pwd.getpwuid(os.geteuid()).pw_name

@@ -1,0 +1,183 @@
+"""Batch script generation: a LaunchRequest -> a SubmitSpec (argv-safe fields plus a
+bash script in which every user-supplied string is ``shlex.quote``-d).
+
+Safety rules (tested with hostile input in ``tests/slurm/test_script.py``):
+
+* The job name goes to Slurm only as a separate argv item / JSON field, sanitized to
+  ``[A-Za-z0-9._-]``; it never appears in the script.
+* Commands are argv tuples: each item is quoted; nothing is evaluated by the shell.
+* Environment names must be identifiers; values are quoted.
+* A script body is copied verbatim into a file beside the logs and executed as a
+  program; it is the user's code by definition and is never spliced into our script.
+* Paths in Slurm's ``--output`` patterns get ``%`` doubled, so ``%j`` in a user path is
+  not expanded.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import shlex
+from collections.abc import Mapping
+from pathlib import Path
+
+from rechenwerk.errors import InvalidInput
+from rechenwerk.execution.base import LaunchRequest
+from rechenwerk.execution.slurm.types import SubmitSpec
+
+_NAME_BAD = re.compile(r"[^A-Za-z0-9._-]+")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+# Environment the service never hands to jobs.
+_RESERVED_ENV_PREFIXES = ("SLURM_", "RECHENWERK_")
+# Base environment of every job (the submitting service's own env never leaks).
+BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
+
+
+def sanitize_job_name(name: str, fallback: str = "job") -> str:
+    """Slurm-safe job name: ``[A-Za-z0-9._-]``, at most 64 characters, never empty."""
+    cleaned = _NAME_BAD.sub("_", name).strip("_.-")[:64]
+    return cleaned or fallback
+
+
+def slurm_path(path: str) -> str:
+    """A literal path for Slurm's ``--output``/``--error`` (``%`` starts a pattern)."""
+    if "\n" in path or "\0" in path:
+        raise InvalidInput("log path contains a newline or NUL byte", field="log_dir")
+    return path.replace("%", "%%")
+
+
+def check_account(project: str) -> str:
+    if not _ACCOUNT.match(project):
+        raise InvalidInput(
+            f"project {project!r} is not a valid Slurm account name",
+            field="project",
+            hint="Slurm accounts are lower-case letters, digits, '.', '_' and '-' "
+            "(at most 64 characters); the project slug is used as the account.",
+        )
+    return project
+
+
+def job_environment(request: LaunchRequest) -> dict[str, str]:
+    """Variables the job sees besides Slurm's own (validated, not yet quoted)."""
+    env: dict[str, str] = {}
+    for key, value in request.env.items():
+        if not _ENV_NAME.match(key):
+            raise InvalidInput(
+                f"environment variable name {key!r} is not a shell identifier",
+                field=f"env.{key}",
+                hint="Use letters, digits and '_' and do not start with a digit.",
+            )
+        if key.startswith(_RESERVED_ENV_PREFIXES):
+            raise InvalidInput(
+                f"environment variable {key!r} is reserved",
+                field=f"env.{key}",
+                hint="SLURM_* and RECHENWERK_* are set by the platform.",
+            )
+        if "\0" in value:
+            raise InvalidInput(
+                f"environment value of {key} contains a NUL byte", field=f"env.{key}"
+            )
+        env[key] = value
+    env.update(
+        {
+            "RECHENWERK_JOB_ID": str(request.job_id),
+            "RECHENWERK_JOB_NAME": request.name,
+            "RECHENWERK_ATTEMPT": str(request.attempt),
+            "RECHENWERK_PROJECT": request.project,
+            "RECHENWERK_GPUS": str(request.gpus),
+            "RECHENWERK_NUM_NODES": str(request.nodes),
+            "RECHENWERK_WALLTIME_S": str(request.walltime_s),
+            "RECHENWERK_LOG_DIR": request.log_dir,
+        }
+    )
+    if request.checkpoint_interval_s:
+        env["RECHENWERK_CHECKPOINT_INTERVAL_S"] = str(request.checkpoint_interval_s)
+    return env
+
+
+def user_script_path(request: LaunchRequest) -> Path:
+    return Path(request.log_dir) / f"job-script.{request.attempt}"
+
+
+def render_script(request: LaunchRequest, env: Mapping[str, str]) -> str:
+    """The batch script. Only quoted user strings and integers are interpolated."""
+    if request.command:
+        argv = [str(a) for a in request.command]
+    elif request.script is not None:
+        path = str(user_script_path(request))
+        argv = [path] if request.script.startswith("#!") else ["/bin/sh", path]
+    else:
+        raise InvalidInput(
+            "the job has neither a command nor a script",
+            field="command",
+            hint="Give a command (argv list) or a script body.",
+        )
+    if any("\0" in a for a in argv):
+        raise InvalidInput("a command argument contains a NUL byte", field="command")
+    lines = [
+        "#!/bin/bash",
+        f"# generated by Rechenwerk: attempt {int(request.attempt)}",
+        "set -o pipefail",
+    ]
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    lines.append('export RECHENWERK_NODELIST="${SLURM_JOB_NODELIST:-}"')
+    lines.append(f"cd {shlex.quote(request.workdir)} || exit 1")
+    quoted = " ".join(shlex.quote(a) for a in argv)
+    if request.nodes > 1:
+        # one task per node; srun starts the program on every node of the allocation
+        lines.append(f"exec srun --ntasks-per-node=1 --kill-on-bad-exit=1 -- {quoted}")
+    else:
+        lines.append(f"exec {quoted}")
+    return "\n".join(lines) + "\n"
+
+
+def time_limit_minutes(walltime_s: int) -> int:
+    if walltime_s <= 0:
+        raise InvalidInput(
+            f"walltime must be positive, got {walltime_s} s",
+            field="walltime_s",
+            hint="Give the walltime in seconds, e.g. 3600.",
+        )
+    return max(1, math.ceil(walltime_s / 60))
+
+
+def build_submit_spec(
+    request: LaunchRequest,
+    *,
+    partition: str,
+    qos_map: Mapping[str, str] | None = None,
+    submit_as_user: bool = True,
+) -> SubmitSpec:
+    """Validate a LaunchRequest and turn it into a SubmitSpec."""
+    if request.nodes < 1:
+        raise InvalidInput("a job needs at least one node", field="nodes")
+    if request.gpus_per_node < 0 or request.gpus < 0:
+        raise InvalidInput("GPU counts cannot be negative", field="gpus")
+    if request.gpus and request.gpus != request.nodes * request.gpus_per_node:
+        raise InvalidInput(
+            f"gpus={request.gpus} is not nodes x gpus_per_node "
+            f"({request.nodes} x {request.gpus_per_node})",
+            field="gpus",
+            hint="Slurm allocates the same number of GPUs on every node of a job.",
+        )
+    env = job_environment(request)
+    log_dir = request.log_dir
+    qos = (qos_map or {}).get(request.qos, request.qos) if request.qos else None
+    return SubmitSpec(
+        script=render_script(request, env),
+        name=sanitize_job_name(request.name),
+        account=check_account(request.project),
+        partition=partition,
+        qos=qos,
+        time_limit_min=time_limit_minutes(request.walltime_s),
+        nodes=request.nodes,
+        gpus_per_node=request.gpus_per_node,
+        gpu_type=None,
+        workdir=request.workdir,
+        stdout=slurm_path(str(Path(log_dir) / "stdout.log")),
+        stderr=slurm_path(str(Path(log_dir) / "stderr.log")),
+        comment=f"rechenwerk:{sanitize_job_name(str(request.job_id))}.{int(request.attempt)}",
+        user=request.user if submit_as_user else None,
+        environment=dict(BASE_ENV),
+    )

@@ -1,0 +1,390 @@
+"""Keep Slurm's accounts, associations and GPU-minute limits in line with Rechenwerk.
+
+Desired state, per project with an active award period:
+
+* a Slurm account named like the project slug;
+* one association per member (roles pi/member) whose Unix account exists on this host
+  (jobs run as their user), plus any ``extra_users`` (e.g. the service account);
+* ``GrpTRESMins=gres/gpu=<minutes>`` where minutes = 60 x (GPU-hours awarded in the
+  active periods, incl. carry-over, minus GPU-hours settled there from other backends).
+  Slurm counts GPU-minutes used on Slurm itself (usage never decays in the recommended
+  configuration), so a job that would exceed the rest waits with
+  ``AssocGrpGRESMinutes`` instead of overdrawing the award.
+
+Projects whose award ended keep their account with a limit of 0 (nothing new starts).
+Accounts Slurm has but Rechenwerk does not know are left alone. Every difference is a
+:class:`Change`; those found on accounts that already exist are *drift* (made by hand
+with sacctmgr, or an award/membership changed since the last sync). ``plan`` computes,
+``apply`` executes with ``sacctmgr -i`` (argv, never a shell). Running it twice changes
+nothing the second time.
+"""
+
+from __future__ import annotations
+
+import math
+import pwd
+import subprocess
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from rechenwerk.errors import BackendError, BackendUnavailable
+
+_SACCTMGR_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True, slots=True)
+class DesiredAccount:
+    account: str
+    gpu_minutes: int
+    users: frozenset[str]
+    missing_unix_users: tuple[str, ...] = ()
+    periods: str = ""  # ids of the active award periods, e.g. "12,13"
+
+    @property
+    def description(self) -> str:
+        return f"rechenwerk:periods={self.periods}"
+
+
+@dataclass(frozen=True, slots=True)
+class SlurmAccountState:
+    account: str
+    gpu_minutes: int | None  # None: no limit set
+    users: frozenset[str]
+    periods: str | None = None  # from the Description Rechenwerk wrote; None: not ours
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    action: str  # add_account | set_limit | add_user | remove_user | new_period
+    account: str
+    user: str | None = None
+    current: str | None = None
+    desired: str | None = None
+    drift: bool = False  # differs on an account that already exists
+    periods: str = ""  # add_account: the active award periods to record
+
+    def describe(self) -> str:
+        what = {
+            "add_account": f"create account {self.account} with GrpTRESMins=gres/gpu="
+            f"{self.desired}",
+            "set_limit": f"set {self.account} GrpTRESMins gres/gpu {self.current} -> "
+            f"{self.desired}",
+            "add_user": f"associate user {self.user} with {self.account}",
+            "remove_user": f"remove user {self.user} from {self.account}",
+            "new_period": f"award periods of {self.account} {self.current} -> {self.desired}: "
+            "reset Slurm's GPU usage counter (RawUsage=0)",
+        }[self.action]
+        return ("drift: " if self.drift else "") + what
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "action": self.action,
+            "account": self.account,
+            "user": self.user,
+            "current": self.current,
+            "desired": self.desired,
+            "drift": self.drift,
+            "description": self.describe(),
+        }
+
+
+@dataclass
+class SyncPlan:
+    changes: list[Change] = field(default_factory=list)
+    desired: list[DesiredAccount] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def drift(self) -> list[Change]:
+        return [c for c in self.changes if c.drift]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "changes": [c.to_dict() for c in self.changes],
+            "drift": len(self.drift),
+            "accounts": [
+                {
+                    "account": d.account,
+                    "gpu_minutes": d.gpu_minutes,
+                    "gpu_hours": round(d.gpu_minutes / 60.0, 3),
+                    "users": sorted(d.users),
+                    "missing_unix_users": list(d.missing_unix_users),
+                }
+                for d in self.desired
+            ],
+            "warnings": self.warnings,
+        }
+
+
+# ---------------------------------------------------------------------- desired state
+def _unix_user_exists(name: str) -> bool:
+    try:
+        pwd.getpwnam(name)
+    except KeyError:
+        return False
+    return True
+
+
+def desired_accounts(
+    session: Session,
+    *,
+    now: datetime,
+    extra_users: Iterable[str] = (),
+    projects: Sequence[str] | None = None,
+) -> list[DesiredAccount]:
+    from rechenwerk.access.models import Award, Project, ProjectMembership, User
+    from rechenwerk.accounting.balance import project_balance
+    from rechenwerk.accounting.models import UsageRecord
+
+    stmt = (
+        select(Project)
+        .where(Project.id.in_(select(Award.project_id).distinct()))
+        .order_by(Project.slug)
+    )
+    if projects:
+        stmt = stmt.where(Project.slug.in_(list(projects)))
+    out: list[DesiredAccount] = []
+    extra = frozenset(extra_users)
+    for project in session.scalars(stmt):
+        balance = project_balance(session, project, now)
+        period_ids = [p.award_period_id for p in balance.periods]
+        other_backends = 0.0
+        if period_ids:
+            other_backends = float(
+                session.scalar(
+                    select(func.coalesce(func.sum(UsageRecord.gpu_hours), 0.0)).where(
+                        UsageRecord.award_period_id.in_(period_ids),
+                        UsageRecord.source != "slurm",
+                    )
+                )
+                or 0.0
+            )
+        hours = max(0.0, balance.awarded_gpu_hours - other_backends) if balance.periods else 0.0
+        members = session.scalars(
+            select(User.username)
+            .join(ProjectMembership, ProjectMembership.user_id == User.id)
+            .where(
+                ProjectMembership.project_id == project.id,
+                ProjectMembership.role.in_(["pi", "member"]),
+                User.is_active.is_(True),
+            )
+        ).all()
+        present = {u for u in members if _unix_user_exists(u)}
+        missing = tuple(sorted(set(members) - present))
+        out.append(
+            DesiredAccount(
+                account=project.slug,
+                gpu_minutes=math.floor(hours * 60.0 + 1e-9),
+                users=frozenset(present) | extra,
+                missing_unix_users=missing,
+                periods=",".join(str(i) for i in sorted(period_ids)),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------- Slurm state
+def _sacctmgr(*args: str) -> str:
+    try:
+        proc = subprocess.run(
+            ["sacctmgr", *args],
+            capture_output=True,
+            text=True,
+            timeout=_SACCTMGR_TIMEOUT_S,
+            check=False,
+        )
+    except FileNotFoundError as exc:
+        raise BackendUnavailable(
+            "sacctmgr not found on PATH", hint="Install the Slurm client (slurm-client)."
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise BackendUnavailable("sacctmgr did not answer (is slurmdbd running?)") from exc
+    if proc.returncode != 0:
+        err = (proc.stderr or proc.stdout).strip()
+        if "connection refused" in err.lower() or "unable to" in err.lower():
+            raise BackendUnavailable(
+                f"slurmdbd unreachable: {err}", hint="Check slurmdbd (`sacctmgr show cluster`)."
+            )
+        raise BackendError(f"sacctmgr {' '.join(args[:3])} failed: {err}")
+    return proc.stdout
+
+
+def gpu_minutes_from_tres(tres: str) -> int | None:
+    """``"cpu=10,gres/gpu=600"`` -> 600; no gres/gpu entry -> None."""
+    for item in tres.split(","):
+        key, _, val = item.partition("=")
+        if key == "gres/gpu" and val.lstrip("-").isdigit():
+            return int(val)
+    return None
+
+
+def slurm_accounts(accounts: Iterable[str]) -> dict[str, SlurmAccountState]:
+    names = sorted(set(accounts))
+    if not names:
+        return {}
+    out = _sacctmgr(
+        "--noheader",
+        "--parsable2",
+        "show",
+        "associations",
+        f"accounts={','.join(names)}",
+        "format=Account,User,GrpTRESMins",
+    )
+    limits: dict[str, int | None] = {}
+    users: dict[str, set[str]] = {}
+    for line in out.splitlines():
+        parts = line.split("|")
+        if len(parts) < 3:
+            continue
+        account, user, tres = parts[0], parts[1], parts[2]
+        if account not in names:
+            continue
+        if user:
+            users.setdefault(account, set()).add(user)
+        else:
+            limits[account] = gpu_minutes_from_tres(tres)
+            users.setdefault(account, set())
+    periods: dict[str, str | None] = {}
+    for line in _sacctmgr(
+        "--noheader",
+        "--parsable2",
+        "show",
+        "account",
+        ",".join(names),
+        "format=Account,Description",
+    ).splitlines():
+        account, _, desc = line.partition("|")
+        if desc.startswith("rechenwerk:periods="):
+            periods[account] = desc.removeprefix("rechenwerk:periods=")
+    return {
+        a: SlurmAccountState(a, limits.get(a), frozenset(users.get(a, set())), periods.get(a))
+        for a in users
+    }
+
+
+# ---------------------------------------------------------------------- plan / apply
+def plan(desired: Sequence[DesiredAccount], current: dict[str, SlurmAccountState]) -> SyncPlan:
+    result = SyncPlan(desired=list(desired))
+    for d in desired:
+        for u in d.missing_unix_users:
+            result.warnings.append(
+                f"user {u} of project {d.account} has no Unix account here; "
+                "create it (useradd) so they can run Slurm jobs"
+            )
+        cur = current.get(d.account)
+        if cur is None:
+            result.changes.append(
+                Change("add_account", d.account, desired=str(d.gpu_minutes), periods=d.periods)
+            )
+            result.changes.extend(Change("add_user", d.account, user=u) for u in sorted(d.users))
+            continue
+        if cur.periods != d.periods:
+            # A new award period: Slurm's usage counter starts again from zero (the old
+            # period is settled in Rechenwerk by the import).
+            result.changes.append(
+                Change(
+                    "new_period",
+                    d.account,
+                    current=cur.periods if cur.periods is not None else "not managed",
+                    desired=d.periods,
+                    drift=cur.periods is None,
+                )
+            )
+        if cur.gpu_minutes != d.gpu_minutes:
+            result.changes.append(
+                Change(
+                    "set_limit",
+                    d.account,
+                    current="none" if cur.gpu_minutes is None else str(cur.gpu_minutes),
+                    desired=str(d.gpu_minutes),
+                    drift=True,
+                )
+            )
+        for u in sorted(d.users - cur.users):
+            result.changes.append(Change("add_user", d.account, user=u, drift=True))
+        for u in sorted(cur.users - d.users):
+            result.changes.append(Change("remove_user", d.account, user=u, drift=True))
+    return result
+
+
+# Rechenwerk's QOS names and their Slurm priorities. Slurm normalises QOS priority by the
+# highest one, so these give 1.0 / 0.5 / 0.0: PolicyParams.qos_priority's defaults.
+QOS_PRIORITY: dict[str, int] = {"high": 1000, "normal": 500, "low": 0}
+
+
+def ensure_qos() -> None:
+    """Create Rechenwerk's QOS levels in Slurm, or fix their priority."""
+    have: dict[str, str] = {}
+    for line in _sacctmgr(
+        "--noheader", "--parsable2", "show", "qos", "format=Name,Priority"
+    ).split():
+        qos_name, _, current = line.partition("|")
+        have[qos_name] = current
+    for name, prio in QOS_PRIORITY.items():
+        if name not in have:
+            _sacctmgr("-i", "add", "qos", name, f"Priority={prio}")
+        elif have[name] != str(prio):
+            _sacctmgr("-i", "modify", "qos", "where", f"name={name}", "set", f"Priority={prio}")
+
+
+def apply(p: SyncPlan) -> None:
+    if any(c.action == "add_account" for c in p.changes):
+        ensure_qos()
+    for c in p.changes:
+        if c.action == "add_account":
+            _sacctmgr(
+                "-i",
+                "add",
+                "account",
+                c.account,
+                f"Description=rechenwerk:periods={c.periods}",
+                "Organization=rechenwerk",
+                f"GrpTRESMins=gres/gpu={c.desired}",
+                f"QOS={','.join(sorted(QOS_PRIORITY))}",
+                "DefaultQOS=normal",
+            )
+        elif c.action == "set_limit":
+            _sacctmgr(
+                "-i",
+                "modify",
+                "account",
+                "where",
+                f"name={c.account}",
+                "set",
+                f"GrpTRESMins=gres/gpu={c.desired}",
+            )
+        elif c.action == "new_period":
+            _sacctmgr(
+                "-i",
+                "modify",
+                "account",
+                "where",
+                f"name={c.account}",
+                "set",
+                f"Description=rechenwerk:periods={c.desired}",
+            )
+            _sacctmgr("-i", "modify", "account", "where", f"name={c.account}", "set", "RawUsage=0")
+        elif c.action == "add_user" and c.user:
+            _sacctmgr("-i", "add", "user", c.user, f"account={c.account}")
+        elif c.action == "remove_user" and c.user:
+            _sacctmgr("-i", "delete", "user", "where", f"name={c.user}", f"account={c.account}")
+
+
+def sync(
+    session: Session,
+    *,
+    now: datetime,
+    dry_run: bool = False,
+    extra_users: Iterable[str] = (),
+    projects: Sequence[str] | None = None,
+) -> SyncPlan:
+    desired = desired_accounts(session, now=now, extra_users=extra_users, projects=projects)
+    p = plan(desired, slurm_accounts(d.account for d in desired))
+    if not dry_run:
+        apply(p)
+    return p

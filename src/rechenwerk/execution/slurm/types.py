@@ -1,0 +1,140 @@
+"""Version-independent shapes shared by the Slurm transports (CLI, slurmrestd) and the
+backend. Version-specific JSON lives in one module per API version (``v0_0_38.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol
+
+from rechenwerk.execution.base import BackendJobState
+
+
+@dataclass(frozen=True, slots=True)
+class SubmitSpec:
+    """One batch job as Slurm needs it. ``script`` is complete (all user strings in it
+    already shell-quoted); the other strings are passed as separate argv items or JSON
+    fields, never through a shell."""
+
+    script: str
+    name: str  # sanitized
+    account: str
+    partition: str
+    time_limit_min: int
+    nodes: int
+    gpus_per_node: int
+    workdir: str
+    stdout: str
+    stderr: str
+    qos: str | None = None
+    gpu_type: str | None = None
+    ntasks_per_node: int = 1
+    comment: str = ""
+    user: str | None = None  # submit as this Unix user; None: as the service's own user
+    environment: Mapping[str, str] = field(default_factory=dict)  # the job's base env
+
+    @property
+    def gres(self) -> str | None:
+        if self.gpus_per_node <= 0:
+            return None
+        if self.gpu_type:
+            return f"gpu:{self.gpu_type}:{self.gpus_per_node}"
+        return f"gpu:{self.gpus_per_node}"
+
+
+@dataclass(frozen=True, slots=True)
+class SlurmJob:
+    """One job as Slurm reports it (live from slurmctld or finished from slurmdbd)."""
+
+    job_id: str
+    state: str  # Slurm's base state name, e.g. "PENDING", "NODE_FAIL"
+    name: str = ""
+    account: str = ""
+    user: str = ""
+    partition: str = ""
+    qos: str = ""
+    reason: str | None = None  # pending/ending reason, None when "None"
+    submit_time: datetime | None = None
+    start_time: datetime | None = None
+    end_time: datetime | None = None
+    exit_code: int | None = None  # the process's return code (signal -> 128+signal)
+    gpus: int | None = None  # allocated GPUs (gres/gpu), None if not allocated yet
+    nodes: tuple[str, ...] = ()
+    requeue_count: int = 0
+    comment: str = ""
+    cluster: str = ""
+
+    @property
+    def backend_state(self) -> BackendJobState:
+        return map_state(self.state)
+
+
+# Slurm job states (slurm.h, JOB_* / base states and flags as text) -> our states.
+_STATE_MAP: dict[str, BackendJobState] = {
+    "PENDING": BackendJobState.PENDING,
+    "REQUEUED": BackendJobState.PENDING,
+    "REQUEUE_HOLD": BackendJobState.PENDING,
+    "REQUEUE_FED": BackendJobState.PENDING,
+    "RESV_DEL_HOLD": BackendJobState.PENDING,
+    "CONFIGURING": BackendJobState.PENDING,
+    "RUNNING": BackendJobState.RUNNING,
+    "COMPLETING": BackendJobState.RUNNING,
+    "SUSPENDED": BackendJobState.RUNNING,
+    "STAGE_OUT": BackendJobState.RUNNING,
+    "SIGNALING": BackendJobState.RUNNING,
+    "RESIZING": BackendJobState.RUNNING,
+    "COMPLETED": BackendJobState.COMPLETED,
+    "FAILED": BackendJobState.FAILED,
+    "NODE_FAIL": BackendJobState.FAILED,
+    "BOOT_FAIL": BackendJobState.FAILED,
+    "OUT_OF_MEMORY": BackendJobState.FAILED,
+    "DEADLINE": BackendJobState.FAILED,
+    "SPECIAL_EXIT": BackendJobState.FAILED,
+    "REVOKED": BackendJobState.FAILED,
+    "CANCELLED": BackendJobState.CANCELLED,
+    "TIMEOUT": BackendJobState.TIMEOUT,
+    "PREEMPTED": BackendJobState.PREEMPTED,
+}
+
+
+def map_state(slurm_state: str) -> BackendJobState:
+    """``"CANCELLED by 0"`` / ``"RUNNING"`` / ``["PENDING", "REQUEUED"]`` text -> state."""
+    base = slurm_state.strip().split(" ", 1)[0].upper()
+    return _STATE_MAP.get(base, BackendJobState.UNKNOWN)
+
+
+class SlurmTransport(Protocol):
+    """How Rechenwerk talks to one Slurm cluster: the CLI or slurmrestd."""
+
+    name: str
+
+    def submit(self, spec: SubmitSpec) -> str:
+        """Return the Slurm job id. BackendUnavailable when slurmctld is unreachable,
+        BackendError when Slurm rejects the job (message carries Slurm's reason)."""
+        ...
+
+    def cancel(self, job_id: str, *, signal: str | None = None) -> None:
+        """Cancel (or only signal) the job. Unknown or finished jobs are not an error."""
+        ...
+
+    def live_jobs(self) -> list[SlurmJob]:
+        """Every job slurmctld still holds (pending, running, recently finished)."""
+        ...
+
+    def accounted_jobs(
+        self,
+        *,
+        job_ids: Sequence[str] | None = None,
+        start: datetime | None = None,
+        end: datetime | None = None,
+        accounts: Sequence[str] | None = None,
+    ) -> list[SlurmJob]:
+        """Allocation records from slurmdbd (sacct -X), filtered."""
+        ...
+
+    def ping(self) -> None:
+        """Raise BackendUnavailable when slurmctld does not answer."""
+        ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,229 @@
+"""Slurm's OpenAPI data_parser v0.0.38 (Slurm 22.05): the ONLY module that knows this
+JSON. ``squeue --json`` and ``GET /slurm/v0.0.38/jobs`` share the live-job schema;
+``sacct --json`` and ``GET /slurmdb/v0.0.38/jobs`` share the accounting schema.
+
+A newer Slurm (v0.0.39+, e.g. ``environment`` as a list, numbers wrapped in
+``{"set", "infinite", "number"}``) gets its own module with the same four functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from rechenwerk.errors import BackendError
+from rechenwerk.execution.slurm.hostlist import expand_hostlist
+from rechenwerk.execution.slurm.types import SlurmJob, SubmitSpec
+
+VERSION = "v0.0.38"
+PATH_PING = "/slurm/v0.0.38/ping"
+PATH_SUBMIT = "/slurm/v0.0.38/job/submit"
+PATH_JOBS = "/slurm/v0.0.38/jobs"
+PATH_JOB = "/slurm/v0.0.38/job/{job_id}"
+PATH_DB_JOBS = "/slurmdb/v0.0.38/jobs"
+PATH_DB_JOB = "/slurmdb/v0.0.38/job/{job_id}"
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, int | float) or value <= 0:
+        return None
+    return datetime.fromtimestamp(value, tz=UTC)
+
+
+def _reason(value: Any) -> str | None:
+    if not value or value == "None":
+        return None
+    return str(value)
+
+
+def gpus_from_tres(tres: str | None) -> int | None:
+    """``"cpu=1,mem=512M,node=1,billing=1,gres/gpu=2"`` -> 2 (untyped total)."""
+    if not tres:
+        return None
+    typed = 0
+    for item in tres.split(","):
+        key, _, val = item.partition("=")
+        if key == "gres/gpu":
+            return int(val)
+        if key.startswith("gres/gpu:"):
+            typed += int(val)
+    return typed or 0
+
+
+def _wait_status_to_code(status: Any) -> int | None:
+    """Live jobs carry the raw wait(2) status: exit 3 -> 768, SIGKILL -> 9."""
+    if not isinstance(status, int):
+        return None
+    if status & 0x7F:
+        return 128 + (status & 0x7F)
+    return (status >> 8) & 0xFF
+
+
+# ESLURM_REST_EMPTY_RESULT: "Nothing found with query" is an empty answer, not a failure
+_EMPTY_RESULT = 9003
+
+
+def check_errors(doc: Mapping[str, Any], what: str) -> None:
+    errors = [
+        e
+        for e in doc.get("errors") or []
+        if not (isinstance(e, Mapping) and e.get("error_number") == _EMPTY_RESULT)
+    ]
+    if errors:
+        first = errors[0] if isinstance(errors[0], Mapping) else {"description": str(errors[0])}
+        desc = first.get("description") or first.get("error") or "unknown error"
+        code = first.get("error_number") or first.get("errno")
+        raise BackendError(
+            f"Slurm refused {what}: {desc}" + (f" (error {code})" if code else ""),
+            hint="Check the request against `sinfo`/`sacctmgr show assoc`; "
+            "`rechenwerk slurm sync` creates missing accounts and associations.",
+        )
+
+
+def parse_live_jobs(doc: Mapping[str, Any]) -> list[SlurmJob]:
+    """``squeue --json`` / ``GET /slurm/v0.0.38/jobs`` -> jobs."""
+    out: list[SlurmJob] = []
+    for j in doc.get("jobs") or []:
+        state = str(j.get("job_state") or "UNKNOWN")
+        started = _time(j.get("start_time"))
+        pending = state in ("PENDING", "REQUEUED", "REQUEUE_HOLD", "CONFIGURING")
+        out.append(
+            SlurmJob(
+                job_id=str(j["job_id"]),
+                state=state,
+                name=str(j.get("name") or ""),
+                account=str(j.get("account") or ""),
+                user=str(j.get("user_name") or ""),
+                partition=str(j.get("partition") or ""),
+                qos=str(j.get("qos") or ""),
+                reason=_reason(j.get("state_reason")),
+                submit_time=_time(j.get("submit_time")),
+                # a pending job's start_time is Slurm's *expected* start: not a fact
+                start_time=None if pending else started,
+                end_time=None if pending or state == "RUNNING" else _time(j.get("end_time")),
+                exit_code=None if pending else _wait_status_to_code(j.get("exit_code")),
+                gpus=None if pending else gpus_from_tres(j.get("tres_alloc_str")),
+                nodes=() if pending else expand_hostlist(j.get("nodes")),
+                requeue_count=int(j.get("restart_cnt") or 0),
+                comment=str(j.get("comment") or ""),
+                cluster=str(j.get("cluster") or ""),
+            )
+        )
+    return out
+
+
+def _db_gpus(tres: Mapping[str, Any] | None) -> int | None:
+    if not tres:
+        return None
+    total_typed = 0
+    for t in tres.get("allocated") or []:
+        if t.get("type") == "gres" and t.get("name") == "gpu":
+            return int(t.get("count") or 0)
+        if t.get("type") == "gres" and str(t.get("name") or "").startswith("gpu:"):
+            total_typed += int(t.get("count") or 0)
+    return total_typed
+
+
+def parse_accounted_jobs(doc: Mapping[str, Any]) -> list[SlurmJob]:
+    """``sacct --json`` / ``GET /slurmdb/v0.0.38/jobs`` -> one record per job allocation.
+
+    22.05.8 quirks: a requeued job appears once per run (like ``sacct --duplicates``), in
+    chronological order; only its latest run is returned. ``exit_code`` is reported as
+    ``{"status": "SUCCESS", "return_code": 0}`` even for failed jobs; a zero code for a
+    job that did not complete is reported as unknown (None); the CLI transport fills it
+    from ``sacct --parsable2``.
+    """
+    out: list[SlurmJob] = []
+    for j in doc.get("jobs") or []:
+        state_obj = j.get("state") or {}
+        state = str(state_obj.get("current") or "UNKNOWN")
+        t = j.get("time") or {}
+        ec = j.get("exit_code") or {}
+        code: int | None = ec.get("return_code") if isinstance(ec, Mapping) else None
+        if ec.get("status") == "SIGNALED" and isinstance(ec.get("signal"), Mapping):
+            code = 128 + int(ec["signal"].get("signal_id") or 0)
+        if state in ("PENDING", "RUNNING") or (code == 0 and state != "COMPLETED"):
+            code = None
+        started = _time(t.get("start"))
+        assoc = j.get("association") or {}
+        out.append(
+            SlurmJob(
+                job_id=str(j["job_id"]),
+                state=state,
+                name=str(j.get("name") or ""),
+                account=str(j.get("account") or assoc.get("account") or ""),
+                user=str(j.get("user") or assoc.get("user") or ""),
+                partition=str(j.get("partition") or ""),
+                qos=str(j.get("qos") or ""),
+                reason=_reason(state_obj.get("reason")),
+                submit_time=_time(t.get("submission")),
+                start_time=started,
+                end_time=_time(t.get("end")),
+                exit_code=code,
+                gpus=_db_gpus(j.get("tres")) if started else None,
+                nodes=expand_hostlist(j.get("nodes")) if started else (),
+                comment=str((j.get("comment") or {}).get("job") or ""),
+                cluster=str(j.get("cluster") or ""),
+            )
+        )
+    latest: dict[str, SlurmJob] = {}
+    for job in out:  # later runs of the same job id replace earlier ones
+        latest.pop(job.job_id, None)
+        latest[job.job_id] = job
+    return list(latest.values())
+
+
+def submit_payload(spec: SubmitSpec) -> dict[str, Any]:
+    """``POST /slurm/v0.0.38/job/submit`` body."""
+    job: dict[str, Any] = {
+        "name": spec.name,
+        "account": spec.account,
+        "partition": spec.partition,
+        "time_limit": spec.time_limit_min,
+        "nodes": [spec.nodes, spec.nodes],
+        "tasks_per_node": spec.ntasks_per_node,
+        "tasks": spec.ntasks_per_node * spec.nodes,
+        "current_working_directory": spec.workdir,
+        "standard_output": spec.stdout,
+        "standard_error": spec.stderr,
+        "environment": dict(spec.environment) or {"PATH": "/usr/bin:/bin"},
+        "requeue": True,
+    }
+    if spec.gres:
+        job["gres"] = spec.gres
+    if spec.qos:
+        job["qos"] = spec.qos
+    if spec.comment:
+        job["comment"] = spec.comment
+    return {"script": spec.script, "job": job}
+
+
+def parse_submit_response(doc: Mapping[str, Any]) -> str:
+    check_errors(doc, "the job")
+    job_id = doc.get("job_id")
+    if not isinstance(job_id, int):
+        raise BackendError(f"slurmrestd answered without a job id: {dict(doc)!r:.300}")
+    return str(job_id)
+
+
+def parse_nodes(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """``sinfo --json`` / ``GET /slurm/v0.0.38/nodes`` -> name, state, GPUs, reason."""
+    out: list[dict[str, Any]] = []
+    for n in doc.get("nodes") or []:
+        gres = str(n.get("gres") or "")
+        gpus = 0
+        for item in gres.split(","):
+            if item.startswith("gpu:"):
+                tail = item.split("(")[0].rsplit(":", 1)[-1]
+                gpus += int(tail) if tail.isdigit() else 0
+        out.append(
+            {
+                "name": str(n.get("name") or ""),
+                "state": str(n.get("state") or "").lower(),
+                "gpus": gpus,
+                "gres_used": str(n.get("gres_used") or ""),
+                "reason": str(n.get("reason") or "") or None,
+            }
+        )
+    return out

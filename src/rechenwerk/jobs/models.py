@@ -1,0 +1,101 @@
+"""Jobs tables: the job record (spec, state, placement, backend handle), its state
+history, and the operator's drain state of nodes."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from rechenwerk.store.base import Base, UTCDateTime
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+    __table_args__ = (
+        UniqueConstraint("user_id", "idempotency_key"),
+        CheckConstraint("gpus > 0", name="gpus_positive"),
+        CheckConstraint("walltime_s > 0", name="walltime_positive"),
+        Index("ix_jobs_state_id", "state", "id"),
+        Index("ix_jobs_project_state", "project_id", "state"),
+        # The balance's committed-hours sum (one period, live states) reads only the
+        # period's live jobs, not every job it ever had; also serves the FK's lookups.
+        Index("ix_jobs_award_period_state", "award_period_id", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    award_period_id: Mapped[int | None] = mapped_column(
+        ForeignKey("award_periods.id", ondelete="SET NULL")
+    )
+    name: Mapped[str] = mapped_column(String(128))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(String(16))
+    qos: Mapped[str] = mapped_column(String(16))  # effective QOS (low when overdrawn)
+    requested_qos: Mapped[str] = mapped_column(String(16))
+    over_budget: Mapped[bool] = mapped_column(Boolean, default=False)
+    gpus: Mapped[int] = mapped_column(Integer)
+    nodes: Mapped[int | None] = mapped_column(Integer)
+    gpus_per_node: Mapped[int | None] = mapped_column(Integer)
+    gpu_type: Mapped[str | None] = mapped_column(String(64))
+    walltime_s: Mapped[int] = mapped_column(Integer)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128))
+    reason_code: Mapped[str | None] = mapped_column(String(32))
+    reason: Mapped[str | None] = mapped_column(Text)
+    backend: Mapped[str | None] = mapped_column(String(32))
+    backend_handle: Mapped[str | None] = mapped_column(String(256))
+    attempt: Mapped[int] = mapped_column(Integer, default=0)  # 0 until first start
+    placement: Mapped[list[Any] | None] = mapped_column(JSON)  # [[node, [gpu indices]], ...]
+    exit_code: Mapped[int | None] = mapped_column(Integer)
+    # GPU-seconds used by earlier attempts (preempted runs), for LAS / attained service.
+    attained_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    @property
+    def queue_rank(self) -> int | None:
+        """Not persisted: rewriting every waiting job's position whenever one starts costs
+        10,000 row updates per cycle. The queue order is ``jobs.service.queue()``."""
+        return None
+
+
+class JobEvent(Base):
+    """One state change of a job (its history)."""
+
+    __tablename__ = "job_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    from_state: Mapped[str | None] = mapped_column(String(16))
+    to_state: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(Text)
+
+
+class NodeState(Base):
+    """Operator state of a node of the execution backend (drained or not)."""
+
+    __tablename__ = "node_states"
+
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    drained: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_by: Mapped[str | None] = mapped_column(String(64))

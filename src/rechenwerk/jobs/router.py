@@ -1,0 +1,209 @@
+"""REST API for jobs, the queue, nodes and project balances (thin; rules in service.py).
+
+Members see their projects' jobs, logs and balances (others get 404); operators see all
+and may drain and resume nodes.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, Body, Query, Request, Response
+from pydantic import BaseModel, Field
+from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
+
+from rechenwerk.access import service as access
+from rechenwerk.accounting.balance import project_balance
+from rechenwerk.api.deps import CurrentUser, DbSession, Now, Operator, get_clock
+from rechenwerk.jobs import service
+from rechenwerk.jobs.logs import MAX_LOG_CHUNK, read_log
+from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.runtime import inventory, settings_for
+from rechenwerk.jobs.specs import parse_spec
+
+router = APIRouter(prefix="/api/v1", tags=["jobs"])
+
+
+def _wake_scheduler(request: Request) -> None:
+    loop = getattr(request.app.state, "scheduler", None)
+    if loop is not None:
+        loop.wake()
+
+
+def job_dict(job: Job, project: str, user: str, *, detail: bool = False) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "id": job.id,
+        "name": job.name,
+        "project": project,
+        "user": user,
+        "state": job.state,
+        "qos": job.qos,
+        "requested_qos": job.requested_qos,
+        "over_budget": job.over_budget,
+        "gpus": job.gpus,
+        "nodes": job.nodes,
+        "gpus_per_node": job.gpus_per_node,
+        "gpu_type": job.gpu_type,
+        "walltime_s": job.walltime_s,
+        "reason_code": job.reason_code,
+        "reason": job.reason,
+        "attempt": job.attempt,
+        "placement": job.placement,
+        "exit_code": job.exit_code,
+        "submitted_at": job.submitted_at.isoformat(),
+        "started_at": job.started_at.isoformat() if job.started_at else None,
+        "ended_at": job.ended_at.isoformat() if job.ended_at else None,
+        "cancel_requested": job.cancel_requested_at is not None,
+        "idempotency_key": job.idempotency_key,
+        "committed_gpu_hours": round(job.gpus * job.walltime_s / 3600.0, 6),
+    }
+    if detail:
+        out["spec"] = job.spec
+        out["backend"] = job.backend
+        out["backend_handle"] = job.backend_handle
+        out["attained_gpu_s"] = job.attained_gpu_s
+    return out
+
+
+def _dicts(session: Session, jobs: list[Job]) -> list[dict[str, Any]]:
+    slugs = service.project_slugs(session, {j.project_id for j in jobs})
+    users = service.usernames(session, {j.user_id for j in jobs})
+    return [job_dict(j, slugs.get(j.project_id, "?"), users.get(j.user_id, "?")) for j in jobs]
+
+
+def _dicts_detail(session: Session, job: Job) -> dict[str, Any]:
+    slugs = service.project_slugs(session, {job.project_id})
+    users = service.usernames(session, {job.user_id})
+    out = job_dict(job, slugs.get(job.project_id, "?"), users.get(job.user_id, "?"),
+                   detail=True)
+    out["events"] = [
+        {"at": e.at.isoformat(), "from": e.from_state, "to": e.to_state, "reason": e.reason}
+        for e in service.job_events(session, job)
+    ]
+    return out
+
+
+@router.post("/jobs", status_code=201, response_model=None)
+async def submit_job(
+    request: Request,
+    session: DbSession,
+    user: CurrentUser,
+    document: dict[str, Any] = Body(..., description="A job spec (see docs/jobs.md)."),
+) -> Response:
+    """Submit a job (201). With an ``idempotency_key`` already used by this user, the first
+    job is returned (200) and nothing new is stored.
+
+    The transaction (lock, key lookup, balance, inserts, commit) runs in ONE thread-pool
+    call and the job is serialised once with ``json`` (no response-model pass): on this
+    hot path FastAPI's per-call machinery cost more than the work. An error anywhere rolls
+    the request's transaction back (``get_session``) and becomes a problem response."""
+    spec = parse_spec(document)  # pure validation: on the event loop, no I/O
+    clock, settings = get_clock(request), settings_for(request)
+
+    def transact() -> tuple[bool, bytes]:
+        result = service.submit_job(session, user, spec, clock=clock, settings=settings)
+        out = job_dict(result.job, result.project, user.username)
+        out["created"] = result.created
+        # Commit before replying and before waking the scheduler (the job must be
+        # visible to it); get_session then finds the session idle and does no I/O.
+        session.commit()
+        return result.created, json.dumps(out, separators=(",", ":")).encode()
+
+    created, body = await run_in_threadpool(transact)
+    _wake_scheduler(request)
+    return Response(body, status_code=201 if created else 200, media_type="application/json")
+
+
+@router.get("/jobs")
+def list_jobs(
+    session: DbSession,
+    user: CurrentUser,
+    project: str | None = None,
+    state: list[str] = Query(default_factory=list),
+    mine: bool = False,
+    limit: int = Query(100, ge=1, le=1000),
+    offset: int = Query(0, ge=0),
+) -> dict[str, Any]:
+    states = [s for item in state for s in item.split(",") if s]
+    jobs, total = service.list_jobs(session, user, project=project, states=states, mine=mine,
+                                    limit=limit, offset=offset)
+    return {"items": _dicts(session, jobs), "total": total, "limit": limit, "offset": offset}
+
+
+@router.get("/jobs/{job_id}")
+def show_job(job_id: int, session: DbSession, user: CurrentUser) -> dict[str, Any]:
+    return _dicts_detail(session, service.get_job(session, user, job_id))
+
+
+@router.post("/jobs/{job_id}/cancel")
+def cancel_job(job_id: int, request: Request, session: DbSession,
+               user: CurrentUser) -> dict[str, Any]:
+    job = service.cancel(session, user, job_id, clock=get_clock(request))
+    out = _dicts(session, [job])[0]
+    session.commit()
+    _wake_scheduler(request)
+    return out
+
+
+@router.get("/jobs/{job_id}/logs")
+def job_logs(
+    job_id: int,
+    request: Request,
+    session: DbSession,
+    user: CurrentUser,
+    stream: Literal["stdout", "stderr"] = "stdout",
+    offset: int = Query(0, ge=0),
+    attempt: int | None = Query(None, ge=1),
+    limit: int = Query(MAX_LOG_CHUNK, ge=1, le=MAX_LOG_CHUNK),
+) -> dict[str, Any]:
+    """A chunk of the job's log from byte ``offset``; ``next_offset`` continues it and
+    ``complete`` tells a follower (``logs -f``) that nothing more will come."""
+    chunk = read_log(session, user, job_id, data_dir=Path(settings_for(request).data_dir),
+                     stream=stream, offset=offset, attempt=attempt, limit=limit)
+    return chunk.to_dict()
+
+
+@router.get("/queue")
+def queue(session: DbSession, user: CurrentUser, project: str | None = None) -> dict[str, Any]:
+    jobs = service.queue(session, user, project=project)
+    return {"items": _dicts(session, jobs), "total": len(jobs)}
+
+
+@router.get("/projects/{ref}/balance")
+def balance(ref: str, session: DbSession, user: CurrentUser, now: Now) -> dict[str, Any]:
+    project = access.visible_project(session, user, ref)
+    return project_balance(session, project, now).to_dict()
+
+
+@router.get("/nodes")
+def nodes(request: Request, session: DbSession, user: Operator) -> dict[str, Any]:
+    views = service.list_nodes(session, inventory(request))
+    return {"items": [v.to_dict() for v in views],
+            "total_gpus": sum(v.gpus for v in views),
+            "used_gpus": sum(v.used_gpus for v in views)}
+
+
+class DrainRequest(BaseModel):
+    reason: str | None = Field(default=None, max_length=500)
+
+
+@router.post("/nodes/{name}/drain")
+def drain(name: str, request: Request, session: DbSession, user: Operator, now: Now,
+          body: DrainRequest | None = None) -> dict[str, Any]:
+    view = service.set_drained(session, user, name, drained=True,
+                               reason=body.reason if body else None,
+                               inventory=inventory(request), now=now)
+    return view.to_dict()
+
+
+@router.post("/nodes/{name}/resume")
+def resume(name: str, request: Request, session: DbSession, user: Operator,
+           now: Now) -> dict[str, Any]:
+    view = service.set_drained(session, user, name, drained=False, reason=None,
+                               inventory=inventory(request), now=now)
+    session.commit()
+    _wake_scheduler(request)
+    return view.to_dict()

@@ -1,0 +1,288 @@
+"""Job specifications: what a user submits (YAML or JSON), validated with clear errors.
+
+Example (``examples/train-demo.yaml``)::
+
+    name: train-demo
+    project: demo-llm
+    command: ["python3", "train_demo.py", "--steps", "20"]
+    workdir: .
+    gpus: 2
+    walltime: 10m
+    qos: normal
+    idempotency_key: demo-1
+
+Walltime and checkpoint interval accept seconds (``3600``), units (``"90m"``, ``"2h"``,
+``"1d"``, ``"1h30m"``) and Slurm's forms (``"MM:SS"``, ``"HH:MM:SS"``, ``"D-HH:MM:SS"``).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rechenwerk.errors import FieldIssue, InvalidInput
+
+QOS = Literal["normal", "high", "low"]
+QOS_NAMES: tuple[str, ...] = ("high", "normal", "low")
+
+# Longest walltime each QOS admits (seconds). "high" buys priority with short jobs;
+# "low" is the scavenger QOS: preemptible, long.
+QOS_MAX_WALLTIME_S: dict[str, int] = {
+    "high": 24 * 3600,
+    "normal": 48 * 3600,
+    "low": 72 * 3600,
+}
+
+_UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+_UNITS_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)([smhd]))+$")
+_UNIT_PART_RE = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_SLURM_RE = re.compile(r"^(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?$")
+
+
+def parse_duration(value: Any, *, field: str = "walltime") -> int:
+    """Seconds from ``3600``, ``"90m"``, ``"1h30m"``, ``"2:00:00"``, ``"1-00:00:00"``."""
+    if isinstance(value, bool):
+        raise ValueError("must be a duration such as 3600, '90m', '2h' or '1-00:00:00'")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower().replace(" ", "")
+        if not text:
+            raise ValueError("is empty; give a duration such as '2h'")
+        if text.isdigit():
+            seconds = float(text)
+        elif _UNITS_RE.match(text):
+            seconds = sum(float(n) * _UNIT_S[u] for n, u in _UNIT_PART_RE.findall(text))
+        elif m := _SLURM_RE.match(text):
+            days, a, b, c = m.groups()
+            parts = [int(x) for x in (a, b, c) if x is not None]
+            if days is not None:
+                # D-HH, D-HH:MM, D-HH:MM:SS
+                hh, mm, ss = ([*parts, 0, 0])[:3]
+                seconds = int(days) * 86400 + hh * 3600 + mm * 60 + ss
+            elif len(parts) == 3:
+                seconds = parts[0] * 3600 + parts[1] * 60 + parts[2]
+            elif len(parts) == 2:
+                seconds = parts[0] * 60 + parts[1]
+            else:
+                seconds = parts[0]
+        else:
+            raise ValueError(
+                f"{value!r} is not a duration; use seconds (3600), units ('90m', '2h', "
+                "'1d') or D-HH:MM:SS ('1-00:00:00')"
+            )
+    else:
+        raise ValueError("must be a duration such as 3600, '90m', '2h' or '1-00:00:00'")
+    if seconds <= 0:
+        raise ValueError("must be positive")
+    return round(seconds)
+
+
+def format_duration(seconds: float) -> str:
+    s = round(seconds)
+    d, rem = divmod(s, 86400)
+    h, rem = divmod(rem, 3600)
+    m, sec = divmod(rem, 60)
+    return f"{d}-{h:02d}:{m:02d}:{sec:02d}" if d else f"{h:02d}:{m:02d}:{sec:02d}"
+
+
+class JobSpec(BaseModel):
+    """A validated job specification. ``command`` is always an argv list after parsing."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, populate_by_name=True)
+
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+    project: str = Field(min_length=1, max_length=128)
+    command: list[str] | None = None
+    script: str | None = None
+    workdir: str | None = None
+    env: dict[str, str] = Field(default_factory=dict)
+    container_image: str | None = None
+    gpus: int
+    nodes: int | None = None
+    gpus_per_node: int | None = None
+    gpu_type: str | None = None
+    walltime_s: int = Field(alias="walltime")
+    qos: QOS = "normal"
+    checkpoint_interval_s: int | None = Field(default=None, alias="checkpoint_interval")
+    idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
+
+    @field_validator("command", mode="before")
+    @classmethod
+    def _split_command(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                parts = shlex.split(v)
+            except ValueError as exc:
+                raise ValueError(f"cannot be split into arguments: {exc}") from None
+            return parts
+        return v
+
+    @field_validator("command")
+    @classmethod
+    def _command_not_empty(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (not v or not v[0]):
+            raise ValueError("must name a program to run, e.g. ['python3', 'train.py']")
+        return v
+
+    @field_validator("walltime_s", mode="before")
+    @classmethod
+    def _walltime(cls, v: Any) -> int:
+        return parse_duration(v)
+
+    @field_validator("checkpoint_interval_s", mode="before")
+    @classmethod
+    def _ckpt(cls, v: Any) -> int | None:
+        return None if v is None else parse_duration(v, field="checkpoint_interval")
+
+    @field_validator("gpus")
+    @classmethod
+    def _gpus_positive(cls, v: int) -> int:
+        if v <= 0:
+            raise ValueError(f"must be at least 1 (got {v})")
+        return v
+
+    @field_validator("nodes", "gpus_per_node")
+    @classmethod
+    def _positive(cls, v: int | None) -> int | None:
+        if v is not None and v <= 0:
+            raise ValueError(f"must be at least 1 (got {v})")
+        return v
+
+    @field_validator("env")
+    @classmethod
+    def _env_names(cls, v: dict[str, str]) -> dict[str, str]:
+        for key in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
+                raise ValueError(f"{key!r} is not a valid environment variable name")
+            if key.startswith("RECHENWERK_") or key == "CUDA_VISIBLE_DEVICES":
+                raise ValueError(f"{key} is set by Rechenwerk and cannot be overridden")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> JobSpec:
+        if (self.command is None) == (self.script is None):
+            raise ValueError("give exactly one of 'command' or 'script'")
+        if self.nodes is not None and self.gpus % self.nodes:
+            raise ValueError(
+                f"gpus ({self.gpus}) must be a multiple of nodes ({self.nodes})"
+            )
+        if self.gpus_per_node is not None and self.gpus % self.gpus_per_node:
+            raise ValueError(
+                f"gpus ({self.gpus}) must be a multiple of gpus_per_node ({self.gpus_per_node})"
+            )
+        if (
+            self.nodes is not None
+            and self.gpus_per_node is not None
+            and self.nodes * self.gpus_per_node != self.gpus
+        ):
+            raise ValueError(
+                f"nodes x gpus_per_node ({self.nodes} x {self.gpus_per_node}) must equal "
+                f"gpus ({self.gpus})"
+            )
+        if self.checkpoint_interval_s is not None and self.checkpoint_interval_s > self.walltime_s:
+            raise ValueError("checkpoint_interval must not exceed the walltime")
+        return self
+
+    @property
+    def gpu_hours_requested(self) -> float:
+        """What the job commits against the budget: GPUs x walltime."""
+        return self.gpus * self.walltime_s / 3600.0
+
+    def to_document(self) -> dict[str, Any]:
+        """The spec as stored with the job (aliases as a user writes them)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def parse_spec(data: Any, *, source: str = "job spec") -> JobSpec:
+    """Validate a decoded document; every problem is reported with its field path."""
+    if not isinstance(data, Mapping):
+        raise InvalidInput(
+            f"{source} must be a mapping of fields (name, project, command, gpus, walltime ...)",
+            hint="See docs/jobs.md for the job spec format.",
+        )
+    try:
+        return JobSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors():
+            loc = tuple(err.get("loc", ()))
+            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+            if err.get("type") == "missing":
+                msg = "is required"
+            elif err.get("type") == "extra_forbidden":
+                msg = "is not a known field (see docs/jobs.md)"
+            issues.append(FieldIssue(loc=loc or ("(spec)",), message=msg))
+        first = issues[0]
+        more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
+        raise InvalidInput(
+            f"{source}: {first.path}: {first.message}{more}",
+            field=first.path if first.loc != ("(spec)",) else None,
+            issues=issues,
+            hint="Fix the listed fields; see docs/jobs.md for the job spec format.",
+        ) from None
+
+
+def load_spec_text(text: str, *, source: str = "job spec") -> JobSpec:
+    """Parse YAML or JSON text (JSON is YAML, but JSON errors read better from json)."""
+    import yaml
+
+    stripped = text.lstrip()
+    try:
+        data = json.loads(text) if stripped.startswith("{") else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(
+            f"{source} is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InvalidInput(f"{source} is not valid YAML: {where}{problem}") from None
+    return parse_spec(data, source=source)
+
+
+def check_against_centre(
+    spec: JobSpec,
+    *,
+    total_gpus: int,
+    max_gpus_per_node: int,
+    node_count: int,
+    qos_limits: Mapping[str, int] = QOS_MAX_WALLTIME_S,
+) -> None:
+    """Refuse what this centre can never run: more GPUs than it has, a walltime above the
+    QOS limit, a per-node request larger than any node."""
+    if spec.gpus > total_gpus:
+        raise InvalidInput(
+            f"the job asks for {spec.gpus} GPUs but the centre has only {total_gpus}",
+            field="gpus",
+            hint=f"Ask for at most {total_gpus} GPUs.",
+        )
+    per_node = spec.gpus_per_node or (spec.gpus // spec.nodes if spec.nodes else None)
+    if per_node is not None and per_node > max_gpus_per_node:
+        raise InvalidInput(
+            f"the job asks for {per_node} GPUs per node but the largest node has "
+            f"{max_gpus_per_node}",
+            field="gpus_per_node",
+            hint=f"Use at most {max_gpus_per_node} GPUs per node and more nodes.",
+        )
+    if spec.nodes is not None and spec.nodes > node_count:
+        raise InvalidInput(
+            f"the job asks for {spec.nodes} nodes but the centre has {node_count}",
+            field="nodes",
+            hint=f"Ask for at most {node_count} nodes.",
+        )
+    limit = qos_limits[spec.qos]
+    if spec.walltime_s > limit:
+        raise InvalidInput(
+            f"walltime {format_duration(spec.walltime_s)} is above the limit of QOS "
+            f"{spec.qos!r} ({format_duration(limit)})",
+            field="walltime",
+            hint="Shorten the walltime (checkpoint and resubmit) or choose another QOS: "
+            + ", ".join(f"{q} <= {format_duration(s)}" for q, s in qos_limits.items()),
+        )

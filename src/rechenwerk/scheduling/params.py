@@ -1,0 +1,86 @@
+"""Policy parameters, in Slurm's vocabulary where one exists."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from rechenwerk.errors import FieldIssue, InvalidInput
+
+
+def _default_qos() -> dict[str, float]:
+    return {"low": 0.0, "normal": 0.5, "high": 1.0}
+
+
+@dataclass(frozen=True, slots=True)
+class PolicyParams:
+    # backfill (Slurm: bf_interval, bf_max_job_test)
+    bf_interval_s: float = 30.0
+    bf_max_job_test: int = 100
+    # multifactor priority (Slurm: PriorityWeight*, PriorityMaxAge, PriorityDecayHalfLife,
+    # PriorityCalcPeriod)
+    weight_age: float = 1000.0
+    weight_fairshare: float = 10000.0
+    weight_jobsize: float = 1000.0
+    weight_qos: float = 1000.0
+    max_age_s: float = 7 * 86400.0
+    fairshare_half_life_s: float = 7 * 86400.0
+    priority_calc_period_s: float = 300.0
+    qos_priority: Mapping[str, float] = field(default_factory=_default_qos)
+    # fair-share shares and quota guarantees per project (override Snapshot.projects)
+    shares: Mapping[str, float] | None = None
+    guarantees: Mapping[str, int] | None = None
+    # preemption: work since the last checkpoint is lost on requeue (None: no checkpoints)
+    checkpoint_interval_s: float | None = 3600.0
+    # LAS: attained-service thresholds (GPU-seconds) between the discretised queues
+    las_thresholds_gpu_s: tuple[float, ...] = (3600.0, 36000.0, 360000.0)
+    # LAS starvation guard (Tiresias' STARVELIMIT): a job waiting in a lower queue for
+    # longer than this many times its last run is promoted to queue 0 (None: off)
+    las_starve_limit: float | None = None
+    # LAS / quota: how many waiting jobs one cycle examines at most
+    max_job_test: int = 200
+
+    def __post_init__(self) -> None:
+        issues: list[FieldIssue] = []
+
+        def check(name: str, ok: bool, msg: str) -> None:
+            if not ok:
+                issues.append(FieldIssue((name,), msg))
+
+        check("bf_interval_s", self.bf_interval_s >= 0, "must be >= 0 seconds")
+        check("bf_max_job_test", self.bf_max_job_test >= 1, "must be >= 1")
+        check("max_job_test", self.max_job_test >= 1, "must be >= 1")
+        check("max_age_s", self.max_age_s > 0, "must be > 0 seconds")
+        check("fairshare_half_life_s", self.fairshare_half_life_s > 0, "must be > 0 seconds")
+        check("priority_calc_period_s", self.priority_calc_period_s >= 0, "must be >= 0")
+        for w in ("weight_age", "weight_fairshare", "weight_jobsize", "weight_qos"):
+            v = getattr(self, w)
+            check(w, v >= 0 and math.isfinite(v), "must be a finite number >= 0")
+        ci = self.checkpoint_interval_s
+        check("checkpoint_interval_s", ci is None or ci > 0, "must be > 0 seconds or None")
+        sl = self.las_starve_limit
+        check(
+            "las_starve_limit",
+            sl is None or (sl > 0 and math.isfinite(sl)),
+            "must be a finite number > 0 (a multiple of the job's last run time) or None",
+        )
+        th = self.las_thresholds_gpu_s
+        check(
+            "las_thresholds_gpu_s",
+            all(t > 0 for t in th) and list(th) == sorted(set(th)),
+            "must be strictly increasing positive GPU-seconds",
+        )
+        if self.shares is not None:
+            for p, s in self.shares.items():
+                check(f"shares.{p}", s > 0, "share must be > 0")
+        if self.guarantees is not None:
+            for p, g in self.guarantees.items():
+                check(f"guarantees.{p}", g >= 0, "guarantee must be >= 0 GPUs")
+        if issues:
+            raise InvalidInput(
+                f"invalid scheduling parameter {issues[0].path}: {issues[0].message}",
+                field=issues[0].path,
+                issues=issues,
+                hint="see docs/scheduling.md for every parameter and its unit",
+            )

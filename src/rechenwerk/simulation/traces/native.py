@@ -1,0 +1,210 @@
+"""Rechenwerk's native trace CSV: reader and writer (format in docs/traces.md).
+
+Required columns: ``submit_time`` (seconds from the trace start, or ISO-8601 timestamps;
+one form per file), ``duration_s``, ``gpus``. Optional: ``job_id``, ``project``,
+``walltime_s``, ``gpus_per_node``, ``qos`` (normal|high|low), ``gpu_type``. Unknown
+columns are an error (a typo such as ``walltime`` must not be ignored silently). Blank
+lines are skipped; lines starting with ``#`` are comments only before the header (after
+it every line is a row, so no row can vanish silently).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections.abc import Iterable
+from pathlib import Path
+
+from rechenwerk.errors import InvalidInput
+from rechenwerk.simulation.traces._csv import (
+    RowError,
+    check_columns,
+    handle_row_error,
+    new_reader,
+    open_trace,
+    parse_float,
+    parse_pos_int,
+    parse_utc,
+    read_header,
+)
+from rechenwerk.simulation.traces.base import QOS_VALUES, SkippedRow, Trace, TraceJob
+
+REQUIRED = ("submit_time", "duration_s", "gpus")
+OPTIONAL = ("job_id", "project", "walltime_s", "gpus_per_node", "qos", "gpu_type")
+COLUMNS = REQUIRED + OPTIONAL
+
+_SECONDS = "seconds"
+_ISO = "iso"
+
+
+def _submit_form(value: str) -> str:
+    try:
+        float(value)
+    except ValueError:
+        return _ISO
+    return _SECONDS
+
+
+def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
+    spath = str(path)
+    skipped: list[SkippedRow] = []
+    # (submit, line, job_id, duration, gpus, project, walltime, gpus_per_node, qos, gpu_type)
+    parsed: list[
+        tuple[float, int, str, float, int, str, float | None, int | None, str, str | None]
+    ] = []
+    first_line_of: dict[str, int] = {}
+    form: str | None = None
+    form_line = 0
+    with open_trace(path) as fh:
+        reader = new_reader(fh)
+        header, header_line = read_header(reader, spath)
+        idx = check_columns(header, spath, header_line, REQUIRED, OPTIONAL, allow_unknown=False)
+        ncols = len(header)
+        i_sub, i_dur, i_gpus = idx["submit_time"], idx["duration_s"], idx["gpus"]
+        i_id = idx.get("job_id")
+        i_proj = idx.get("project")
+        i_wall = idx.get("walltime_s")
+        i_gpn = idx.get("gpus_per_node")
+        i_qos = idx.get("qos")
+        i_type = idx.get("gpu_type")
+        for row in reader:
+            line = reader.line_num
+            if not row or (len(row) == 1 and not row[0].strip()):
+                continue
+            try:
+                if len(row) != ncols:
+                    raise RowError("", f"expected {ncols} fields as in the header, got {len(row)}")
+                sub_txt = row[i_sub].strip()
+                if not sub_txt:
+                    raise RowError("submit_time", "missing value")
+                this_form = _submit_form(sub_txt)
+                if this_form == _ISO:
+                    submit = parse_utc(sub_txt, "submit_time")
+                else:
+                    submit = float(sub_txt)
+                    if not (math.isfinite(submit) and submit >= 0):
+                        raise RowError(
+                            "submit_time",
+                            f"expected non-negative seconds from the trace start, got {sub_txt!r}",
+                        )
+                if form is not None and this_form != form:
+                    raise RowError(
+                        "submit_time",
+                        f"mixed time forms: {sub_txt!r} is "
+                        f"{'ISO-8601' if this_form == _ISO else 'seconds'} but line {form_line} "
+                        f"uses {'ISO-8601' if form == _ISO else 'seconds'}; use one form per file",
+                    )
+                duration = parse_float(row[i_dur].strip(), "duration_s")
+                gpus = parse_pos_int(row[i_gpus].strip(), "gpus")
+                job_id = row[i_id].strip() if i_id is not None else ""
+                if not job_id:
+                    job_id = f"L{line}"
+                project = (row[i_proj].strip() if i_proj is not None else "") or "default"
+                walltime: float | None = None
+                if i_wall is not None and row[i_wall].strip():
+                    walltime = parse_float(row[i_wall].strip(), "walltime_s", allow_zero=False)
+                gpn: int | None = None
+                if i_gpn is not None and row[i_gpn].strip():
+                    gpn = parse_pos_int(row[i_gpn].strip(), "gpus_per_node")
+                    if gpus > gpn and gpus % gpn:
+                        raise RowError(
+                            "gpus_per_node",
+                            f"{gpus} GPUs do not fill whole nodes of {gpn} GPUs; a multi-node job "
+                            "needs gpus to be a multiple of gpus_per_node",
+                        )
+                    if gpn > gpus:
+                        raise RowError(
+                            "gpus_per_node",
+                            f"{gpn} GPUs per node is more than the job's {gpus} GPUs",
+                        )
+                qos = "normal"
+                if i_qos is not None and row[i_qos].strip():
+                    qos = row[i_qos].strip()
+                    if qos not in QOS_VALUES:
+                        raise RowError(
+                            "qos", f"expected one of {', '.join(QOS_VALUES)}, got {qos!r}"
+                        )
+                gpu_type = (row[i_type].strip() if i_type is not None else "") or None
+                prev = first_line_of.get(job_id)
+                if prev is not None:
+                    raise RowError("job_id", f"duplicate job_id {job_id!r} (first on line {prev})")
+            except RowError as err:
+                handle_row_error(err, spath, line, skip_invalid, skipped)
+                continue
+            if form is None:
+                form, form_line = this_form, line
+            first_line_of[job_id] = line
+            parsed.append(
+                (submit, line, job_id, duration, gpus, project, walltime, gpn, qos, gpu_type)
+            )
+    parsed.sort(key=lambda p: p[0])
+    t0 = parsed[0][0] if (parsed and form == _ISO) else 0.0
+    jobs = tuple(
+        TraceJob(
+            job_id=jid,
+            submit_time=sub - t0,
+            duration_s=dur,
+            gpus=g,
+            project=proj,
+            walltime_s=wall,
+            gpus_per_node=gpn_,
+            qos=q,
+            gpu_type=gt,
+        )
+        for sub, _line, jid, dur, g, proj, wall, gpn_, q, gt in parsed
+    )
+    return Trace(jobs=jobs, skipped=tuple(skipped), source=f"native:{spath}")
+
+
+def _fmt(x: float) -> str:
+    """Shortest text that reads back to the same float (integers without '.0')."""
+    return str(int(x)) if x.is_integer() else repr(x)
+
+
+def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] = ()) -> Path:
+    """Write ``trace`` in the native format (seconds form); ``read_native`` reads it back
+    to an equal job tuple. ``comments`` become leading ``# ...`` lines."""
+    ids = set()
+    for job in trace.jobs:
+        if job.job_id in ids:
+            raise InvalidInput(
+                message=f"duplicate job_id {job.job_id!r} in trace {trace.source}",
+                field="job_id",
+                hint="job ids must be unique to be written and read back",
+            )
+        ids.add(job.job_id)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("w", newline="", encoding="utf-8") as fh:
+        for c in comments:
+            for part in str(c).splitlines():
+                fh.write(f"# {part}\n")
+        w = csv.writer(fh, lineterminator="\n")
+        w.writerow(
+            [
+                "job_id",
+                "submit_time",
+                "duration_s",
+                "gpus",
+                "project",
+                "walltime_s",
+                "gpus_per_node",
+                "qos",
+                "gpu_type",
+            ]
+        )
+        for j in trace.jobs:
+            w.writerow(
+                [
+                    j.job_id,
+                    _fmt(j.submit_time),
+                    _fmt(j.duration_s),
+                    j.gpus,
+                    j.project,
+                    "" if j.walltime_s is None else _fmt(j.walltime_s),
+                    "" if j.gpus_per_node is None else j.gpus_per_node,
+                    j.qos,
+                    j.gpu_type or "",
+                ]
+            )
+    return out

@@ -1,0 +1,14 @@
+"""Imports every domain's models so that ``Base.metadata`` is complete (Alembic, tests).
+
+Each domain keeps its tables in its own ``models.py``; add one import line per domain.
+"""
+
+from __future__ import annotations
+
+import rechenwerk.access.models  # (platform engineer)
+import rechenwerk.accounting.models  # (jobs engineer)
+import rechenwerk.jobs.models  # (jobs engineer)
+import rechenwerk.notifications.models  # noqa: F401  (portal engineer)
+from rechenwerk.store.base import Base
+
+metadata = Base.metadata

@@ -1,0 +1,64 @@
+"""Login (username + password, verified by the platform's password check) and logout."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from rechenwerk.access.models import User
+from rechenwerk.access.security import authenticate_password
+from rechenwerk.api.deps import get_session
+from rechenwerk.errors import Unauthenticated
+from rechenwerk.web.context import settings_of
+from rechenwerk.web.deps import form_data, optional_user
+from rechenwerk.web.rendering import render
+from rechenwerk.web.routing import PortalRoute, _safe_next
+from rechenwerk.web.session import end_session, set_flash, start_user_session
+
+router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+
+
+@router.get("/login")
+def login_form(
+    request: Request, next: str = "/", user: User | None = Depends(optional_user)
+) -> Response:
+    if user is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return render(
+        request, "login.html",
+        {"title": "Log in", "next_url": _safe_next(next), "username": "", "error": None},
+    )
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    form: dict[str, str] = Depends(form_data),
+    db: Session = Depends(get_session),
+) -> Response:
+    username = form.get("username", "").strip()
+    password = form.get("password", "")
+    next_url = _safe_next(form.get("next", "/") or "/")
+    try:
+        if not username or not password:
+            raise Unauthenticated("enter your username and password")
+        user = authenticate_password(db, username, password)
+    except Unauthenticated as exc:
+        return render(
+            request, "login.html",
+            {"title": "Log in", "next_url": next_url, "username": username,
+             "error": exc.message.capitalize() + "."},
+            status_code=401,
+        )
+    start_user_session(request, settings_of(request), user.id, user.password_hash or "")
+    return RedirectResponse(next_url, status_code=303)
+
+
+@router.post("/logout")
+def logout(request: Request) -> Response:
+    end_session(request)
+    response = RedirectResponse("/login", status_code=303)
+    set_flash(response, settings_of(request), "info", "You have been logged out.")
+    return response

@@ -1,0 +1,127 @@
+"""Operator views of the machine: nodes x GPUs (busy, idle, drained) with the job on each
+GPU, drain/resume, and the queue in scheduling order with every job's waiting reason.
+
+Node inventory and drain state come from the jobs service (``list_nodes``,
+``set_drained``) over the backend's inventory, exactly as ``/api/v1/nodes``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from rechenwerk.access.models import User
+from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.jobs import service as jobs
+from rechenwerk.jobs.models import Job
+from rechenwerk.web.context import settings_of
+from rechenwerk.web.deps import form_data, operator_user
+from rechenwerk.web.forms import text
+from rechenwerk.web.rendering import render
+from rechenwerk.web.routing import PortalRoute
+from rechenwerk.web.session import set_flash
+
+router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+
+
+def _inventory(request: Request) -> list[Any]:
+    from rechenwerk.jobs.runtime import inventory
+
+    return inventory(request)
+
+
+def cluster_view(request: Request, db: Session) -> dict[str, Any]:
+    nodes = jobs.list_nodes(db, _inventory(request))
+    job_ids = {j for n in nodes for j in n.jobs}
+    running = {j.id: j for j in db.scalars(select(Job).where(Job.id.in_(job_ids)))} \
+        if job_ids else {}
+    slugs = jobs.project_slugs(db, {j.project_id for j in running.values()})
+    rows = []
+    for n in nodes:
+        owner: dict[int, Job] = {}
+        for jid in n.jobs:
+            placed = running.get(jid)
+            if placed is None:
+                continue
+            for node, idx in placed.placement or []:
+                if node == n.name:
+                    for g in idx:
+                        owner[int(g)] = placed
+        gpus = []
+        for g in range(n.gpus):
+            job = owner.get(g)
+            state = "busy" if job else ("drained" if n.drained else "idle")
+            title = (f"GPU {g}: job {job.id} {job.name} ({slugs.get(job.project_id, '?')})"
+                     if job else f"GPU {g}: {state}")
+            gpus.append({"index": g, "state": state, "title": title,
+                         "job": job.id if job else None})
+        rows.append({"node": n, "gpus": gpus,
+                     "state": "drained" if n.drained else ("busy" if n.used_gpus else "idle")})
+    total = sum(n.gpus for n in nodes)
+    busy = sum(n.used_gpus for n in nodes)
+    drained = sum(n.gpus - n.used_gpus for n in nodes if n.drained)
+    return {"rows": rows, "total": total, "busy": busy, "drained": drained,
+            "idle": total - busy - drained}
+
+
+def cluster_summary(request: Request, db: Session) -> dict[str, Any]:
+    view = cluster_view(request, db)
+    counts = dict(db.execute(select(Job.state, func.count()).where(
+        Job.state.in_(("pending", "running", "starting"))).group_by(Job.state)).all())
+    return {"total": view["total"], "busy": view["busy"], "drained": view["drained"],
+            "pending": int(counts.get("pending", 0)),
+            "running": int(counts.get("running", 0)) + int(counts.get("starting", 0))}
+
+
+@router.get("/ops/cluster")
+def cluster_page(
+    request: Request, user: User = Depends(operator_user), db: Session = Depends(get_session),
+) -> Response:
+    view = cluster_view(request, db)
+    ctx = {"title": "Cluster", "section": "cluster", **view}
+    if request.headers.get("hx-request"):
+        return render(request, "ops/_nodes.html", ctx)
+    return render(request, "ops/cluster.html", ctx)
+
+
+@router.post("/ops/nodes/{name}/{action}")
+def node_drain(
+    request: Request, name: str, action: str, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(operator_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    from rechenwerk.errors import NotFound
+
+    if action not in ("drain", "resume"):
+        raise NotFound(f"unknown node action {action!r}", hint="Use drain or resume.")
+    jobs.set_drained(db, user, name, drained=action == "drain",
+                     reason=text(form, "reason") or None, inventory=_inventory(request),
+                     now=now)
+    db.commit()
+    loop = getattr(request.app.state, "scheduler", None)
+    if loop is not None:
+        loop.wake()
+    response = RedirectResponse("/ops/cluster", status_code=303)
+    what = "drained: running jobs finish, nothing new starts" if action == "drain" \
+        else "resumed"
+    set_flash(response, settings_of(request), "success", f"Node {name} {what}.")
+    return response
+
+
+@router.get("/ops/queue")
+def queue_page(
+    request: Request, project: str = "", user: User = Depends(operator_user),
+    db: Session = Depends(get_session), now: Any = Depends(get_now),
+) -> Response:
+    pending = jobs.queue(db, user, project=project or None)
+    shown = pending[:500]
+    return render(request, "ops/queue.html", {
+        "title": "Queue", "section": "queue", "jobs": shown, "total": len(pending),
+        "slugs": jobs.project_slugs(db, {j.project_id for j in shown}),
+        "names": jobs.usernames(db, {j.user_id for j in shown}), "now": now,
+        "project": project,
+    })

@@ -1,0 +1,172 @@
+"""Operator pages: calls and awards management, the audit log. (The cluster view and the
+queue live in ``cluster.py``.) Every rule is the access service's; these views only turn
+forms into calls and results into pages."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from rechenwerk.access import service as access
+from rechenwerk.access.gpu_types import known_gpu_types
+from rechenwerk.access.models import AccessMode, OrgKind, User
+from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.errors import RechenwerkError
+from rechenwerk.web.context import settings_of
+from rechenwerk.web.deps import form_data, operator_user
+from rechenwerk.web.forms import FormErrors, checkbox, errors_from, moment, number, text
+from rechenwerk.web.rendering import render
+from rechenwerk.web.routing import PortalRoute
+from rechenwerk.web.session import set_flash
+
+router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+
+AUDIT_PAGE = 50
+
+
+def _calls_page(
+    request: Request, db: Session, user: User, now: Any, *,
+    call_form: dict[str, str] | None = None, call_errors: FormErrors | None = None,
+    award_form: dict[str, str] | None = None, award_errors: FormErrors | None = None,
+    status_code: int = 200,
+) -> Response:
+    calls = access.list_calls(db, now=now, limit=200).items
+    awards = access.list_awards(db, user, limit=500).items
+    projects = access.list_projects(db, user, limit=500).items
+    accepted = access.list_proposals(db, user, state="accepted", limit=500).items
+    q = request.query_params
+    default_award = {"project": q.get("award_project", ""), "proposal": q.get("award_proposal", ""),
+                     "starts_at": f"{now:%Y-%m-%d}", "period_count": "4", "period_months": "3",
+                     "carry_over_limit_gpu_hours": "0", "gpu_type": ""}
+    default_call = {"access_mode": "research", "opens_at": f"{now:%Y-%m-%d}"}
+    return render(request, "ops/calls.html", {
+        "title": "Calls & awards", "section": "calls",
+        "calls": [(c, access.call_status(c, now)) for c in calls],
+        "awards": awards,
+        "call_form": call_form or default_call, "call_errors": call_errors or FormErrors(),
+        "award_form": award_form or default_award, "award_errors": award_errors or FormErrors(),
+        "mode_options": [(m.value, m.value.replace("_", " ")) for m in AccessMode],
+        "kinds": [k.value for k in OrgKind],
+        "project_options": [("", "choose…")] + [(p.slug, f"{p.slug} — {p.title}")
+                                                for p in projects],
+        "proposal_options": [("", "none")] + [(str(p.id), f"#{p.id} {p.title} "
+                                               f"({p.project.slug}, "
+                                               f"{p.requested_gpu_hours:,.0f} GPU-hours)")
+                                              for p in accepted],
+        "gpu_options": [("", "from the proposal")] + [(g, g) for g in known_gpu_types()],
+    }, status_code=status_code)
+
+
+@router.get("/ops/calls")
+def calls_page(
+    request: Request, user: User = Depends(operator_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    return _calls_page(request, db, user, now)
+
+
+@router.post("/ops/calls")
+def call_create(
+    request: Request, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(operator_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    errors = FormErrors()
+    opens = moment(form, "opens_at", errors, label="Opens")
+    closes = moment(form, "closes_at", errors, label="Closes")
+    max_hours = number(form, "max_gpu_hours", errors, label="Maximum GPU-hours per proposal",
+                       required=False)
+    kinds = [k.value for k in OrgKind if checkbox(form, f"kind_{k.value}")]
+    call = None
+    if not errors and opens is not None and closes is not None:
+        try:
+            call = access.create_call(
+                db, user, slug=text(form, "slug"), title=text(form, "title"),
+                access_mode=text(form, "access_mode"), opens_at=opens, closes_at=closes,
+                description=text(form, "description"), eligible_kinds=kinds or None,
+                max_gpu_hours=max_hours, now=now,
+            )
+        except RechenwerkError as exc:
+            db.rollback()
+            errors = errors_from(exc, fields={"slug", "title", "access_mode", "opens_at",
+                                              "closes_at", "max_gpu_hours", "description"})
+    if errors or call is None:
+        return _calls_page(request, db, user, now, call_form=form, call_errors=errors,
+                           status_code=422)
+    response = RedirectResponse("/ops/calls", status_code=303)
+    set_flash(response, settings_of(request), "success", f"Call {call.slug!r} created.")
+    return response
+
+
+@router.post("/ops/calls/{slug}/close")
+def call_close(
+    request: Request, slug: str, user: User = Depends(operator_user),
+    db: Session = Depends(get_session), now: Any = Depends(get_now),
+) -> Response:
+    call = access.close_call(db, user, access.get_call(db, slug), now=now)
+    response = RedirectResponse("/ops/calls", status_code=303)
+    set_flash(response, settings_of(request), "success", f"Call {call.slug!r} closed.")
+    return response
+
+
+@router.post("/ops/awards")
+def award_create(
+    request: Request, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(operator_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    errors = FormErrors()
+    hours = number(form, "gpu_hours", errors, label="GPU-hours")
+    starts = moment(form, "starts_at", errors, label="Start")
+    count = number(form, "period_count", errors, label="Periods", integer=True, minimum=1)
+    months = number(form, "period_months", errors, label="Months per period", integer=True,
+                    minimum=1)
+    carry = number(form, "carry_over_limit_gpu_hours", errors, label="Carry-over limit",
+                   required=False, minimum=0)
+    if not text(form, "project"):
+        errors.add("project", "Project is required")
+    award = None
+    if not errors and starts is not None:
+        try:
+            project = access.get_project(db, text(form, "project"))
+            proposal = (access.visible_proposal(db, user, int(text(form, "proposal")))
+                        if text(form, "proposal").isdigit() else None)
+            award = access.create_award(
+                db, user, project=project, gpu_hours=float(hours), starts_at=starts,
+                gpu_type=text(form, "gpu_type") or None, proposal=proposal,
+                period_count=int(count), period_months=int(months),
+                carry_over_limit_gpu_hours=float(carry or 0.0), now=now,
+            )
+        except RechenwerkError as exc:
+            db.rollback()
+            errors = errors_from(exc, fields={"project", "proposal", "gpu_hours", "gpu_type",
+                                              "starts_at", "period_count", "period_months",
+                                              "carry_over_limit_gpu_hours"})
+    if errors or award is None:
+        return _calls_page(request, db, user, now, award_form=form, award_errors=errors,
+                           status_code=422)
+    response = RedirectResponse("/ops/calls#awards", status_code=303)
+    set_flash(response, settings_of(request), "success",
+              f"Award {award.id}: {award.gpu_hours:,.0f} GPU-hours ({award.gpu_type}) to "
+              f"{award.project.slug} in {len(award.periods)} period(s).")
+    return response
+
+
+@router.get("/ops/audit")
+def audit_page(
+    request: Request, entity: str = "", actor: str = "", action: str = "", page: int = 1,
+    user: User = Depends(operator_user), db: Session = Depends(get_session),
+) -> Response:
+    page = max(page, 1)
+    result = access.list_audit(db, user, entity=entity or None, user=actor or None,
+                               action=action or None, limit=AUDIT_PAGE,
+                               offset=(page - 1) * AUDIT_PAGE)
+    return render(request, "ops/audit.html", {
+        "title": "Audit log", "section": "audit", "entries": result.items,
+        "total": result.total, "page": page, "pages": max(1, -(-result.total // AUDIT_PAGE)),
+        "filters": {"entity": entity, "actor": actor, "action": action},
+    })

@@ -1,0 +1,248 @@
+"""Proposals: PIs write and submit them and see the decision; operators assign reviewers
+(conflicts of interest shown) and decide; reviewers score them (see ``reviews.py``).
+
+Every rule (who may see, write, submit, assign, decide) is the access service's."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from rechenwerk.access import service as access
+from rechenwerk.access.gpu_types import known_gpu_types
+from rechenwerk.access.models import Proposal, Review, User
+from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.errors import InvalidInput, RechenwerkError
+from rechenwerk.web.context import settings_of
+from rechenwerk.web.deps import form_data, portal_user
+from rechenwerk.web.forms import FormErrors, errors_from, number, text
+from rechenwerk.web.rendering import render
+from rechenwerk.web.routing import PortalRoute
+from rechenwerk.web.session import set_flash
+
+router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+
+PAGE_SIZE = 50
+PROPOSAL_FIELDS = {"call", "project", "title", "abstract", "justification", "gpu_type",
+                   "requested_gpu_hours"}
+
+
+def _planner_available() -> bool:
+    try:
+        import rechenwerk.planning.training  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def _new_form_context(db: Session, user: User, now: Any) -> dict[str, Any]:
+    calls = access.list_calls(db, now=now, status="open", limit=200).items
+    projects = [p for p in access.list_projects(db, user, limit=500).items
+                if p.pi_user_id == user.id]
+    return {
+        "calls": calls,
+        "call_options": [(c.id, f"{c.title} ({c.access_mode.replace('_', ' ')}, closes "
+                                f"{c.closes_at:%Y-%m-%d})") for c in calls],
+        "project_options": [(p.slug, f"{p.slug} — {p.title}") for p in projects],
+        "gpu_options": [(g, g) for g in known_gpu_types()],
+        "planner": _planner_available(),
+    }
+
+
+@router.get("/proposals")
+def proposal_list(
+    request: Request,
+    state: str = "",
+    page: int = 1,
+    user: User = Depends(portal_user),
+    db: Session = Depends(get_session),
+) -> Response:
+    page = max(page, 1)
+    result = access.list_proposals(db, user, state=state or None, limit=PAGE_SIZE,
+                                   offset=(page - 1) * PAGE_SIZE)
+    return render(request, "proposals/list.html", {
+        "title": "Proposals", "section": "proposals", "proposals": result.items,
+        "total": result.total, "page": page, "pages": max(1, -(-result.total // PAGE_SIZE)),
+        "state": state, "states": ["draft", "submitted", "under_review", "accepted", "rejected"],
+    })
+
+
+@router.get("/proposals/new")
+def proposal_new(
+    request: Request, call: str = "", project: str = "", user: User = Depends(portal_user),
+    db: Session = Depends(get_session), now: Any = Depends(get_now),
+) -> Response:
+    ctx = _new_form_context(db, user, now)
+    form = {"call": call, "project": project, "gpu_type": "H100-SXM"}
+    return render(request, "proposals/new.html", {
+        "title": "New proposal", "section": "proposals", "form": form, "errors": FormErrors(),
+        **ctx,
+    })
+
+
+@router.post("/proposals/new")
+def proposal_create(
+    request: Request,
+    form: dict[str, str] = Depends(form_data),
+    user: User = Depends(portal_user),
+    db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    errors = FormErrors()
+    hours = number(form, "requested_gpu_hours", errors, label="Requested GPU-hours")
+    for name, label in (("call", "Call"), ("project", "Project"), ("title", "Title")):
+        if not text(form, name):
+            errors.add(name, f"{label} is required")
+    proposal = None
+    if not errors:
+        try:
+            call = access.get_call(db, text(form, "call"))
+            project = access.visible_project(db, user, text(form, "project"))
+            proposal = access.create_proposal(
+                db, user, call=call, project=project, title=text(form, "title"),
+                gpu_type=text(form, "gpu_type"), requested_gpu_hours=float(hours),
+                abstract=text(form, "abstract"), justification=text(form, "justification"),
+                now=now,
+            )
+            if form.get("action") == "submit":
+                access.submit_proposal(db, user, proposal, now=now)
+        except RechenwerkError as exc:
+            db.rollback()
+            errors = errors_from(exc, fields=PROPOSAL_FIELDS)
+    if errors or proposal is None:
+        return render(request, "proposals/new.html", {
+            "title": "New proposal", "section": "proposals", "form": form, "errors": errors,
+            **_new_form_context(db, user, now),
+        }, status_code=422)
+    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
+    verb = "submitted" if proposal.state == "submitted" else "saved as a draft"
+    set_flash(response, settings_of(request), "success", f"Proposal {proposal.id} {verb}.")
+    return response
+
+
+@router.post("/proposals/estimate")
+def training_estimate(
+    request: Request, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(portal_user),
+) -> Response:
+    """htmx fragment: GPU-hours of a training run from the planner (6·N·D and MFU)."""
+    errors = FormErrors()
+    params = number(form, "est_params", errors, label="Parameters", minimum=1)
+    tokens = number(form, "est_tokens", errors, label="Tokens", required=False, minimum=1)
+    gpus = number(form, "est_gpus", errors, label="GPUs", integer=True, minimum=1)
+    result = None
+    if not errors:
+        from rechenwerk.planning.training import estimate_training
+
+        try:
+            result = estimate_training(params=float(params), tokens=tokens and float(tokens),
+                                       gpu=text(form, "gpu_type") or "H100-SXM", gpus=int(gpus))
+        except InvalidInput as exc:
+            errors = errors_from(exc, {"params": "est_params", "tokens": "est_tokens",
+                                       "gpus": "est_gpus", "gpu": "gpu_type"})
+    return render(request, "proposals/_estimate.html", {"estimate": result, "errors": errors})
+
+
+def _reviewer_candidates(db: Session, proposal: Proposal) -> list[dict[str, Any]]:
+    """Reviewers with their conflict of interest spelled out (the service refuses them)."""
+    assigned = {r.reviewer_user_id for r in db.scalars(
+        select(Review).where(Review.proposal_id == proposal.id))}
+    out = []
+    for r in db.scalars(select(User).where(User.is_reviewer.is_(True), User.is_active.is_(True))
+                        .order_by(User.username)):
+        conflict = None
+        if r.organization_id is not None and r.organization_id == proposal.project.organization_id:
+            conflict = f"same organisation as the applicant ({proposal.project.organization.name})"
+        elif access.membership(db, r, proposal.project) is not None:
+            conflict = "member of the applying project"
+        out.append({"user": r, "conflict": conflict, "assigned": r.id in assigned})
+    return out
+
+
+@router.get("/proposals/{proposal_id}")
+def proposal_detail(
+    request: Request, proposal_id: int, user: User = Depends(portal_user),
+    db: Session = Depends(get_session), now: Any = Depends(get_now),
+) -> Response:
+    proposal = access.visible_proposal(db, user, proposal_id)
+    return _detail(request, db, user, proposal, FormErrors(), {})
+
+
+def _detail(request: Request, db: Session, user: User, proposal: Proposal, errors: FormErrors,
+            form: dict[str, str], status_code: int = 200) -> Response:
+    reviews = access.list_reviews(db, user, proposal)
+    is_pi = proposal.project.pi_user_id == user.id
+    own_review = next((r for r in reviews if r.reviewer_user_id == user.id), None)
+    return render(request, "proposals/detail.html", {
+        "title": f"Proposal {proposal.id}", "section": "proposals", "p": proposal,
+        "reviews": reviews, "is_pi": is_pi, "own_review": own_review,
+        "show_reviewer_names": user.is_operator,
+        "candidates": _reviewer_candidates(db, proposal) if user.is_operator else [],
+        "errors": errors, "form": form,
+    }, status_code=status_code)
+
+
+@router.post("/proposals/{proposal_id}/submit")
+def proposal_submit(
+    request: Request, proposal_id: int, user: User = Depends(portal_user),
+    db: Session = Depends(get_session), now: Any = Depends(get_now),
+) -> Response:
+    proposal = access.visible_proposal(db, user, proposal_id)
+    access.submit_proposal(db, user, proposal, now=now)
+    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
+    set_flash(response, settings_of(request), "success",
+              f"Proposal {proposal.id} submitted; an operator will assign reviewers.")
+    return response
+
+
+def _detail_with_error(request: Request, db: Session, user: User, proposal_id: int,
+                       exc: RechenwerkError, form: dict[str, str]) -> Response:
+    """The proposal page again with the operator's form input and the error, nothing kept."""
+    db.rollback()
+    proposal = access.visible_proposal(db, user, proposal_id)
+    return _detail(request, db, user, proposal,
+                   errors_from(exc, fields={"reviewer", "decision", "comment"}), form,
+                   exc.http_status)
+
+
+@router.post("/proposals/{proposal_id}/assign")
+def proposal_assign(
+    request: Request, proposal_id: int, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(portal_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    proposal = access.visible_proposal(db, user, proposal_id)
+    try:
+        review = access.assign_reviewer(db, user, proposal, reviewer=text(form, "reviewer"),
+                                        now=now)
+    except RechenwerkError as exc:
+        return _detail_with_error(request, db, user, proposal_id, exc, form)
+    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
+    set_flash(response, settings_of(request), "success",
+              f"{review.reviewer.username} assigned to review proposal {proposal.id}.")
+    return response
+
+
+@router.post("/proposals/{proposal_id}/decide")
+def proposal_decide(
+    request: Request, proposal_id: int, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(portal_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    proposal = access.visible_proposal(db, user, proposal_id)
+    try:
+        access.decide_proposal(db, user, proposal, decision=text(form, "decision"),
+                               comment=text(form, "comment"), now=now)
+    except RechenwerkError as exc:
+        return _detail_with_error(request, db, user, proposal_id, exc, form)
+    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
+    next_step = (" Create the award under Calls & awards." if proposal.state == "accepted"
+                 else "")
+    set_flash(response, settings_of(request), "success",
+              f"Proposal {proposal.id} {proposal.state}.{next_step}")
+    return response

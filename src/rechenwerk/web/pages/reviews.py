@@ -1,0 +1,119 @@
+"""Reviewers: the proposals assigned to them, the review form, the conflict of interest
+(organisation and project membership) shown beside each proposal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from rechenwerk.access import service as access
+from rechenwerk.access.models import Proposal, Review, User
+from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.errors import NotFound, RechenwerkError
+from rechenwerk.web.context import settings_of
+from rechenwerk.web.deps import form_data, reviewer_user
+from rechenwerk.web.forms import FormErrors, errors_from, number, text
+from rechenwerk.web.rendering import render
+from rechenwerk.web.routing import PortalRoute
+from rechenwerk.web.session import set_flash
+
+router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+
+
+def conflict_of_interest(db: Session, reviewer: User, proposal: Proposal) -> dict[str, Any]:
+    """What the reviewer should know about their relation to the applicant."""
+    same_org = (reviewer.organization_id is not None
+                and reviewer.organization_id == proposal.project.organization_id)
+    member = access.membership(db, reviewer, proposal.project) is not None
+    if same_org:
+        verdict = "Conflict: you belong to the applicant's organisation. Decline the review."
+    elif member:
+        verdict = "Conflict: you are a member of the applying project. Decline the review."
+    else:
+        verdict = "No conflict of interest recorded."
+    return {
+        "reviewer_org": reviewer.organization.name if reviewer.organization else "none",
+        "applicant_org": proposal.project.organization.name,
+        "same_org": same_org, "member": member, "conflict": same_org or member,
+        "verdict": verdict,
+    }
+
+
+@router.get("/reviews")
+def review_list(
+    request: Request, user: User = Depends(reviewer_user), db: Session = Depends(get_session),
+) -> Response:
+    rows = db.execute(
+        select(Review, Proposal).join(Proposal, Review.proposal_id == Proposal.id)
+        .where(Review.reviewer_user_id == user.id)
+        .order_by(Review.submitted_at.is_not(None), Review.assigned_at.desc())
+    ).all()
+    items = [{"review": r, "p": p, "coi": conflict_of_interest(db, user, p)} for r, p in rows]
+    return render(request, "reviews/list.html", {
+        "title": "Reviews", "section": "reviews", "items": items,
+        "open": sum(1 for r, _ in rows if r.submitted_at is None),
+    })
+
+
+def _own_review(db: Session, user: User, proposal_id: int) -> tuple[Proposal, Review]:
+    proposal = access.visible_proposal(db, user, proposal_id)
+    review = db.scalars(select(Review).where(Review.proposal_id == proposal.id,
+                                             Review.reviewer_user_id == user.id)).first()
+    if review is None:
+        raise NotFound(f"you are not assigned to review proposal {proposal_id}",
+                       hint="Your assigned proposals are listed under Reviews.")
+    return proposal, review
+
+
+def _form_page(request: Request, db: Session, user: User, proposal: Proposal, review: Review,
+               form: dict[str, str], errors: FormErrors, status_code: int = 200) -> Response:
+    return render(request, "reviews/form.html", {
+        "title": f"Review proposal {proposal.id}", "section": "reviews", "p": proposal,
+        "review": review, "coi": conflict_of_interest(db, user, proposal), "form": form,
+        "errors": errors, "score_options": [("", "choose…")] + [(str(i), str(i)) for i in
+                                                                 range(5, 0, -1)],
+    }, status_code=status_code)
+
+
+@router.get("/reviews/{proposal_id}")
+def review_form(
+    request: Request, proposal_id: int, user: User = Depends(reviewer_user),
+    db: Session = Depends(get_session),
+) -> Response:
+    proposal, review = _own_review(db, user, proposal_id)
+    form = {"technical_score": str(review.technical_score or ""),
+            "scientific_score": str(review.scientific_score or ""), "comment": review.comment}
+    return _form_page(request, db, user, proposal, review, form, FormErrors())
+
+
+@router.post("/reviews/{proposal_id}")
+def review_submit(
+    request: Request, proposal_id: int, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(reviewer_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    proposal, review = _own_review(db, user, proposal_id)
+    errors = FormErrors()
+    tech = number(form, "technical_score", errors, label="Technical score", integer=True)
+    sci = number(form, "scientific_score", errors, label="Scientific score", integer=True)
+    if not errors:
+        try:
+            access.submit_review(db, user, proposal, technical_score=int(tech),
+                                 scientific_score=int(sci), comment=text(form, "comment"),
+                                 now=now)
+        except RechenwerkError as exc:
+            db.rollback()
+            errors = errors_from(exc, fields={"technical_score", "scientific_score",
+                                              "comment"})
+            proposal, review = _own_review(db, user, proposal_id)
+    if errors:
+        return _form_page(request, db, user, proposal, review, form, errors, 422)
+    response = RedirectResponse("/reviews", status_code=303)
+    set_flash(response, settings_of(request), "success",
+              f"Review of proposal {proposal.id} submitted. Thank you.")
+    return response

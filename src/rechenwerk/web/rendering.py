@@ -1,0 +1,107 @@
+"""Jinja2 rendering for the portal: one environment, formatting filters with units."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+DASH = "\u2013"  # shown for missing values
+TEMPLATE_DIR = Path(__file__).parent / "templates"
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def fmt_hours(value: float | None, digits: int = 1) -> str:
+    """GPU-hours with thousands separators: ``12,345.6``; an en dash for None."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return DASH
+    return f"{value:,.{digits}f}"
+
+
+def fmt_dt(value: datetime | None, with_time: bool = True) -> str:
+    if value is None:
+        return DASH
+    v = value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+    return v.strftime("%Y-%m-%d %H:%M UTC" if with_time else "%Y-%m-%d")
+
+
+def fmt_duration(seconds: float | None) -> str:
+    """``3d 4h``, ``2h 05m``, ``45s``."""
+    if seconds is None:
+        return DASH
+    s = round(seconds)
+    if s < 0:
+        return DASH
+    days, rem = divmod(s, 86400)
+    hours, rem = divmod(rem, 3600)
+    minutes, secs = divmod(rem, 60)
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    if minutes:
+        return f"{minutes}m {secs:02d}s"
+    return f"{secs}s"
+
+
+def fmt_pct(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return DASH
+    return f"{100.0 * value:.{digits}f} %"
+
+
+def query_with(request: Request, **changes: Any) -> str:
+    """The current query string with some parameters replaced (None removes one)."""
+    params = dict(request.query_params)
+    for key, val in changes.items():
+        if val is None or val == "":
+            params.pop(key, None)
+        else:
+            params[key] = str(val)
+    return "?" + urlencode(params) if params else "?"
+
+
+@lru_cache(maxsize=1)
+def environment() -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(TEMPLATE_DIR)),
+        autoescape=select_autoescape(["html", "xml"]),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["hours"] = fmt_hours
+    env.filters["dt"] = fmt_dt
+    env.filters["date"] = lambda v: fmt_dt(v, with_time=False)
+    env.filters["duration"] = fmt_duration
+    env.filters["pct"] = fmt_pct
+    env.globals["query_with"] = query_with
+    env.globals["Markup"] = Markup
+    return env
+
+
+def render_html(template: str, context: dict[str, Any]) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any] | None = None,
+    *,
+    status_code: int = 200,
+) -> HTMLResponse:
+    """Render ``template`` with the common context (user, nav, CSRF token, flash)."""
+    from rechenwerk.web.context import base_context
+
+    ctx = base_context(request)
+    ctx.update(context or {})
+    return HTMLResponse(render_html(template, ctx), status_code=status_code)

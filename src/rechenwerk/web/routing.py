@@ -1,0 +1,106 @@
+"""How portal requests are handled: CSRF check on every POST, login redirect, errors as
+HTML pages with the right status (the JSON API keeps its problem responses), and the
+session cookie written back."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine
+from typing import Any
+from urllib.parse import quote
+
+from fastapi.routing import APIRoute
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+
+from rechenwerk.api.deps import rollback_request
+from rechenwerk.errors import PermissionDenied, RechenwerkError, Unauthenticated
+from rechenwerk.web.context import settings_of
+from rechenwerk.web.rendering import render
+from rechenwerk.web.session import FLASH_COOKIE, csrf_ok, load_session, save_session
+
+
+class LoginRequired(Unauthenticated):
+    """Raised by portal dependencies when no user is logged in: becomes a redirect."""
+
+
+def _safe_next(path: str) -> str:
+    # Only local paths: never redirect to another site after login.
+    if not path.startswith("/") or path.startswith("//"):
+        return "/"
+    return path
+
+
+def login_redirect(request: Request) -> Response:
+    target = request.url.path
+    if request.url.query:
+        target += "?" + request.url.query
+    if request.method != "GET":  # a form posted after the session ended: back to its page
+        referer = request.headers.get("referer", "")
+        base = str(request.base_url).rstrip("/")
+        target = referer[len(base):] if referer.startswith(base + "/") else "/"
+    url = "/login?next=" + quote(_safe_next(target), safe="")
+    if request.headers.get("hx-request"):
+        return Response(status_code=204, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def error_page(request: Request, exc: RechenwerkError) -> Response:
+    return render(
+        request,
+        "error.html",
+        {
+            "title": exc.title,
+            "error_title": exc.title,
+            "status": exc.http_status,
+            "message": exc.message,
+            "hint": exc.hint,
+        },
+        status_code=exc.http_status,
+    )
+
+
+class PortalRoute(APIRoute):
+    """APIRoute for HTML pages: CSRF, login redirects and HTML error pages."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        original = super().get_route_handler()
+
+        async def handler(request: Request) -> Response:
+            settings = settings_of(request)
+            sess = load_session(request, settings)
+            response: Response
+            if request.method not in ("GET", "HEAD", "OPTIONS"):
+                token: Any = request.headers.get("x-csrf-token")
+                if not token:
+                    form = await request.form()
+                    token = form.get("csrf_token")
+                if not csrf_ok(sess, token if isinstance(token, str) else None):
+                    response = error_page(
+                        request,
+                        PermissionDenied(
+                            "the form's security token is missing or out of date",
+                            hint="Reload the page and submit the form again "
+                            "(sessions end after 12 hours or at logout).",
+                        ),
+                    )
+                    save_session(request, response, settings)
+                    return response
+            try:
+                response = await original(request)
+            except LoginRequired:
+                response = login_redirect(request)
+            except RechenwerkError as exc:
+                # The error becomes an ordinary page: never commit what came before it.
+                rollback_request(request)
+                response = error_page(request, exc)
+                # Rendering may have reloaded expired objects (the user, for the menu) in a
+                # new transaction; end it, or SQLite's write lock stays with this request.
+                db = getattr(request.state, "db_session", None)
+                if db is not None:
+                    db.close()
+            save_session(request, response, settings)
+            if getattr(request.state, "clear_flash", False):
+                response.delete_cookie(FLASH_COOKIE, path="/")
+            return response
+
+        return handler

@@ -1,0 +1,147 @@
+"""Shared fixtures. Every test that asks for ``db_url``/``engine``/``session`` runs twice:
+on a SQLite file and on PostgreSQL (127.0.0.1:5432, database ``test``); the PostgreSQL
+variant skips with a clear message when the server is unreachable.
+
+Each test session gets its own PostgreSQL database (``rw_test_<random>``), created from
+the ``test`` database and dropped at the end, so parallel runs never see each other.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from rechenwerk.clock import FakeClock
+from rechenwerk.store.session import make_engine, make_session_factory
+from rechenwerk.store.tables import metadata
+
+PG_ADMIN_URL = os.environ.get(
+    "RECHENWERK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+
+
+def _pg_reachable() -> str | None:
+    """None when reachable, else the reason."""
+    try:
+        eng = make_engine(PG_ADMIN_URL, pool_size=1, max_overflow=0)
+        with eng.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        eng.dispose()
+        return None
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        return f"PostgreSQL at {PG_ADMIN_URL} is unreachable ({type(exc).__name__}: {exc})"
+
+
+@pytest.fixture(scope="session")
+def _pg_database() -> Iterator[str]:
+    reason = _pg_reachable()
+    if reason:
+        pytest.skip(reason)
+    name = f"rw_test_{uuid.uuid4().hex[:10]}"
+    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_size=1)
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        yield url
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(
+    scope="session",
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)],
+)
+def db_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path_factory.mktemp('db') / 'rechenwerk.db'}"
+    url: str = request.getfixturevalue("_pg_database")
+    return url
+
+
+@pytest.fixture(scope="session")
+def engine(db_url: str) -> Iterator[Engine]:
+    eng = make_engine(db_url)
+    metadata.create_all(eng)
+    yield eng
+    eng.dispose()
+
+
+def _wipe(engine: Engine) -> None:
+    with engine.begin() as conn:
+        for table in reversed(metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> Iterator[sessionmaker[Session]]:
+    _wipe(engine)
+    yield make_session_factory(engine)
+    _wipe(engine)
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    s = session_factory()
+    try:
+        yield s
+    finally:
+        s.rollback()
+        s.close()
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    """``../shared`` beside the checkout (traces, reference figures)."""
+    here = Path(__file__).resolve().parents[1]
+    for cand in (here.parent / "shared", here / "shared"):
+        if cand.is_dir():
+            return cand
+    pytest.skip("../shared (traces, reference data) not found beside the checkout")
+
+
+@pytest.fixture
+def api_client(db_url: str, session_factory: sessionmaker[Session], session: Session,
+               clock: FakeClock, tmp_path: Path) -> Iterator[object]:
+    """A FastAPI TestClient over ``create_app`` bound to the test database (SQLite and
+    PostgreSQL) and the ``clock`` fixture. Lifespan (background loops) does not run.
+    Authenticate with ``headers=bearer(make_token(session, user))``
+    (``from factories import bearer, make_token``).
+
+    Before each request the test's ``session`` is committed when it has a transaction
+    open: what the test wrote is visible to the server on both databases, and a read
+    transaction never holds SQLite's write lock (every SQLite transaction takes it, see
+    ``store/session.py``) while the server waits for it."""
+    from fastapi.testclient import TestClient
+
+    from rechenwerk.api.app import create_app
+    from rechenwerk.config import Settings
+
+    class _Client(TestClient):
+        def request(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+            if session.in_transaction():
+                session.commit()
+            return super().request(*args, **kwargs)
+
+    settings = Settings(data_dir=tmp_path / "var", database_url=db_url)
+    app = create_app(settings)
+    app.state.session_factory = session_factory
+    app.state.clock = clock
+    client = _Client(app, raise_server_exceptions=False)
+    yield client
+    client.close()

@@ -1,0 +1,75 @@
+"""Run a real ``rechenwerk server`` process for restart and end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+BIN = Path(sys.executable).parent / "rechenwerk"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    def __init__(self, data_dir: Path, db_url: str, *, cluster: str = "1x4:A100-80GB",
+                 port: int | None = None, policy: str = "fifo") -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "RECHENWERK_DATA_DIR": str(data_dir),
+            "RECHENWERK_DATABASE_URL": db_url,
+            "RECHENWERK_LOCAL_CLUSTER": cluster,
+            "RECHENWERK_SCHEDULER_INTERVAL_S": "0.2",
+            "RECHENWERK_SCHEDULER_POLICY": policy,
+            "RECHENWERK_KILL_GRACE_S": "2",
+            "RECHENWERK_PORT": str(self.port),
+        }
+        self.log = data_dir / f"server-{self.port}.log"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [str(BIN), "server", "--port", str(self.port), "--log-level", "warning"],
+                env=self.env, stdout=log, stderr=log, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"server did not come up: {self.log.read_text()[-3000:]}")
+
+    def kill(self) -> None:
+        """SIGKILL, like a crash: no shutdown hooks run."""
+        assert self.proc is not None
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self.proc = None

@@ -1,0 +1,112 @@
+"""End to end through the CLI against a real server: submit the demo training job, watch
+it wait (with the scheduler's reason) and run, read its logs, and see the balance drop by
+exactly the GPU-hours it used. Runs on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jobs_server import BIN, Server
+from sqlalchemy.orm import Session, sessionmaker
+
+from factories import make_award, make_project, make_token, make_user
+from rechenwerk.clock import WallClock
+from rechenwerk.store.session import session_scope
+
+pytestmark = pytest.mark.slow
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_demo_job_from_the_cli(session_factory: sessionmaker[Session], db_url: str,
+                               tmp_path: Path) -> None:
+    now = WallClock().now()
+    with session_scope(session_factory) as s:
+        pi = make_user(s)
+        project = make_project(s, pi=pi, slug="nordlicht-llm")
+        make_award(s, project, gpu_hours=50, starts_at=now - timedelta(days=1))
+        token = make_token(s, pi, now=now)
+    server = Server(tmp_path / "var", db_url, cluster="1x4:A100-80GB")
+    env = {**server.env, "RECHENWERK_API_URL": server.url, "RECHENWERK_TOKEN": token,
+           "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200"}
+
+    def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True,
+                           timeout=120)
+        if ok:
+            assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
+        return r
+
+    def cli_json(*args: str) -> Any:
+        return json.loads(cli(*args, "--json").stdout)
+
+    server.start()
+    try:
+        before = cli_json("balance", "nordlicht-llm")
+        assert before["available_gpu_hours"] == pytest.approx(50.0)
+        # A blocker holds all 4 GPUs for a moment, so the demo job has to wait.
+        blocker = tmp_path / "blocker.yaml"
+        blocker.write_text(
+            "name: blocker\nproject: nordlicht-llm\ngpus: 4\nwalltime: 5m\n"
+            f"command: [{json.dumps(sys.executable)}, -c, 'import time; time.sleep(8)']\n")
+        cli("submit", str(blocker))
+        demo = cli_json("submit", str(ROOT / "examples" / "train-demo.yaml"))
+        assert demo["state"] == "pending" and demo["gpus"] == 2
+        # Bad input: one clear line and a non-zero exit code, nothing stored.
+        bad = tmp_path / "bad.yaml"
+        bad.write_text("name: bad\nproject: nordlicht-llm\ngpus: 0\nwalltime: 1h\n"
+                       "command: 'true'\n")
+        r = cli("submit", str(bad), ok=False)
+        assert r.returncode == 2 and "gpus" in r.stderr and "Traceback" not in r.stderr
+
+        def demo_job() -> Any:
+            return cli_json("job", "show", str(demo["id"]))
+
+        deadline = time.monotonic() + 30
+        saw_reason = None
+        while time.monotonic() < deadline:
+            queue = cli_json("queue")
+            waiting = [j for j in queue["items"] if j["id"] == demo["id"]]
+            assert waiting, "the demo job left the queue before its reason was seen"
+            if waiting and waiting[0]["reason_code"] not in (None, "queued"):
+                saw_reason = waiting[0]["reason"]
+                break
+            time.sleep(0.2)
+        assert saw_reason and "GPU" in saw_reason, saw_reason
+        assert "waiting" in cli("queue").stdout.lower() or saw_reason in cli("queue").stdout
+
+        logs = cli("logs", "-f", "--interval", "0.2", str(demo["id"]))
+        assert "training on GPUs" in logs.stdout and "step 20/20" in logs.stdout
+        assert "done: w=" in logs.stdout
+        job = demo_job()
+        assert job["state"] == "completed" and job["exit_code"] == 0
+        assert [e["to"] for e in job["events"]] == ["pending", "starting", "running",
+                                                    "completed"]
+        listed = cli_json("jobs", "--state", "completed")
+        assert {j["id"] for j in listed["items"]} >= {demo["id"]}
+
+        used = 2 * (datetime.fromisoformat(job["ended_at"])
+                    - datetime.fromisoformat(job["started_at"])).total_seconds() / 3600
+        assert used > 2 * 5 / 3600 * 0.8  # 20 steps x 0.25 s
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            after = cli_json("balance", "nordlicht-llm")
+            if after["committed_gpu_hours"] == 0:
+                break
+            time.sleep(0.2)
+        blocker_job = next(j for j in cli_json("jobs")["items"] if j["name"] == "blocker")
+        blocker_used = 4 * (datetime.fromisoformat(blocker_job["ended_at"])
+                            - datetime.fromisoformat(blocker_job["started_at"])
+                            ).total_seconds() / 3600
+        assert after["settled_gpu_hours"] == pytest.approx(used + blocker_used, abs=1e-5)
+        assert before["available_gpu_hours"] - after["available_gpu_hours"] == pytest.approx(
+            used + blocker_used, abs=1e-5)
+        assert "AVAILABLE GPU-h" in cli("balance", "nordlicht-llm").stdout
+    finally:
+        server.stop()

@@ -1,0 +1,130 @@
+"""The Slurm backend against the real daemons: GPU jobs to completion, multi-node via
+srun, cancel, exit codes, and both transports (CLI and slurmrestd)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from slurm_helpers import SlurmAccount, request, wait_state
+
+from rechenwerk.execution.base import BackendJobState, ExecutionBackend
+from rechenwerk.execution.slurm import SlurmBackend
+from rechenwerk.execution.slurm.cli_transport import CliTransport
+from rechenwerk.execution.slurm.rest_transport import RestTransport
+
+# one xdist group: these tests share one cluster and some stop daemons
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
+
+TRANSPORTS = ["cli", "rest-unix", "rest-jwt"]
+
+
+def make_backend(kind: str) -> SlurmBackend:
+    if kind == "cli":
+        return SlurmBackend(CliTransport())
+    if kind == "rest-unix":
+        # rest_auth/local: jobs run as slurmrestd's uid, so submit as the service
+        return SlurmBackend(RestTransport("unix:/run/slurmrestd.sock"), submit_as_user=False)
+    return SlurmBackend(RestTransport("http://127.0.0.1:6820"))
+
+
+@pytest.fixture(params=TRANSPORTS)
+def backend(request: pytest.FixtureRequest, slurm_up: None) -> Iterator[SlurmBackend]:
+    b = make_backend(request.param)
+    yield b
+    b.close()
+
+
+def test_one_gpu_job_runs_to_completion(backend: SlurmBackend, slurm_account: SlurmAccount) -> None:
+    req = request(
+        slurm_account.name,
+        slurm_account.user,
+        slurm_account.tmp,
+        command=(
+            "bash",
+            "-c",
+            'echo "gpus=$CUDA_VISIBLE_DEVICES user=$(id -un) rw=$RECHENWERK_JOB_ID"',
+        ),
+        job_id="101",
+    )
+    handle = backend.submit(req)
+    assert handle.isdigit()
+    st = wait_state(backend, handle)
+    assert st.state is BackendJobState.COMPLETED, st
+    assert st.exit_code == 0
+    assert st.allocated_gpus == 1
+    assert st.account == slurm_account.name
+    assert st.started_at is not None and st.ended_at is not None
+    assert st.started_at <= st.ended_at
+    out = (slurm_account.tmp / "logs-101" / "stdout.log").read_text()
+    expected_user = (
+        "root"
+        if isinstance(backend.transport, RestTransport) and not backend.transport.jwt
+        else slurm_account.user
+    )
+    gpus, user, job = out.split()
+    assert gpus in ("gpus=0", "gpus=1", "gpus=2", "gpus=3")  # any free GPU of the node
+    assert (user, job) == (f"user={expected_user}", "rw=101")
+
+
+def test_two_nodes_two_gpus_each_via_srun(slurm_account: SlurmAccount) -> None:
+    backend = make_backend("cli")
+    req = request(
+        slurm_account.name,
+        slurm_account.user,
+        slurm_account.tmp,
+        command=("bash", "-c", 'echo "$SLURMD_NODENAME:$CUDA_VISIBLE_DEVICES"'),
+        nodes=2,
+        gpus_per_node=2,
+        job_id="102",
+    )
+    handle = backend.submit(req)
+    st = wait_state(backend, handle)
+    assert st.state is BackendJobState.COMPLETED, st
+    assert st.allocated_gpus == 4
+    assert len(st.nodes) == 2
+    lines = sorted((slurm_account.tmp / "logs-102" / "stdout.log").read_text().split())
+    assert [line.split(":")[0] for line in lines] == sorted(st.nodes)
+    assert all(line.split(":")[1] in ("0,1", "1,2", "2,3", "0,2", "0,3", "1,3") for line in lines)
+
+
+def test_cancel_and_failure_exit_code(backend: SlurmBackend, slurm_account: SlurmAccount) -> None:
+    acc = slurm_account
+    long = backend.submit(
+        request(acc.name, acc.user, acc.tmp, command=("sleep", "300"), job_id="103")
+    )
+    failing = backend.submit(
+        request(acc.name, acc.user, acc.tmp, command=("bash", "-c", "exit 3"), job_id="104")
+    )
+    wait_state(backend, long, states=frozenset({BackendJobState.RUNNING}))
+    backend.cancel(long)
+    backend.cancel(long)  # idempotent
+    st = wait_state(backend, long)
+    assert st.state is BackendJobState.CANCELLED
+    st = wait_state(backend, failing)
+    assert st.state is BackendJobState.FAILED
+    assert st.exit_code == 3
+
+
+def test_unknown_handle_and_reconcile(slurm_account: SlurmAccount) -> None:
+    backend: ExecutionBackend = make_backend("cli")
+    acc = slurm_account
+    h = backend.submit(request(acc.name, acc.user, acc.tmp, command=("true",), job_id="105"))
+    wait_state(backend, h)
+    report = backend.reconcile([h, "999999999"])
+    assert report.known[h].state is BackendJobState.COMPLETED
+    assert report.known["999999999"].state is BackendJobState.UNKNOWN
+    assert all(f.handle != h for f in report.foreign)
+
+
+def test_rejected_job_names_the_reason(slurm_account: SlurmAccount) -> None:
+    from rechenwerk.errors import BackendError
+
+    backend = make_backend("cli")
+    acc = slurm_account
+    with pytest.raises(BackendError) as exc:
+        backend.submit(request("rwt-no-such-account", acc.user, acc.tmp, job_id="106"))
+    assert "account" in exc.value.message.lower()
+    with pytest.raises(BackendError) as exc:
+        backend.submit(request(acc.name, acc.user, acc.tmp, gpus_per_node=64, job_id="107"))
+    assert "not available" in exc.value.message

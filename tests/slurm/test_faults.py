@@ -1,0 +1,159 @@
+"""Faults against the real daemons: slurmctld stopped while jobs are submitted, and a
+node set down under a running job."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from slurm_helpers import sh, wait_until
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from test_platform import _job, _loop, _submit, env  # noqa: F401 - fixture re-export
+
+from rechenwerk.accounting.models import UsageRecord
+from rechenwerk.accounting.slurm_import import import_finished_jobs
+from rechenwerk.errors import BackendUnavailable
+from rechenwerk.execution.base import BackendJobState
+from rechenwerk.execution.slurm import SlurmBackend
+from rechenwerk.execution.slurm.cli_transport import CliTransport
+from rechenwerk.execution.slurm.sync import sync
+
+# one xdist group: these tests share one cluster and some stop daemons
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
+SLURM_DEV = Path(__file__).resolve().parents[2] / "scripts" / "slurm-dev"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def _stop_slurmctld() -> None:
+    pid = int(Path("/run/slurmctld.pid").read_text().strip())
+    os.kill(pid, signal.SIGTERM)
+    wait_until(lambda: not _alive(pid), 20, "slurmctld to stop")
+
+
+def _slurm_dev_up() -> None:
+    subprocess.run([str(SLURM_DEV), "up"], check=True, capture_output=True, timeout=120)
+
+
+def test_controller_down_keeps_job_pending_with_reason_then_submits(
+    env: tuple[sessionmaker[Session], str, Path],  # noqa: F811
+) -> None:
+    factory, slug, data = env
+    with factory() as s:
+        sync(s, now=datetime.now(UTC), projects=[slug])
+        s.commit()
+    loop = _loop(factory, data)
+    # a job already running when the controller goes away keeps running on its node
+    runner = _submit(
+        factory, data, slug, name="runs-through", command=["sleep", "6"], gpus=1, walltime=120
+    )
+
+    def running() -> bool:
+        loop.cycle()
+        return _job(factory, runner).state == "running"
+
+    wait_until(running, 30, "the first job to run", step=0.3)
+    _stop_slurmctld()
+    try:
+        with pytest.raises(BackendUnavailable):
+            CliTransport(timeout_s=20).ping()
+        job_id = _submit(
+            factory, data, slug, name="during-outage", command=["true"], gpus=1, walltime=120
+        )
+        t0 = time.monotonic()
+        loop.cycle()
+        job = _job(factory, job_id)
+        assert _job(factory, runner).state == "running"  # poll skipped, nothing lost
+        assert job.state == "pending", job.state
+        assert job.backend_handle is None
+        assert "slurmctld unreachable" in (job.reason or ""), job.reason
+        assert time.monotonic() - t0 < 60
+    finally:
+        _slurm_dev_up()
+    try:
+
+        def done() -> bool:
+            loop.cycle()
+            return {_job(factory, j).state for j in (job_id, runner)} == {"completed"}
+
+        wait_until(done, 60, "both jobs to complete after slurmctld is back", step=0.5)
+    finally:
+        loop.backend.close()
+
+
+def test_node_down_under_running_job_requeues_and_settles_once(
+    env: tuple[sessionmaker[Session], str, Path],  # noqa: F811
+) -> None:
+    factory, slug, data = env
+    with factory() as s:
+        sync(s, now=datetime.now(UTC), projects=[slug])
+        s.commit()
+    job_id = _submit(
+        factory, data, slug, name="node-fault", command=["sleep", "4"], gpus=1, walltime=120
+    )
+    loop = _loop(factory, data)
+    backend = SlurmBackend(CliTransport())
+    node = ""
+    try:
+
+        def running() -> bool:
+            loop.cycle()
+            return _job(factory, job_id).state == "running"
+
+        wait_until(running, 30, "the job to run", step=0.3)
+        handle = _job(factory, job_id).backend_handle
+        assert handle
+        node = backend.poll([handle])[handle].nodes[0]
+        sh("scontrol", "update", f"nodename={node}", "state=down", "reason=rechenwerk-test")
+        # Slurm kills the job on the lost node and requeues it (held ~2 min by BeginTime)
+        wait_until(
+            lambda: backend.poll([handle])[handle].state is BackendJobState.PENDING,
+            20,
+            "Slurm to requeue the job",
+        )
+        live = {j.job_id: j for j in CliTransport().live_jobs()}[handle]
+        assert live.requeue_count >= 1
+        # keep the lost node out (ReturnToService would bring a DOWN node straight back)
+        sh("scontrol", "update", f"nodename={node}", "state=drain", "reason=rechenwerk-test")
+        sh("scontrol", "update", f"jobid={handle}", "starttime=now")  # operator releases it
+
+        def done() -> bool:
+            loop.cycle()
+            return _job(factory, job_id).state == "completed"
+
+        wait_until(done, 60, "the requeued job to complete", step=0.5)
+    finally:
+        loop.backend.close()
+        if node:
+            subprocess.run(
+                ["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True
+            )
+    job = _job(factory, job_id)
+    final = CliTransport().accounted_jobs(job_ids=[handle])
+    wait_until(
+        lambda: bool(CliTransport().accounted_jobs(job_ids=[handle])[0].end_time),
+        30,
+        "slurmdbd to record the end",
+    )
+    final = CliTransport().accounted_jobs(job_ids=[handle])
+    assert final[0].state == "COMPLETED"
+    assert job.started_at == final[0].start_time  # the run that completed
+    with factory() as s:
+        import_finished_jobs(s, CliTransport(), now=datetime.now(UTC), accounts=[slug])
+        import_finished_jobs(s, CliTransport(), now=datetime.now(UTC), accounts=[slug])
+        s.commit()
+        recs = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job_id)).all()
+    assert len(recs) == 1
+    assert recs[0].started_at == final[0].start_time and recs[0].ended_at == final[0].end_time
