@@ -40,6 +40,16 @@ def _pg_reachable() -> str | None:
         return f"PostgreSQL at {PG_ADMIN_URL} is unreachable ({type(exc).__name__}: {exc})"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _wide_cli_consoles() -> None:
+    """CLI tests read table output; fix its width so CI's terminal (80 columns, or
+    COLUMNS set) cannot wrap it differently from a developer's."""
+    from rechenwerk.cli import output
+
+    output.console.width = output.PIPED_WIDTH
+    output.err_console.width = output.PIPED_WIDTH
+
+
 @pytest.fixture(scope="session")
 def _pg_database() -> Iterator[str]:
     reason = _pg_reachable()

@@ -23,11 +23,13 @@ PIPED_WIDTH = 200
 
 def _make_console(stderr: bool = False) -> Console:
     # Piped output (less, grep, files) would otherwise be wrapped and cut with "..." at
-    # Rich's 80-column default; COLUMNS still wins when set.
+    # Rich's 80-column default; COLUMNS still wins when set. soft_wrap: plain lines
+    # (errors above all) stay one line whatever the terminal's width, so they can be
+    # grepped and copied; only tables are fitted to the width.
     stream = sys.stderr if stderr else sys.stdout
     piped = not (hasattr(stream, "isatty") and stream.isatty())
     width = PIPED_WIDTH if piped and not os.environ.get("COLUMNS") else None
-    return Console(stderr=stderr, width=width)
+    return Console(stderr=stderr, width=width, soft_wrap=True)
 
 
 console = _make_console()
