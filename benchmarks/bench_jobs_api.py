@@ -148,18 +148,18 @@ def add_finished_jobs(url: str, total: int, *, old_index: bool) -> dict[str, obj
 def explain_balance(url: str) -> dict[str, object]:
     """EXPLAIN ANALYZE of the balance statement for the first project: the committed-hours
     sum's access path and rows read, execution time, and the median of 200 executions."""
-    from rechenwerk.accounting.balance import _balance_stmt
+    from rechenwerk.accounting.balance import balance_stmt
 
     engine = make_engine(url)
     with engine.connect() as c:
         c.execute(text("ANALYZE jobs"))
-        sql = _balance_stmt().params(project_id=1, at=datetime.now(UTC)).compile(
+        sql = balance_stmt().params(project_id=1, at=datetime.now(UTC)).compile(
             dialect=engine.dialect, compile_kwargs={"literal_binds": True})
         plan = [r[0] for r in c.exec_driver_sql(f"EXPLAIN (ANALYZE, BUFFERS) {sql}")]
         times = []
         for _ in range(200):
             t0 = time.perf_counter()
-            c.execute(_balance_stmt(), {"project_id": 1, "at": datetime.now(UTC)}).all()
+            c.execute(balance_stmt(), {"project_id": 1, "at": datetime.now(UTC)}).all()
             times.append((time.perf_counter() - t0) * 1000)
     engine.dispose()
     committed = plan[next(i for i, line in enumerate(plan) if "SubPlan 2" in line):]

@@ -53,7 +53,8 @@ def test_submit_stores_pending_job_and_commits_balance(session: Session, clock: 
     assert bal.committed_gpu_hours == pytest.approx(8.0)
     assert bal.available_gpu_hours == pytest.approx(92.0)
     events = session.scalars(select(JobEvent).where(JobEvent.job_id == job.id)).all()
-    assert [(e.from_state, e.to_state) for e in events] == [(None, "pending")]
+    assert [(e.from_state, e.to_state, e.reason, e.at) for e in events] == [
+        (None, "pending", "submitted", job.submitted_at)]
 
 
 def test_idempotency_key_returns_first_job(session: Session, clock: FakeClock) -> None:
@@ -64,6 +65,29 @@ def test_idempotency_key_returns_first_job(session: Session, clock: FakeClock) -
                                clock=clock, settings=SETTINGS)
     assert first.created and not again.created
     assert again.job.id == first.job.id and again.job.gpus == 2
+    assert count_jobs(session) == 1
+
+
+def test_idempotent_replay_wins_over_a_budget_error(session: Session, clock: FakeClock) -> None:
+    """A client retrying after its award expired (or ran out) gets the job it already
+    submitted, not an error: the key is looked up before the balance is judged."""
+    pi, project, _ = setup(session, gpu_hours=2.0)
+    first = service.submit_job(session, pi, spec(project.slug, gpus=1, walltime="1h",
+                                                 idempotency_key="retry"),
+                               clock=clock, settings=SETTINGS)
+    # Now over budget: a new key is refused ...
+    with pytest.raises(BudgetExceeded):
+        service.submit_job(session, pi, spec(project.slug, gpus=2, walltime="1h"),
+                           clock=clock, settings=SETTINGS)
+    again = service.submit_job(session, pi, spec(project.slug, gpus=2, walltime="1h",
+                                                 idempotency_key="retry"),
+                               clock=clock, settings=SETTINGS)
+    assert not again.created and again.job.id == first.job.id
+    # ... and after every award expired (no active period row at all), too.
+    clock.advance(400 * 86400)
+    late = service.submit_job(session, pi, spec(project.slug, idempotency_key="retry"),
+                              clock=clock, settings=SETTINGS)
+    assert not late.created and late.job.id == first.job.id
     assert count_jobs(session) == 1
 
 

@@ -344,19 +344,26 @@ def require_project_role(
     """The user's membership when it has one of ``roles``. Operators always pass (None).
     Non-members get NotFound (existence does not leak); members with another role get
     PermissionDenied."""
-    if user.is_operator:
-        return membership(session, user, project)
     m = membership(session, user, project)
-    if m is None:
-        raise NotFound(f"project {project.slug!r} not found", field="project",
+    check_role(user, project.slug, m.role if m is not None else None, roles)
+    return m
+
+
+def check_role(user: User, project_slug: str, role: str | None,
+               roles: Collection[str] = WORK_ROLES) -> None:
+    """The rule of :func:`require_project_role` on a role already read (``None``: not a
+    member): operators pass, non-members get NotFound, other roles PermissionDenied."""
+    if user.is_operator:
+        return
+    if role is None:
+        raise NotFound(f"project {project_slug!r} not found", field="project",
                        hint="List your projects with `rechenwerk project list`.")
-    if m.role not in roles:
+    if role not in roles:
         raise PermissionDenied(
-            f"your role {m.role!r} in project {project.slug!r} does not allow this",
+            f"your role {role!r} in project {project_slug!r} does not allow this",
             field="project",
             hint="Needs role: " + " or ".join(sorted(roles)) + ". Ask the project's PI.",
         )
-    return m
 
 
 def visible_project(session: Session, user: User, ref: str | int) -> Project:

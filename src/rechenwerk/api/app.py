@@ -14,9 +14,9 @@ from rechenwerk.config import Settings, get_settings
 
 # Modules exposing ``router`` (an APIRouter); one line per domain, each domain owns its module.
 ROUTER_MODULES: list[str] = [
+    "rechenwerk.jobs.router",
     "rechenwerk.planning.router",
     "rechenwerk.access.router",
-    "rechenwerk.jobs.router",
     "rechenwerk.reports.router",
     "rechenwerk.web.router",
 ]

@@ -38,7 +38,8 @@ class Job(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(ForeignKey("projects.id"))
-    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    # No index of its own: the unique (user_id, idempotency_key) index leads with it.
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
     award_period_id: Mapped[int | None] = mapped_column(
         ForeignKey("award_periods.id", ondelete="SET NULL")
     )
