@@ -13,6 +13,8 @@ from rechenwerk.api.problems import install_problem_handlers
 from rechenwerk.config import Settings, get_settings
 
 # Modules exposing ``router`` (an APIRouter); one line per domain, each domain owns its module.
+# Routes are matched in this order, one by one, so the hottest (job submission and
+# queries) come first; tests/api/test_route_order.py checks that no route shadows another.
 ROUTER_MODULES: list[str] = [
     "rechenwerk.jobs.router",
     "rechenwerk.planning.router",
