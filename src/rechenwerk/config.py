@@ -35,7 +35,15 @@ class Settings(BaseSettings):
     # --- scheduling -----------------------------------------------------------------
     # Policy expression understood by rechenwerk.scheduling (e.g. "multifactor+easy-backfill").
     scheduler_policy: str = "multifactor+easy-backfill"
+    # The policy's parameters (rechenwerk.scheduling.params.PolicyParams: priority
+    # weights, fair-share half-life, backfill interval, ...): a YAML file's path or an
+    # inline JSON object; empty -> the documented defaults. `rechenwerk simulate
+    # --params` takes the same file, so a setting can be tried on a trace first.
+    scheduler_params: str = ""
     scheduler_interval_s: float = 1.0
+    # Longest walltime per QOS, overriding the defaults (high 24h, normal 48h, low 72h)
+    # for the QOS named, e.g. '{"high": "12h", "low": "7d"}'.
+    qos_max_walltime: dict[str, str] = Field(default_factory=dict)
     scheduler_enabled: bool = True
     # What happens when a submission exceeds the live balance: refuse it, or accept it in
     # the low (scavenger) QOS.
