@@ -43,8 +43,9 @@ def fail(error: RechenwerkError) -> None:
     """Print one clear line (and the hint) and exit with the error's code."""
     where = f" (field: {error.field})" if error.field else ""
     err_console.print(f"[bold red]error:[/] {error.message}{where}", highlight=False)
-    for issue in error.issues:
-        err_console.print(f"  - {issue.path}: {issue.message}", highlight=False)
+    if len(error.issues) > 1:  # a single issue is the message already
+        for issue in error.issues:
+            err_console.print(f"  - {issue.path}: {issue.message}", highlight=False)
     if error.hint:
         err_console.print(f"[dim]hint: {error.hint}[/]", highlight=False)
     raise SystemExit(error.exit_code)

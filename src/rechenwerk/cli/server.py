@@ -47,9 +47,16 @@ def register(app: typer.Typer) -> None:
         """Start the server (REST API at /api/v1, OpenAPI docs at /docs)."""
         import uvicorn
 
+        from rechenwerk.cli.output import err_console
         from rechenwerk.config import get_settings
+        from rechenwerk.jobs.policy_config import describe
+        from rechenwerk.scheduling.policies import make_policy
 
         settings = get_settings()
+        # Bad scheduler settings stop the start with one line, not a traceback from a
+        # worker process later on.
+        make_policy(settings.scheduler_policy)
+        err_console.print(f"scheduler: {describe(settings)}", highlight=False)
         uvicorn.run("rechenwerk.cli.server:app_factory", factory=True,
                     host=host or settings.host, port=port or settings.port,
                     log_level=log_level, workers=workers, access_log=access_log)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import typer
@@ -45,6 +46,11 @@ def simulate(
     limit: int | None = typer.Option(
         None, "--limit", help="Only the first N jobs of the trace (by submit time)."
     ),
+    params_file: Path | None = typer.Option(
+        None, "--params",
+        help="Policy parameters (YAML): the same file RECHENWERK_SCHEDULER_PARAMS gives "
+        "the live scheduler, to try a setting on a trace first.",
+    ),
     checkpoint_interval: float | None = typer.Option(
         None,
         "--checkpoint-interval",
@@ -58,6 +64,7 @@ def simulate(
     """Replay a workload trace on a simulated cluster under one or more policies."""
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
+    from rechenwerk.jobs.policy_config import load_params_file
     from rechenwerk.scheduling.params import PolicyParams
     from rechenwerk.scheduling.policies import make_policy
     from rechenwerk.simulation.cluster import load_cluster
@@ -68,13 +75,13 @@ def simulate(
     factor = _parse_factor(walltime_factor)
     spec = load_cluster(cluster)
     names = list(dict.fromkeys(make_policy(p).name for p in policy))  # validate all first
-    params = PolicyParams()
+    params = load_params_file(params_file) if params_file is not None else PolicyParams()
     if checkpoint_interval is not None:
         if checkpoint_interval < 0:
             raise InvalidInput(
                 "checkpoint interval must be >= 0 seconds", field="checkpoint_interval"
             )
-        params = PolicyParams(checkpoint_interval_s=checkpoint_interval or None)
+        params = replace(params, checkpoint_interval_s=checkpoint_interval or None)
     failures = None
     if node_mtbf_days is not None:
         failures = FailureModel(node_mtbf_days * 86400.0, repair_hours * 3600.0)

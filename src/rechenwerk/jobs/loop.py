@@ -57,9 +57,9 @@ from rechenwerk.store.session import session_scope
 
 log = logging.getLogger("rechenwerk.scheduler")
 
-# Fair share: usage decays with this half-life; older usage is ignored.
-USAGE_HALF_LIFE_S = 7 * 86400.0
-USAGE_WINDOW_S = 4 * USAGE_HALF_LIFE_S
+# Fair share: usage decays with the policy's ``fairshare_half_life_s``
+# (RECHENWERK_SCHEDULER_PARAMS); usage older than this many half-lives is ignored (<7%).
+USAGE_WINDOW_HALF_LIVES = 4
 # Waiting reasons whose code is unchanged but whose message changed are refreshed in
 # batches of this size per cycle, and all of them at least every REASON_REFRESH_S.
 REASON_MESSAGE_BATCH = 100
@@ -159,9 +159,11 @@ class SchedulerLoop:
     @property
     def policy(self) -> Any:
         if self._policy is None:
+            from rechenwerk.jobs.policy_config import scheduler_params
             from rechenwerk.scheduling.policies import make_policy
 
-            self._policy = make_policy(self.settings.scheduler_policy, None)
+            self._policy = make_policy(self.settings.scheduler_policy,
+                                       scheduler_params(self.settings))
         return self._policy
 
     def start(self) -> None:
@@ -170,7 +172,7 @@ class SchedulerLoop:
         when it becomes the leader."""
         if self._thread is not None:
             return
-        _ = self.policy  # fail fast on a bad policy expression
+        _ = self.policy  # fail fast on a bad policy expression or parameters
         if self.leadership.acquire():
             self.reconcile()
             self._reconciled = True
@@ -411,7 +413,7 @@ class SchedulerLoop:
 
     def _project_infos(self, session: Session, now: datetime) -> dict[int, Any]:
         """Fair-share inputs: share = GPU-hours of active award periods; usage = settled
-        GPU-seconds decayed with a half-life of USAGE_HALF_LIFE_S."""
+        GPU-seconds decayed with the policy's fair-share half-life."""
         from rechenwerk.scheduling.model import ProjectInfo
 
         shares: dict[int, float] = {}
@@ -424,14 +426,15 @@ class SchedulerLoop:
         ):
             shares[int(pid)] = float(hours or 0.0)
         usage: dict[int, float] = {}
-        since = now - timedelta(seconds=USAGE_WINDOW_S)
+        half_life = float(self.policy.params.fairshare_half_life_s)
+        since = now - timedelta(seconds=USAGE_WINDOW_HALF_LIVES * half_life)
         for pid, ended, gpu_hours in session.execute(
             select(UsageRecord.project_id, UsageRecord.ended_at, UsageRecord.gpu_hours)
             .where(UsageRecord.ended_at >= since)
         ):
             age = max(0.0, (now - ensure_utc(ended)).total_seconds())
             usage[int(pid)] = usage.get(int(pid), 0.0) + (
-                gpu_hours * 3600.0 * math.pow(0.5, age / USAGE_HALF_LIFE_S))
+                gpu_hours * 3600.0 * math.pow(0.5, age / half_life))
         return {
             pid: ProjectInfo(share=max(shares.get(pid, 0.0), 1e-6),
                              usage_gpu_s=usage.get(pid, 0.0))

@@ -26,7 +26,8 @@ from rechenwerk.config import Settings
 from rechenwerk.errors import BudgetExceeded, InvalidInput, InvalidTransition, NotFound
 from rechenwerk.execution.base import BackendJobState, BackendJobStatus
 from rechenwerk.jobs.models import Job, JobEvent, NodeState
-from rechenwerk.jobs.specs import JobSpec, check_against_centre
+from rechenwerk.jobs.policy_config import qos_limits
+from rechenwerk.jobs.specs import JobSpec, check_against_centre, check_walltime
 from rechenwerk.jobs.states import (
     ACTIVE_STATES,
     TERMINAL_STATES,
@@ -214,13 +215,17 @@ def submit_job(
     project, role = _get_project_for_update(session, spec.project, user)
     access.check_role(user, project.slug, role, SUBMIT_ROLES)
     shape = shape if shape is not None else centre_shape(settings)
+    limits = qos_limits(settings)
     if shape is not None:
         check_against_centre(
             spec,
             total_gpus=shape.total_gpus,
             max_gpus_per_node=shape.max_gpus_per_node,
             node_count=shape.node_count,
+            qos_limits=limits,
         )
+    else:  # the backend checks the shape (Slurm refuses impossible requests itself)
+        check_walltime(spec, limits)
     if spec.container_image and settings.executor == "local":
         raise InvalidInput(
             "the local executor runs processes directly and cannot run container images",

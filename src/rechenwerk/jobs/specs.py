@@ -277,6 +277,11 @@ def check_against_centre(
             field="nodes",
             hint=f"Ask for at most {node_count} nodes.",
         )
+    check_walltime(spec, qos_limits)
+
+
+def check_walltime(spec: JobSpec, qos_limits: Mapping[str, int] = QOS_MAX_WALLTIME_S) -> None:
+    """Refuse a walltime above the job's QOS limit (on every backend)."""
     limit = qos_limits[spec.qos]
     if spec.walltime_s > limit:
         raise InvalidInput(

@@ -84,3 +84,30 @@ class PolicyParams:
                 issues=issues,
                 hint="see docs/scheduling.md for every parameter and its unit",
             )
+
+
+
+# Read by pydantic when validating an operator's mapping (params_from_mapping): unknown
+# keys are errors, not silently ignored. A plain dict, so the core imports no pydantic.
+PolicyParams.__pydantic_config__ = {"extra": "forbid"}  # type: ignore[attr-defined]
+
+
+def params_from_mapping(data: Mapping[str, object], *, source: str) -> PolicyParams:
+    """PolicyParams from an operator's mapping (a YAML file or JSON object), with an
+    error that names ``source`` and the key for anything unknown or mistyped."""
+    from pydantic import TypeAdapter, ValidationError
+
+    try:
+        return TypeAdapter(PolicyParams).validate_python(dict(data))
+    except ValidationError as exc:
+        issues = [FieldIssue(tuple(e["loc"]), e["msg"]) for e in exc.errors()]
+        first = issues[0]
+        what = ("unknown scheduling parameter" if exc.errors()[0]["type"]
+                == "unexpected_keyword_argument" else first.message)
+        raise InvalidInput(
+            f"{source}: {first.path}: {what}",
+            field=first.path,
+            issues=issues,
+            hint="Parameters and units: docs/scheduling.md (e.g. weight_fairshare: 10000, "
+            "fairshare_half_life_s: 604800).",
+        ) from None

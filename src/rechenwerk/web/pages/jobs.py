@@ -24,7 +24,8 @@ from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.api.deps import get_clock, get_now, get_session
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.jobs import service as jobs
-from rechenwerk.jobs.specs import QOS_MAX_WALLTIME_S, format_duration, parse_spec
+from rechenwerk.jobs.policy_config import qos_limits
+from rechenwerk.jobs.specs import format_duration, parse_spec
 from rechenwerk.jobs.states import TERMINAL_STATES, JobState
 from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, portal_user
@@ -145,7 +146,7 @@ def _submit_page(request: Request, db: Session, user: User, now: Any, form: dict
         "title": "Submit a job", "section": "submit", "form": form, "errors": errors,
         "project_options": [(p.slug, f"{p.slug} — {p.title}") for p in projects],
         "qos_options": [(q, f"{q} (walltime up to {format_duration(s)})")
-                        for q, s in QOS_MAX_WALLTIME_S.items()],
+                        for q, s in qos_limits(settings_of(request)).items()],
         "gpu_type_options": [("", "any (the project's award decides)")]
         + [(g, g) for g in gpu_types],
     }, status_code=status_code)
