@@ -8,6 +8,13 @@ final status file, so jobs keep running — and finish with their real end time 
 while the server is down. The opaque handle is the run directory's name
 (``<job_id>.<attempt>``) under ``<data_dir>/runs/``; a new server process finds the job
 from the handle alone.
+
+Multi-node jobs behave like ``srun --ntasks-per-node=1 --kill-on-bad-exit`` on Slurm:
+the command runs once per allocated node, each process with its own node's GPUs in
+``CUDA_VISIBLE_DEVICES``, its rank and the PyTorch rendezvous variables (``MASTER_ADDR``
+= 127.0.0.1, ``MASTER_PORT``, ``NODE_RANK``, ``NNODES``), so a ``torchrun``/DDP recipe
+runs unchanged on both backends. :meth:`LocalExecutor.node_envs` builds each node's
+variables; the supervisor adds the port and gangs the processes.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from rechenwerk.execution.base import (
     BackendCapabilities,
     BackendJobState,
     BackendJobStatus,
+    GpuSlice,
     LaunchRequest,
     ReconcileReport,
 )
@@ -37,6 +45,8 @@ from rechenwerk.execution.local_supervisor import write_atomic
 
 # Environment variables of the server that never leak into jobs.
 _PRIVATE_ENV_PREFIXES = ("RECHENWERK_",)
+# All node processes of a job run on this machine: the rendezvous is on loopback.
+MASTER_ADDR = "127.0.0.1"
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,7 +168,7 @@ class LocalExecutor:
     name = "local"
     capabilities = BackendCapabilities(
         schedules_itself=False,
-        multi_node=True,  # emulated: one launcher process sees every slice in its env
+        multi_node=True,  # one process per allocated node, ganged like srun
         graceful_preemption=True,
         imports_foreign_jobs=False,
     )
@@ -203,9 +213,12 @@ class LocalExecutor:
             return handle
         run_dir.mkdir(parents=True, exist_ok=True)
         argv = self._argv(request, run_dir)
+        common, per_node = self.node_envs(request)
         launch = {
             "argv": argv,
-            "env": self._env(request),
+            "env": common,
+            # rank order; the supervisor starts one process per entry
+            "tasks": [{"node": name, "env": env} for name, env in per_node],
             "workdir": request.workdir,
             "log_dir": request.log_dir,
             "walltime_s": request.walltime_s,
@@ -272,31 +285,62 @@ class LocalExecutor:
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return env
 
-    def _env(self, request: LaunchRequest) -> dict[str, str]:
+    def _slices(self, request: LaunchRequest) -> tuple[GpuSlice, ...]:
+        if request.placement:
+            return request.placement
+        # No placement (a caller other than the scheduler loop): the first nodes.
+        if request.nodes > len(self.nodes):
+            raise BackendError(
+                f"job {request.job_id} needs {request.nodes} nodes but the local cluster "
+                f"has {len(self.nodes)}"
+            )
+        gpus = tuple(range(request.gpus_per_node))
+        return tuple(GpuSlice(n.name, gpus) for n in self.nodes[: max(1, request.nodes)])
+
+    def node_envs(
+        self, request: LaunchRequest
+    ) -> tuple[dict[str, str], list[tuple[str, dict[str, str]]]]:
+        """The job's environment: what every node process shares, and per node (rank
+        order) its name and own variables. ``MASTER_PORT`` is added by the supervisor."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
         env.update(request.env)
-        slices = request.placement or ()
-        first = slices[0].gpu_indices if slices else tuple(range(request.gpus_per_node))
+        slices = self._slices(request)
+        num_nodes = str(len(slices))
         env.update(
             {
-                "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in first),
                 "RECHENWERK_JOB_ID": str(request.job_id),
                 "RECHENWERK_JOB_NAME": request.name,
                 "RECHENWERK_ATTEMPT": str(request.attempt),
                 "RECHENWERK_PROJECT": request.project,
                 "RECHENWERK_GPUS": str(request.gpus),
-                "RECHENWERK_NUM_NODES": str(max(1, len(slices) or request.nodes)),
+                "RECHENWERK_NUM_NODES": num_nodes,
                 "RECHENWERK_NODELIST": ",".join(s.node for s in slices),
                 "RECHENWERK_PLACEMENT": ";".join(
                     f"{s.node}:{','.join(str(i) for i in s.gpu_indices)}" for s in slices
                 ),
                 "RECHENWERK_WALLTIME_S": str(request.walltime_s),
                 "RECHENWERK_LOG_DIR": request.log_dir,
+                "MASTER_ADDR": MASTER_ADDR,
+                "NNODES": num_nodes,
             }
         )
+        env.pop("MASTER_PORT", None)  # never a stale one: the supervisor picks it
         if request.checkpoint_interval_s:
             env["RECHENWERK_CHECKPOINT_INTERVAL_S"] = str(request.checkpoint_interval_s)
-        return env
+        per_node = [
+            (
+                s.node,
+                {
+                    "CUDA_VISIBLE_DEVICES": ",".join(str(i) for i in s.gpu_indices),
+                    "RECHENWERK_NODE_NAME": s.node,
+                    "RECHENWERK_NODE_RANK": str(rank),
+                    "RECHENWERK_GPUS_PER_NODE": str(len(s.gpu_indices)),
+                    "NODE_RANK": str(rank),
+                },
+            )
+            for rank, s in enumerate(slices)
+        ]
+        return env, per_node
 
     def _reap(self) -> None:
         with self._lock:
@@ -357,10 +401,11 @@ class LocalExecutor:
         if child is not None and child.poll() is None:
             return BackendJobStatus(handle, BackendJobState.PENDING, reason="launching")
         # The supervisor died without a verdict (killed -9, machine reboot): the job's own
-        # processes must not linger unsupervised.
+        # processes (one process group per node) must not linger unsupervised.
         if started is not None:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(int(started["pid"]), signal.SIGKILL)
+            for pid in started.get("pids") or [started["pid"]]:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(int(pid), signal.SIGKILL)
         now = datetime.now(UTC)
         record = {
             "state": "failed",

@@ -2,15 +2,27 @@
 
 ``python -m rechenwerk.execution.local_supervisor RUN_DIR`` is started detached (its own
 session) by :class:`rechenwerk.execution.local.LocalExecutor`, so it outlives the server.
-It reads ``RUN_DIR/launch.json``, starts the job's command in a new process group with
-stdout/stderr redirected to the log files, enforces the walltime itself (SIGTERM, grace
-period, SIGKILL) and obeys stop requests (``RUN_DIR/stop`` holding ``cancel`` or
-``preempt``, followed by SIGTERM to the supervisor). When the job ends it writes
-``RUN_DIR/status.json`` atomically with the exit code and the real start/end times.
+It reads ``RUN_DIR/launch.json`` and starts the job's command once per allocated node
+(one task per node, like ``srun --ntasks-per-node=1``), each in its own process group
+with that node's environment plus ``MASTER_PORT``, a free TCP port it picks for the
+attempt's rendezvous (the same for every node process). It enforces the walltime itself
+(SIGTERM to every node process, grace period, SIGKILL) and obeys stop requests
+(``RUN_DIR/stop`` holding ``cancel`` or ``preempt``, followed by SIGTERM to the
+supervisor) the same way. Gang semantics like ``srun --kill-on-bad-exit``: when one node
+process exits non-zero or is killed, the others get SIGTERM, then SIGKILL after the
+grace period, and the job fails with the first failure's exit code.
+
+Output goes to ``<log_dir>/stdout.log`` and ``stderr.log``: a single-node job writes to
+them directly; with several nodes the supervisor reads each node's pipes and writes
+whole lines prefixed with the node's name (``node02: ...``, like ``srun --label``).
+When the job ends it writes ``RUN_DIR/status.json`` atomically with the exit code and
+the real start/end times, after the logs are complete.
 
 Files in RUN_DIR (all written atomically, tmp file + rename):
   supervisor.pid   pid of this process (written first)
-  started.json     {"pid": child pid, "started_at": ISO time}  once the command runs
+  started.json     {"pid": rank 0's pid, "pids": [one per node], "nodes": [...],
+                    "master_port": port, "started_at": ISO time}  once the command runs;
+                   every pid leads its own process group
   status.json      final record: state, exit_code, started_at, ended_at, reason
 """
 
@@ -20,14 +32,24 @@ import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 POLL_S = 0.05
+# A labelled line longer than this is written in pieces (each piece labelled), so a
+# job printing without newlines cannot make the supervisor buffer without bound.
+MAX_LINE_BYTES = 64 * 1024
+# After the node processes are gone, how long to wait for their output pipes to drain
+# (a grandchild that escaped the process group may hold a pipe open forever).
+PUMP_JOIN_S = 5.0
 
 
 def _now_iso() -> str:
@@ -43,8 +65,34 @@ def write_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (the kernel's pick)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
 class _Stop:
     requested: str | None = None
+
+
+@dataclass
+class _Task:
+    """One node's process: the command started once on that node."""
+
+    rank: int
+    node: str
+    proc: subprocess.Popen[bytes]
+    rc: int | None = None
+    pumps: list[threading.Thread] = field(default_factory=list)
+
+    def poll(self) -> int | None:
+        if self.rc is None:
+            self.rc = self.proc.poll()
+            if self.rc is not None:
+                # The node's command exited; no child of it may keep running.
+                _signal_group(self.proc.pid, signal.SIGKILL)
+        return self.rc
 
 
 def _signal_group(pid: int, sig: int) -> None:
@@ -52,19 +100,64 @@ def _signal_group(pid: int, sig: int) -> None:
         os.killpg(pid, sig)
 
 
-def _terminate(proc: subprocess.Popen[bytes], grace_s: float) -> int:
-    """SIGTERM the job's process group, wait ``grace_s``, then SIGKILL. Returns exit code."""
-    _signal_group(proc.pid, signal.SIGTERM)
+def _terminate(tasks: list[_Task], grace_s: float) -> None:
+    """SIGTERM every node's process group, wait ``grace_s`` for all, then SIGKILL."""
+    for t in tasks:
+        if t.poll() is None:
+            _signal_group(t.proc.pid, signal.SIGTERM)
     deadline = time.monotonic() + grace_s
     while time.monotonic() < deadline:
-        rc = proc.poll()
-        if rc is not None:
-            # The leader exited; make sure no child of it keeps running.
-            _signal_group(proc.pid, signal.SIGKILL)
-            return rc
+        if all(t.poll() is not None for t in tasks):
+            return
         time.sleep(POLL_S)
-    _signal_group(proc.pid, signal.SIGKILL)
-    return proc.wait()
+    for t in tasks:
+        _signal_group(t.proc.pid, signal.SIGKILL)
+    for t in tasks:
+        t.proc.wait()
+        t.poll()
+
+
+def _exit_code(tasks: list[_Task]) -> int | None:
+    """The job's exit code after a stop: the first non-zero one in rank order, else 0."""
+    codes = [t.rc for t in tasks]
+    return next((c for c in codes if c), 0 if codes else None)
+
+
+class _LabelledLog:
+    """One log file shared by several node processes; whole lines only, each labelled."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self._fh = fh
+        self._lock = threading.Lock()
+
+    def write(self, data: bytes) -> None:
+        with self._lock:
+            self._fh.write(data)
+            self._fh.flush()  # followers (`rechenwerk logs -f`) see lines as they come
+
+    def pump(self, pipe: IO[bytes], label: str) -> None:
+        """Copy ``pipe`` to the log until EOF, prefixing every line with ``label: ``."""
+        prefix = f"{label}: ".encode()
+        fd = pipe.fileno()
+        pending = b""
+        try:
+            while True:
+                chunk = os.read(fd, 65536)
+                if not chunk:
+                    break
+                pending += chunk
+                lines = pending.split(b"\n")
+                pending = lines.pop()
+                out = [prefix + line + b"\n" for line in lines]
+                while len(pending) >= MAX_LINE_BYTES:
+                    out.append(prefix + pending[:MAX_LINE_BYTES] + b"\n")
+                    pending = pending[MAX_LINE_BYTES:]
+                if out:
+                    self.write(b"".join(out))
+            if pending:  # a last line without newline
+                self.write(prefix + pending + b"\n")
+        finally:
+            pipe.close()
 
 
 def run(run_dir: Path) -> int:
@@ -85,9 +178,16 @@ def run(run_dir: Path) -> int:
     argv: list[str] = list(launch["argv"])
     grace_s = float(launch["kill_grace_s"])
     walltime_s = float(launch["walltime_s"])
+    # One entry per allocated node, in rank order; older launch files had none.
+    node_specs: list[dict[str, Any]] = launch.get("tasks") or [{"node": "", "env": {}}]
+    labelled = len(node_specs) > 1
     started_at = _now_iso()
+    tasks: list[_Task] = []
 
     def finish(state: str, exit_code: int | None, reason: str | None) -> int:
+        for t in tasks:  # the logs are complete before the verdict is visible
+            for pump in t.pumps:
+                pump.join(PUMP_JOIN_S)
         record = {
             "state": state,
             "exit_code": exit_code,
@@ -107,51 +207,99 @@ def run(run_dir: Path) -> int:
     log_dir = Path(launch["log_dir"])
     log_dir.mkdir(parents=True, exist_ok=True)
     workdir = launch["workdir"]
-    try:
-        with open(log_dir / "stdout.log", "ab") as out, open(log_dir / "stderr.log", "ab") as err:
-            proc = subprocess.Popen(
-                argv,
-                cwd=workdir,
-                env=dict(launch["env"]),
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,  # own process group: signals reach every child
-                close_fds=True,
-            )
-    except FileNotFoundError as exc:
+    master_port = str(free_port())
+    with open(log_dir / "stdout.log", "ab") as out, open(log_dir / "stderr.log", "ab") as err:
+        logs = (_LabelledLog(out), _LabelledLog(err)) if labelled else None
+        for rank, spec in enumerate(node_specs):
+            env = dict(launch["env"])
+            env.update(spec.get("env") or {})
+            env["MASTER_PORT"] = master_port
+            try:
+                proc = subprocess.Popen(
+                    argv,
+                    cwd=workdir,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE if labelled else out,
+                    stderr=subprocess.PIPE if labelled else err,
+                    start_new_session=True,  # own process group: signals reach every child
+                    close_fds=True,
+                )
+            except OSError as exc:
+                # The same argv and workdir for every node: this is rank 0 in practice.
+                _terminate(tasks, grace_s)
+                return finish("failed", *_launch_failure(exc, argv, workdir))
+            task = _Task(rank, str(spec.get("node") or ""), proc)
+            if logs is not None:
+                for pipe, log in ((proc.stdout, logs[0]), (proc.stderr, logs[1])):
+                    assert pipe is not None
+                    pump = threading.Thread(target=log.pump, args=(pipe, task.node),
+                                            name=f"pump-{task.node}", daemon=True)
+                    pump.start()
+                    task.pumps.append(pump)
+            tasks.append(task)
+
+        started_at = _now_iso()
+        write_atomic(run_dir / "started.json", json.dumps({
+            "pid": tasks[0].proc.pid,
+            "pids": [t.proc.pid for t in tasks],
+            "nodes": [t.node for t in tasks],
+            "master_port": int(master_port),
+            "started_at": started_at,
+        }))
+        return _supervise(tasks, stop, finish, grace_s=grace_s, walltime_s=walltime_s,
+                          labelled=labelled)
+
+
+def _launch_failure(exc: OSError, argv: list[str], workdir: str) -> tuple[int, str]:
+    if isinstance(exc, FileNotFoundError):
         missing = exc.filename if exc.filename is not None else argv[0]
         if str(missing) == str(workdir):
-            return finish("failed", 127, f"working directory not found: {workdir}")
-        return finish("failed", 127, f"command not found: {argv[0]}")
-    except PermissionError:
-        return finish("failed", 126, f"command is not executable: {argv[0]}")
-    except NotADirectoryError:
-        return finish("failed", 126, f"working directory is not a directory: {workdir}")
-    except OSError as exc:
-        return finish("failed", 126, f"could not start {argv[0]}: {exc.strerror or exc}")
+            return 127, f"working directory not found: {workdir}"
+        return 127, f"command not found: {argv[0]}"
+    if isinstance(exc, PermissionError):
+        return 126, f"command is not executable: {argv[0]}"
+    if isinstance(exc, NotADirectoryError):
+        return 126, f"working directory is not a directory: {workdir}"
+    return 126, f"could not start {argv[0]}: {exc.strerror or exc}"
 
-    started_at = _now_iso()
-    write_atomic(run_dir / "started.json", json.dumps({"pid": proc.pid, "started_at": started_at}))
+
+def _describe(rc: int) -> str:
+    if rc < 0:
+        return f"killed by signal {signal.Signals(-rc).name}"
+    return f"exit code {rc}"
+
+
+_Finish = Callable[[str, int | None, str | None], int]
+
+
+def _supervise(tasks: list[_Task], stop: _Stop, finish: _Finish, *, grace_s: float,
+               walltime_s: float, labelled: bool) -> int:
     deadline = time.monotonic() + walltime_s
     while True:
-        rc = proc.poll()
-        if rc is not None:
-            _signal_group(proc.pid, signal.SIGKILL)  # stray children of a finished job
-            if rc == 0:
-                return finish("completed", 0, None)
-            if rc < 0:
-                return finish("failed", rc, f"killed by signal {signal.Signals(-rc).name}")
-            return finish("failed", rc, f"exit code {rc}")
+        failed = next((t for t in tasks if t.poll() not in (None, 0)), None)
+        if failed is not None:
+            assert failed.rc is not None
+            if not labelled:
+                return finish("failed", failed.rc, _describe(failed.rc))
+            # --kill-on-bad-exit: one failed node process ends the whole job.
+            _terminate(tasks, grace_s)
+            return finish("failed", failed.rc,
+                          f"{_describe(failed.rc)} on {failed.node} (node rank "
+                          f"{failed.rank}); the other node processes were stopped")
+        if all(t.rc == 0 for t in tasks):
+            return finish("completed", 0, None)
         if stop.requested is not None:
             kind = stop.requested
-            rc = _terminate(proc, grace_s)
+            _terminate(tasks, grace_s)
             if kind == "preempt":
-                return finish("preempted", rc, "preempted: stopped with SIGTERM to be requeued")
-            return finish("cancelled", rc, "cancelled")
+                return finish("preempted", _exit_code(tasks),
+                              "preempted: stopped with SIGTERM to be requeued")
+            return finish("cancelled", _exit_code(tasks), "cancelled")
         if time.monotonic() >= deadline:
-            rc = _terminate(proc, grace_s)
-            return finish("timeout", rc, f"walltime of {int(walltime_s)} s exceeded")
+            _terminate(tasks, grace_s)
+            return finish("timeout", _exit_code(tasks),
+                          f"walltime of {int(walltime_s)} s exceeded")
         time.sleep(POLL_S)
 
 
