@@ -74,6 +74,14 @@ class Unauthenticated(RechenwerkError):
     title = "Authentication required"
 
 
+class TooManyAttempts(Unauthenticated):
+    """Login refused for a while after repeated failures (brute-force protection)."""
+
+    code = "too_many_attempts"
+    http_status = 429
+    title = "Too many failed attempts"
+
+
 class Conflict(RechenwerkError):
     code = "conflict"
     http_status = 409

@@ -71,3 +71,45 @@ def test_cli_login_wrong_password_is_one_line_and_exit_4(home: Path, greta: str)
     assert "wrong username or password" in result.output
     assert "Traceback" not in result.output
     assert not (home / "rechenwerk" / "credentials.json").exists()
+
+
+def test_repeated_failures_lock_the_username_for_a_while(
+        api_client: Any, greta: str, session: Session, clock: Any) -> None:
+    from sqlalchemy import func, select
+
+    from rechenwerk.access.models import AuditEntry
+    from rechenwerk.access.security import LOGIN_FAILURE_WINDOW, LOGIN_MAX_FAILURES
+
+    def login(password: str) -> Any:
+        return api_client.post("/api/v1/auth/token",
+                               json={"username": greta, "password": password})
+
+    for _ in range(LOGIN_MAX_FAILURES):
+        assert login("guess").status_code == 401
+        clock.advance(10)
+    # Locked now, even with the right password; the answer says for how long.
+    r = login("greta-secret")
+    assert r.status_code == 429, r.text
+    assert r.json()["code"] == "too_many_attempts"
+    assert "try again in 15 min" in r.json()["detail"]
+    failed = session.scalar(select(func.count(AuditEntry.id)).where(
+        AuditEntry.action == "login.failed", AuditEntry.entity_id == greta))
+    assert failed == LOGIN_MAX_FAILURES  # visible to operators in the audit log
+    # Other users are not affected; after the window the right password works again.
+    assert api_client.post("/api/v1/auth/token", json={
+        "username": "nobody", "password": "x"}).status_code == 401
+    clock.advance(LOGIN_FAILURE_WINDOW.total_seconds())
+    assert login("greta-secret").status_code == 201
+
+
+def test_cli_login_when_locked_is_one_line(home: Path, greta: str) -> None:
+    from rechenwerk.access.security import LOGIN_MAX_FAILURES
+
+    for _ in range(LOGIN_MAX_FAILURES):
+        CliRunner().invoke(app, ["login", "--url", "http://testserver", "-u", "greta"],
+                           input="nope\n")
+    result = CliRunner().invoke(app, ["login", "--url", "http://testserver", "-u", "greta"],
+                                input="greta-secret\n")
+    assert result.exit_code == 4
+    assert "too many failed logins for 'greta'" in result.output
+    assert "Traceback" not in result.output

@@ -77,6 +77,22 @@ def world(session: Session) -> dict[str, Any]:
             "alpha": alpha, "beta": beta, "beta_job": beta_job.id}
 
 
+def test_portal_login_is_throttled_after_repeated_failures(
+        api_client: Any, world: dict[str, Any]) -> None:
+    from rechenwerk.access.security import LOGIN_MAX_FAILURES
+
+    page = api_client.get("/login")
+    for _ in range(LOGIN_MAX_FAILURES):
+        r = api_client.post("/login", data={"username": "pia", "password": "wrong",
+                                            "csrf_token": csrf(page.text)})
+        assert r.status_code == 401
+    r = api_client.post("/login", data={"username": "pia", "password": PASSWORD,
+                                        "csrf_token": csrf(page.text)},
+                        follow_redirects=False)
+    assert r.status_code == 429
+    assert "Too many failed logins for &#39;pia&#39;: try again in" in r.text
+
+
 def test_login_session_cookie_and_redirects(api_client: Any, world: dict[str, Any]) -> None:
     r = api_client.get("/jobs?state=pending", follow_redirects=False)
     assert r.status_code == 303 and r.headers["location"] == "/login?next=%2Fjobs%3Fstate%3Dpending"

@@ -14,7 +14,7 @@ from rechenwerk.access import service as svc
 from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import Project, ProjectMembership, Review
 from rechenwerk.api.deps import CurrentUser, DbSession, Now, Operator
-from rechenwerk.errors import NotFound
+from rechenwerk.errors import NotFound, TooManyAttempts, Unauthenticated
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
 
@@ -64,7 +64,14 @@ def create_token(body: s.TokenCreate, session: DbSession, user: CurrentUser,
 @router.post("/auth/token", response_model=s.TokenCreated, status_code=201,
              summary="Exchange username and password for a new API token (CLI login)")
 def token_for_password(body: s.PasswordLogin, session: DbSession, now: Now) -> s.TokenCreated:
-    user = security.authenticate_password(session, body.username, body.password)
+    try:
+        user = security.login_with_password(session, body.username, body.password,
+                                            now=now, source="api")
+    except TooManyAttempts:
+        raise
+    except Unauthenticated:
+        session.commit()  # keep the "login.failed" entry: the throttle counts it
+        raise
     token, secret = security.create_token(
         session, user, name=body.name, now=now,
         expires_at=now + timedelta(days=body.expires_in_days), actor=user)

@@ -33,9 +33,15 @@ from sqlalchemy import event, inspect, select
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from rechenwerk.access.audit import record
-from rechenwerk.access.models import ApiToken, User
+from rechenwerk.access.models import ApiToken, AuditEntry, User
 from rechenwerk.clock import ensure_utc
-from rechenwerk.errors import InvalidInput, NotFound, PermissionDenied, Unauthenticated
+from rechenwerk.errors import (
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    TooManyAttempts,
+    Unauthenticated,
+)
 
 TOKEN_PREFIX = "rw_"
 MIN_PASSWORD_LENGTH = 8
@@ -234,6 +240,42 @@ def authenticate_token(session: Session, secret: str, *, now: datetime) -> User:
         token.last_used_at = now
     _remember(session, secret, token, token.user, generation)
     return token.user
+
+
+# Brute-force protection: after this many failed logins for one username within the
+# window, further attempts are refused (also with the right password) until the oldest
+# failure leaves the window. Failures are "login.failed" entries of the audit log, so
+# every server process sees them and operators can read them.
+LOGIN_MAX_FAILURES = 5
+LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+
+
+def login_with_password(session: Session, username: str, password: str, *,
+                        now: datetime, source: str) -> User:
+    """Check the throttle, then the password. A failure adds a "login.failed" audit
+    entry to ``session``: the caller must commit it even though the login failed.
+    Raises TooManyAttempts (429) or Unauthenticated (one message for unknown user and
+    wrong password, so names do not leak)."""
+    since = now - LOGIN_FAILURE_WINDOW
+    failures = list(session.scalars(
+        select(AuditEntry.at).where(AuditEntry.entity == "user",
+                                    AuditEntry.entity_id == username[:64],
+                                    AuditEntry.action == "login.failed",
+                                    AuditEntry.at > since)
+        .order_by(AuditEntry.at.desc()).limit(LOGIN_MAX_FAILURES)))
+    if len(failures) >= LOGIN_MAX_FAILURES:
+        free_at = ensure_utc(failures[-1]) + LOGIN_FAILURE_WINDOW
+        minutes = max(1, -int(-(free_at - now).total_seconds() // 60))
+        raise TooManyAttempts(
+            f"too many failed logins for {username!r}: try again in {minutes} min",
+            hint="If you forgot your password, ask an operator to set a new one "
+            "(rechenwerk admin user ...).")
+    try:
+        return authenticate_password(session, username, password)
+    except Unauthenticated:
+        record(session, None, "login.failed", "user", username[:64], {"via": source},
+               at=now)
+        raise
 
 
 def authenticate_password(session: Session, username: str, password: str) -> User:

@@ -8,8 +8,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access.models import User
-from rechenwerk.access.security import authenticate_password
-from rechenwerk.api.deps import get_session
+from rechenwerk.access.security import login_with_password
+from rechenwerk.api.deps import get_clock, get_session
 from rechenwerk.errors import Unauthenticated
 from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, optional_user
@@ -44,13 +44,16 @@ def login(
     try:
         if not username or not password:
             raise Unauthenticated("enter your username and password")
-        user = authenticate_password(db, username, password)
+        # A failure adds a "login.failed" audit entry; returning the page (not raising)
+        # commits it, so the throttle counts it.
+        user = login_with_password(db, username, password, now=get_clock(request).now(),
+                                   source="portal")
     except Unauthenticated as exc:
         return render(
             request, "login.html",
             {"title": "Log in", "next_url": next_url, "username": username,
-             "error": exc.message.capitalize() + "."},
-            status_code=401,
+             "error": exc.message[:1].upper() + exc.message[1:] + "."},
+            status_code=exc.http_status,
         )
     start_user_session(request, settings_of(request), user.id, user.password_hash or "")
     return RedirectResponse(next_url, status_code=303)
