@@ -268,6 +268,13 @@ def _run(
     pending = sched.pending
     push, pop = heapq.heappush, heapq.heappop
 
+    def queued(k: int) -> PendingJob:
+        """Job ``k`` as the core queues it: on submission, and again when requeued (with
+        the remaining walltime and the service it attained so far)."""
+        j = jobs[k]
+        return PendingJob(j.job_id, j.project, j.gpus, j.qos, None, j.gpus_per_node,
+                          wall_left[k], j.submit_time, j.gpu_type, attained[k], True)
+
     def requeue(k: int, rj: RunningJob, now: float) -> None:
         nonlocal busy, total_preempts
         elapsed = now - rj.start_time
@@ -287,22 +294,7 @@ def _run(
             for g in gpus:
                 m |= 1 << g
             occupied[name] &= ~m
-        j = jobs[k]
-        sched.submit(
-            PendingJob(
-                j.job_id,
-                j.project,
-                j.gpus,
-                j.qos,
-                None,
-                j.gpus_per_node,
-                wall_left[k],
-                j.submit_time,
-                j.gpu_type,
-                attained[k],
-                True,
-            )
-        )
+        sched.submit(queued(k))
 
     while done < n:
         t_sub = submit[nxt] if nxt < n else math.inf
@@ -362,22 +354,7 @@ def _run(
                     t_fail = now + rng.expovariate(1.0 / failures.mtbf_node_s)  # type: ignore[union-attr]
                     push(heap, (t_fail, _FAIL, seq, _FAIL, k, 0))
             while nxt < n and submit[nxt] == now:
-                j = jobs[nxt]
-                sched.submit(
-                    PendingJob(
-                        j.job_id,
-                        j.project,
-                        j.gpus,
-                        j.qos,
-                        None,
-                        j.gpus_per_node,
-                        wall_left[nxt],
-                        j.submit_time,
-                        j.gpu_type,
-                        0.0,
-                        True,
-                    )
-                )
+                sched.submit(queued(nxt))
                 nxt += 1
                 events += 1
             res = sched.schedule(now)

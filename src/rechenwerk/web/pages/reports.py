@@ -173,18 +173,24 @@ def reports_page(
     })
 
 
+def _one_report(request: Request, db: Session, user: User, now: Any, name: str, *,
+                by: str, period: str, what: str) -> Any:
+    """The table behind one chart or CSV download, for the page's exact range."""
+    if name not in ("usage", "utilisation", "waits", "energy"):
+        raise NotFound(f"{what} {name!r} not found",
+                       hint=f"{what.capitalize()}s: usage, utilisation, waits, energy.")
+    q = request.query_params
+    return build_reports(request, db, user, now, start=q.get("from", ""),
+                         end=q.get("to", ""), by=by, period=period, only=name)[name]
+
+
 @router.get("/reports/chart/{name}.svg")
 def report_chart(
     request: Request, name: str, by: str = "project", period: str = "week",
     user: User = Depends(portal_user), db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
-    if name not in ("usage", "utilisation", "waits", "energy"):
-        raise NotFound(f"chart {name!r} not found",
-                       hint="Charts: usage, utilisation, waits, energy.")
-    q = request.query_params
-    table = build_reports(request, db, user, now, start=q.get("from", ""), end=q.get("to", ""),
-                          by=by, period=period, only=name)[name]
+    table = _one_report(request, db, user, now, name, by=by, period=period, what="chart")
     return Response(chart_svg(chart_for(name, table)), media_type="image/svg+xml",
                     headers={"Cache-Control": "private, max-age=60"})
 
@@ -195,13 +201,7 @@ def report_csv(
     user: User = Depends(portal_user), db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
-    if name not in ("usage", "utilisation", "waits", "energy"):
-        raise NotFound(f"report {name!r} not found",
-                       hint="Reports: usage, utilisation, waits, energy.")
-    q = request.query_params
-    tables = build_reports(request, db, user, now, start=q.get("from", ""), end=q.get("to", ""),
-                           by=by, period=period, only=name)
-    table = tables[name]
+    table = _one_report(request, db, user, now, name, by=by, period=period, what="report")
     filename = f"rechenwerk-{name}-{table.start:%Y%m%d}-{table.end:%Y%m%d}.csv"
     return Response(table.to_csv(), media_type="text/csv",
                     headers={"Content-Disposition": f'attachment; filename="{filename}"'})
