@@ -185,9 +185,10 @@ def run(run_dir: Path) -> int:
     tasks: list[_Task] = []
 
     def finish(state: str, exit_code: int | None, reason: str | None) -> int:
-        for t in tasks:  # the logs are complete before the verdict is visible
-            for pump in t.pumps:
-                pump.join(PUMP_JOIN_S)
+        # The logs are complete before the verdict is visible (one deadline for all).
+        drain_until = time.monotonic() + PUMP_JOIN_S
+        for pump in (p for t in tasks for p in t.pumps):
+            pump.join(max(0.0, drain_until - time.monotonic()))
         record = {
             "state": state,
             "exit_code": exit_code,
