@@ -71,6 +71,11 @@ class Settings(BaseSettings):
     smtp_host: str = ""  # empty -> notifications are only logged
     smtp_port: int = 25
     smtp_from: str = "rechenwerk@localhost"
+    # auto: STARTTLS when offered (required once credentials are set); starttls: always
+    # (port 587); ssl: implicit TLS (port 465); off: never (refused with credentials).
+    smtp_tls: Literal["auto", "starttls", "ssl", "off"] = "auto"
+    smtp_username: str = ""  # empty -> no AUTH (a relay that trusts the server's address)
+    smtp_password: str = ""
 
     @property
     def effective_database_url(self) -> str:

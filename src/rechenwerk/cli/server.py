@@ -50,12 +50,14 @@ def register(app: typer.Typer) -> None:
         from rechenwerk.cli.output import err_console
         from rechenwerk.config import get_settings
         from rechenwerk.jobs.policy_config import describe
+        from rechenwerk.notifications.senders import make_sender
         from rechenwerk.scheduling.policies import make_policy
 
         settings = get_settings()
         # Bad scheduler settings stop the start with one line, not a traceback from a
         # worker process later on.
         make_policy(settings.scheduler_policy)
+        make_sender(settings)  # e.g. SMTP credentials with RECHENWERK_SMTP_TLS=off
         err_console.print(f"scheduler: {describe(settings)}", highlight=False)
         uvicorn.run("rechenwerk.cli.server:app_factory", factory=True,
                     host=host or settings.host, port=port or settings.port,
