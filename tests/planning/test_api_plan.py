@@ -86,3 +86,14 @@ def test_plan_centre_rejects_server_files_and_bad_targets(
     res = api_client.post("/api/v1/plan/centre", headers=auth, json={**TINY, "target": {}})
     assert res.status_code == 422
     assert res.json()["errors"][0]["field"].startswith("target")
+
+
+def test_plan_train_fp8(api_client: Any, auth: dict[str, str]) -> None:
+    body = {"params": 70e9, "tokens": 2e12, "gpu": "H100-SXM", "gpus": 1024}
+    bf16 = api_client.post("/api/v1/plan/train", headers=auth, json=body).json()
+    fp8 = api_client.post("/api/v1/plan/train", headers=auth,
+                          json={**body, "precision": "fp8"}).json()
+    assert bf16["gpu_hours"] / fp8["gpu_hours"] == pytest.approx(1.3, rel=1e-3)
+    bad = api_client.post("/api/v1/plan/train", headers=auth,
+                          json={**body, "gpu": "V100", "precision": "fp8"})
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "precision"

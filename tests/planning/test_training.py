@@ -107,3 +107,31 @@ def test_bad_input_names_the_field(kwargs: dict[str, object], field: str) -> Non
     with pytest.raises(InvalidInput) as exc:
         estimate_training(**args)  # type: ignore[arg-type]
     assert exc.value.field == field
+
+
+def test_fp8_multiplies_throughput_by_the_measured_speedup() -> None:
+    bf16 = estimate_training(params=70e9, tokens=2e12, gpu="H100-SXM", gpus=1024)
+    fp8 = estimate_training(params=70e9, tokens=2e12, gpu="H100-SXM", gpus=1024,
+                            precision="fp8")
+    assert (fp8.precision, fp8.precision_speedup) == ("fp8", 1.3)
+    assert bf16.gpu_hours / fp8.gpu_hours == pytest.approx(1.3)
+    assert fp8.tokens_per_second_per_gpu / bf16.tokens_per_second_per_gpu == pytest.approx(1.3)
+    assert fp8.energy.energy_mwh < bf16.energy.energy_mwh  # fewer GPU-hours at the same power
+    faster = estimate_training(params=70e9, tokens=2e12, gpu="H100-SXM", gpus=1024,
+                               precision="fp8", fp8_speedup=1.6)
+    assert bf16.gpu_hours / faster.gpu_hours == pytest.approx(1.6)
+    d = fp8.to_dict()
+    assert d["assumptions"]["precision"] == "fp8" and d["hardware"]["peak_fp8_tflops"] > 0
+
+
+@pytest.mark.parametrize(("kw", "field", "text"), [
+    ({"gpu": "A100-80GB", "precision": "fp8"}, "precision", "no FP8 tensor cores"),
+    ({"gpu": "H100-SXM", "precision": "fp4"}, "precision", "one of bf16, fp8"),
+    ({"gpu": "H100-SXM", "precision": "fp8", "fp8_speedup": 0.9}, "fp8_speedup", "[1, "),
+    ({"gpu": "H100-SXM", "precision": "fp8", "fp8_speedup": 3.0}, "fp8_speedup", "[1, "),
+    ({"gpu": "H100-SXM", "fp8_speedup": 1.3}, "fp8_speedup", "only with precision fp8"),
+])
+def test_fp8_inputs_are_checked(kw: dict[str, object], field: str, text: str) -> None:
+    with pytest.raises(InvalidInput) as e:
+        estimate_training(params=7e9, gpus=8, **kw)  # type: ignore[arg-type]
+    assert e.value.field == field and text in e.value.message

@@ -66,6 +66,12 @@ def register(app: typer.Typer) -> None:
             None, "--mfu", help="Steady-state model-FLOPs utilisation (default per GPU)."),
         efficiency: float | None = typer.Option(
             None, "--efficiency", help="End-to-end efficiency factor (default 0.8)."),
+        precision: str = typer.Option(
+            "bf16", "--precision",
+            help="bf16, or fp8 (Hopper and newer: BF16 throughput x --fp8-speedup)."),
+        fp8_speedup: float | None = typer.Option(
+            None, "--fp8-speedup",
+            help="End-to-end FP8 speedup over BF16 (default 1.3, measured 1.2-1.6)."),
         layers: int | None = typer.Option(None, "--layers", help="Transformer layers."),
         hidden: int | None = typer.Option(None, "--hidden", help="Hidden size."),
         seq_len: int | None = typer.Option(None, "--seq-len", help="Sequence length."),
@@ -100,7 +106,8 @@ def register(app: typer.Typer) -> None:
             active_params=parse_quantity(active_params, "active_params", example="13e9"),
             gpu=gpu, gpus=parse_count(gpus, "gpus"), mfu=mfu, efficiency=efficiency,
             layers=layers, hidden=hidden, seq_len=seq_len, energy=energy,
-            sharding=sharding, recompute=recompute,
+            sharding=sharding, recompute=recompute, precision=precision,
+            fp8_speedup=fp8_speedup,
         )
         if as_json:
             print_json(est.to_dict())
@@ -236,7 +243,8 @@ def render_training(d: dict[str, Any]) -> None:
         f"tokens: {m['tokens_source']}; FLOPs: {d['flops_formula']}",
         f"utilisation: MFU {a['mfu']:.2f} ({a['mfu_source']}) x efficiency "
         f"{a['efficiency']:.2f} = {a['effective_utilisation']:.3f} of "
-        f"{hw['peak_tflops']:g} TFLOP/s",
+        f"{hw['peak_tflops']:g} TFLOP/s (BF16)"
+        + (f", x {a['precision_speedup']:g} for FP8" if a["precision"] == "fp8" else ""),
         f"energy: {a['it_power_per_gpu_w']:g} W per GPU (GPU at {a['power_fraction']:.0%} of "
         f"{hw['tdp_w']:g} W TDP + node overhead) x PUE {a['pue']}",
         f"CO2: {a['grid']['name']} grid, {a['grid']['g_per_kwh']:g} g CO2e/kWh "

@@ -49,6 +49,9 @@ class TrainRequest(CostInputs):
     sharding: str = Field(default="zero1", description="none, zero1, zero2, zero3")
     recompute: str = Field(default="selective", description="none, selective, full")
     micro_batch: int = 1
+    precision: str = Field(default="bf16", description="bf16, or fp8 (Hopper and newer)")
+    fp8_speedup: float | None = Field(
+        default=None, description="end-to-end FP8 speedup over BF16 (default 1.3)")
 
     def estimate(self) -> TrainingEstimate:
         return estimate_training(
@@ -56,7 +59,8 @@ class TrainRequest(CostInputs):
             gpu=self.gpu, gpus=self.gpus, mfu=self.mfu, efficiency=self.efficiency,
             layers=self.layers, hidden=self.hidden, seq_len=self.seq_len,
             energy=self.energy_params(), sharding=self.sharding, recompute=self.recompute,
-            micro_batch=self.micro_batch,
+            micro_batch=self.micro_batch, precision=self.precision,
+            fp8_speedup=self.fp8_speedup,
         )
 
 

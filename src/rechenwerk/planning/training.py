@@ -12,6 +12,13 @@ Formulas (sources and defaults in docs/planning.md):
   model-FLOPs utilisation (default per GPU generation) and efficiency the end-to-end factor
   for restarts, failures, evaluation and idle time (default 0.8).
 * wall-clock days = GPU-hours / GPUs / 24.
+* FP8 (``precision="fp8"``, GPUs with FP8 tensor cores): throughput = BF16 throughput x
+  an end-to-end FP8 speedup, default 1.3 — measured speedups of whole training runs,
+  not the 2x of the tensor-core peaks: 1.22-1.28x for Llama 3 70B with MXFP8 on 1,856
+  B200 (PyTorch/torchao blog, 2025), 1.30x for Llama 4 Scout with MXFP8 on GB200
+  (torchao, 2025), "up to ~1.6x" for NVIDIA's low-precision recipes incl. NVFP4 (NVIDIA
+  NeMo blog, 2025). Memory is estimated as for BF16 (FP8 recipes keep BF16/FP32 weights
+  and optimizer states).
 """
 
 from __future__ import annotations
@@ -27,6 +34,8 @@ from rechenwerk.planning.memory import MemoryEstimate, memory_estimate
 
 CHINCHILLA_TOKENS_PER_PARAM = 20.0
 DEFAULT_EFFICIENCY = 0.80
+DEFAULT_FP8_SPEEDUP = 1.3  # end-to-end, over BF16 on the same GPUs (module docstring)
+PRECISIONS = ("bf16", "fp8")
 MAX_GPUS = 1_000_000  # more accelerators than any centre in the world has
 MAX_PARAMS = 1e14  # 100 trillion parameters
 MAX_TOKENS = 1e16  # 10 quadrillion tokens
@@ -68,6 +77,29 @@ def _fraction(value: float | None, name: str, hint: str) -> None:
         raise InvalidInput(f"{name} must be in (0, 1], got {value!r}", field=name, hint=hint)
 
 
+def _precision_speedup(spec: GPUSpec, precision: str, fp8_speedup: float | None) -> float:
+    if precision not in PRECISIONS:
+        raise InvalidInput(f"precision must be one of {', '.join(PRECISIONS)}, got "
+                           f"{precision!r}", field="precision")
+    if precision == "bf16":
+        if fp8_speedup is not None:
+            raise InvalidInput("fp8_speedup applies only with precision fp8",
+                               field="fp8_speedup", hint="Add precision fp8, or drop it.")
+        return 1.0
+    if spec.peak_fp8_tflops is None:
+        raise InvalidInput(f"{spec.name} has no FP8 tensor cores", field="precision",
+                           hint="FP8 needs Hopper or newer (H100, H200, GH200, B200) or "
+                           "MI300X; use precision bf16 for this GPU.")
+    ceiling = spec.peak_fp8_tflops / spec.peak_bf16_tflops
+    speedup = DEFAULT_FP8_SPEEDUP if fp8_speedup is None else fp8_speedup
+    if isinstance(speedup, bool) or not math.isfinite(speedup) or not 1 <= speedup <= ceiling:
+        raise InvalidInput(
+            f"fp8_speedup must be in [1, {ceiling:g}] for {spec.name} (its FP8/BF16 peak "
+            f"ratio), got {speedup!r}", field="fp8_speedup",
+            hint="Measured end-to-end speedups are 1.2-1.6 (docs/planning.md).")
+    return float(min(speedup, ceiling))
+
+
 def training_flops(
     active_params: float, tokens: float, *, layers: int | None = None,
     hidden: int | None = None, seq_len: int | None = None,
@@ -94,6 +126,8 @@ class TrainingEstimate:
     mfu: float
     mfu_source: str
     efficiency: float
+    precision: str  # "bf16" or "fp8"
+    precision_speedup: float  # 1.0 for bf16; the FP8 speedup over BF16 otherwise
     training_flops: float
     flops_formula: str
     gpu_hours: float
@@ -125,6 +159,7 @@ class TrainingEstimate:
                 "gpu": self.gpu.name,
                 "gpus": self.gpus,
                 "peak_tflops": self.gpu.peak_bf16_tflops,
+                "peak_fp8_tflops": self.gpu.peak_fp8_tflops,
                 "memory_gb": self.gpu.memory_gb,
                 "tdp_w": self.gpu.tdp_w,
             },
@@ -133,6 +168,8 @@ class TrainingEstimate:
                 "mfu_source": self.mfu_source,
                 "efficiency": self.efficiency,
                 "effective_utilisation": round(self.effective_utilisation, 4),
+                "precision": self.precision,
+                "precision_speedup": self.precision_speedup,
                 "pue": self.energy_params.pue,
                 "power_fraction": self.energy_params.power_fraction,
                 "it_power_per_gpu_w": round(e.it_power_per_gpu_w, 1),
@@ -177,6 +214,8 @@ def estimate_training(
     recompute: str = "selective",
     micro_batch: int = 1,
     catalogue: Catalogue | None = None,
+    precision: str = "bf16",
+    fp8_speedup: float | None = None,
 ) -> TrainingEstimate:
     """Estimate compute, time, energy, CO2, cost and memory feasibility of one training run.
 
@@ -213,6 +252,7 @@ def estimate_training(
     energy = energy or EnergyParams()
     energy.validate()
     spec = get_gpu(gpu, catalogue=catalogue)
+    speedup = _precision_speedup(spec, precision, fp8_speedup)
 
     warnings: list[str] = []
     active = active_params or params
@@ -228,7 +268,9 @@ def estimate_training(
     else:
         mfu_used, mfu_source = mfu, "given"
     eff = DEFAULT_EFFICIENCY if efficiency is None else efficiency
-    gpu_hours = flops / (spec.peak_bf16_flops * mfu_used * eff) / 3600.0
+    # MFU is relative to the dense BF16 peak in both precisions (comparable across runs);
+    # FP8 multiplies the steady-state throughput by the measured end-to-end speedup.
+    gpu_hours = flops / (spec.peak_bf16_flops * mfu_used * speedup * eff) / 3600.0
     per_token = flops / tokens
     mem = memory_estimate(params_total=params, gpu=spec, gpus=gpus, sharding=sharding,
                           recompute=recompute, micro_batch=micro_batch, layers=layers,
@@ -259,11 +301,13 @@ def estimate_training(
         mfu=mfu_used,
         mfu_source=mfu_source,
         efficiency=eff,
+        precision=precision,
+        precision_speedup=speedup,
         training_flops=flops,
         flops_formula=formula,
         gpu_hours=gpu_hours,
         wall_clock_days=days,
-        tokens_per_second_per_gpu=spec.peak_bf16_flops * mfu_used / per_token,
+        tokens_per_second_per_gpu=spec.peak_bf16_flops * mfu_used * speedup / per_token,
         energy=ec,
         energy_params=energy,
         memory=mem,
