@@ -55,6 +55,7 @@ class ProposalState(enum.StrEnum):
     UNDER_REVIEW = "under_review"
     ACCEPTED = "accepted"
     REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"  # by the PI or an operator before the decision; terminal
 
 
 class Organization(Base):
@@ -171,10 +172,14 @@ class Proposal(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    withdrawn_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     call: Mapped[Call] = relationship(lazy="joined")
     project: Mapped[Project] = relationship(lazy="joined")
     applicant: Mapped[User] = relationship(lazy="joined", foreign_keys=[applicant_user_id])
+    withdrawn_by: Mapped[User | None] = relationship(lazy="joined",
+                                                     foreign_keys=[withdrawn_by_user_id])
 
 
 class Review(Base):

@@ -277,6 +277,26 @@ def show_proposal(proposal_id: int, session: DbSession, user: CurrentUser) -> s.
     return _proposal_out(session, user, proposal_id)
 
 
+@router.patch("/proposals/{proposal_id}", response_model=s.ProposalOut,
+              summary="Change a draft: only the fields given (PI of the project)")
+def update_proposal(proposal_id: int, body: s.ProposalUpdate, session: DbSession,
+                    user: CurrentUser, now: Now) -> s.ProposalOut:
+    p = svc.visible_proposal(session, user, proposal_id)
+    svc.update_proposal(session, user, p, title=body.title, abstract=body.abstract,
+                        justification=body.justification, gpu_type=body.gpu_type,
+                        requested_gpu_hours=body.requested_gpu_hours, now=now)
+    return _proposal_out(session, user, proposal_id)
+
+
+@router.post("/proposals/{proposal_id}/withdraw", response_model=s.ProposalOut,
+             summary="Withdraw a proposal before the decision (PI of the project)")
+def withdraw_proposal(proposal_id: int, session: DbSession, user: CurrentUser, now: Now,
+                      body: s.WithdrawIn | None = None) -> s.ProposalOut:
+    p = svc.visible_proposal(session, user, proposal_id)
+    svc.withdraw_proposal(session, user, p, reason=body.reason if body else "", now=now)
+    return _proposal_out(session, user, proposal_id)
+
+
 @router.post("/proposals/{proposal_id}/submit", response_model=s.ProposalOut)
 def submit_proposal(proposal_id: int, session: DbSession, user: CurrentUser,
                     now: Now) -> s.ProposalOut:

@@ -254,6 +254,21 @@ class ProposalCreate(_In):
     requested_gpu_hours: float = Field(gt=0)
 
 
+class ProposalUpdate(_In):
+    """Only the fields to change (drafts only); absent or null fields stay as they are."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    abstract: str | None = None
+    justification: str | None = None
+    gpu_type: str | None = Field(default=None, min_length=1)
+    requested_gpu_hours: float | None = Field(default=None, gt=0)
+
+
+class WithdrawIn(_In):
+    reason: str = Field(default="", max_length=2000,
+                        description="why; recorded in the audit log")
+
+
 class ReviewerAssign(_In):
     reviewer: str = Field(min_length=1)
 
@@ -287,6 +302,8 @@ class ProposalOut(BaseModel):
     created_at: datetime
     submitted_at: datetime | None
     decided_at: datetime | None
+    withdrawn_at: datetime | None = None
+    withdrawn_by: str | None = None
     reviewers: list[str] = Field(default_factory=list, description="visible to operators")
 
     @classmethod
@@ -298,6 +315,8 @@ class ProposalOut(BaseModel):
                    requested_gpu_hours=p.requested_gpu_hours, state=p.state,
                    decision_comment=p.decision_comment, created_at=p.created_at,
                    submitted_at=p.submitted_at, decided_at=p.decided_at,
+                   withdrawn_at=p.withdrawn_at,
+                   withdrawn_by=p.withdrawn_by.username if p.withdrawn_by else None,
                    reviewers=reviewers or [])
 
 

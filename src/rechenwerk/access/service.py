@@ -74,12 +74,18 @@ DEFAULT_ELIGIBILITY: dict[str, tuple[str, ...]] = {
 
 # The proposal life cycle as an explicit table: state -> states it may move to.
 PROPOSAL_TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
-    ProposalState.DRAFT: frozenset({ProposalState.SUBMITTED}),
-    ProposalState.SUBMITTED: frozenset({ProposalState.UNDER_REVIEW, ProposalState.REJECTED}),
-    ProposalState.UNDER_REVIEW: frozenset({ProposalState.ACCEPTED, ProposalState.REJECTED}),
+    ProposalState.DRAFT: frozenset({ProposalState.SUBMITTED, ProposalState.WITHDRAWN}),
+    ProposalState.SUBMITTED: frozenset({ProposalState.UNDER_REVIEW, ProposalState.REJECTED,
+                                        ProposalState.WITHDRAWN}),
+    ProposalState.UNDER_REVIEW: frozenset({ProposalState.ACCEPTED, ProposalState.REJECTED,
+                                           ProposalState.WITHDRAWN}),
     ProposalState.ACCEPTED: frozenset(),
     ProposalState.REJECTED: frozenset(),
+    ProposalState.WITHDRAWN: frozenset(),
 }
+# Fields a PI may change while the proposal is a draft (PATCH /proposals/{id}).
+EDITABLE_PROPOSAL_FIELDS = ("title", "abstract", "justification", "gpu_type",
+                            "requested_gpu_hours")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -596,17 +602,15 @@ def _transition(session: Session, actor: User, proposal: Proposal, to: ProposalS
            {"state": [current.value, to.value], **(extra or {})}, at=now)
 
 
-def create_proposal(
-    session: Session, actor: User, *, call: Call, project: Project, title: str,
-    gpu_type: str, requested_gpu_hours: float, now: datetime, abstract: str = "",
-    justification: str = "",
-) -> Proposal:
-    """A draft proposal of ``project`` (its PI or an operator) to an open call that admits
-    the project's organisation kind."""
-    require_project_role(session, actor, project, {ProjectRole.PI.value})
+def _proposal_issues(call: Call, *, title: str | None = None,
+                     requested_gpu_hours: float | None = None) -> list[FieldIssue]:
+    """What is wrong with a proposal's title and requested GPU-hours (None: not checked),
+    shared by create and edit so both refuse the same input with the same words."""
     issues: list[FieldIssue] = []
-    if not title.strip():
+    if title is not None and not title.strip():
         issues.append(FieldIssue(("title",), "must not be empty"))
+    if requested_gpu_hours is None:
+        return issues
     if not requested_gpu_hours > 0 or requested_gpu_hours == float("inf"):
         issues.append(FieldIssue(("requested_gpu_hours",),
                                  f"must be a positive number of GPU-hours, got "
@@ -615,9 +619,24 @@ def create_proposal(
         issues.append(FieldIssue(("requested_gpu_hours",),
                                  f"{requested_gpu_hours:g} GPU-hours exceed the call's "
                                  f"maximum of {call.max_gpu_hours:g}"))
+    return issues
+
+
+def _raise_issues(issues: list[FieldIssue]) -> None:
     if issues:
         raise InvalidInput(f"{issues[0].path}: {issues[0].message}", field=issues[0].path,
                            issues=issues)
+
+
+def create_proposal(
+    session: Session, actor: User, *, call: Call, project: Project, title: str,
+    gpu_type: str, requested_gpu_hours: float, now: datetime, abstract: str = "",
+    justification: str = "",
+) -> Proposal:
+    """A draft proposal of ``project`` (its PI or an operator) to an open call that admits
+    the project's organisation kind."""
+    require_project_role(session, actor, project, {ProjectRole.PI.value})
+    _raise_issues(_proposal_issues(call, title=title, requested_gpu_hours=requested_gpu_hours))
     gpu_type = validate_gpu_type(gpu_type)
     _require_open(call, now)
     kind = project.organization.kind
@@ -684,6 +703,103 @@ def list_proposals(
     return paginate(session, stmt, limit, offset)
 
 
+def require_proposal_pi(session: Session, actor: User, proposal: Proposal,
+                         doing: str) -> None:
+    """Only the project's PI (or an operator) changes a proposal. Callers have already
+    checked that ``actor`` may see it (``visible_proposal``): members in another role and
+    assigned reviewers get PermissionDenied, everyone else NotFound."""
+    if actor.is_operator:
+        return
+    m = membership(session, actor, proposal.project)
+    if m is not None and m.role == ProjectRole.PI.value:
+        return
+    if m is None and _assigned_review(session, actor, proposal) is None:
+        raise NotFound(f"proposal {proposal.id} not found", field="proposal")
+    raise PermissionDenied(
+        f"only the PI of project {proposal.project.slug!r} may {doing} proposal {proposal.id}",
+        field="proposal", hint="Ask the project's PI.")
+
+
+def update_proposal(
+    session: Session, actor: User, proposal: Proposal, *, now: datetime,
+    title: str | None = None, abstract: str | None = None, justification: str | None = None,
+    gpu_type: str | None = None, requested_gpu_hours: float | None = None,
+) -> Proposal:
+    """Change a draft (its PI or an operator); None leaves a field as it is. The same
+    checks as :func:`create_proposal` (title, GPU type, the call's maximum); every field
+    is checked before any is changed. Each change is audited as ``field: [old, new]``."""
+    require_proposal_pi(session, actor, proposal, "edit")
+    given = {"title": title, "abstract": abstract, "justification": justification,
+             "gpu_type": gpu_type, "requested_gpu_hours": requested_gpu_hours}
+    if proposal.state != ProposalState.DRAFT.value:
+        raise Conflict(
+            f"proposal {proposal.id} is {proposal.state.replace('_', ' ')}; only drafts can "
+            "be edited (the reviewers assess what was submitted)",
+            field="state",
+            hint="Withdraw it and write a new proposal"
+                 + (f": `rechenwerk proposal withdraw {proposal.id}`."
+                    if proposal.state in (ProposalState.SUBMITTED.value,
+                                          ProposalState.UNDER_REVIEW.value) else "."))
+    if all(v is None for v in given.values()):
+        raise InvalidInput("nothing to change", field="proposal",
+                           hint="Give at least one of: "
+                                + ", ".join(EDITABLE_PROPOSAL_FIELDS) + ".")
+    issues = _proposal_issues(proposal.call, title=title,
+                              requested_gpu_hours=requested_gpu_hours)
+    canonical_gpu = None
+    if gpu_type is not None:
+        try:
+            canonical_gpu = validate_gpu_type(gpu_type)
+        except InvalidInput as exc:
+            issues.append(FieldIssue(("gpu_type",), exc.message + (
+                f". {exc.hint}" if exc.hint else "")))
+    _raise_issues(issues)
+    new: dict[str, Any] = {
+        "title": title.strip() if title is not None else None,
+        "abstract": abstract, "justification": justification, "gpu_type": canonical_gpu,
+        "requested_gpu_hours": (float(requested_gpu_hours)
+                                if requested_gpu_hours is not None else None),
+    }
+    changes: dict[str, Any] = {}
+    for name in EDITABLE_PROPOSAL_FIELDS:
+        value, old = new[name], getattr(proposal, name)
+        if value is not None and value != old:
+            changes[name] = [old, value]
+            setattr(proposal, name, value)
+    if changes:
+        session.flush()
+        record(session, actor, "proposal.update", "proposal", proposal.id, changes, at=now)
+    return proposal
+
+
+def withdraw_proposal(session: Session, actor: User, proposal: Proposal, *, now: datetime,
+                      reason: str = "") -> Proposal:
+    """Withdraw a proposal that is not decided yet (its PI or an operator). Terminal: open
+    reviews are no longer requested (reviewers cannot submit them any more)."""
+    require_proposal_pi(session, actor, proposal, "withdraw")
+    if proposal.state in (ProposalState.ACCEPTED.value, ProposalState.REJECTED.value):
+        raise InvalidTransition(
+            f"proposal {proposal.id} was already {proposal.state}"
+            + (f" on {proposal.decided_at:%Y-%m-%d}" if proposal.decided_at else "")
+            + "; a decided proposal cannot be withdrawn",
+            field="state",
+            hint="An award is not used unless jobs run; ask an operator to change the award."
+            if proposal.state == ProposalState.ACCEPTED.value else None)
+    if proposal.state == ProposalState.WITHDRAWN.value:
+        raise InvalidTransition(f"proposal {proposal.id} is already withdrawn", field="state")
+    open_reviews = [r.reviewer.username for r in session.scalars(
+        select(Review).where(Review.proposal_id == proposal.id,
+                             Review.submitted_at.is_(None)).order_by(Review.id))]
+    extra: dict[str, Any] = {"reason": reason.strip()} if reason.strip() else {}
+    if open_reviews:
+        extra["open_reviews_cancelled"] = open_reviews
+    _transition(session, actor, proposal, ProposalState.WITHDRAWN, now, extra)
+    proposal.withdrawn_at = now
+    proposal.withdrawn_by_user_id = actor.id
+    proposal.withdrawn_by = actor
+    return proposal
+
+
 def submit_proposal(session: Session, actor: User, proposal: Proposal, *,
                     now: datetime) -> Proposal:
     require_project_role(session, actor, proposal.project, {ProjectRole.PI.value})
@@ -747,6 +863,12 @@ def submit_review(
             raise PermissionDenied(f"you are not assigned to review proposal {proposal.id}",
                                    field="proposal")
         raise NotFound(f"proposal {proposal.id} not found", field="proposal")
+    if proposal.state == ProposalState.WITHDRAWN.value:
+        raise InvalidTransition(
+            f"proposal {proposal.id} was withdrawn"
+            + (f" on {proposal.withdrawn_at:%Y-%m-%d}" if proposal.withdrawn_at else "")
+            + "; its review is no longer requested", field="state",
+            hint="Nothing to do: the proposal left your assigned reviews.")
     issues = [
         FieldIssue((name,), f"must be an integer {MIN_SCORE}..{MAX_SCORE}, got {value}")
         for name, value in (("technical_score", technical_score),

@@ -13,6 +13,7 @@ from typing import Any
 import typer
 
 from rechenwerk.cli.output import console, handle_errors, print_json, print_table
+from rechenwerk.errors import InvalidInput
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON instead of a table.")
 LIMIT_OPT = typer.Option(50, "--limit", help="Page size (1..500).")
@@ -83,6 +84,8 @@ def _print_proposal(p: dict[str, Any]) -> None:
          ("requested GPU-hours", _hours(p["requested_gpu_hours"])),
          ("submitted", _day(p["submitted_at"])), ("decided", _day(p["decided_at"])),
          ("decision comment", p["decision_comment"]),
+         *([("withdrawn", f"{_day(p['withdrawn_at'])} by {p.get('withdrawn_by') or '?'}")]
+           if p.get("withdrawn_at") else []),
          ("reviewers", ", ".join(p["reviewers"]))], title=f"proposal {p['id']}")
 
 
@@ -389,7 +392,8 @@ def register(app: typer.Typer) -> None:
 
     # ------------------------------------------------------------------ proposal
 
-    prop = typer.Typer(help="Proposals: draft, submit, review, decide.", no_args_is_help=True)
+    prop = typer.Typer(help="Proposals: draft, edit, submit, withdraw, review, decide.",
+                       no_args_is_help=True)
     app.add_typer(prop, name="proposal")
 
     @prop.command("create")
@@ -417,6 +421,39 @@ def register(app: typer.Typer) -> None:
         """Submit a draft (PI)."""
         _show(_call("POST", f"/api/v1/proposals/{proposal_id}/submit"), as_json,
               _print_proposal)
+
+    @prop.command("edit")
+    @handle_errors
+    def proposal_edit(proposal_id: int = typer.Argument(...),
+                      title: str = typer.Option(None, "--title"),
+                      abstract: str = typer.Option(None, "--abstract"),
+                      justification: str = typer.Option(None, "--justification"),
+                      gpu_type: str = typer.Option(None, "--gpu-type"),
+                      gpu_hours: float = typer.Option(None, "--gpu-hours",
+                                                      help="Requested GPU-hours."),
+                      as_json: bool = JSON_OPT) -> None:
+        """Change a draft: only the options given (PI). Submitted proposals cannot be
+        edited: withdraw them and create a new one."""
+        changes = {k: v for k, v in (("title", title), ("abstract", abstract),
+                                     ("justification", justification), ("gpu_type", gpu_type),
+                                     ("requested_gpu_hours", gpu_hours)) if v is not None}
+        if not changes:
+            raise InvalidInput("nothing to change", field="proposal",
+                               hint="Give at least one of --title, --abstract, "
+                                    "--justification, --gpu-type, --gpu-hours.")
+        _show(_call("PATCH", f"/api/v1/proposals/{proposal_id}", json=changes), as_json,
+              _print_proposal)
+
+    @prop.command("withdraw")
+    @handle_errors
+    def proposal_withdraw(proposal_id: int = typer.Argument(...),
+                          reason: str = typer.Option("", "--reason",
+                                                     help="Recorded in the audit log."),
+                          as_json: bool = JSON_OPT) -> None:
+        """Withdraw a proposal before it is decided (PI). Final: open reviews are
+        cancelled."""
+        _show(_call("POST", f"/api/v1/proposals/{proposal_id}/withdraw",
+                    json={"reason": reason}), as_json, _print_proposal)
 
     @prop.command("assign-reviewer")
     @handle_errors

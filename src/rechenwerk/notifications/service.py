@@ -3,6 +3,7 @@
 Events (each queued once, thanks to a unique ``dedup_key``):
 
 - ``proposal_decided``: a proposal was accepted or rejected -> its applicant and the PI;
+- ``proposal_withdrawn``: a proposal was withdrawn -> the reviewers assigned to it;
 - ``award_expiring``: an award expires within ``EXPIRY_NOTICE_DAYS`` -> the PI;
 - ``balance_low``: an active award period's available GPU-hours fell below the PI's
   threshold (``low_balance_percent`` of the period's award, default 10 %) -> the PI;
@@ -28,7 +29,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from rechenwerk.access.models import Award, Project, Proposal, User
+from rechenwerk.access.models import Award, Project, Proposal, Review, User
 from rechenwerk.errors import InvalidInput
 from rechenwerk.notifications.models import NotificationPreference, OutboxMessage
 from rechenwerk.notifications.senders import Mail, Sender
@@ -41,7 +42,8 @@ RESCAN_MARGIN = timedelta(minutes=10)  # jobs whose end was committed late are s
 MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 60.0
 BACKOFF_MAX_S = 6 * 3600.0
-EVENTS = ("proposal_decided", "award_expiring", "balance_low", "job_finished", "job_failed")
+EVENTS = ("proposal_decided", "proposal_withdrawn", "award_expiring", "balance_low",
+          "job_finished", "job_failed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,6 +146,31 @@ def _scan_proposals(session: Session, now: datetime) -> int:
     return n
 
 
+def _scan_withdrawn_proposals(session: Session, now: datetime) -> int:
+    """Tell each reviewer assigned to a withdrawn proposal that it is off their list."""
+    n = 0
+    rows = session.execute(
+        select(Proposal, Review).join(Review, Review.proposal_id == Proposal.id)
+        .where(Proposal.state == "withdrawn", Proposal.withdrawn_at.is_not(None),
+               Proposal.withdrawn_at > now - LOOKBACK)
+        .order_by(Proposal.id, Review.id)).all()
+    for p, review in rows:
+        user = session.get(User, review.reviewer_user_id)
+        if user is None or not user.is_active:
+            continue
+        yours = ("Thank you for your review all the same." if review.submitted_at is not None
+                 else "Your review is no longer needed; the proposal has left your list of "
+                      "assigned reviews.")
+        if enqueue(session, user=user, event="proposal_withdrawn",
+                   subject=f"Proposal {p.id} withdrawn: {p.title}",
+                   body=_greeting(user) + f"proposal {p.id} \"{p.title}\" of project "
+                   f"{p.project.slug}, assigned to you for review, was withdrawn "
+                   f"on {p.withdrawn_at:%Y-%m-%d}. {yours}" + _SIGNATURE,
+                   dedup_key=f"proposal-withdrawn:{p.id}:{user.id}", now=now):
+            n += 1
+    return n
+
+
 def _scan_expiring_awards(session: Session, now: datetime) -> int:
     n = 0
     rows = session.scalars(select(Award).where(
@@ -241,7 +268,8 @@ def scan(session: Session, *, now: datetime, since: datetime | None = None) -> i
     """Queue every notification that is due; returns how many were queued. ``since`` (the
     previous scan) limits the look at ended jobs to those that ended after it (minus a
     margin for late commits); without it the last ``LOOKBACK`` is scanned."""
-    return (_scan_proposals(session, now) + _scan_expiring_awards(session, now)
+    return (_scan_proposals(session, now) + _scan_withdrawn_proposals(session, now)
+            + _scan_expiring_awards(session, now)
             + _scan_low_balances(session, now) + _scan_jobs(session, now, since))
 
 
