@@ -171,3 +171,64 @@ def test_training_not_filling_whole_nodes_lets_the_scheduler_choose_the_shape() 
     assert all(j.gpus_per_node is None for j in jobs)
     res = size_centre(p)
     assert res.chosen is not None and res.chosen.gpus >= 104
+
+
+def test_seeds_replicate_the_workload_and_judge_the_mean(tmp_path: Path) -> None:
+    # 1.5 runs per horizon: whether a second run falls into it depends on the seed.
+    over = {"trainings": [{**TRAINING, "per_year": 365 * 1.5 / 4}], "seeds": 4,
+            "background": {"generate": {"total_gpus": 64, "load": 0.3, "seed": 3}}}
+    p = parse_demand(tiny(**over))
+    res = size_centre(p)
+    assert res.to_dict()["seeds"] == 4
+    simulated = [c for c in res.curve if c.p90_wait_days is not None]
+    assert simulated and all(c.replicates == 4 for c in res.curve)
+    for c in simulated:
+        lo, hi = c.p90_wait_days_range  # type: ignore[misc]
+        assert lo <= c.p90_wait_days <= hi  # type: ignore[operator]
+    # The replicates really differ: the workloads of seeds 1..4 are not all the same.
+    from rechenwerk.planning.sizing import _replicate
+
+    shapes = {tuple(round(j.submit_time) for j in build_workload(
+        _replicate(p, k), get_gpu("H100"), [])[0]) for k in range(4)}
+    assert len(shapes) > 1
+    # One replicate == the single-seed run.
+    single = size_centre(parse_demand(tiny(**{**over, "seeds": 1})))
+    assert all(c.replicates == 1 and c.p90_wait_days_range is None for c in single.curve)
+    (png,) = write_plot(res, tmp_path)
+    assert png.stat().st_size > 0
+
+
+def test_mean_judges_the_target_and_overload_in_any_replicate_fails() -> None:
+    from rechenwerk.planning.sizing import CurvePoint, _combine
+
+    p = parse_demand(tiny(target={"p90_wait_days": 1.0}))
+    def pt(p90: float | None, util: float | None = 0.5) -> CurvePoint:
+        return CurvePoint(gpus=64, nodes=8, p90_wait_days=p90, training_p90_wait_days=p90,
+                          utilisation=util, meets_target=p90 is not None and p90 <= 1.0,
+                          jobs=10, offered_load=0.5, simulated_seconds=1.0)
+    mean = _combine(p, [pt(0.5), pt(1.9)])  # one replicate misses, the mean (1.2) too
+    assert mean.p90_wait_days == pytest.approx(1.2) and not mean.meets_target
+    assert mean.p90_wait_days_range == (0.5, 1.9) and mean.replicates == 2
+    ok = _combine(p, [pt(0.2), pt(1.4)])  # the mean (0.8) meets it
+    assert ok.meets_target and ok.simulated_seconds == 2.0
+    over = _combine(p, [pt(0.2), pt(None, None)])
+    assert not over.meets_target and over.p90_wait_days is None
+    assert "overloaded in 1 of 2 replicates" in over.note
+
+
+def test_cli_seeds_option(tmp_path: Path) -> None:
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from rechenwerk.cli.main import app
+
+    f = tmp_path / "demand.yaml"
+    f.write_text(yaml.safe_dump(tiny()))
+    r = CliRunner().invoke(app, ["plan", "centre", str(f), "--seeds", "2", "--json"])
+    assert r.exit_code == 0, r.output
+    d = json.loads(r.output)
+    assert d["seeds"] == 2 and all(c["replicates"] == 2 for c in d["curve"])
+    r = CliRunner().invoke(app, ["plan", "centre", str(f), "--seeds", "0"])
+    assert r.exit_code == 2

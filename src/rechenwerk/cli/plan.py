@@ -185,12 +185,18 @@ def register(app: typer.Typer) -> None:
             ..., help="Demand portfolio YAML (see examples/demand.yaml)."),
         plot_dir: Path | None = typer.Option(
             None, "--plot-dir", help="Write the sizing curve as PNG into this directory."),
+        seeds: int | None = typer.Option(
+            None, "--seeds", min=1, max=20,
+            help="Workload replicates per size (default: the file's 'seeds', 1); the "
+            "target is judged on the mean, the curve shows the min-max range."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:
         """Size a centre: GPUs needed for a demand portfolio to meet a wait/utilisation target."""
         from rechenwerk.planning.sizing import load_demand, size_centre, write_plot
 
         portfolio = load_demand(demand)
+        if seeds is not None:
+            portfolio = portfolio.model_copy(update={"seeds": seeds})
         if as_json:
             result = size_centre(portfolio)
         else:
@@ -266,11 +272,15 @@ def render_centre(d: dict[str, Any]) -> None:
     def days(v: float | None) -> str:
         return "-" if v is None else f"{v:.2f}"
 
+    def p90(p: dict[str, Any], key: str = "p90_wait_days") -> str:
+        r = p.get(f"{key}_range")
+        return days(p[key]) + (f" ({r[0]:.2f}-{r[1]:.2f})" if r else "")
+
     rows = [
-        (f"{p['gpus']:,}", p["nodes"], f"{p['offered_load']:.0%}", days(p["p90_wait_days"]),
-         days(p["training_p90_wait_days"]),
+        (f"{p['gpus']:,}", p["nodes"], f"{p['offered_load']:.0%}", p90(p),
+         p90(p, "training_p90_wait_days"),
          "-" if p["utilisation"] is None else f"{p['utilisation']:.1%}",
-         ("yes" if p["meets_target"] else "no") + (" (overloaded)" if p["note"] else ""))
+         ("yes" if p["meets_target"] else "no") + (f" ({p['note']})" if p["note"] else ""))
         for p in d["curve"]
     ]
     dem = d["demand"]
@@ -278,7 +288,9 @@ def render_centre(d: dict[str, Any]) -> None:
         f"demand: {dem['gpu_hours_per_year']:,.0f} GPU-hours/year "
         f"(>= {dem['lower_bound_gpus']:,} GPUs at 100% utilisation); "
         f"{d['simulations']} sizes in {d['wall_seconds']:.0f} s, horizon "
-        f"{d['horizon_days']:g} days, policy {d['policy']}", highlight=False)
+        f"{d['horizon_days']:g} days, policy {d['policy']}"
+        + (f"; {d['seeds']} seeds per size (mean, min-max)" if d.get("seeds", 1) > 1 else ""),
+        highlight=False)
     print_table(["GPUs", "nodes", "offered load", "p90 wait all (days)",
                  "p90 wait trainings (days)", "utilisation", "meets target"],
                 rows, title=f"Sizing curve ({d['gpu']}; target: {d['target']['description']})")

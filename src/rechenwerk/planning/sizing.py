@@ -11,6 +11,11 @@ the same scheduling code as production):
 2. bisect on whole nodes between the largest scanned size that misses the target and the
    smallest that meets it, until they are ``search.resolution`` apart (default 2%).
 
+With ``seeds: N`` (or ``--seeds N``) every size is simulated on N workloads (the seed and
+a generated background's seed advanced by 0..N-1: other training phases, fractional runs
+and background jobs) and the target is judged on the mean; the curve reports each
+size's min-max range, so a funder sees how much of the answer is chance.
+
 Targets: p90 wait of all jobs <= ``p90_wait_days``, p90 wait of the planned trainings <=
 ``training_p90_wait_days`` (default: the same value), and/or utilisation <=
 ``max_utilisation`` (busy GPU-time / (GPUs x horizon) inside the simulated horizon). A size
@@ -149,6 +154,8 @@ class DemandPortfolio(BaseModel):
     horizon_days: float = Field(default=90.0, gt=0, le=3650)
     policy: str = "multifactor+easy-backfill"
     seed: int = 0
+    seeds: int = Field(default=1, ge=1, le=20,
+                       description="workload replicates per size; the target uses the mean")
     target: Target
     search: Search = Field(default_factory=Search)
     trainings: list[TrainingDemand] = Field(default_factory=list)
@@ -201,6 +208,11 @@ class CurvePoint:
     offered_load: float  # job GPU-time inside the horizon / (GPUs x horizon)
     simulated_seconds: float
     note: str = ""
+    replicates: int = 1
+    # min and max over the replicates (None with one replicate or when not simulated)
+    p90_wait_days_range: tuple[float, float] | None = None
+    training_p90_wait_days_range: tuple[float, float] | None = None
+    utilisation_range: tuple[float, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -238,6 +250,7 @@ class SizingResult:
             "horizon_days": p.horizon_days,
             "target": {**p.target.model_dump(), "description": p.target.description()},
             "search": p.search.model_dump(),
+            "seeds": p.seeds,
             "demand": {
                 "trainings": [asdict(t) for t in self.trainings],
                 "background_jobs": self.background_jobs,
@@ -400,6 +413,51 @@ def _simulate(p: DemandPortfolio, gpu: GPUSpec, jobs: Sequence[TraceJob], nodes:
                       offered_load=round(load, 4), simulated_seconds=round(elapsed, 3))
 
 
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values)
+
+
+def _combine(p: DemandPortfolio, points: Sequence[CurvePoint]) -> CurvePoint:
+    """One curve point from the replicates of a size: means (the target is judged on
+    them) and the min-max ranges."""
+    first = points[0]
+    if len(points) == 1:
+        return first
+    simulated = [c for c in points if c.p90_wait_days is not None]
+    jobs = round(_mean([c.jobs for c in points]))
+    load = round(_mean([c.offered_load for c in points]), 4)
+    seconds = round(sum(c.simulated_seconds for c in points), 3)
+    if len(simulated) < len(points):  # some replicate is overloaded: no target is met
+        return replace(first, p90_wait_days=None, training_p90_wait_days=None,
+                       utilisation=None, meets_target=False, jobs=jobs, offered_load=load,
+                       simulated_seconds=seconds, replicates=len(points),
+                       note=f"overloaded in {len(points) - len(simulated)} of "
+                       f"{len(points)} replicates")
+    p90s = [c.p90_wait_days or 0.0 for c in simulated]
+    utils = [c.utilisation or 0.0 for c in simulated]
+    tp90s = [c.training_p90_wait_days for c in simulated
+             if c.training_p90_wait_days is not None]
+    p90, util = _mean(p90s), _mean(utils)
+    tp90 = _mean(tp90s) if tp90s else None
+    return replace(first, p90_wait_days=p90, training_p90_wait_days=tp90, utilisation=util,
+                   meets_target=_meets(p, p90, tp90, util), jobs=jobs, offered_load=load,
+                   simulated_seconds=seconds, replicates=len(points),
+                   p90_wait_days_range=(min(p90s), max(p90s)),
+                   training_p90_wait_days_range=(min(tp90s), max(tp90s)) if tp90s else None,
+                   utilisation_range=(min(utils), max(utils)))
+
+
+def _replicate(p: DemandPortfolio, k: int) -> DemandPortfolio:
+    """Replicate ``k`` of the portfolio: its seeds advanced by ``k``."""
+    if k == 0:
+        return p
+    update: dict[str, Any] = {"seed": p.seed + k}
+    if p.background is not None and p.background.generate is not None:
+        gen = p.background.generate.model_copy(update={"seed": p.background.generate.seed + k})
+        update["background"] = p.background.model_copy(update={"generate": gen})
+    return p.model_copy(update=update)
+
+
 def _meets(p: DemandPortfolio, p90_days: float, train_p90_days: float | None,
            util: float) -> bool:
     t = p.target
@@ -419,20 +477,25 @@ def size_centre(p: DemandPortfolio, *, progress: Progress | None = None) -> Sizi
     gpu = get_gpu(p.gpu, field="gpu")
     energy = _energy_params(p)
     warnings: list[str] = []
-    jobs, trainings, n_bg, demand = build_workload(p, gpu, warnings)
+    replicas = [_replicate(p, k) for k in range(p.seeds)]
+    workloads = [build_workload(r, gpu, warnings if k == 0 else [])
+                 for k, r in enumerate(replicas)]
+    jobs, trainings, n_bg, demand = workloads[0]
     if not jobs:
         raise InvalidInput("no job falls into the simulated horizon", field="horizon_days",
                            hint="lengthen horizon_days or raise per_year")
-    if len(jobs) > MAX_JOBS:
-        raise InvalidInput(f"{len(jobs):,} jobs in the horizon are too many to simulate "
-                           "repeatedly", field="horizon_days",
-                           hint=f"shorten horizon_days to stay below {MAX_JOBS:,} jobs")
+    if sum(len(w[0]) for w in workloads) > MAX_JOBS:
+        raise InvalidInput(f"{sum(len(w[0]) for w in workloads):,} jobs in the horizon "
+                           "(all replicates) are too many to simulate repeatedly",
+                           field="horizon_days",
+                           hint=f"shorten horizon_days or use fewer seeds to stay below "
+                           f"{MAX_JOBS:,} jobs")
     gpn = p.gpus_per_node
     horizon_s = p.horizon_days * DAY_S
     # GPU-time the horizon could serve at most: runs are clipped at its end.
-    offered = sum(j.gpus * max(0.0, min(j.duration_s, horizon_s - j.submit_time))
-                  for j in jobs)
-    largest = max(j.gpus for j in jobs)
+    offered = [sum(j.gpus * max(0.0, min(j.duration_s, horizon_s - j.submit_time))
+                   for j in w[0]) for w in workloads]
+    largest = max(j.gpus for w in workloads for j in w[0])
     lo_nodes = max(math.ceil(p.search.min_gpus / gpn), math.ceil(largest / gpn))
     hi_nodes = p.search.max_gpus // gpn
     if hi_nodes < lo_nodes:
@@ -450,7 +513,8 @@ def size_centre(p: DemandPortfolio, *, progress: Progress | None = None) -> Sizi
     def run(nodes: int) -> CurvePoint:
         if progress:
             progress(len(results), max(total, len(results) + 1), f"{nodes * gpn:,} GPUs")
-        point = _simulate(p, gpu, jobs, nodes, offered)
+        point = _combine(p, [_simulate(r, gpu, w[0], nodes, o)
+                             for r, w, o in zip(replicas, workloads, offered, strict=True)])
         results[nodes] = point
         return point
 
@@ -507,12 +571,26 @@ def write_plot(result: SizingResult, plot_dir: Path) -> list[Path]:
     fig, ax = plt.subplots(figsize=(8, 4.5))
     nan = float("nan")
     ax.plot(xs, [c.p90_wait_days or 0.0 for c in pts], "o-", color="tab:blue",
-            label="p90 wait, all jobs")
+            label="p90 wait, all jobs" + (f" (mean of {result.portfolio.seeds} seeds, "
+                                          "band: min-max)" if result.portfolio.seeds > 1
+                                          else ""))
+    ranged = [c for c in pts if c.p90_wait_days_range is not None]
+    if ranged:
+        ax.fill_between([c.gpus for c in ranged],
+                        [c.p90_wait_days_range[0] for c in ranged],  # type: ignore[index]
+                        [c.p90_wait_days_range[1] for c in ranged],  # type: ignore[index]
+                        color="tab:blue", alpha=0.15, lw=0)
     if any(c.training_p90_wait_days is not None for c in pts):
         waits = [nan if c.training_p90_wait_days is None else c.training_p90_wait_days
                  for c in pts]
         ax.plot(xs, waits, "^-", color="tab:purple",
                 label="p90 wait, planned trainings")
+        tr = [c for c in pts if c.training_p90_wait_days_range is not None]
+        if tr:
+            ax.fill_between([c.gpus for c in tr],
+                            [c.training_p90_wait_days_range[0] for c in tr],  # type: ignore[index]
+                            [c.training_p90_wait_days_range[1] for c in tr],  # type: ignore[index]
+                            color="tab:purple", alpha=0.12, lw=0)
     ax.set_xlabel(f"GPUs ({result.gpu.name})")
     ax.set_ylabel("p90 wait (days)", color="tab:blue")
     ax.set_yscale("symlog", linthresh=0.1)
