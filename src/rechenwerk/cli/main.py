@@ -29,6 +29,7 @@ COMMAND_MODULES: list[str] = [
     "rechenwerk.cli.jobs",
     "rechenwerk.cli.report",
     "rechenwerk.cli.simulate",
+    "rechenwerk.cli.recipe",
 ]
 
 
