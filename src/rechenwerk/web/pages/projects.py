@@ -16,7 +16,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access import service as access
-from rechenwerk.access.models import Project, ProjectMembership, Review, User
+from rechenwerk.access.models import Project, ProjectMembership, Proposal, Review, User
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.api.deps import get_now, get_session
 from rechenwerk.errors import NotFound, RechenwerkError
@@ -67,7 +67,9 @@ def dashboard(
     open_reviews = 0
     if user.is_reviewer:
         open_reviews = int(db.scalar(select(func.count()).select_from(Review).where(
-            Review.reviewer_user_id == user.id, Review.submitted_at.is_(None))) or 0)
+            Review.reviewer_user_id == user.id, Review.submitted_at.is_(None),
+            Review.proposal_id.not_in(  # withdrawn: the review is no longer requested
+                select(Proposal.id).where(Proposal.state == "withdrawn")))) or 0)
     cluster = None
     if user.is_operator:
         from rechenwerk.web.pages.cluster import cluster_summary

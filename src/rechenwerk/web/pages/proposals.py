@@ -8,16 +8,16 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access import service as access
 from rechenwerk.access.gpu_types import known_gpu_types
-from rechenwerk.access.models import Proposal, Review, User
-from rechenwerk.api.deps import get_now, get_session
-from rechenwerk.errors import InvalidInput, RechenwerkError
+from rechenwerk.access.models import Proposal, ProposalState, Review, User
+from rechenwerk.api.deps import get_now, get_session, rollback_request
+from rechenwerk.errors import Conflict, InvalidInput, RechenwerkError
 from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FormErrors, errors_from, number, text
@@ -30,6 +30,9 @@ router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 PAGE_SIZE = 50
 PROPOSAL_FIELDS = {"call", "project", "title", "abstract", "justification", "gpu_type",
                    "requested_gpu_hours"}
+EDIT_FIELDS = set(access.EDITABLE_PROPOSAL_FIELDS)
+WITHDRAWABLE = (ProposalState.DRAFT.value, ProposalState.SUBMITTED.value,
+                ProposalState.UNDER_REVIEW.value)
 
 
 def _planner_available() -> bool:
@@ -68,7 +71,7 @@ def proposal_list(
     return render(request, "proposals/list.html", {
         "title": "Proposals", "section": "proposals", "proposals": result.items,
         "total": result.total, "page": page, "pages": max(1, -(-result.total // PAGE_SIZE)),
-        "state": state, "states": ["draft", "submitted", "under_review", "accepted", "rejected"],
+        "state": state, "states": [st.value for st in ProposalState],
     })
 
 
@@ -173,17 +176,38 @@ def proposal_detail(
     return _detail(request, db, user, proposal, FormErrors(), {})
 
 
+def _may_change(db: Session, user: User, proposal: Proposal) -> bool:
+    """The PI or an operator: who may edit a draft and withdraw (the service decides)."""
+    try:
+        access.require_proposal_pi(db, user, proposal, "change")
+    except RechenwerkError:
+        return False
+    return True
+
+
+def _draft_form(proposal: Proposal) -> dict[str, str]:
+    return {"title": proposal.title, "abstract": proposal.abstract,
+            "justification": proposal.justification, "gpu_type": proposal.gpu_type,
+            "requested_gpu_hours": f"{proposal.requested_gpu_hours:g}"}
+
+
 def _detail(request: Request, db: Session, user: User, proposal: Proposal, errors: FormErrors,
             form: dict[str, str], status_code: int = 200) -> Response:
     reviews = access.list_reviews(db, user, proposal)
     is_pi = proposal.project.pi_user_id == user.id
+    may_change = _may_change(db, user, proposal)
+    editable = may_change and proposal.state == ProposalState.DRAFT.value
     own_review = next((r for r in reviews if r.reviewer_user_id == user.id), None)
     return render(request, "proposals/detail.html", {
         "title": f"Proposal {proposal.id}", "section": "proposals", "p": proposal,
         "reviews": reviews, "is_pi": is_pi, "own_review": own_review,
         "show_reviewer_names": user.is_operator,
         "candidates": _reviewer_candidates(db, proposal) if user.is_operator else [],
-        "errors": errors, "form": form,
+        "errors": errors, "form": form or (_draft_form(proposal) if editable else {}),
+        "editable": editable,
+        "may_withdraw": may_change and proposal.state in WITHDRAWABLE,
+        "gpu_options": [(g, g) for g in known_gpu_types()] if editable else [],
+        "planner": editable and _planner_available(),
     }, status_code=status_code)
 
 
@@ -245,4 +269,82 @@ def proposal_decide(
                  else "")
     set_flash(response, settings_of(request), "success",
               f"Proposal {proposal.id} {proposal.state}.{next_step}")
+    return response
+
+
+@router.post("/proposals/{proposal_id}/edit")
+def proposal_edit(
+    request: Request, proposal_id: int, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(portal_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    """Save the draft's edit form; mistakes come back beside their fields, input kept."""
+    proposal = access.visible_proposal(db, user, proposal_id)
+    errors = FormErrors()
+    hours = number(form, "requested_gpu_hours", errors, label="Requested GPU-hours")
+    for name, label in (("title", "Title"), ("gpu_type", "GPU type")):
+        if not text(form, name):
+            errors.add(name, f"{label} is required")
+    changed: list[str] = []
+    if not errors:
+        before = _draft_form(proposal)
+        try:
+            access.update_proposal(
+                db, user, proposal, title=text(form, "title"), abstract=text(form, "abstract"),
+                justification=text(form, "justification"), gpu_type=text(form, "gpu_type"),
+                requested_gpu_hours=float(hours), now=now)
+        except RechenwerkError as exc:
+            rollback_request(request)
+            errors = errors_from(exc, fields=EDIT_FIELDS)
+            proposal = access.visible_proposal(db, user, proposal_id)
+            return _detail(request, db, user, proposal, errors, form, exc.http_status)
+        changed = [k for k, v in _draft_form(proposal).items() if v != before[k]]
+    if errors:
+        return _detail(request, db, user, proposal, errors, form, 422)
+    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
+    set_flash(response, settings_of(request), "success",
+              f"Proposal {proposal.id} saved ({', '.join(changed).replace('_', ' ')} changed)."
+              if changed else f"Proposal {proposal.id}: nothing changed.")
+    return response
+
+
+def _withdraw_page(request: Request, db: Session, user: User, proposal: Proposal,
+                   form: dict[str, str], errors: FormErrors, status_code: int = 200) -> Response:
+    open_reviews = int(db.scalar(select(func.count()).select_from(Review).where(
+        Review.proposal_id == proposal.id, Review.submitted_at.is_(None))) or 0)
+    return render(request, "proposals/withdraw.html", {
+        "title": f"Withdraw proposal {proposal.id}", "section": "proposals", "p": proposal,
+        "form": form, "errors": errors, "open_reviews": open_reviews,
+        "withdrawable": proposal.state in WITHDRAWABLE,
+    }, status_code=status_code)
+
+
+@router.get("/proposals/{proposal_id}/withdraw")
+def proposal_withdraw_confirm(
+    request: Request, proposal_id: int, user: User = Depends(portal_user),
+    db: Session = Depends(get_session),
+) -> Response:
+    """The confirmation step before withdrawing (works without JavaScript)."""
+    proposal = access.visible_proposal(db, user, proposal_id)
+    access.require_proposal_pi(db, user, proposal, "withdraw")
+    return _withdraw_page(request, db, user, proposal, {}, FormErrors())
+
+
+@router.post("/proposals/{proposal_id}/withdraw")
+def proposal_withdraw(
+    request: Request, proposal_id: int, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(portal_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    proposal = access.visible_proposal(db, user, proposal_id)
+    try:
+        access.withdraw_proposal(db, user, proposal, reason=text(form, "reason"), now=now)
+    except (InvalidInput, Conflict) as exc:  # other errors (403/404) are error pages
+        rollback_request(request)
+        proposal = access.visible_proposal(db, user, proposal_id)
+        return _withdraw_page(request, db, user, proposal, form,
+                              errors_from(exc, fields={"reason"}), exc.http_status)
+    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
+    set_flash(response, settings_of(request), "success",
+              f"Proposal {proposal.id} withdrawn. To apply again, write a new proposal.")
     return response

@@ -12,8 +12,8 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access import service as access
-from rechenwerk.access.models import Proposal, Review, User
-from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.access.models import Proposal, ProposalState, Review, User
+from rechenwerk.api.deps import get_now, get_session, rollback_request
 from rechenwerk.errors import NotFound, RechenwerkError
 from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, reviewer_user
@@ -50,7 +50,9 @@ def review_list(
 ) -> Response:
     rows = db.execute(
         select(Review, Proposal).join(Proposal, Review.proposal_id == Proposal.id)
-        .where(Review.reviewer_user_id == user.id)
+        .where(Review.reviewer_user_id == user.id,
+               # a withdrawn proposal's review is no longer requested: off the list
+               Proposal.state != ProposalState.WITHDRAWN.value)
         .order_by(Review.submitted_at.is_not(None), Review.assigned_at.desc())
     ).all()
     items = [{"review": r, "p": p, "coi": conflict_of_interest(db, user, p)} for r, p in rows]
@@ -99,20 +101,26 @@ def review_submit(
 ) -> Response:
     proposal, review = _own_review(db, user, proposal_id)
     errors = FormErrors()
-    tech = number(form, "technical_score", errors, label="Technical score", integer=True)
-    sci = number(form, "scientific_score", errors, label="Scientific score", integer=True)
+    status = 422
+    if proposal.state == ProposalState.WITHDRAWN.value:
+        # the scores do not matter any more: say so, not "score is required"
+        tech = sci = 0
+    else:
+        tech = number(form, "technical_score", errors, label="Technical score", integer=True)
+        sci = number(form, "scientific_score", errors, label="Scientific score", integer=True)
     if not errors:
         try:
             access.submit_review(db, user, proposal, technical_score=int(tech),
                                  scientific_score=int(sci), comment=text(form, "comment"),
                                  now=now)
         except RechenwerkError as exc:
-            db.rollback()
+            rollback_request(request)
             errors = errors_from(exc, fields={"technical_score", "scientific_score",
                                               "comment"})
+            status = exc.http_status
             proposal, review = _own_review(db, user, proposal_id)
     if errors:
-        return _form_page(request, db, user, proposal, review, form, errors, 422)
+        return _form_page(request, db, user, proposal, review, form, errors, status)
     response = RedirectResponse("/reviews", status_code=303)
     set_flash(response, settings_of(request), "success",
               f"Review of proposal {proposal.id} submitted. Thank you.")
