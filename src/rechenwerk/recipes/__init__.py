@@ -186,8 +186,8 @@ def init_recipe(name: str, dest: Path, *, project: str, gpus: int | None = None,
         raise Conflict(f"directory {dest} is not empty",
                        field="dir", hint="give a new or empty directory")
     interpreter = python or sys.executable
-    shape = check_shape(recipe, project=project, gpus=recipe.gpus if gpus is None else gpus, nodes=nodes,
-                        walltime=walltime or recipe.walltime,
+    shape = check_shape(recipe, project=project, gpus=recipe.gpus if gpus is None else gpus,
+                        nodes=nodes, walltime=walltime or recipe.walltime,
                         checkpoint_interval=checkpoint_interval, workdir=dest,
                         python=interpreter)
     spec_text = render_job_spec(recipe, shape)  # before writing anything
