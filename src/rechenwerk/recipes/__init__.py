@@ -230,8 +230,9 @@ def match_gpu(device_name: str, catalogue: Catalogue) -> GPUSpec | None:
 
 def catalogue_peak_flops(device_or_type: str) -> tuple[str, float] | None:
     """(catalogue name, dense BF16 peak in FLOP/s) of a device name or GPU type, from the
-    configured hardware catalogue; None when it is not in the catalogue."""
-    from rechenwerk.planning.hardware import default_catalogue
+    built-in hardware catalogue; None when it is not there. Built-in because this runs
+    inside a job, which never sees the server's RECHENWERK_* settings."""
+    from rechenwerk.planning.hardware import load_catalogue
 
-    spec = match_gpu(device_or_type, default_catalogue())
+    spec = match_gpu(device_or_type, load_catalogue())
     return (spec.name, spec.peak_bf16_flops) if spec else None

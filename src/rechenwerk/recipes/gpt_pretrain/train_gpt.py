@@ -180,9 +180,10 @@ def peak_flops(device: torch.device, args: argparse.Namespace) -> tuple[str, flo
         return name, float(args.peak_tflops) * 1e12
     try:
         from rechenwerk.recipes import catalogue_peak_flops
-    except ImportError:
+
+        found = catalogue_peak_flops(args.gpu_type or name)
+    except Exception:  # rechenwerk missing on this Python: MFU is informative only
         return name, None
-    found = catalogue_peak_flops(args.gpu_type or name)
     return (found[0], found[1]) if found else (name, None)
 
 
@@ -292,7 +293,10 @@ def main() -> int:
         f"hw={hw_name} peak_tflops={peak / 1e12 if peak else 'n/a'} bf16={use_bf16} "
         f"corpus_bytes={len(text)} out={out_dir}")
 
+    saved = {"step": step}
+
     def checkpoint(reason: str) -> None:
+        saved["step"] = step
         if main_rank:
             save_checkpoint(ckpt_path, {"model": model.state_dict(),
                                         "optimizer": opt.state_dict(), "step": step,
@@ -349,7 +353,7 @@ def main() -> int:
         if step % args.ckpt_every == 0 or timer_due:
             checkpoint("interval" if step % args.ckpt_every == 0 else "timer")
             last_ckpt_t = time.monotonic()
-    if not stopped_by:
+    if not stopped_by and saved["step"] != step:
         checkpoint("final")
     train_s = time.perf_counter() - t_start
 
