@@ -112,6 +112,10 @@ def test_sigterm_checkpoints_and_the_rerun_continues_there(tmp_path: Path) -> No
     assert resumed["first_loss"] == pytest.approx(reference["first_loss"], rel=1e-6)
     assert resumed["final_loss"] == pytest.approx(reference["final_loss"], rel=1e-4)
     assert resumed["val_loss"] == pytest.approx(reference["val_loss"], rel=1e-4)
+    # Requeued after the end (e.g. preempted while writing metrics): nothing trains again.
+    done = run(dir_, *total)
+    assert steps(done.stdout) == [] and "resumed from" in done.stdout
+    assert metrics(dir_)["final_loss"] == resumed["final_loss"]
 
 
 @pytest.mark.slow

@@ -274,6 +274,7 @@ def main() -> int:
     config = {k: getattr(args, k) for k in ("layers", "d_model", "heads", "seq_len")}
 
     step, cursor, first_loss, resumed_from = 0, 0, None, None
+    loss_value = float("nan")
     if ckpt_path.exists():
         ckpt = torch.load(ckpt_path, map_location=device, weights_only=False)
         if ckpt["config"] != config:
@@ -282,6 +283,7 @@ def main() -> int:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         step, cursor, first_loss = ckpt["step"], ckpt["cursor"], ckpt.get("first_loss")
+        loss_value = ckpt.get("last_loss", loss_value)  # for a run that was already done
         resumed_from = step
         log(f"resumed from {ckpt_path} at step={step} cursor={cursor}")
     ddp: nn.Module = DDP(model) if world > 1 else model
@@ -301,14 +303,13 @@ def main() -> int:
             save_checkpoint(ckpt_path, {"model": model.state_dict(),
                                         "optimizer": opt.state_dict(), "step": step,
                                         "cursor": cursor, "config": config,
-                                        "first_loss": first_loss})
+                                        "first_loss": first_loss, "last_loss": loss_value})
             print(f"checkpoint step={step} reason={reason} path={ckpt_path}", flush=True)
 
     global_batch = args.batch_size * world
     tokens_per_step = global_batch * args.seq_len
     t_window, tokens_window = time.perf_counter(), 0
     t_start, steps_run, last_ckpt_t = time.perf_counter(), 0, time.monotonic()
-    loss_value = float("nan")
     stopped_by = 0
     while step < args.steps:
         lr = lr_at(step, args)
