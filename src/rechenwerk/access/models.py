@@ -174,6 +174,13 @@ class Proposal(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    # The training-compute estimate the applicant attached (``access.estimates``): the
+    # planner's inputs (schema of POST /api/v1/plan/train), its result as computed then
+    # (``TrainingEstimate.to_dict()``; kept, so later planner changes do not rewrite what
+    # the reviewers saw) and when. All three are set together or all are null.
+    estimate_inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    estimate_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    estimate_attached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     call: Mapped[Call] = relationship(lazy="joined")
     project: Mapped[Project] = relationship(lazy="joined")

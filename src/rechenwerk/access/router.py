@@ -268,7 +268,8 @@ def create_proposal(body: s.ProposalCreate, session: DbSession, user: CurrentUse
     p = svc.create_proposal(session, user, call=call, project=project, title=body.title,
                             abstract=body.abstract, justification=body.justification,
                             gpu_type=body.gpu_type,
-                            requested_gpu_hours=body.requested_gpu_hours, now=now)
+                            requested_gpu_hours=body.requested_gpu_hours,
+                            estimate=body.estimate_inputs(), now=now)
     return s.ProposalOut.of(p)
 
 
@@ -278,13 +279,16 @@ def show_proposal(proposal_id: int, session: DbSession, user: CurrentUser) -> s.
 
 
 @router.patch("/proposals/{proposal_id}", response_model=s.ProposalOut,
-              summary="Change a draft: only the fields given (PI of the project)")
+              summary="Change a draft: only the fields given; estimate null removes the "
+                      "estimate (PI of the project)")
 def update_proposal(proposal_id: int, body: s.ProposalUpdate, session: DbSession,
                     user: CurrentUser, now: Now) -> s.ProposalOut:
     p = svc.visible_proposal(session, user, proposal_id)
     svc.update_proposal(session, user, p, title=body.title, abstract=body.abstract,
                         justification=body.justification, gpu_type=body.gpu_type,
-                        requested_gpu_hours=body.requested_gpu_hours, now=now)
+                        requested_gpu_hours=body.requested_gpu_hours,
+                        estimate=body.estimate_inputs(),
+                        remove_estimate=body.remove_estimate, now=now)
     return _proposal_out(session, user, proposal_id)
 
 

@@ -8,6 +8,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from rechenwerk.access import estimates
 from rechenwerk.access.models import (
     AccessMode,
     ApiToken,
@@ -24,6 +25,7 @@ from rechenwerk.access.models import (
     User,
 )
 from rechenwerk.access.service import Page, call_status
+from rechenwerk.planning.schemas import TrainRequest
 
 T = TypeVar("T")
 
@@ -252,16 +254,33 @@ class ProposalCreate(_In):
     justification: str = ""
     gpu_type: str = Field(min_length=1)
     requested_gpu_hours: float = Field(gt=0)
+    estimate: TrainRequest | None = Field(
+        default=None, description="training-estimate inputs (as POST /api/v1/plan/train) "
+                                  "on the proposal's GPU type; the result is computed and kept")
+
+    def estimate_inputs(self) -> dict[str, Any] | None:
+        return None if self.estimate is None else self.estimate.model_dump(exclude_unset=True)
 
 
 class ProposalUpdate(_In):
-    """Only the fields to change (drafts only); absent or null fields stay as they are."""
+    """Only the fields to change (drafts only); absent or null fields stay as they are,
+    except ``estimate``: null removes the attached estimate."""
 
     title: str | None = Field(default=None, min_length=1, max_length=300)
     abstract: str | None = None
     justification: str | None = None
     gpu_type: str | None = Field(default=None, min_length=1)
     requested_gpu_hours: float | None = Field(default=None, gt=0)
+    estimate: TrainRequest | None = Field(
+        default=None, description="new training-estimate inputs (replace the attached "
+                                  "estimate); null removes it")
+
+    def estimate_inputs(self) -> dict[str, Any] | None:
+        return None if self.estimate is None else self.estimate.model_dump(exclude_unset=True)
+
+    @property
+    def remove_estimate(self) -> bool:
+        return "estimate" in self.model_fields_set and self.estimate is None
 
 
 class WithdrawIn(_In):
@@ -282,6 +301,37 @@ class ReviewCreate(_In):
 class DecisionIn(_In):
     decision: Literal["accepted", "rejected"]
     comment: str = ""
+
+
+class EstimateOut(BaseModel):
+    """A proposal's attached training-compute estimate: the inputs and the key results as
+    computed when it was attached (``result`` holds the planner's full answer)."""
+
+    inputs: dict[str, Any] = Field(description="as POST /api/v1/plan/train")
+    attached_at: datetime
+    gpu: str
+    gpus: int
+    params: float
+    tokens: float
+    gpu_hours: float
+    wall_clock_days: float
+    energy_mwh: float
+    co2_t: float
+    memory_feasible: bool
+    memory_message: str
+    warnings: list[str]
+    request_check: Literal["ok", "over", "under"] = Field(
+        description="over: request > 1.3 x estimate; under: request < 0.5 x estimate")
+    result: dict[str, Any] = Field(description="the planner's full result (units inside)")
+
+    @classmethod
+    def of(cls, p: Proposal) -> EstimateOut | None:
+        if p.estimate_inputs is None or p.estimate_result is None:
+            return None
+        data = estimates.summary(p.estimate_inputs, p.estimate_result, p.requested_gpu_hours)
+        data.pop("requested_vs_estimate")
+        return cls(**data, attached_at=p.estimate_attached_at or p.created_at,
+                   result=p.estimate_result)
 
 
 class ProposalOut(BaseModel):
@@ -305,9 +355,14 @@ class ProposalOut(BaseModel):
     withdrawn_at: datetime | None = None
     withdrawn_by: str | None = None
     reviewers: list[str] = Field(default_factory=list, description="visible to operators")
+    estimate: EstimateOut | None = None
+    requested_vs_estimate: float | None = Field(
+        default=None, description="requested GPU-hours / estimated GPU-hours (null without "
+                                  "an estimate); the planner is good to about ±30 %")
 
     @classmethod
     def of(cls, p: Proposal, reviewers: list[str] | None = None) -> ProposalOut:
+        est = EstimateOut.of(p)
         return cls(id=p.id, call=p.call.slug, call_id=p.call_id, project=p.project.slug,
                    project_id=p.project_id, organization=p.project.organization.name,
                    applicant=p.applicant.username, title=p.title, abstract=p.abstract,
@@ -317,7 +372,9 @@ class ProposalOut(BaseModel):
                    submitted_at=p.submitted_at, decided_at=p.decided_at,
                    withdrawn_at=p.withdrawn_at,
                    withdrawn_by=p.withdrawn_by.username if p.withdrawn_by else None,
-                   reviewers=reviewers or [])
+                   reviewers=reviewers or [], estimate=est,
+                   requested_vs_estimate=None if est is None else estimates.requested_vs_estimate(
+                       p.requested_gpu_hours, est.gpu_hours))
 
 
 class ReviewOut(BaseModel):

@@ -22,6 +22,7 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.orm import Session
 
+from rechenwerk.access import estimates
 from rechenwerk.access.audit import record
 from rechenwerk.access.gpu_types import validate_gpu_type
 from rechenwerk.access.models import (
@@ -85,7 +86,7 @@ PROPOSAL_TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
 }
 # Fields a PI may change while the proposal is a draft (PATCH /proposals/{id}).
 EDITABLE_PROPOSAL_FIELDS = ("title", "abstract", "justification", "gpu_type",
-                            "requested_gpu_hours")
+                            "requested_gpu_hours", "estimate")
 
 
 # --------------------------------------------------------------------------- helpers
@@ -628,16 +629,44 @@ def _raise_issues(issues: list[FieldIssue]) -> None:
                            issues=issues)
 
 
+def _estimate_issues(inputs: Mapping[str, Any] | None,
+                     proposal_gpu: str | None) -> tuple[estimates.Estimate | None,
+                                                        list[FieldIssue]]:
+    """The computed estimate of ``inputs`` (None if not given) and what is wrong with it:
+    planner errors under ``estimate.<field>``, or a GPU type other than the proposal's
+    (``proposal_gpu``; None when that is itself invalid and reported elsewhere)."""
+    if inputs is None:
+        return None, []
+    try:
+        est = estimates.compute(inputs)
+    except InvalidInput as exc:
+        return None, list(exc.issues) or [FieldIssue(("estimate",), exc.message)]
+    mismatch = estimates.gpu_mismatch(est.gpu, proposal_gpu) if proposal_gpu else None
+    if mismatch:
+        return None, [FieldIssue(("estimate", "gpu"), mismatch)]
+    return est, []
+
+
+def _set_estimate(proposal: Proposal, est: estimates.Estimate | None, now: datetime) -> None:
+    proposal.estimate_inputs = est.inputs if est else None
+    proposal.estimate_result = est.result if est else None
+    proposal.estimate_attached_at = now if est else None
+
+
 def create_proposal(
     session: Session, actor: User, *, call: Call, project: Project, title: str,
     gpu_type: str, requested_gpu_hours: float, now: datetime, abstract: str = "",
-    justification: str = "",
+    justification: str = "", estimate: Mapping[str, Any] | None = None,
 ) -> Proposal:
     """A draft proposal of ``project`` (its PI or an operator) to an open call that admits
-    the project's organisation kind."""
+    the project's organisation kind. ``estimate``: optional training-estimate inputs (the
+    schema of ``POST /api/v1/plan/train``) for the proposal's GPU type; the planner's
+    result is computed and stored with them."""
     require_project_role(session, actor, project, {ProjectRole.PI.value})
     _raise_issues(_proposal_issues(call, title=title, requested_gpu_hours=requested_gpu_hours))
     gpu_type = validate_gpu_type(gpu_type)
+    est, issues = _estimate_issues(estimate, gpu_type)
+    _raise_issues(issues)
     _require_open(call, now)
     kind = project.organization.kind
     if kind not in call.eligible_kinds:
@@ -653,11 +682,15 @@ def create_proposal(
         requested_gpu_hours=float(requested_gpu_hours), state=ProposalState.DRAFT.value,
         created_at=now,
     )
+    _set_estimate(proposal, est, now)
     session.add(proposal)
     session.flush()
-    record(session, actor, "proposal.create", "proposal", proposal.id,
-           {"call": call.slug, "project": project.slug, "gpu_type": gpu_type,
-            "requested_gpu_hours": proposal.requested_gpu_hours}, at=now)
+    changes: dict[str, Any] = {"call": call.slug, "project": project.slug,
+                               "gpu_type": gpu_type,
+                               "requested_gpu_hours": proposal.requested_gpu_hours}
+    if est is not None:
+        changes["estimate"] = estimates.audit_value(est.inputs, est.result)
+    record(session, actor, "proposal.create", "proposal", proposal.id, changes, at=now)
     return proposal
 
 
@@ -724,13 +757,18 @@ def update_proposal(
     session: Session, actor: User, proposal: Proposal, *, now: datetime,
     title: str | None = None, abstract: str | None = None, justification: str | None = None,
     gpu_type: str | None = None, requested_gpu_hours: float | None = None,
+    estimate: Mapping[str, Any] | None = None, remove_estimate: bool = False,
 ) -> Proposal:
     """Change a draft (its PI or an operator); None leaves a field as it is. The same
-    checks as :func:`create_proposal` (title, GPU type, the call's maximum); every field
-    is checked before any is changed. Each change is audited as ``field: [old, new]``."""
+    checks as :func:`create_proposal` (title, GPU type, the call's maximum, the estimate);
+    every field is checked before any is changed. ``estimate`` replaces the attached
+    estimate, ``remove_estimate`` drops it. Each change is audited as
+    ``field: [old, new]``."""
     require_proposal_pi(session, actor, proposal, "edit")
     given = {"title": title, "abstract": abstract, "justification": justification,
-             "gpu_type": gpu_type, "requested_gpu_hours": requested_gpu_hours}
+             "gpu_type": gpu_type, "requested_gpu_hours": requested_gpu_hours,
+             "estimate": estimate if estimate is not None else (True if remove_estimate
+                                                                 else None)}
     if proposal.state != ProposalState.DRAFT.value:
         raise Conflict(
             f"proposal {proposal.id} is {proposal.state.replace('_', ' ')}; only drafts can "
@@ -744,15 +782,32 @@ def update_proposal(
         raise InvalidInput("nothing to change", field="proposal",
                            hint="Give at least one of: "
                                 + ", ".join(EDITABLE_PROPOSAL_FIELDS) + ".")
+    if estimate is not None and remove_estimate:
+        raise InvalidInput("estimate: give new estimate inputs or remove the estimate, not "
+                           "both", field="estimate")
     issues = _proposal_issues(proposal.call, title=title,
                               requested_gpu_hours=requested_gpu_hours)
     canonical_gpu = None
+    gpu_ok = True
     if gpu_type is not None:
         try:
             canonical_gpu = validate_gpu_type(gpu_type)
         except InvalidInput as exc:
+            gpu_ok = False
             issues.append(FieldIssue(("gpu_type",), exc.message + (
                 f". {exc.hint}" if exc.hint else "")))
+    final_gpu = canonical_gpu or proposal.gpu_type
+    est, est_issues = _estimate_issues(estimate, final_gpu if gpu_ok else None)
+    issues.extend(est_issues)
+    if (estimate is None and not remove_estimate and canonical_gpu is not None
+            and proposal.estimate_result is not None):
+        # The kept estimate must still match: a GPU change without a new estimate would
+        # leave reviewers comparing GPU-hours of different hardware.
+        kept_gpu = str(proposal.estimate_result["hardware"]["gpu"])
+        if estimates.gpu_mismatch(kept_gpu, canonical_gpu):
+            issues.append(FieldIssue(("gpu_type",), (
+                f"the attached estimate is for {kept_gpu}, not {canonical_gpu}; attach a new "
+                f"estimate on {canonical_gpu} or remove it")))
     _raise_issues(issues)
     new: dict[str, Any] = {
         "title": title.strip() if title is not None else None,
@@ -762,10 +817,21 @@ def update_proposal(
     }
     changes: dict[str, Any] = {}
     for name in EDITABLE_PROPOSAL_FIELDS:
+        if name == "estimate":
+            continue
         value, old = new[name], getattr(proposal, name)
         if value is not None and value != old:
             changes[name] = [old, value]
             setattr(proposal, name, value)
+    if est is not None or remove_estimate:
+        old_est = estimates.audit_value(proposal.estimate_inputs, proposal.estimate_result)
+        new_est = estimates.audit_value(est.inputs, est.result) if est else None
+        # Same inputs and same result: nothing changed (the attach time stays, too).
+        same = (est is not None and est.inputs == proposal.estimate_inputs
+                and est.result == proposal.estimate_result)
+        if not same and (old_est is not None or new_est is not None):
+            changes["estimate"] = [old_est, new_est]
+            _set_estimate(proposal, est, now)
     if changes:
         session.flush()
         record(session, actor, "proposal.update", "proposal", proposal.id, changes, at=now)
