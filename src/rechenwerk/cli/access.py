@@ -8,6 +8,7 @@ imported only when a command runs (``rechenwerk --help`` stays instant).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -87,6 +88,57 @@ def _print_proposal(p: dict[str, Any]) -> None:
          *([("withdrawn", f"{_day(p['withdrawn_at'])} by {p.get('withdrawn_by') or '?'}")]
            if p.get("withdrawn_at") else []),
          ("reviewers", ", ".join(p["reviewers"]))], title=f"proposal {p['id']}")
+    _print_estimate(p)
+
+
+CHECK_TEXT = {"ok": "within the planner's ±30 %",
+              "over": "request more than 30 % above the estimate",
+              "under": "request under half the estimate"}
+
+
+def _print_estimate(p: dict[str, Any]) -> None:
+    e = p.get("estimate")
+    if not e:
+        return
+    ratio = p.get("requested_vs_estimate")
+    _kv([("model", f"{e['params']:.3g} parameters, {e['tokens']:.3g} tokens"),
+         ("run", f"{e['gpus']:,} x {e['gpu']}"),
+         ("estimated GPU-hours", _hours(e["gpu_hours"])),
+         ("wall-clock days", f"{e['wall_clock_days']:,.1f}"),
+         ("energy (MWh)", f"{e['energy_mwh']:,.2f}"),
+         ("CO2 (t CO2e)", f"{e['co2_t']:,.2f}"),
+         ("memory", e["memory_message"] or ("fits" if e["memory_feasible"]
+                                            else "does not fit")),
+         *[("warning", w) for w in e["warnings"]],
+         ("requested / estimate", "" if ratio is None else
+          f"{ratio:.2f} ({CHECK_TEXT.get(e['request_check'], e['request_check'])})")],
+        title=f"training-compute estimate (attached {_day(e['attached_at'])})")
+
+
+def _load_estimate(path: Path) -> dict[str, Any]:
+    """The estimator inputs from a YAML/JSON file (see examples/estimate-70b.yaml); the
+    server validates the fields."""
+    import json
+
+    import yaml
+
+    if not path.is_file():
+        raise InvalidInput(f"estimate file {path} does not exist", field="estimate",
+                           hint="Give a YAML or JSON file with params, tokens, gpu, gpus "
+                                "(see examples/estimate-70b.yaml).")
+    text = path.read_text()
+    try:
+        doc = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise InvalidInput(f"{path} is not valid YAML/JSON{where}: "
+                           f"{getattr(exc, 'problem', None) or exc}", field="estimate") from None
+    if not isinstance(doc, dict):
+        raise InvalidInput(f"{path} must be a mapping of estimator inputs (params, gpu, "
+                           "gpus ...)", field="estimate",
+                           hint="See examples/estimate-70b.yaml and docs/planning.md.")
+    return doc
 
 
 def _print_award(a: dict[str, Any]) -> None:
@@ -406,12 +458,19 @@ def register(app: typer.Typer) -> None:
                                                         help="Requested GPU-hours."),
                         abstract: str = typer.Option("", "--abstract"),
                         justification: str = typer.Option("", "--justification"),
+                        estimate: Path = typer.Option(
+                            None, "--estimate", help="Attach a training-compute estimate: "
+                            "YAML/JSON with the inputs of `plan train` (params, tokens, "
+                            "gpu, gpus ...), e.g. examples/estimate-70b.yaml."),
                         as_json: bool = JSON_OPT) -> None:
         """Draft a proposal for your project (PI)."""
-        p = _call("POST", "/api/v1/proposals", json={
+        body: dict[str, Any] = {
             "call": call, "project": project, "title": title, "gpu_type": gpu_type,
             "requested_gpu_hours": gpu_hours, "abstract": abstract,
-            "justification": justification})
+            "justification": justification}
+        if estimate is not None:
+            body["estimate"] = _load_estimate(estimate)
+        p = _call("POST", "/api/v1/proposals", json=body)
         _show(p, as_json, _print_proposal)
 
     @prop.command("submit")
@@ -431,16 +490,30 @@ def register(app: typer.Typer) -> None:
                       gpu_type: str = typer.Option(None, "--gpu-type"),
                       gpu_hours: float = typer.Option(None, "--gpu-hours",
                                                       help="Requested GPU-hours."),
+                      estimate: Path = typer.Option(
+                          None, "--estimate", help="Attach (replace) the training-compute "
+                          "estimate from a YAML/JSON file of `plan train` inputs."),
+                      no_estimate: bool = typer.Option(False, "--no-estimate",
+                                                       help="Remove the attached estimate."),
                       as_json: bool = JSON_OPT) -> None:
         """Change a draft: only the options given (PI). Submitted proposals cannot be
         edited: withdraw them and create a new one."""
-        changes = {k: v for k, v in (("title", title), ("abstract", abstract),
-                                     ("justification", justification), ("gpu_type", gpu_type),
-                                     ("requested_gpu_hours", gpu_hours)) if v is not None}
+        changes: dict[str, Any] = {
+            k: v for k, v in (("title", title), ("abstract", abstract),
+                              ("justification", justification), ("gpu_type", gpu_type),
+                              ("requested_gpu_hours", gpu_hours)) if v is not None}
+        if estimate is not None and no_estimate:
+            raise InvalidInput("give --estimate FILE or --no-estimate, not both",
+                               field="estimate")
+        if estimate is not None:
+            changes["estimate"] = _load_estimate(estimate)
+        elif no_estimate:
+            changes["estimate"] = None  # null removes it (PATCH)
         if not changes:
             raise InvalidInput("nothing to change", field="proposal",
                                hint="Give at least one of --title, --abstract, "
-                                    "--justification, --gpu-type, --gpu-hours.")
+                                    "--justification, --gpu-type, --gpu-hours, --estimate, "
+                                    "--no-estimate.")
         _show(_call("PATCH", f"/api/v1/proposals/{proposal_id}", json=changes), as_json,
               _print_proposal)
 
