@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from rechenwerk.access import estimates
 from rechenwerk.access import service as access
 from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import Proposal, ProposalState, Review, User
@@ -20,7 +21,7 @@ from rechenwerk.api.deps import get_now, get_session, rollback_request
 from rechenwerk.errors import Conflict, InvalidInput, RechenwerkError
 from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, portal_user
-from rechenwerk.web.forms import FormErrors, errors_from, number, text
+from rechenwerk.web.forms import FormErrors, checkbox, errors_from, number, text
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
 from rechenwerk.web.session import set_flash
@@ -33,6 +34,65 @@ PROPOSAL_FIELDS = {"call", "project", "title", "abstract", "justification", "gpu
 EDIT_FIELDS = set(access.EDITABLE_PROPOSAL_FIELDS)
 WITHDRAWABLE = (ProposalState.DRAFT.value, ProposalState.SUBMITTED.value,
                 ProposalState.UNDER_REVIEW.value)
+
+
+# The estimate box's inputs as the fragment hands them to the proposal form (hidden
+# fields, ``form="proposal-form"``), by estimator input name.
+ATTACH_FIELDS = {"params": "estimate_params", "tokens": "estimate_tokens",
+                 "gpus": "estimate_gpus", "gpu": "estimate_gpu"}
+BOX_FIELDS = {"params": "est_params", "tokens": "est_tokens", "gpus": "est_gpus"}
+
+
+def estimate_view(proposal: Proposal) -> dict[str, Any] | None:
+    """The attached estimate's key numbers and how the request compares (or None), for the
+    proposal and review pages."""
+    if proposal.estimate_inputs is None or proposal.estimate_result is None:
+        return None
+    return {**estimates.summary(proposal.estimate_inputs, proposal.estimate_result,
+                                proposal.requested_gpu_hours),
+            "attached_at": proposal.estimate_attached_at}
+
+
+def _attached_inputs(form: dict[str, str]) -> dict[str, Any] | None:
+    """The estimator inputs to attach, if the box computed one and "attach" is ticked.
+    Values stay text: the planner's schema converts and checks them."""
+    if not checkbox(form, "attach_estimate") or not text(form, ATTACH_FIELDS["params"]):
+        return None
+    return {key: text(form, name).replace(",", "") for key, name in ATTACH_FIELDS.items()
+            if text(form, name)}
+
+
+def _box_number(value: Any) -> str:
+    """A number for the box's text fields: 7e9 -> "7000000000" (12 significant digits, so
+    estimating again gives the same result)."""
+    try:
+        return f"{float(value):.12g}"
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def _box_state(form: dict[str, str]) -> dict[str, Any]:
+    """Re-render the estimate box as it was when a proposal form comes back with errors:
+    its inputs and, if they still estimate, the result with "attach" as it was ticked."""
+    inputs = {key: text(form, name) for key, name in ATTACH_FIELDS.items() if text(form, name)}
+    if not inputs:
+        return {}
+    for key, name in BOX_FIELDS.items():
+        form.setdefault(name, _box_number(inputs.get(key, "")))
+    try:
+        result = estimates.compute(inputs)
+    except InvalidInput:
+        return {}
+    return {"box": _fragment_context(result, inputs, attach=checkbox(form, "attach_estimate"))}
+
+
+def _fragment_context(est: estimates.Estimate, inputs: dict[str, Any], *,
+                      attach: bool = True) -> dict[str, Any]:
+    r = estimates.summary(est.inputs, est.result, est.gpu_hours)
+    return {"summary": r, "result": est.result,
+            "attach_values": {ATTACH_FIELDS[k]: v for k, v in inputs.items()
+                              if k in ATTACH_FIELDS},
+            "attach": attach}
 
 
 def _planner_available() -> bool:
@@ -110,7 +170,7 @@ def proposal_create(
                 db, user, call=call, project=project, title=text(form, "title"),
                 gpu_type=text(form, "gpu_type"), requested_gpu_hours=float(hours),
                 abstract=text(form, "abstract"), justification=text(form, "justification"),
-                now=now,
+                estimate=_attached_inputs(form), now=now,
             )
             if form.get("action") == "submit":
                 access.submit_proposal(db, user, proposal, now=now)
@@ -120,11 +180,13 @@ def proposal_create(
     if errors or proposal is None:
         return render(request, "proposals/new.html", {
             "title": "New proposal", "section": "proposals", "form": form, "errors": errors,
-            **_new_form_context(db, user, now),
+            **_new_form_context(db, user, now), **_box_state(form),
         }, status_code=422)
     response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
     verb = "submitted" if proposal.state == "submitted" else "saved as a draft"
-    set_flash(response, settings_of(request), "success", f"Proposal {proposal.id} {verb}.")
+    with_estimate = " with its training-compute estimate" if proposal.estimate_inputs else ""
+    set_flash(response, settings_of(request), "success",
+              f"Proposal {proposal.id} {verb}{with_estimate}.")
     return response
 
 
@@ -133,22 +195,26 @@ def training_estimate(
     request: Request, form: dict[str, str] = Depends(form_data),
     user: User = Depends(portal_user),
 ) -> Response:
-    """htmx fragment: GPU-hours of a training run from the planner (6·N·D and MFU)."""
+    """htmx fragment: GPU-hours of a training run from the planner (6·N·D and MFU), with
+    the inputs as hidden fields of the proposal form and an "attach" checkbox."""
     errors = FormErrors()
     params = number(form, "est_params", errors, label="Parameters", minimum=1)
     tokens = number(form, "est_tokens", errors, label="Tokens", required=False, minimum=1)
     gpus = number(form, "est_gpus", errors, label="GPUs", integer=True, minimum=1)
-    result = None
+    ctx: dict[str, Any] = {}
     if not errors:
-        from rechenwerk.planning.training import estimate_training
-
+        inputs: dict[str, Any] = {"params": params, "gpu": text(form, "gpu_type") or "H100-SXM",
+                                  "gpus": int(gpus)}
+        if tokens:
+            inputs["tokens"] = tokens
         try:
-            result = estimate_training(params=float(params), tokens=tokens and float(tokens),
-                                       gpu=text(form, "gpu_type") or "H100-SXM", gpus=int(gpus))
+            est = estimates.compute(inputs)
         except InvalidInput as exc:
-            errors = errors_from(exc, {"params": "est_params", "tokens": "est_tokens",
-                                       "gpus": "est_gpus", "gpu": "gpu_type"})
-    return render(request, "proposals/_estimate.html", {"estimate": result, "errors": errors})
+            errors = errors_from(exc, {f"estimate.{k}": v for k, v in BOX_FIELDS.items()}
+                                 | {"estimate.gpu": "gpu_type"})
+        else:
+            ctx = _fragment_context(est, {**inputs, "gpu": est.gpu})
+    return render(request, "proposals/_estimate.html", {"box": ctx, "errors": errors})
 
 
 def _reviewer_candidates(db: Session, proposal: Proposal) -> list[dict[str, Any]]:
@@ -186,9 +252,15 @@ def _may_change(db: Session, user: User, proposal: Proposal) -> bool:
 
 
 def _draft_form(proposal: Proposal) -> dict[str, str]:
-    return {"title": proposal.title, "abstract": proposal.abstract,
+    form = {"title": proposal.title, "abstract": proposal.abstract,
             "justification": proposal.justification, "gpu_type": proposal.gpu_type,
             "requested_gpu_hours": f"{proposal.requested_gpu_hours:g}"}
+    # The estimate box starts from the attached estimate's inputs, ready to adjust.
+    for key, name in BOX_FIELDS.items():
+        value = (proposal.estimate_inputs or {}).get(key)
+        if value is not None:
+            form[name] = _box_number(value)
+    return form
 
 
 def _detail(request: Request, db: Session, user: User, proposal: Proposal, errors: FormErrors,
@@ -208,6 +280,8 @@ def _detail(request: Request, db: Session, user: User, proposal: Proposal, error
         "may_withdraw": may_change and proposal.state in WITHDRAWABLE,
         "gpu_options": [(g, g) for g in known_gpu_types()] if editable else [],
         "planner": editable and _planner_available(),
+        "est": estimate_view(proposal),
+        **(_box_state(form) if editable else {}),
     }, status_code=status_code)
 
 
@@ -288,17 +362,25 @@ def proposal_edit(
     changed: list[str] = []
     if not errors:
         before = _draft_form(proposal)
+        est_before = (proposal.estimate_inputs, proposal.estimate_attached_at)
+        attach = _attached_inputs(form)
         try:
             access.update_proposal(
                 db, user, proposal, title=text(form, "title"), abstract=text(form, "abstract"),
                 justification=text(form, "justification"), gpu_type=text(form, "gpu_type"),
-                requested_gpu_hours=float(hours), now=now)
+                requested_gpu_hours=float(hours), estimate=attach,
+                # a new estimate replaces the old one anyway
+                remove_estimate=attach is None and checkbox(form, "remove_estimate"),
+                now=now)
         except RechenwerkError as exc:
             rollback_request(request)
             errors = errors_from(exc, fields=EDIT_FIELDS)
             proposal = access.visible_proposal(db, user, proposal_id)
             return _detail(request, db, user, proposal, errors, form, exc.http_status)
-        changed = [k for k, v in _draft_form(proposal).items() if v != before[k]]
+        after = _draft_form(proposal)
+        changed = [k for k in before if k in EDIT_FIELDS and after.get(k) != before[k]]
+        if (proposal.estimate_inputs, proposal.estimate_attached_at) != est_before:
+            changed.append("estimate")
     if errors:
         return _detail(request, db, user, proposal, errors, form, 422)
     response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)

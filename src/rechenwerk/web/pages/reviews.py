@@ -18,6 +18,7 @@ from rechenwerk.errors import NotFound, RechenwerkError
 from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, reviewer_user
 from rechenwerk.web.forms import FormErrors, errors_from, number, text
+from rechenwerk.web.pages.proposals import estimate_view
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
 from rechenwerk.web.session import set_flash
@@ -77,6 +78,7 @@ def _form_page(request: Request, db: Session, user: User, proposal: Proposal, re
     return render(request, "reviews/form.html", {
         "title": f"Review proposal {proposal.id}", "section": "reviews", "p": proposal,
         "review": review, "coi": conflict_of_interest(db, user, proposal), "form": form,
+        "est": estimate_view(proposal),
         "errors": errors, "score_options": [("", "choose…")] + [(str(i), str(i)) for i in
                                                                  range(5, 0, -1)],
     }, status_code=status_code)
