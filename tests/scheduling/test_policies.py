@@ -264,3 +264,23 @@ def test_las_orders_waiting_jobs_by_attained_service() -> None:
     pending = [job("old").gpus(8).attained(50_000).submit(0), job("fresh").gpus(8).submit(5)]
     d = make_policy("las", LAS).decide(snap(10.0, cluster(2), running, pending))
     assert started(d) == ["fresh"]
+
+
+def test_quota_reclaim_never_preempts_a_job_started_in_the_same_decision() -> None:
+    """Found by the replay property test: project a borrows node3 with an 8-GPU job and,
+    in the same decision, project b reclaims its guarantee. The borrower must simply not
+    start (it never ran), not be 'preempted' while its GPUs go to b as well."""
+    from rechenwerk.scheduling.params import PolicyParams
+    from rechenwerk.simulation.cluster import load_cluster
+    from rechenwerk.simulation.engine import run_simulation
+    from rechenwerk.simulation.traces import TraceJob
+
+    jobs = [TraceJob(f"j{i}", 0.0, 1.0, 1, "a", walltime_s=1.0) for i in range(11)]
+    jobs += [TraceJob("j11", 0.0, 1.0, 8, "a", walltime_s=1.0),
+             TraceJob("j12", 0.0, 1.0, 8, "b", walltime_s=1.0)]
+    r = run_simulation(jobs, load_cluster("3x8"), "quota",
+                       params=PolicyParams(checkpoint_interval_s=300.0), strict=True)
+    by_id = {o.job_id: o for o in r.outcomes}
+    assert r.preemptions == 0
+    assert by_id["j12"].first_start_time == 0.0  # b got its guarantee at once
+    assert by_id["j11"].first_start_time == 1.0  # a's borrower started when GPUs freed

@@ -132,11 +132,24 @@ class QuotaScheduler(Scheduler):
             for rj in released:
                 c.allocate_exact(rj.placement)
             return False
+        started_now = {j.job_id: k for k, (j, _) in enumerate(res.starts)}
+        undone: list[int] = []
         for rj in released:
             del self.running[rj.job_id]
             self._on_stop(rj, now)
+            k = started_now.get(rj.job_id)
+            if k is not None:
+                # Started earlier in this same decision (a borrower of the idle GPUs):
+                # the decision simply does not start it; preempting a job that never
+                # ran would hand its GPUs out twice.
+                undone.append(k)
+                continue
             res.preempted.append(
                 (rj, f"quota reclaim: project {job.project} needs its guarantee (job {job.job_id})")
             )
+        for k in sorted(undone, reverse=True):
+            back, _ = res.starts.pop(k)
+            self.pending[back.job_id] = back
+            self._enqueue(back)
         self._start(job, plan, now, res)
         return True
