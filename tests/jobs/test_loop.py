@@ -380,7 +380,11 @@ def test_standby_loop_does_not_schedule(
         leader.wake()
         standby.wake()
         deadline = time.monotonic() + 30  # generous: CI machines are 2 shared cores
-        while _job(session_factory, j).state == "pending" and time.monotonic() < deadline:
+        # Wait for the launch itself, not the state: the loop persists "starting" first
+        # and calls the backend right after, so a busy machine can show the state change
+        # before the launch.
+        while (not leader_backend.launched and not standby_backend.launched
+               and time.monotonic() < deadline):
             time.sleep(0.05)
         assert _job(session_factory, j).backend == "fake"
         assert len(leader_backend.launched) == 1 and standby_backend.launched == []
