@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     # REST with per-user JWTs); "service": as the account the server runs under.
     slurm_submit_as: Literal["user", "service"] = "user"
     slurm_rest_token: str = ""  # JWT for TCP slurmrestd; empty -> `scontrol token` per user
+    # Rechenwerk GPU type -> Slurm GRES type (gres.conf Type=), e.g. '{"A100-80GB": "a100"}':
+    # jobs with a gpu_type then ask for --gres=gpu:<type>:N. Empty: untyped gpu:N for all.
+    slurm_gpu_types: dict[str, str] = Field(default_factory=dict)
 
     # --- planning -------------------------------------------------------------------
     # Extra hardware catalogue YAML (same schema as planning/data/hardware.yaml) whose

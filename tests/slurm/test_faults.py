@@ -1,5 +1,6 @@
 """Faults against the real daemons: slurmctld stopped while jobs are submitted, and a
-node set down under a running job."""
+node set down under a running job (Slurm requeues it; Rechenwerk shows it waiting again
+and settles the killed run)."""
 
 from __future__ import annotations
 
@@ -125,6 +126,24 @@ def test_node_down_under_running_job_requeues_and_settles_once(
         )
         live = {j.job_id: j for j in CliTransport().live_jobs()}[handle]
         assert live.requeue_count >= 1
+        seen_running = _job(factory, job_id)
+
+        def waiting_again() -> bool:
+            loop.cycle()
+            return _job(factory, job_id).state == "starting"
+
+        # Rechenwerk shows the job waiting again (no longer running), as attempt 2, with
+        # why; the killed run is settled once (duplicate polls change nothing)
+        wait_until(waiting_again, 20, "Rechenwerk to see Slurm's requeue", step=0.3)
+        for _ in range(3):
+            loop.cycle()
+        requeued = _job(factory, job_id)
+        assert requeued.attempt == 2 and requeued.backend_handle == handle
+        assert (requeued.reason or "").startswith("requeued by slurm (")  # (node fail)
+        with factory() as s:
+            killed = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job_id)).all()
+        assert [r.attempt for r in killed] == [1]
+        assert killed[0].started_at == seen_running.started_at
         # keep the lost node out (ReturnToService would bring a DOWN node straight back)
         sh("scontrol", "update", f"nodename={node}", "state=drain", "reason=rechenwerk-test")
         sh("scontrol", "update", f"jobid={handle}", "starttime=now")  # operator releases it
@@ -155,5 +174,6 @@ def test_node_down_under_running_job_requeues_and_settles_once(
         import_finished_jobs(s, CliTransport(), now=datetime.now(UTC), accounts=[slug])
         s.commit()
         recs = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job_id)).all()
-    assert len(recs) == 1
-    assert recs[0].started_at == final[0].start_time and recs[0].ended_at == final[0].end_time
+    assert sorted(r.attempt for r in recs) == [1, 2]  # each run settled once
+    last = next(r for r in recs if r.attempt == 2)
+    assert last.started_at == final[0].start_time and last.ended_at == final[0].end_time

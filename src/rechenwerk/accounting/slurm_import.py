@@ -188,7 +188,8 @@ def _our_job(session: Session, sj: SlurmJob) -> Any:
     ref = _rechenwerk_ref(sj.comment)
     if ref is not None:
         job = session.get(Job, ref[0])
-        if job is not None and job.backend_handle == sj.job_id and job.attempt == ref[1]:
+        # attempt >= the submitted one: Slurm may have requeued it under the same id
+        if job is not None and job.backend_handle == sj.job_id and job.attempt >= ref[1]:
             return job
         return None
     return session.scalars(

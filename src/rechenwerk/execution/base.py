@@ -75,6 +75,18 @@ TERMINAL_BACKEND_STATES = frozenset(
 
 
 @dataclass(frozen=True, slots=True)
+class BackendRun:
+    """An earlier run of a job that the backend itself ended and requeued under the same
+    handle (Slurm: node failure, ``scontrol requeue``, preemption with REQUEUE)."""
+
+    attempt: int  # Rechenwerk's attempt number of that run
+    started_at: datetime | None
+    ended_at: datetime | None
+    reason: str | None = None  # why it ended, e.g. "NODE_FAIL"
+    measured: bool = False  # True: times from the backend's accounting (e.g. sacct)
+
+
+@dataclass(frozen=True, slots=True)
 class BackendJobStatus:
     handle: str
     state: BackendJobState
@@ -87,6 +99,11 @@ class BackendJobStatus:
     account: str | None = None  # for jobs found in the backend but not submitted by us
     name: str | None = None
     user: str | None = None
+    # Backends that requeue jobs themselves under the same handle (Slurm) report the
+    # attempt of the current (or last) run and the earlier runs they know; None / ():
+    # the backend never requeues on its own.
+    attempt: int | None = None
+    requeued_runs: tuple[BackendRun, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

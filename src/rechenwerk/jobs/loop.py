@@ -99,12 +99,15 @@ def _epoch(value: datetime | None) -> float:
     return ensure_utc(value).timestamp() if value is not None else 0.0
 
 
-def _no_news(state: str, reason: str | None, status: BackendJobStatus) -> bool:
+def _no_news(state: str, reason: str | None, status: BackendJobStatus,
+             attempt: int | None = None) -> bool:
     """True when a backend report would change nothing (the common case: still running)."""
+    if status.attempt is not None and attempt is not None and status.attempt > attempt:
+        return False  # the backend requeued the job itself (Slurm): a new attempt
     if status.state == BackendJobState.RUNNING:
         return state == JobState.RUNNING.value
     if status.state == BackendJobState.PENDING:
-        return not status.reason or status.reason == reason
+        return not status.reason or (reason or "").endswith(status.reason)
     return False
 
 
@@ -268,7 +271,7 @@ class SchedulerLoop:
     def _poll(self, stats: CycleStats) -> None:
         with session_scope(self.session_factory) as session:
             rows = session.connection().execute(
-                select(Job.id, Job.state, Job.backend_handle, Job.reason)
+                select(Job.id, Job.state, Job.backend_handle, Job.reason, Job.attempt)
                 .where(Job.state.in_([s.value for s in ACTIVE_STATES]),
                        Job.backend_handle.is_not(None))
             ).all()
@@ -279,7 +282,7 @@ class SchedulerLoop:
             now = self.clock.now()
             for row in rows:
                 status = statuses.get(row.backend_handle)
-                if status is None or _no_news(row.state, row.reason, status):
+                if status is None or _no_news(row.state, row.reason, status, row.attempt):
                     continue
                 job = session.get(Job, row.id)
                 if job is None:

@@ -40,4 +40,5 @@ def make_slurm_backend(settings: Settings) -> SlurmBackend:
         make_transport(settings),
         partition=settings.slurm_partition,
         submit_as_user=settings.slurm_submit_as == "user",
+        gpu_types=settings.slurm_gpu_types,
     )

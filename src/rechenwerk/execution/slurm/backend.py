@@ -4,9 +4,12 @@ tracks (squeue/sacct or slurmrestd) and accounts. The opaque handle is the Slurm
 from __future__ import annotations
 
 import logging
+import math
 import os
 import pwd
+import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rechenwerk.errors import BackendError, BackendUnavailable
@@ -14,13 +17,20 @@ from rechenwerk.execution.base import (
     BackendCapabilities,
     BackendJobState,
     BackendJobStatus,
+    BackendRun,
     LaunchRequest,
     ReconcileReport,
 )
-from rechenwerk.execution.slurm.script import build_submit_spec, user_script_path
+from rechenwerk.execution.slurm.script import (
+    build_submit_spec,
+    check_gpu_types,
+    user_script_path,
+)
 from rechenwerk.execution.slurm.types import SlurmJob, SlurmTransport
 
 log = logging.getLogger(__name__)
+# How often slurmdbd is asked again for a requeued job's earlier run it has not recorded.
+RUNS_RETRY_S = 5.0
 
 # Slurm's pending/ending reasons that need words for people (slurm.h job_state_reason).
 REASON_TEXT: dict[str, str] = {
@@ -51,8 +61,42 @@ def explain_reason(reason: str | None) -> str | None:
     return f"{reason}: {text}" if text else reason
 
 
+def submitted_attempt(comment: str) -> int | None:
+    """``rechenwerk:<job>.<attempt>`` -> the attempt the Slurm job was submitted as."""
+    if not comment.startswith("rechenwerk:"):
+        return None
+    tail = comment.rsplit(".", 1)[-1]
+    return int(tail) if tail.isdigit() else None
+
+
+def _restarts(job: SlurmJob) -> int:
+    """Slurm's restart count of the run the record describes. While a requeued run is
+    still being stopped (COMPLETING: SIGTERM sent, KillWait running) restart_cnt has
+    already risen, but that run is not over, so it is not counted yet (a later run
+    finishing normally is COMPLETING too: counting it one lower changes nothing)."""
+    if job.requeue_count > 0 and job.state.split(" ", 1)[0] == "COMPLETING":
+        return job.requeue_count - 1
+    return job.requeue_count
+
+
+def _earlier_runs(job: SlurmJob, first: int, restarts: int) -> tuple[BackendRun, ...]:
+    """The requeued runs of ``job`` as BackendRuns numbered from ``first``: from
+    slurmdbd's records where present, otherwise only the latest one with the end Slurm
+    implies (the requeue resets the job's submit time to when the run had stopped)."""
+    runs = [
+        BackendRun(first + i, r.start_time, r.end_time, r.state.split(" ", 1)[0],
+                   measured=True)
+        for i, r in enumerate(job.earlier_runs[:restarts])
+    ]
+    if len(runs) < restarts:  # slurmdbd has not recorded the run (yet)
+        runs.append(BackendRun(first + restarts - 1, None, job.submit_time, "requeued"))
+    return tuple(runs)
+
+
 def to_status(job: SlurmJob, handle: str | None = None) -> BackendJobStatus:
     state = job.backend_state
+    first = submitted_attempt(job.comment)
+    restarts = _restarts(job)
     return BackendJobStatus(
         handle=handle or job.job_id,
         state=state,
@@ -67,6 +111,9 @@ def to_status(job: SlurmJob, handle: str | None = None) -> BackendJobStatus:
         account=job.account or None,
         name=job.name or None,
         user=job.user or None,
+        attempt=None if first is None else first + restarts,
+        requeued_runs=() if first is None or not restarts
+        else _earlier_runs(job, first, restarts),
     )
 
 
@@ -75,7 +122,7 @@ class SlurmBackend:
     capabilities = BackendCapabilities(
         schedules_itself=True,
         multi_node=True,
-        graceful_preemption=False,
+        graceful_preemption=True,  # scontrol requeue: SIGTERM, KillWait, SIGKILL
         imports_foreign_jobs=True,
     )
 
@@ -86,11 +133,17 @@ class SlurmBackend:
         partition: str = "debug",
         submit_as_user: bool = True,
         qos_map: Mapping[str, str] | None = None,
+        gpu_types: Mapping[str, str] | None = None,
     ) -> None:
         self.transport = transport
         self.partition = partition
         self.submit_as_user = submit_as_user
         self.qos_map = dict(qos_map or {})
+        self.gpu_types = check_gpu_types(gpu_types or {})
+        # slurmdbd's records of earlier runs of requeued jobs, by job id, with the
+        # restart count they are complete for (read once per requeue, not every poll).
+        self._runs: dict[str, tuple[int, tuple[SlurmJob, ...]]] = {}
+        self._runs_tried: dict[str, float] = {}
 
     # ------------------------------------------------------------------ protocol
     def submit(self, request: LaunchRequest) -> str:
@@ -99,6 +152,7 @@ class SlurmBackend:
             partition=self.partition,
             qos_map=self.qos_map,
             submit_as_user=self.submit_as_user,
+            gpu_types=self.gpu_types,
         )
         self._prepare_files(request, spec.user)
         return self.transport.submit(spec)
@@ -107,8 +161,12 @@ class SlurmBackend:
         self.transport.cancel(_job_id(handle))
 
     def preempt(self, handle: str) -> None:
-        # scancel: SIGTERM to every step, SIGKILL after Slurm's KillWait.
-        self.transport.cancel(_job_id(handle))
+        """Requeue under the same job id (``scontrol requeue``; jobs are submitted with
+        ``--requeue``): SIGTERM to the batch script and its steps so the job can
+        checkpoint, SIGKILL after Slurm's KillWait (the grace period), then the job waits
+        in Slurm's queue again. The next poll reports it PENDING with ``attempt + 1``
+        and the stopped run, which the jobs service settles and shows as waiting."""
+        self.transport.requeue(_job_id(handle))
 
     def poll(self, handles: Sequence[str]) -> Mapping[str, BackendJobStatus]:
         """Statuses of ``handles``. While Slurm cannot be reached this returns no status
@@ -124,6 +182,7 @@ class SlurmBackend:
         if not handles:
             return {}
         live = {j.job_id: j for j in self.transport.live_jobs()}
+        self._attach_earlier_runs(live, {_job_id(h) for h in handles})
         out: dict[str, BackendJobStatus] = {}
         missing: list[str] = []
         for handle in handles:
@@ -145,6 +204,44 @@ class SlurmBackend:
                     else BackendJobStatus(handle=handle, state=BackendJobState.UNKNOWN)
                 )
         return out
+
+    def _attach_earlier_runs(self, live: dict[str, SlurmJob], wanted: set[str]) -> None:
+        """Give requeued live jobs their earlier runs from slurmdbd. Read once per
+        restart count; while slurmdbd lacks a run (it records asynchronously, or is
+        down) retried at most every RUNS_RETRY_S, and the run is reported meanwhile with
+        the times Slurm's live record implies."""
+        now = time.monotonic()
+        ask: list[str] = []
+        for jid in wanted:
+            job = live.get(jid)
+            if job is None or job.requeue_count <= 0:
+                continue
+            cached = self._runs.get(jid)
+            if cached is not None and cached[0] == job.requeue_count:
+                live[jid] = replace(job, earlier_runs=cached[1])
+            elif now - self._runs_tried.get(jid, -math.inf) >= RUNS_RETRY_S:
+                ask.append(jid)
+        if not ask:
+            return
+        for jid in ask:
+            self._runs_tried[jid] = now
+        try:
+            records = {j.job_id: j for j in self.transport.accounted_jobs(job_ids=ask)}
+        except BackendError as exc:  # BackendUnavailable included
+            log.warning("slurmdbd records of requeued jobs unavailable: %s", exc.message)
+            return
+        for jid in ask:
+            job, rec = live[jid], records.get(jid)
+            # every run in order; the first restart_cnt of them are the requeued ones
+            # (a requeued job that has not started again has no record of its own yet)
+            every = (*rec.earlier_runs, rec) if rec is not None else ()
+            runs = tuple(r for r in every[: job.requeue_count] if r.end_time is not None)
+            if len(runs) == job.requeue_count:
+                self._runs[jid] = (job.requeue_count, runs)
+                self._runs_tried.pop(jid, None)
+            live[jid] = replace(job, earlier_runs=runs)
+        if len(self._runs) > 10_000:  # jobs long gone; the cache is only an optimisation
+            self._runs.clear()
 
     def reconcile(self, handles: Sequence[str]) -> ReconcileReport:
         # Unlike poll, an unreachable Slurm raises here: reporting nothing would make
@@ -178,6 +275,10 @@ class SlurmBackend:
                 ) from None
             uid, gid = pw.pw_uid, pw.pw_gid
             os.chown(log_dir, uid, gid)
+            if log_dir.parent.name == str(request.job_id):
+                # <data>/logs/<job>/: the default working directory (checkpoints), and
+                # where a run Slurm requeued creates its own attempt's log directory
+                os.chown(log_dir.parent, uid, gid)
         if request.script is not None and not request.command:
             path = user_script_path(request)
             path.write_text(request.script)

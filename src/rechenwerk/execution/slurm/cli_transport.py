@@ -195,6 +195,31 @@ class CliTransport:
                 return
             raise BackendError(f"scancel {job_id} failed: {proc.stderr.strip()}")
 
+    def requeue(self, job_id: str) -> None:
+        """``scontrol requeue``: SIGTERM to the batch script and every step, SIGKILL after
+        Slurm's KillWait, then the job waits in the queue again under the same id.
+
+        Slurm 22.05 also requeues a job that has already *finished* (it would run a
+        completed job again), so the job must be running right before; the remaining
+        window is the few milliseconds between the two commands."""
+        jid = str(int(job_id))
+        state = self._run(
+            [self._exe("squeue"), "--noheader", f"--jobs={jid}", "--format=%T"], what="squeue"
+        )
+        if state.stdout.strip() not in ("RUNNING", "SUSPENDED", "CONFIGURING"):
+            return  # pending, finishing or gone: nothing to preempt
+        proc = self._run([self._exe("scontrol"), "requeue", jid], what="scontrol requeue")
+        if proc.returncode != 0:
+            err = (proc.stderr or proc.stdout).strip()
+            low = err.lower()
+            if "invalid job id" in low or "pending execution" in low or "completing" in low:
+                return
+            raise BackendError(
+                f"scontrol requeue {jid} failed: {err}",
+                hint="Requeueing another user's job needs root, SlurmUser or an operator "
+                "(sacctmgr AdminLevel=Operator) account.",
+            )
+
     def live_jobs(self) -> list[SlurmJob]:
         proc = self._run([self._exe("squeue"), "--json"], what="squeue")
         doc = self._json(proc, "squeue --json")

@@ -62,6 +62,7 @@ class RestTransport:
         self._static_token = token or None
         self._service_user = token_user or _current_user()
         self._tokens: dict[str, tuple[str, float]] = {}
+        self._cli: Any = None  # CliTransport for what v0.0.38 cannot do (requeue)
 
     # ------------------------------------------------------------------ auth
     def _headers(self, user: str | None) -> dict[str, str]:
@@ -132,6 +133,27 @@ class RestTransport:
             if "invalid job id" in desc or "already completing or completed" in desc:
                 return
         self.schema.check_errors(doc, f"cancelling job {job_id}")
+
+    def requeue(self, job_id: str) -> None:
+        """slurmrestd v0.0.38 cannot requeue (``DELETE /job/{id}`` only cancels or
+        signals; ``POST /job/{id}`` updates fields, and ``requeue`` there is the job's
+        permission to be requeued, not an action). Fall back to ``scontrol requeue`` on
+        this host, which needs the Slurm client and the cluster's munge key."""
+        if self._cli is None:
+            from rechenwerk.execution.slurm.cli_transport import CliTransport
+
+            self._cli = CliTransport()
+        try:
+            self._cli.requeue(job_id)
+        except BackendUnavailable as exc:
+            if "not found on PATH" not in exc.message:
+                raise
+            raise BackendError(
+                f"cannot requeue Slurm job {job_id}: slurmrestd v0.0.38 has no requeue "
+                "and `scontrol` is not installed here",
+                hint="Install the Slurm client (and the munge key) on the Rechenwerk host, "
+                "or preempt through Slurm's own preemption (PreemptMode=REQUEUE).",
+            ) from exc
 
     def live_jobs(self) -> list[SlurmJob]:
         doc = self._request("GET", self.schema.PATH_JOBS, what="list jobs")

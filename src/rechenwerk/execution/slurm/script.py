@@ -34,6 +34,41 @@ _RESERVED_ENV_PREFIXES = ("SLURM_", "RECHENWERK_")
 BASE_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 
+_GRES_TYPE = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+
+
+def check_gpu_types(gpu_types: Mapping[str, str]) -> dict[str, str]:
+    """Validate the operator's map of Rechenwerk GPU types to Slurm GRES types."""
+    for ours, theirs in gpu_types.items():
+        if not _GRES_TYPE.match(theirs):
+            raise InvalidInput(
+                f"Slurm GRES type {theirs!r} (for GPU type {ours!r}) is not a GRES type name",
+                field="slurm_gpu_types",
+                hint="Use the Type= names of the cluster's gres.conf, e.g. "
+                '{"A100-80GB": "a100"}.',
+            )
+    return dict(gpu_types)
+
+
+def gres_type(gpu_type: str | None, gpu_types: Mapping[str, str]) -> str | None:
+    """The GRES type for a job's ``gpu_type``. An empty map (the default) means untyped
+    requests (``gpu:N``); with a map, a type it does not name is refused, so a job
+    charged to an award for one GPU type never lands on another."""
+    if not gpu_type or not gpu_types:
+        return None
+    found = gpu_types.get(gpu_type)
+    if found is None:
+        found = {k.casefold(): v for k, v in gpu_types.items()}.get(gpu_type.casefold())
+    if found is None:
+        raise InvalidInput(
+            f"GPU type {gpu_type!r} has no Slurm GRES type on this cluster",
+            field="gpu_type",
+            hint=f"Known here: {', '.join(sorted(gpu_types))} "
+            "(operators: RECHENWERK_SLURM_GPU_TYPES).",
+        )
+    return found
+
+
 def sanitize_job_name(name: str, fallback: str = "job") -> str:
     """Slurm-safe job name: ``[A-Za-z0-9._-]``, at most 64 characters, never empty."""
     cleaned = _NAME_BAD.sub("_", name).strip("_.-")[:64]
@@ -83,7 +118,6 @@ def job_environment(request: LaunchRequest) -> dict[str, str]:
         {
             "RECHENWERK_JOB_ID": str(request.job_id),
             "RECHENWERK_JOB_NAME": request.name,
-            "RECHENWERK_ATTEMPT": str(request.attempt),
             "RECHENWERK_PROJECT": request.project,
             "RECHENWERK_GPUS": str(request.gpus),
             "RECHENWERK_NUM_NODES": str(request.nodes),
@@ -122,6 +156,25 @@ def render_script(request: LaunchRequest, env: Mapping[str, str]) -> str:
     ]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
     lines.append('export RECHENWERK_NODELIST="${SLURM_JOB_NODELIST:-}"')
+    # Slurm may requeue the job under the same id (node failure, preemption): the same
+    # script runs again with SLURM_RESTART_COUNT set, as Rechenwerk's next attempt.
+    lines += [
+        'rw_restarts="${SLURM_RESTART_COUNT:-0}"',
+        'case "$rw_restarts" in ""|*[!0-9]*) rw_restarts=0 ;; esac',
+        f"export RECHENWERK_ATTEMPT=$(({int(request.attempt)} + rw_restarts))",
+    ]
+    log_dir = Path(request.log_dir)
+    if log_dir.name == str(request.attempt):  # <...>/logs/<job>/<attempt>: Rechenwerk's
+        # layout; a restarted run writes to its own attempt's directory when it can
+        lines += [
+            'if [ "$rw_restarts" -gt 0 ]; then',
+            f'  rw_log={shlex.quote(str(log_dir.parent))}/"$RECHENWERK_ATTEMPT"',
+            '  if mkdir -p "$rw_log" 2>/dev/null; then',
+            '    exec >>"$rw_log/stdout.log" 2>>"$rw_log/stderr.log"',
+            '    export RECHENWERK_LOG_DIR="$rw_log"',
+            "  fi",
+            "fi",
+        ]
     lines.append(f"cd {shlex.quote(request.workdir)} || exit 1")
     quoted = " ".join(shlex.quote(a) for a in argv)
     if request.nodes > 1:
@@ -148,6 +201,7 @@ def build_submit_spec(
     partition: str,
     qos_map: Mapping[str, str] | None = None,
     submit_as_user: bool = True,
+    gpu_types: Mapping[str, str] | None = None,
 ) -> SubmitSpec:
     """Validate a LaunchRequest and turn it into a SubmitSpec."""
     if request.nodes < 1:
@@ -173,7 +227,7 @@ def build_submit_spec(
         time_limit_min=time_limit_minutes(request.walltime_s),
         nodes=request.nodes,
         gpus_per_node=request.gpus_per_node,
-        gpu_type=None,
+        gpu_type=gres_type(request.gpu_type, gpu_types or {}),
         workdir=request.workdir,
         stdout=slurm_path(str(Path(log_dir) / "stdout.log")),
         stderr=slurm_path(str(Path(log_dir) / "stderr.log")),

@@ -61,9 +61,11 @@ class SlurmJob:
     exit_code: int | None = None  # the process's return code (signal -> 128+signal)
     gpus: int | None = None  # allocated GPUs (gres/gpu), None if not allocated yet
     nodes: tuple[str, ...] = ()
-    requeue_count: int = 0
+    requeue_count: int = 0  # Slurm's restart_cnt: how often Slurm requeued this job id
     comment: str = ""
     cluster: str = ""
+    # Earlier runs of a requeued job (slurmdbd records, oldest first), when known.
+    earlier_runs: tuple[SlurmJob, ...] = ()
 
     @property
     def backend_state(self) -> BackendJobState:
@@ -116,6 +118,12 @@ class SlurmTransport(Protocol):
 
     def cancel(self, job_id: str, *, signal: str | None = None) -> None:
         """Cancel (or only signal) the job. Unknown or finished jobs are not an error."""
+        ...
+
+    def requeue(self, job_id: str) -> None:
+        """Requeue a running job under the same id: Slurm sends SIGTERM (then SIGKILL
+        after its KillWait) and puts the job back into its queue. A job that is no
+        longer running is not an error."""
         ...
 
     def live_jobs(self) -> list[SlurmJob]:

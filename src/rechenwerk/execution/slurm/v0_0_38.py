@@ -9,6 +9,7 @@ A newer Slurm (v0.0.39+, e.g. ``environment`` as a list, numbers wrapped in
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -129,7 +130,9 @@ def parse_accounted_jobs(doc: Mapping[str, Any]) -> list[SlurmJob]:
     """``sacct --json`` / ``GET /slurmdb/v0.0.38/jobs`` -> one record per job allocation.
 
     22.05.8 quirks: a requeued job appears once per run (like ``sacct --duplicates``), in
-    chronological order; only its latest run is returned. ``exit_code`` is reported as
+    chronological order; its latest run is returned, with the earlier ones (state
+    REQUEUED, NODE_FAIL, PREEMPTED) in ``earlier_runs`` and their number in
+    ``requeue_count``. ``exit_code`` is reported as
     ``{"status": "SUCCESS", "return_code": 0}`` even for failed jobs; a zero code for a
     job that did not complete is reported as unknown (None); the CLI transport fills it
     from ``sacct --parsable2``.
@@ -167,11 +170,14 @@ def parse_accounted_jobs(doc: Mapping[str, Any]) -> list[SlurmJob]:
                 cluster=str(j.get("cluster") or ""),
             )
         )
-    latest: dict[str, SlurmJob] = {}
-    for job in out:  # later runs of the same job id replace earlier ones
-        latest.pop(job.job_id, None)
-        latest[job.job_id] = job
-    return list(latest.values())
+    runs: dict[str, list[SlurmJob]] = {}
+    for job in out:  # later runs of the same job id come later (chronological)
+        runs.setdefault(job.job_id, []).append(job)
+    return [
+        replace(r[-1], requeue_count=len(r) - 1, earlier_runs=tuple(r[:-1])) if len(r) > 1
+        else r[0]
+        for r in runs.values()
+    ]
 
 
 def submit_payload(spec: SubmitSpec) -> dict[str, Any]:

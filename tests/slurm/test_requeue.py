@@ -1,0 +1,197 @@
+"""Slurm requeues on the real daemons: Rechenwerk's preemption (``scontrol requeue``:
+SIGTERM, then the job waits in Slurm again under the same id) through the scheduler
+loop, on both transports, and typed GPU requests (``--gres=gpu:<type>:N``)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from dataclasses import replace
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from slurm_helpers import SlurmAccount, request, sh, wait_state, wait_until
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+from test_platform import _job, _loop, _submit, env  # noqa: F401 - fixture re-export
+
+from rechenwerk.accounting.models import UsageRecord
+from rechenwerk.accounting.slurm_import import import_finished_jobs
+from rechenwerk.config import Settings
+from rechenwerk.errors import BackendError, InvalidInput
+from rechenwerk.execution.base import BackendJobState
+from rechenwerk.execution.slurm import SlurmBackend, make_slurm_backend
+from rechenwerk.execution.slurm.cli_transport import CliTransport
+from rechenwerk.execution.slurm.rest_transport import RestTransport
+from rechenwerk.execution.slurm.sync import sync
+from rechenwerk.jobs.models import JobEvent
+
+pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
+
+# Attempt 1 checkpoints on SIGTERM and exits; a later attempt finishes at once.
+CHECKPOINTING = (
+    'echo "out $RECHENWERK_ATTEMPT"; echo "start $RECHENWERK_ATTEMPT" >> "$1"; '
+    'if [ "$RECHENWERK_ATTEMPT" = 1 ]; then '
+    'trap \'echo "term $RECHENWERK_ATTEMPT" >> "$1"; exit 0\' TERM; '
+    "while :; do sleep 0.2; done; fi; "
+    'echo "done $RECHENWERK_ATTEMPT" >> "$1"'
+)
+
+
+def _release(job_id: str) -> None:
+    """A requeued job waits ~2 min (BeginTime); an operator may let it go at once."""
+    sh("scontrol", "update", f"jobid={job_id}", "starttime=now")
+
+
+def _gres_request(job_id: str) -> str:
+    return sh("squeue", "-h", f"--jobs={job_id}", "--format=%b").strip()
+
+
+def test_preempt_sigterms_requeues_and_settles_each_run_once(
+    env: tuple[sessionmaker[Session], str, Path],  # noqa: F811
+) -> None:
+    factory, slug, data = env
+    with factory() as s:
+        sync(s, now=datetime.now(UTC), projects=[slug])
+        s.commit()
+    marker = data / "progress"
+    job_id = _submit(
+        factory, data, slug, name="ckpt", gpus=1, walltime=300, checkpoint_interval="1m",
+        command=["bash", "-c", CHECKPOINTING, "bash", str(marker)],
+    )
+    loop = _loop(factory, data)
+    try:
+
+        def state_is(want: str) -> bool:
+            loop.cycle()
+            return _job(factory, job_id).state == want
+
+        wait_until(lambda: state_is("running"), 30, "the job to run", step=0.3)
+        wait_until(lambda: marker.exists(), 10, "attempt 1 to start")
+        first = _job(factory, job_id)
+        handle = first.backend_handle
+        assert handle and first.attempt == 1 and first.started_at
+        loop.backend.preempt(handle)  # what the loop's apply step does for a preemption
+        wait_until(lambda: state_is("starting"), 30, "Rechenwerk to see the requeue", step=0.3)
+        job = _job(factory, job_id)
+        assert job.backend_handle == handle  # the same Slurm job, not a second submission
+        assert job.attempt == 2 and job.started_at is None
+        assert job.reason_code == "backend"
+        assert job.reason and job.reason.startswith("requeued by slurm (requeued)"), job.reason
+        assert "BeginTime" in job.reason
+        assert marker.read_text().split("\n")[:2] == ["start 1", "term 1"]  # SIGTERM first
+        with factory() as s:
+            hops = [(e.from_state, e.to_state) for e in s.scalars(
+                select(JobEvent).where(JobEvent.job_id == job_id).order_by(JobEvent.id))]
+            assert hops[-3:] == [("running", "preempted"), ("preempted", "pending"),
+                                 ("pending", "starting")]
+            recs = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job_id)).all()
+        assert [r.attempt for r in recs] == [1]
+        rec = CliTransport().accounted_jobs(job_ids=[handle])[0]
+        killed = (*rec.earlier_runs, rec)[0]  # slurmdbd's record of the stopped run
+        assert killed.state == "REQUEUED"
+        # the run's start is Slurm's; the end is slurmdbd's when it had recorded the run
+        # at that poll, otherwise when Slurm had requeued it (the job's new submit time)
+        assert recs[0].started_at == first.started_at == killed.start_time
+        assert killed.end_time is not None
+        assert 0 <= (recs[0].ended_at - killed.end_time).total_seconds() <= 5
+        for _ in range(3):  # duplicate polls change nothing
+            loop.cycle()
+        assert _job(factory, job_id).attempt == 2
+        _release(handle)
+        wait_until(lambda: state_is("completed"), 60, "attempt 2 to complete", step=0.5)
+    finally:
+        loop.backend.close()
+    assert marker.read_text().split() == ["start", "1", "term", "1", "start", "2", "done", "2"]
+    # the restarted run wrote to its own attempt's log directory
+    assert (data / "logs" / str(job_id) / "2" / "stdout.log").read_text() == "out 2\n"
+    assert (data / "logs" / str(job_id) / "1" / "stdout.log").read_text() == "out 1\n"
+    wait_until(
+        lambda: CliTransport().accounted_jobs(job_ids=[handle])[0].state == "COMPLETED",
+        30, "slurmdbd to record the end",
+    )
+    final = CliTransport().accounted_jobs(job_ids=[handle])[0]
+    assert final.requeue_count == 1
+    with factory() as s:
+        for _ in range(2):
+            import_finished_jobs(s, CliTransport(), now=datetime.now(UTC), accounts=[slug])
+            s.commit()
+        recs = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job_id)
+                         .order_by(UsageRecord.attempt)).all()
+        assert not s.scalars(select(UsageRecord).where(UsageRecord.external_id.is_not(None),
+                                                       UsageRecord.project_id == recs[0].project_id)
+                             ).all()  # not mistaken for a job submitted to Slurm directly
+    assert [r.attempt for r in recs] == [1, 2]
+    assert (recs[1].started_at, recs[1].ended_at) == (final.start_time, final.end_time)
+    done = _job(factory, job_id)
+    assert done.attained_gpu_s == pytest.approx(
+        (recs[0].ended_at - recs[0].started_at).total_seconds())
+
+
+@pytest.mark.parametrize("kind", ["cli", "rest-jwt"])
+def test_backend_preempt_reports_the_requeue(kind: str, slurm_account: SlurmAccount) -> None:
+    transport = CliTransport() if kind == "cli" else RestTransport("http://127.0.0.1:6820")
+    backend = SlurmBackend(transport)
+    acc = slurm_account
+    try:
+        handle = backend.submit(request(acc.name, acc.user, acc.tmp, command=("sleep", "300"),
+                                        job_id="201"))
+        backend.preempt(handle)  # still pending: nothing to preempt, not an error
+        running = wait_state(backend, handle, states=frozenset({BackendJobState.RUNNING}))
+        assert running.attempt == 1 and running.requeued_runs == ()
+        backend.preempt(handle)
+        st = wait_state(backend, handle, states=frozenset({BackendJobState.PENDING}),
+                        timeout=45)
+        assert st.attempt == 2 and st.reason and st.reason.startswith("BeginTime")
+        [run] = st.requeued_runs
+        assert run.attempt == 1 and run.ended_at is not None
+        assert run.started_at in (None, running.started_at)
+        wait_until(lambda: backend.poll([handle])[handle].requeued_runs[0].measured, 15,
+                   "slurmdbd's record of the stopped run")
+        again = backend.poll([handle])[handle].requeued_runs[0]
+        assert again.started_at == running.started_at and again.reason == "REQUEUED"
+        _release(handle)
+        wait_state(backend, handle, states=frozenset({BackendJobState.RUNNING}))
+        st = backend.poll([handle])[handle]
+        assert st.attempt == 2 and len(st.requeued_runs) == 1
+        backend.cancel(handle)
+        assert wait_state(backend, handle).state is BackendJobState.CANCELLED
+        backend.preempt(handle)  # a finished job is never requeued (it would run again)
+        assert backend.poll([handle])[handle].state is BackendJobState.CANCELLED
+    finally:
+        backend.close()
+
+
+def test_typed_gpu_request(slurm_account: SlurmAccount, monkeypatch: pytest.MonkeyPatch) -> None:
+    if "gpu:a100:" not in sh("sinfo", "-h", "-o", "%G"):
+        pytest.skip("the dev cluster has no typed GPUs (SLURM_DEV_GPU_TYPE=a100 is the default)")
+    monkeypatch.setenv("RECHENWERK_SLURM_GPU_TYPES", '{"A100-80GB": "a100", "H100": "h100"}')
+    backend = make_slurm_backend(Settings(executor="slurm"))
+    assert backend.gpu_types == {"A100-80GB": "a100", "H100": "h100"}
+    acc = slurm_account
+    base = request(acc.name, acc.user, acc.tmp, command=("sleep", "2"), gpus_per_node=2,
+                   job_id="301")
+    try:
+        handle = backend.submit(replace(base, gpu_type="A100-80GB"))
+        assert _gres_request(handle) == "gres:gpu:a100:2"
+        st = wait_state(backend, handle)
+        assert st.state is BackendJobState.COMPLETED and st.allocated_gpus == 2
+        alloc = json.loads(sh("sacct", "--json", "-X", f"--jobs={handle}"))["jobs"][0]
+        names = {t["name"] for t in alloc["tres"]["allocated"] if t["type"] == "gres"}
+        assert names == {"gpu", "gpu:a100"}, names
+        # no gpu_type: untyped as before (any GPU)
+        plain = backend.submit(replace(base, job_id="302", command=("true",)))
+        assert _gres_request(plain) == "gres:gpu:2"
+        # a mapped type the cluster does not have: Slurm refuses it with its reason
+        with pytest.raises(BackendError) as exc:
+            backend.submit(replace(base, job_id="303", gpu_type="H100"))
+        assert "not available" in exc.value.message
+        # a type the map does not name is refused before Slurm is asked
+        with pytest.raises(InvalidInput) as bad:
+            backend.submit(replace(base, job_id="304", gpu_type="L40S"))
+        assert bad.value.field == "gpu_type" and "A100-80GB" in (bad.value.hint or "")
+        assert wait_state(backend, plain).state is BackendJobState.COMPLETED
+    finally:
+        backend.close()
+        subprocess.run(["scancel", f"--account={acc.name}"], capture_output=True)
