@@ -88,6 +88,29 @@ def test_two_nodes_two_gpus_each_via_srun(slurm_account: SlurmAccount) -> None:
     assert all(line.split(":")[1] in ("0,1", "1,2", "2,3", "0,2", "0,3", "1,3") for line in lines)
 
 
+def test_multi_node_job_sees_the_same_rendezvous_variables_as_locally(
+        slurm_account: SlurmAccount) -> None:
+    """NODE_RANK/NNODES/MASTER_ADDR/MASTER_PORT and the RECHENWERK_* per-node variables,
+    as the local executor sets them, so a torchrun recipe runs unchanged on Slurm."""
+    backend = make_backend("cli")
+    show = ('echo "$NODE_RANK $RECHENWERK_NODE_RANK $NNODES $RECHENWERK_NUM_NODES '
+            '$MASTER_ADDR $MASTER_PORT $RECHENWERK_GPUS_PER_NODE $RECHENWERK_NODE_NAME '
+            '$SLURMD_NODENAME"')
+    req = request(slurm_account.name, slurm_account.user, slurm_account.tmp,
+                  command=("bash", "-c", show), nodes=2, gpus_per_node=2, job_id="107",
+                  env={"MASTER_PORT": "1"})  # Rechenwerk's value wins, as locally
+    handle = backend.submit(req)
+    st = wait_state(backend, handle)
+    assert st.state is BackendJobState.COMPLETED, st
+    rows = sorted(line.split() for line in
+                  (slurm_account.tmp / "logs-107" / "stdout.log").read_text().splitlines())
+    assert [r[0] for r in rows] == ["0", "1"] and all(r[0] == r[1] for r in rows)
+    assert {(r[2], r[3], r[6]) for r in rows} == {("2", "2", "2")}
+    assert len({(r[4], r[5]) for r in rows}) == 1  # one rendezvous host and port
+    assert int(rows[0][5]) == 20000 + int(handle.split(":")[-1]) % 20000
+    assert all(r[7] == r[8] for r in rows) and {r[7] for r in rows} == set(st.nodes)
+
+
 def test_cancel_and_failure_exit_code(backend: SlurmBackend, slurm_account: SlurmAccount) -> None:
     acc = slurm_account
     long = backend.submit(

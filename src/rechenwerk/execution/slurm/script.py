@@ -176,12 +176,32 @@ def render_script(request: LaunchRequest, env: Mapping[str, str]) -> str:
             "fi",
         ]
     lines.append(f"cd {shlex.quote(request.workdir)} || exit 1")
+    # The rendezvous variables the local executor gives a job, so one recipe (torchrun,
+    # init_process_group) runs unchanged on both backends. The batch script runs on the
+    # allocation's first node: it is the rendezvous host; the port is derived from the
+    # job id (stable across a requeue, distinct between jobs on a node).
+    lines += [
+        f"export RECHENWERK_GPUS_PER_NODE={int(request.gpus_per_node)}",
+        f'export NNODES="${{SLURM_NNODES:-{int(request.nodes)}}}"',
+        f'export RECHENWERK_NUM_NODES="${{SLURM_NNODES:-{int(request.nodes)}}}"',
+        'export MASTER_ADDR="$(hostname)"',
+        "export MASTER_PORT=$((20000 + ${SLURM_JOB_ID:-0} % 20000))",
+    ]
     quoted = " ".join(shlex.quote(a) for a in argv)
     if request.nodes > 1:
-        # one task per node; srun starts the program on every node of the allocation
-        lines.append(f"exec srun --ntasks-per-node=1 --kill-on-bad-exit=1 -- {quoted}")
+        # One task per node; srun starts the program on every node of the allocation.
+        # The per-node rank comes from each task's own SLURM_NODEID through a fixed
+        # wrapper; the user's argv is passed as its arguments, never into its text.
+        rank = ('export NODE_RANK="$SLURM_NODEID" RECHENWERK_NODE_RANK="$SLURM_NODEID" '
+                'RECHENWERK_NODE_NAME="$SLURMD_NODENAME"; exec "$@"')
+        lines.append("exec srun --ntasks-per-node=1 --kill-on-bad-exit=1 -- "
+                     f"/bin/sh -c {shlex.quote(rank)} rechenwerk-task {quoted}")
     else:
-        lines.append(f"exec {quoted}")
+        lines += [
+            'export NODE_RANK=0 RECHENWERK_NODE_RANK=0',
+            'export RECHENWERK_NODE_NAME="${SLURMD_NODENAME:-$(hostname)}"',
+            f"exec {quoted}",
+        ]
     return "\n".join(lines) + "\n"
 
 
