@@ -492,18 +492,7 @@ def _settle(session: Session, job: Job, started: datetime | None, ended: datetim
     """Settle the run that just ended; returns its GPU-seconds."""
     if started is None or job.attempt <= 0:
         return 0.0
-    gpu_type = job.gpu_type
-    if gpu_type is None and job.award_period_id is not None:
-        gpu_type = session.scalar(
-            select(Award.gpu_type).join(AwardPeriod, AwardPeriod.award_id == Award.id)
-            .where(AwardPeriod.id == job.award_period_id)
-        )
-    record = settle_usage(
-        session, project_id=job.project_id, gpus=job.gpus, started_at=started,
-        ended_at=ended, now=now, source=source, job_id=job.id, attempt=job.attempt,
-        award_period_id=job.award_period_id, gpu_type=gpu_type,
-    )
-    return record.gpu_hours * 3600.0
+    return _settle_run(session, job, job.attempt, started, ended, now=now, source=source)
 
 
 def apply_backend_status(
