@@ -30,7 +30,7 @@ unit: $(STAMP)
 	$(BIN)/pytest -q -m "not postgres and not slurm and not browser"
 
 test: $(STAMP) lint
-	$(BIN)/pytest -q -n 2 --dist loadgroup
+	$(BIN)/pytest -q -n 2 --dist loadgroup --hypothesis-seed=20261122
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

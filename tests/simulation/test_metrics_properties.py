@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rechenwerk.simulation.metrics import _water_fill, jain_index
@@ -34,6 +34,7 @@ def test_water_fill_is_weighted_max_min(d: list[float], w: list[float], frac: fl
 
 
 @given(st.lists(st.floats(0, 1e3, allow_nan=False), min_size=1, max_size=20))
+@example(xs=[3.375189082201178e-162, 3.375189082201178e-162])  # squares underflowed
 def test_jain_is_between_1_over_n_and_1(xs: list[float]) -> None:
     j = jain_index(xs)
     if any(xs):

@@ -119,10 +119,11 @@ def jain_index(values: Sequence[float]) -> float:
     x = np.asarray(values, dtype=float)
     if x.size == 0:
         return 1.0
-    sq = float(np.dot(x, x))
-    if sq == 0.0:
+    top = float(np.abs(x).max())
+    if top == 0.0:
         return 1.0
-    return float(x.sum() ** 2 / (x.size * sq))
+    x = x / top  # scale-free: squares of tiny (or huge) values under/overflow otherwise
+    return float(x.sum() ** 2 / (x.size * float(np.dot(x, x))))
 
 
 def compute_metrics(
