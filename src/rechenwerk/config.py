@@ -6,12 +6,16 @@ executor over an emulated GPU inventory, and a log-only mail sender.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings.exceptions import SettingsError
+
+from rechenwerk.errors import InvalidInput
 
 
 def _default_data_dir() -> Path:
@@ -89,4 +93,18 @@ class Settings(BaseSettings):
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    return Settings()
+    """The settings from the environment; a bad value is one clear error naming its
+    variable (the CLI prints it as one line), not pydantic's traceback."""
+    try:
+        return Settings()
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "?"
+        raise InvalidInput(f"RECHENWERK_{name.upper()}: {first['msg']}", field=name,
+                           hint="Fix or unset the variable (README, Configuration).") from None
+    except SettingsError as exc:  # a dict/list setting whose value is not JSON
+        m = re.search(r'field "([^"]+)"', str(exc))
+        name = m.group(1) if m else "?"
+        raise InvalidInput(f"RECHENWERK_{name.upper()}: not valid JSON",
+                           field=name,
+                           hint="Give a JSON object, e.g. '{\"high\": \"12h\"}'.") from None
