@@ -324,7 +324,7 @@ def main() -> int:
                    "--workers", str(args.workers), "--log-level", "warning",
                    "--no-access-log"]
         else:  # plain uvicorn on create_app (no gc.freeze after start-up)
-            cmd = [sys.executable, "-m", "uvicorn", "rechenwerk.api.app:create_app",
+            cmd = [sys.executable, "-m", "uvicorn", "rechenwerk.app:create_app",
                    "--factory", "--port", str(port), "--workers", str(args.workers),
                    "--log-level", "warning", "--no-access-log", "--http", "httptools",
                    "--loop", "uvloop"]

@@ -181,7 +181,7 @@ def main() -> None:
 
     from fastapi.testclient import TestClient
 
-    from rechenwerk.api.app import create_app
+    from rechenwerk.app import create_app
     from rechenwerk.config import Settings
 
     now = datetime.now(UTC).replace(microsecond=0)

@@ -76,7 +76,7 @@ def main() -> int:
                            "RECHENWERK_SCHEDULER_ENABLED": "false",
                            "RECHENWERK_DATA_DIR": tempfile.mkdtemp(),
                            "RECHENWERK_LOCAL_CLUSTER": "100x8:A100-80GB"})
-        from rechenwerk.api.app import create_app
+        from rechenwerk.app import create_app
 
         app = create_app()
         asyncio.run(submit_many(app, token, project, 200, "warm"))
@@ -104,7 +104,7 @@ def main() -> int:
             where = st.module.split("site-packages/")[-1].split("/src/")[-1]
             print(f"{1e3 * st.ttot / args.jobs:8.3f} {1e3 * st.tsub / args.jobs:8.3f} "
                   f"{st.ncall / args.jobs:6.1f}  {where}:{st.name}")
-        app.state.engine.dispose()
+        app.state.runtime.engine.dispose()
     finally:
         with admin.connect() as c:
             c.execute(text(f'DROP DATABASE "{name}" WITH (FORCE)'))

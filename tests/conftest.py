@@ -139,7 +139,7 @@ def api_client(db_url: str, session_factory: sessionmaker[Session], session: Ses
     ``store/session.py``) while the server waits for it."""
     from fastapi.testclient import TestClient
 
-    from rechenwerk.api.app import create_app
+    from rechenwerk.app import create_app
     from rechenwerk.config import Settings
 
     class _Client(TestClient):
@@ -149,9 +149,7 @@ def api_client(db_url: str, session_factory: sessionmaker[Session], session: Ses
             return super().request(*args, **kwargs)
 
     settings = Settings(data_dir=tmp_path / "var", database_url=db_url)
-    app = create_app(settings)
-    app.state.session_factory = session_factory
-    app.state.clock = clock
+    app = create_app(settings, session_factory=session_factory, clock=clock)
     client = _Client(app, raise_server_exceptions=False)
     yield client
     client.close()

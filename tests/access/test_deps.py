@@ -11,13 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from factories import T0, bearer, make_token, make_user
 from rechenwerk.access.models import Organization
-from rechenwerk.api.app import create_app
 from rechenwerk.api.deps import CurrentUser, DbSession, Now, Operator
+from rechenwerk.app import create_app
 from rechenwerk.errors import Conflict
 
 
 def _app(session_factory: sessionmaker[Session]) -> TestClient:
-    app = create_app()
+    app = create_app(session_factory=session_factory)
     router = APIRouter()
 
     @router.post("/t/orgs/{name}")
@@ -40,7 +40,6 @@ def _app(session_factory: sessionmaker[Session]) -> TestClient:
         return {"username": user.username}
 
     app.include_router(router)
-    app.state.session_factory = session_factory
     return TestClient(app)
 
 
@@ -107,7 +106,7 @@ def test_route_classes_that_catch_errors_can_roll_back(
 
             return handler
 
-    app = create_app()
+    app = create_app(session_factory=session_factory)
     router = APIRouter(route_class=HtmlErrors)
 
     @router.post("/page/{name}")
@@ -119,7 +118,6 @@ def test_route_classes_that_catch_errors_can_roll_back(
         return {"name": name}
 
     app.include_router(router)
-    app.state.session_factory = session_factory
     client = TestClient(app)
     assert client.post("/page/whole").status_code == 200
     assert client.post("/page/half").status_code == 409

@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.routing import Match, Route
 
-from rechenwerk.api.app import create_app
+from rechenwerk.app import create_app
 from rechenwerk.config import Settings
 
 SAMPLES = {"int": "7", "path": "a/b.txt", "float": "1.5", "uuid": "0" * 32}

@@ -19,7 +19,7 @@ import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from rechenwerk.api.app import create_app
+from rechenwerk.app import create_app
 from rechenwerk.cli.main import app as cli
 from rechenwerk.config import Settings, get_settings
 
@@ -33,8 +33,8 @@ def _free_port() -> int:
 @pytest.fixture
 def live_server(db_url: str, session_factory: sessionmaker[Session],
                 tmp_path: Path) -> Iterator[str]:
-    app = create_app(Settings(data_dir=tmp_path / "var", database_url=db_url))
-    app.state.session_factory = session_factory
+    app = create_app(Settings(data_dir=tmp_path / "var", database_url=db_url),
+                     session_factory=session_factory)
     port = _free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off"))

@@ -18,15 +18,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
 from factories import make_call, make_org, make_project, make_token, make_user
-from rechenwerk.api.app import create_app
+from rechenwerk.app import create_app
 from rechenwerk.cli.main import app as cli
 from rechenwerk.config import Settings, get_settings
 
 
 @pytest.fixture
 def server(db_url: str, session_factory: sessionmaker[Session], tmp_path: Path) -> Iterator[str]:
-    app = create_app(Settings(data_dir=tmp_path / "var", database_url=db_url))
-    app.state.session_factory = session_factory
+    app = create_app(Settings(data_dir=tmp_path / "var", database_url=db_url),
+                     session_factory=session_factory)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])

@@ -120,10 +120,9 @@ def test_scheduler_loop_over_api_with_fake_clock(api_client: TestClient, session
     api_client.post("/api/v1/nodes/node01/drain", headers=w["op"])
     from rechenwerk.jobs.loop import SchedulerLoop
 
-    app = api_client.app
-    backend = FakeBackend()
-    loop = SchedulerLoop(app.state.session_factory, backend,  # type: ignore[attr-defined]
-                         settings=app.state.settings, clock=clock)  # type: ignore[attr-defined]
+    runtime = api_client.app.state.runtime  # type: ignore[attr-defined]
+    loop = SchedulerLoop(runtime.session_factory, FakeBackend(), settings=runtime.settings,
+                         clock=clock)
     loop.cycle()
     first = api_client.get(f"/api/v1/jobs/{ids[0]}", headers=w["pi"]).json()
     second = api_client.get(f"/api/v1/jobs/{ids[1]}", headers=w["pi"]).json()

@@ -8,7 +8,7 @@ import random
 
 import pytest
 
-from rechenwerk.jobs.loop import IncrementalCore
+from rechenwerk.scheduling.incremental import IncrementalCore
 from rechenwerk.scheduling.model import Node, PendingJob, RunningJob, Snapshot
 from rechenwerk.scheduling.policies import make_policy
 

@@ -109,7 +109,7 @@ def test_loop_decays_usage_with_the_configured_half_life(
                             scheduler_params=f'{{"fairshare_half_life_s": {days * 86400}}}')
         loop = SchedulerLoop(session_factory, FakeBackend(), settings=settings, clock=clock)
         with session_scope(session_factory) as s:
-            results[days] = loop._project_infos(s, clock.now())[pid].usage_gpu_s
+            results[days] = loop.snapshots.project_infos(s, clock.now())[pid].usage_gpu_s
     with session_scope(session_factory) as s:
         from rechenwerk.accounting.models import UsageRecord
 

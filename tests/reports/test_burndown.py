@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from factories import T0, make_award, make_project
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.reports.burndown import burn_down
-from rechenwerk.web.charts import chart_csv
+from rechenwerk.web.charts import burndown_chart, chart_csv
 
 
 def test_rate_forecast_and_run_out_date(session: Session) -> None:
@@ -36,7 +36,7 @@ def test_rate_forecast_and_run_out_date(session: Session) -> None:
     assert xs[0] == T0 and xs[-1] == now
     fx, fy = bd.forecast_series()
     assert fx == [now, now + timedelta(days=5)] and fy == [pytest.approx(200.0), 0.0]
-    rows = chart_csv(bd.chart()).splitlines()
+    rows = chart_csv(burndown_chart(bd)).splitlines()
     assert rows[0] == "series,date (UTC),GPU-hours remaining"
     assert any(r.startswith("forecast at 40.0 GPU-hours/day,") for r in rows)
 

@@ -50,7 +50,7 @@ def _free_port() -> int:
 def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     import uvicorn
 
-    from rechenwerk.api.app import create_app
+    from rechenwerk.app import create_app
     from rechenwerk.config import Settings
     from rechenwerk.store.migrate import upgrade
     from rechenwerk.store.session import make_engine, make_session_factory, session_scope

@@ -111,7 +111,7 @@ def test_submit_job_from_form_runs_and_balance_drops(new_page: Any, portal: Any)
     shot(page, "06-job-list")
     # The server's notifier (started with it) queues and sends the mail; run a round now
     # instead of waiting for its next one.
-    portal.app.state.notifier.run_once()
+    portal.app.state.runtime.notifier.run_once()
     page.goto("/settings")
     row = page.locator("tr", has_text=f"Job {job_id} (browser-demo) completed")
     assert "sent" in row.inner_text()

@@ -8,54 +8,57 @@ the authenticated user.
 - ``current_user``: the user behind ``Authorization: Bearer <API token>`` (401 otherwise).
 - ``require_operator``: ``current_user`` that must be an operator (403 otherwise).
 
-The engine is created lazily from the settings and kept on ``app.state.session_factory``;
-tests (and the server command) may set ``app.state.session_factory`` and
-``app.state.clock`` before the first request.
+Everything long-lived (settings, session factory, clock, backend) comes from the one
+:class:`rechenwerk.app.Runtime` the composition root put on ``app.state.runtime``;
+``runtime_of``, ``settings_of``, ``backend_of``, ``inventory_of`` and ``centre_gpus`` are
+the only ways routers and pages reach it.
 """
 
 from __future__ import annotations
 
-import threading
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime
 from types import TracebackType
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from rechenwerk.access.models import User
 from rechenwerk.access.security import authenticate_token, cached_token_user
-from rechenwerk.clock import Clock, WallClock
-from rechenwerk.config import Settings, get_settings
+from rechenwerk.clock import Clock
+from rechenwerk.config import Settings
 from rechenwerk.errors import Conflict, PermissionDenied, Unauthenticated
+from rechenwerk.execution.base import ExecutionBackend, NodeInventory
 
-_factory_lock = threading.Lock()
-_WALL = WallClock()
-
-
-def get_settings_dep(request: Request) -> Settings:
-    settings = getattr(request.app.state, "settings", None)
-    return settings if isinstance(settings, Settings) else get_settings()
+if TYPE_CHECKING:
+    from rechenwerk.app import Runtime
 
 
-def session_factory_for(app_state: Any, settings: Settings) -> sessionmaker[Session]:
-    """The app's session factory, created on first use from ``settings``."""
-    factory: sessionmaker[Session] | None = getattr(app_state, "session_factory", None)
-    if factory is not None:
-        return factory
-    with _factory_lock:
-        factory = getattr(app_state, "session_factory", None)
-        if factory is None:
-            from rechenwerk.store.session import make_engine, make_session_factory
+def runtime_of(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
 
-            engine = make_engine(settings.effective_database_url)
-            factory = make_session_factory(engine)
-            app_state.engine = engine
-            app_state.session_factory = factory
-    return factory
+
+def settings_of(request: Request) -> Settings:
+    return runtime_of(request).settings
+
+
+def backend_of(request: Request) -> ExecutionBackend:
+    return runtime_of(request).backend
+
+
+def inventory_of(request: Request) -> Sequence[NodeInventory]:
+    """The backend's nodes (name, GPUs, GPU type, block)."""
+    return runtime_of(request).inventory()
+
+
+def centre_gpus(request: Request) -> int:
+    """Total GPUs of the centre's inventory (at least 1, so ratios stay defined)."""
+    return runtime_of(request).centre_gpus()
 
 
 def _conflict(err: IntegrityError) -> Conflict:
@@ -78,7 +81,7 @@ async def get_session(request: Request) -> Session:
     the request costs at most one hop to the thread pool (none when the endpoint
     committed already and left nothing pending).
     """
-    factory = session_factory_for(request.app.state, get_settings_dep(request))
+    factory = runtime_of(request).session_factory
     stack = request.scope.get("fastapi_function_astack")
     if not isinstance(stack, AsyncExitStack):  # pragma: no cover - FastAPI internals moved
         raise RuntimeError("FastAPI no longer exposes the function exit stack")
@@ -139,8 +142,7 @@ DbSession = Annotated[Session, Depends(get_session)]
 
 
 def get_clock(request: Request) -> Clock:
-    clock = getattr(request.app.state, "clock", None)
-    return clock if clock is not None else _WALL
+    return runtime_of(request).clock
 
 
 def get_now(request: Request) -> datetime:

@@ -23,7 +23,7 @@ def app_factory() -> FastAPI:
     """``create_app()`` followed by one collection and ``gc.freeze()``: the app's
     long-lived objects (routes, models, mappers, compiled caches' skeleton) move to the
     permanent generation, so the collections that requests trigger do not walk them."""
-    from rechenwerk.api.app import create_app
+    from rechenwerk.app import create_app
 
     app = create_app()
     gc.collect()

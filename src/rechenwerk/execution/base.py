@@ -126,6 +126,16 @@ class ReconcileReport:
     foreign: Sequence[BackendJobStatus] = field(default_factory=tuple)
 
 
+@dataclass(frozen=True, slots=True)
+class NodeInventory:
+    """One node of a backend: name, GPU count, GPU type and network block (placement)."""
+
+    name: str
+    gpus: int
+    gpu_type: str
+    block: str = "block0"
+
+
 @runtime_checkable
 class ExecutionBackend(Protocol):
     name: str
@@ -151,6 +161,10 @@ class ExecutionBackend(Protocol):
     def reconcile(self, handles: Sequence[str]) -> ReconcileReport:
         """Like poll, but thorough: used at server start to recover real end times of
         jobs that finished while Rechenwerk was down, and to find foreign jobs."""
+        ...
+
+    def inventory(self) -> Sequence[NodeInventory]:
+        """The nodes jobs may run on (empty where the backend does not say)."""
         ...
 
     def close(self) -> None:

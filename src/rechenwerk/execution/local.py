@@ -27,7 +27,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,6 +38,7 @@ from rechenwerk.execution.base import (
     BackendJobStatus,
     GpuSlice,
     LaunchRequest,
+    NodeInventory,
     ReconcileReport,
 )
 from rechenwerk.execution.local_supervisor import write_atomic
@@ -47,16 +47,6 @@ from rechenwerk.execution.local_supervisor import write_atomic
 _PRIVATE_ENV_PREFIXES = ("RECHENWERK_",)
 # All node processes of a job run on this machine: the rendezvous is on loopback.
 MASTER_ADDR = "127.0.0.1"
-
-
-@dataclass(frozen=True, slots=True)
-class NodeInventory:
-    """One emulated node: name, GPU count, GPU type and network block (for placement)."""
-
-    name: str
-    gpus: int
-    gpu_type: str
-    block: str = "block0"
 
 
 def parse_local_cluster(spec: str) -> tuple[NodeInventory, ...]:

@@ -12,10 +12,14 @@ from sqlalchemy.orm import Session
 from rechenwerk.access.models import User
 from rechenwerk.errors import InvalidInput
 from rechenwerk.jobs import service
-from rechenwerk.jobs.loop import log_dir_for
 from rechenwerk.jobs.states import TERMINAL_STATES, JobState
 
 MAX_LOG_CHUNK = 1 << 20  # 1 MiB per request
+
+
+def log_dir_for(data_dir: Path, job_id: int, attempt: int) -> Path:
+    """Where a run's stdout.log and stderr.log go: one folder per job and attempt."""
+    return Path(data_dir) / "logs" / str(job_id) / str(attempt)
 
 Stream = Literal["stdout", "stderr"]
 

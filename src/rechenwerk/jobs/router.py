@@ -17,20 +17,21 @@ from starlette.concurrency import run_in_threadpool
 
 from rechenwerk.access import service as access
 from rechenwerk.accounting.balance import project_balance
-from rechenwerk.api.deps import CurrentUser, DbSession, Now, Operator, get_clock
+from rechenwerk.api.deps import (
+    CurrentUser,
+    DbSession,
+    Now,
+    Operator,
+    get_clock,
+    inventory_of,
+    settings_of,
+)
 from rechenwerk.jobs import service
 from rechenwerk.jobs.logs import MAX_LOG_CHUNK, read_log
 from rechenwerk.jobs.models import Job
-from rechenwerk.jobs.runtime import inventory, settings_for
 from rechenwerk.jobs.specs import parse_spec
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
-
-
-def _wake_scheduler(request: Request) -> None:
-    loop = getattr(request.app.state, "scheduler", None)
-    if loop is not None:
-        loop.wake()
 
 
 def job_dict(job: Job, project: str, user: str, *, detail: bool = False) -> dict[str, Any]:
@@ -101,19 +102,19 @@ async def submit_job(
     hot path FastAPI's per-call machinery cost more than the work. An error anywhere rolls
     the request's transaction back (``get_session``) and becomes a problem response."""
     spec = parse_spec(document)  # pure validation: on the event loop, no I/O
-    clock, settings = get_clock(request), settings_for(request)
+    clock, settings = get_clock(request), settings_of(request)
 
     def transact() -> tuple[bool, bytes]:
         result = service.submit_job(session, user, spec, clock=clock, settings=settings)
         out = job_dict(result.job, result.project, user.username)
         out["created"] = result.created
-        # Commit before replying and before waking the scheduler (the job must be
-        # visible to it); get_session then finds the session idle and does no I/O.
+        # Commit in this thread-pool call rather than in get_session's own (one hop less
+        # on the hottest path); get_session then finds the session idle. The commit
+        # wakes the scheduler (jobs/wakeup.py).
         session.commit()
         return result.created, json.dumps(out, separators=(",", ":")).encode()
 
     created, body = await run_in_threadpool(transact)
-    _wake_scheduler(request)
     return Response(body, status_code=201 if created else 200, media_type="application/json")
 
 
@@ -142,10 +143,7 @@ def show_job(job_id: int, session: DbSession, user: CurrentUser) -> dict[str, An
 def cancel_job(job_id: int, request: Request, session: DbSession,
                user: CurrentUser) -> dict[str, Any]:
     job = service.cancel(session, user, job_id, clock=get_clock(request))
-    out = _dicts(session, [job])[0]
-    session.commit()
-    _wake_scheduler(request)
-    return out
+    return _dicts(session, [job])[0]
 
 
 @router.get("/jobs/{job_id}/logs")
@@ -161,7 +159,7 @@ def job_logs(
 ) -> dict[str, Any]:
     """A chunk of the job's log from byte ``offset``; ``next_offset`` continues it and
     ``complete`` tells a follower (``logs -f``) that nothing more will come."""
-    chunk = read_log(session, user, job_id, data_dir=Path(settings_for(request).data_dir),
+    chunk = read_log(session, user, job_id, data_dir=Path(settings_of(request).data_dir),
                      stream=stream, offset=offset, attempt=attempt, limit=limit)
     return chunk.to_dict()
 
@@ -180,7 +178,7 @@ def balance(ref: str, session: DbSession, user: CurrentUser, now: Now) -> dict[s
 
 @router.get("/nodes")
 def nodes(request: Request, session: DbSession, user: Operator) -> dict[str, Any]:
-    views = service.list_nodes(session, inventory(request))
+    views = service.list_nodes(session, inventory_of(request))
     return {"items": [v.to_dict() for v in views],
             "total_gpus": sum(v.gpus for v in views),
             "used_gpus": sum(v.used_gpus for v in views)}
@@ -195,7 +193,7 @@ def drain(name: str, request: Request, session: DbSession, user: Operator, now: 
           body: DrainRequest | None = None) -> dict[str, Any]:
     view = service.set_drained(session, user, name, drained=True,
                                reason=body.reason if body else None,
-                               inventory=inventory(request), now=now)
+                               inventory=inventory_of(request), now=now)
     return view.to_dict()
 
 
@@ -203,7 +201,5 @@ def drain(name: str, request: Request, session: DbSession, user: Operator, now: 
 def resume(name: str, request: Request, session: DbSession, user: Operator,
            now: Now) -> dict[str, Any]:
     view = service.set_drained(session, user, name, drained=False, reason=None,
-                               inventory=inventory(request), now=now)
-    session.commit()
-    _wake_scheduler(request)
+                               inventory=inventory_of(request), now=now)
     return view.to_dict()

@@ -34,6 +34,7 @@ from rechenwerk.jobs.states import (
     JobState,
     can_transition,
 )
+from rechenwerk.jobs.wakeup import wake_after_commit
 
 SUBMIT_ROLES = frozenset({"pi", "member"})
 
@@ -311,6 +312,7 @@ def submit_job(
         submitted_at=now,
         updated_at=now,
     ), reason)
+    wake_after_commit(session)
     return SubmitResult(job, True, project.slug)
 
 
@@ -461,6 +463,7 @@ def cancel(session: Session, user: User, job_id: int, *, clock: Clock) -> Job:
                       values={"ended_at": now, "reason_code": "cancelled",
                               "reason": f"cancelled by {user.username}",
                               "cancel_requested_at": now}):
+            wake_after_commit(session)
             return job
         state = JobState(job.state)  # it moved meanwhile; fall through
     if state in ACTIVE_STATES:
@@ -473,6 +476,7 @@ def cancel(session: Session, user: User, job_id: int, *, clock: Clock) -> Job:
         if getattr(result, "rowcount", 0) == 1:
             for key, value in changes.items():
                 set_committed_value(job, key, value)
+            wake_after_commit(session)
     return job
 
 
@@ -718,4 +722,5 @@ def set_drained(session: Session, actor: User, name: str, *, drained: bool,
     row.updated_at = now
     row.updated_by = actor.username
     session.flush()
+    wake_after_commit(session)
     return next(v for v in list_nodes(session, inventory) if v.name == name)

@@ -1,17 +1,17 @@
 """The notifier: a background thread of the server that queues due notifications and
-sends the outbox (started with the server when ``settings.scheduler_enabled``)."""
+sends the outbox. The composition root (``rechenwerk/app.py``) starts it with the server
+when ``settings.scheduler_enabled``."""
 
 from __future__ import annotations
 
 import logging
 import threading
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from rechenwerk.clock import Clock, WallClock
-from rechenwerk.notifications.senders import LogSender, Sender, SmtpSender
+from rechenwerk.notifications.senders import Sender, SmtpSender
 from rechenwerk.notifications.service import deliver_due, scan
 from rechenwerk.store.session import session_scope
 
@@ -60,17 +60,3 @@ class Notifier:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout)
-
-
-def start_notifier(app_state: Any, settings: Any) -> Notifier:
-    from rechenwerk.api.deps import session_factory_for
-    from rechenwerk.notifications.senders import make_sender
-
-    sender: Sender = make_sender(settings)
-    if isinstance(sender, LogSender):
-        log.info("notifications are logged only (set RECHENWERK_SMTP_HOST to send e-mail)")
-    notifier = Notifier(session_factory_for(app_state, settings), sender,
-                        clock=getattr(app_state, "clock", None) or WallClock())
-    notifier.start()
-    app_state.notifier = notifier
-    return notifier

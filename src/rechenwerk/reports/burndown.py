@@ -69,35 +69,6 @@ class BurnDown:
         return [self.now, end], [self.available,
                                  max(self.available - self.rate_gpu_hours_per_day * days, 0.0)]
 
-    def chart(self) -> Any:
-        from rechenwerk.web.charts import Chart, Series
-
-        rx, ry = self.remaining_series()
-        fx, fy = self.forecast_series()
-        p = self.period
-        series = [
-            Series("awarded", [p.starts_at, p.ends_at], [self.awarded] * 2, "dotted",
-                   "#5d6778"),
-            Series("remaining (awarded - used)", rx, ry, "step", "#1f5fbf"),
-            Series("available after committed jobs", [self.now], [self.available], "marker",
-                   "#d9822b"),
-        ]
-        if fx:
-            series.append(Series(
-                f"forecast at {self.rate_gpu_hours_per_day:,.1f} GPU-hours/day", fx, fy,
-                "dashed", "#b3261e"))
-        return Chart(
-            key=f"burndown-{self.project}-{p.award_period_id}",
-            title=f"{self.project} · {p.gpu_type} · {p.starts_at:%Y-%m-%d} to "
-                  f"{p.ends_at:%Y-%m-%d}",
-            x_label="date (UTC)",
-            y_label="GPU-hours remaining",
-            series=tuple(series),
-            y_min=min(0.0, *(v for v in ry + fy)) if ry else 0.0,
-            note=("forecast: the last "
-                  f"{self.window_days:.0f} days' rate of use"),
-        )
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "project": self.project,

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
 
-from rechenwerk.api.deps import CurrentUser, DbSession, Now
+from rechenwerk.api.deps import CurrentUser, DbSession, Now, centre_gpus
 from rechenwerk.reports import service as reports
 from rechenwerk.reports.service import ReportTable
 
@@ -54,8 +54,6 @@ def utilisation(
     end: datetime | None = Query(None, alias="to"),
     format: Format = "json",
 ) -> Any:
-    from rechenwerk.web.pages.reports import centre_gpus
-
     lo, hi = _range(start, end, now)
     return _out(reports.utilisation_report(
         session, scope=reports.scope_for(session, user), start=lo, end=hi,

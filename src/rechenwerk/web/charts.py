@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from rechenwerk.reports.burndown import BurnDown
+
 XValue = datetime | float | int | str
 
 _LOCK = threading.Lock()
@@ -206,3 +208,32 @@ def chart_context(chart: Chart, csv_url: str | None, svg_url: str | None = None)
         "svg_url": svg_url,
         "note": chart.note,
     }
+
+
+def burndown_chart(b: BurnDown) -> Chart:
+    """The burn-down of one award period: remaining hours, commitments and forecast."""
+    rx, ry = b.remaining_series()
+    fx, fy = b.forecast_series()
+    p = b.period
+    series = [
+        Series("awarded", [p.starts_at, p.ends_at], [b.awarded] * 2, "dotted",
+               "#5d6778"),
+        Series("remaining (awarded - used)", rx, ry, "step", "#1f5fbf"),
+        Series("available after committed jobs", [b.now], [b.available], "marker",
+               "#d9822b"),
+    ]
+    if fx:
+        series.append(Series(
+            f"forecast at {b.rate_gpu_hours_per_day:,.1f} GPU-hours/day", fx, fy,
+            "dashed", "#b3261e"))
+    return Chart(
+        key=f"burndown-{b.project}-{p.award_period_id}",
+        title=f"{b.project} · {p.gpu_type} · {p.starts_at:%Y-%m-%d} to "
+              f"{p.ends_at:%Y-%m-%d}",
+        x_label="date (UTC)",
+        y_label="GPU-hours remaining",
+        series=tuple(series),
+        y_min=min(0.0, *(v for v in ry + fy)) if ry else 0.0,
+        note=("forecast: the last "
+              f"{b.window_days:.0f} days' rate of use"),
+    )

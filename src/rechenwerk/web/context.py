@@ -8,7 +8,7 @@ from typing import Any
 
 from starlette.requests import Request
 
-from rechenwerk.config import Settings, get_settings
+from rechenwerk.api.deps import settings_of
 from rechenwerk.web.session import load_session, pop_flash
 
 
@@ -43,9 +43,6 @@ def nav_for(user: Any | None) -> list[NavItem]:
     return items
 
 
-def settings_of(request: Request) -> Settings:
-    s = getattr(request.app.state, "settings", None)
-    return s if isinstance(s, Settings) else get_settings()
 
 
 def base_context(request: Request) -> dict[str, Any]:

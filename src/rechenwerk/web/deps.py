@@ -10,9 +10,8 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from rechenwerk.access.models import User
-from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.api.deps import get_now, get_session, settings_of
 from rechenwerk.errors import PermissionDenied
-from rechenwerk.web.context import settings_of
 from rechenwerk.web.routing import LoginRequired
 from rechenwerk.web.session import end_session, load_session, password_fingerprint
 

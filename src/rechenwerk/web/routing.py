@@ -12,9 +12,8 @@ from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from rechenwerk.api.deps import rollback_request
+from rechenwerk.api.deps import rollback_request, settings_of
 from rechenwerk.errors import PermissionDenied, RechenwerkError, Unauthenticated
-from rechenwerk.web.context import settings_of
 from rechenwerk.web.rendering import render
 from rechenwerk.web.session import FLASH_COOKIE, csrf_ok, load_session, save_session
 

@@ -9,9 +9,8 @@ from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access.models import User
 from rechenwerk.access.security import login_with_password
-from rechenwerk.api.deps import get_clock, get_session
+from rechenwerk.api.deps import get_clock, get_session, settings_of
 from rechenwerk.errors import Unauthenticated
-from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, optional_user
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute, _safe_next

@@ -15,10 +15,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access.models import User
-from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.api.deps import get_now, get_session, inventory_of, settings_of
 from rechenwerk.jobs import service as jobs
 from rechenwerk.jobs.models import Job
-from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, operator_user
 from rechenwerk.web.forms import text
 from rechenwerk.web.rendering import render
@@ -28,14 +27,8 @@ from rechenwerk.web.session import set_flash
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
 
-def _inventory(request: Request) -> list[Any]:
-    from rechenwerk.jobs.runtime import inventory
-
-    return inventory(request)
-
-
 def cluster_view(request: Request, db: Session) -> dict[str, Any]:
-    nodes = jobs.list_nodes(db, _inventory(request))
+    nodes = jobs.list_nodes(db, inventory_of(request))
     job_ids = {j for n in nodes for j in n.jobs}
     running = {j.id: j for j in db.scalars(select(Job).where(Job.id.in_(job_ids)))} \
         if job_ids else {}
@@ -99,12 +92,8 @@ def node_drain(
     if action not in ("drain", "resume"):
         raise NotFound(f"unknown node action {action!r}", hint="Use drain or resume.")
     jobs.set_drained(db, user, name, drained=action == "drain",
-                     reason=text(form, "reason") or None, inventory=_inventory(request),
+                     reason=text(form, "reason") or None, inventory=inventory_of(request),
                      now=now)
-    db.commit()
-    loop = getattr(request.app.state, "scheduler", None)
-    if loop is not None:
-        loop.wake()
     response = RedirectResponse("/ops/cluster", status_code=303)
     what = "drained: running jobs finish, nothing new starts" if action == "drain" \
         else "resumed"

@@ -21,13 +21,12 @@ from starlette.responses import RedirectResponse, Response
 from rechenwerk.access.models import Project, ProjectMembership, User
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.accounting.models import UsageRecord
-from rechenwerk.api.deps import get_clock, get_now, get_session
+from rechenwerk.api.deps import get_clock, get_now, get_session, settings_of
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.jobs import service as jobs
 from rechenwerk.jobs.policy_config import qos_limits
 from rechenwerk.jobs.specs import format_duration, parse_spec
 from rechenwerk.jobs.states import TERMINAL_STATES, JobState
-from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FormErrors, errors_from, text
 from rechenwerk.web.rendering import render
@@ -218,10 +217,6 @@ def submit_job(
             errors = errors_from(exc, _FIELD_ALIASES, fields=JOB_FIELDS)
     if errors or job is None:
         return _submit_page(request, db, user, now, form, errors, status_code=422)
-    db.commit()  # visible to the scheduler before it is woken
-    loop = getattr(request.app.state, "scheduler", None)
-    if loop is not None:
-        loop.wake()
     response = RedirectResponse(f"/jobs/{job.id}", status_code=303)
     set_flash(response, settings_of(request), "success",
               f"Job {job.id} submitted: it commits {job.gpus * job.walltime_s / 3600:.2f} "
@@ -246,10 +241,6 @@ def job_cancel(
     db: Session = Depends(get_session),
 ) -> Response:
     job = jobs.cancel(db, user, job_id, clock=get_clock(request))
-    db.commit()
-    loop = getattr(request.app.state, "scheduler", None)
-    if loop is not None:
-        loop.wake()
     response = RedirectResponse(f"/jobs/{job.id}", status_code=303)
     set_flash(response, settings_of(request), "info", f"Cancellation of job {job.id} requested.")
     return response

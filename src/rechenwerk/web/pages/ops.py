@@ -14,9 +14,8 @@ from starlette.responses import RedirectResponse, Response
 from rechenwerk.access import service as access
 from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import AccessMode, OrgKind, User
-from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.api.deps import get_now, get_session, settings_of
 from rechenwerk.errors import RechenwerkError
-from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, operator_user
 from rechenwerk.web.forms import FormErrors, checkbox, errors_from, moment, number, text
 from rechenwerk.web.rendering import render

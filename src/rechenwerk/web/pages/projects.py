@@ -18,12 +18,11 @@ from starlette.responses import RedirectResponse, Response
 from rechenwerk.access import service as access
 from rechenwerk.access.models import Project, ProjectMembership, Proposal, Review, User
 from rechenwerk.accounting.balance import project_balance
-from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.api.deps import get_now, get_session, settings_of
 from rechenwerk.errors import NotFound, RechenwerkError
 from rechenwerk.jobs import service as jobs
 from rechenwerk.reports.burndown import burn_down
-from rechenwerk.web.charts import chart_context, chart_csv
-from rechenwerk.web.context import settings_of
+from rechenwerk.web.charts import burndown_chart, chart_context, chart_csv
 from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FORM_KEY, FormErrors, errors_from, text
 from rechenwerk.web.rendering import render
@@ -46,7 +45,7 @@ def project_summary(db: Session, user: User, project: Project, now: datetime,
         "role": m.role if m else ("operator" if user.is_operator else ""),
         "balance": balance,
         "burns": burns,
-        "charts": [chart_context(b.chart(), f"/projects/{project.slug}/burndown/"
+        "charts": [chart_context(burndown_chart(b), f"/projects/{project.slug}/burndown/"
                                  f"{b.period.award_period_id}.csv") for b in burns]
         if charts else [],
     }
@@ -121,7 +120,7 @@ def burndown_csv(
         raise NotFound(f"award period {period_id} of {slug!r} is not active",
                        hint="The burn-down covers the active award periods shown on the "
                        "project page.")
-    chart = burn_down(db, project.slug, period, now=now).chart()
+    chart = burndown_chart(burn_down(db, project.slug, period, now=now))
     return Response(chart_csv(chart), media_type="text/csv", headers={
         "Content-Disposition": f'attachment; filename="burndown-{slug}-{period_id}.csv"'})
 

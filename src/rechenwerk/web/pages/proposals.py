@@ -17,9 +17,8 @@ from rechenwerk.access import estimates
 from rechenwerk.access import service as access
 from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import Proposal, ProposalState, Review, User
-from rechenwerk.api.deps import get_now, get_session, rollback_request
+from rechenwerk.api.deps import get_now, get_session, rollback_request, settings_of
 from rechenwerk.errors import Conflict, InvalidInput, RechenwerkError
-from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FormErrors, checkbox, errors_from, number, text
 from rechenwerk.web.rendering import render

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rechenwerk.access.models import User
-from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.api.deps import centre_gpus, get_now, get_session
 from rechenwerk.errors import InvalidInput, NotFound
 from rechenwerk.reports import service as reports
 from rechenwerk.reports.service import ReportTable
@@ -42,13 +42,6 @@ def parse_day(value: str, name: str) -> datetime | None:
         raise InvalidInput(f"{name} must be a date like 2026-03-01, got {value!r}", field=name,
                            hint="Dates are UTC days: YYYY-MM-DD.") from None
     return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
-
-
-def centre_gpus(request: Request) -> int:
-    """GPUs of the centre from the backend's inventory (what /api/v1/nodes shows)."""
-    from rechenwerk.jobs.runtime import centre_gpus as gpus
-
-    return gpus(request)
 
 
 class _RecentTables:

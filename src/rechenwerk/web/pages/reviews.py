@@ -13,9 +13,8 @@ from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access import service as access
 from rechenwerk.access.models import Proposal, ProposalState, Review, User
-from rechenwerk.api.deps import get_now, get_session, rollback_request
+from rechenwerk.api.deps import get_now, get_session, rollback_request, settings_of
 from rechenwerk.errors import NotFound, RechenwerkError
-from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, reviewer_user
 from rechenwerk.web.forms import FormErrors, errors_from, number, text
 from rechenwerk.web.pages.proposals import estimate_view

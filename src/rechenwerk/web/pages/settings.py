@@ -10,10 +10,9 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access.models import User
-from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.api.deps import get_now, get_session, settings_of
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.notifications import service as notifications
-from rechenwerk.web.context import settings_of
 from rechenwerk.web.deps import form_data, operator_user, portal_user
 from rechenwerk.web.forms import FormErrors, checkbox, errors_from, number
 from rechenwerk.web.rendering import render

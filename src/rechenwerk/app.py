@@ -1,0 +1,157 @@
+"""The composition root: everything long-lived is built here, once, and handed down.
+
+``create_app(settings)`` builds the :class:`Runtime` (settings, session factory, clock,
+execution backend) and the FastAPI application over it; the application's lifespan starts
+the background workers (the scheduler loop and the notifier) and stops them. Routers and
+pages reach the runtime through ``rechenwerk.api.deps``; workers get what they need from
+their constructor and never import a face.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from rechenwerk import __version__
+from rechenwerk.clock import Clock, WallClock
+from rechenwerk.config import Settings, get_settings
+from rechenwerk.execution.base import ExecutionBackend, NodeInventory
+from rechenwerk.jobs.wakeup import install_wake_hook
+
+if TYPE_CHECKING:
+    from rechenwerk.jobs.loop import SchedulerLoop
+    from rechenwerk.notifications.worker import Notifier
+
+log = logging.getLogger("rechenwerk")
+
+# Modules exposing ``router`` (an APIRouter); one line per domain, each domain owns its module.
+# Routes are matched in this order, one by one, so the hottest (job submission and
+# queries) come first; tests/api/test_route_order.py checks that no route shadows another.
+ROUTER_MODULES: list[str] = [
+    "rechenwerk.jobs.router",
+    "rechenwerk.planning.router",
+    "rechenwerk.access.router",
+    "rechenwerk.reports.router",
+    "rechenwerk.web.router",
+]
+
+
+class Runtime:
+    """The server's long-lived parts. The backend is built on first use, so an API-only
+    process (``scheduler_enabled`` off) that never asks for it needs no cluster."""
+
+    def __init__(self, settings: Settings, *,
+                 session_factory: sessionmaker[Session] | None = None,
+                 clock: Clock | None = None,
+                 backend: ExecutionBackend | None = None) -> None:
+        self.settings = settings
+        self.clock: Clock = clock or WallClock()
+        # The engine this runtime made (None when the caller brought a session factory).
+        self.engine: Engine | None = None
+        if session_factory is None:
+            from rechenwerk.store.session import make_engine, make_session_factory
+
+            self.engine = make_engine(settings.effective_database_url)
+            session_factory = make_session_factory(self.engine)
+        self.session_factory = session_factory
+        install_wake_hook(session_factory, self.wake_scheduler)
+        self._backend = backend
+        self._backend_lock = threading.Lock()
+        self.scheduler: SchedulerLoop | None = None
+        self.notifier: Notifier | None = None
+
+    @property
+    def backend(self) -> ExecutionBackend:
+        if self._backend is None:
+            with self._backend_lock:
+                if self._backend is None:
+                    from rechenwerk.execution.factory import make_backend
+
+                    self._backend = make_backend(self.settings)
+        return self._backend
+
+    def inventory(self) -> Sequence[NodeInventory]:
+        """The backend's nodes (name, GPUs, GPU type, block)."""
+        return self.backend.inventory()
+
+    def centre_gpus(self) -> int:
+        """Total GPUs of the centre's inventory (at least 1, so ratios stay defined)."""
+        return sum(int(n.gpus) for n in self.inventory()) or 1
+
+    def wake_scheduler(self) -> None:
+        loop = self.scheduler
+        if loop is not None:
+            loop.wake()
+
+    # --- background workers -----------------------------------------------------------
+    def start_workers(self) -> None:
+        """Start the scheduler loop and the notifier (``settings.scheduler_enabled``)."""
+        from rechenwerk.jobs.loop import SchedulerLoop
+        from rechenwerk.notifications.senders import LogSender, make_sender
+        from rechenwerk.notifications.worker import Notifier
+
+        loop = SchedulerLoop(self.session_factory, self.backend, settings=self.settings,
+                             clock=self.clock)
+        loop.start()
+        self.scheduler = loop
+        sender = make_sender(self.settings)
+        if isinstance(sender, LogSender):
+            log.info("notifications are logged only (set RECHENWERK_SMTP_HOST to send e-mail)")
+        self.notifier = Notifier(self.session_factory, sender, clock=self.clock)
+        self.notifier.start()
+
+    def stop_workers(self) -> None:
+        if self.notifier is not None:
+            self.notifier.stop()
+            self.notifier = None
+        if self.scheduler is not None:
+            self.scheduler.stop()
+            self.scheduler = None
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    runtime: Runtime = app.state.runtime
+    if runtime.settings.scheduler_enabled:
+        runtime.start_workers()
+    try:
+        yield
+    finally:
+        runtime.stop_workers()
+
+
+def create_app(settings: Settings | None = None, *,
+               session_factory: sessionmaker[Session] | None = None,
+               clock: Clock | None = None,
+               backend: ExecutionBackend | None = None) -> FastAPI:
+    """The application over one :class:`Runtime`; tests pass their own database, clock
+    or backend."""
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Rechenwerk",
+        version=__version__,
+        description="REST API of a shared AI compute centre: access, jobs, accounting, planning.",
+        lifespan=_lifespan,
+    )
+    app.state.runtime = Runtime(settings, session_factory=session_factory, clock=clock,
+                                backend=backend)
+    from rechenwerk.api.problems import install_problem_handlers
+
+    install_problem_handlers(app)
+
+    @app.get("/api/v1/health", tags=["meta"])
+    def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    for name in ROUTER_MODULES:
+        module = importlib.import_module(name)
+        app.include_router(module.router)
+    return app

@@ -1,0 +1,119 @@
+"""Handing jobs persisted as STARTING to the backend, in one place.
+
+The order is what makes a crash harmless: the decision (STARTING, placement, attempt) is
+committed first, then the backend is called, then its handle is recorded. A launch that
+fails puts the job back in the queue with the reason; a server that died in between
+launches the same attempt again at its next start, which backends treat idempotently.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session, sessionmaker
+
+from rechenwerk.access.models import Project, User
+from rechenwerk.clock import Clock
+from rechenwerk.errors import RechenwerkError
+from rechenwerk.execution.base import ExecutionBackend, GpuSlice, LaunchRequest
+from rechenwerk.jobs import service
+from rechenwerk.jobs.logs import log_dir_for
+from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.states import JobState
+from rechenwerk.store.session import session_scope
+
+log = logging.getLogger("rechenwerk.scheduler")
+
+
+class Launcher:
+    def __init__(self, session_factory: sessionmaker[Session], backend: ExecutionBackend,
+                 clock: Clock, data_dir: Path) -> None:
+        self.session_factory = session_factory
+        self.backend = backend
+        self.clock = clock
+        self.data_dir = Path(data_dir)
+
+    def request(self, session: Session, job: Job) -> LaunchRequest:
+        """What the backend needs to run the job's current attempt (creates its log dir)."""
+        spec = job.spec
+        project = session.get(Project, job.project_id)
+        user = session.get(User, job.user_id)
+        log_dir = log_dir_for(self.data_dir, job.id, job.attempt)
+        workdir = spec.get("workdir") or str(log_dir.parent)
+        Path(workdir if not spec.get("workdir") else log_dir).mkdir(parents=True, exist_ok=True)
+        log_dir.mkdir(parents=True, exist_ok=True)
+        placement = (
+            tuple(GpuSlice(str(n), tuple(int(i) for i in idx)) for n, idx in job.placement)
+            if job.placement else None
+        )
+        nodes = len(placement) if placement else (job.nodes or 1)
+        command = spec.get("command")
+        return LaunchRequest(
+            job_id=str(job.id),
+            attempt=job.attempt,
+            name=job.name,
+            project=project.slug if project else "?",
+            user=user.username if user else "?",
+            command=tuple(command) if command else None,
+            script=spec.get("script"),
+            workdir=workdir,
+            env=dict(spec.get("env") or {}),
+            gpus=job.gpus,
+            nodes=nodes,
+            gpus_per_node=job.gpus_per_node or max(1, job.gpus // max(1, nodes)),
+            walltime_s=job.walltime_s,
+            qos=job.qos,
+            log_dir=str(log_dir),
+            container_image=spec.get("container_image"),
+            gpu_type=job.gpu_type,
+            checkpoint_interval_s=spec.get("checkpoint_interval"),
+            placement=placement,
+        )
+
+    def launch(self, job_ids: Sequence[int]) -> int:
+        """Launch jobs already persisted as STARTING; record handles or revert. Returns how
+        many the backend accepted."""
+        ok = 0
+        for job_id in job_ids:
+            with session_scope(self.session_factory) as session:
+                job = session.get(Job, job_id)
+                if job is None or job.state != JobState.STARTING.value:
+                    continue
+                if job.cancel_requested_at is not None and job.backend_handle is None:
+                    # Cancelled between placement and launch: never start it.
+                    now = self.clock.now()
+                    service.transition(session, job, JobState.CANCELLED, now=now,
+                                       reason="cancelled before launch",
+                                       values={"ended_at": now,
+                                               "reason_code": "cancelled",
+                                               "reason": "cancelled before launch"})
+                    continue
+                request = self.request(session, job)
+            try:
+                handle = self.backend.submit(request)
+            except RechenwerkError as exc:
+                self._requeue(job_id, f"launch failed: {exc.message}")
+                log.warning("launch of job %s failed: %s", job_id, exc)
+                continue
+            except Exception as exc:  # a backend bug must not strand the job in STARTING
+                log.exception("launch of job %s failed", job_id)
+                self._requeue(job_id, f"launch failed: {type(exc).__name__}: {exc}")
+                continue
+            with session_scope(self.session_factory) as session:
+                session.execute(
+                    update(Job).where(Job.id == job_id, Job.backend_handle.is_(None))
+                    .values(backend_handle=handle, reason="launched")
+                    .execution_options(synchronize_session=False)
+                )
+            ok += 1
+        return ok
+
+    def _requeue(self, job_id: int, reason: str) -> None:
+        with session_scope(self.session_factory) as session:
+            job = session.get(Job, job_id)
+            if job is not None:
+                service.requeue_failed_launch(session, job, now=self.clock.now(),
+                                              reason=reason)
