@@ -32,3 +32,13 @@ def test_markdown_table_lists_every_row(rows) -> None:  # type: ignore[no-untype
     md = markdown_table(rows)
     assert md.count("\n") == len(rows) + 1
     assert "BLOOM-176B" in md
+
+
+def test_builtin_reference_is_the_published_table(shared_dir: Path) -> None:
+    """``plan accuracy`` needs no checkout beside it: the package ships the same runs."""
+    from rechenwerk.planning.accuracy import builtin_reference
+
+    shipped = builtin_reference().read_text()
+    assert shipped == (shared_dir / "reference" / "training-runs.csv").read_text()
+    assert [r.model for r in accuracy_table()] == [
+        r.model for r in accuracy_table(shared_dir / "reference" / "training-runs.csv")]

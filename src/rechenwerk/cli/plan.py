@@ -156,9 +156,10 @@ def register(app: typer.Typer) -> None:
     @plan.command("accuracy")
     @handle_errors
     def accuracy_cmd(
-        csv_path: Path = typer.Option(
-            Path("../shared/reference/training-runs.csv"), "--csv",
-            help="Reference CSV of published training runs."),
+        csv_path: Path | None = typer.Option(
+            None, "--csv",
+            help="Reference CSV of published training runs (default: the built-in one, "
+                 "planning/data/training-runs.csv)."),
         markdown: bool = typer.Option(False, "--markdown", help="Print a Markdown table."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     ) -> None:

@@ -91,7 +91,8 @@ def simulate(
         raise InvalidInput(
             f"trace file {trace} does not exist",
             field="trace",
-            hint="pass the path of a CSV trace, e.g. ../shared/traces/philly.csv",
+            hint="pass the path of a CSV trace (native or --format philly, see docs/traces.md), "
+                 "or make one with `rechenwerk trace generate`",
         )
     tr = read_trace(trace, fmt, skip_invalid=skip_invalid)
     jobs = tr.jobs[:limit] if limit else tr.jobs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from dataclasses import asdict, dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -40,10 +41,19 @@ class AccuracyRow:
         return data
 
 
-def accuracy_table(csv_path: Path) -> list[AccuracyRow]:
+def builtin_reference() -> Path:
+    """The published runs shipped with Rechenwerk (``planning/data/training-runs.csv``,
+    each row with its source)."""
+    return Path(str(resources.files("rechenwerk.planning") / "data" / "training-runs.csv"))
+
+
+def accuracy_table(csv_path: Path | None = None) -> list[AccuracyRow]:
+    """Predicted vs. reported GPU-hours of the runs in ``csv_path`` (default: the
+    built-in reference)."""
+    csv_path = csv_path or builtin_reference()
     if not csv_path.is_file():
         raise InvalidInput(f"reference file {csv_path} does not exist", field="csv",
-                           hint="pass the path to training-runs.csv")
+                           hint="pass a CSV with the columns of planning/data/training-runs.csv")
     rows: list[AccuracyRow] = []
     with csv_path.open(newline="") as fh:
         for rec in csv.DictReader(fh):

@@ -5,10 +5,10 @@ Each domain keeps its tables in its own ``models.py``; add one import line per d
 
 from __future__ import annotations
 
-import rechenwerk.access.models  # (platform engineer)
-import rechenwerk.accounting.models  # (jobs engineer)
-import rechenwerk.jobs.models  # (jobs engineer)
-import rechenwerk.notifications.models  # noqa: F401  (portal engineer)
+import rechenwerk.access.models
+import rechenwerk.accounting.models
+import rechenwerk.jobs.models
+import rechenwerk.notifications.models  # noqa: F401
 from rechenwerk.store.base import Base
 
 metadata = Base.metadata
