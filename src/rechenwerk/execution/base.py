@@ -126,6 +126,23 @@ class ReconcileReport:
     foreign: Sequence[BackendJobStatus] = field(default_factory=tuple)
 
 
+class InventoryNode(Protocol):
+    """One node of a backend's inventory, as the scheduling core and the node views need
+    it (the local executor's ``NodeInventory``)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def gpus(self) -> int: ...
+
+    @property
+    def gpu_type(self) -> str: ...
+
+    @property
+    def block(self) -> str: ...
+
+
 @runtime_checkable
 class ExecutionBackend(Protocol):
     name: str
@@ -146,6 +163,11 @@ class ExecutionBackend(Protocol):
 
     def poll(self, handles: Sequence[str]) -> Mapping[str, BackendJobStatus]:
         """Current status of each handle (UNKNOWN for handles the backend forgot)."""
+        ...
+
+    def inventory(self) -> Sequence[InventoryNode]:
+        """The nodes Rechenwerk's scheduling core places jobs on; empty for backends that
+        place jobs themselves (Slurm)."""
         ...
 
     def reconcile(self, handles: Sequence[str]) -> ReconcileReport:
