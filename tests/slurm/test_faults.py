@@ -18,12 +18,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from test_platform import _job, _loop, _submit, env  # noqa: F401 - fixture re-export
 
 from rechenwerk.accounting.models import UsageRecord
-from rechenwerk.accounting.slurm_import import import_finished_jobs
+from rechenwerk.accounting.slurm_sync import sync
 from rechenwerk.errors import BackendUnavailable
 from rechenwerk.execution.base import BackendJobState
 from rechenwerk.execution.slurm import SlurmBackend
 from rechenwerk.execution.slurm.cli_transport import CliTransport
-from rechenwerk.execution.slurm.sync import sync
+from rechenwerk.jobs.slurm_import import import_finished_jobs
 
 # one xdist group: these tests share one cluster and some stop daemons
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
@@ -53,7 +53,7 @@ def test_controller_down_keeps_job_pending_with_reason_then_submits(
 ) -> None:
     factory, slug, data = env
     with factory() as s:
-        sync(s, now=datetime.now(UTC), projects=[slug])
+        sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
         s.commit()
     loop = _loop(factory, data)
     # a job already running when the controller goes away keeps running on its node
@@ -99,7 +99,7 @@ def test_node_down_under_running_job_requeues_and_settles_once(
 ) -> None:
     factory, slug, data = env
     with factory() as s:
-        sync(s, now=datetime.now(UTC), projects=[slug])
+        sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
         s.commit()
     job_id = _submit(
         factory, data, slug, name="node-fault", command=["sleep", "4"], gpus=1, walltime=120

@@ -5,16 +5,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from rechenwerk.accounting.slurm_sync import (
+    DesiredAccount,
+    SlurmAccountState,
+    plan,
+)
 from rechenwerk.execution.base import BackendJobState
 from rechenwerk.execution.slurm import v0_0_38
 from rechenwerk.execution.slurm.backend import explain_reason
+from rechenwerk.execution.slurm.cli_transport import gpu_minutes_from_tres
 from rechenwerk.execution.slurm.hostlist import expand_hostlist
-from rechenwerk.execution.slurm.sync import (
-    DesiredAccount,
-    SlurmAccountState,
-    gpu_minutes_from_tres,
-    plan,
-)
 from rechenwerk.execution.slurm.types import map_state
 
 

@@ -17,15 +17,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from factories import make_award, make_project, make_user
 from rechenwerk.accounting.models import UsageRecord
-from rechenwerk.accounting.slurm_import import import_finished_jobs
+from rechenwerk.accounting.slurm_sync import sync
 from rechenwerk.clock import WallClock
 from rechenwerk.config import Settings
 from rechenwerk.execution.slurm import SlurmBackend
 from rechenwerk.execution.slurm.cli_transport import CliTransport
-from rechenwerk.execution.slurm.sync import sync
+from rechenwerk.execution.slurm.rest_transport import RestTransport
+from rechenwerk.execution.slurm.types import SlurmTransport
 from rechenwerk.jobs.loop import SchedulerLoop
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.service import submit
+from rechenwerk.jobs.slurm_import import import_finished_jobs
 from rechenwerk.jobs.specs import JobSpec
 
 # one xdist group: these tests share one cluster and some stop daemons
@@ -96,21 +98,29 @@ def _job(factory: sessionmaker[Session], job_id: int) -> Job:
         return job
 
 
+@pytest.mark.parametrize("kind", ["cli", "rest-unix", "rest-jwt"])
 def test_sync_creates_accounts_and_reports_drift(
-    env: tuple[sessionmaker[Session], str, Path],
+    env: tuple[sessionmaker[Session], str, Path], kind: str
 ) -> None:
+    """The same sync through sacctmgr and through slurmrestd's /slurmdb/v0.0.38."""
     factory, slug, _ = env
     now = datetime.now(UTC)
+    t: SlurmTransport = {
+        "cli": CliTransport,
+        "rest-unix": lambda: RestTransport("unix:/run/slurmrestd.sock"),
+        "rest-jwt": lambda: RestTransport("http://127.0.0.1:6820"),
+    }[kind]()
     with factory() as s:
-        plan = sync(s, now=now, dry_run=True, projects=[slug])
+        plan = sync(s, t, now=now, dry_run=True, projects=[slug])
         assert [(c.action, c.user) for c in plan.changes] == [
             ("add_account", None),
             ("add_user", USER),
         ]
         assert plan.changes[0].desired == str(100 * 60)
         assert not sh("sacctmgr", "-n", "-P", "show", "account", slug).strip()  # dry run
-        sync(s, now=now, projects=[slug])
-        assert sync(s, now=now, dry_run=True, projects=[slug]).changes == []  # idempotent
+        sync(s, t, now=now, projects=[slug])
+        # idempotent
+        assert sync(s, t, now=now, dry_run=True, projects=[slug]).changes == []
         # drift made by hand
         sh(
             "sacctmgr",
@@ -123,14 +133,14 @@ def test_sync_creates_accounts_and_reports_drift(
             "GrpTRESMins=gres/gpu=7",
         )
         sh("sacctmgr", "-i", "add", "user", "root", f"account={slug}")
-        drift = sync(s, now=now, dry_run=True, projects=[slug])
+        drift = sync(s, t, now=now, dry_run=True, projects=[slug])
         assert {(c.action, c.current, c.desired, c.user) for c in drift.changes} == {
             ("set_limit", "7", "6000", None),
             ("remove_user", None, None, "root"),
         }
         assert all(c.drift for c in drift.changes)
-        sync(s, now=now, projects=[slug])
-        assert sync(s, now=now, dry_run=True, projects=[slug]).changes == []
+        sync(s, t, now=now, projects=[slug])
+        assert sync(s, t, now=now, dry_run=True, projects=[slug]).changes == []
         # an award period ended (simulated by an older period tag): usage counter reset
         sh(
             "sacctmgr",
@@ -142,9 +152,10 @@ def test_sync_creates_accounts_and_reports_drift(
             "set",
             "Description=rechenwerk:periods=0",
         )
-        rolled = sync(s, now=now, projects=[slug])
+        rolled = sync(s, t, now=now, projects=[slug])
         assert [(c.action, c.current) for c in rolled.changes] == [("new_period", "0")]
-        assert sync(s, now=now, dry_run=True, projects=[slug]).changes == []
+        assert sync(s, t, now=now, dry_run=True, projects=[slug]).changes == []
+    t.close()
     assoc = sh(
         "sacctmgr", "-n", "-P", "show", "assoc", f"accounts={slug}", "format=User,GrpTRESMins"
     )
@@ -156,7 +167,7 @@ def test_jobs_run_to_completion_and_usage_is_settled_once(
 ) -> None:
     factory, slug, data = env
     with factory() as s:
-        sync(s, now=datetime.now(UTC), projects=[slug])
+        sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
         s.commit()
     one = _submit(
         factory,
@@ -243,7 +254,7 @@ def test_over_limit_waits_in_slurm_with_reason(
 ) -> None:
     factory, slug, data = env
     with factory() as s:
-        sync(s, now=datetime.now(UTC), projects=[slug])
+        sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
         s.commit()
     # by hand: only 5 GPU-minutes left in Slurm; the job needs 1 GPU x 10 min
     sh(

@@ -17,15 +17,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from test_platform import _job, _loop, _submit, env  # noqa: F401 - fixture re-export
 
 from rechenwerk.accounting.models import UsageRecord
-from rechenwerk.accounting.slurm_import import import_finished_jobs
+from rechenwerk.accounting.slurm_sync import sync
 from rechenwerk.config import Settings
 from rechenwerk.errors import BackendError, InvalidInput
 from rechenwerk.execution.base import BackendJobState
 from rechenwerk.execution.slurm import SlurmBackend, make_slurm_backend
 from rechenwerk.execution.slurm.cli_transport import CliTransport
 from rechenwerk.execution.slurm.rest_transport import RestTransport
-from rechenwerk.execution.slurm.sync import sync
 from rechenwerk.jobs.models import JobEvent
+from rechenwerk.jobs.slurm_import import import_finished_jobs
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
@@ -53,7 +53,7 @@ def test_preempt_sigterms_requeues_and_settles_each_run_once(
 ) -> None:
     factory, slug, data = env
     with factory() as s:
-        sync(s, now=datetime.now(UTC), projects=[slug])
+        sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
         s.commit()
     marker = data / "progress"
     job_id = _submit(

@@ -6,17 +6,23 @@ where *committed* is what the project's pending, starting, running (and preempte
 about to be requeued) jobs may still use: GPUs x walltime each. A job's real usage is
 settled when a run ends (:mod:`rechenwerk.accounting.charging`), and from then on its
 commitment no longer counts.
+
+Accounting does not know the jobs table: the jobs domain registers the SQL of its
+commitments (:func:`register_commitments`, done when :mod:`rechenwerk.jobs.models`
+loads), and the balance query embeds it as a correlated subquery, so the balance stays
+one round trip on the submit path.
 """
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
 from typing import Any, Protocol
 
-from sqlalchemy import bindparam, func, literal_column, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import Award, AwardPeriod
@@ -24,9 +30,39 @@ from rechenwerk.access.service import carry_over_gpu_hours
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.store.base import UTCDateTime
 
-# Job states that hold a commitment against the balance (strings to avoid a cycle with
-# rechenwerk.jobs, which imports this module).
+# Job states that hold a commitment against the balance (strings: accounting does not
+# import rechenwerk.jobs; the jobs domain's commitments query uses them).
 COMMITTING_STATES: tuple[str, ...] = ("pending", "starting", "running", "preempted")
+
+
+class CommittedGpuSeconds(Protocol):
+    """SQL of what may still be used against one award period: given the award period id
+    column of the balance query, a one-value SELECT of GPU-seconds (the balance query
+    correlates it)."""
+
+    def __call__(self, award_period_id: Any) -> Any: ...
+
+
+_commitments: list[CommittedGpuSeconds] = []
+
+
+def register_commitments(source: CommittedGpuSeconds) -> None:
+    """Set the SQL of committed GPU-seconds per award period (the jobs domain does)."""
+    _commitments[:] = [source]
+    balance_stmt.cache_clear()
+
+
+def _committed_source() -> CommittedGpuSeconds:
+    if not _commitments:
+        # The table registry loads every domain's models; the domain that commits
+        # GPU-hours (jobs) registers its query when its models load.
+        importlib.import_module("rechenwerk.store.tables")
+    if not _commitments:
+        raise RuntimeError(
+            "no source of committed GPU-hours is registered "
+            "(rechenwerk.accounting.balance.register_commitments)"
+        )
+    return _commitments[0]
 
 
 class ProjectRef(Protocol):
@@ -136,20 +172,13 @@ def balance_stmt() -> Any:
     """The active periods of project ``:project_id`` at ``:at`` with their settled and
     committed hours, built once: building this statement (two correlated subqueries) and
     its compile-cache key on every call cost more CPU than executing it."""
-    from rechenwerk.jobs.models import Job  # here: rechenwerk.jobs imports this module
-
+    committed_sq = (
+        _committed_source()(AwardPeriod.id).correlate(AwardPeriod).scalar_subquery()
+    )
     at = bindparam("at", type_=UTCDateTime())
     settled_sq = (
         select(func.coalesce(func.sum(UsageRecord.gpu_hours), 0.0))
         .where(UsageRecord.award_period_id == AwardPeriod.id)
-        .correlate(AwardPeriod).scalar_subquery()
-    )
-    committed_sq = (
-        select(func.coalesce(func.sum(Job.gpus * Job.walltime_s), 0))
-        # The states inline as SQL literals: a plain ``in_(tuple)`` is an "expanding"
-        # parameter that SQLAlchemy re-renders on every execution.
-        .where(Job.award_period_id == AwardPeriod.id,
-               Job.state.in_([literal_column(f"'{s}'") for s in COMMITTING_STATES]))
         .correlate(AwardPeriod).scalar_subquery()
     )
     return (

@@ -3,13 +3,15 @@
 For every finished allocation in ``sacct``/``/slurmdb/.../jobs`` whose account is a
 project slug:
 
-* a job Rechenwerk submitted (its Slurm comment is ``rechenwerk:<job id>.<attempt>`` and
-  the job's handle is that Slurm id) is brought to Slurm's final word through the jobs
-  service (:func:`rechenwerk.jobs.service.apply_backend_status`: real start/end, state,
-  exit code) and its run settled once, keyed ``(job_id, attempt)``;
+* a job Rechenwerk submitted is handed to ``own_jobs`` (the jobs domain:
+  :func:`rechenwerk.jobs.slurm_import.settle_own_job` brings the job to Slurm's final
+  word and settles its run once, keyed ``(job_id, attempt)``);
 * any other job (submitted to Slurm directly under the project's account) is settled
   with ``gpus = AllocTRES gres/gpu`` and Slurm's real start/end, keyed
   ``external_id = "slurm:<cluster>:<job id>"``.
+
+The entry point with Rechenwerk's own jobs is
+:func:`rechenwerk.jobs.slurm_import.import_finished_jobs`.
 
 Settlement goes through :func:`rechenwerk.accounting.charging.settle_usage`, which is
 idempotent, so importing again changes nothing.
@@ -19,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,7 +30,6 @@ from rechenwerk.access.models import Project
 from rechenwerk.accounting.charging import settle_usage
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.execution.base import TERMINAL_BACKEND_STATES
-from rechenwerk.execution.slurm.backend import to_status
 from rechenwerk.execution.slurm.types import SlurmJob, SlurmTransport
 
 DEFAULT_WINDOW = timedelta(days=7)
@@ -88,27 +89,31 @@ def external_id(job: SlurmJob) -> str:
     return f"slurm:{job.cluster or 'cluster'}:{job.job_id}"
 
 
-def _rechenwerk_ref(comment: str) -> tuple[int, int] | None:
-    """``"rechenwerk:42.1"`` -> (42, 1)."""
-    if not comment.startswith("rechenwerk:"):
-        return None
-    ident, _, attempt = comment.removeprefix("rechenwerk:").partition(".")
-    if ident.isdigit() and attempt.isdigit():
-        return int(ident), int(attempt)
-    return None
+@dataclass(frozen=True, slots=True)
+class SettledRun:
+    """What ``own_jobs`` did with a finished Slurm job Rechenwerk submitted."""
+
+    record: UsageRecord
+    new: bool  # settled now (False: it was settled before)
+    job_id: int
 
 
-def import_finished_jobs(
+class OwnJobs(Protocol):
+    def __call__(self, session: Session, sj: SlurmJob, *, now: datetime) -> SettledRun | None:
+        """Settle the finished Slurm job if Rechenwerk submitted it; None: not ours."""
+        ...
+
+
+def import_accounting(
     session: Session,
     transport: SlurmTransport,
     *,
+    own_jobs: OwnJobs,
     now: datetime,
     since: datetime | None = None,
     accounts: list[str] | None = None,
 ) -> ImportReport:
     """Settle every finished Slurm job since ``since`` (default: 7 days) once."""
-    from rechenwerk.jobs.service import apply_backend_status
-
     report = ImportReport()
     start = since or (now - DEFAULT_WINDOW)
     # Filter accounts here, not in sacct: slurmdbd's account filter goes through the
@@ -135,27 +140,9 @@ def import_finished_jobs(
         if sj.start_time is None:  # cancelled while pending: nothing used
             report.no_gpus += 1
             continue
-        job = _our_job(session, sj)
-        if job is not None:
-            before = _usage_for_run(session, job.id, job.attempt)
-            # the jobs service records Slurm's final word and settles the run once
-            apply_backend_status(session, job, to_status(sj), now=now, source="slurm")
-            rec = _usage_for_run(session, job.id, job.attempt)
-            if rec is None:  # the job was already terminal without a settled run
-                rec = settle_usage(
-                    session,
-                    project_id=job.project_id,
-                    gpus=job.gpus,
-                    started_at=sj.start_time,
-                    ended_at=sj.end_time,
-                    now=now,
-                    source="slurm",
-                    job_id=job.id,
-                    attempt=job.attempt,
-                    award_period_id=job.award_period_id,
-                    gpu_type=job.gpu_type,
-                )
-            _count(report, sj, rec, new=before is None, job_id=job.id)
+        own = own_jobs(session, sj, now=now)
+        if own is not None:
+            _count(report, sj, own.record, new=own.new, job_id=own.job_id)
             continue
         gpus = sj.gpus or 0
         if gpus <= 0:
@@ -179,27 +166,7 @@ def import_finished_jobs(
     return report
 
 
-def _our_job(session: Session, sj: SlurmJob) -> Any:
-    """The Rechenwerk job behind a Slurm job: by the comment Rechenwerk sets
-    (``rechenwerk:<id>.<attempt>``, stored with AccountingStoreFlags=job_comment) or, on
-    clusters that do not store comments, by the persisted handle."""
-    from rechenwerk.jobs.models import Job
-
-    ref = _rechenwerk_ref(sj.comment)
-    if ref is not None:
-        job = session.get(Job, ref[0])
-        # attempt >= the submitted one: Slurm may have requeued it under the same id
-        if job is not None and job.backend_handle == sj.job_id and job.attempt >= ref[1]:
-            return job
-        return None
-    return session.scalars(
-        select(Job)
-        .where(Job.backend == "slurm", Job.backend_handle == sj.job_id)
-        .order_by(Job.id.desc())
-    ).first()
-
-
-def _usage_for_run(session: Session, job_id: int, attempt: int) -> UsageRecord | None:
+def usage_for_run(session: Session, job_id: int, attempt: int) -> UsageRecord | None:
     return session.scalars(
         select(UsageRecord).where(UsageRecord.job_id == job_id, UsageRecord.attempt == attempt)
     ).first()

@@ -57,17 +57,24 @@ def sync_cmd(
     ),
 ) -> None:
     """Make Slurm's accounts, associations and GrpTRESMins match the awards."""
-    from rechenwerk.execution.slurm.sync import sync
+    from rechenwerk.accounting.slurm_sync import sync
+    from rechenwerk.config import get_settings
+    from rechenwerk.execution.slurm import make_transport
     from rechenwerk.store.session import session_scope
 
-    with session_scope(_session_factory()) as session:
-        result = sync(
-            session,
-            now=datetime.now(UTC),
-            dry_run=dry_run,
-            extra_users=extra_user,
-            projects=project or None,
-        )
+    transport = make_transport(get_settings())
+    try:
+        with session_scope(_session_factory()) as session:
+            result = sync(
+                session,
+                transport,
+                now=datetime.now(UTC),
+                dry_run=dry_run,
+                extra_users=extra_user,
+                projects=project or None,
+            )
+    finally:
+        transport.close()
     if as_json:
         print_json({"dry_run": dry_run, **result.to_dict()})
         return
@@ -96,9 +103,9 @@ def import_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Settle finished Slurm jobs (real start/end, AllocTRES gres/gpu) once each."""
-    from rechenwerk.accounting.slurm_import import import_finished_jobs
     from rechenwerk.config import get_settings
     from rechenwerk.execution.slurm import make_transport
+    from rechenwerk.jobs.slurm_import import import_finished_jobs
     from rechenwerk.store.session import session_scope
 
     transport = make_transport(get_settings())
@@ -147,25 +154,25 @@ def status_cmd(
     import json
     import subprocess
 
+    from rechenwerk.accounting.slurm_sync import desired_accounts, slurm_accounts
     from rechenwerk.config import get_settings
     from rechenwerk.errors import BackendError
     from rechenwerk.execution.slurm import make_transport, v0_0_38
-    from rechenwerk.execution.slurm.sync import desired_accounts, slurm_accounts
     from rechenwerk.store.session import session_scope
 
     settings = get_settings()
     transport = make_transport(settings)
     try:
         transport.ping()
+        proc = subprocess.run(["sinfo", "--json"], capture_output=True, text=True, timeout=30)
+        if proc.returncode != 0:
+            raise BackendError(f"sinfo failed: {proc.stderr.strip()}")
+        nodes = v0_0_38.parse_nodes(json.loads(proc.stdout))
+        with session_scope(_session_factory()) as session:
+            desired = desired_accounts(session, now=datetime.now(UTC))
+        current = slurm_accounts(transport, (d.account for d in desired))
     finally:
         transport.close()
-    proc = subprocess.run(["sinfo", "--json"], capture_output=True, text=True, timeout=30)
-    if proc.returncode != 0:
-        raise BackendError(f"sinfo failed: {proc.stderr.strip()}")
-    nodes = v0_0_38.parse_nodes(json.loads(proc.stdout))
-    with session_scope(_session_factory()) as session:
-        desired = desired_accounts(session, now=datetime.now(UTC))
-    current = slurm_accounts(d.account for d in desired)
     accounts: list[dict[str, Any]] = [
         {
             "account": d.account,

@@ -158,13 +158,14 @@ class ExecutionBackend(Protocol):
         """Current status of each handle (UNKNOWN for handles the backend forgot)."""
         ...
 
+    def inventory(self) -> Sequence[NodeInventory]:
+        """The nodes Rechenwerk's scheduling core places jobs on; empty for backends that
+        place jobs themselves (Slurm)."""
+        ...
+
     def reconcile(self, handles: Sequence[str]) -> ReconcileReport:
         """Like poll, but thorough: used at server start to recover real end times of
         jobs that finished while Rechenwerk was down, and to find foreign jobs."""
-        ...
-
-    def inventory(self) -> Sequence[NodeInventory]:
-        """The nodes jobs may run on (empty where the backend does not say)."""
         ...
 
     def close(self) -> None:

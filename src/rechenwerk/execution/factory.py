@@ -20,7 +20,7 @@ def make_backend(settings: Settings) -> ExecutionBackend:
             kill_grace_s=settings.kill_grace_s,
         )
     if settings.executor == "slurm":
-        # The Slurm engineer's package provides ``make_slurm_backend(settings)``.
+        # Imported by name: an installation may lack the Slurm backend's dependencies.
         try:
             make_slurm_backend = importlib.import_module(
                 "rechenwerk.execution.slurm"

@@ -14,12 +14,17 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    Select,
     String,
     Text,
     UniqueConstraint,
+    func,
+    literal_column,
+    select,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
+from rechenwerk.accounting.balance import COMMITTING_STATES, register_commitments
 from rechenwerk.store.base import Base, UTCDateTime
 
 
@@ -100,3 +105,18 @@ class NodeState(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str | None] = mapped_column(String(64))
+
+
+def committed_gpu_seconds(award_period_id: Any) -> Select[Any]:
+    """GPU-seconds the award period's live jobs may still use (GPUs x walltime each); the
+    balance query correlates it to its award period (:mod:`rechenwerk.accounting.balance`)."""
+    return (
+        select(func.coalesce(func.sum(Job.gpus * Job.walltime_s), 0))
+        # The states inline as SQL literals: a plain ``in_(tuple)`` is an "expanding"
+        # parameter that SQLAlchemy re-renders on every execution.
+        .where(Job.award_period_id == award_period_id,
+               Job.state.in_([literal_column(f"'{s}'") for s in COMMITTING_STATES]))
+    )
+
+
+register_commitments(committed_gpu_seconds)

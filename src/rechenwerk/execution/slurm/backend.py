@@ -19,6 +19,7 @@ from rechenwerk.execution.base import (
     BackendJobStatus,
     BackendRun,
     LaunchRequest,
+    NodeInventory,
     ReconcileReport,
 )
 from rechenwerk.execution.slurm.script import (
@@ -242,6 +243,11 @@ class SlurmBackend:
             live[jid] = replace(job, earlier_runs=runs)
         if len(self._runs) > 10_000:  # jobs long gone; the cache is only an optimisation
             self._runs.clear()
+
+    def inventory(self) -> tuple[NodeInventory, ...]:
+        """Empty: Slurm places jobs on its own nodes (``rechenwerk slurm status`` lists
+        them), so Rechenwerk's scheduling core has none to place on."""
+        return ()
 
     def reconcile(self, handles: Sequence[str]) -> ReconcileReport:
         # Unlike poll, an unreachable Slurm raises here: reporting nothing would make

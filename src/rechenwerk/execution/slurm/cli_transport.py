@@ -1,5 +1,7 @@
 """Talk to Slurm through its commands: ``sbatch --parsable``, ``scancel``,
-``squeue --json``, ``sacct --json`` (all argv lists, never a shell)."""
+``squeue --json``, ``sacct --json``, ``sacctmgr --parsable2`` (all argv lists, never a
+shell). ``sacctmgr`` has no ``--json`` before Slurm 23.02, so its listings are read as
+``--noheader --parsable2`` with explicit ``format=`` columns."""
 
 from __future__ import annotations
 
@@ -14,7 +16,7 @@ from typing import Any
 
 from rechenwerk.errors import BackendError, BackendUnavailable, InvalidInput
 from rechenwerk.execution.slurm import v0_0_38 as schema
-from rechenwerk.execution.slurm.types import SlurmJob, SubmitSpec
+from rechenwerk.execution.slurm.types import SlurmAccount, SlurmJob, SubmitSpec
 
 _UNREACHABLE = (
     "unable to contact slurm controller",
@@ -29,6 +31,18 @@ _SUBMIT_HINT = (
     "Is the project's Slurm account there and is the user associated with it? "
     "Run `rechenwerk slurm sync`; see `sacctmgr show assoc account=<project>`."
 )
+
+
+_SACCTMGR_TIMEOUT_S = 30.0
+
+
+def gpu_minutes_from_tres(tres: str) -> int | None:
+    """``"cpu=10,gres/gpu=600"`` -> 600; no gres/gpu entry -> None."""
+    for item in tres.split(","):
+        key, _, val = item.partition("=")
+        if key == "gres/gpu" and val.lstrip("-").isdigit():
+            return int(val)
+    return None
 
 
 def _slurm_time(dt: datetime) -> str:
@@ -283,6 +297,128 @@ class CliTransport:
                 f"slurmctld does not answer: {proc.stdout.strip() or proc.stderr.strip()}",
                 hint="Start it (development: scripts/slurm-dev up).",
             )
+
+    # ------------------------------------------------------------------ accounts (sacctmgr)
+    def _sacctmgr(self, *args: str) -> str:
+        """Run ``sacctmgr`` (it talks to slurmdbd, not slurmctld)."""
+        argv = [self._exe("sacctmgr"), *args]
+        try:
+            proc = subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                timeout=max(self.timeout_s, _SACCTMGR_TIMEOUT_S),
+                env=self._env(),
+                check=False,
+            )
+        except subprocess.TimeoutExpired as exc:
+            raise BackendUnavailable("sacctmgr did not answer (is slurmdbd running?)") from exc
+        if proc.returncode != 0:
+            err = (proc.stderr or proc.stdout).strip()
+            if "connection refused" in err.lower() or "unable to" in err.lower():
+                raise BackendUnavailable(
+                    f"slurmdbd unreachable: {err}",
+                    hint="Check slurmdbd (`sacctmgr show cluster`).",
+                )
+            raise BackendError(f"sacctmgr {' '.join(args[:3])} failed: {err}")
+        return proc.stdout
+
+    def accounts(self, names: Sequence[str]) -> dict[str, SlurmAccount]:
+        wanted = sorted(set(names))
+        if not wanted:
+            return {}
+        limits: dict[str, int | None] = {}
+        users: dict[str, set[str]] = {}
+        for line in self._sacctmgr(
+            "--noheader",
+            "--parsable2",
+            "show",
+            "associations",
+            f"accounts={','.join(wanted)}",
+            "format=Account,User,GrpTRESMins",
+        ).splitlines():
+            parts = line.split("|")
+            if len(parts) < 3 or parts[0] not in wanted:
+                continue
+            account, user, tres = parts[0], parts[1], parts[2]
+            if user:
+                users.setdefault(account, set()).add(user)
+            else:
+                limits[account] = gpu_minutes_from_tres(tres)
+                users.setdefault(account, set())
+        descriptions: dict[str, str] = {}
+        for line in self._sacctmgr(
+            "--noheader",
+            "--parsable2",
+            "show",
+            "account",
+            ",".join(wanted),
+            "format=Account,Description",
+        ).splitlines():
+            account, _, desc = line.partition("|")
+            descriptions[account] = desc
+        return {
+            a: SlurmAccount(a, descriptions.get(a, ""), limits.get(a), frozenset(u))
+            for a, u in users.items()
+        }
+
+    def add_account(
+        self,
+        name: str,
+        *,
+        description: str,
+        organization: str,
+        gpu_minutes: int,
+        qos: Sequence[str],
+        default_qos: str,
+    ) -> None:
+        self._sacctmgr(
+            "-i",
+            "add",
+            "account",
+            name,
+            f"Description={description}",
+            f"Organization={organization}",
+            f"GrpTRESMins=gres/gpu={int(gpu_minutes)}",
+            f"QOS={','.join(qos)}",
+            f"DefaultQOS={default_qos}",
+        )
+
+    def _modify_account(self, name: str, setting: str) -> None:
+        self._sacctmgr("-i", "modify", "account", "where", f"name={name}", "set", setting)
+
+    def set_account_gpu_minutes(self, name: str, gpu_minutes: int) -> None:
+        self._modify_account(name, f"GrpTRESMins=gres/gpu={int(gpu_minutes)}")
+
+    def set_account_description(self, name: str, description: str) -> None:
+        self._modify_account(name, f"Description={description}")
+
+    def reset_account_usage(self, name: str) -> None:
+        self._modify_account(name, "RawUsage=0")
+
+    def add_user(self, user: str, account: str) -> None:
+        self._sacctmgr("-i", "add", "user", user, f"account={account}")
+
+    def remove_user(self, user: str, account: str) -> None:
+        self._sacctmgr("-i", "delete", "user", "where", f"name={user}", f"account={account}")
+
+    def qos_priorities(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for line in self._sacctmgr(
+            "--noheader", "--parsable2", "show", "qos", "format=Name,Priority"
+        ).splitlines():
+            name, _, prio = line.partition("|")
+            if name:
+                out[name] = int(prio) if prio.lstrip("-").isdigit() else 0
+        return out
+
+    def set_qos_priority(self, name: str, priority: int) -> None:
+        if name in self.qos_priorities():
+            self._sacctmgr(
+                "-i", "modify", "qos", "where", f"name={name}", "set", f"Priority={int(priority)}"
+            )
+        else:
+            self._sacctmgr("-i", "add", "qos", name, f"Priority={int(priority)}")
 
     def close(self) -> None:
         return None

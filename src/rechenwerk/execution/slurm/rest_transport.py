@@ -2,7 +2,14 @@
 the caller's uid is the job's user) or TCP with ``rest_auth/jwt`` (``X-SLURM-USER-NAME``
 and ``X-SLURM-USER-TOKEN``; tokens from the configured one or ``scontrol token``).
 
-The JSON schema is delegated to one version module (default ``v0_0_38``)."""
+The JSON schema is delegated to one version module (default ``v0_0_38``).
+
+Accounts, associations and QOS go through ``/slurmdb/v0.0.38/...``. Two changes have no
+working REST form in Slurm 22.05 and use ``sacctmgr`` on this host instead (like
+``requeue`` uses ``scontrol``): an account's usage reset (``RawUsage=0``; the dbv0.0.38
+parser skips ``usage`` on update) and a change of an existing account's GrpTRESMins
+(22.05.8's association update returned success without changing the limit, and
+crashed slurmrestd when the association had a TRES limit the request left out)."""
 
 from __future__ import annotations
 
@@ -19,7 +26,7 @@ import httpx
 
 from rechenwerk.errors import BackendError, BackendUnavailable, InvalidInput
 from rechenwerk.execution.slurm import v0_0_38
-from rechenwerk.execution.slurm.types import SlurmJob, SubmitSpec
+from rechenwerk.execution.slurm.types import SlurmAccount, SlurmJob, SubmitSpec
 
 SCHEMAS: dict[str, ModuleType] = {"v0.0.38": v0_0_38}
 _TOKEN_LIFESPAN_S = 3600
@@ -63,6 +70,7 @@ class RestTransport:
         self._service_user = token_user or _current_user()
         self._tokens: dict[str, tuple[str, float]] = {}
         self._cli: Any = None  # CliTransport for what v0.0.38 cannot do (requeue)
+        self._cluster: str | None = None
 
     # ------------------------------------------------------------------ auth
     def _headers(self, user: str | None) -> dict[str, str]:
@@ -208,6 +216,143 @@ class RestTransport:
                 "slurmctld does not answer behind slurmrestd",
                 hint="Check `scontrol ping`.",
             )
+
+    # ------------------------------------------------------------------ accounts (slurmdb)
+    def _db(self, method: str, path: str, *, what: str, **kw: Any) -> Mapping[str, Any]:
+        doc = self._request(method, path, what=what, **kw)
+        self.schema.check_errors(doc, what)
+        return doc
+
+    def _cluster_name(self) -> str:
+        if self._cluster is None:
+            doc = self._db("GET", self.schema.PATH_DB_CLUSTERS, what="listing clusters")
+            names: list[str] = self.schema.parse_clusters(doc)
+            if len(names) != 1:
+                raise BackendError(
+                    f"slurmdbd knows {len(names)} clusters ({', '.join(names) or 'none'}); "
+                    "cannot tell which one to change",
+                    hint="Use RECHENWERK_SLURM_TRANSPORT=cli on the cluster's submit host.",
+                )
+            self._cluster = names[0]
+        return self._cluster
+
+    def _sacctmgr_fallback(self, what: str) -> Any:
+        """The CLI transport for what slurmrestd v0.0.38 cannot change."""
+        from rechenwerk.execution.slurm.cli_transport import CliTransport
+
+        if self._cli is None:
+            self._cli = CliTransport()
+        try:
+            self._cli._exe("sacctmgr")
+        except BackendUnavailable as exc:
+            raise BackendError(
+                f"cannot {what}: slurmrestd v0.0.38 has no working way to do it and "
+                "`sacctmgr` is not installed here",
+                hint="Install the Slurm client (and the munge key) on the Rechenwerk host, "
+                "or run `rechenwerk slurm sync` with RECHENWERK_SLURM_TRANSPORT=cli there.",
+            ) from exc
+        return self._cli
+
+    def accounts(self, names: Sequence[str]) -> dict[str, SlurmAccount]:
+        wanted = set(names)
+        if not wanted:
+            return {}
+        assocs = self._db(
+            "GET",
+            self.schema.PATH_DB_ASSOCIATIONS,
+            what="listing associations",
+            params={"account": ",".join(sorted(wanted))},
+        )
+        accts = self._db("GET", self.schema.PATH_DB_ACCOUNTS, what="listing accounts")
+        found: dict[str, SlurmAccount] = self.schema.parse_accounts(accts, assocs, wanted)
+        return found
+
+    def add_account(
+        self,
+        name: str,
+        *,
+        description: str,
+        organization: str,
+        gpu_minutes: int,
+        qos: Sequence[str],
+        default_qos: str,
+    ) -> None:
+        self._db(
+            "POST",
+            self.schema.PATH_DB_ACCOUNTS,
+            what=f"adding account {name}",
+            json=self.schema.account_payload(
+                name, description=description, organization=organization
+            ),
+        )
+        self._db(
+            "POST",
+            self.schema.PATH_DB_ASSOCIATIONS,
+            what=f"adding the association of account {name}",
+            json=self.schema.account_association_payload(
+                name,
+                cluster=self._cluster_name(),
+                gpu_minutes=gpu_minutes,
+                qos=list(qos),
+                default_qos=default_qos,
+            ),
+        )
+
+    def set_account_gpu_minutes(self, name: str, gpu_minutes: int) -> None:
+        self._sacctmgr_fallback(f"change GrpTRESMins of account {name}").set_account_gpu_minutes(
+            name, gpu_minutes
+        )
+
+    def set_account_description(self, name: str, description: str) -> None:
+        # POST /accounts updates an existing account's description
+        organization = "rechenwerk"
+        for a in self._db("GET", self.schema.PATH_DB_ACCOUNTS, what="listing accounts").get(
+            "accounts"
+        ) or []:
+            if a.get("name") == name and a.get("organization"):
+                organization = str(a["organization"])
+        self._db(
+            "POST",
+            self.schema.PATH_DB_ACCOUNTS,
+            what=f"changing the description of account {name}",
+            json=self.schema.account_payload(
+                name, description=description, organization=organization
+            ),
+        )
+
+    def reset_account_usage(self, name: str) -> None:
+        self._sacctmgr_fallback(f"reset the usage of account {name}").reset_account_usage(name)
+
+    def add_user(self, user: str, account: str) -> None:
+        self._db(
+            "POST",
+            self.schema.PATH_DB_ASSOCIATIONS,
+            what=f"associating user {user} with {account}",
+            json=self.schema.user_association_payload(
+                user, account, cluster=self._cluster_name()
+            ),
+        )
+
+    def remove_user(self, user: str, account: str) -> None:
+        self._db(
+            "DELETE",
+            self.schema.PATH_DB_ASSOCIATION,
+            what=f"removing user {user} from {account}",
+            params={"account": account, "user": user, "cluster": self._cluster_name()},
+        )
+
+    def qos_priorities(self) -> dict[str, int]:
+        doc = self._db("GET", self.schema.PATH_DB_QOS, what="listing QOS")
+        found: dict[str, int] = self.schema.parse_qos(doc)
+        return found
+
+    def set_qos_priority(self, name: str, priority: int) -> None:
+        self._db(
+            "POST",
+            self.schema.PATH_DB_QOS,
+            what=f"setting QOS {name}",
+            json=self.schema.qos_payload(name, priority),
+        )
 
     def close(self) -> None:
         self._client.close()

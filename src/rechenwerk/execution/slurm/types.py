@@ -106,6 +106,17 @@ def map_state(slurm_state: str) -> BackendJobState:
     return _STATE_MAP.get(base, BackendJobState.UNKNOWN)
 
 
+@dataclass(frozen=True, slots=True)
+class SlurmAccount:
+    """A Slurm account (slurmdbd) with its account-level association and the users
+    associated with it."""
+
+    name: str
+    description: str = ""
+    gpu_minutes: int | None = None  # GrpTRESMins gres/gpu of the account; None: no limit
+    users: frozenset[str] = frozenset()
+
+
 class SlurmTransport(Protocol):
     """How Rechenwerk talks to one Slurm cluster: the CLI or slurmrestd."""
 
@@ -143,6 +154,50 @@ class SlurmTransport(Protocol):
 
     def ping(self) -> None:
         """Raise BackendUnavailable when slurmctld does not answer."""
+        ...
+
+    # Accounts, associations and QOS in slurmdbd (``sacctmgr`` / ``/slurmdb/...``).
+    def accounts(self, names: Sequence[str]) -> dict[str, SlurmAccount]:
+        """The accounts among ``names`` that exist, with their limit and users."""
+        ...
+
+    def add_account(
+        self,
+        name: str,
+        *,
+        description: str,
+        organization: str,
+        gpu_minutes: int,
+        qos: Sequence[str],
+        default_qos: str,
+    ) -> None:
+        """Create the account (parent root) with ``GrpTRESMins=gres/gpu=<gpu_minutes>``."""
+        ...
+
+    def set_account_gpu_minutes(self, name: str, gpu_minutes: int) -> None:
+        """Set the account's ``GrpTRESMins`` gres/gpu, leaving its other limits alone."""
+        ...
+
+    def set_account_description(self, name: str, description: str) -> None: ...
+
+    def reset_account_usage(self, name: str) -> None:
+        """Set the account's usage counter to zero (``RawUsage=0``)."""
+        ...
+
+    def add_user(self, user: str, account: str) -> None:
+        """Associate ``user`` with ``account`` (creating the Slurm user if needed)."""
+        ...
+
+    def remove_user(self, user: str, account: str) -> None:
+        """Remove the association of ``user`` with ``account``."""
+        ...
+
+    def qos_priorities(self) -> dict[str, int]:
+        """Every QOS and its priority."""
+        ...
+
+    def set_qos_priority(self, name: str, priority: int) -> None:
+        """Create the QOS with ``priority``, or change the priority of an existing one."""
         ...
 
     def close(self) -> None: ...

@@ -15,7 +15,7 @@ from typing import Any
 
 from rechenwerk.errors import BackendError
 from rechenwerk.execution.slurm.hostlist import expand_hostlist
-from rechenwerk.execution.slurm.types import SlurmJob, SubmitSpec
+from rechenwerk.execution.slurm.types import SlurmAccount, SlurmJob, SubmitSpec
 
 VERSION = "v0.0.38"
 PATH_PING = "/slurm/v0.0.38/ping"
@@ -24,6 +24,11 @@ PATH_JOBS = "/slurm/v0.0.38/jobs"
 PATH_JOB = "/slurm/v0.0.38/job/{job_id}"
 PATH_DB_JOBS = "/slurmdb/v0.0.38/jobs"
 PATH_DB_JOB = "/slurmdb/v0.0.38/job/{job_id}"
+PATH_DB_ACCOUNTS = "/slurmdb/v0.0.38/accounts"
+PATH_DB_ASSOCIATIONS = "/slurmdb/v0.0.38/associations"
+PATH_DB_ASSOCIATION = "/slurmdb/v0.0.38/association"  # DELETE ?account=&user=&cluster=
+PATH_DB_QOS = "/slurmdb/v0.0.38/qos"
+PATH_DB_CLUSTERS = "/slurmdb/v0.0.38/clusters"
 
 
 def _time(value: Any) -> datetime | None:
@@ -233,3 +238,96 @@ def parse_nodes(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
             }
         )
     return out
+
+
+# ---------------------------------------------------------------------- slurmdb accounts
+def _path(doc: Any, keys: tuple[str, ...]) -> Any:
+    for key in keys:
+        if not isinstance(doc, Mapping):
+            return None
+        doc = doc.get(key)
+    return doc
+
+
+def _gpu_count(tres: Any) -> int | None:
+    """``[{"type": "gres", "name": "gpu", "count": 600}]`` -> 600; no gres/gpu -> None."""
+    for t in tres or []:
+        if isinstance(t, Mapping) and t.get("type") == "gres" and t.get("name") == "gpu":
+            return int(t.get("count") or 0)
+    return None
+
+
+def gpu_minutes_tres(gpu_minutes: int) -> list[dict[str, Any]]:
+    return [{"type": "gres", "name": "gpu", "count": int(gpu_minutes)}]
+
+
+def parse_accounts(
+    accounts_doc: Mapping[str, Any], associations_doc: Mapping[str, Any], names: set[str]
+) -> dict[str, SlurmAccount]:
+    """``GET /slurmdb/v0.0.38/accounts`` + ``GET .../associations?account=...`` -> the
+    accounts among ``names`` that have an association (like ``sacctmgr show assoc``)."""
+    limits: dict[str, int | None] = {}
+    users: dict[str, set[str]] = {}
+    for a in associations_doc.get("associations") or []:
+        account = str(a.get("account") or "")
+        if account not in names or a.get("partition"):
+            continue
+        user = a.get("user")
+        if user:
+            users.setdefault(account, set()).add(str(user))
+        else:
+            limits[account] = _gpu_count(_path(a, ("max", "tres", "group", "minutes")))
+            users.setdefault(account, set())
+    descriptions = {
+        str(a.get("name")): str(a.get("description") or "")
+        for a in accounts_doc.get("accounts") or []
+    }
+    return {
+        a: SlurmAccount(a, descriptions.get(a, ""), limits.get(a), frozenset(u))
+        for a, u in users.items()
+    }
+
+
+def account_payload(name: str, *, description: str, organization: str) -> dict[str, Any]:
+    """``POST /slurmdb/v0.0.38/accounts``: creates the account or updates its description
+    (it does not create the account's association)."""
+    return {"accounts": [{"name": name, "description": description,
+                          "organization": organization}]}
+
+
+def account_association_payload(
+    name: str, *, cluster: str, gpu_minutes: int, qos: list[str], default_qos: str
+) -> dict[str, Any]:
+    """``POST /slurmdb/v0.0.38/associations``: the account's own association (``user``
+    null: parent root, like ``sacctmgr add account``)."""
+    return {"associations": [{
+        "account": name,
+        "user": None,
+        "cluster": cluster,
+        "max": {"tres": {"group": {"minutes": gpu_minutes_tres(gpu_minutes)}}},
+        "qos": qos,
+        "default": {"qos": default_qos},
+    }]}
+
+
+def user_association_payload(user: str, account: str, *, cluster: str) -> dict[str, Any]:
+    """``POST /slurmdb/v0.0.38/associations``: slurmdbd creates the user if needed."""
+    return {"associations": [{"account": account, "user": user, "cluster": cluster}]}
+
+
+def parse_qos(doc: Mapping[str, Any]) -> dict[str, int]:
+    """``GET /slurmdb/v0.0.38/qos`` (the list is under ``"QOS"``) -> name: priority."""
+    out: dict[str, int] = {}
+    for q in doc.get("QOS") or doc.get("qos") or []:
+        prio = q.get("priority")
+        out[str(q.get("name"))] = int(prio) if isinstance(prio, int) else 0
+    return out
+
+
+def qos_payload(name: str, priority: int) -> dict[str, Any]:
+    """``POST /slurmdb/v0.0.38/qos``: creates or updates the QOS by name."""
+    return {"QOS": [{"name": name, "priority": int(priority)}]}
+
+
+def parse_clusters(doc: Mapping[str, Any]) -> list[str]:
+    return [str(c.get("name")) for c in doc.get("clusters") or [] if c.get("name")]

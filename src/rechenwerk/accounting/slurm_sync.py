@@ -15,15 +15,14 @@ Projects whose award ended keep their account with a limit of 0 (nothing new sta
 Accounts Slurm has but Rechenwerk does not know are left alone. Every difference is a
 :class:`Change`; those found on accounts that already exist are *drift* (made by hand
 with sacctmgr, or an award/membership changed since the last sync). ``plan`` computes,
-``apply`` executes with ``sacctmgr -i`` (argv, never a shell). Running it twice changes
-nothing the second time.
+``apply`` executes through the Slurm transport (CLI: ``sacctmgr``; REST:
+``/slurmdb/v0.0.38/...``). Running it twice changes nothing the second time.
 """
 
 from __future__ import annotations
 
 import math
 import pwd
-import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -32,9 +31,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rechenwerk.errors import BackendError, BackendUnavailable
+from rechenwerk.access.models import Award, Project, ProjectMembership, User
+from rechenwerk.accounting.balance import project_balance
+from rechenwerk.accounting.models import UsageRecord
+from rechenwerk.errors import InvalidInput
+from rechenwerk.execution.slurm.types import SlurmAccount, SlurmTransport
 
-_SACCTMGR_TIMEOUT_S = 30.0
+# The Description of an account Rechenwerk manages records its active award periods.
+DESCRIPTION_PREFIX = "rechenwerk:periods="
+ORGANIZATION = "rechenwerk"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +52,7 @@ class DesiredAccount:
 
     @property
     def description(self) -> str:
-        return f"rechenwerk:periods={self.periods}"
+        return f"{DESCRIPTION_PREFIX}{self.periods}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,16 +142,20 @@ def desired_accounts(
     extra_users: Iterable[str] = (),
     projects: Sequence[str] | None = None,
 ) -> list[DesiredAccount]:
-    from rechenwerk.access.models import Award, Project, ProjectMembership, User
-    from rechenwerk.accounting.balance import project_balance
-    from rechenwerk.accounting.models import UsageRecord
-
     stmt = (
         select(Project)
         .where(Project.id.in_(select(Award.project_id).distinct()))
         .order_by(Project.slug)
     )
     if projects:
+        wanted = set(projects)
+        known = set(session.scalars(select(Project.slug).where(Project.slug.in_(wanted))))
+        if wanted - known:
+            raise InvalidInput(
+                f"unknown project(s): {', '.join(sorted(wanted - known))}",
+                field="project",
+                hint="Give project slugs as `rechenwerk project list` shows them.",
+            )
         stmt = stmt.where(Project.slug.in_(list(projects)))
     out: list[DesiredAccount] = []
     extra = frozenset(extra_users)
@@ -189,82 +198,22 @@ def desired_accounts(
 
 
 # ---------------------------------------------------------------------- Slurm state
-def _sacctmgr(*args: str) -> str:
-    try:
-        proc = subprocess.run(
-            ["sacctmgr", *args],
-            capture_output=True,
-            text=True,
-            timeout=_SACCTMGR_TIMEOUT_S,
-            check=False,
-        )
-    except FileNotFoundError as exc:
-        raise BackendUnavailable(
-            "sacctmgr not found on PATH", hint="Install the Slurm client (slurm-client)."
-        ) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise BackendUnavailable("sacctmgr did not answer (is slurmdbd running?)") from exc
-    if proc.returncode != 0:
-        err = (proc.stderr or proc.stdout).strip()
-        if "connection refused" in err.lower() or "unable to" in err.lower():
-            raise BackendUnavailable(
-                f"slurmdbd unreachable: {err}", hint="Check slurmdbd (`sacctmgr show cluster`)."
-            )
-        raise BackendError(f"sacctmgr {' '.join(args[:3])} failed: {err}")
-    return proc.stdout
+def account_state(acct: SlurmAccount) -> SlurmAccountState:
+    periods = (
+        acct.description.removeprefix(DESCRIPTION_PREFIX)
+        if acct.description.startswith(DESCRIPTION_PREFIX)
+        else None
+    )
+    return SlurmAccountState(acct.name, acct.gpu_minutes, acct.users, periods)
 
 
-def gpu_minutes_from_tres(tres: str) -> int | None:
-    """``"cpu=10,gres/gpu=600"`` -> 600; no gres/gpu entry -> None."""
-    for item in tres.split(","):
-        key, _, val = item.partition("=")
-        if key == "gres/gpu" and val.lstrip("-").isdigit():
-            return int(val)
-    return None
-
-
-def slurm_accounts(accounts: Iterable[str]) -> dict[str, SlurmAccountState]:
+def slurm_accounts(
+    transport: SlurmTransport, accounts: Iterable[str]
+) -> dict[str, SlurmAccountState]:
     names = sorted(set(accounts))
     if not names:
         return {}
-    out = _sacctmgr(
-        "--noheader",
-        "--parsable2",
-        "show",
-        "associations",
-        f"accounts={','.join(names)}",
-        "format=Account,User,GrpTRESMins",
-    )
-    limits: dict[str, int | None] = {}
-    users: dict[str, set[str]] = {}
-    for line in out.splitlines():
-        parts = line.split("|")
-        if len(parts) < 3:
-            continue
-        account, user, tres = parts[0], parts[1], parts[2]
-        if account not in names:
-            continue
-        if user:
-            users.setdefault(account, set()).add(user)
-        else:
-            limits[account] = gpu_minutes_from_tres(tres)
-            users.setdefault(account, set())
-    periods: dict[str, str | None] = {}
-    for line in _sacctmgr(
-        "--noheader",
-        "--parsable2",
-        "show",
-        "account",
-        ",".join(names),
-        "format=Account,Description",
-    ).splitlines():
-        account, _, desc = line.partition("|")
-        if desc.startswith("rechenwerk:periods="):
-            periods[account] = desc.removeprefix("rechenwerk:periods=")
-    return {
-        a: SlurmAccountState(a, limits.get(a), frozenset(users.get(a, set())), periods.get(a))
-        for a in users
-    }
+    return {name: account_state(a) for name, a in transport.accounts(names).items()}
 
 
 # ---------------------------------------------------------------------- plan / apply
@@ -317,66 +266,41 @@ def plan(desired: Sequence[DesiredAccount], current: dict[str, SlurmAccountState
 QOS_PRIORITY: dict[str, int] = {"high": 1000, "normal": 500, "low": 0}
 
 
-def ensure_qos() -> None:
+def ensure_qos(transport: SlurmTransport) -> None:
     """Create Rechenwerk's QOS levels in Slurm, or fix their priority."""
-    have: dict[str, str] = {}
-    for line in _sacctmgr(
-        "--noheader", "--parsable2", "show", "qos", "format=Name,Priority"
-    ).split():
-        qos_name, _, current = line.partition("|")
-        have[qos_name] = current
+    have = transport.qos_priorities()
     for name, prio in QOS_PRIORITY.items():
-        if name not in have:
-            _sacctmgr("-i", "add", "qos", name, f"Priority={prio}")
-        elif have[name] != str(prio):
-            _sacctmgr("-i", "modify", "qos", "where", f"name={name}", "set", f"Priority={prio}")
+        if have.get(name) != prio:
+            transport.set_qos_priority(name, prio)
 
 
-def apply(p: SyncPlan) -> None:
+def apply(transport: SlurmTransport, p: SyncPlan) -> None:
     if any(c.action == "add_account" for c in p.changes):
-        ensure_qos()
+        ensure_qos(transport)
     for c in p.changes:
         if c.action == "add_account":
-            _sacctmgr(
-                "-i",
-                "add",
-                "account",
+            transport.add_account(
                 c.account,
-                f"Description=rechenwerk:periods={c.periods}",
-                "Organization=rechenwerk",
-                f"GrpTRESMins=gres/gpu={c.desired}",
-                f"QOS={','.join(sorted(QOS_PRIORITY))}",
-                "DefaultQOS=normal",
+                description=f"{DESCRIPTION_PREFIX}{c.periods}",
+                organization=ORGANIZATION,
+                gpu_minutes=int(c.desired or 0),
+                qos=sorted(QOS_PRIORITY),
+                default_qos="normal",
             )
         elif c.action == "set_limit":
-            _sacctmgr(
-                "-i",
-                "modify",
-                "account",
-                "where",
-                f"name={c.account}",
-                "set",
-                f"GrpTRESMins=gres/gpu={c.desired}",
-            )
+            transport.set_account_gpu_minutes(c.account, int(c.desired or 0))
         elif c.action == "new_period":
-            _sacctmgr(
-                "-i",
-                "modify",
-                "account",
-                "where",
-                f"name={c.account}",
-                "set",
-                f"Description=rechenwerk:periods={c.desired}",
-            )
-            _sacctmgr("-i", "modify", "account", "where", f"name={c.account}", "set", "RawUsage=0")
+            transport.set_account_description(c.account, f"{DESCRIPTION_PREFIX}{c.desired}")
+            transport.reset_account_usage(c.account)
         elif c.action == "add_user" and c.user:
-            _sacctmgr("-i", "add", "user", c.user, f"account={c.account}")
+            transport.add_user(c.user, c.account)
         elif c.action == "remove_user" and c.user:
-            _sacctmgr("-i", "delete", "user", "where", f"name={c.user}", f"account={c.account}")
+            transport.remove_user(c.user, c.account)
 
 
 def sync(
     session: Session,
+    transport: SlurmTransport,
     *,
     now: datetime,
     dry_run: bool = False,
@@ -384,7 +308,7 @@ def sync(
     projects: Sequence[str] | None = None,
 ) -> SyncPlan:
     desired = desired_accounts(session, now=now, extra_users=extra_users, projects=projects)
-    p = plan(desired, slurm_accounts(d.account for d in desired))
+    p = plan(desired, slurm_accounts(transport, (d.account for d in desired)))
     if not dry_run:
-        apply(p)
+        apply(transport, p)
     return p

@@ -1,0 +1,96 @@
+"""Slurm's accounting import for Rechenwerk's own jobs.
+
+:func:`rechenwerk.accounting.slurm_import.import_accounting` reads slurmdbd and settles
+jobs submitted to Slurm directly; the jobs it finds that Rechenwerk submitted (Slurm
+comment ``rechenwerk:<job id>.<attempt>`` and the job's handle is that Slurm id) come
+here: the jobs service records Slurm's final word (real start/end, state, exit code)
+and the run is settled once, keyed ``(job_id, attempt)``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rechenwerk.accounting.charging import settle_usage
+from rechenwerk.accounting.slurm_import import (
+    ImportReport,
+    SettledRun,
+    import_accounting,
+    usage_for_run,
+)
+from rechenwerk.execution.slurm.backend import to_status
+from rechenwerk.execution.slurm.types import SlurmJob, SlurmTransport
+from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.service import apply_backend_status
+
+
+def import_finished_jobs(
+    session: Session,
+    transport: SlurmTransport,
+    *,
+    now: datetime,
+    since: datetime | None = None,
+    accounts: list[str] | None = None,
+) -> ImportReport:
+    """Settle every finished Slurm job since ``since`` (default: 7 days) once."""
+    return import_accounting(
+        session, transport, own_jobs=settle_own_job, now=now, since=since, accounts=accounts
+    )
+
+
+def _rechenwerk_ref(comment: str) -> tuple[int, int] | None:
+    """``"rechenwerk:42.1"`` -> (42, 1)."""
+    if not comment.startswith("rechenwerk:"):
+        return None
+    ident, _, attempt = comment.removeprefix("rechenwerk:").partition(".")
+    if ident.isdigit() and attempt.isdigit():
+        return int(ident), int(attempt)
+    return None
+
+
+def our_job(session: Session, sj: SlurmJob) -> Job | None:
+    """The Rechenwerk job behind a Slurm job: by the comment Rechenwerk sets
+    (``rechenwerk:<id>.<attempt>``, stored with AccountingStoreFlags=job_comment) or, on
+    clusters that do not store comments, by the persisted handle."""
+    ref = _rechenwerk_ref(sj.comment)
+    if ref is not None:
+        job = session.get(Job, ref[0])
+        # attempt >= the submitted one: Slurm may have requeued it under the same id
+        if job is not None and job.backend_handle == sj.job_id and job.attempt >= ref[1]:
+            return job
+        return None
+    return session.scalars(
+        select(Job)
+        .where(Job.backend == "slurm", Job.backend_handle == sj.job_id)
+        .order_by(Job.id.desc())
+    ).first()
+
+
+def settle_own_job(session: Session, sj: SlurmJob, *, now: datetime) -> SettledRun | None:
+    """Bring a finished Slurm job Rechenwerk submitted to Slurm's final word and settle
+    its run once; None when the Slurm job is not one of Rechenwerk's."""
+    own = our_job(session, sj)
+    if own is None or sj.start_time is None or sj.end_time is None:
+        return None
+    before = usage_for_run(session, own.id, own.attempt)
+    # the jobs service records Slurm's final word and settles the run once
+    apply_backend_status(session, own, to_status(sj), now=now, source="slurm")
+    rec = usage_for_run(session, own.id, own.attempt)
+    if rec is None:  # the job was already terminal without a settled run
+        rec = settle_usage(
+            session,
+            project_id=own.project_id,
+            gpus=own.gpus,
+            started_at=sj.start_time,
+            ended_at=sj.end_time,
+            now=now,
+            source="slurm",
+            job_id=own.id,
+            attempt=own.attempt,
+            award_period_id=own.award_period_id,
+            gpu_type=own.gpu_type,
+        )
+    return SettledRun(rec, before is None, own.id)
