@@ -21,10 +21,10 @@ from rechenwerk.access.models import Award, AwardPeriod, Project, ProjectMembers
 from rechenwerk.access.projects import (
     check_role,
     get_project,
-    membership,
     require_project_role,
     visible_project,
 )
+from rechenwerk.access.visibility import can_see_project, only_visible
 from rechenwerk.accounting.balance import Balance, balance_from_rows, balance_stmt
 from rechenwerk.accounting.charging import settle_usage
 from rechenwerk.clock import Clock
@@ -328,20 +328,13 @@ def submit(session: Session, user: User, spec: JobSpec, *, clock: Clock,
 # --------------------------------------------------------------------------- look up
 
 
-def _visible_project_ids(session: Session, user: User) -> list[int]:
-    return list(session.scalars(
-        select(ProjectMembership.project_id).where(ProjectMembership.user_id == user.id)
-    ))
-
-
 def get_job(session: Session, user: User, job_id: int) -> Job:
     """The job if ``user`` may see it (member of its project, or operator)."""
     job = session.get(Job, job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found", field="job",
                        hint="List your jobs with `rechenwerk jobs`.")
-    if not user.is_operator and membership(session, user,
-                                           _project(session, job)) is None:
+    if not can_see_project(session, user, job.project_id):
         raise NotFound(f"job {job_id} not found", field="job",
                        hint="List your jobs with `rechenwerk jobs`.")
     return job
@@ -368,8 +361,8 @@ def list_jobs(
     if project is not None:
         p = visible_project(session, user, project)
         stmt = stmt.where(Job.project_id == p.id)
-    elif not user.is_operator:
-        stmt = stmt.where(Job.project_id.in_(_visible_project_ids(session, user)))
+    else:
+        stmt = only_visible(stmt, Job.project_id, session, user)
     if states:
         bad = [s for s in states if s not in JobState.__members__.values()]
         if bad:

@@ -65,6 +65,9 @@ def dashboard(
     request: Request, user: User = Depends(portal_user), db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
+    # The user's own projects, for operators too (not access.visibility's "all"): the
+    # dashboard shows "each of your projects" (docs/portal.md) with its charts, not the
+    # whole centre; operators open any other project from the ops pages.
     mine = db.scalars(
         select(Project).join(ProjectMembership, ProjectMembership.project_id == Project.id)
         .where(ProjectMembership.user_id == user.id).order_by(Project.slug)
