@@ -26,9 +26,11 @@ from typing import Any
 
 from sqlalchemy import select, text
 
-from rechenwerk.access import service as svc
+from rechenwerk.access.awards import create_award
 from rechenwerk.access.demo import demo_password, load_demo
 from rechenwerk.access.models import AwardPeriod, Organization, Project, ProjectMembership, User
+from rechenwerk.access.projects import create_project
+from rechenwerk.access.users import create_user
 from rechenwerk.store.migrate import upgrade
 from rechenwerk.store.session import make_engine, make_session_factory, session_scope
 
@@ -68,14 +70,14 @@ def seed(url: str, n_jobs: int, now: datetime) -> dict[str, float]:
         q0 = now - timedelta(days=DAYS + 1)
         for i in range(16):
             org = orgs[i % len(orgs)]
-            pi = svc.create_user(s, op, username=f"pi{i:02d}", email=f"pi{i:02d}@bench.eu",
-                                 organization=org.id, now=now)
-            p = svc.create_project(s, pi, slug=f"bench-{i:02d}", title=f"Benchmark {i}",
-                                   now=now)
+            pi = create_user(s, op, username=f"pi{i:02d}", email=f"pi{i:02d}@bench.eu",
+                             organization=org.id, now=now)
+            p = create_project(s, pi, slug=f"bench-{i:02d}", title=f"Benchmark {i}",
+                               now=now)
             if i % 2 == 0:
-                svc.create_award(s, op, project=p, gpu_hours=50_000.0, starts_at=q0,
-                                 gpu_type="A100-80GB", period_count=2, period_months=3,
-                                 now=now)
+                create_award(s, op, project=p, gpu_hours=50_000.0, starts_at=q0,
+                             gpu_type="A100-80GB", period_count=2, period_months=3,
+                             now=now)
     timings["seed_centre_s"] = time.perf_counter() - t0
 
     with session_scope(factory) as s:

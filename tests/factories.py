@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy.orm import Session
 
+from rechenwerk.access.awards import split_periods
+from rechenwerk.access.calls import DEFAULT_ELIGIBILITY
 from rechenwerk.access.models import (
     Award,
     AwardPeriod,
@@ -27,7 +29,6 @@ from rechenwerk.access.models import (
     User,
 )
 from rechenwerk.access.security import create_token
-from rechenwerk.access.service import DEFAULT_ELIGIBILITY, split_periods
 
 # The FakeClock's default start: factories stamp objects with it unless told otherwise.
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -15,7 +15,7 @@ from pydantic import Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
-from rechenwerk.errors import InvalidInput
+from rechenwerk.errors import InvalidInput, issues_from_validation
 
 
 def _default_data_dir() -> Path:
@@ -98,9 +98,10 @@ def get_settings() -> Settings:
     try:
         return Settings()
     except ValidationError as exc:
-        first = exc.errors()[0]
-        name = str(first["loc"][0]) if first["loc"] else "?"
-        raise InvalidInput(f"RECHENWERK_{name.upper()}: {first['msg']}", field=name,
+        # Only the first problem, named by its variable: one line for the CLI.
+        first = issues_from_validation(exc)[0]
+        name = str(first.loc[0]) if first.loc else "?"
+        raise InvalidInput(f"RECHENWERK_{name.upper()}: {first.message}", field=name,
                            hint="Fix or unset the variable (README, Configuration).") from None
     except SettingsError as exc:  # a dict/list setting whose value is not JSON
         m = re.search(r'field "([^"]+)"', str(exc))

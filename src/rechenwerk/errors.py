@@ -1,4 +1,4 @@
-"""One error hierarchy for the whole platform.
+"""One error hierarchy for the whole platform, and one way to turn field issues into it.
 
 Every error carries a stable machine code, a human message (what went wrong), an
 optional field path (where) and a hint (how to fix it). It is mapped once to HTTP
@@ -8,7 +8,10 @@ problem responses (``api/problems.py``) and once to CLI exit codes (``cli/output
 from __future__ import annotations
 
 import dataclasses
+import enum
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, Final, Literal, Protocol
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,3 +122,63 @@ class ServiceUnavailable(RechenwerkError):
     http_status = 503
     exit_code = 8
     title = "Service unavailable"
+
+
+# --------------------------------------------------------------------------- field issues
+#
+# The one way to turn a list of field issues (or a pydantic ValidationError) into
+# InvalidInput: the message names the first issue, ``field`` is its path, ``issues`` lists
+# them all (the API's ``errors``, the CLI's indented lines).
+
+
+class _First(enum.Enum):
+    ISSUE = "the first issue's path"
+
+
+FIRST_ISSUE: Final = _First.ISSUE
+
+
+class ValidationErrorLike(Protocol):
+    """What is read of a pydantic ``ValidationError`` (this module imports no pydantic)."""
+
+    def errors(self) -> Sequence[Mapping[str, Any]]: ...
+
+
+def issues_from_validation(
+    exc: ValidationErrorLike,
+    *,
+    describe: Callable[[Mapping[str, Any]], str] | None = None,
+    root: tuple[str | int, ...] = (),
+) -> list[FieldIssue]:
+    """One :class:`FieldIssue` per pydantic error: its ``loc`` (``root`` when empty) and its
+    ``msg`` (or ``describe(error)``)."""
+    return [FieldIssue(tuple(e.get("loc", ())) or root,
+                       describe(e) if describe is not None else str(e.get("msg", "invalid")))
+            for e in exc.errors()]
+
+
+def invalid_input(
+    issues: Sequence[FieldIssue],
+    *,
+    prefix: str = "",
+    message: str | None = None,
+    count_more: bool = False,
+    field: str | Literal[_First.ISSUE] | None = FIRST_ISSUE,
+    hint: str | None = None,
+) -> InvalidInput:
+    """InvalidInput for ``issues`` (at least one): the message is
+    ``<prefix><first path>: <first message>`` (plus `` (and N more)`` with ``count_more``)
+    unless ``message`` is given; ``field`` defaults to the first issue's path."""
+    first = issues[0]
+    if message is None:
+        more = f" (and {len(issues) - 1} more)" if count_more and len(issues) > 1 else ""
+        message = f"{prefix}{first.path}: {first.message}{more}"
+    return InvalidInput(message, field=first.path if field is FIRST_ISSUE else field,
+                        issues=list(issues), hint=hint)
+
+
+def raise_issues(issues: Iterable[FieldIssue], *, hint: str | None = None) -> None:
+    """Raise :func:`invalid_input` for ``issues`` if there are any; return otherwise."""
+    found = list(issues)
+    if found:
+        raise invalid_input(found, hint=hint)

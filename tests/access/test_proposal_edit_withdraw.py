@@ -13,8 +13,16 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from factories import T0, make_call, make_org, make_project, make_user
-from rechenwerk.access import service as svc
 from rechenwerk.access.models import AuditEntry, Proposal, ProposalState
+from rechenwerk.access.proposals import (
+    create_proposal,
+    decide_proposal,
+    list_proposals,
+    submit_proposal,
+    update_proposal,
+    withdraw_proposal,
+)
+from rechenwerk.access.reviews import assign_reviewer, submit_review
 from rechenwerk.errors import (
     Conflict,
     InvalidInput,
@@ -48,23 +56,23 @@ def _draft(session: Session, w: dict[str, Any], **kw: Any) -> Proposal:
     args: dict[str, Any] = {"title": "Pre-training", "gpu_type": "A100-80GB",
                             "requested_gpu_hours": 500, "abstract": "a", "justification": "j"}
     args.update(kw)
-    return svc.create_proposal(session, w["pi"], call=w["call"], project=w["project"],
-                               now=T0, **args)
+    return create_proposal(session, w["pi"], call=w["call"], project=w["project"],
+                           now=T0, **args)
 
 
 def _in_state(session: Session, w: dict[str, Any], state: str) -> Proposal:
     p = _draft(session, w)
     if state == "draft":
         return p
-    svc.submit_proposal(session, w["pi"], p, now=T0)
+    submit_proposal(session, w["pi"], p, now=T0)
     if state == "submitted":
         return p
-    svc.assign_reviewer(session, w["op"], p, reviewer="rev", now=T0)
+    assign_reviewer(session, w["op"], p, reviewer="rev", now=T0)
     if state == "under_review":
         return p
     if state == "accepted":
-        svc.submit_review(session, w["rev"], p, technical_score=4, scientific_score=4, now=T0)
-    svc.decide_proposal(session, w["op"], p, decision=state, now=T0)
+        submit_review(session, w["rev"], p, technical_score=4, scientific_score=4, now=T0)
+    decide_proposal(session, w["op"], p, decision=state, now=T0)
     return p
 
 
@@ -77,8 +85,8 @@ def _audit(session: Session, p: Proposal, action: str) -> list[AuditEntry]:
 def test_pi_edits_a_draft_and_each_change_is_audited(session: Session,
                                                      w: dict[str, Any]) -> None:
     p = _draft(session, w)
-    svc.update_proposal(session, w["pi"], p, title="  Continued pre-training ",
-                        gpu_type="h100", requested_gpu_hours=750, abstract="a", now=LATER)
+    update_proposal(session, w["pi"], p, title="  Continued pre-training ",
+                    gpu_type="h100", requested_gpu_hours=750, abstract="a", now=LATER)
     assert (p.title, p.gpu_type, p.requested_gpu_hours) == (
         "Continued pre-training", "H100-SXM", 750.0)  # trimmed, alias made canonical
     (entry,) = _audit(session, p, "proposal.update")
@@ -88,8 +96,8 @@ def test_pi_edits_a_draft_and_each_change_is_audited(session: Session,
                              "requested_gpu_hours": [500.0, 750.0]}
     assert entry.actor == "pia" and entry.at == LATER
     # an operator may edit too; a no-op edit writes no audit entry
-    svc.update_proposal(session, w["op"], p, justification="64 GPUs x 12 days", now=LATER)
-    svc.update_proposal(session, w["pi"], p, title="Continued pre-training", now=LATER)
+    update_proposal(session, w["op"], p, justification="64 GPUs x 12 days", now=LATER)
+    update_proposal(session, w["pi"], p, title="Continued pre-training", now=LATER)
     entries = _audit(session, p, "proposal.update")
     assert [e.actor for e in entries] == ["pia", "op"]
     assert entries[1].changes == {"justification": ["j", "64 GPUs x 12 days"]}
@@ -99,8 +107,8 @@ def test_edit_validation_names_every_bad_field_and_changes_nothing(
         session: Session, w: dict[str, Any]) -> None:
     p = _draft(session, w)
     with pytest.raises(InvalidInput) as exc:
-        svc.update_proposal(session, w["pi"], p, title="  ", gpu_type="Z80",
-                            requested_gpu_hours=5000, abstract="new", now=LATER)
+        update_proposal(session, w["pi"], p, title="  ", gpu_type="Z80",
+                        requested_gpu_hours=5000, abstract="new", now=LATER)
     fields = {i.path: i.message for i in exc.value.issues}
     assert set(fields) == {"title", "gpu_type", "requested_gpu_hours"}
     assert "must not be empty" in fields["title"]
@@ -108,9 +116,9 @@ def test_edit_validation_names_every_bad_field_and_changes_nothing(
     assert "exceed the call's maximum of 1000" in fields["requested_gpu_hours"]
     assert (p.title, p.abstract, p.requested_gpu_hours) == ("Pre-training", "a", 500.0)
     with pytest.raises(InvalidInput, match="must be a positive number"):
-        svc.update_proposal(session, w["pi"], p, requested_gpu_hours=0, now=LATER)
+        update_proposal(session, w["pi"], p, requested_gpu_hours=0, now=LATER)
     with pytest.raises(InvalidInput, match="nothing to change"):
-        svc.update_proposal(session, w["pi"], p, now=LATER)
+        update_proposal(session, w["pi"], p, now=LATER)
     assert _audit(session, p, "proposal.update") == []
 
 
@@ -120,11 +128,11 @@ def test_edit_is_refused_after_submission(session: Session, w: dict[str, Any],
                                           state: str) -> None:
     if state == "withdrawn":
         p = _draft(session, w)
-        svc.withdraw_proposal(session, w["pi"], p, now=T0)
+        withdraw_proposal(session, w["pi"], p, now=T0)
     else:
         p = _in_state(session, w, state)
     with pytest.raises(Conflict) as exc:
-        svc.update_proposal(session, w["pi"], p, title="new", now=LATER)
+        update_proposal(session, w["pi"], p, title="new", now=LATER)
     assert exc.value.http_status == 409 and exc.value.field == "state"
     assert "only drafts can be edited" in exc.value.message
     assert "Withdraw it and write a new proposal" in (exc.value.hint or "")
@@ -138,14 +146,14 @@ def test_only_the_pi_or_an_operator_edits_and_withdraws(session: Session,
     # they may see it, not change it (permission is checked before the state)
     for who, proposal in (("member", draft), ("rev", p)):
         with pytest.raises(PermissionDenied, match="only the PI"):
-            svc.update_proposal(session, w[who], proposal, title="x", now=LATER)
+            update_proposal(session, w[who], proposal, title="x", now=LATER)
         with pytest.raises(PermissionDenied):
-            svc.withdraw_proposal(session, w[who], p, now=LATER)
+            withdraw_proposal(session, w[who], p, now=LATER)
     with pytest.raises(NotFound):
-        svc.update_proposal(session, w["outsider"], draft, title="x", now=LATER)
+        update_proposal(session, w["outsider"], draft, title="x", now=LATER)
     with pytest.raises(NotFound):
-        svc.withdraw_proposal(session, w["outsider"], p, now=LATER)
-    svc.withdraw_proposal(session, w["op"], p, reason="duplicate", now=LATER)
+        withdraw_proposal(session, w["outsider"], p, now=LATER)
+    withdraw_proposal(session, w["op"], p, reason="duplicate", now=LATER)
     assert p.withdrawn_by_user_id == w["op"].id
 
 
@@ -153,7 +161,7 @@ def test_only_the_pi_or_an_operator_edits_and_withdraws(session: Session,
 def test_withdraw_from_each_open_state(session: Session, w: dict[str, Any],
                                        state: str) -> None:
     p = _in_state(session, w, state)
-    svc.withdraw_proposal(session, w["pi"], p, reason=" found other compute ", now=LATER)
+    withdraw_proposal(session, w["pi"], p, reason=" found other compute ", now=LATER)
     assert p.state == ProposalState.WITHDRAWN.value
     assert p.withdrawn_at == LATER and p.withdrawn_by_user_id == w["pi"].id
     (entry,) = _audit(session, p, "proposal.withdrawn")
@@ -166,7 +174,7 @@ def test_withdraw_from_each_open_state(session: Session, w: dict[str, Any],
     stored = session.get(Proposal, p.id)
     assert stored is not None and stored.withdrawn_at == LATER
     assert stored.withdrawn_by is not None and stored.withdrawn_by.username == "pia"
-    page = svc.list_proposals(session, w["pi"], state="withdrawn")
+    page = list_proposals(session, w["pi"], state="withdrawn")
     assert [x.id for x in page.items] == [p.id]
 
 
@@ -175,7 +183,7 @@ def test_decided_proposals_cannot_be_withdrawn(session: Session, w: dict[str, An
                                                state: str) -> None:
     p = _in_state(session, w, state)
     with pytest.raises(InvalidTransition) as exc:
-        svc.withdraw_proposal(session, w["pi"], p, now=LATER)
+        withdraw_proposal(session, w["pi"], p, now=LATER)
     assert exc.value.http_status == 409
     assert f"was already {state}" in exc.value.message and "cannot be withdrawn" in str(
         exc.value)
@@ -185,33 +193,33 @@ def test_decided_proposals_cannot_be_withdrawn(session: Session, w: dict[str, An
 def test_withdrawn_is_terminal_and_reviews_are_refused(session: Session,
                                                        w: dict[str, Any]) -> None:
     p = _in_state(session, w, "under_review")
-    svc.assign_reviewer(session, w["op"], p, reviewer="rev2", now=T0)
-    svc.submit_review(session, w["rev2"], p, technical_score=3, scientific_score=3, now=T0)
-    svc.withdraw_proposal(session, w["pi"], p, now=LATER)
+    assign_reviewer(session, w["op"], p, reviewer="rev2", now=T0)
+    submit_review(session, w["rev2"], p, technical_score=3, scientific_score=3, now=T0)
+    withdraw_proposal(session, w["pi"], p, now=LATER)
     with pytest.raises(InvalidTransition, match="already withdrawn"):
-        svc.withdraw_proposal(session, w["pi"], p, now=LATER)
+        withdraw_proposal(session, w["pi"], p, now=LATER)
     with pytest.raises(InvalidTransition) as exc:
-        svc.submit_review(session, w["rev"], p, technical_score=4, scientific_score=5,
-                          now=LATER)
+        submit_review(session, w["rev"], p, technical_score=4, scientific_score=5,
+                      now=LATER)
     assert "withdrawn" in exc.value.message and "no longer requested" in exc.value.message
     for decision in ("accepted", "rejected"):
         with pytest.raises(InvalidTransition, match="from withdrawn"):
-            svc.decide_proposal(session, w["op"], p, decision=decision, now=LATER)
+            decide_proposal(session, w["op"], p, decision=decision, now=LATER)
     third = make_user(session, username="rev3", reviewer=True)
     with pytest.raises(InvalidTransition, match="withdrawn"):
-        svc.assign_reviewer(session, w["op"], p, reviewer=third.username, now=LATER)
+        assign_reviewer(session, w["op"], p, reviewer=third.username, now=LATER)
     with pytest.raises(InvalidTransition):
-        svc.submit_proposal(session, w["pi"], p, now=LATER)
+        submit_proposal(session, w["pi"], p, now=LATER)
     assert p.state == "withdrawn"
 
 
 def test_assigned_reviewers_are_told_once(session: Session, w: dict[str, Any]) -> None:
     p = _in_state(session, w, "under_review")
-    svc.assign_reviewer(session, w["op"], p, reviewer="rev2", now=T0)
-    svc.submit_review(session, w["rev2"], p, technical_score=3, scientific_score=3, now=T0)
+    assign_reviewer(session, w["op"], p, reviewer="rev2", now=T0)
+    submit_review(session, w["rev2"], p, technical_score=3, scientific_score=3, now=T0)
     draft = _draft(session, w)
-    svc.withdraw_proposal(session, w["pi"], p, now=LATER)
-    svc.withdraw_proposal(session, w["pi"], draft, now=LATER)  # no reviewer: no mail
+    withdraw_proposal(session, w["pi"], p, now=LATER)
+    withdraw_proposal(session, w["pi"], draft, now=LATER)  # no reviewer: no mail
     session.flush()
     assert notify.scan(session, now=LATER) == 2
     assert notify.scan(session, now=LATER + timedelta(minutes=1)) == 0  # idempotent

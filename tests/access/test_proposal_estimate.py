@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 
 from factories import T0, make_call, make_org, make_project, make_user
 from rechenwerk.access import estimates
-from rechenwerk.access import service as svc
 from rechenwerk.access.models import AuditEntry, Proposal
+from rechenwerk.access.proposals import create_proposal, submit_proposal, update_proposal
 from rechenwerk.errors import Conflict, InvalidInput
 from rechenwerk.planning.schemas import estimate_from_inputs
 
@@ -38,8 +38,8 @@ def _draft(session: Session, w: dict[str, Any], **kw: Any) -> Proposal:
     args: dict[str, Any] = {"title": "Pre-training", "gpu_type": "A100-80GB",
                             "requested_gpu_hours": 20_000}
     args.update(kw)
-    return svc.create_proposal(session, w["pi"], call=w["call"], project=w["project"],
-                               now=T0, **args)
+    return create_proposal(session, w["pi"], call=w["call"], project=w["project"],
+                           now=T0, **args)
 
 
 def _audit(session: Session, p: Proposal, action: str) -> list[AuditEntry]:
@@ -109,15 +109,15 @@ def test_draft_replaces_and_removes_the_estimate_audited(session: Session,
     first = p.estimate_result
     assert first is not None
     bigger = {**INPUTS, "tokens": 2e11}
-    svc.update_proposal(session, w["pi"], p, estimate=bigger, now=LATER)
+    update_proposal(session, w["pi"], p, estimate=bigger, now=LATER)
     assert p.estimate_inputs == bigger and p.estimate_attached_at == LATER
     assert p.estimate_result is not None
     assert p.estimate_result["gpu_hours"] == pytest.approx(2 * first["gpu_hours"], rel=1e-3)
     second_hours = p.estimate_result["gpu_hours"]
     # The same inputs again change nothing and record nothing.
-    svc.update_proposal(session, w["pi"], p, estimate=dict(bigger), now=LATER + LATER.resolution)
+    update_proposal(session, w["pi"], p, estimate=dict(bigger), now=LATER + LATER.resolution)
     assert p.estimate_attached_at == LATER
-    svc.update_proposal(session, w["pi"], p, remove_estimate=True, now=LATER)
+    update_proposal(session, w["pi"], p, remove_estimate=True, now=LATER)
     assert (p.estimate_inputs, p.estimate_result, p.estimate_attached_at) == (None, None, None)
     entries = _audit(session, p, "proposal.update")
     assert [list(e.changes) for e in entries] == [["estimate"], ["estimate"]]
@@ -126,7 +126,7 @@ def test_draft_replaces_and_removes_the_estimate_audited(session: Session,
         {"inputs": bigger, "gpu_hours": second_hours}]
     assert entries[1].changes["estimate"][1] is None
     # Removing what is not there is no change either.
-    svc.update_proposal(session, w["pi"], p, remove_estimate=True, now=LATER)
+    update_proposal(session, w["pi"], p, remove_estimate=True, now=LATER)
     assert len(_audit(session, p, "proposal.update")) == 2
 
 
@@ -135,34 +135,34 @@ def test_edit_checks_the_estimate_with_the_other_fields(session: Session,
     p = _draft(session, w, estimate=INPUTS)
     # A new GPU type without a new estimate would compare hours of different hardware.
     with pytest.raises(InvalidInput) as err:
-        svc.update_proposal(session, w["pi"], p, gpu_type="H100", now=LATER)
+        update_proposal(session, w["pi"], p, gpu_type="H100", now=LATER)
     assert err.value.field == "gpu_type" and "attached estimate is for A100-80GB" in str(
         err.value)
     # Every problem at once, nothing changed.
     with pytest.raises(InvalidInput) as err:
-        svc.update_proposal(session, w["pi"], p, title=" ", estimate={**INPUTS, "gpus": -1},
-                            now=LATER)
+        update_proposal(session, w["pi"], p, title=" ", estimate={**INPUTS, "gpus": -1},
+                        now=LATER)
     assert [i.path for i in err.value.issues] == ["title", "estimate.gpus"]
     assert p.title == "Pre-training" and p.estimate_inputs == INPUTS
     with pytest.raises(InvalidInput, match="not both"):
-        svc.update_proposal(session, w["pi"], p, estimate=INPUTS, remove_estimate=True,
-                            now=LATER)
+        update_proposal(session, w["pi"], p, estimate=INPUTS, remove_estimate=True,
+                        now=LATER)
     # GPU type and estimate changed together are fine.
-    svc.update_proposal(session, w["pi"], p, gpu_type="H100",
-                        estimate={**INPUTS, "gpu": "H100"}, now=LATER)
+    update_proposal(session, w["pi"], p, gpu_type="H100",
+                    estimate={**INPUTS, "gpu": "H100"}, now=LATER)
     assert p.gpu_type == "H100-SXM" and p.estimate_inputs == {**INPUTS, "gpu": "H100-SXM"}
     # Or the estimate dropped with the GPU change.
-    svc.update_proposal(session, w["pi"], p, gpu_type="A100-80GB", remove_estimate=True,
-                        now=LATER)
+    update_proposal(session, w["pi"], p, gpu_type="A100-80GB", remove_estimate=True,
+                    now=LATER)
     assert p.gpu_type == "A100-80GB" and p.estimate_inputs is None
 
 
 def test_estimate_cannot_change_after_submission(session: Session, w: dict[str, Any]) -> None:
     p = _draft(session, w, estimate=INPUTS)
-    svc.submit_proposal(session, w["pi"], p, now=T0)
+    submit_proposal(session, w["pi"], p, now=T0)
     for kw in ({"estimate": {**INPUTS, "gpus": 128}}, {"remove_estimate": True}):
         with pytest.raises(Conflict, match="only drafts can be edited"):
-            svc.update_proposal(session, w["pi"], p, now=LATER, **kw)
+            update_proposal(session, w["pi"], p, now=LATER, **kw)
     assert p.estimate_inputs == INPUTS
 
 

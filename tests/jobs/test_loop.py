@@ -270,7 +270,7 @@ def test_real_local_executor_end_to_end(
     run_s = (job.ended_at - job.started_at).total_seconds()
     assert 0.5 <= run_s < 5
     with session_scope(session_factory) as s:
-        from rechenwerk.access.service import get_project
+        from rechenwerk.access.projects import get_project
 
         bal = project_balance(s, get_project(s, slug), clock.now())
         assert bal.committed_gpu_hours == pytest.approx(0.0)

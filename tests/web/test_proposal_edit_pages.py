@@ -13,8 +13,15 @@ from sqlalchemy.orm import Session
 from test_pages import _hash, csrf, error_of, login, post
 
 from factories import T0, make_call, make_org, make_project, make_user
-from rechenwerk.access import service as svc
 from rechenwerk.access.models import AuditEntry
+from rechenwerk.access.proposals import (
+    create_proposal,
+    decide_proposal,
+    submit_proposal,
+    visible_proposal,
+)
+from rechenwerk.access.reviews import assign_reviewer
+from rechenwerk.access.users import get_user
 
 
 @pytest.fixture
@@ -30,15 +37,15 @@ def world(session: Session) -> dict[str, Any]:
                      opens_at=T0 - timedelta(days=1), closes_at=T0 + timedelta(days=30))
 
     def proposal(title: str) -> int:
-        p = svc.create_proposal(session, pi, call=call, project=project, title=title,
-                                gpu_type="A100-80GB", requested_gpu_hours=500,
-                                abstract="We train.", now=T0)
+        p = create_proposal(session, pi, call=call, project=project, title=title,
+                            gpu_type="A100-80GB", requested_gpu_hours=500,
+                            abstract="We train.", now=T0)
         return p.id
 
     draft, submitted = proposal("Draft one"), proposal("Submitted one")
-    svc.submit_proposal(session, pi, svc.visible_proposal(session, pi, submitted), now=T0)
-    svc.assign_reviewer(session, op, svc.visible_proposal(session, op, submitted),
-                        reviewer="rev", now=T0)
+    submit_proposal(session, pi, visible_proposal(session, pi, submitted), now=T0)
+    assign_reviewer(session, op, visible_proposal(session, op, submitted),
+                    reviewer="rev", now=T0)
     session.commit()
     return {"draft": draft, "submitted": submitted}
 
@@ -147,9 +154,9 @@ def test_withdraw_with_confirmation(api_client: Any, world: dict[str, Any],
 
 def test_decided_proposal_offers_no_withdrawal(api_client: Any, world: dict[str, Any],
                                                session: Session) -> None:
-    op = svc.get_user(session, "op")
-    svc.decide_proposal(session, op, svc.visible_proposal(session, op, world["submitted"]),
-                        decision="rejected", now=T0)
+    op = get_user(session, "op")
+    decide_proposal(session, op, visible_proposal(session, op, world["submitted"]),
+                    decision="rejected", now=T0)
     session.commit()
     login(api_client, "pia")
     url = f"/proposals/{world['submitted']}"

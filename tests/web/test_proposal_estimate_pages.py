@@ -14,8 +14,9 @@ from sqlalchemy.orm import Session
 from test_pages import _hash, csrf, login, post
 
 from factories import T0, make_call, make_org, make_project, make_user
-from rechenwerk.access import service as svc
 from rechenwerk.access.models import AuditEntry, Proposal
+from rechenwerk.access.proposals import create_proposal, submit_proposal, visible_proposal
+from rechenwerk.access.reviews import assign_reviewer
 from rechenwerk.planning.schemas import estimate_from_inputs
 
 INPUTS = {"params": 7e9, "tokens": 1e11, "gpu": "A100-80GB", "gpus": 64}
@@ -34,17 +35,17 @@ def world(session: Session) -> dict[str, Any]:
                      opens_at=T0 - timedelta(days=1), closes_at=T0 + timedelta(days=30))
 
     def proposal(title: str, hours: float, estimate: dict[str, Any] | None) -> int:
-        p = svc.create_proposal(session, pi, call=call, project=project, title=title,
-                                gpu_type="A100-80GB", requested_gpu_hours=hours,
-                                estimate=estimate, now=T0)
+        p = create_proposal(session, pi, call=call, project=project, title=title,
+                            gpu_type="A100-80GB", requested_gpu_hours=hours,
+                            estimate=estimate, now=T0)
         return p.id
 
     draft = proposal("Draft", 9000, INPUTS)
     over, under = proposal("Too much", 20_000, INPUTS), proposal("Too little", 4000, INPUTS)
     for pid in (over, under):
-        svc.submit_proposal(session, pi, svc.visible_proposal(session, pi, pid), now=T0)
-        svc.assign_reviewer(session, op, svc.visible_proposal(session, op, pid),
-                            reviewer="rev", now=T0)
+        submit_proposal(session, pi, visible_proposal(session, pi, pid), now=T0)
+        assign_reviewer(session, op, visible_proposal(session, op, pid),
+                        reviewer="rev", now=T0)
     session.commit()
     return {"draft": draft, "over": over, "under": under, "call": call.id}
 

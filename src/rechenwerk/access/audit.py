@@ -1,4 +1,4 @@
-"""The audit log: who changed what and when.
+"""The audit log: who changed what and when, and the operators' listing of it.
 
 Every service function that changes a project, membership, proposal, award or account
 calls :func:`record` in the same transaction as the change, so the log and the data can
@@ -11,9 +11,12 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import AuditEntry, User
+from rechenwerk.access.paging import Page, paginate
+from rechenwerk.clock import ensure_utc
 
 
 def _jsonable(value: Any) -> Any:
@@ -54,3 +57,27 @@ def record(
     )
     session.add(entry)
     return entry
+
+
+def list_audit(
+    session: Session, actor: User, *, entity: str | None = None, entity_id: str | None = None,
+    user: str | None = None, action: str | None = None, since: datetime | None = None,
+    limit: int = 50, offset: int = 0,
+) -> Page[AuditEntry]:
+    """The log, newest first (operators)."""
+    # Imported here: access.security records to this log, so it imports this module.
+    from rechenwerk.access.security import require_operator
+
+    require_operator(actor)
+    stmt = select(AuditEntry).order_by(AuditEntry.at.desc(), AuditEntry.id.desc())
+    if entity:
+        stmt = stmt.where(AuditEntry.entity == entity)
+    if entity_id:
+        stmt = stmt.where(AuditEntry.entity_id == entity_id)
+    if user:
+        stmt = stmt.where(AuditEntry.actor == user)
+    if action:
+        stmt = stmt.where(AuditEntry.action.startswith(action))
+    if since:
+        stmt = stmt.where(AuditEntry.at >= ensure_utc(since))
+    return paginate(session, stmt, limit, offset)

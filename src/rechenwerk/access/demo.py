@@ -14,10 +14,17 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rechenwerk.access import service as svc
+from rechenwerk.access.accounts import create_account
 from rechenwerk.access.audit import record
+from rechenwerk.access.awards import create_award
+from rechenwerk.access.calls import create_call
 from rechenwerk.access.models import Call, Organization, User
+from rechenwerk.access.organizations import create_organization
+from rechenwerk.access.projects import add_member, create_project
+from rechenwerk.access.proposals import create_proposal, decide_proposal, submit_proposal
+from rechenwerk.access.reviews import assign_reviewer, submit_review
 from rechenwerk.access.security import create_token
+from rechenwerk.access.users import create_user
 
 ORGANIZATIONS: list[tuple[str, str, str]] = [
     ("Rechenwerk Compute Centre", "public_agency", "DE"),
@@ -89,20 +96,20 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
     session.flush()
     record(session, None, "organization.create", "organization", centre.id,
            {"name": name, "kind": kind, "country": country}, at=now)
-    op = svc.create_user(session, None, username="operator",
-                         email="operator@demo.rechenwerk.example.eu", full_name="Olga Operator",
-                         organization=centre.id, is_operator=True,
-                         password=demo_password("operator"), now=now)
+    op = create_user(session, None, username="operator",
+                     email="operator@demo.rechenwerk.example.eu", full_name="Olga Operator",
+                     organization=centre.id, is_operator=True,
+                     password=demo_password("operator"), now=now)
     orgs: dict[str, Organization] = {name: centre}
     for name, kind, country in ORGANIZATIONS[1:]:
-        orgs[name] = svc.create_organization(session, op, name=name, kind=kind,
-                                             country=country, now=now)
+        orgs[name] = create_organization(session, op, name=name, kind=kind,
+                                         country=country, now=now)
     out.organizations = len(orgs)
     users = {"operator": op}
     for username, full_name, org_name, is_operator, is_reviewer in USERS:
         if username in users:
             continue
-        users[username] = svc.create_user(
+        users[username] = create_user(
             session, op, username=username, email=f"{username}@demo.rechenwerk.example.eu",
             full_name=full_name, organization=orgs[org_name].id, is_operator=is_operator,
             is_reviewer=is_reviewer, password=demo_password(username), now=now)
@@ -110,41 +117,41 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
 
     # Projects
     projects = {
-        "nordlicht-llm": svc.create_project(
+        "nordlicht-llm": create_project(
             session, users["greta"], slug="nordlicht-llm", now=now,
             title="Domain-adapted German-language LLM for industrial maintenance"),
-        "lumen-vision": svc.create_project(
+        "lumen-vision": create_project(
             session, users["amelie"], slug="lumen-vision", now=now,
             title="Vision foundation model for warehouse robots"),
-        "nordstadt-climate": svc.create_project(
+        "nordstadt-climate": create_project(
             session, users["jan"], slug="nordstadt-climate", now=now,
             title="Machine-learned emulators for regional climate downscaling"),
-        "alpenwerk-cfd": svc.create_project(
+        "alpenwerk-cfd": create_project(
             session, users["sofia"], slug="alpenwerk-cfd", now=now,
             title="Neural surrogate models for turbine CFD"),
     }
     out.projects = list(projects)
-    svc.add_member(session, users["greta"], projects["nordlicht-llm"], username="jonas",
-                   role="member", now=now)
-    svc.add_member(session, users["jan"], projects["nordstadt-climate"], username="pieter",
-                   role="member", now=now)
-    svc.add_member(session, users["jan"], projects["nordstadt-climate"], username="clara",
-                   role="viewer", now=now)
+    add_member(session, users["greta"], projects["nordlicht-llm"], username="jonas",
+               role="member", now=now)
+    add_member(session, users["jan"], projects["nordstadt-climate"], username="pieter",
+               role="member", now=now)
+    add_member(session, users["jan"], projects["nordstadt-climate"], username="clara",
+               role="viewer", now=now)
 
     # Calls
     q0 = quarter_start(now)
     opened = now - timedelta(days=30)
-    innovation = svc.create_call(
+    innovation = create_call(
         session, op, slug=f"innovation-{now.year}", access_mode="innovation", now=now,
         title=f"AI Innovation Access {now.year} (SMEs and startups)",
         description="GPU-hours for European SMEs and startups developing AI products.",
         opens_at=opened, closes_at=now + timedelta(days=90), max_gpu_hours=20_000)
-    research = svc.create_call(
+    research = create_call(
         session, op, slug=f"research-{now.year}", access_mode="research", now=now,
         title=f"Open Research Call {now.year}",
         description="Peer-reviewed access for universities and research institutes.",
         opens_at=opened, closes_at=now + timedelta(days=60), max_gpu_hours=100_000)
-    fast = svc.create_call(
+    fast = create_call(
         session, op, slug="fast-lane", access_mode="fast_lane", now=now,
         title="Fast lane: up to 2,000 GPU-hours within a week",
         opens_at=opened, closes_at=now + timedelta(days=365), max_gpu_hours=2_000)
@@ -153,19 +160,19 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
     def accepted(project: str, call_: Call, applicant: str, title: str, hours: float,
                  reviewer: str, scores: tuple[int, int], periods: int) -> None:
         pi = users[applicant]
-        p = svc.create_proposal(session, pi, call=call_, project=projects[project], title=title,
-                                gpu_type=DEMO_GPU_TYPE, requested_gpu_hours=hours, now=now,
-                                abstract=f"{title}.", justification="See the work plan.")
-        svc.submit_proposal(session, pi, p, now=now)
-        svc.assign_reviewer(session, op, p, reviewer=reviewer, now=now)
-        svc.submit_review(session, users[reviewer], p, technical_score=scores[0],
-                          scientific_score=scores[1], comment="Feasible and well planned.",
-                          now=now)
-        svc.decide_proposal(session, op, p, decision="accepted", now=now,
-                            comment="Accepted in full.")
-        svc.create_award(session, op, project=projects[project], proposal=p, gpu_hours=hours,
-                         starts_at=q0, period_count=periods, period_months=3,
-                         carry_over_limit_gpu_hours=round(hours / periods * 0.2, 1), now=now)
+        p = create_proposal(session, pi, call=call_, project=projects[project], title=title,
+                            gpu_type=DEMO_GPU_TYPE, requested_gpu_hours=hours, now=now,
+                            abstract=f"{title}.", justification="See the work plan.")
+        submit_proposal(session, pi, p, now=now)
+        assign_reviewer(session, op, p, reviewer=reviewer, now=now)
+        submit_review(session, users[reviewer], p, technical_score=scores[0],
+                      scientific_score=scores[1], comment="Feasible and well planned.",
+                      now=now)
+        decide_proposal(session, op, p, decision="accepted", now=now,
+                        comment="Accepted in full.")
+        create_award(session, op, project=projects[project], proposal=p, gpu_hours=hours,
+                     starts_at=q0, period_count=periods, period_months=3,
+                     carry_over_limit_gpu_hours=round(hours / periods * 0.2, 1), now=now)
         out.proposals += 1
         out.awards += 1
 
@@ -175,19 +182,19 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
     accepted("nordstadt-climate", research, "jan",
              "Learning km-scale precipitation from reanalysis", 20_000, "margot", (5, 4), 4)
     # One proposal waiting for its reviewer, one draft.
-    p = svc.create_proposal(session, users["amelie"], call=innovation,
-                            project=projects["lumen-vision"],
-                            title="Self-supervised pre-training on warehouse video",
-                            gpu_type=DEMO_GPU_TYPE, requested_gpu_hours=8_000, now=now)
-    svc.submit_proposal(session, users["amelie"], p, now=now)
-    svc.assign_reviewer(session, op, p, reviewer="henrik", now=now)
-    svc.create_proposal(session, users["amelie"], call=fast, project=projects["lumen-vision"],
-                        title="Ablation runs for the data pipeline", gpu_type=DEMO_GPU_TYPE,
-                        requested_gpu_hours=1_500, now=now)
+    p = create_proposal(session, users["amelie"], call=innovation,
+                        project=projects["lumen-vision"],
+                        title="Self-supervised pre-training on warehouse video",
+                        gpu_type=DEMO_GPU_TYPE, requested_gpu_hours=8_000, now=now)
+    submit_proposal(session, users["amelie"], p, now=now)
+    assign_reviewer(session, op, p, reviewer="henrik", now=now)
+    create_proposal(session, users["amelie"], call=fast, project=projects["lumen-vision"],
+                    title="Ablation runs for the data pipeline", gpu_type=DEMO_GPU_TYPE,
+                    requested_gpu_hours=1_500, now=now)
     out.proposals += 2
 
-    svc.create_account(session, op, project=projects["alpenwerk-cfd"], credit_limit_eur=25_000,
-                       prices={"A100-80GB": 1.60, "H100-SXM": 2.80}, now=now)
+    create_account(session, op, project=projects["alpenwerk-cfd"], credit_limit_eur=25_000,
+                   prices={"A100-80GB": 1.60, "H100-SXM": 2.80}, now=now)
 
     for username, user in users.items():
         _, secret = create_token(session, user, name="demo", now=now, actor=op)

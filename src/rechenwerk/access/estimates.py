@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from rechenwerk.errors import FieldIssue, InvalidInput
+from rechenwerk.errors import FieldIssue, InvalidInput, invalid_input
 from rechenwerk.planning.schemas import TrainRequest, estimate_from_inputs
 
 FIELD = "estimate"
@@ -46,8 +46,7 @@ def _prefixed(exc: InvalidInput) -> InvalidInput:
     message = exc.message.removeprefix("invalid training estimate input: ")
     if not issues:
         issues = [FieldIssue(tuple(field.split(".")), message)]
-    return InvalidInput(f"{issues[0].path}: {issues[0].message}", field=issues[0].path,
-                        issues=issues, hint=exc.hint)
+    return invalid_input(issues, hint=exc.hint)
 
 
 def compute(inputs: Mapping[str, Any]) -> Estimate:

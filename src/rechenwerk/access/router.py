@@ -1,5 +1,6 @@
 """REST API of the access domain (``/api/v1/...``). Thin: parse, call the service, shape
-the answer. Authorisation lives in ``access.service``; the transaction in ``api.deps``."""
+the answer. Authorisation lives in the domain modules (``access.projects``,
+``access.proposals`` ...); the transaction in ``api.deps``."""
 
 from __future__ import annotations
 
@@ -8,9 +9,20 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
+from rechenwerk.access import (
+    accounts,
+    audit,
+    awards,
+    calls,
+    organizations,
+    paging,
+    projects,
+    proposals,
+    reviews,
+    security,
+    users,
+)
 from rechenwerk.access import schemas as s
-from rechenwerk.access import security
-from rechenwerk.access import service as svc
 from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import Project, ProjectMembership, Review
 from rechenwerk.api.deps import CurrentUser, DbSession, Now, Operator
@@ -18,7 +30,7 @@ from rechenwerk.errors import NotFound, TooManyAttempts, Unauthenticated
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
 
-Limit = Query(50, ge=1, le=svc.MAX_LIMIT, description="page size")
+Limit = Query(50, ge=1, le=paging.MAX_LIMIT, description="page size")
 Offset = Query(0, ge=0, description="items to skip")
 
 
@@ -54,7 +66,7 @@ def create_token(body: s.TokenCreate, session: DbSession, user: CurrentUser,
     owner = user
     if body.username is not None and body.username != user.username:
         security.require_operator(user)
-        owner = svc.get_user(session, body.username)
+        owner = users.get_user(session, body.username)
     expires = now + timedelta(days=body.expires_in_days) if body.expires_in_days else None
     token, secret = security.create_token(session, owner, name=body.name, now=now,
                                           expires_at=expires, actor=user)
@@ -91,22 +103,22 @@ def revoke_token(token_id: int, session: DbSession, user: CurrentUser, now: Now)
 def list_organizations(session: DbSession, user: CurrentUser, kind: str | None = None,
                        country: str | None = None, limit: int = Limit,
                        offset: int = Offset) -> s.PageOut[s.OrganizationOut]:
-    page = svc.list_organizations(session, kind=kind, country=country, limit=limit,
-                                  offset=offset)
+    page = organizations.list_organizations(session, kind=kind, country=country, limit=limit,
+                                            offset=offset)
     return s.page_out(page, [s.OrganizationOut.of(o) for o in page.items])
 
 
 @router.post("/organizations", response_model=s.OrganizationOut, status_code=201)
 def create_organization(body: s.OrganizationCreate, session: DbSession, user: Operator,
                         now: Now) -> s.OrganizationOut:
-    org = svc.create_organization(session, user, name=body.name, kind=body.kind.value,
-                                  country=body.country, now=now)
+    org = organizations.create_organization(session, user, name=body.name, kind=body.kind.value,
+                                            country=body.country, now=now)
     return s.OrganizationOut.of(org)
 
 
 @router.get("/organizations/{ref}", response_model=s.OrganizationOut)
 def show_organization(ref: str, session: DbSession, user: CurrentUser) -> s.OrganizationOut:
-    return s.OrganizationOut.of(svc.get_organization(session, ref))
+    return s.OrganizationOut.of(organizations.get_organization(session, ref))
 
 
 # --------------------------------------------------------------------------- users
@@ -116,17 +128,17 @@ def show_organization(ref: str, session: DbSession, user: CurrentUser) -> s.Orga
 def list_users(session: DbSession, user: Operator, organization: str | None = None,
                is_reviewer: bool | None = None, is_operator: bool | None = None,
                limit: int = Limit, offset: int = Offset) -> s.PageOut[s.UserOut]:
-    page = svc.list_users(session, user, organization=organization, is_reviewer=is_reviewer,
-                          is_operator=is_operator, limit=limit, offset=offset)
+    page = users.list_users(session, user, organization=organization, is_reviewer=is_reviewer,
+                            is_operator=is_operator, limit=limit, offset=offset)
     return s.page_out(page, [s.UserOut.of(u) for u in page.items])
 
 
 @router.post("/users", response_model=s.UserOut, status_code=201, summary="Create a user")
 def create_user(body: s.UserCreate, session: DbSession, user: Operator, now: Now) -> s.UserOut:
-    created = svc.create_user(session, user, username=body.username, email=body.email,
-                              full_name=body.full_name, organization=body.organization,
-                              is_operator=body.is_operator, is_reviewer=body.is_reviewer,
-                              password=body.password, now=now)
+    created = users.create_user(session, user, username=body.username, email=body.email,
+                                full_name=body.full_name, organization=body.organization,
+                                is_operator=body.is_operator, is_reviewer=body.is_reviewer,
+                                password=body.password, now=now)
     return s.UserOut.of(created)
 
 
@@ -136,17 +148,17 @@ def show_user(ref: str, session: DbSession, user: CurrentUser) -> s.UserOut:
         return s.UserOut.of(user)
     if not user.is_operator:
         raise NotFound(f"user {ref!r} not found", field="user")
-    return s.UserOut.of(svc.get_user(session, ref))
+    return s.UserOut.of(users.get_user(session, ref))
 
 
 @router.patch("/users/{ref}", response_model=s.UserOut,
               summary="Change a user's profile or global roles (operators)")
 def update_user(ref: str, body: s.UserUpdate, session: DbSession, user: Operator,
                 now: Now) -> s.UserOut:
-    target = svc.get_user(session, ref)
-    svc.update_user(session, user, target, full_name=body.full_name, email=body.email,
-                    organization=body.organization, is_operator=body.is_operator,
-                    is_reviewer=body.is_reviewer, is_active=body.is_active, now=now)
+    target = users.get_user(session, ref)
+    users.update_user(session, user, target, full_name=body.full_name, email=body.email,
+                      organization=body.organization, is_operator=body.is_operator,
+                      is_reviewer=body.is_reviewer, is_active=body.is_active, now=now)
     return s.UserOut.of(target)
 
 
@@ -158,8 +170,8 @@ def update_user(ref: str, body: s.UserUpdate, session: DbSession, user: Operator
 def list_projects(session: DbSession, user: CurrentUser, organization: str | None = None,
                   member: str | None = None, limit: int = Limit,
                   offset: int = Offset) -> s.PageOut[s.ProjectOut]:
-    page = svc.list_projects(session, user, organization=organization, member=member,
-                             limit=limit, offset=offset)
+    page = projects.list_projects(session, user, organization=organization, member=member,
+                                  limit=limit, offset=offset)
     return s.page_out(page, [s.ProjectOut.of(p) for p in page.items])
 
 
@@ -167,29 +179,29 @@ def list_projects(session: DbSession, user: CurrentUser, organization: str | Non
              summary="Create a project (you become its PI; operators may name the PI)")
 def create_project(body: s.ProjectCreate, session: DbSession, user: CurrentUser,
                    now: Now) -> s.ProjectOut:
-    project = svc.create_project(session, user, slug=body.slug, title=body.title,
-                                 description=body.description, pi=body.pi, now=now)
-    return s.ProjectOut.of(project, svc.project_members(session, project))
+    project = projects.create_project(session, user, slug=body.slug, title=body.title,
+                                      description=body.description, pi=body.pi, now=now)
+    return s.ProjectOut.of(project, projects.project_members(session, project))
 
 
 @router.get("/projects/{ref}", response_model=s.ProjectOut)
 def show_project(ref: str, session: DbSession, user: CurrentUser) -> s.ProjectOut:
-    project = svc.visible_project(session, user, ref)
-    return s.ProjectOut.of(project, svc.project_members(session, project))
+    project = projects.visible_project(session, user, ref)
+    return s.ProjectOut.of(project, projects.project_members(session, project))
 
 
 @router.get("/projects/{ref}/members", response_model=list[s.MemberOut])
 def list_members(ref: str, session: DbSession, user: CurrentUser) -> list[s.MemberOut]:
-    project = svc.visible_project(session, user, ref)
-    return [s.MemberOut.of(m) for m in svc.project_members(session, project)]
+    project = projects.visible_project(session, user, ref)
+    return [s.MemberOut.of(m) for m in projects.project_members(session, project)]
 
 
 @router.post("/projects/{ref}/members", response_model=s.MemberOut, status_code=201,
              summary="Add a member or change a member's role (PI or operators)")
 def add_member(ref: str, body: s.MemberAdd, session: DbSession, user: CurrentUser,
                now: Now) -> s.MemberOut:
-    project = svc.get_project(session, ref)
-    m = svc.add_member(session, user, project, username=body.username, role=body.role, now=now)
+    project = projects.get_project(session, ref)
+    m = projects.add_member(session, user, project, username=body.username, role=body.role, now=now)
     return s.MemberOut.of(m)
 
 
@@ -197,8 +209,8 @@ def add_member(ref: str, body: s.MemberAdd, session: DbSession, user: CurrentUse
                summary="Remove a member (PI or operators)")
 def remove_member(ref: str, username: str, session: DbSession, user: CurrentUser,
                   now: Now) -> Response:
-    project = svc.get_project(session, ref)
-    svc.remove_member(session, user, project, username=username, now=now)
+    project = projects.get_project(session, ref)
+    projects.remove_member(session, user, project, username=username, now=now)
     return Response(status_code=204)
 
 
@@ -209,14 +221,14 @@ def remove_member(ref: str, username: str, session: DbSession, user: CurrentUser
 def list_calls(session: DbSession, user: CurrentUser, now: Now, access_mode: str | None = None,
                status: str | None = Query(None, description="open, upcoming or closed"),
                limit: int = Limit, offset: int = Offset) -> s.PageOut[s.CallOut]:
-    page = svc.list_calls(session, now=now, access_mode=access_mode, status=status,
-                          limit=limit, offset=offset)
+    page = calls.list_calls(session, now=now, access_mode=access_mode, status=status,
+                            limit=limit, offset=offset)
     return s.page_out(page, [s.CallOut.of(c, now) for c in page.items])
 
 
 @router.post("/calls", response_model=s.CallOut, status_code=201, summary="Open a call")
 def create_call(body: s.CallCreate, session: DbSession, user: Operator, now: Now) -> s.CallOut:
-    call = svc.create_call(
+    call = calls.create_call(
         session, user, slug=body.slug, title=body.title, description=body.description,
         access_mode=body.access_mode.value,
         eligible_kinds=[k.value for k in body.eligible_kinds]
@@ -228,12 +240,12 @@ def create_call(body: s.CallCreate, session: DbSession, user: Operator, now: Now
 
 @router.get("/calls/{ref}", response_model=s.CallOut)
 def show_call(ref: str, session: DbSession, user: CurrentUser, now: Now) -> s.CallOut:
-    return s.CallOut.of(svc.get_call(session, ref), now)
+    return s.CallOut.of(calls.get_call(session, ref), now)
 
 
 @router.post("/calls/{ref}/close", response_model=s.CallOut, summary="Close a call now")
 def close_call(ref: str, session: DbSession, user: Operator, now: Now) -> s.CallOut:
-    call = svc.close_call(session, user, svc.get_call(session, ref), now=now)
+    call = calls.close_call(session, user, calls.get_call(session, ref), now=now)
     return s.CallOut.of(call, now)
 
 
@@ -241,7 +253,7 @@ def close_call(ref: str, session: DbSession, user: Operator, now: Now) -> s.Call
 
 
 def _proposal_out(session: DbSession, user: CurrentUser, proposal_id: int) -> s.ProposalOut:
-    p = svc.visible_proposal(session, user, proposal_id)
+    p = proposals.visible_proposal(session, user, proposal_id)
     reviewers: list[str] = []
     if user.is_operator:
         reviewers = [r.reviewer.username for r in session.scalars(
@@ -254,8 +266,8 @@ def _proposal_out(session: DbSession, user: CurrentUser, proposal_id: int) -> s.
 def list_proposals(session: DbSession, user: CurrentUser, call: str | None = None,
                    project: str | None = None, state: str | None = None,
                    limit: int = Limit, offset: int = Offset) -> s.PageOut[s.ProposalOut]:
-    page = svc.list_proposals(session, user, call=call, project=project, state=state,
-                              limit=limit, offset=offset)
+    page = proposals.list_proposals(session, user, call=call, project=project, state=state,
+                                    limit=limit, offset=offset)
     return s.page_out(page, [s.ProposalOut.of(p) for p in page.items])
 
 
@@ -263,13 +275,13 @@ def list_proposals(session: DbSession, user: CurrentUser, call: str | None = Non
              summary="Draft a proposal (PI of the project)")
 def create_proposal(body: s.ProposalCreate, session: DbSession, user: CurrentUser,
                     now: Now) -> s.ProposalOut:
-    project = svc.visible_project(session, user, body.project)
-    call = svc.get_call(session, body.call)
-    p = svc.create_proposal(session, user, call=call, project=project, title=body.title,
-                            abstract=body.abstract, justification=body.justification,
-                            gpu_type=body.gpu_type,
-                            requested_gpu_hours=body.requested_gpu_hours,
-                            estimate=body.estimate_inputs(), now=now)
+    project = projects.visible_project(session, user, body.project)
+    call = calls.get_call(session, body.call)
+    p = proposals.create_proposal(session, user, call=call, project=project, title=body.title,
+                                  abstract=body.abstract, justification=body.justification,
+                                  gpu_type=body.gpu_type,
+                                  requested_gpu_hours=body.requested_gpu_hours,
+                                  estimate=body.estimate_inputs(), now=now)
     return s.ProposalOut.of(p)
 
 
@@ -283,12 +295,12 @@ def show_proposal(proposal_id: int, session: DbSession, user: CurrentUser) -> s.
                       "estimate (PI of the project)")
 def update_proposal(proposal_id: int, body: s.ProposalUpdate, session: DbSession,
                     user: CurrentUser, now: Now) -> s.ProposalOut:
-    p = svc.visible_proposal(session, user, proposal_id)
-    svc.update_proposal(session, user, p, title=body.title, abstract=body.abstract,
-                        justification=body.justification, gpu_type=body.gpu_type,
-                        requested_gpu_hours=body.requested_gpu_hours,
-                        estimate=body.estimate_inputs(),
-                        remove_estimate=body.remove_estimate, now=now)
+    p = proposals.visible_proposal(session, user, proposal_id)
+    proposals.update_proposal(session, user, p, title=body.title, abstract=body.abstract,
+                              justification=body.justification, gpu_type=body.gpu_type,
+                              requested_gpu_hours=body.requested_gpu_hours,
+                              estimate=body.estimate_inputs(),
+                              remove_estimate=body.remove_estimate, now=now)
     return _proposal_out(session, user, proposal_id)
 
 
@@ -296,16 +308,16 @@ def update_proposal(proposal_id: int, body: s.ProposalUpdate, session: DbSession
              summary="Withdraw a proposal before the decision (PI of the project)")
 def withdraw_proposal(proposal_id: int, session: DbSession, user: CurrentUser, now: Now,
                       body: s.WithdrawIn | None = None) -> s.ProposalOut:
-    p = svc.visible_proposal(session, user, proposal_id)
-    svc.withdraw_proposal(session, user, p, reason=body.reason if body else "", now=now)
+    p = proposals.visible_proposal(session, user, proposal_id)
+    proposals.withdraw_proposal(session, user, p, reason=body.reason if body else "", now=now)
     return _proposal_out(session, user, proposal_id)
 
 
 @router.post("/proposals/{proposal_id}/submit", response_model=s.ProposalOut)
 def submit_proposal(proposal_id: int, session: DbSession, user: CurrentUser,
                     now: Now) -> s.ProposalOut:
-    p = svc.visible_proposal(session, user, proposal_id)
-    svc.submit_proposal(session, user, p, now=now)
+    p = proposals.visible_proposal(session, user, proposal_id)
+    proposals.submit_proposal(session, user, p, now=now)
     return _proposal_out(session, user, proposal_id)
 
 
@@ -313,8 +325,8 @@ def submit_proposal(proposal_id: int, session: DbSession, user: CurrentUser,
              status_code=201, summary="Assign a reviewer (operators)")
 def assign_reviewer(proposal_id: int, body: s.ReviewerAssign, session: DbSession,
                     user: Operator, now: Now) -> s.ReviewOut:
-    p = svc.visible_proposal(session, user, proposal_id)
-    review = svc.assign_reviewer(session, user, p, reviewer=body.reviewer, now=now)
+    p = proposals.visible_proposal(session, user, proposal_id)
+    review = reviews.assign_reviewer(session, user, p, reviewer=body.reviewer, now=now)
     return s.ReviewOut.of(review, show_reviewer=True)
 
 
@@ -322,26 +334,27 @@ def assign_reviewer(proposal_id: int, body: s.ReviewerAssign, session: DbSession
              summary="Submit my review (assigned reviewers)")
 def submit_review(proposal_id: int, body: s.ReviewCreate, session: DbSession,
                   user: CurrentUser, now: Now) -> s.ReviewOut:
-    p = svc.visible_proposal(session, user, proposal_id)
-    review = svc.submit_review(session, user, p, technical_score=body.technical_score,
-                               scientific_score=body.scientific_score, comment=body.comment,
-                               now=now)
+    p = proposals.visible_proposal(session, user, proposal_id)
+    review = reviews.submit_review(session, user, p, technical_score=body.technical_score,
+                                   scientific_score=body.scientific_score, comment=body.comment,
+                                   now=now)
     return s.ReviewOut.of(review, show_reviewer=True)
 
 
 @router.get("/proposals/{proposal_id}/reviews", response_model=list[s.ReviewOut])
 def list_reviews(proposal_id: int, session: DbSession, user: CurrentUser) -> list[s.ReviewOut]:
-    p = svc.visible_proposal(session, user, proposal_id)
+    p = proposals.visible_proposal(session, user, proposal_id)
     return [s.ReviewOut.of(r, show_reviewer=user.is_operator or r.reviewer_user_id == user.id)
-            for r in svc.list_reviews(session, user, p)]
+            for r in reviews.list_reviews(session, user, p)]
 
 
 @router.post("/proposals/{proposal_id}/decision", response_model=s.ProposalOut,
              summary="Accept or reject (operators)")
 def decide(proposal_id: int, body: s.DecisionIn, session: DbSession, user: Operator,
            now: Now) -> s.ProposalOut:
-    p = svc.visible_proposal(session, user, proposal_id)
-    svc.decide_proposal(session, user, p, decision=body.decision, comment=body.comment, now=now)
+    p = proposals.visible_proposal(session, user, proposal_id)
+    proposals.decide_proposal(session, user, p, decision=body.decision, comment=body.comment,
+                              now=now)
     return _proposal_out(session, user, proposal_id)
 
 
@@ -354,9 +367,9 @@ def list_awards(session: DbSession, user: CurrentUser, project: str | None = Non
                 active_at: datetime | None = Query(None, description="ISO time"),
                 limit: int = Limit, offset: int = Offset) -> s.PageOut[s.AwardOut]:
     if project is not None:
-        svc.visible_project(session, user, project)
-    page = svc.list_awards(session, user, project=project, gpu_type=gpu_type,
-                           active_at=active_at, limit=limit, offset=offset)
+        projects.visible_project(session, user, project)
+    page = awards.list_awards(session, user, project=project, gpu_type=gpu_type,
+                              active_at=active_at, limit=limit, offset=offset)
     return s.page_out(page, [s.AwardOut.of(a) for a in page.items])
 
 
@@ -364,9 +377,9 @@ def list_awards(session: DbSession, user: CurrentUser, project: str | None = Non
              summary="Award GPU-hours split into periods (operators)")
 def create_award(body: s.AwardCreate, session: DbSession, user: Operator,
                  now: Now) -> s.AwardOut:
-    project = svc.get_project(session, body.project)
-    proposal = svc.visible_proposal(session, user, body.proposal) if body.proposal else None
-    award = svc.create_award(
+    project = projects.get_project(session, body.project)
+    proposal = proposals.visible_proposal(session, user, body.proposal) if body.proposal else None
+    award = awards.create_award(
         session, user, project=project, proposal=proposal, gpu_type=body.gpu_type,
         gpu_hours=body.gpu_hours, starts_at=body.starts_at, expires_at=body.expires_at,
         carry_over_limit_gpu_hours=body.carry_over_limit_gpu_hours,
@@ -379,7 +392,7 @@ def create_award(body: s.AwardCreate, session: DbSession, user: Operator,
 
 @router.get("/awards/{award_id}", response_model=s.AwardOut)
 def show_award(award_id: int, session: DbSession, user: CurrentUser) -> s.AwardOut:
-    return s.AwardOut.of(svc.visible_award(session, user, award_id))
+    return s.AwardOut.of(awards.visible_award(session, user, award_id))
 
 
 # --------------------------------------------------------------------------- pay-per-use
@@ -390,8 +403,8 @@ def show_award(award_id: int, session: DbSession, user: CurrentUser) -> s.AwardO
 def list_accounts(session: DbSession, user: CurrentUser, project: str | None = None,
                   limit: int = Limit, offset: int = Offset) -> s.PageOut[s.AccountOut]:
     if project is not None:
-        svc.visible_project(session, user, project)
-    page = svc.list_accounts(session, user, project=project, limit=limit, offset=offset)
+        projects.visible_project(session, user, project)
+    page = accounts.list_accounts(session, user, project=project, limit=limit, offset=offset)
     return s.page_out(page, [s.AccountOut.of(a) for a in page.items])
 
 
@@ -399,25 +412,25 @@ def list_accounts(session: DbSession, user: CurrentUser, project: str | None = N
              summary="Open a pay-per-use account (operators)")
 def create_account(body: s.AccountCreate, session: DbSession, user: Operator,
                    now: Now) -> s.AccountOut:
-    project = svc.get_project(session, body.project)
-    account = svc.create_account(session, user, project=project,
-                                 credit_limit_eur=body.credit_limit_eur, prices=body.prices,
-                                 now=now)
+    project = projects.get_project(session, body.project)
+    account = accounts.create_account(session, user, project=project,
+                                      credit_limit_eur=body.credit_limit_eur, prices=body.prices,
+                                      now=now)
     return s.AccountOut.of(account)
 
 
 @router.get("/accounts/{account_id}", response_model=s.AccountOut)
 def show_account(account_id: int, session: DbSession, user: CurrentUser) -> s.AccountOut:
-    return s.AccountOut.of(svc.visible_account(session, user, account_id))
+    return s.AccountOut.of(accounts.visible_account(session, user, account_id))
 
 
 @router.patch("/accounts/{account_id}", response_model=s.AccountOut,
               summary="Change credit limit, prices or activity (operators)")
 def update_account(account_id: int, body: s.AccountUpdate, session: DbSession,
                    user: Operator, now: Now) -> s.AccountOut:
-    account = svc.visible_account(session, user, account_id)
-    svc.update_account(session, user, account, credit_limit_eur=body.credit_limit_eur,
-                       prices=body.prices, is_active=body.is_active, now=now)
+    account = accounts.visible_account(session, user, account_id)
+    accounts.update_account(session, user, account, credit_limit_eur=body.credit_limit_eur,
+                            prices=body.prices, is_active=body.is_active, now=now)
     return s.AccountOut.of(account)
 
 
@@ -430,6 +443,6 @@ def list_audit(session: DbSession, user: Operator, entity: str | None = None,
                action: str | None = Query(None, description="prefix, e.g. 'proposal.'"),
                since: datetime | None = None, limit: int = Limit,
                offset: int = Offset) -> s.PageOut[s.AuditOut]:
-    page = svc.list_audit(session, user, entity=entity, entity_id=entity_id, user=actor,
-                          action=action, since=since, limit=limit, offset=offset)
+    page = audit.list_audit(session, user, entity=entity, entity_id=entity_id, user=actor,
+                            action=action, since=since, limit=limit, offset=offset)
     return s.page_out(page, [s.AuditOut.of(e) for e in page.items])

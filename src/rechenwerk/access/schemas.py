@@ -9,6 +9,7 @@ from typing import Any, Generic, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 
 from rechenwerk.access import estimates
+from rechenwerk.access.calls import call_status
 from rechenwerk.access.models import (
     AccessMode,
     ApiToken,
@@ -24,7 +25,7 @@ from rechenwerk.access.models import (
     Review,
     User,
 )
-from rechenwerk.access.service import Page, call_status
+from rechenwerk.access.paging import Page
 from rechenwerk.planning.schemas import TrainRequest
 
 T = TypeVar("T")

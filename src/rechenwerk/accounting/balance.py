@@ -25,8 +25,8 @@ from typing import Any, Protocol
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
+from rechenwerk.access.awards import carry_over_gpu_hours
 from rechenwerk.access.models import Award, AwardPeriod
-from rechenwerk.access.service import carry_over_gpu_hours
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.store.base import UTCDateTime
 

@@ -134,7 +134,7 @@ def user_create(
 ) -> None:
     """Create a user directly in the database (bootstrap the first operator with this)."""
     from rechenwerk.access.schemas import UserOut
-    from rechenwerk.access.service import create_user
+    from rechenwerk.access.users import create_user
 
     with db_session() as session:
         user = create_user(session, None, username=username, email=email, full_name=full_name,
@@ -155,7 +155,7 @@ def user_password(
                                  confirmation_prompt=True, help="At least 8 characters."),
 ) -> None:
     """Set a user's portal password (argon2-hashed)."""
-    from rechenwerk.access.service import get_user, set_password
+    from rechenwerk.access.users import get_user, set_password
 
     with db_session() as session:
         set_password(session, None, get_user(session, username), password, now=_now())
@@ -194,7 +194,7 @@ def token_create(
     from datetime import timedelta
 
     from rechenwerk.access.security import create_token
-    from rechenwerk.access.service import get_user
+    from rechenwerk.access.users import get_user
     from rechenwerk.errors import InvalidInput
 
     if days is not None and days <= 0:

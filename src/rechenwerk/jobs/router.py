@@ -15,7 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from rechenwerk.access import service as access
+from rechenwerk.access.projects import visible_project
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.api.deps import (
     CurrentUser,
@@ -172,7 +172,7 @@ def queue(session: DbSession, user: CurrentUser, project: str | None = None) -> 
 
 @router.get("/projects/{ref}/balance")
 def balance(ref: str, session: DbSession, user: CurrentUser, now: Now) -> dict[str, Any]:
-    project = access.visible_project(session, user, ref)
+    project = visible_project(session, user, ref)
     return project_balance(session, project, now).to_dict()
 
 

@@ -17,8 +17,14 @@ from sqlalchemy import Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
-from rechenwerk.access import service as access
 from rechenwerk.access.models import Award, AwardPeriod, Project, ProjectMembership, User
+from rechenwerk.access.projects import (
+    check_role,
+    get_project,
+    require_project_role,
+    visible_project,
+)
+from rechenwerk.access.visibility import can_see_project, only_visible
 from rechenwerk.accounting.balance import Balance, balance_from_rows, balance_stmt
 from rechenwerk.accounting.charging import settle_usage
 from rechenwerk.clock import Clock
@@ -137,7 +143,7 @@ def _get_project_for_update(
     row = session.connection().execute(
         _PROJECT_STMTS[by_id, lock], {**params, "user_id": user.id}).first()
     if row is None:
-        access.get_project(session, ref)  # raises the platform's NotFound
+        get_project(session, ref)  # raises the platform's NotFound
         raise AssertionError("unreachable: the project exists but was not selected")
     return _SubmitProject(row[0], row[1]), row[2]
 
@@ -214,7 +220,7 @@ def submit_job(
     # project are serialised so parallel clients cannot overdraw it. SQLite serialises
     # writers already (BEGIN IMMEDIATE in store/session.py).
     project, role = _get_project_for_update(session, spec.project, user)
-    access.check_role(user, project.slug, role, SUBMIT_ROLES)
+    check_role(user, project.slug, role, SUBMIT_ROLES)
     shape = shape if shape is not None else centre_shape(settings)
     limits = qos_limits(settings)
     if shape is not None:
@@ -324,20 +330,13 @@ def submit(session: Session, user: User, spec: JobSpec, *, clock: Clock,
 # --------------------------------------------------------------------------- look up
 
 
-def _visible_project_ids(session: Session, user: User) -> list[int]:
-    return list(session.scalars(
-        select(ProjectMembership.project_id).where(ProjectMembership.user_id == user.id)
-    ))
-
-
 def get_job(session: Session, user: User, job_id: int) -> Job:
     """The job if ``user`` may see it (member of its project, or operator)."""
     job = session.get(Job, job_id)
     if job is None:
         raise NotFound(f"job {job_id} not found", field="job",
                        hint="List your jobs with `rechenwerk jobs`.")
-    if not user.is_operator and access.membership(session, user,
-                                                  _project(session, job)) is None:
+    if not can_see_project(session, user, job.project_id):
         raise NotFound(f"job {job_id} not found", field="job",
                        hint="List your jobs with `rechenwerk jobs`.")
     return job
@@ -362,10 +361,10 @@ def list_jobs(
     """Jobs the user may see, newest first, and the total count."""
     stmt = select(Job)
     if project is not None:
-        p = access.visible_project(session, user, project)
+        p = visible_project(session, user, project)
         stmt = stmt.where(Job.project_id == p.id)
-    elif not user.is_operator:
-        stmt = stmt.where(Job.project_id.in_(_visible_project_ids(session, user)))
+    else:
+        stmt = only_visible(stmt, Job.project_id, session, user)
     if states:
         bad = [s for s in states if s not in JobState.__members__.values()]
         if bad:
@@ -449,7 +448,7 @@ def cancel(session: Session, user: User, job_id: int, *, clock: Clock) -> Job:
     scheduler loop (SIGTERM, grace period, SIGKILL) and ends as ``cancelled``."""
     job = get_job(session, user, job_id)
     if job.user_id != user.id and not user.is_operator:
-        access.require_project_role(session, user, _project(session, job), {"pi"})
+        require_project_role(session, user, _project(session, job), {"pi"})
     now = clock.now()
     state = JobState(job.state)
     if state in TERMINAL_STATES:

@@ -25,7 +25,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rechenwerk.errors import FieldIssue, InvalidInput
+from rechenwerk.errors import FIRST_ISSUE, InvalidInput, invalid_input, issues_from_validation
 
 QOS = Literal["normal", "high", "low"]
 QOS_NAMES: tuple[str, ...] = ("high", "normal", "low")
@@ -209,23 +209,24 @@ def parse_spec(data: Any, *, source: str = "job spec") -> JobSpec:
     try:
         return JobSpec.model_validate(dict(data))
     except ValidationError as exc:
-        issues = []
-        for err in exc.errors():
-            loc = tuple(err.get("loc", ()))
-            msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
-            if err.get("type") == "missing":
-                msg = "is required"
-            elif err.get("type") == "extra_forbidden":
-                msg = "is not a known field (see docs/jobs.md)"
-            issues.append(FieldIssue(loc=loc or ("(spec)",), message=msg))
-        first = issues[0]
-        more = f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""
-        raise InvalidInput(
-            f"{source}: {first.path}: {first.message}{more}",
-            field=first.path if first.loc != ("(spec)",) else None,
-            issues=issues,
+        issues = issues_from_validation(exc, describe=_describe, root=_WHOLE_SPEC)
+        raise invalid_input(
+            issues, prefix=f"{source}: ", count_more=True,
+            field=FIRST_ISSUE if issues[0].loc != _WHOLE_SPEC else None,
             hint="Fix the listed fields; see docs/jobs.md for the job spec format.",
         ) from None
+
+
+_WHOLE_SPEC = ("(spec)",)  # where an error about the spec as a whole is reported
+
+
+def _describe(err: Mapping[str, Any]) -> str:
+    """pydantic's message for one field, in the words of docs/jobs.md."""
+    if err.get("type") == "missing":
+        return "is required"
+    if err.get("type") == "extra_forbidden":
+        return "is not a known field (see docs/jobs.md)"
+    return str(err.get("msg", "invalid")).removeprefix("Value error, ")
 
 
 def load_spec_text(text: str, *, source: str = "job spec") -> JobSpec:

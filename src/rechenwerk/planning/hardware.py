@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from rechenwerk.errors import FieldIssue, InvalidInput
+from rechenwerk.errors import FieldIssue, InvalidInput, invalid_input
 
 _REQUIRED_NUMBERS = ("peak_bf16_tflops", "memory_gb", "memory_bandwidth_gbs", "tdp_w", "year")
 # Host CPUs, memory, NICs and switches per GPU, as a fraction of the GPU's TDP, unless an
@@ -163,10 +163,9 @@ def _parse_entries(
             aliases=tuple(str(a) for a in aliases),
         )
     if issues:
-        raise InvalidInput(
-            f"hardware catalogue {origin} has {len(issues)} invalid field(s)",
+        raise invalid_input(
+            issues, message=f"hardware catalogue {origin} has {len(issues)} invalid field(s)",
             field="hardware_catalogue",
-            issues=issues,
             hint="see planning/data/hardware.yaml for the schema and units",
         )
     return out

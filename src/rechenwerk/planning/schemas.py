@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from rechenwerk.errors import FieldIssue, InvalidInput
+from rechenwerk.errors import invalid_input, issues_from_validation
 from rechenwerk.planning.energy import EnergyParams, merge_params
 from rechenwerk.planning.training import TrainingEstimate, estimate_training
 
@@ -72,11 +72,8 @@ def estimate_from_inputs(inputs: Mapping[str, Any]) -> TrainingEstimate:
     try:
         req = TrainRequest.model_validate(dict(inputs))
     except ValidationError as exc:
-        issues = [FieldIssue(tuple(e["loc"]), e["msg"]) for e in exc.errors()]
-        first = issues[0]
-        raise InvalidInput(
-            f"invalid training estimate input: {first.path}: {first.message}",
-            field=first.path, issues=issues,
+        raise invalid_input(
+            issues_from_validation(exc), prefix="invalid training estimate input: ",
             hint="give at least params, gpu and gpus (see docs/planning.md)",
         ) from exc
     return req.estimate()

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from rechenwerk.errors import FieldIssue, InvalidInput
+from rechenwerk.errors import InvalidInput, invalid_input, issues_from_validation
 from rechenwerk.planning.energy import EnergyParams, yearly_centre_cost
 from rechenwerk.planning.hardware import GPUSpec, get_gpu
 from rechenwerk.planning.schemas import CostInputs
@@ -170,11 +170,8 @@ def parse_demand(
     try:
         portfolio = DemandPortfolio.model_validate(data)
     except ValidationError as exc:
-        issues = [FieldIssue(tuple(e["loc"]), e["msg"]) for e in exc.errors()]
-        raise InvalidInput(
-            f"{origin}: {issues[0].path}: {issues[0].message}"
-            + (f" (and {len(issues) - 1} more)" if len(issues) > 1 else ""),
-            field=issues[0].path, issues=issues,
+        raise invalid_input(
+            issues_from_validation(exc), prefix=f"{origin}: ", count_more=True,
             hint="see examples/demand.yaml and docs/planning.md for the format",
         ) from exc
     if not portfolio.trainings and portfolio.background is None:

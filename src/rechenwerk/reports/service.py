@@ -35,10 +35,10 @@ from rechenwerk.access.models import (
     Call,
     Organization,
     Project,
-    ProjectMembership,
     Proposal,
     User,
 )
+from rechenwerk.access.visibility import visible_project_ids
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.errors import InvalidInput
 from rechenwerk.reports.sql import BUCKETS, bucket_start, bucket_value, dialect_of, epoch_s
@@ -136,12 +136,12 @@ class Scope:
 
 
 def scope_for(session: Session, user: User) -> Scope:
-    if user.is_operator:
+    """The projects ``user`` may see (``access.visibility``). Unlike the other lists the
+    ids are loaded here, on purpose: the portal keys its report cache on them."""
+    visible = visible_project_ids(session, user)
+    if visible is None:
         return Scope(None)
-    ids = session.scalars(
-        select(ProjectMembership.project_id).where(ProjectMembership.user_id == user.id)
-    )
-    return Scope(tuple(sorted(ids)))
+    return Scope(tuple(sorted(session.scalars(visible))))
 
 
 def resolve_range(

@@ -6,7 +6,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from rechenwerk.errors import FieldIssue, InvalidInput
+from rechenwerk.errors import FieldIssue, invalid_input, issues_from_validation
 
 
 def _default_qos() -> dict[str, float]:
@@ -78,12 +78,8 @@ class PolicyParams:
             for p, g in self.guarantees.items():
                 check(f"guarantees.{p}", g >= 0, "guarantee must be >= 0 GPUs")
         if issues:
-            raise InvalidInput(
-                f"invalid scheduling parameter {issues[0].path}: {issues[0].message}",
-                field=issues[0].path,
-                issues=issues,
-                hint="see docs/scheduling.md for every parameter and its unit",
-            )
+            raise invalid_input(issues, prefix="invalid scheduling parameter ",
+                                hint="see docs/scheduling.md for every parameter and its unit")
 
 
 
@@ -100,14 +96,12 @@ def params_from_mapping(data: Mapping[str, object], *, source: str) -> PolicyPar
     try:
         return TypeAdapter(PolicyParams).validate_python(dict(data))
     except ValidationError as exc:
-        issues = [FieldIssue(tuple(e["loc"]), e["msg"]) for e in exc.errors()]
+        issues = issues_from_validation(exc)
         first = issues[0]
         what = ("unknown scheduling parameter" if exc.errors()[0]["type"]
                 == "unexpected_keyword_argument" else first.message)
-        raise InvalidInput(
-            f"{source}: {first.path}: {what}",
-            field=first.path,
-            issues=issues,
+        raise invalid_input(
+            issues, message=f"{source}: {first.path}: {what}",
             hint="Parameters and units: docs/scheduling.md (e.g. weight_fairshare: 10000, "
             "fairshare_half_life_s: 604800).",
         ) from None

@@ -19,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access.models import Project, ProjectMembership, User
+from rechenwerk.access.visibility import only_visible
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.api.deps import get_clock, get_now, get_session, settings_of
@@ -42,8 +43,12 @@ STATES = [s.value for s in JobState]
 
 def _visible_projects(db: Session, user: User, roles: tuple[str, ...] | None = None
                       ) -> list[Project]:
-    if user.is_operator and roles is None:
-        return list(db.scalars(select(Project).order_by(Project.slug)))
+    """The projects ``user`` may see (the list's filter), or with ``roles`` only those
+    where ``user`` has one of them. The latter holds for operators too, on purpose: the
+    submit form offers the projects one works in, not every project of the centre."""
+    if roles is None:
+        return list(db.scalars(only_visible(select(Project).order_by(Project.slug),
+                                            Project.id, db, user)))
     stmt = (select(Project).join(ProjectMembership, ProjectMembership.project_id == Project.id)
             .where(ProjectMembership.user_id == user.id).order_by(Project.slug))
     if roles:

@@ -11,9 +11,13 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from rechenwerk.access import service as access
+from rechenwerk.access.audit import list_audit
+from rechenwerk.access.awards import create_award, list_awards
+from rechenwerk.access.calls import call_status, close_call, create_call, get_call, list_calls
 from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import AccessMode, OrgKind, User
+from rechenwerk.access.projects import get_project, list_projects
+from rechenwerk.access.proposals import list_proposals, visible_proposal
 from rechenwerk.api.deps import get_now, get_session, settings_of
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.web.deps import form_data, operator_user
@@ -33,10 +37,10 @@ def _calls_page(
     award_form: dict[str, str] | None = None, award_errors: FormErrors | None = None,
     status_code: int = 200,
 ) -> Response:
-    calls = access.list_calls(db, now=now, limit=200).items
-    awards = access.list_awards(db, user, limit=500).items
-    projects = access.list_projects(db, user, limit=500).items
-    accepted = access.list_proposals(db, user, state="accepted", limit=500).items
+    calls = list_calls(db, now=now, limit=200).items
+    awards = list_awards(db, user, limit=500).items
+    projects = list_projects(db, user, limit=500).items
+    accepted = list_proposals(db, user, state="accepted", limit=500).items
     q = request.query_params
     default_award = {"project": q.get("award_project", ""), "proposal": q.get("award_proposal", ""),
                      "starts_at": f"{now:%Y-%m-%d}", "period_count": "4", "period_months": "3",
@@ -44,7 +48,7 @@ def _calls_page(
     default_call = {"access_mode": "research", "opens_at": f"{now:%Y-%m-%d}"}
     return render(request, "ops/calls.html", {
         "title": "Calls & awards", "section": "calls",
-        "calls": [(c, access.call_status(c, now)) for c in calls],
+        "calls": [(c, call_status(c, now)) for c in calls],
         "awards": awards,
         "call_form": call_form or default_call, "call_errors": call_errors or FormErrors(),
         "award_form": award_form or default_award, "award_errors": award_errors or FormErrors(),
@@ -83,7 +87,7 @@ def call_create(
     call = None
     if not errors and opens is not None and closes is not None:
         try:
-            call = access.create_call(
+            call = create_call(
                 db, user, slug=text(form, "slug"), title=text(form, "title"),
                 access_mode=text(form, "access_mode"), opens_at=opens, closes_at=closes,
                 description=text(form, "description"), eligible_kinds=kinds or None,
@@ -106,7 +110,7 @@ def call_close(
     request: Request, slug: str, user: User = Depends(operator_user),
     db: Session = Depends(get_session), now: Any = Depends(get_now),
 ) -> Response:
-    call = access.close_call(db, user, access.get_call(db, slug), now=now)
+    call = close_call(db, user, get_call(db, slug), now=now)
     response = RedirectResponse("/ops/calls", status_code=303)
     set_flash(response, settings_of(request), "success", f"Call {call.slug!r} closed.")
     return response
@@ -131,10 +135,10 @@ def award_create(
     award = None
     if not errors and starts is not None:
         try:
-            project = access.get_project(db, text(form, "project"))
-            proposal = (access.visible_proposal(db, user, int(text(form, "proposal")))
+            project = get_project(db, text(form, "project"))
+            proposal = (visible_proposal(db, user, int(text(form, "proposal")))
                         if text(form, "proposal").isdigit() else None)
-            award = access.create_award(
+            award = create_award(
                 db, user, project=project, gpu_hours=float(hours), starts_at=starts,
                 gpu_type=text(form, "gpu_type") or None, proposal=proposal,
                 period_count=int(count), period_months=int(months),
@@ -161,9 +165,9 @@ def audit_page(
     user: User = Depends(operator_user), db: Session = Depends(get_session),
 ) -> Response:
     page = max(page, 1)
-    result = access.list_audit(db, user, entity=entity or None, user=actor or None,
-                               action=action or None, limit=AUDIT_PAGE,
-                               offset=(page - 1) * AUDIT_PAGE)
+    result = list_audit(db, user, entity=entity or None, user=actor or None,
+                        action=action or None, limit=AUDIT_PAGE,
+                        offset=(page - 1) * AUDIT_PAGE)
     return render(request, "ops/audit.html", {
         "title": "Audit log", "section": "audit", "entries": result.items,
         "total": result.total, "page": page, "pages": max(1, -(-result.total // AUDIT_PAGE)),

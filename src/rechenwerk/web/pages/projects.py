@@ -15,8 +15,16 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from rechenwerk.access import service as access
+from rechenwerk.access.awards import list_awards
 from rechenwerk.access.models import Project, ProjectMembership, Proposal, Review, User
+from rechenwerk.access.projects import (
+    add_member,
+    membership,
+    project_members,
+    remove_member,
+    visible_project,
+)
+from rechenwerk.access.proposals import list_proposals
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.api.deps import get_now, get_session, settings_of
 from rechenwerk.errors import NotFound, RechenwerkError
@@ -39,7 +47,7 @@ def project_summary(db: Session, user: User, project: Project, now: datetime,
     """Balance, role and (optionally) burn-down charts of one project the user may see."""
     balance = project_balance(db, project, now)
     burns = [burn_down(db, project.slug, p, now=now) for p in balance.periods]
-    m = access.membership(db, user, project)
+    m = membership(db, user, project)
     return {
         "project": project,
         "role": m.role if m else ("operator" if user.is_operator else ""),
@@ -56,6 +64,9 @@ def dashboard(
     request: Request, user: User = Depends(portal_user), db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
+    # The user's own projects, for operators too (not access.visibility's "all"): the
+    # dashboard shows "each of your projects" (docs/portal.md) with its charts, not the
+    # whole centre; operators open any other project from the ops pages.
     mine = db.scalars(
         select(Project).join(ProjectMembership, ProjectMembership.project_id == Project.id)
         .where(ProjectMembership.user_id == user.id).order_by(Project.slug)
@@ -86,10 +97,10 @@ def _project_page(request: Request, db: Session, user: User, project: Project, n
                   *, form: dict[str, str] | None = None, errors: FormErrors | None = None,
                   status_code: int = 200) -> Response:
     summary = project_summary(db, user, project, now, charts=True)
-    members = access.project_members(db, project)
+    members = project_members(db, project)
     recent, total = jobs.list_jobs(db, user, project=project.id, limit=10)
-    awards = access.list_awards(db, user, project=project.id, limit=100).items
-    proposals = access.list_proposals(db, user, project=project.id, limit=100).items
+    awards = list_awards(db, user, project=project.id, limit=100).items
+    proposals = list_proposals(db, user, project=project.id, limit=100).items
     return render(request, "projects/detail.html", {
         "title": project.slug, "section": "dashboard", "s": summary, "members": members,
         "is_pi": summary["role"] == "pi" or user.is_operator,
@@ -104,7 +115,7 @@ def project_detail(
     request: Request, slug: str, user: User = Depends(portal_user),
     db: Session = Depends(get_session), now: Any = Depends(get_now),
 ) -> Response:
-    project = access.visible_project(db, user, slug)
+    project = visible_project(db, user, slug)
     return _project_page(request, db, user, project, now)
 
 
@@ -113,7 +124,7 @@ def burndown_csv(
     slug: str, period_id: int, user: User = Depends(portal_user),
     db: Session = Depends(get_session), now: Any = Depends(get_now),
 ) -> Response:
-    project = access.visible_project(db, user, slug)
+    project = visible_project(db, user, slug)
     balance = project_balance(db, project, now)
     period = next((p for p in balance.periods if p.award_period_id == period_id), None)
     if period is None:
@@ -131,22 +142,22 @@ def member_add(
     user: User = Depends(portal_user), db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
-    project = access.visible_project(db, user, slug)
+    project = visible_project(db, user, slug)
     errors = FormErrors()
     status = 422
     if not text(form, "username"):
         errors.add("username", "Username is required")
     else:
         try:
-            access.add_member(db, user, project, username=text(form, "username"),
-                              role=text(form, "role") or "member", now=now)
+            add_member(db, user, project, username=text(form, "username"),
+                       role=text(form, "role") or "member", now=now)
         except RechenwerkError as exc:
             db.rollback()
             errors = errors_from(exc, {"user": "username"}, fields={"username", "role"})
             # a problem with a field is the input's (422); else the error's own status
             status = exc.http_status if FORM_KEY in errors else 422
     if errors:
-        project = access.visible_project(db, user, slug)
+        project = visible_project(db, user, slug)
         return _project_page(request, db, user, project, now, form=form, errors=errors,
                              status_code=status)
     response = RedirectResponse(f"/projects/{slug}#members", status_code=303)
@@ -160,8 +171,8 @@ def member_remove(
     request: Request, slug: str, username: str, user: User = Depends(portal_user),
     db: Session = Depends(get_session), now: Any = Depends(get_now),
 ) -> Response:
-    project = access.visible_project(db, user, slug)
-    access.remove_member(db, user, project, username=username, now=now)
+    project = visible_project(db, user, slug)
+    remove_member(db, user, project, username=username, now=now)
     response = RedirectResponse(f"/projects/{slug}#members", status_code=303)
     set_flash(response, settings_of(request), "success", f"{username} removed from {slug}.")
     return response

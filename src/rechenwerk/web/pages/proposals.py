@@ -14,9 +14,22 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access import estimates
-from rechenwerk.access import service as access
+from rechenwerk.access.calls import get_call, list_calls
 from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import Proposal, ProposalState, Review, User
+from rechenwerk.access.projects import list_projects, membership, visible_project
+from rechenwerk.access.proposals import (
+    EDITABLE_PROPOSAL_FIELDS,
+    create_proposal,
+    decide_proposal,
+    list_proposals,
+    require_proposal_pi,
+    submit_proposal,
+    update_proposal,
+    visible_proposal,
+    withdraw_proposal,
+)
+from rechenwerk.access.reviews import assign_reviewer, list_reviews
 from rechenwerk.api.deps import get_now, get_session, rollback_request, settings_of
 from rechenwerk.errors import Conflict, InvalidInput, RechenwerkError
 from rechenwerk.web.deps import form_data, portal_user
@@ -30,7 +43,7 @@ router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 PAGE_SIZE = 50
 PROPOSAL_FIELDS = {"call", "project", "title", "abstract", "justification", "gpu_type",
                    "requested_gpu_hours"}
-EDIT_FIELDS = set(access.EDITABLE_PROPOSAL_FIELDS)
+EDIT_FIELDS = set(EDITABLE_PROPOSAL_FIELDS)
 WITHDRAWABLE = (ProposalState.DRAFT.value, ProposalState.SUBMITTED.value,
                 ProposalState.UNDER_REVIEW.value)
 
@@ -103,8 +116,8 @@ def _planner_available() -> bool:
 
 
 def _new_form_context(db: Session, user: User, now: Any) -> dict[str, Any]:
-    calls = access.list_calls(db, now=now, status="open", limit=200).items
-    projects = [p for p in access.list_projects(db, user, limit=500).items
+    calls = list_calls(db, now=now, status="open", limit=200).items
+    projects = [p for p in list_projects(db, user, limit=500).items
                 if p.pi_user_id == user.id]
     return {
         "calls": calls,
@@ -125,8 +138,8 @@ def proposal_list(
     db: Session = Depends(get_session),
 ) -> Response:
     page = max(page, 1)
-    result = access.list_proposals(db, user, state=state or None, limit=PAGE_SIZE,
-                                   offset=(page - 1) * PAGE_SIZE)
+    result = list_proposals(db, user, state=state or None, limit=PAGE_SIZE,
+                            offset=(page - 1) * PAGE_SIZE)
     return render(request, "proposals/list.html", {
         "title": "Proposals", "section": "proposals", "proposals": result.items,
         "total": result.total, "page": page, "pages": max(1, -(-result.total // PAGE_SIZE)),
@@ -163,16 +176,16 @@ def proposal_create(
     proposal = None
     if not errors:
         try:
-            call = access.get_call(db, text(form, "call"))
-            project = access.visible_project(db, user, text(form, "project"))
-            proposal = access.create_proposal(
+            call = get_call(db, text(form, "call"))
+            project = visible_project(db, user, text(form, "project"))
+            proposal = create_proposal(
                 db, user, call=call, project=project, title=text(form, "title"),
                 gpu_type=text(form, "gpu_type"), requested_gpu_hours=float(hours),
                 abstract=text(form, "abstract"), justification=text(form, "justification"),
                 estimate=_attached_inputs(form), now=now,
             )
             if form.get("action") == "submit":
-                access.submit_proposal(db, user, proposal, now=now)
+                submit_proposal(db, user, proposal, now=now)
         except RechenwerkError as exc:
             db.rollback()
             errors = errors_from(exc, fields=PROPOSAL_FIELDS)
@@ -226,7 +239,7 @@ def _reviewer_candidates(db: Session, proposal: Proposal) -> list[dict[str, Any]
         conflict = None
         if r.organization_id is not None and r.organization_id == proposal.project.organization_id:
             conflict = f"same organisation as the applicant ({proposal.project.organization.name})"
-        elif access.membership(db, r, proposal.project) is not None:
+        elif membership(db, r, proposal.project) is not None:
             conflict = "member of the applying project"
         out.append({"user": r, "conflict": conflict, "assigned": r.id in assigned})
     return out
@@ -237,14 +250,14 @@ def proposal_detail(
     request: Request, proposal_id: int, user: User = Depends(portal_user),
     db: Session = Depends(get_session), now: Any = Depends(get_now),
 ) -> Response:
-    proposal = access.visible_proposal(db, user, proposal_id)
+    proposal = visible_proposal(db, user, proposal_id)
     return _detail(request, db, user, proposal, FormErrors(), {})
 
 
 def _may_change(db: Session, user: User, proposal: Proposal) -> bool:
     """The PI or an operator: who may edit a draft and withdraw (the service decides)."""
     try:
-        access.require_proposal_pi(db, user, proposal, "change")
+        require_proposal_pi(db, user, proposal, "change")
     except RechenwerkError:
         return False
     return True
@@ -264,7 +277,7 @@ def _draft_form(proposal: Proposal) -> dict[str, str]:
 
 def _detail(request: Request, db: Session, user: User, proposal: Proposal, errors: FormErrors,
             form: dict[str, str], status_code: int = 200) -> Response:
-    reviews = access.list_reviews(db, user, proposal)
+    reviews = list_reviews(db, user, proposal)
     is_pi = proposal.project.pi_user_id == user.id
     may_change = _may_change(db, user, proposal)
     editable = may_change and proposal.state == ProposalState.DRAFT.value
@@ -289,8 +302,8 @@ def proposal_submit(
     request: Request, proposal_id: int, user: User = Depends(portal_user),
     db: Session = Depends(get_session), now: Any = Depends(get_now),
 ) -> Response:
-    proposal = access.visible_proposal(db, user, proposal_id)
-    access.submit_proposal(db, user, proposal, now=now)
+    proposal = visible_proposal(db, user, proposal_id)
+    submit_proposal(db, user, proposal, now=now)
     response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
     set_flash(response, settings_of(request), "success",
               f"Proposal {proposal.id} submitted; an operator will assign reviewers.")
@@ -301,7 +314,7 @@ def _detail_with_error(request: Request, db: Session, user: User, proposal_id: i
                        exc: RechenwerkError, form: dict[str, str]) -> Response:
     """The proposal page again with the operator's form input and the error, nothing kept."""
     db.rollback()
-    proposal = access.visible_proposal(db, user, proposal_id)
+    proposal = visible_proposal(db, user, proposal_id)
     return _detail(request, db, user, proposal,
                    errors_from(exc, fields={"reviewer", "decision", "comment"}), form,
                    exc.http_status)
@@ -313,10 +326,10 @@ def proposal_assign(
     user: User = Depends(portal_user), db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
-    proposal = access.visible_proposal(db, user, proposal_id)
+    proposal = visible_proposal(db, user, proposal_id)
     try:
-        review = access.assign_reviewer(db, user, proposal, reviewer=text(form, "reviewer"),
-                                        now=now)
+        review = assign_reviewer(db, user, proposal, reviewer=text(form, "reviewer"),
+                                 now=now)
     except RechenwerkError as exc:
         return _detail_with_error(request, db, user, proposal_id, exc, form)
     response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
@@ -331,10 +344,10 @@ def proposal_decide(
     user: User = Depends(portal_user), db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
-    proposal = access.visible_proposal(db, user, proposal_id)
+    proposal = visible_proposal(db, user, proposal_id)
     try:
-        access.decide_proposal(db, user, proposal, decision=text(form, "decision"),
-                               comment=text(form, "comment"), now=now)
+        decide_proposal(db, user, proposal, decision=text(form, "decision"),
+                        comment=text(form, "comment"), now=now)
     except RechenwerkError as exc:
         return _detail_with_error(request, db, user, proposal_id, exc, form)
     response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
@@ -352,7 +365,7 @@ def proposal_edit(
     now: Any = Depends(get_now),
 ) -> Response:
     """Save the draft's edit form; mistakes come back beside their fields, input kept."""
-    proposal = access.visible_proposal(db, user, proposal_id)
+    proposal = visible_proposal(db, user, proposal_id)
     errors = FormErrors()
     hours = number(form, "requested_gpu_hours", errors, label="Requested GPU-hours")
     for name, label in (("title", "Title"), ("gpu_type", "GPU type")):
@@ -364,7 +377,7 @@ def proposal_edit(
         est_before = (proposal.estimate_inputs, proposal.estimate_attached_at)
         attach = _attached_inputs(form)
         try:
-            access.update_proposal(
+            update_proposal(
                 db, user, proposal, title=text(form, "title"), abstract=text(form, "abstract"),
                 justification=text(form, "justification"), gpu_type=text(form, "gpu_type"),
                 requested_gpu_hours=float(hours), estimate=attach,
@@ -374,7 +387,7 @@ def proposal_edit(
         except RechenwerkError as exc:
             rollback_request(request)
             errors = errors_from(exc, fields=EDIT_FIELDS)
-            proposal = access.visible_proposal(db, user, proposal_id)
+            proposal = visible_proposal(db, user, proposal_id)
             return _detail(request, db, user, proposal, errors, form, exc.http_status)
         after = _draft_form(proposal)
         changed = [k for k in before if k in EDIT_FIELDS and after.get(k) != before[k]]
@@ -406,8 +419,8 @@ def proposal_withdraw_confirm(
     db: Session = Depends(get_session),
 ) -> Response:
     """The confirmation step before withdrawing (works without JavaScript)."""
-    proposal = access.visible_proposal(db, user, proposal_id)
-    access.require_proposal_pi(db, user, proposal, "withdraw")
+    proposal = visible_proposal(db, user, proposal_id)
+    require_proposal_pi(db, user, proposal, "withdraw")
     return _withdraw_page(request, db, user, proposal, {}, FormErrors())
 
 
@@ -417,12 +430,12 @@ def proposal_withdraw(
     user: User = Depends(portal_user), db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
-    proposal = access.visible_proposal(db, user, proposal_id)
+    proposal = visible_proposal(db, user, proposal_id)
     try:
-        access.withdraw_proposal(db, user, proposal, reason=text(form, "reason"), now=now)
+        withdraw_proposal(db, user, proposal, reason=text(form, "reason"), now=now)
     except (InvalidInput, Conflict) as exc:  # other errors (403/404) are error pages
         rollback_request(request)
-        proposal = access.visible_proposal(db, user, proposal_id)
+        proposal = visible_proposal(db, user, proposal_id)
         return _withdraw_page(request, db, user, proposal, form,
                               errors_from(exc, fields={"reason"}), exc.http_status)
     response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)

@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rechenwerk.access.models import User
+from rechenwerk.access.visibility import visible_project_ids
 from rechenwerk.api.deps import centre_gpus, get_now, get_session
 from rechenwerk.errors import InvalidInput, NotFound
 from rechenwerk.reports import service as reports
@@ -162,7 +163,7 @@ def reports_page(
         if usage.end.time() == datetime.min.time() and usage.end > usage.start
         else usage.end, "by": by, "period": period,
         "groupings": [(g, GROUP_LABELS[g]) for g in reports.GROUPINGS],
-        "scoped": not user.is_operator,
+        "scoped": visible_project_ids(db, user) is not None,
     })
 
 

@@ -11,8 +11,10 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from rechenwerk.access import service as access
 from rechenwerk.access.models import Proposal, ProposalState, Review, User
+from rechenwerk.access.projects import membership
+from rechenwerk.access.proposals import visible_proposal
+from rechenwerk.access.reviews import submit_review
 from rechenwerk.api.deps import get_now, get_session, rollback_request, settings_of
 from rechenwerk.errors import NotFound, RechenwerkError
 from rechenwerk.web.deps import form_data, reviewer_user
@@ -29,7 +31,7 @@ def conflict_of_interest(db: Session, reviewer: User, proposal: Proposal) -> dic
     """What the reviewer should know about their relation to the applicant."""
     same_org = (reviewer.organization_id is not None
                 and reviewer.organization_id == proposal.project.organization_id)
-    member = access.membership(db, reviewer, proposal.project) is not None
+    member = membership(db, reviewer, proposal.project) is not None
     if same_org:
         verdict = "Conflict: you belong to the applicant's organisation. Decline the review."
     elif member:
@@ -63,7 +65,7 @@ def review_list(
 
 
 def _own_review(db: Session, user: User, proposal_id: int) -> tuple[Proposal, Review]:
-    proposal = access.visible_proposal(db, user, proposal_id)
+    proposal = visible_proposal(db, user, proposal_id)
     review = db.scalars(select(Review).where(Review.proposal_id == proposal.id,
                                              Review.reviewer_user_id == user.id)).first()
     if review is None:
@@ -111,9 +113,9 @@ def review_submit(
         sci = number(form, "scientific_score", errors, label="Scientific score", integer=True)
     if not errors:
         try:
-            access.submit_review(db, user, proposal, technical_score=int(tech),
-                                 scientific_score=int(sci), comment=text(form, "comment"),
-                                 now=now)
+            submit_review(db, user, proposal, technical_score=int(tech),
+                          scientific_score=int(sci), comment=text(form, "comment"),
+                          now=now)
         except RechenwerkError as exc:
             rollback_request(request)
             errors = errors_from(exc, fields={"technical_score", "scientific_score",

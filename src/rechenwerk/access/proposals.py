@@ -1,0 +1,335 @@
+"""Proposals: a project's request for GPU-hours in a call, with an optional training
+estimate. The PI writes and edits a draft, submits or withdraws it; operators decide it
+after review (``access.reviews``). The states and their moves: ``proposal_states``.
+
+Who sees a proposal: operators, members of its project and its assigned reviewers;
+everyone else gets NotFound.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, or_, select
+from sqlalchemy.orm import Session
+
+from rechenwerk.access import estimates
+from rechenwerk.access.audit import record
+from rechenwerk.access.calls import get_call, require_open
+from rechenwerk.access.gpu_types import validate_gpu_type
+from rechenwerk.access.models import (
+    Call,
+    Project,
+    ProjectRole,
+    Proposal,
+    ProposalState,
+    Review,
+    User,
+)
+from rechenwerk.access.paging import Page, paginate
+from rechenwerk.access.projects import get_project, membership, require_project_role
+from rechenwerk.access.proposal_states import transition
+from rechenwerk.access.reviews import assigned_review
+from rechenwerk.access.security import require_operator
+from rechenwerk.access.validation import check_choice
+from rechenwerk.access.visibility import can_see_project, filter_id, visible_project_ids
+from rechenwerk.errors import (
+    Conflict,
+    FieldIssue,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    raise_issues,
+)
+
+# Fields a PI may change while the proposal is a draft (PATCH /proposals/{id}).
+EDITABLE_PROPOSAL_FIELDS = ("title", "abstract", "justification", "gpu_type",
+                            "requested_gpu_hours", "estimate")
+
+
+# --------------------------------------------------------------------------- checks
+
+
+def _proposal_issues(call: Call, *, title: str | None = None,
+                     requested_gpu_hours: float | None = None) -> list[FieldIssue]:
+    """What is wrong with a proposal's title and requested GPU-hours (None: not checked),
+    shared by create and edit so both refuse the same input with the same words."""
+    issues: list[FieldIssue] = []
+    if title is not None and not title.strip():
+        issues.append(FieldIssue(("title",), "must not be empty"))
+    if requested_gpu_hours is None:
+        return issues
+    if not requested_gpu_hours > 0 or requested_gpu_hours == float("inf"):
+        issues.append(FieldIssue(("requested_gpu_hours",),
+                                 f"must be a positive number of GPU-hours, got "
+                                 f"{requested_gpu_hours}"))
+    elif call.max_gpu_hours is not None and requested_gpu_hours > call.max_gpu_hours:
+        issues.append(FieldIssue(("requested_gpu_hours",),
+                                 f"{requested_gpu_hours:g} GPU-hours exceed the call's "
+                                 f"maximum of {call.max_gpu_hours:g}"))
+    return issues
+
+
+def _estimate_issues(inputs: Mapping[str, Any] | None,
+                     proposal_gpu: str | None) -> tuple[estimates.Estimate | None,
+                                                        list[FieldIssue]]:
+    """The computed estimate of ``inputs`` (None if not given) and what is wrong with it:
+    planner errors under ``estimate.<field>``, or a GPU type other than the proposal's
+    (``proposal_gpu``; None when that is itself invalid and reported elsewhere)."""
+    if inputs is None:
+        return None, []
+    try:
+        est = estimates.compute(inputs)
+    except InvalidInput as exc:
+        return None, list(exc.issues) or [FieldIssue(("estimate",), exc.message)]
+    mismatch = estimates.gpu_mismatch(est.gpu, proposal_gpu) if proposal_gpu else None
+    if mismatch:
+        return None, [FieldIssue(("estimate", "gpu"), mismatch)]
+    return est, []
+
+
+def _set_estimate(proposal: Proposal, est: estimates.Estimate | None, now: datetime) -> None:
+    proposal.estimate_inputs = est.inputs if est else None
+    proposal.estimate_result = est.result if est else None
+    proposal.estimate_attached_at = now if est else None
+
+
+# --------------------------------------------------------------------------- read
+
+
+def visible_proposal(session: Session, user: User, proposal_id: int) -> Proposal:
+    """The proposal if ``user`` is an operator, a member of its project or an assigned
+    reviewer; NotFound otherwise."""
+    proposal = session.get(Proposal, proposal_id)
+    if proposal is not None and (
+        can_see_project(session, user, proposal.project_id)
+        or assigned_review(session, user, proposal) is not None
+    ):
+        return proposal
+    raise NotFound(f"proposal {proposal_id} not found", field="proposal",
+                   hint="List the proposals you can see with `rechenwerk proposal list`.")
+
+
+def list_proposals(
+    session: Session, user: User, *, call: str | int | None = None,
+    project: str | int | None = None, state: str | None = None,
+    limit: int = 50, offset: int = 0,
+) -> Page[Proposal]:
+    stmt = select(Proposal).order_by(Proposal.id)
+    project_ids = visible_project_ids(session, user)
+    if project_ids is not None:
+        stmt = stmt.where(or_(
+            Proposal.project_id.in_(project_ids),
+            Proposal.id.in_(select(Review.proposal_id)
+                            .where(Review.reviewer_user_id == user.id)),
+        ))
+    if call is not None:
+        stmt = stmt.where(Proposal.call_id == get_call(session, call).id)
+    if project is not None:
+        stmt = stmt.where(Proposal.project_id == filter_id(session, user, get_project, project))
+    if state is not None:
+        stmt = stmt.where(Proposal.state == check_choice(
+            state, {s.value for s in ProposalState}, "state"))
+    return paginate(session, stmt, limit, offset)
+
+
+def require_proposal_pi(session: Session, actor: User, proposal: Proposal,
+                        doing: str) -> None:
+    """Only the project's PI (or an operator) changes a proposal. Callers have already
+    checked that ``actor`` may see it (``visible_proposal``): members in another role and
+    assigned reviewers get PermissionDenied, everyone else NotFound."""
+    if actor.is_operator:
+        return
+    m = membership(session, actor, proposal.project)
+    if m is not None and m.role == ProjectRole.PI.value:
+        return
+    if m is None and assigned_review(session, actor, proposal) is None:
+        raise NotFound(f"proposal {proposal.id} not found", field="proposal")
+    raise PermissionDenied(
+        f"only the PI of project {proposal.project.slug!r} may {doing} proposal {proposal.id}",
+        field="proposal", hint="Ask the project's PI.")
+
+
+# --------------------------------------------------------------------------- write
+def create_proposal(
+    session: Session, actor: User, *, call: Call, project: Project, title: str,
+    gpu_type: str, requested_gpu_hours: float, now: datetime, abstract: str = "",
+    justification: str = "", estimate: Mapping[str, Any] | None = None,
+) -> Proposal:
+    """A draft proposal of ``project`` (its PI or an operator) to an open call that admits
+    the project's organisation kind. ``estimate``: optional training-estimate inputs (the
+    schema of ``POST /api/v1/plan/train``) for the proposal's GPU type; the planner's
+    result is computed and stored with them."""
+    require_project_role(session, actor, project, {ProjectRole.PI.value})
+    raise_issues(_proposal_issues(call, title=title, requested_gpu_hours=requested_gpu_hours))
+    gpu_type = validate_gpu_type(gpu_type)
+    est, issues = _estimate_issues(estimate, gpu_type)
+    raise_issues(issues)
+    require_open(call, now)
+    kind = project.organization.kind
+    if kind not in call.eligible_kinds:
+        raise PermissionDenied(
+            f"organisations of kind {kind!r} are not eligible for call {call.slug!r}",
+            field="call",
+            hint="Eligible kinds: " + ", ".join(call.eligible_kinds) + ". Choose another call.",
+        )
+    proposal = Proposal(
+        call_id=call.id, call=call, project_id=project.id, project=project,
+        applicant_user_id=actor.id, applicant=actor, title=title.strip(), abstract=abstract,
+        justification=justification, gpu_type=gpu_type,
+        requested_gpu_hours=float(requested_gpu_hours), state=ProposalState.DRAFT.value,
+        created_at=now,
+    )
+    _set_estimate(proposal, est, now)
+    session.add(proposal)
+    session.flush()
+    changes: dict[str, Any] = {"call": call.slug, "project": project.slug,
+                               "gpu_type": gpu_type,
+                               "requested_gpu_hours": proposal.requested_gpu_hours}
+    if est is not None:
+        changes["estimate"] = estimates.audit_value(est.inputs, est.result)
+    record(session, actor, "proposal.create", "proposal", proposal.id, changes, at=now)
+    return proposal
+
+
+def update_proposal(
+    session: Session, actor: User, proposal: Proposal, *, now: datetime,
+    title: str | None = None, abstract: str | None = None, justification: str | None = None,
+    gpu_type: str | None = None, requested_gpu_hours: float | None = None,
+    estimate: Mapping[str, Any] | None = None, remove_estimate: bool = False,
+) -> Proposal:
+    """Change a draft (its PI or an operator); None leaves a field as it is. The same
+    checks as :func:`create_proposal` (title, GPU type, the call's maximum, the estimate);
+    every field is checked before any is changed. ``estimate`` replaces the attached
+    estimate, ``remove_estimate`` drops it. Each change is audited as
+    ``field: [old, new]``."""
+    require_proposal_pi(session, actor, proposal, "edit")
+    given = {"title": title, "abstract": abstract, "justification": justification,
+             "gpu_type": gpu_type, "requested_gpu_hours": requested_gpu_hours,
+             "estimate": estimate if estimate is not None else (True if remove_estimate
+                                                                 else None)}
+    if proposal.state != ProposalState.DRAFT.value:
+        raise Conflict(
+            f"proposal {proposal.id} is {proposal.state.replace('_', ' ')}; only drafts can "
+            "be edited (the reviewers assess what was submitted)",
+            field="state",
+            hint="Withdraw it and write a new proposal"
+                 + (f": `rechenwerk proposal withdraw {proposal.id}`."
+                    if proposal.state in (ProposalState.SUBMITTED.value,
+                                          ProposalState.UNDER_REVIEW.value) else "."))
+    if all(v is None for v in given.values()):
+        raise InvalidInput("nothing to change", field="proposal",
+                           hint="Give at least one of: "
+                                + ", ".join(EDITABLE_PROPOSAL_FIELDS) + ".")
+    if estimate is not None and remove_estimate:
+        raise InvalidInput("estimate: give new estimate inputs or remove the estimate, not "
+                           "both", field="estimate")
+    issues = _proposal_issues(proposal.call, title=title,
+                              requested_gpu_hours=requested_gpu_hours)
+    canonical_gpu = None
+    gpu_ok = True
+    if gpu_type is not None:
+        try:
+            canonical_gpu = validate_gpu_type(gpu_type)
+        except InvalidInput as exc:
+            gpu_ok = False
+            issues.append(FieldIssue(("gpu_type",), exc.message + (
+                f". {exc.hint}" if exc.hint else "")))
+    final_gpu = canonical_gpu or proposal.gpu_type
+    est, est_issues = _estimate_issues(estimate, final_gpu if gpu_ok else None)
+    issues.extend(est_issues)
+    if (estimate is None and not remove_estimate and canonical_gpu is not None
+            and proposal.estimate_result is not None):
+        # The kept estimate must still match: a GPU change without a new estimate would
+        # leave reviewers comparing GPU-hours of different hardware.
+        kept_gpu = str(proposal.estimate_result["hardware"]["gpu"])
+        if estimates.gpu_mismatch(kept_gpu, canonical_gpu):
+            issues.append(FieldIssue(("gpu_type",), (
+                f"the attached estimate is for {kept_gpu}, not {canonical_gpu}; attach a new "
+                f"estimate on {canonical_gpu} or remove it")))
+    raise_issues(issues)
+    new: dict[str, Any] = {
+        "title": title.strip() if title is not None else None,
+        "abstract": abstract, "justification": justification, "gpu_type": canonical_gpu,
+        "requested_gpu_hours": (float(requested_gpu_hours)
+                                if requested_gpu_hours is not None else None),
+    }
+    changes: dict[str, Any] = {}
+    for name in EDITABLE_PROPOSAL_FIELDS:
+        if name == "estimate":
+            continue
+        value, old = new[name], getattr(proposal, name)
+        if value is not None and value != old:
+            changes[name] = [old, value]
+            setattr(proposal, name, value)
+    if est is not None or remove_estimate:
+        old_est = estimates.audit_value(proposal.estimate_inputs, proposal.estimate_result)
+        new_est = estimates.audit_value(est.inputs, est.result) if est else None
+        # Same inputs and same result: nothing changed (the attach time stays, too).
+        same = (est is not None and est.inputs == proposal.estimate_inputs
+                and est.result == proposal.estimate_result)
+        if not same and (old_est is not None or new_est is not None):
+            changes["estimate"] = [old_est, new_est]
+            _set_estimate(proposal, est, now)
+    if changes:
+        session.flush()
+        record(session, actor, "proposal.update", "proposal", proposal.id, changes, at=now)
+    return proposal
+
+
+def withdraw_proposal(session: Session, actor: User, proposal: Proposal, *, now: datetime,
+                      reason: str = "") -> Proposal:
+    """Withdraw a proposal that is not decided yet (its PI or an operator). Terminal: open
+    reviews are no longer requested (reviewers cannot submit them any more)."""
+    require_proposal_pi(session, actor, proposal, "withdraw")
+    if proposal.state in (ProposalState.ACCEPTED.value, ProposalState.REJECTED.value):
+        raise InvalidTransition(
+            f"proposal {proposal.id} was already {proposal.state}"
+            + (f" on {proposal.decided_at:%Y-%m-%d}" if proposal.decided_at else "")
+            + "; a decided proposal cannot be withdrawn",
+            field="state",
+            hint="An award is not used unless jobs run; ask an operator to change the award."
+            if proposal.state == ProposalState.ACCEPTED.value else None)
+    if proposal.state == ProposalState.WITHDRAWN.value:
+        raise InvalidTransition(f"proposal {proposal.id} is already withdrawn", field="state")
+    open_reviews = [r.reviewer.username for r in session.scalars(
+        select(Review).where(Review.proposal_id == proposal.id,
+                             Review.submitted_at.is_(None)).order_by(Review.id))]
+    extra: dict[str, Any] = {"reason": reason.strip()} if reason.strip() else {}
+    if open_reviews:
+        extra["open_reviews_cancelled"] = open_reviews
+    transition(session, actor, proposal, ProposalState.WITHDRAWN, now, extra)
+    proposal.withdrawn_at = now
+    proposal.withdrawn_by_user_id = actor.id
+    proposal.withdrawn_by = actor
+    return proposal
+
+
+def submit_proposal(session: Session, actor: User, proposal: Proposal, *,
+                    now: datetime) -> Proposal:
+    require_project_role(session, actor, proposal.project, {ProjectRole.PI.value})
+    if proposal.state == ProposalState.DRAFT.value:
+        require_open(proposal.call, now)
+    transition(session, actor, proposal, ProposalState.SUBMITTED, now)
+    proposal.submitted_at = now
+    return proposal
+
+
+def decide_proposal(session: Session, actor: User, proposal: Proposal, *, decision: str,
+                    now: datetime, comment: str = "") -> Proposal:
+    require_operator(actor)
+    check_choice(decision, {"accepted", "rejected"}, "decision")
+    target = ProposalState(decision)
+    if target is ProposalState.ACCEPTED and proposal.state == ProposalState.UNDER_REVIEW.value:
+        done = session.scalar(select(func.count()).select_from(Review).where(
+            Review.proposal_id == proposal.id, Review.submitted_at.is_not(None)))
+        if not done:
+            raise Conflict(f"proposal {proposal.id} has no submitted review yet",
+                           field="decision", hint="Wait for at least one review.")
+    transition(session, actor, proposal, target, now, {"comment": comment} if comment else {})
+    proposal.decided_at = now
+    proposal.decision_comment = comment
+    return proposal

@@ -1,0 +1,51 @@
+"""Checks of single input values shared by the access domains (slugs, choices, positive
+numbers, references by id or name). Each raises :class:`InvalidInput` naming the field."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection
+
+from rechenwerk.errors import InvalidInput
+
+SLUG_RE = re.compile(r"^[a-z][a-z0-9_-]{1,62}$")
+USERNAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
+COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
+
+
+def ref_is_id(ref: str | int) -> int | None:
+    """The id a reference names (an int or a string of digits); None for a name/slug."""
+    if isinstance(ref, int):
+        return ref
+    return int(ref) if ref.isdigit() else None
+
+
+def check_choice(value: str, choices: Collection[str], field: str) -> str:
+    if value not in choices:
+        raise InvalidInput(
+            f"{field} {value!r} is not valid",
+            field=field,
+            hint="Use one of: " + ", ".join(sorted(choices)) + ".",
+        )
+    return value
+
+
+def check_slug(value: str, field: str = "slug") -> str:
+    if not SLUG_RE.match(value):
+        raise InvalidInput(
+            f"{field} {value!r} is not valid",
+            field=field,
+            hint="Use 2-63 lower-case letters, digits, '-' or '_', starting with a letter.",
+        )
+    return value
+
+
+def check_positive(value: float, field: str, *, allow_zero: bool = False) -> float:
+    """``value`` as a float if it is > 0 (or >= 0) and finite."""
+    ok = value >= 0 if allow_zero else value > 0
+    if not ok or value != value or value == float("inf"):
+        raise InvalidInput(
+            f"{field} must be {'>= 0' if allow_zero else '> 0'}, got {value}",
+            field=field,
+        )
+    return float(value)
