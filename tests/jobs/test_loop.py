@@ -26,7 +26,10 @@ from rechenwerk.execution.base import (
     LaunchRequest,
 )
 from rechenwerk.execution.local import LocalExecutor
+from rechenwerk.jobs import nodes as job_nodes
+from rechenwerk.jobs import progress as job_progress
 from rechenwerk.jobs import service
+from rechenwerk.jobs import transitions as job_transitions
 from rechenwerk.jobs.loop import SchedulerLoop
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.specs import parse_spec
@@ -134,7 +137,7 @@ def test_drained_node_gets_nothing_new(
     with session_scope(session_factory) as s:
         op = s.get(User, op_id)
         assert op is not None
-        view = service.set_drained(s, op, "node01", drained=True, reason="GPU 3 ECC errors",
+        view = job_nodes.set_drained(s, op, "node01", drained=True, reason="GPU 3 ECC errors",
                                    inventory=backend.nodes, now=clock.now())
         assert view.drained and view.free_gpus if False else view.drained
     ids = [_submit(session_factory, pi, clock, settings, project=slug, gpus=8) for _ in range(2)]
@@ -143,7 +146,7 @@ def test_drained_node_gets_nothing_new(
     assert [j.state for j in jobs] == ["starting", "pending"]
     assert jobs[0].placement is not None and jobs[0].placement[0][0] == "node02"
     with session_scope(session_factory) as s:
-        nodes = {n.name: n for n in service.list_nodes(s, backend.nodes)}
+        nodes = {n.name: n for n in job_nodes.list_nodes(s, backend.nodes)}
         assert nodes["node01"].drained and nodes["node02"].used_gpus == 8
 
 
@@ -335,14 +338,14 @@ def test_one_unappliable_report_does_not_block_the_others(
     for j in (a, b):
         backend.status[f"{j}.1"] = BackendJobStatus(f"{j}.1", BackendJobState.RUNNING,
                                                     started_at=clock.now())
-    real = service.apply_backend_status
+    real = job_progress.apply_backend_status
 
     def flaky(session: Session, job: Job, status: BackendJobStatus, **kw: object) -> bool:
         if job.id == a:
             raise RuntimeError("corrupt report")
         return real(session, job, status, **kw)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(service, "apply_backend_status", flaky)
+    monkeypatch.setattr("rechenwerk.jobs.loop.apply_backend_status", flaky)
     loop.cycle()
     assert _job(session_factory, a).state == "starting"
     assert _job(session_factory, b).state == "running"
@@ -406,7 +409,7 @@ def test_cancel_between_placement_and_launch_never_starts_the_job(
     with session_scope(session_factory) as s:  # placed, as the loop does before launching
         job = s.get(Job, j)
         assert job is not None
-        service.transition(s, job, JobState.STARTING, now=clock.now(),
+        job_transitions.transition(s, job, JobState.STARTING, now=clock.now(),
                            values={"attempt": 1, "placement": [["node01", [0]]]})
         user = s.get(User, pi)
         assert user is not None

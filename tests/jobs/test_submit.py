@@ -16,7 +16,9 @@ from rechenwerk.clock import FakeClock
 from rechenwerk.config import Settings
 from rechenwerk.errors import BudgetExceeded, InvalidInput, InvalidTransition, NotFound
 from rechenwerk.execution.base import BackendJobState, BackendJobStatus
+from rechenwerk.jobs import progress as job_progress
 from rechenwerk.jobs import service
+from rechenwerk.jobs import transitions as job_transitions
 from rechenwerk.jobs.models import Job, JobEvent
 from rechenwerk.jobs.specs import parse_spec
 from rechenwerk.jobs.states import JobState
@@ -159,20 +161,20 @@ def test_settle_is_idempotent_and_moves_commitment_to_usage(session: Session,
     job = service.submit(session, pi, spec(project.slug, gpus=4, walltime="2h"), clock=clock,
                          settings=SETTINGS)
     now = clock.now()
-    assert service.transition(session, job, JobState.STARTING, now=now,
+    assert job_transitions.transition(session, job, JobState.STARTING, now=now,
                               values={"attempt": 1, "backend_handle": "h1",
                                       "placement": [["node01", [0, 1, 2, 3]]]})
     start = now + timedelta(seconds=5)
     running = BackendJobStatus("h1", BackendJobState.RUNNING, started_at=start)
-    assert service.apply_backend_status(session, job, running, now=start)
-    assert not service.apply_backend_status(session, job, running, now=start)  # duplicate
+    assert job_progress.apply_backend_status(session, job, running, now=start)
+    assert not job_progress.apply_backend_status(session, job, running, now=start)  # duplicate
     end = start + timedelta(minutes=30)
     done = BackendJobStatus("h1", BackendJobState.COMPLETED, started_at=start, ended_at=end,
                             exit_code=0)
-    assert service.apply_backend_status(session, job, done, now=end)
-    assert not service.apply_backend_status(session, job, done, now=end)  # late duplicate
+    assert job_progress.apply_backend_status(session, job, done, now=end)
+    assert not job_progress.apply_backend_status(session, job, done, now=end)  # late duplicate
     late_fail = BackendJobStatus("h1", BackendJobState.FAILED, ended_at=end, exit_code=1)
-    assert not service.apply_backend_status(session, job, late_fail, now=end)
+    assert not job_progress.apply_backend_status(session, job, late_fail, now=end)
     assert job.state == "completed" and job.ended_at == end and job.exit_code == 0
     records = session.scalars(select(UsageRecord)).all()
     assert len(records) == 1 and records[0].gpu_hours == pytest.approx(2.0)
@@ -192,12 +194,12 @@ def test_preemption_requeues_and_settles(session: Session, clock: FakeClock) -> 
     pi, project, _ = setup(session)
     job = service.submit(session, pi, spec(project.slug, gpus=2), clock=clock, settings=SETTINGS)
     now = clock.now()
-    service.transition(session, job, JobState.STARTING, now=now,
+    job_transitions.transition(session, job, JobState.STARTING, now=now,
                        values={"attempt": 1, "backend_handle": "h", "placement": [["n", [0, 1]]]})
-    service.apply_backend_status(session, job, BackendJobStatus(
+    job_progress.apply_backend_status(session, job, BackendJobStatus(
         "h", BackendJobState.RUNNING, started_at=now), now=now)
     end = now + timedelta(minutes=15)
-    assert service.apply_backend_status(session, job, BackendJobStatus(
+    assert job_progress.apply_backend_status(session, job, BackendJobStatus(
         "h", BackendJobState.PREEMPTED, started_at=now, ended_at=end), now=end)
     assert job.state == "pending" and job.backend_handle is None and job.placement is None
     assert job.attained_gpu_s == pytest.approx(2 * 900)
@@ -222,7 +224,7 @@ def test_cancel_pending_and_terminal(session: Session, clock: FakeClock) -> None
 def test_cancel_running_requests_stop(session: Session, clock: FakeClock) -> None:
     pi, project, _ = setup(session)
     job = service.submit(session, pi, spec(project.slug), clock=clock, settings=SETTINGS)
-    service.transition(session, job, JobState.STARTING, now=clock.now(),
+    job_transitions.transition(session, job, JobState.STARTING, now=clock.now(),
                        values={"attempt": 1, "backend_handle": "h"})
     service.cancel(session, pi, job.id, clock=clock)
     assert job.state == "starting" and job.cancel_requested_at is not None

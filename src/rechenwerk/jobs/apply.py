@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from rechenwerk.clock import Clock
 from rechenwerk.errors import BackendError
 from rechenwerk.execution.base import ExecutionBackend
-from rechenwerk.jobs import service
 from rechenwerk.jobs.launch import Launcher
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.states import JobState
+from rechenwerk.jobs.transitions import transition
 from rechenwerk.scheduling.model import Decision, Placement, Start, WaitReason
 from rechenwerk.store.session import session_scope
 
@@ -107,7 +107,7 @@ class DecisionApplier:
                     continue
                 placement = [[node, list(idx)] for node, idx in st.placement]
                 where = ", ".join(f"{n}:{','.join(map(str, i))}" for n, i in st.placement)
-                if service.transition(session, job, JobState.STARTING, now=now,
+                if transition(session, job, JobState.STARTING, now=now,
                                       reason="placed on " + where,
                                       values={"placement": placement,
                                               "attempt": job.attempt + 1,

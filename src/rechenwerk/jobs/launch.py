@@ -19,10 +19,11 @@ from rechenwerk.access.models import Project, User
 from rechenwerk.clock import Clock
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.execution.base import ExecutionBackend, GpuSlice, LaunchRequest
-from rechenwerk.jobs import service
 from rechenwerk.jobs.logs import log_dir_for
 from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.progress import requeue_failed_launch
 from rechenwerk.jobs.states import JobState
+from rechenwerk.jobs.transitions import transition
 from rechenwerk.store.session import session_scope
 
 log = logging.getLogger("rechenwerk.scheduler")
@@ -85,7 +86,7 @@ class Launcher:
                 if job.cancel_requested_at is not None and job.backend_handle is None:
                     # Cancelled between placement and launch: never start it.
                     now = self.clock.now()
-                    service.transition(session, job, JobState.CANCELLED, now=now,
+                    transition(session, job, JobState.CANCELLED, now=now,
                                        reason="cancelled before launch",
                                        values={"ended_at": now,
                                                "reason_code": "cancelled",
@@ -115,5 +116,5 @@ class Launcher:
         with session_scope(self.session_factory) as session:
             job = session.get(Job, job_id)
             if job is not None:
-                service.requeue_failed_launch(session, job, now=self.clock.now(),
+                requeue_failed_launch(session, job, now=self.clock.now(),
                                               reason=reason)

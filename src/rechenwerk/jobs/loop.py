@@ -45,14 +45,15 @@ from rechenwerk.clock import Clock, WallClock
 from rechenwerk.config import Settings
 from rechenwerk.errors import BackendError
 from rechenwerk.execution.base import BackendJobState, BackendJobStatus, ExecutionBackend
-from rechenwerk.jobs import service
 from rechenwerk.jobs.apply import DecisionApplier
 from rechenwerk.jobs.launch import Launcher
 from rechenwerk.jobs.leadership import Leadership
 from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.progress import active_jobs, apply_backend_status
 from rechenwerk.jobs.reasons import ReasonWriter, waiting_reasons
 from rechenwerk.jobs.snapshot import SnapshotBuilder, running_placements
 from rechenwerk.jobs.states import ACTIVE_STATES, JobState
+from rechenwerk.jobs.transitions import transition
 from rechenwerk.scheduling.incremental import IncrementalCore
 from rechenwerk.scheduling.policies import Policy
 from rechenwerk.store.session import session_scope
@@ -203,7 +204,7 @@ class SchedulerLoop:
         relaunch (same attempt, idempotent) jobs whose launch was not confirmed."""
         changed = 0
         with session_scope(self.session_factory) as session:
-            jobs = service.active_jobs(session)
+            jobs = active_jobs(session)
             handles = [j.backend_handle for j in jobs if j.backend_handle]
             report = self.backend.reconcile(handles) if handles else None
             now = self.clock.now()
@@ -308,7 +309,7 @@ class SchedulerLoop:
         and skipped instead of losing every other job's report of this cycle."""
         try:
             with session.begin_nested():
-                return service.apply_backend_status(session, job, status, now=now,
+                return apply_backend_status(session, job, status, now=now,
                                                     source=self.backend.name)
         except Exception:
             log.exception("applying %s to job %s failed", status, job.id)
@@ -345,7 +346,7 @@ class SchedulerLoop:
             for job in session.scalars(
                 select(Job).where(Job.state == JobState.PENDING.value).order_by(Job.id)
             ):
-                if service.transition(session, job, JobState.STARTING, now=now,
+                if transition(session, job, JobState.STARTING, now=now,
                                       reason=f"submitted to {name}",
                                       values={"attempt": job.attempt + 1,
                                               "backend": name,

@@ -29,6 +29,7 @@ from rechenwerk.api.deps import (
 from rechenwerk.jobs import service
 from rechenwerk.jobs.logs import MAX_LOG_CHUNK, read_log
 from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.nodes import list_nodes, set_drained
 from rechenwerk.jobs.specs import parse_spec
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
@@ -178,7 +179,7 @@ def balance(ref: str, session: DbSession, user: CurrentUser, now: Now) -> dict[s
 
 @router.get("/nodes")
 def nodes(request: Request, session: DbSession, user: Operator) -> dict[str, Any]:
-    views = service.list_nodes(session, inventory_of(request))
+    views = list_nodes(session, inventory_of(request))
     return {"items": [v.to_dict() for v in views],
             "total_gpus": sum(v.gpus for v in views),
             "used_gpus": sum(v.used_gpus for v in views)}
@@ -191,7 +192,7 @@ class DrainRequest(BaseModel):
 @router.post("/nodes/{name}/drain")
 def drain(name: str, request: Request, session: DbSession, user: Operator, now: Now,
           body: DrainRequest | None = None) -> dict[str, Any]:
-    view = service.set_drained(session, user, name, drained=True,
+    view = set_drained(session, user, name, drained=True,
                                reason=body.reason if body else None,
                                inventory=inventory_of(request), now=now)
     return view.to_dict()
@@ -200,6 +201,6 @@ def drain(name: str, request: Request, session: DbSession, user: Operator, now: 
 @router.post("/nodes/{name}/resume")
 def resume(name: str, request: Request, session: DbSession, user: Operator,
            now: Now) -> dict[str, Any]:
-    view = service.set_drained(session, user, name, drained=False, reason=None,
+    view = set_drained(session, user, name, drained=False, reason=None,
                                inventory=inventory_of(request), now=now)
     return view.to_dict()

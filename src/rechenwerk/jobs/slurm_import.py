@@ -24,7 +24,7 @@ from rechenwerk.accounting.slurm_import import (
 from rechenwerk.execution.slurm.backend import to_status
 from rechenwerk.execution.slurm.types import SlurmJob, SlurmTransport
 from rechenwerk.jobs.models import Job
-from rechenwerk.jobs.service import apply_backend_status
+from rechenwerk.jobs.progress import apply_backend_status
 
 
 def import_finished_jobs(

@@ -18,6 +18,7 @@ from rechenwerk.access.models import User
 from rechenwerk.api.deps import get_now, get_session, inventory_of, settings_of
 from rechenwerk.jobs import service as jobs
 from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.nodes import list_nodes, set_drained
 from rechenwerk.web.deps import form_data, operator_user
 from rechenwerk.web.forms import text
 from rechenwerk.web.rendering import render
@@ -28,7 +29,7 @@ router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
 
 def cluster_view(request: Request, db: Session) -> dict[str, Any]:
-    nodes = jobs.list_nodes(db, inventory_of(request))
+    nodes = list_nodes(db, inventory_of(request))
     job_ids = {j for n in nodes for j in n.jobs}
     running = {j.id: j for j in db.scalars(select(Job).where(Job.id.in_(job_ids)))} \
         if job_ids else {}
@@ -91,7 +92,7 @@ def node_drain(
 
     if action not in ("drain", "resume"):
         raise NotFound(f"unknown node action {action!r}", hint="Use drain or resume.")
-    jobs.set_drained(db, user, name, drained=action == "drain",
+    set_drained(db, user, name, drained=action == "drain",
                      reason=text(form, "reason") or None, inventory=inventory_of(request),
                      now=now)
     response = RedirectResponse("/ops/cluster", status_code=303)

@@ -1,0 +1,198 @@
+"""What backends report, applied to jobs: starts, ends (settled once per run against the
+award period), preemptions and requeues (ours and the backend's own), failed launches.
+The scheduler loop and the Slurm accounting import call these; every change goes
+through ``jobs.transitions.transition``."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from rechenwerk.access.models import Award, AwardPeriod
+from rechenwerk.accounting.charging import settle_usage
+from rechenwerk.execution.base import BackendJobState, BackendJobStatus
+from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.states import (
+    ACTIVE_STATES,
+    TERMINAL_STATES,
+    JobState,
+)
+from rechenwerk.jobs.transitions import transition
+
+_TERMINAL_MAP = {
+    BackendJobState.COMPLETED: JobState.COMPLETED,
+    BackendJobState.FAILED: JobState.FAILED,
+    BackendJobState.CANCELLED: JobState.CANCELLED,
+    BackendJobState.TIMEOUT: JobState.TIMEOUT,
+}
+
+
+def _settle(session: Session, job: Job, started: datetime | None, ended: datetime,
+            *, now: datetime, source: str) -> float:
+    """Settle the run that just ended; returns its GPU-seconds."""
+    if started is None or job.attempt <= 0:
+        return 0.0
+    return _settle_run(session, job, job.attempt, started, ended, now=now, source=source)
+
+
+def apply_backend_status(
+    session: Session, job: Job, status: BackendJobStatus, *, now: datetime,
+    source: str = "local",
+) -> bool:
+    """Bring ``job`` in line with what the backend reports. Duplicate and late reports
+    change nothing (guarded transitions). Returns True when the job changed."""
+    state = JobState(job.state)
+    if state in TERMINAL_STATES or state == JobState.PENDING:
+        return False
+    if status.attempt is not None and status.attempt > job.attempt:
+        return _requeued_by_backend(session, job, status, now=now, source=source)
+    bstate = status.state
+    if bstate == BackendJobState.PENDING:
+        # "<how it got here>; <backend reason>" (see _requeued_by_backend) is the same
+        if (status.reason and not (job.reason or "").endswith(status.reason)
+                and state == JobState.STARTING):
+            reason = status.reason
+            if (job.reason or "").startswith(_REQUEUED_PREFIXES):  # keep how it got here
+                reason = f"{(job.reason or '').split('; ', 1)[0]}; {reason}"
+            job.reason_code, job.reason = "backend", reason
+            return True
+        return False
+    if bstate == BackendJobState.RUNNING:
+        if state == JobState.STARTING:
+            return transition(session, job, JobState.RUNNING, now=now, reason="running",
+                              values={"started_at": status.started_at or now,
+                                      "reason_code": None, "reason": None})
+        return False
+    ended = status.ended_at or now
+    started = status.started_at or job.started_at
+    if bstate in _TERMINAL_MAP:
+        target = _TERMINAL_MAP[bstate]
+        reason = status.reason or target.value
+        if target == JobState.CANCELLED and job.cancel_requested_at is None:
+            reason = status.reason or "cancelled outside Rechenwerk"
+        if not transition(session, job, target, now=now, reason=reason, values={
+            "ended_at": ended, "started_at": started, "exit_code": status.exit_code,
+            "reason_code": None if target == JobState.COMPLETED else target.value,
+            "reason": None if target == JobState.COMPLETED else reason,
+        }):
+            return False
+        _settle(session, job, started, ended, now=now, source=source)
+        return True
+    if bstate == BackendJobState.PREEMPTED:
+        return _requeue_after_preemption(session, job, started, ended, now=now,
+                                         reason=status.reason or "preempted", source=source)
+    if bstate == BackendJobState.UNKNOWN:
+        reason = f"the {job.backend or 'execution'} backend no longer knows this job"
+        if status.reason:
+            reason += f" ({status.reason})"
+        if not transition(session, job, JobState.FAILED, now=now, reason=reason, values={
+            "ended_at": ended, "reason_code": "lost", "reason": reason,
+        }):
+            return False
+        _settle(session, job, started, ended, now=now, source=source)
+        return True
+    return False
+
+
+def _requeue_after_preemption(session: Session, job: Job, started: datetime | None,
+                              ended: datetime, *, now: datetime, reason: str,
+                              source: str) -> bool:
+    if not transition(session, job, JobState.PREEMPTED, now=now, reason=reason,
+                      values={"ended_at": ended, "started_at": started}):
+        return False
+    used_gpu_s = _settle(session, job, started, ended, now=now, source=source)
+    if job.cancel_requested_at is not None:
+        return transition(session, job, JobState.CANCELLED, now=now,
+                          reason="cancelled while being preempted",
+                          values={"reason_code": "cancelled", "reason": "cancelled"})
+    return transition(session, job, JobState.PENDING, now=now, reason="requeued", values={
+        "attained_gpu_s": job.attained_gpu_s + used_gpu_s,
+        "backend_handle": None, "placement": None, "started_at": None, "ended_at": None,
+        "exit_code": None, "reason_code": "requeued",
+        "reason": f"requeued after preemption ({reason})",
+    })
+
+
+_REQUEUED_PREFIXES = ("requeued by ", "preempted and requeued by ")
+
+
+def _requeued_by_backend(session: Session, job: Job, status: BackendJobStatus, *,
+                         now: datetime, source: str) -> bool:
+    """The backend ended the job's run(s) and requeued it under the same handle (Slurm:
+    node failure, ``scontrol requeue``, its own preemption). Through the state machine:
+    running -> preempted (each ended run settled once, with the backend's accounted
+    times where it has them, else the start Rechenwerk saw and the end the backend
+    implies) -> pending -> starting (same handle, ``attempt`` = the backend's), then the
+    report itself is applied to the new attempt (it may be running or over already)."""
+    assert status.attempt is not None
+    runs = {r.attempt: r for r in status.requeued_runs}
+    last = runs.get(status.attempt - 1)
+    why = (last.reason if last and last.reason else "requeued").replace("_", " ").lower()
+    preempting = job.reason_code == "preempting"
+    label = f"{'preempted and ' if preempting else ''}requeued by {source} ({why})"
+    current = runs.get(job.attempt)
+    ended = (current.ended_at if current and current.ended_at else None) or now
+    if not transition(session, job, JobState.PREEMPTED, now=now, reason=label,
+                      values={"ended_at": ended}):
+        return False
+    used_gpu_s = 0.0
+    for attempt in range(max(job.attempt, 1), status.attempt):
+        run = runs.get(attempt)
+        started = run.started_at if run and run.started_at else None
+        if started is None and attempt == job.attempt:
+            started = job.started_at  # the backend's start as Rechenwerk saw it running
+        stopped = run.ended_at if run and run.ended_at else (
+            ended if attempt == job.attempt else None)
+        if started is None or stopped is None:
+            continue  # a run nobody saw start: nothing to charge
+        used_gpu_s += _settle_run(session, job, attempt, started, stopped, now=now,
+                                  source=source)
+    if not transition(session, job, JobState.PENDING, now=now, reason=label, values={
+        "attained_gpu_s": job.attained_gpu_s + used_gpu_s, "started_at": None,
+        "ended_at": None, "exit_code": None, "reason_code": "requeued", "reason": label,
+    }):
+        return False
+    waiting = status.reason or f"waiting in {source}'s queue"
+    if not transition(session, job, JobState.STARTING, now=now,
+                      reason=f"{label}; {waiting}",
+                      values={"attempt": status.attempt, "reason_code": "backend",
+                              "reason": f"{label}; {waiting}"}):
+        return False
+    apply_backend_status(session, job, status, now=now, source=source)
+    return True
+
+
+def _settle_run(session: Session, job: Job, attempt: int, started: datetime,
+                ended: datetime, *, now: datetime, source: str) -> float:
+    """Settle run ``attempt`` of ``job`` (once; keyed by job and attempt)."""
+    gpu_type = job.gpu_type
+    if gpu_type is None and job.award_period_id is not None:
+        gpu_type = session.scalar(
+            select(Award.gpu_type).join(AwardPeriod, AwardPeriod.award_id == Award.id)
+            .where(AwardPeriod.id == job.award_period_id)
+        )
+    record = settle_usage(
+        session, project_id=job.project_id, gpus=job.gpus, started_at=started,
+        ended_at=ended, now=now, source=source, job_id=job.id, attempt=attempt,
+        award_period_id=job.award_period_id, gpu_type=gpu_type,
+    )
+    return record.gpu_hours * 3600.0
+
+
+def requeue_failed_launch(session: Session, job: Job, *, now: datetime, reason: str) -> bool:
+    """The backend refused to start the job: put it back in the queue with the reason."""
+    return transition(session, job, JobState.PENDING, now=now, reason=reason, values={
+        "backend_handle": None, "placement": None, "reason_code": "launch_failed",
+        "reason": reason,
+    })
+
+
+def active_jobs(session: Session) -> Sequence[Job]:
+    return list(session.scalars(
+        select(Job).where(Job.state.in_([s.value for s in ACTIVE_STATES])).order_by(Job.id)
+    ))
+
+
