@@ -20,7 +20,8 @@ app = typer.Typer(
 # Modules that register commands on ``app`` with a ``register(app)`` function.
 # One line per module; each domain owns its module.
 COMMAND_MODULES: list[str] = [
-    "rechenwerk.cli.access",
+    "rechenwerk.cli.people",
+    "rechenwerk.cli.grants",
     "rechenwerk.cli.admin",
     "rechenwerk.cli.server",
     "rechenwerk.cli.plan",

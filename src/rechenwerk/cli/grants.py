@@ -1,0 +1,341 @@
+"""Granting GPU-hours on the server: ``call``, ``proposal``, ``award``, ``account``.
+Every command that prints data has ``--json``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from rechenwerk.cli.access_output import (
+    JSON_OPT,
+    LIMIT_OPT,
+    OFFSET_OPT,
+    day,
+    hours,
+    load_estimate,
+    page,
+    parse_prices,
+    print_account,
+    print_award,
+    print_call,
+    print_proposal,
+    server_call,
+    show,
+)
+from rechenwerk.cli.output import console, handle_errors, print_table
+from rechenwerk.errors import InvalidInput
+
+
+def register(app: typer.Typer) -> None:
+    # ------------------------------------------------------------------ call
+
+    call_app = typer.Typer(help="Calls for proposals.", no_args_is_help=True)
+    app.add_typer(call_app, name="call")
+
+    @call_app.command("list")
+    @handle_errors
+    def call_list(status: str = typer.Option(None, "--status", help="open|upcoming|closed"),
+                  mode: str = typer.Option(None, "--mode", help="research|innovation|"
+                                           "fast_lane|pay_per_use"),
+                  limit: int = LIMIT_OPT, offset: int = OFFSET_OPT,
+                  as_json: bool = JSON_OPT) -> None:
+        """List calls."""
+        data = server_call("GET", "/api/v1/calls", params={
+            "status": status, "access_mode": mode, "limit": limit, "offset": offset})
+        page(data, as_json, ["slug", "title", "mode", "eligible", "status", "closes"],
+              lambda c: (c["slug"], c["title"], c["access_mode"], ", ".join(c["eligible_kinds"]),
+                         c["status"], day(c["closes_at"])), "calls")
+
+    @call_app.command("show")
+    @handle_errors
+    def call_show(ref: str = typer.Argument(...), as_json: bool = JSON_OPT) -> None:
+        """Show a call."""
+        show(server_call("GET", f"/api/v1/calls/{ref}"), as_json, print_call)
+
+    @call_app.command("create")
+    @handle_errors
+    def call_create(slug: str = typer.Argument(...), title: str = typer.Option(..., "--title"),
+                    mode: str = typer.Option(..., "--mode", help="research|innovation|"
+                                             "fast_lane|pay_per_use"),
+                    closes: str = typer.Option(..., "--closes", help="ISO date/time (UTC)"),
+                    opens: str = typer.Option(None, "--opens", help="default: now"),
+                    eligible: list[str] = typer.Option(None, "--eligible",
+                                                       help="Org kind; repeatable."),
+                    max_gpu_hours: float = typer.Option(None, "--max-gpu-hours"),
+                    description: str = typer.Option("", "--description"),
+                    as_json: bool = JSON_OPT) -> None:
+        """Open a call (operators)."""
+        c = server_call("POST", "/api/v1/calls", json={
+            "slug": slug, "title": title, "access_mode": mode, "closes_at": closes,
+            "opens_at": opens, "eligible_kinds": eligible or None,
+            "max_gpu_hours": max_gpu_hours, "description": description})
+        show(c, as_json, print_call)
+
+    @call_app.command("close")
+    @handle_errors
+    def call_close(ref: str = typer.Argument(...), as_json: bool = JSON_OPT) -> None:
+        """Close a call now (operators)."""
+        show(server_call("POST", f"/api/v1/calls/{ref}/close"), as_json, print_call)
+
+    # ------------------------------------------------------------------ proposal
+
+    prop = typer.Typer(help="Proposals: draft, edit, submit, withdraw, review, decide.",
+                       no_args_is_help=True)
+    app.add_typer(prop, name="proposal")
+
+    @prop.command("create")
+    @handle_errors
+    def proposal_create(call: str = typer.Option(..., "--call"),
+                        project: str = typer.Option(..., "--project"),
+                        title: str = typer.Option(..., "--title"),
+                        gpu_type: str = typer.Option(..., "--gpu-type"),
+                        gpu_hours: float = typer.Option(..., "--gpu-hours",
+                                                        help="Requested GPU-hours."),
+                        abstract: str = typer.Option("", "--abstract"),
+                        justification: str = typer.Option("", "--justification"),
+                        estimate: Path = typer.Option(
+                            None, "--estimate", help="Attach a training-compute estimate: "
+                            "YAML/JSON with the inputs of `plan train` (params, tokens, "
+                            "gpu, gpus ...), e.g. examples/estimate-70b.yaml."),
+                        as_json: bool = JSON_OPT) -> None:
+        """Draft a proposal for your project (PI)."""
+        body: dict[str, Any] = {
+            "call": call, "project": project, "title": title, "gpu_type": gpu_type,
+            "requested_gpu_hours": gpu_hours, "abstract": abstract,
+            "justification": justification}
+        if estimate is not None:
+            body["estimate"] = load_estimate(estimate)
+        p = server_call("POST", "/api/v1/proposals", json=body)
+        show(p, as_json, print_proposal)
+
+    @prop.command("submit")
+    @handle_errors
+    def proposal_submit(proposal_id: int = typer.Argument(...),
+                        as_json: bool = JSON_OPT) -> None:
+        """Submit a draft (PI)."""
+        show(server_call("POST", f"/api/v1/proposals/{proposal_id}/submit"), as_json,
+              print_proposal)
+
+    @prop.command("edit")
+    @handle_errors
+    def proposal_edit(proposal_id: int = typer.Argument(...),
+                      title: str = typer.Option(None, "--title"),
+                      abstract: str = typer.Option(None, "--abstract"),
+                      justification: str = typer.Option(None, "--justification"),
+                      gpu_type: str = typer.Option(None, "--gpu-type"),
+                      gpu_hours: float = typer.Option(None, "--gpu-hours",
+                                                      help="Requested GPU-hours."),
+                      estimate: Path = typer.Option(
+                          None, "--estimate", help="Attach (replace) the training-compute "
+                          "estimate from a YAML/JSON file of `plan train` inputs."),
+                      no_estimate: bool = typer.Option(False, "--no-estimate",
+                                                       help="Remove the attached estimate."),
+                      as_json: bool = JSON_OPT) -> None:
+        """Change a draft: only the options given (PI). Submitted proposals cannot be
+        edited: withdraw them and create a new one."""
+        changes: dict[str, Any] = {
+            k: v for k, v in (("title", title), ("abstract", abstract),
+                              ("justification", justification), ("gpu_type", gpu_type),
+                              ("requested_gpu_hours", gpu_hours)) if v is not None}
+        if estimate is not None and no_estimate:
+            raise InvalidInput("give --estimate FILE or --no-estimate, not both",
+                               field="estimate")
+        if estimate is not None:
+            changes["estimate"] = load_estimate(estimate)
+        elif no_estimate:
+            changes["estimate"] = None  # null removes it (PATCH)
+        if not changes:
+            raise InvalidInput("nothing to change", field="proposal",
+                               hint="Give at least one of --title, --abstract, "
+                                    "--justification, --gpu-type, --gpu-hours, --estimate, "
+                                    "--no-estimate.")
+        show(server_call("PATCH", f"/api/v1/proposals/{proposal_id}", json=changes), as_json,
+              print_proposal)
+
+    @prop.command("withdraw")
+    @handle_errors
+    def proposal_withdraw(proposal_id: int = typer.Argument(...),
+                          reason: str = typer.Option("", "--reason",
+                                                     help="Recorded in the audit log."),
+                          as_json: bool = JSON_OPT) -> None:
+        """Withdraw a proposal before it is decided (PI). Final: open reviews are
+        cancelled."""
+        show(server_call("POST", f"/api/v1/proposals/{proposal_id}/withdraw",
+                    json={"reason": reason}), as_json, print_proposal)
+
+    @prop.command("assign-reviewer")
+    @handle_errors
+    def proposal_assign(proposal_id: int = typer.Argument(...),
+                        reviewer: str = typer.Argument(..., help="Reviewer's username."),
+                        as_json: bool = JSON_OPT) -> None:
+        """Assign a reviewer (operators)."""
+        r = server_call("POST", f"/api/v1/proposals/{proposal_id}/reviewers",
+                  json={"reviewer": reviewer})
+        show(r, as_json, lambda r: console.print(
+            f"{r['reviewer']} reviews proposal {proposal_id}", highlight=False))
+
+    @prop.command("review")
+    @handle_errors
+    def proposal_review(proposal_id: int = typer.Argument(...),
+                        technical: int = typer.Option(..., "--technical", help="1..5"),
+                        scientific: int = typer.Option(..., "--scientific", help="1..5"),
+                        comment: str = typer.Option("", "--comment"),
+                        as_json: bool = JSON_OPT) -> None:
+        """Submit your review of an assigned proposal (reviewers)."""
+        r = server_call("POST", f"/api/v1/proposals/{proposal_id}/reviews", json={
+            "technical_score": technical, "scientific_score": scientific, "comment": comment})
+        show(r, as_json, lambda r: console.print(
+            f"review of proposal {proposal_id} recorded (technical {r['technical_score']}, "
+            f"scientific {r['scientific_score']})", highlight=False))
+
+    @prop.command("reviews")
+    @handle_errors
+    def proposal_reviews(proposal_id: int = typer.Argument(...),
+                         as_json: bool = JSON_OPT) -> None:
+        """Show the reviews you may see."""
+        data = server_call("GET", f"/api/v1/proposals/{proposal_id}/reviews")
+        show(data, as_json, lambda rows: print_table(
+            ["reviewer", "technical", "scientific", "comment", "submitted"],
+            [(r["reviewer"] or "(anonymous)", r["technical_score"], r["scientific_score"],
+              r["comment"], day(r["submitted_at"])) for r in rows]))
+
+    @prop.command("decide")
+    @handle_errors
+    def proposal_decide(proposal_id: int = typer.Argument(...),
+                        decision: str = typer.Argument(..., help="accepted|rejected"),
+                        comment: str = typer.Option("", "--comment"),
+                        as_json: bool = JSON_OPT) -> None:
+        """Accept or reject (operators)."""
+        aliases = {"accept": "accepted", "reject": "rejected"}
+        show(server_call("POST", f"/api/v1/proposals/{proposal_id}/decision", json={
+            "decision": aliases.get(decision, decision), "comment": comment}), as_json,
+            print_proposal)
+
+    @prop.command("list")
+    @handle_errors
+    def proposal_list(call: str = typer.Option(None, "--call"),
+                      project: str = typer.Option(None, "--project"),
+                      state: str = typer.Option(None, "--state"),
+                      limit: int = LIMIT_OPT, offset: int = OFFSET_OPT,
+                      as_json: bool = JSON_OPT) -> None:
+        """List proposals of your projects or assigned to you."""
+        data = server_call("GET", "/api/v1/proposals", params={
+            "call": call, "project": project, "state": state, "limit": limit,
+            "offset": offset})
+        page(data, as_json, ["id", "title", "call", "project", "state", "GPU type",
+                              "GPU-hours"],
+              lambda p: (p["id"], p["title"], p["call"], p["project"], p["state"],
+                         p["gpu_type"], hours(p["requested_gpu_hours"])), "proposals")
+
+    @prop.command("show")
+    @handle_errors
+    def proposal_show(proposal_id: int = typer.Argument(...), as_json: bool = JSON_OPT) -> None:
+        """Show a proposal."""
+        show(server_call("GET", f"/api/v1/proposals/{proposal_id}"), as_json, print_proposal)
+
+    # ------------------------------------------------------------------ award
+
+    award = typer.Typer(help="Awards of GPU-hours, split into periods.", no_args_is_help=True)
+    app.add_typer(award, name="award")
+
+    @award.command("create")
+    @handle_errors
+    def award_create(project: str = typer.Option(..., "--project"),
+                     gpu_hours: float = typer.Option(..., "--gpu-hours"),
+                     start: str = typer.Option(..., "--start", help="ISO date (UTC)"),
+                     proposal: int = typer.Option(None, "--proposal"),
+                     gpu_type: str = typer.Option(None, "--gpu-type",
+                                                  help="default: the proposal's"),
+                     periods: int = typer.Option(1, "--periods", help="Number of periods."),
+                     period_months: int = typer.Option(3, "--period-months"),
+                     carry_over: float = typer.Option(0.0, "--carry-over",
+                                                      help="Carry-over limit, GPU-hours."),
+                     expires: str = typer.Option(None, "--expires",
+                                                 help="default: end of last period"),
+                     as_json: bool = JSON_OPT) -> None:
+        """Award GPU-hours to a project (operators), e.g. 5000 in two quarterly periods:
+        --gpu-hours 5000 --periods 2 --period-months 3."""
+        a = server_call("POST", "/api/v1/awards", json={
+            "project": project, "proposal": proposal, "gpu_type": gpu_type,
+            "gpu_hours": gpu_hours, "starts_at": start, "expires_at": expires,
+            "period_count": periods, "period_months": period_months,
+            "carry_over_limit_gpu_hours": carry_over})
+        show(a, as_json, print_award)
+
+    @award.command("list")
+    @handle_errors
+    def award_list(project: str = typer.Option(None, "--project"),
+                   gpu_type: str = typer.Option(None, "--gpu-type"),
+                   limit: int = LIMIT_OPT, offset: int = OFFSET_OPT,
+                   as_json: bool = JSON_OPT) -> None:
+        """List awards of your projects."""
+        data = server_call("GET", "/api/v1/awards", params={
+            "project": project, "gpu_type": gpu_type, "limit": limit, "offset": offset})
+        page(data, as_json, ["id", "project", "GPU type", "GPU-hours", "periods", "starts",
+                              "expires"],
+              lambda a: (a["id"], a["project"], a["gpu_type"], hours(a["gpu_hours"]),
+                         len(a["periods"]), day(a["starts_at"]), day(a["expires_at"])),
+              "awards")
+
+    @award.command("show")
+    @handle_errors
+    def award_show(award_id: int = typer.Argument(...), as_json: bool = JSON_OPT) -> None:
+        """Show an award with its periods."""
+        show(server_call("GET", f"/api/v1/awards/{award_id}"), as_json, print_award)
+
+    # ------------------------------------------------------------------ account
+
+    account = typer.Typer(help="Pay-per-use accounts (price per GPU-hour, credit limit).",
+                          no_args_is_help=True)
+    app.add_typer(account, name="account")
+
+    @account.command("create")
+    @handle_errors
+    def account_create(project: str = typer.Option(..., "--project"),
+                       credit_limit: float = typer.Option(..., "--credit-limit",
+                                                          help="EUR"),
+                       price: list[str] = typer.Option(..., "--price",
+                                                       help="GPU_TYPE=EUR per GPU-hour; "
+                                                            "repeatable"),
+                       as_json: bool = JSON_OPT) -> None:
+        """Open a pay-per-use account for a project (operators)."""
+        a = server_call("POST", "/api/v1/accounts", json={
+            "project": project, "credit_limit_eur": credit_limit,
+            "prices": parse_prices(price)})
+        show(a, as_json, print_account)
+
+    @account.command("update")
+    @handle_errors
+    def account_update(account_id: int = typer.Argument(...),
+                       credit_limit: float = typer.Option(None, "--credit-limit"),
+                       price: list[str] = typer.Option(None, "--price"),
+                       active: bool = typer.Option(None, "--active/--inactive"),
+                       as_json: bool = JSON_OPT) -> None:
+        """Change credit limit, prices or activity (operators)."""
+        a = server_call("PATCH", f"/api/v1/accounts/{account_id}", json={
+            "credit_limit_eur": credit_limit,
+            "prices": parse_prices(price) if price else None, "is_active": active})
+        show(a, as_json, print_account)
+
+    @account.command("list")
+    @handle_errors
+    def account_list(project: str = typer.Option(None, "--project"),
+                     limit: int = LIMIT_OPT, offset: int = OFFSET_OPT,
+                     as_json: bool = JSON_OPT) -> None:
+        """List pay-per-use accounts of your projects."""
+        data = server_call("GET", "/api/v1/accounts",
+                     params={"project": project, "limit": limit, "offset": offset})
+        page(data, as_json, ["id", "project", "credit limit (EUR)", "prices (EUR/GPU-h)",
+                              "active"],
+              lambda a: (a["id"], a["project"], f"{a['credit_limit_eur']:,.2f}",
+                         ", ".join(f"{g} {p:.2f}" for g, p in a["prices"].items()),
+                         a["is_active"]), "accounts")
+
+    @account.command("show")
+    @handle_errors
+    def account_show(account_id: int = typer.Argument(...), as_json: bool = JSON_OPT) -> None:
+        """Show a pay-per-use account."""
+        show(server_call("GET", f"/api/v1/accounts/{account_id}"), as_json, print_account)
+
