@@ -45,13 +45,13 @@ def test_demo_job_from_the_cli(session_factory: sessionmaker[Session], db_url: s
     def cli_json(*args: str) -> Any:
         return json.loads(cli(*args, "--json").stdout)
 
+    released = tmp_path / "release-blocker"
     server.start()
     try:
         before = cli_json("balance", "nordlicht-llm")
         assert before["available_gpu_hours"] == pytest.approx(50.0)
         # A blocker holds all 4 GPUs until the test releases it, so the demo job has to
         # wait however slow the machine is (a fixed sleep ran out first on loaded CI).
-        released = tmp_path / "release-blocker"
         blocker = tmp_path / "blocker.yaml"
         blocker.write_text(
             "name: blocker\nproject: nordlicht-llm\ngpus: 4\nwalltime: 15m\n"
@@ -111,4 +111,5 @@ def test_demo_job_from_the_cli(session_factory: sessionmaker[Session], db_url: s
             used + blocker_used, abs=1e-5)
         assert "AVAILABLE GPU-h" in cli("balance", "nordlicht-llm").stdout
     finally:
+        release(released)  # a failed run leaves no blocker waiting
         server.stop()
