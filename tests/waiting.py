@@ -18,6 +18,13 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
+# A job that must handle SIGTERM itself starts with it blocked (``env --block-signal``,
+# before Python even starts) and unblocks it once its handler is in place, so a short
+# walltime or a quick stop cannot hit it while a loaded machine still starts the
+# interpreter: ``(*BLOCK_TERM, sys.executable, "-c", "...set handler..." + UNBLOCK_TERM)``.
+BLOCK_TERM = ("env", "--block-signal=TERM")
+UNBLOCK_TERM = "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})\n"
+
 # A failure guard, not an expected duration: waits return as soon as their event happens.
 DEADLINE_S = 120.0
 # A job that waits for its release file gives up after this long, so a failed test

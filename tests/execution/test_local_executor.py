@@ -19,7 +19,7 @@ from rechenwerk.execution.base import (
     LaunchRequest,
 )
 from rechenwerk.execution.local import LocalExecutor, parse_local_cluster
-from waiting import DEADLINE_S, wait_for
+from waiting import BLOCK_TERM, DEADLINE_S, UNBLOCK_TERM, wait_for
 
 PY = sys.executable
 
@@ -47,13 +47,6 @@ def wait_terminal(ex: LocalExecutor, handle: str, timeout: float = DEADLINE_S
 def wait_running(ex: LocalExecutor, handle: str) -> None:
     wait_for(lambda: ex.poll([handle])[handle].state == BackendJobState.RUNNING,
              f"{handle} to run", step=0.02)
-
-
-# A job that must handle SIGTERM starts with it blocked (``env --block-signal``, before
-# Python even starts) and unblocks it once its handler is in place: a walltime of 1 s
-# cannot hit it while a loaded machine is still starting the interpreter.
-BLOCK_TERM = ("env", "--block-signal=TERM")
-UNBLOCK_TERM = "signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})\n"
 
 
 @pytest.fixture
