@@ -88,6 +88,14 @@ def test_preempted_demo_job_checkpoints_and_resumes(
     log1 = settings.data_dir / "logs" / str(low) / "1" / "stdout.log"
     run_until(lambda: log1.exists() and "step 3/" in log1.read_text(),
               "the low-QOS job to make progress")
+
+    def has_left_the_first_queue() -> bool:
+        # Twice the 1 GPU-second threshold when the high job arrives, so that its settled
+        # run puts the requeued attempt behind the fresh high job.
+        started = job(low).started_at
+        return started is not None and 2 * (clock.now() - started).total_seconds() >= 2.0
+
+    run_until(has_left_the_first_queue, "the low-QOS job to pass 2 GPU-seconds")
     high = submit("urgent", "high")
     run_until(lambda: job(low).attempt >= 2 or job(low).state == "pending",
               "the low-QOS job to be preempted and requeued")
