@@ -27,6 +27,7 @@ from rechenwerk.jobs.loop import SchedulerLoop
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.service import submit
 from rechenwerk.jobs.specs import JobSpec
+from waiting import DEADLINE_S
 
 # one xdist group: these tests share one cluster and some stop daemons
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
@@ -58,7 +59,7 @@ def env(
         subprocess.run(["scancel", f"--account={slug}"], capture_output=True)
         wait_until(
             lambda: not sh("squeue", "-h", f"--account={slug}", "-o", "%A", check=False).strip(),
-            20,
+            DEADLINE_S,
             "test jobs to leave the queue",
         )
         subprocess.run(["sacctmgr", "-i", "delete", "account", slug], capture_output=True)
@@ -186,7 +187,7 @@ def test_jobs_run_to_completion_and_usage_is_settled_once(
             loop.cycle()
             return all(_job(factory, j).state == "completed" for j in (one, multi))
 
-        wait_until(done, 60, "both jobs to complete", step=0.5)
+        wait_until(done, DEADLINE_S, "both jobs to complete", step=0.5)
     finally:
         loop.backend.close()
     one_h, multi_h = _job(factory, one).backend_handle, _job(factory, multi).backend_handle
@@ -208,7 +209,8 @@ def test_jobs_run_to_completion_and_usage_is_settled_once(
     ).strip()
     backend = SlurmBackend(CliTransport())
     wait_until(
-        lambda: backend.poll([direct])[direct].state.value == "completed", 30, "the direct job"
+        lambda: backend.poll([direct])[direct].state.value == "completed", DEADLINE_S,
+        "the direct job",
     )
     # slurmctld hands finished jobs to slurmdbd asynchronously; a time-window query
     # (what the import uses) can lag the by-id query by a moment
@@ -216,7 +218,7 @@ def test_jobs_run_to_completion_and_usage_is_settled_once(
     since = datetime.now(UTC) - timedelta(hours=1)
     wait_until(
         lambda: ids <= {j.job_id for j in CliTransport().accounted_jobs(start=since) if j.end_time},
-        30,
+        DEADLINE_S,
         "slurmdbd to record the three jobs",
     )
     with factory() as s:
@@ -264,7 +266,8 @@ def test_over_limit_waits_in_slurm_with_reason(
             loop.cycle()
             return "AssocGrpGRESMinutes" in (_job(factory, job_id).reason or "")
 
-        wait_until(waiting, 30, "Slurm's AssocGrpGRESMinutes reason in Rechenwerk", step=0.5)
+        wait_until(waiting, DEADLINE_S, "Slurm's AssocGrpGRESMinutes reason in Rechenwerk",
+                   step=0.5)
         job = _job(factory, job_id)
         assert job.state == "starting" and job.backend_handle
         assert "GPU-hour budget" in (job.reason or "")
