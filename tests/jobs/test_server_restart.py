@@ -46,7 +46,7 @@ def test_sigkill_and_restart(session_factory: sessionmaker[Session], db_url: str
     server = Server(data, db_url, cluster="1x4:A100-80GB")
     server.start()
     try:
-        http = httpx.Client(base_url=server.url, headers=headers, timeout=10)
+        http = httpx.Client(base_url=server.url, headers=headers, timeout=60)
         counters = {n: tmp_path / f"{n}.count" for n in ("short", "long", "waits")}
 
         def submit(name: str, gpus: int) -> int:
