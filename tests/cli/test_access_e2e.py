@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,6 +21,7 @@ from typer.testing import CliRunner
 from rechenwerk.app import create_app
 from rechenwerk.cli.main import app as cli
 from rechenwerk.config import Settings, get_settings
+from waiting import wait_for
 
 
 def _free_port() -> int:
@@ -40,10 +40,12 @@ def live_server(db_url: str, session_factory: sessionmaker[Session],
                                            log_level="warning", lifespan="off"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
+
+    def started() -> bool:
+        assert thread.is_alive(), "the test server died while starting"
+        return bool(server.started)
+
+    wait_for(started, "the test server to start", step=0.02)
     yield f"http://127.0.0.1:{port}"
     server.should_exit = True
     thread.join(timeout=10)

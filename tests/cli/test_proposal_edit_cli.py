@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ from factories import make_call, make_org, make_project, make_token, make_user
 from rechenwerk.app import create_app
 from rechenwerk.cli.main import app as cli
 from rechenwerk.config import Settings, get_settings
+from waiting import wait_for
 
 
 @pytest.fixture
@@ -34,10 +34,12 @@ def server(db_url: str, session_factory: sessionmaker[Session], tmp_path: Path) 
                                         log_level="warning", lifespan="off"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
-    while not srv.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "server did not start"
-        time.sleep(0.02)
+
+    def started() -> bool:
+        assert thread.is_alive(), "the test server died while starting"
+        return bool(srv.started)
+
+    wait_for(started, "the test server to start", step=0.02)
     yield f"http://127.0.0.1:{port}"
     srv.should_exit = True
     thread.join(timeout=10)

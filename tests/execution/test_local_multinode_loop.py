@@ -6,7 +6,7 @@ for all its GPUs, and `rechenwerk logs` reads its node-labelled output; a preemp
 from __future__ import annotations
 
 import sys
-import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,7 @@ from rechenwerk.jobs.specs import parse_spec
 from rechenwerk.scheduling.params import PolicyParams
 from rechenwerk.scheduling.policies import make_policy
 from rechenwerk.store.session import session_scope
+from waiting import hold_command, release, wait_for
 
 pytestmark = pytest.mark.slow
 
@@ -67,30 +68,24 @@ class World:
             s.expunge(j)
             return j
 
-    def run_until(self, loop: SchedulerLoop, cond: Any, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            loop.cycle()
-            if cond():
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}")
+    def run_until(self, loop: SchedulerLoop, cond: Callable[[], bool], what: str) -> None:
+        wait_for(lambda: (loop.cycle(), cond())[1], what, step=0.1)
 
 
 def test_restart_neither_loses_nor_reruns_a_two_node_job(
     session_factory: sessionmaker[Session], tmp_path: Path
 ) -> None:
     w = World(session_factory, tmp_path)
-    counter = tmp_path / "count"
-    code = ("import os,time\n"
-            f"open({str(counter)!r}, 'a').write(os.environ['NODE_RANK'])\n"
-            "print('rank', os.environ['NODE_RANK'], 'gpus', os.environ['CUDA_VISIBLE_DEVICES'],"
-            " flush=True)\n"
-            "time.sleep(2)\n")
+    counter, released = tmp_path / "count", tmp_path / "release"
+    # It runs until the test releases it: it must still run when the loop sees it, and
+    # end only once "the server" is gone.
+    start = (f"open({str(counter)!r}, 'a').write(os.environ['NODE_RANK'])\n"
+             "print('rank', os.environ['NODE_RANK'], 'gpus', os.environ['CUDA_VISIBLE_DEVICES'],"
+             " flush=True)\n")
     job_id = w.submit(name="ddp", gpus=4, nodes=2, gpus_per_node=2,
-                      command=[sys.executable, "-c", code])
+                      command=hold_command(released, before=start))
     first = w.loop()
-    w.run_until(first, lambda: w.job(job_id).state == "running", 30, "the job to run")
+    w.run_until(first, lambda: w.job(job_id).state == "running", "the job to run")
     placement = w.job(job_id).placement
     assert placement is not None and sorted(p[0] for p in placement) == ["node01", "node02"]
     first.backend.close()
@@ -98,10 +93,8 @@ def test_restart_neither_loses_nor_reruns_a_two_node_job(
     handle = w.job(job_id).backend_handle
     assert handle is not None
     status = w.settings.data_dir / "runs" / handle / "status.json"
-    deadline = time.monotonic() + 30
-    while not status.exists():
-        assert time.monotonic() < deadline, "the job did not finish"
-        time.sleep(0.1)
+    release(released)
+    wait_for(status.exists, "the job to finish")
     second = w.loop()
     second.reconcile()
     second.cycle()
@@ -124,20 +117,26 @@ def test_restart_neither_loses_nor_reruns_a_two_node_job(
     assert lines[1].startswith("node02: rank 1 gpus ")
 
 
+# Attempt 1 runs until it is preempted (a fixed length could end before the preemption
+# on a slow machine); a resumed attempt does 5 more steps. "resumed at" is printed once
+# the SIGTERM handler is set and there is progress to checkpoint.
 CHECKPOINTING = """\
 import os, signal, sys, time
 rank = os.environ["NODE_RANK"]
 ckpt = f"ckpt.{rank}"
-step = int(open(ckpt).read()) if os.path.exists(ckpt) else 0
-print("rank", rank, "resumed at", step, flush=True)
+start = int(open(ckpt).read()) if os.path.exists(ckpt) else 0
+step = start
 def on_term(*_):
     open(ckpt, "w").write(str(step))
     print("rank", rank, "checkpointed at", step, flush=True)
     sys.exit(0)
 signal.signal(signal.SIGTERM, on_term)
-while step < 40:
-    step += 1
+step += 1
+print("rank", rank, "resumed at", start, flush=True)
+last = start + 5 if start else 10**9
+while step < last:
     time.sleep(0.1)
+    step += 1
 print("rank", rank, "done", flush=True)
 """
 
@@ -156,16 +155,23 @@ def test_preempted_two_node_job_checkpoints_on_every_node_and_resumes(
                    command=[sys.executable, "train.py"])
     log1 = w.settings.data_dir / "logs" / str(low) / "1" / "stdout.log"
     w.run_until(loop, lambda: log1.exists() and log1.read_text().count("resumed at 0") == 2,
-                30, "both nodes of the low-QOS job to run")
-    time.sleep(1.0)  # some progress to checkpoint
+                "both nodes of the low-QOS job to run")
+
+    def has_left_the_first_queue() -> bool:
+        # Twice the 1 GPU-second threshold when the high job arrives, so that its settled
+        # run puts the requeued attempt behind the fresh high job.
+        started = w.job(low).started_at
+        return started is not None and 4 * (w.clock.now() - started).total_seconds() >= 2.0
+
+    w.run_until(loop, has_left_the_first_queue, "the low-QOS job to pass 2 GPU-seconds")
     high = w.submit(name="urgent", qos="high", gpus=4, nodes=2, gpus_per_node=2,
                     command=[sys.executable, "-c", "print('urgent')"])
-    w.run_until(loop, lambda: w.job(low).attempt >= 2 or w.job(low).state == "pending", 60,
+    w.run_until(loop, lambda: w.job(low).attempt >= 2 or w.job(low).state == "pending",
                 "the low-QOS job to be preempted and requeued")
     out1 = log1.read_text()
     assert "node01: rank 0 checkpointed at" in out1 and "node02: rank 1 checkpointed at" in out1
     w.run_until(loop, lambda: w.job(high).state == "completed"
-                and w.job(low).state == "completed", 60, "both jobs to complete")
+                and w.job(low).state == "completed", "both jobs to complete")
     out2 = (w.settings.data_dir / "logs" / str(low) / "2" / "stdout.log").read_text()
     for rank, node in enumerate(("node01", "node02")):
         resumed = int(out2.split(f"{node}: rank {rank} resumed at ")[1].split()[0])

@@ -7,10 +7,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
+
+from waiting import DEADLINE_S, wait_for
 
 BIN = Path(sys.executable).parent / "rechenwerk"
 
@@ -39,23 +40,27 @@ class Server:
         self.log = data_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = 30.0) -> None:
+    def start(self, timeout: float = DEADLINE_S) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [str(BIN), "server", "--port", str(self.port), "--log-level", "warning"],
                 env=self.env, stdout=log, stderr=log, start_new_session=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+
+        def healthy() -> bool:
+            assert self.proc is not None
             if self.proc.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log.read_text()[-3000:]}")
             try:
-                if httpx.get(self.url + "/api/v1/health", timeout=1).status_code == 200:
-                    return
+                return httpx.get(self.url + "/api/v1/health", timeout=5).status_code == 200
             except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"server did not come up: {self.log.read_text()[-3000:]}")
+                return False
+
+        try:
+            wait_for(healthy, "the server to come up", timeout, step=0.1)
+        except AssertionError:
+            raise RuntimeError(f"server did not come up: {self.log.read_text()[-3000:]}"
+                               ) from None
 
     def kill(self) -> None:
         """SIGKILL, like a crash: no shutdown hooks run."""

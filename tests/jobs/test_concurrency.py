@@ -18,6 +18,7 @@ from rechenwerk.jobs import service
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.specs import parse_spec
 from rechenwerk.store.session import session_scope
+from waiting import DEADLINE_S
 
 SETTINGS = Settings(local_cluster="2x8:A100-80GB")
 THREADS = 16
@@ -38,7 +39,8 @@ def _run_parallel(n: int, fn: object) -> list[object]:
     for t in threads:
         t.start()
     for t in threads:
-        t.join(60)
+        t.join(DEADLINE_S)  # a failure guard; the threads end as soon as they are done
+        assert not t.is_alive(), "a client thread did not finish"
     return results
 
 

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
-import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from factories import make_award, make_project, make_token, make_user
 from rechenwerk.clock import WallClock
 from rechenwerk.store.session import session_scope
+from waiting import hold_command, release, wait_for
 
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,16 +45,20 @@ def test_demo_job_from_the_cli(session_factory: sessionmaker[Session], db_url: s
     def cli_json(*args: str) -> Any:
         return json.loads(cli(*args, "--json").stdout)
 
+    released = tmp_path / "release-blocker"
     server.start()
     try:
         before = cli_json("balance", "nordlicht-llm")
         assert before["available_gpu_hours"] == pytest.approx(50.0)
-        # A blocker holds all 4 GPUs for a moment, so the demo job has to wait.
+        # A blocker holds all 4 GPUs until the test releases it, so the demo job has to
+        # wait however slow the machine is (a fixed sleep ran out first on loaded CI).
         blocker = tmp_path / "blocker.yaml"
         blocker.write_text(
-            "name: blocker\nproject: nordlicht-llm\ngpus: 4\nwalltime: 5m\n"
-            f"command: [{json.dumps(sys.executable)}, -c, 'import time; time.sleep(8)']\n")
-        cli("submit", str(blocker))
+            "name: blocker\nproject: nordlicht-llm\ngpus: 4\nwalltime: 15m\n"
+            f"command: {json.dumps(hold_command(released))}\n")
+        blocker_id = cli_json("submit", str(blocker))["id"]
+        wait_for(lambda: cli_json("job", "show", str(blocker_id))["state"] == "running",
+                 "the blocker to run")
         demo = cli_json("submit", str(ROOT / "examples" / "train-demo.yaml"))
         assert demo["state"] == "pending" and demo["gpus"] == 2
         # Bad input: one clear line and a non-zero exit code, nothing stored.
@@ -68,18 +71,20 @@ def test_demo_job_from_the_cli(session_factory: sessionmaker[Session], db_url: s
         def demo_job() -> Any:
             return cli_json("job", "show", str(demo["id"]))
 
-        deadline = time.monotonic() + 30
-        saw_reason = None
-        while time.monotonic() < deadline:
+        def reason() -> str | None:
             queue = cli_json("queue")
             waiting = [j for j in queue["items"] if j["id"] == demo["id"]]
             assert waiting, "the demo job left the queue before its reason was seen"
-            if waiting and waiting[0]["reason_code"] not in (None, "queued"):
-                saw_reason = waiting[0]["reason"]
-                break
-            time.sleep(0.2)
-        assert saw_reason and "GPU" in saw_reason, saw_reason
-        assert "waiting" in cli("queue").stdout.lower() or saw_reason in cli("queue").stdout
+            if waiting[0]["reason_code"] not in (None, "queued"):
+                return str(waiting[0]["reason"])
+            return None
+
+        saw_reason = wait_for(reason, "the scheduler's reason for the demo job",
+                              step=0.2)
+        assert "GPU" in saw_reason, saw_reason
+        queue_text = cli("queue").stdout
+        assert "waiting" in queue_text.lower() or saw_reason in queue_text
+        release(released)
 
         logs = cli("logs", "-f", "--interval", "0.2", str(demo["id"]))
         assert "training on GPUs" in logs.stdout and "step 20/20" in logs.stdout
@@ -94,13 +99,10 @@ def test_demo_job_from_the_cli(session_factory: sessionmaker[Session], db_url: s
         used = 2 * (datetime.fromisoformat(job["ended_at"])
                     - datetime.fromisoformat(job["started_at"])).total_seconds() / 3600
         assert used > 2 * 5 / 3600 * 0.8  # 20 steps x 0.25 s
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            after = cli_json("balance", "nordlicht-llm")
-            if after["committed_gpu_hours"] == 0:
-                break
-            time.sleep(0.2)
-        blocker_job = next(j for j in cli_json("jobs")["items"] if j["name"] == "blocker")
+        after = wait_for(lambda: (lambda b: b if b["committed_gpu_hours"] == 0 else None)(
+            cli_json("balance", "nordlicht-llm")), "all GPU-hours to be settled", step=0.2)
+        blocker_job = cli_json("job", "show", str(blocker_id))
+        assert blocker_job["state"] == "completed"
         blocker_used = 4 * (datetime.fromisoformat(blocker_job["ended_at"])
                             - datetime.fromisoformat(blocker_job["started_at"])
                             ).total_seconds() / 3600
@@ -109,4 +111,5 @@ def test_demo_job_from_the_cli(session_factory: sessionmaker[Session], db_url: s
             used + blocker_used, abs=1e-5)
         assert "AVAILABLE GPU-h" in cli("balance", "nordlicht-llm").stdout
     finally:
+        release(released)  # a failed run leaves no blocker waiting
         server.stop()

@@ -5,7 +5,7 @@ resumes from the checkpoint and completes. Both runs are settled."""
 from __future__ import annotations
 
 import sys
-import time
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
@@ -26,9 +26,11 @@ from rechenwerk.jobs.specs import parse_spec
 from rechenwerk.scheduling.params import PolicyParams
 from rechenwerk.scheduling.policies import make_policy
 from rechenwerk.store.session import session_scope
+from waiting import wait_for
 
 pytestmark = pytest.mark.slow
 DEMO = Path(__file__).resolve().parents[2] / "examples" / "train_demo.py"
+RESUMED = 5  # steps the resumed attempt does
 
 
 def test_preempted_demo_job_checkpoints_and_resumes(
@@ -43,10 +45,21 @@ def test_preempted_demo_job_checkpoints_and_resumes(
         make_award(s, project, gpu_hours=100, starts_at=clock.now() - timedelta(days=1))
         pi_id, slug = pi.id, project.slug
 
-    def submit(name: str, qos: str, steps: int) -> int:
+    # The scavenger runs until it is preempted (a fixed step count could end before the
+    # preemption on a slow machine); resumed from its checkpoint it does RESUMED more.
+    scavenger = tmp_path / "scavenger.py"
+    scavenger.write_text(
+        "import json, os, sys\nfrom pathlib import Path\n"
+        "ckpt = Path(os.environ['RECHENWERK_LOG_DIR']).parent / 'checkpoint.json'\n"
+        f"steps = json.loads(ckpt.read_text())['step'] + {RESUMED} if ckpt.exists() "
+        "else 10**6\n"
+        f"os.execv(sys.executable, [sys.executable, {str(DEMO)!r}, '--steps', str(steps),\n"
+        "         '--step-time', '0.2', '--checkpoint-every', '1000'])\n")
+
+    def submit(name: str, qos: str) -> int:
+        demo = [str(DEMO), "--steps", "3", "--step-time", "0.2", "--checkpoint-every", "1000"]
         doc = {"name": name, "project": slug, "gpus": 2, "walltime": "10m", "qos": qos,
-               "command": [sys.executable, str(DEMO), "--steps", str(steps),
-                           "--step-time", "0.2", "--checkpoint-every", "1000"]}
+               "command": [sys.executable, *([str(scavenger)] if qos == "low" else demo)]}
         if qos == "low":
             doc["checkpoint_interval"] = "1m"
         with session_scope(session_factory) as s:
@@ -68,31 +81,34 @@ def test_preempted_demo_job_checkpoints_and_resumes(
     loop = SchedulerLoop(session_factory, backend, settings=settings, clock=clock,
                          policy=policy)
 
-    def run_until(cond: object, timeout: float, what: str) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            loop.cycle()
-            if cond():  # type: ignore[operator]
-                return
-            time.sleep(0.1)
-        raise AssertionError(f"timed out waiting for {what}")
+    def run_until(cond: Callable[[], bool], what: str) -> None:
+        wait_for(lambda: (loop.cycle(), cond())[1], what, step=0.1)
 
-    low = submit("scavenger", "low", 25)
+    low = submit("scavenger", "low")
     log1 = settings.data_dir / "logs" / str(low) / "1" / "stdout.log"
-    run_until(lambda: log1.exists() and "step 3/" in log1.read_text(), 60,
+    run_until(lambda: log1.exists() and "step 3/" in log1.read_text(),
               "the low-QOS job to make progress")
-    high = submit("urgent", "high", 3)
-    run_until(lambda: job(low).attempt >= 2 or job(low).state == "pending", 60,
+
+    def has_left_the_first_queue() -> bool:
+        # Twice the 1 GPU-second threshold when the high job arrives, so that its settled
+        # run puts the requeued attempt behind the fresh high job.
+        started = job(low).started_at
+        return started is not None and 2 * (clock.now() - started).total_seconds() >= 2.0
+
+    run_until(has_left_the_first_queue, "the low-QOS job to pass 2 GPU-seconds")
+    high = submit("urgent", "high")
+    run_until(lambda: job(low).attempt >= 2 or job(low).state == "pending",
               "the low-QOS job to be preempted and requeued")
     out1 = log1.read_text()
     assert "SIGTERM at step" in out1 and "checkpoint written" in out1
-    run_until(lambda: job(high).state == "completed" and job(low).state == "completed", 120,
+    run_until(lambda: job(high).state == "completed" and job(low).state == "completed",
               "both jobs to complete")
     log2 = settings.data_dir / "logs" / str(low) / "2" / "stdout.log"
     out2 = log2.read_text()
-    assert "resumed from" in out2 and "step 25/25" in out2
     resumed_at = int(out2.split("at step ")[1].split()[0])
     assert resumed_at >= 3  # it did not start over
+    total = resumed_at + RESUMED
+    assert "resumed from" in out2 and f"step {total}/{total}" in out2
     final = job(low)
     assert final.attempt == 2 and final.attained_gpu_s > 0
     with session_scope(session_factory) as s:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from rechenwerk.execution.base import (
     ExecutionBackend,
     LaunchRequest,
 )
+from waiting import DEADLINE_S, wait_for
 
 
 def request(
@@ -54,23 +54,26 @@ def wait_state(
     backend: ExecutionBackend,
     handle: str,
     *,
-    timeout: float = 60,
+    timeout: float = DEADLINE_S,
     terminal: bool = True,
     states: frozenset[str] | None = None,
 ) -> BackendJobStatus:
-    deadline = time.monotonic() + timeout
-    last: BackendJobStatus | None = None
-    while time.monotonic() < deadline:
-        last = backend.poll([handle])[handle]
-        if states is not None and last.state in states:
-            return last
-        if states is None and terminal and last.state in TERMINAL_BACKEND_STATES:
-            return last
-        time.sleep(0.25)
-    raise AssertionError(f"job {handle} did not reach the wanted state in {timeout} s: {last}")
+    last: list[BackendJobStatus] = []
+
+    def reached() -> BackendJobStatus | None:
+        st = backend.poll([handle])[handle]
+        last[:] = [st]
+        if states is not None:
+            return st if st.state in states else None
+        return st if terminal and st.state in TERMINAL_BACKEND_STATES else None
+
+    try:
+        return wait_for(reached, f"job {handle} to reach the wanted state", timeout, step=0.25)
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}: {last[0] if last else None}") from None
 
 
-def sh(*argv: str, check: bool = True, timeout: float = 30) -> str:
+def sh(*argv: str, check: bool = True, timeout: float = DEADLINE_S) -> str:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(f"{argv} failed: {proc.stderr or proc.stdout}")
@@ -83,12 +86,7 @@ def ensure_unix_user(name: str) -> None:
 
 
 def wait_until(pred: Callable[[], bool], timeout: float, what: str, step: float = 0.25) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if pred():
-            return
-        time.sleep(step)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
+    wait_for(pred, what, timeout, step)
 
 
 @dataclass

@@ -24,6 +24,7 @@ from rechenwerk.execution.base import BackendJobState
 from rechenwerk.execution.slurm import SlurmBackend
 from rechenwerk.execution.slurm.cli_transport import CliTransport
 from rechenwerk.jobs.slurm_import import import_finished_jobs
+from waiting import DEADLINE_S
 
 # one xdist group: these tests share one cluster and some stop daemons
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
@@ -41,7 +42,7 @@ def _alive(pid: int) -> bool:
 def _stop_slurmctld() -> None:
     pid = int(Path("/run/slurmctld.pid").read_text().strip())
     os.kill(pid, signal.SIGTERM)
-    wait_until(lambda: not _alive(pid), 20, "slurmctld to stop")
+    wait_until(lambda: not _alive(pid), DEADLINE_S, "slurmctld to stop")
 
 
 def _slurm_dev_up() -> None:
@@ -56,16 +57,20 @@ def test_controller_down_keeps_job_pending_with_reason_then_submits(
         sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
         s.commit()
     loop = _loop(factory, data)
-    # a job already running when the controller goes away keeps running on its node
+    # a job already running when the controller goes away keeps running on its node;
+    # it runs until the test releases it after the outage (a fixed sleep could end
+    # before the loop has seen it running on a loaded machine)
+    released = data / "release-runner"
     runner = _submit(
-        factory, data, slug, name="runs-through", command=["sleep", "6"], gpus=1, walltime=120
+        factory, data, slug, name="runs-through", gpus=1, walltime=300,
+        command=["sh", "-c", f"while [ ! -e {released} ]; do sleep 0.2; done"],
     )
 
     def running() -> bool:
         loop.cycle()
         return _job(factory, runner).state == "running"
 
-    wait_until(running, 30, "the first job to run", step=0.3)
+    wait_until(running, DEADLINE_S, "the first job to run", step=0.3)
     _stop_slurmctld()
     try:
         with pytest.raises(BackendUnavailable):
@@ -83,13 +88,14 @@ def test_controller_down_keeps_job_pending_with_reason_then_submits(
         assert time.monotonic() - t0 < 60
     finally:
         _slurm_dev_up()
+        released.touch()
     try:
 
         def done() -> bool:
             loop.cycle()
             return {_job(factory, j).state for j in (job_id, runner)} == {"completed"}
 
-        wait_until(done, 60, "both jobs to complete after slurmctld is back", step=0.5)
+        wait_until(done, DEADLINE_S, "both jobs to complete after slurmctld is back", step=0.5)
     finally:
         loop.backend.close()
 
@@ -101,8 +107,12 @@ def test_node_down_under_running_job_requeues_and_settles_once(
     with factory() as s:
         sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
         s.commit()
+    # The first run lasts until its node goes down (a fixed sleep could end first on a
+    # loaded machine); the run Slurm requeues finishes quickly.
+    ran = data / "node-fault-ran"
     job_id = _submit(
-        factory, data, slug, name="node-fault", command=["sleep", "4"], gpus=1, walltime=120
+        factory, data, slug, name="node-fault", gpus=1, walltime=300,
+        command=["sh", "-c", f"if [ -e {ran} ]; then sleep 4; else touch {ran}; sleep 600; fi"],
     )
     loop = _loop(factory, data)
     backend = SlurmBackend(CliTransport())
@@ -113,7 +123,7 @@ def test_node_down_under_running_job_requeues_and_settles_once(
             loop.cycle()
             return _job(factory, job_id).state == "running"
 
-        wait_until(running, 30, "the job to run", step=0.3)
+        wait_until(running, DEADLINE_S, "the job to run", step=0.3)
         handle = _job(factory, job_id).backend_handle
         assert handle
         node = backend.poll([handle])[handle].nodes[0]
@@ -121,7 +131,7 @@ def test_node_down_under_running_job_requeues_and_settles_once(
         # Slurm kills the job on the lost node and requeues it (held ~2 min by BeginTime)
         wait_until(
             lambda: backend.poll([handle])[handle].state is BackendJobState.PENDING,
-            20,
+            DEADLINE_S,
             "Slurm to requeue the job",
         )
         live = {j.job_id: j for j in CliTransport().live_jobs()}[handle]
@@ -134,7 +144,7 @@ def test_node_down_under_running_job_requeues_and_settles_once(
 
         # Rechenwerk shows the job waiting again (no longer running), as attempt 2, with
         # why; the killed run is settled once (duplicate polls change nothing)
-        wait_until(waiting_again, 20, "Rechenwerk to see Slurm's requeue", step=0.3)
+        wait_until(waiting_again, DEADLINE_S, "Rechenwerk to see Slurm's requeue", step=0.3)
         for _ in range(3):
             loop.cycle()
         requeued = _job(factory, job_id)
@@ -152,7 +162,7 @@ def test_node_down_under_running_job_requeues_and_settles_once(
             loop.cycle()
             return _job(factory, job_id).state == "completed"
 
-        wait_until(done, 60, "the requeued job to complete", step=0.5)
+        wait_until(done, DEADLINE_S, "the requeued job to complete", step=0.5)
     finally:
         loop.backend.close()
         if node:
@@ -163,7 +173,7 @@ def test_node_down_under_running_job_requeues_and_settles_once(
     final = CliTransport().accounted_jobs(job_ids=[handle])
     wait_until(
         lambda: bool(CliTransport().accounted_jobs(job_ids=[handle])[0].end_time),
-        30,
+        DEADLINE_S,
         "slurmdbd to record the end",
     )
     final = CliTransport().accounted_jobs(job_ids=[handle])

@@ -26,6 +26,7 @@ from rechenwerk.execution.slurm.cli_transport import CliTransport
 from rechenwerk.execution.slurm.rest_transport import RestTransport
 from rechenwerk.jobs.models import JobEvent
 from rechenwerk.jobs.slurm_import import import_finished_jobs
+from waiting import DEADLINE_S
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
@@ -67,13 +68,14 @@ def test_preempt_sigterms_requeues_and_settles_each_run_once(
             loop.cycle()
             return _job(factory, job_id).state == want
 
-        wait_until(lambda: state_is("running"), 30, "the job to run", step=0.3)
-        wait_until(lambda: marker.exists(), 10, "attempt 1 to start")
+        wait_until(lambda: state_is("running"), DEADLINE_S, "the job to run", step=0.3)
+        wait_until(lambda: marker.exists(), DEADLINE_S, "attempt 1 to start")
         first = _job(factory, job_id)
         handle = first.backend_handle
         assert handle and first.attempt == 1 and first.started_at
         loop.backend.preempt(handle)  # what the loop's apply step does for a preemption
-        wait_until(lambda: state_is("starting"), 30, "Rechenwerk to see the requeue", step=0.3)
+        wait_until(lambda: state_is("starting"), DEADLINE_S, "Rechenwerk to see the requeue",
+                   step=0.3)
         job = _job(factory, job_id)
         assert job.backend_handle == handle  # the same Slurm job, not a second submission
         assert job.attempt == 2 and job.started_at is None
@@ -88,7 +90,7 @@ def test_preempt_sigterms_requeues_and_settles_each_run_once(
             assert reason.startswith("requeued by slurm (requeued)"), reason
             return "BeginTime" in reason
 
-        wait_until(begin_time_shown, 30, "Slurm's BeginTime reason", step=0.3)
+        wait_until(begin_time_shown, DEADLINE_S, "Slurm's BeginTime reason", step=0.3)
         job = _job(factory, job_id)
         assert marker.read_text().split("\n")[:2] == ["start 1", "term 1"]  # SIGTERM first
         with factory() as s:
@@ -110,7 +112,7 @@ def test_preempt_sigterms_requeues_and_settles_each_run_once(
             loop.cycle()
         assert _job(factory, job_id).attempt == 2
         _release(handle)
-        wait_until(lambda: state_is("completed"), 60, "attempt 2 to complete", step=0.5)
+        wait_until(lambda: state_is("completed"), DEADLINE_S, "attempt 2 to complete", step=0.5)
     finally:
         loop.backend.close()
     assert marker.read_text().split() == ["start", "1", "term", "1", "start", "2", "done", "2"]
@@ -119,7 +121,7 @@ def test_preempt_sigterms_requeues_and_settles_each_run_once(
     assert (data / "logs" / str(job_id) / "1" / "stdout.log").read_text() == "out 1\n"
     wait_until(
         lambda: CliTransport().accounted_jobs(job_ids=[handle])[0].state == "COMPLETED",
-        30, "slurmdbd to record the end",
+        DEADLINE_S, "slurmdbd to record the end",
     )
     final = CliTransport().accounted_jobs(job_ids=[handle])[0]
     assert final.requeue_count == 1
@@ -152,20 +154,20 @@ def test_backend_preempt_reports_the_requeue(kind: str, slurm_account: SlurmAcco
         assert running.attempt == 1 and running.requeued_runs == ()
         backend.preempt(handle)
         st = wait_state(backend, handle, states=frozenset({BackendJobState.PENDING}),
-                        timeout=45)
+                        timeout=DEADLINE_S)
 
         def begin_time() -> bool:  # Slurm sets the reason a moment after the requeue
             now = backend.poll([handle]).get(handle)
             return now is not None and (now.reason or "").startswith("BeginTime")
 
-        wait_until(begin_time, 30, "Slurm's BeginTime reason", step=0.3)
+        wait_until(begin_time, DEADLINE_S, "Slurm's BeginTime reason", step=0.3)
         st = backend.poll([handle])[handle]
         assert st.state is BackendJobState.PENDING
         assert st.attempt == 2 and st.reason and st.reason.startswith("BeginTime")
         [run] = st.requeued_runs
         assert run.attempt == 1 and run.ended_at is not None
         assert run.started_at in (None, running.started_at)
-        wait_until(lambda: backend.poll([handle])[handle].requeued_runs[0].measured, 15,
+        wait_until(lambda: backend.poll([handle])[handle].requeued_runs[0].measured, DEADLINE_S,
                    "slurmdbd's record of the stopped run")
         again = backend.poll([handle])[handle].requeued_runs[0]
         assert again.started_at == running.started_at and again.reason == "REQUEUED"

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 
 from rechenwerk.store import session as store_session
 from rechenwerk.store.session import make_engine
+from waiting import wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -18,6 +19,11 @@ def _kill_backend(admin_url: str, pid: int) -> None:
     admin = make_engine(admin_url, isolation_level="AUTOCOMMIT", pool_size=1)
     with admin.connect() as conn:
         assert conn.execute(text("SELECT pg_terminate_backend(:p)"), {"p": pid}).scalar()
+        # pg_terminate_backend only signals: wait until the backend is really gone, or
+        # the next checkout could still reach it on a loaded machine.
+        wait_for(lambda: conn.execute(text("SELECT count(*) FROM pg_stat_activity "
+                                           "WHERE pid = :p"), {"p": pid}).scalar() == 0,
+                 f"PostgreSQL backend {pid} to exit")
     admin.dispose()
 
 
@@ -56,7 +62,12 @@ def test_idle_connection_killed_by_server_is_replaced(
     engine.dispose()
 
 
-def test_connection_in_steady_use_is_not_pinged(pg_url: str) -> None:
+def test_connection_in_steady_use_is_not_pinged(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Well above any pause between two checkouts, even on a loaded machine (at the real
+    # 1 s, a descheduled test would see a correct ping and fail).
+    monkeypatch.setattr(store_session, "PING_AFTER_IDLE_S", 60.0)
     engine = make_engine(pg_url, pool_size=1, max_overflow=0)
     pings = _count_pings(engine)
     for _ in range(20):

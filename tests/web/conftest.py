@@ -11,7 +11,6 @@ from __future__ import annotations
 import secrets
 import socket
 import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +19,8 @@ from typing import Any
 
 import pytest
 from portal_data import load_portal_demo
+
+from waiting import wait_for
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -71,11 +72,12 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
                                            log_level="warning", lifespan="on"))
     thread = threading.Thread(target=server.run, name="portal-test-server", daemon=True)
     thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if time.monotonic() > deadline or not thread.is_alive():
-            raise RuntimeError("the portal test server did not start")
-        time.sleep(0.05)
+
+    def started() -> bool:
+        assert thread.is_alive(), "the portal test server died while starting"
+        return bool(server.started)
+
+    wait_for(started, "the portal test server to start")
     try:
         yield Portal(f"http://127.0.0.1:{port}", demo.tokens, app, tmp / "var")
     finally:
@@ -108,7 +110,7 @@ def new_page(browser: Any, portal: Portal) -> Iterator[Any]:
     def make() -> Any:
         ctx = browser.new_context(viewport={"width": 1280, "height": 900},
                                   base_url=portal.url)
-        ctx.set_default_timeout(15_000)
+        ctx.set_default_timeout(60_000)  # a failure guard: a loaded CI machine is slow
         contexts.append(ctx)
         return ctx.new_page()
 
