@@ -418,3 +418,31 @@ def test_cancel_between_placement_and_launch_never_starts_the_job(
     loop.reconcile()  # launches unconfirmed starts
     assert backend.launched == []
     assert _job(session_factory, j).state == "cancelled"
+
+
+def test_a_cycle_times_each_named_phase_and_logs_them(
+    session_factory: sessionmaker[Session], clock: FakeClock, settings: Settings,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A slow cycle is logged at INFO however quiet: no machine is that slow here.
+    monkeypatch.setattr("rechenwerk.jobs.loop.SLOW_CYCLE_S", float("inf"))
+    pi, slug, _ = _setup(session_factory)
+    loop = SchedulerLoop(session_factory, FakeBackend(), settings=settings, clock=clock)
+    for _ in range(3):
+        _submit(session_factory, pi, clock, settings, project=slug)
+    with caplog.at_level("INFO", logger="rechenwerk.scheduler"):
+        stats = loop.cycle()
+    assert stats.started == 2 and stats.waiting == 1
+    phases = ("poll", "forward_cancels", "snapshot", "decide", "apply", "reasons")
+    for phase in phases:
+        assert getattr(stats, phase + "_s") > 0, phase
+    assert stats.hand_over_s == 0  # only for backends that schedule themselves
+    assert stats.total_s >= sum(getattr(stats, p + "_s") for p in phases)
+    line = next(r.getMessage() for r in caplog.records if r.getMessage().startswith("cycle "))
+    assert all(f"{p}=" in line for p in phases)
+    assert "started=2" in line and "waiting=1" in line
+    caplog.clear()
+    with caplog.at_level("INFO", logger="rechenwerk.scheduler"):
+        quiet = loop.cycle()  # nothing changed: logged at DEBUG only
+    assert quiet.started == 0
+    assert not [r for r in caplog.records if r.getMessage().startswith("cycle ")]

@@ -263,7 +263,8 @@ class SchedulerLoop:
         self.cycles += 1
         level = (logging.INFO if stats.eventful or stats.total_s > SLOW_CYCLE_S
                  else logging.DEBUG)
-        log.log(level, "%s", stats.log_line())
+        if log.isEnabledFor(level):
+            log.log(level, "%s", stats.log_line())
         return stats
 
     def _tune_gc(self) -> None:
