@@ -108,7 +108,8 @@ def main() -> int:
                 if rev is not None:
                     subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force",
                                     str(trees[side])], check=False)
-    print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; A={args.before} B={args.after or 'HEAD+tree'}; "
+    after = args.after or "this tree"
+    print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC; A={args.before} B={after}; "
           f"command: {' '.join(command)}")
     print("| metric | A (median) | B (median) | B/A per round | B/A median |")
     print("|---|---:|---:|---|---:|")
