@@ -26,6 +26,28 @@ def test_bad_parameter_is_invalid_input() -> None:
     assert exc.value.field == "fairshare_half_life_s"
 
 
+def test_registry_composes_one_ordering_with_one_backfill() -> None:
+    from rechenwerk.scheduling.model import Node
+    from rechenwerk.scheduling.policies import BACKFILLS, ORDERINGS, compose
+
+    pairs = {
+        "fifo": ("fifo", "none"),
+        "easy-backfill": ("fifo", "easy"),
+        "conservative-backfill": ("fifo", "conservative"),
+        "multifactor": ("multifactor", "none"),
+        "multifactor+easy-backfill": ("multifactor", "easy"),
+        "multifactor+conservative-backfill": ("multifactor", "conservative"),
+    }
+    for name, (o, b) in pairs.items():
+        s = make_policy(name).scheduler([Node("n1", 8)])
+        assert type(s) is compose(o, b)
+        assert isinstance(s, ORDERINGS[o]) and isinstance(s, BACKFILLS[b])
+        assert s.name == name
+    # the ordering's hooks run before the backfill's (it refreshes priorities first)
+    mro = compose("multifactor", "easy").__mro__
+    assert mro.index(ORDERINGS["multifactor"]) < mro.index(BACKFILLS["easy"])
+
+
 @pytest.mark.parametrize("name", policy_names())
 def test_every_waiting_job_has_a_reason(name: str) -> None:
     nodes = cluster(2)
