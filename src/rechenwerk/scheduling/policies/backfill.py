@@ -112,7 +112,6 @@ class Profile:
             del times[i], free[i]
 
 
-
 class NoBackfill(QueueScheduler):
     """Main pass only (``Scheduler._cycle``): nothing passes a blocked job."""
 

@@ -222,7 +222,6 @@ class MultifactorQueue:
         return iter(self.first(self.n))
 
 
-
 class MultifactorOrdering(QueueScheduler):
     """Slurm multifactor priority with fair share; see ``MultifactorQueue`` for the order.
 
