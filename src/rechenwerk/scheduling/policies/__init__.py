@@ -20,6 +20,7 @@ from rechenwerk.scheduling.model import (
     Node,
     Preemption,
     ProjectInfo,
+    RunningJob,
     Snapshot,
     Start,
     WaitReason,
@@ -60,8 +61,32 @@ def compose(ordering: str, backfill: str) -> type[QueueScheduler]:
         [] if backfill == "none" else [f"{backfill}-backfill"]
     )
     cls_name = o.__name__.removesuffix("Ordering") + b.__name__
-    cls = type(cls_name, (o, b), {"name": "+".join(parts) or "fifo", "__module__": __name__})
-    return cast(type[QueueScheduler], cls)
+    ns: dict[str, object] = {"name": "+".join(parts) or "fifo", "__module__": __name__}
+    ns.update(_joined_hooks(o, b))
+    return cast(type[QueueScheduler], type(cls_name, (o, b), ns))
+
+
+def _joined_hooks(o: type[QueueScheduler], b: type[QueueScheduler]) -> dict[str, object]:
+    """``_on_start`` / ``_on_stop`` for a class where both axes track running jobs: the
+    backfill's hook, then the ordering's (mixin hooks do not chain with ``super()``)."""
+    out: dict[str, object] = {}
+    o_start, b_start = o._on_start, b._on_start
+    if o_start is not Scheduler._on_start and b_start is not Scheduler._on_start:
+
+        def _on_start(self: QueueScheduler, rj: RunningJob) -> None:
+            b_start(self, rj)
+            o_start(self, rj)
+
+        out["_on_start"] = _on_start
+    o_stop, b_stop = o._on_stop, b._on_stop
+    if o_stop is not Scheduler._on_stop and b_stop is not Scheduler._on_stop:
+
+        def _on_stop(self: QueueScheduler, rj: RunningJob, now: float) -> None:
+            b_stop(self, rj, now)
+            o_stop(self, rj, now)
+
+        out["_on_stop"] = _on_stop
+    return out
 
 
 def _queued(ordering: str, backfill: str) -> Factory:

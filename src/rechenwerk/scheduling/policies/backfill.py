@@ -162,17 +162,15 @@ class Backfill(QueueScheduler):
         self._bf_dirty = True
 
     def _on_start(self, rj: RunningJob) -> None:
-        super()._on_start(rj)
         insort(self._ends, (rj.start_time + rj.walltime_s, rj.job_id))
 
     def _on_stop(self, rj: RunningJob, now: float) -> None:
-        super()._on_stop(rj, now)
         ends = self._ends
         i = bisect_left(ends, (rj.start_time + rj.walltime_s, rj.job_id))
         del ends[i]
 
     # -- the cycle ---------------------------------------------------------------------
-    def _cycle(self, now: float, res: CycleResult, full: bool) -> None:
+    def _passes(self, now: float, res: CycleResult, full: bool) -> None:
         head = self._main_pass(now, res)
         if head is None:
             return
@@ -187,6 +185,8 @@ class Backfill(QueueScheduler):
         self._last_bf = now
         self._bf_dirty = False
         self._backfill_pass(head, now, res)
+
+    _cycle = _passes  # an ordering's own ``_cycle`` calls ``_passes`` after refreshing
 
     def _backfill_pass(self, head: PendingJob, now: float, res: CycleResult) -> None:
         raise NotImplementedError

@@ -258,12 +258,10 @@ class MultifactorOrdering(QueueScheduler):
 
     # -- running jobs accrue usage ---------------------------------------------------
     def _on_start(self, rj: RunningJob) -> None:
-        super()._on_start(rj)
         self._advance_usage(rj.start_time)
         self._rate[rj.project] = self._rate.get(rj.project, 0) + rj.gpus
 
     def _on_stop(self, rj: RunningJob, now: float) -> None:
-        super()._on_stop(rj, now)
         self._advance_usage(now)
         self._rate[rj.project] -= rj.gpus
 
@@ -343,4 +341,4 @@ class MultifactorOrdering(QueueScheduler):
         self._maybe_recalc(now, full)
         if self.params.priority_calc_period_s > 0 and self.pending:
             res.wake_at = self._calc_t + self.params.priority_calc_period_s
-        super()._cycle(now, res, full)
+        self._passes(now, res, full)
