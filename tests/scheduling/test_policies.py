@@ -26,6 +26,28 @@ def test_bad_parameter_is_invalid_input() -> None:
     assert exc.value.field == "fairshare_half_life_s"
 
 
+def test_registry_composes_one_ordering_with_one_backfill() -> None:
+    from rechenwerk.scheduling.model import Node
+    from rechenwerk.scheduling.policies import BACKFILLS, ORDERINGS, compose
+
+    pairs = {
+        "fifo": ("fifo", "none"),
+        "easy-backfill": ("fifo", "easy"),
+        "conservative-backfill": ("fifo", "conservative"),
+        "multifactor": ("multifactor", "none"),
+        "multifactor+easy-backfill": ("multifactor", "easy"),
+        "multifactor+conservative-backfill": ("multifactor", "conservative"),
+    }
+    for name, (o, b) in pairs.items():
+        s = make_policy(name).scheduler([Node("n1", 8)])
+        assert type(s) is compose(o, b)
+        assert isinstance(s, ORDERINGS[o]) and isinstance(s, BACKFILLS[b])
+        assert s.name == name
+    # the ordering's hooks run before the backfill's (it refreshes priorities first)
+    mro = compose("multifactor", "easy").__mro__
+    assert mro.index(ORDERINGS["multifactor"]) < mro.index(BACKFILLS["easy"])
+
+
 @pytest.mark.parametrize("name", policy_names())
 def test_every_waiting_job_has_a_reason(name: str) -> None:
     nodes = cluster(2)
@@ -150,26 +172,24 @@ def test_fair_share_orders_by_decayed_usage() -> None:
 
 
 def test_fair_share_respects_shares() -> None:
-    from rechenwerk.scheduling.policies.priority import PriorityScheduler
+    from rechenwerk.scheduling.policies.ordering import MultifactorOrdering
 
     nodes = cluster(1)
     projects = {
         "a": ProjectInfo(share=3, usage_gpu_s=3e4),
         "b": ProjectInfo(share=1, usage_gpu_s=1e4),
     }
-    s = PriorityScheduler(nodes, PolicyParams(), projects, multifactor=True)
+    s = MultifactorOrdering(nodes, PolicyParams(), projects)
     # usage exactly proportional to shares -> equal factors 2^-1
     assert s.fairshare_factor("a") == pytest.approx(0.5)
     assert s.fairshare_factor("b") == pytest.approx(0.5)
 
 
 def test_fair_share_usage_decays_with_half_life() -> None:
-    from rechenwerk.scheduling.policies.priority import PriorityScheduler
+    from rechenwerk.scheduling.policies.ordering import MultifactorOrdering
 
     params = PolicyParams(fairshare_half_life_s=100.0)
-    s = PriorityScheduler(
-        cluster(1), params, {"a": ProjectInfo(usage_gpu_s=800.0)}, multifactor=True
-    )
+    s = MultifactorOrdering(cluster(1), params, {"a": ProjectInfo(usage_gpu_s=800.0)})
     s._advance_usage(200.0)
     assert s._usage["a"] == pytest.approx(200.0)  # two half-lives
     # a running 1-GPU job adds h/ln2 * (1 - 2^-dt/h) GPU-seconds of decayed usage

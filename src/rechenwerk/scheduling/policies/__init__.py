@@ -1,8 +1,17 @@
-"""Policies by name: ``make_policy("multifactor+easy-backfill").decide(snapshot)``."""
+"""Policies by name: ``make_policy("multifactor+easy-backfill").decide(snapshot)``.
+
+The registry. Queue-ordered policies are one *ordering* (``ordering.py``: fifo,
+multifactor; Slurm's priority plugins) combined with one *backfill* (``backfill.py``:
+none, EASY, conservative; Slurm's scheduler plugins) by ``compose``. ``quota``
+(``quota.py``) and ``las`` (``las.py``) order and preempt in their own way and stand
+alone.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from functools import cache
+from typing import cast
 
 from rechenwerk.errors import InvalidInput
 from rechenwerk.scheduling.cycle import Scheduler
@@ -11,29 +20,85 @@ from rechenwerk.scheduling.model import (
     Node,
     Preemption,
     ProjectInfo,
+    RunningJob,
     Snapshot,
     Start,
     WaitReason,
     arrival_key,
 )
 from rechenwerk.scheduling.params import PolicyParams
-from rechenwerk.scheduling.policies.priority import PriorityScheduler
+from rechenwerk.scheduling.policies.backfill import (
+    ConservativeBackfill,
+    EasyBackfill,
+    NoBackfill,
+)
+from rechenwerk.scheduling.policies.base import QueueScheduler
+from rechenwerk.scheduling.policies.ordering import FifoOrdering, MultifactorOrdering
 
 Factory = Callable[
     [Sequence[Node], PolicyParams, Mapping[str, ProjectInfo] | None, float], Scheduler
 ]
 
+ORDERINGS: dict[str, type[QueueScheduler]] = {
+    "fifo": FifoOrdering,
+    "multifactor": MultifactorOrdering,
+}
+BACKFILLS: dict[str, type[QueueScheduler]] = {
+    "none": NoBackfill,
+    "easy": EasyBackfill,
+    "conservative": ConservativeBackfill,
+}
 
-def _priority(multifactor: bool, backfill: str) -> Factory:
+
+@cache
+def compose(ordering: str, backfill: str) -> type[QueueScheduler]:
+    """The scheduler class of ``ordering`` (``ORDERINGS``) with ``backfill``
+    (``BACKFILLS``). The ordering comes first in the MRO so that its ``_cycle`` can
+    refresh priorities before the backfill mixin's main and backfill passes; built once
+    per pair, so no cycle dispatches on the names."""
+    o, b = ORDERINGS[ordering], BACKFILLS[backfill]
+    parts = ([] if ordering == "fifo" else [ordering]) + (
+        [] if backfill == "none" else [f"{backfill}-backfill"]
+    )
+    cls_name = o.__name__.removesuffix("Ordering") + b.__name__
+    ns: dict[str, object] = {"name": "+".join(parts) or "fifo", "__module__": __name__}
+    ns.update(_joined_hooks(o, b))
+    return cast(type[QueueScheduler], type(cls_name, (o, b), ns))
+
+
+def _joined_hooks(o: type[QueueScheduler], b: type[QueueScheduler]) -> dict[str, object]:
+    """``_on_start`` / ``_on_stop`` for a class where both axes track running jobs: the
+    backfill's hook, then the ordering's (mixin hooks do not chain with ``super()``)."""
+    out: dict[str, object] = {}
+    o_start, b_start = o._on_start, b._on_start
+    if o_start is not Scheduler._on_start and b_start is not Scheduler._on_start:
+
+        def _on_start(self: QueueScheduler, rj: RunningJob) -> None:
+            b_start(self, rj)
+            o_start(self, rj)
+
+        out["_on_start"] = _on_start
+    o_stop, b_stop = o._on_stop, b._on_stop
+    if o_stop is not Scheduler._on_stop and b_stop is not Scheduler._on_stop:
+
+        def _on_stop(self: QueueScheduler, rj: RunningJob, now: float) -> None:
+            b_stop(self, rj, now)
+            o_stop(self, rj, now)
+
+        out["_on_stop"] = _on_stop
+    return out
+
+
+def _queued(ordering: str, backfill: str) -> Factory:
+    cls = compose(ordering, backfill)
+
     def make(
         nodes: Sequence[Node],
         params: PolicyParams,
         projects: Mapping[str, ProjectInfo] | None,
         now: float,
     ) -> Scheduler:
-        return PriorityScheduler(
-            nodes, params, projects, now, multifactor=multifactor, backfill=backfill
-        )
+        return cls(nodes, params, projects, now)
 
     return make
 
@@ -61,12 +126,12 @@ def _las(
 
 
 POLICIES: dict[str, Factory] = {
-    "fifo": _priority(False, "none"),
-    "easy-backfill": _priority(False, "easy"),
-    "conservative-backfill": _priority(False, "conservative"),
-    "multifactor": _priority(True, "none"),
-    "multifactor+easy-backfill": _priority(True, "easy"),
-    "multifactor+conservative-backfill": _priority(True, "conservative"),
+    "fifo": _queued("fifo", "none"),
+    "easy-backfill": _queued("fifo", "easy"),
+    "conservative-backfill": _queued("fifo", "conservative"),
+    "multifactor": _queued("multifactor", "none"),
+    "multifactor+easy-backfill": _queued("multifactor", "easy"),
+    "multifactor+conservative-backfill": _queued("multifactor", "conservative"),
     "quota": _quota,
     "las": _las,
 }
@@ -141,4 +206,14 @@ def make_policy(expr: str, params: PolicyParams | None = None) -> Policy:
     return Policy(key, factory, params or PolicyParams())
 
 
-__all__ = ["POLICIES", "Policy", "PolicyParams", "make_policy", "policy_names"]
+__all__ = [
+    "ALIASES",
+    "BACKFILLS",
+    "ORDERINGS",
+    "POLICIES",
+    "Policy",
+    "PolicyParams",
+    "compose",
+    "make_policy",
+    "policy_names",
+]

@@ -1,25 +1,30 @@
-"""Queue-ordered policies: fifo, multifactor priority, and EASY/conservative backfill.
+"""Backfill axis: what happens after the main pass stops at a job that cannot start
+(Slurm's scheduler plugins, ``SchedulerType``).
 
-One class covers every combination: the *order* (submit time, or Slurm-style multifactor
-priority recalculated every ``priority_calc_period_s``) and the *backfill* mode (none,
-EASY: one reservation for the top job; conservative: a reservation for every examined
-job in an availability profile).
+- ``NoBackfill`` - main pass only, strict queue order (``sched/builtin``).
+- ``EasyBackfill`` - EASY backfill (Lifka): one reservation, for the head, at its
+  *shadow time*; later jobs start now if they do not delay it. Slurm's ``sched/backfill``
+  limited to a reservation depth of one (Maui/Moab ``RESERVATIONDEPTH 1``).
+- ``ConservativeBackfill`` - every examined job gets a reservation in an availability
+  ``Profile``, as Slurm's ``sched/backfill`` plans each job it tests; kept between
+  passes and updated incrementally while jobs run as planned.
+
+Both backfill modes share ``Backfill``: the running jobs sorted by expected end, the
+``bf_interval_s`` / ``bf_max_job_test`` limits and the "did anything change" flag. Each
+mixin combines with one ordering (``ordering.py``) through ``policies.compose``.
 """
 
 from __future__ import annotations
 
-import heapq
 import math
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 
-from rechenwerk.scheduling.cycle import CycleResult, Key, PendingQueue, Scheduler
+from rechenwerk.scheduling.cycle import CycleResult, PendingQueue
 from rechenwerk.scheduling.model import Node, PendingJob, ProjectInfo, RunningJob, WaitReason
 from rechenwerk.scheduling.params import PolicyParams
 from rechenwerk.scheduling.placement import plan_on
-
-LN2 = math.log(2.0)
-_CAPPED = 1 << 40  # capped lists come after all young lists in the merge tie-break
+from rechenwerk.scheduling.policies.base import QueueScheduler
 
 
 class Profile:
@@ -107,247 +112,27 @@ class Profile:
             del times[i], free[i]
 
 
-class MultifactorQueue:
-    """Pending jobs in multifactor priority order without ever re-sorting the queue.
-
-    priority(j, t) = w_age * min((t - submit_j) / max_age, 1) + w_fs * F(project)
-                     + w_size * size_j + w_qos * qos_j
-    Inside one project F is common, so jobs younger than ``max_age`` keep a fixed order
-    (by ``size + qos - w_age * submit / max_age``) and older ones by ``size + qos``. Each
-    project therefore holds two sorted lists (young, capped), and the global order is a
-    lazy k-way merge of the list heads: O(projects) for the head, O(k log projects) for
-    the first k jobs. A recalculation only updates F per project and moves jobs that
-    reached ``max_age`` into the capped list (each job moves once).
-    """
-
-    __slots__ = (
-        "_a",
-        "_age_max",
-        "_c_complete",
-        "_c_jobs",
-        "_c_keys",
-        "_c_valid",
-        "_capped",
-        "_gkey",
-        "_off",
-        "_rank",
-        "_sched",
-        "_static_cache",
-        "_subm",
-        "_where",
-        "_young",
-        "n",
-        "t",
-    )
-
-    def __init__(self, sched: PriorityScheduler) -> None:
-        self._sched = sched
-        p = sched.params
-        self._a = p.weight_age / p.max_age_s
-        self._age_max = p.max_age_s
-        self._young: dict[str, PendingQueue] = {}
-        self._capped: dict[str, PendingQueue] = {}
-        self._subm: dict[str, PendingQueue] = {}
-        self._where: dict[str, bool] = {}  # job id -> in the capped list
-        self._static_cache: dict[str, float] = {}
-        self.n = 0
-        self.t = sched.now
-        # The merged order is fixed between recalculations (offsets depend only on t and
-        # the fair-share factors), so the first jobs of the merge are cached with their
-        # global keys and kept up to date by push/remove; a recalculation drops the cache.
-        self._rank: dict[str, int] = {}  # project -> position (ties between lists)
-        self._off: dict[tuple[str, bool], float] = {}
-        self._c_keys: list[tuple[float, float, int, Key]] = []
-        self._c_jobs: list[PendingJob] = []
-        self._gkey: dict[str, tuple[float, float, int, Key]] = {}
-        self._c_valid = False
-        self._c_complete = False
-
-    def __len__(self) -> int:
-        return self.n
-
-    def _static(self, job: PendingJob) -> float:
-        g = self._static_cache.get(job.job_id)
-        if g is None:
-            g = self._static_cache[job.job_id] = self._sched.static_priority(job)
-        return g
-
-    def _offset(self, p: str, capped: bool) -> float:
-        off = self._off.get((p, capped))
-        if off is None:
-            sched = self._sched
-            age = sched.params.weight_age if capped else self._a * self.t
-            off = self._off[(p, capped)] = sched.weight_fs_factor(p) + age
-        return off
-
-    def _global_key(
-        self, p: str, capped: bool, key: Key, job: PendingJob
-    ) -> tuple[float, float, int, Key]:
-        """The job's position in the merged order (what ``first`` compares)."""
-        rank = self._rank[p] + (_CAPPED if capped else 0)
-        return (key[0] - self._offset(p, capped), job.submit_time, rank, key)
-
-    def push(self, key: Key, job: PendingJob) -> None:
-        p = job.project
-        if p not in self._young:
-            self._young[p] = PendingQueue()
-            self._capped[p] = PendingQueue()
-            self._subm[p] = PendingQueue()
-            self._rank[p] = len(self._rank)
-        g = self._static(job)
-        tie = key[-1]
-        capped = self.t - job.submit_time >= self._age_max
-        if capped:
-            lkey: Key = (-g, job.submit_time, tie)
-            self._capped[p].push(lkey, job)
-        else:
-            lkey = (-(g - self._a * job.submit_time), job.submit_time, tie)
-            self._young[p].push(lkey, job)
-            self._subm[p].push((job.submit_time, tie), job)
-        self._where[job.job_id] = capped
-        self.n += 1
-        if self._c_valid:
-            gk = self._global_key(p, capped, lkey, job)
-            ck = self._c_keys
-            if self._c_complete or (ck and gk < ck[-1]):
-                i = bisect_right(ck, gk)
-                ck.insert(i, gk)
-                self._c_jobs.insert(i, job)
-                self._gkey[job.job_id] = gk
-
-    def remove(self, job: PendingJob) -> None:
-        p = job.project
-        self._static_cache.pop(job.job_id, None)
-        if self._where.pop(job.job_id):
-            self._capped[p].remove(job)
-        else:
-            self._young[p].remove(job)
-            self._subm[p].remove(job)
-        self.n -= 1
-        gk = self._gkey.pop(job.job_id, None)
-        if gk is not None:
-            i = bisect_left(self._c_keys, gk)
-            assert self._c_jobs[i] is job
-            del self._c_keys[i], self._c_jobs[i]
-
-    def _drop_cache(self) -> None:
-        self._c_valid = False
-        self._c_keys = []
-        self._c_jobs = []
-        self._gkey = {}
-        self._off = {}
-
-    def recalc(self, t: float) -> None:
-        """Move jobs that reached max age at ``t`` to the capped lists."""
-        self._drop_cache()
-        self.t = t
-        horizon = t - self._age_max
-        for p, subm in self._subm.items():
-            while True:
-                job = subm.head()
-                if job is None or job.submit_time > horizon:
-                    break
-                subm.remove(job)
-                self._young[p].remove(job)
-                key = (-self._static(job), job.submit_time, float(self._sched._arrival(job)))
-                self._capped[p].push(key, job)
-                self._where[job.job_id] = True
-
-    def head(self) -> PendingJob | None:
-        if self._c_valid and self._c_jobs:
-            return self._c_jobs[0]
-        out = self.first(1)
-        return out[0] if out else None
-
-    def first(self, k: int) -> list[PendingJob]:
-        if self._c_valid and (len(self._c_jobs) >= k or self._c_complete):
-            return self._c_jobs[:k]
-        want = k + 32  # slack: removals from the cached prefix need no new merge
-        heap: list[tuple[float, float, int, int]] = []
-        lists: list[tuple[list[Key], list[PendingJob], float, int]] = []
-        rank = self._rank
-        for capped, qs in ((False, self._young), (True, self._capped)):
-            for p, q in qs.items():
-                if q.n:
-                    keys, jobs = q.first_items(want)
-                    off = self._offset(p, capped)
-                    heap.append((keys[0][0] - off, jobs[0].submit_time, len(lists), 0))
-                    lists.append((keys, jobs, off, rank[p] + (_CAPPED if capped else 0)))
-        heapq.heapify(heap)
-        out: list[PendingJob] = []
-        out_keys: list[tuple[float, float, int, Key]] = []
-        gkey: dict[str, tuple[float, float, int, Key]] = {}
-        while heap and len(out) < want:
-            prio, sub, idx, pos = heap[0]
-            keys, jobs, off, lrank = lists[idx]
-            job = jobs[pos]
-            gk = (prio, sub, lrank, keys[pos])
-            out.append(job)
-            out_keys.append(gk)
-            gkey[job.job_id] = gk
-            pos += 1
-            if pos == len(jobs):
-                heapq.heappop(heap)
-            else:
-                heapq.heapreplace(heap, (keys[pos][0] - off, jobs[pos].submit_time, idx, pos))
-        self._c_keys, self._c_jobs, self._gkey = out_keys, out, gkey
-        self._c_valid = True
-        self._c_complete = len(out) < want
-        return out[:k]
-
-    def __iter__(self) -> Iterator[PendingJob]:
-        return iter(self.first(self.n))
+class NoBackfill(QueueScheduler):
+    """Main pass only (``Scheduler._cycle``): nothing passes a blocked job."""
 
 
-class PriorityScheduler(Scheduler):
+class Backfill(QueueScheduler):
+    """What EASY and conservative share: the gating of the backfill pass and the
+    running jobs in order of expected end. Subclasses implement ``_backfill_pass``."""
+
     def __init__(
         self,
         nodes: Sequence[Node],
         params: PolicyParams,
         projects: Mapping[str, ProjectInfo] | None = None,
         now: float = 0.0,
-        *,
-        multifactor: bool = False,
-        backfill: str = "none",
     ) -> None:
         super().__init__(nodes, params, projects, now)
-        self.multifactor = multifactor
-        self.backfill = backfill
-        self.name = (
-            "+".join(
-                (["multifactor"] if multifactor else [])
-                + ([f"{backfill}-backfill"] if backfill != "none" else [])
-            )
-            or "fifo"
-        )
-        self._ends: list[tuple[float, str]] = []
+        self._ends: list[tuple[float, str]] = []  # (expected end, job id), sorted
         self._last_bf = -math.inf
         self._bf_dirty = True
-        # conservative backfill keeps its profile and reservations between passes while
-        # everything happens as planned (jobs end at their walltime, no arrivals inside
-        # the examined window): each job is then reserved once, not once per pass
-        self._prof: Profile | None = None
-        self._resv: dict[str, tuple[float, float, int]] = {}  # in reservation order
+        # a reservation falls due at this time (conservative keeps it; inf: none)
         self._next_resv = math.inf
-        # multifactor state: decayed usage per project at _usage_t, running GPUs per project
-        self._usage: dict[str, float] = {}
-        self._rate: dict[str, int] = {}
-        self._usage_t = now
-        self._shares: dict[str, float] = {}
-        self._fs: dict[str, float] = {}
-        self._calc_t = -math.inf
-        for p, info in self.projects.items():
-            self._shares[p] = info.share
-            self._usage[p] = info.usage_gpu_s
-        if params.shares:
-            self._shares.update(params.shares)
-        if multifactor:
-            self.queue = MultifactorQueue(self)
-            qp = params.qos_priority
-            top = max(qp.values(), default=0.0)
-            self._qos_norm = {q: (v / top if top > 0 else 0.0) for q, v in qp.items()}
-            self._recalc_factors(now)
-            self._calc_t = now
 
     # -- event hooks -------------------------------------------------------------------
     def submit(self, job: PendingJob) -> None:
@@ -363,120 +148,34 @@ class PriorityScheduler(Scheduler):
 
     def finish(self, job_id: str, now: float) -> RunningJob:
         self._bf_dirty = True
-        rj = super().finish(job_id, now)
-        if abs(rj.start_time + rj.walltime_s - now) > 1e-6:
-            self._prof = None  # ended off its estimate: the profile is stale
-        return rj
+        return super().finish(job_id, now)
 
     def cancel(self, job_id: str) -> PendingJob:
         self._bf_dirty = True
-        self._prof = None
         return super().cancel(job_id)
 
     def set_node_available(self, name: str, available: bool) -> list[RunningJob]:
         self._bf_dirty = True
-        self._prof = None
         return super().set_node_available(name, available)
 
+    def _order_changed(self) -> None:
+        self._bf_dirty = True
+
     def _on_start(self, rj: RunningJob) -> None:
-        if self.backfill != "none":
-            insort(self._ends, (rj.start_time + rj.walltime_s, rj.job_id))
-        if self.multifactor:
-            self._advance_usage(rj.start_time)
-            self._rate[rj.project] = self._rate.get(rj.project, 0) + rj.gpus
+        insort(self._ends, (rj.start_time + rj.walltime_s, rj.job_id))
 
     def _on_stop(self, rj: RunningJob, now: float) -> None:
-        if self.backfill != "none":
-            ends = self._ends
-            i = bisect_left(ends, (rj.start_time + rj.walltime_s, rj.job_id))
-            del ends[i]
-        if self.multifactor:
-            self._advance_usage(now)
-            self._rate[rj.project] -= rj.gpus
-
-    # -- multifactor -------------------------------------------------------------------
-    def _advance_usage(self, t: float) -> None:
-        """Decay every project's usage to ``t`` and add what its running jobs used."""
-        dt = t - self._usage_t
-        if dt <= 0:
-            return
-        h = self.params.fairshare_half_life_s
-        d = 2.0 ** (-dt / h)
-        gain = h / LN2 * (1.0 - d)  # integral of the decay over dt, per GPU
-        usage = self._usage
-        for p in usage:
-            usage[p] *= d
-        for p, r in self._rate.items():
-            if r:
-                usage[p] = usage.get(p, 0.0) + r * gain
-        self._usage_t = t
-
-    def fairshare_factor(self, project: str) -> float:
-        """Slurm's classic fair-share factor 2^(-usage_norm / share_norm), in (0, 1]."""
-        f = self._fs.get(project)
-        if f is None:
-            self._shares.setdefault(project, 1.0)
-            f = self._fs[project] = self._fs_value(project)
-        return f
-
-    def _fs_value(self, project: str) -> float:
-        total_u = sum(self._usage.values())
-        if total_u <= 0:
-            return 1.0
-        total_s = sum(self._shares.values())
-        s_norm = self._shares.get(project, 1.0) / total_s
-        u_norm = self._usage.get(project, 0.0) / total_u
-        return float(2.0 ** (-u_norm / s_norm))
-
-    def _recalc_factors(self, now: float) -> None:
-        self._advance_usage(now)
-        for p in self._usage:
-            self._shares.setdefault(p, 1.0)
-        self._fs = {p: self._fs_value(p) for p in self._shares}
-
-    def priority(self, job: PendingJob, at: float) -> float:
-        p = self.params
-        age = at - job.submit_time
-        age_f = 0.0 if age <= 0 else min(age / p.max_age_s, 1.0)
-        cap = self.cluster.capacity or 1
-        return (
-            p.weight_age * age_f
-            + p.weight_fairshare * self.fairshare_factor(job.project)
-            + p.weight_jobsize * min(job.gpus / cap, 1.0)
-            + p.weight_qos * self._qos_norm.get(job.qos, 0.0)
-        )
-
-    def static_priority(self, job: PendingJob) -> float:
-        """The job-size and QOS terms (fixed for a job)."""
-        p = self.params
-        cap = self.cluster.capacity or 1
-        return p.weight_jobsize * min(job.gpus / cap, 1.0) + p.weight_qos * self._qos_norm.get(
-            job.qos, 0.0
-        )
-
-    def weight_fs_factor(self, project: str) -> float:
-        return self.params.weight_fairshare * self.fairshare_factor(project)
-
-    def _maybe_recalc(self, now: float, full: bool) -> None:
-        if not full and now - self._calc_t < self.params.priority_calc_period_s:
-            return
-        self._recalc_factors(now)
-        self._calc_t = now
-        self._bf_dirty = True  # the next pass checks whether the order changed
-        assert isinstance(self.queue, MultifactorQueue)
-        self.queue.recalc(now)
+        ends = self._ends
+        i = bisect_left(ends, (rj.start_time + rj.walltime_s, rj.job_id))
+        del ends[i]
 
     # -- the cycle ---------------------------------------------------------------------
-    def _cycle(self, now: float, res: CycleResult, full: bool) -> None:
-        if self.multifactor:
-            self._maybe_recalc(now, full)
-            if self.params.priority_calc_period_s > 0 and self.pending:
-                res.wake_at = self._calc_t + self.params.priority_calc_period_s
+    def _passes(self, now: float, res: CycleResult, full: bool) -> None:
         head = self._main_pass(now, res)
-        if head is None or self.backfill == "none":
+        if head is None:
             return
         if not full:
-            resv_due = self._next_resv <= now and self._prof is not None
+            resv_due = self._next_resv <= now
             if not (self._bf_dirty or resv_due):
                 return
             due = self._last_bf + self.params.bf_interval_s
@@ -485,13 +184,19 @@ class PriorityScheduler(Scheduler):
                 return
         self._last_bf = now
         self._bf_dirty = False
-        if self.backfill == "easy":
-            self._easy(head, now, res)
-        else:
-            self._conservative(head, now, res)
+        self._backfill_pass(head, now, res)
+
+    _cycle = _passes  # an ordering's own ``_cycle`` calls ``_passes`` after refreshing
+
+    def _backfill_pass(self, head: PendingJob, now: float, res: CycleResult) -> None:
+        raise NotImplementedError
 
     def _candidates(self) -> list[PendingJob]:
         return self.queue.first(self.params.bf_max_job_test + 1)[1:]  # after the head
+
+
+class EasyBackfill(Backfill):
+    """One reservation, for the head; recomputed every pass (it is cheap)."""
 
     def _shadow(self, head: PendingJob, now: float) -> tuple[float, list[int]] | None:
         """When and on which GPUs ``head`` could start if running jobs end by their
@@ -525,7 +230,7 @@ class PriorityScheduler(Scheduler):
                 return (end if end > now else now), proj
         return None
 
-    def _easy(self, head: PendingJob, now: float, res: CycleResult) -> None:
+    def _backfill_pass(self, head: PendingJob, now: float, res: CycleResult) -> None:
         c = self.cluster
         explain = self.explain
         if c.free_total == 0:  # nothing can start now: no need to compute the reservation
@@ -591,7 +296,45 @@ class PriorityScheduler(Scheduler):
                 caps_total += caps[i] - old
             max_cap = max(caps)
 
-    def _conservative(self, head: PendingJob, now: float, res: CycleResult) -> None:
+
+class ConservativeBackfill(Backfill):
+    """A reservation for every examined job in an availability profile.
+
+    The profile and reservations are kept between passes while everything happens as
+    planned (jobs end at their walltime, no arrivals inside the examined window): each
+    job is then reserved once, not once per pass (``_incremental``)."""
+
+    def __init__(
+        self,
+        nodes: Sequence[Node],
+        params: PolicyParams,
+        projects: Mapping[str, ProjectInfo] | None = None,
+        now: float = 0.0,
+    ) -> None:
+        super().__init__(nodes, params, projects, now)
+        self._prof: Profile | None = None
+        self._resv: dict[str, tuple[float, float, int]] = {}  # in reservation order
+
+    def _forget_plan(self) -> None:
+        # without a profile no reservation is due (what ``Backfill._cycle`` relies on)
+        self._prof = None
+        self._next_resv = math.inf
+
+    def finish(self, job_id: str, now: float) -> RunningJob:
+        rj = super().finish(job_id, now)
+        if abs(rj.start_time + rj.walltime_s - now) > 1e-6:
+            self._forget_plan()  # ended off its estimate: the profile is stale
+        return rj
+
+    def cancel(self, job_id: str) -> PendingJob:
+        self._forget_plan()
+        return super().cancel(job_id)
+
+    def set_node_available(self, name: str, available: bool) -> list[RunningJob]:
+        self._forget_plan()
+        return super().set_node_available(name, available)
+
+    def _backfill_pass(self, head: PendingJob, now: float, res: CycleResult) -> None:
         self._next_resv = math.inf
         if self._prof is not None and not self.explain and self._incremental(head, now, res):
             self._wake_for_reservations(now, res)
@@ -735,7 +478,7 @@ class PriorityScheduler(Scheduler):
             return True
         if s > now:
             return False
-        PriorityScheduler._unreserve(prof, r)
+        ConservativeBackfill._unreserve(prof, r)
         if not prof.fits(now, d, g):
             prof.reserve(now, s + d, g)  # put it back (from now on, as _unreserve took it)
             return False
