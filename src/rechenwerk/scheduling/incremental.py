@@ -55,6 +55,17 @@ def decision_of(result: CycleResult, pending: Iterable[PendingJob]) -> Decision:
     )
 
 
+def build_scheduler(policy: Policy, snap: Snapshot) -> Scheduler:
+    """A fresh scheduler holding the snapshot: its allocations, then its pending jobs in
+    arrival order (``scheduling.arrival_key``), as ``Policy.decide`` and a rebuild do."""
+    sched = policy.scheduler(snap.nodes, snap.projects, snap.now)
+    for rj in snap.running:
+        sched.add_running(rj)
+    for job in sorted(snap.pending, key=arrival_key):
+        sched.submit(job)
+    return sched
+
+
 def _shape(snap: Snapshot) -> NodeShape:
     return tuple((n.name, n.gpus, n.gpu_type, n.block) for n in snap.nodes)
 
@@ -73,11 +84,7 @@ class IncrementalCore:
         self.rebuilds = 0
 
     def _rebuild(self, snap: Snapshot) -> Scheduler:
-        sched = self.policy.scheduler(snap.nodes, snap.projects, snap.now)
-        for rj in snap.running:
-            sched.add_running(rj)
-        for job in sorted(snap.pending, key=arrival_key):
-            sched.submit(job)
+        sched = build_scheduler(self.policy, snap)
         self._sched = sched
         self._built_at = snap.now
         self._shape = _shape(snap)

@@ -18,13 +18,9 @@ from rechenwerk.scheduling.cycle import Scheduler
 from rechenwerk.scheduling.model import (
     Decision,
     Node,
-    Preemption,
     ProjectInfo,
     RunningJob,
     Snapshot,
-    Start,
-    WaitReason,
-    arrival_key,
 )
 from rechenwerk.scheduling.params import PolicyParams
 from rechenwerk.scheduling.policies.backfill import (
@@ -169,26 +165,12 @@ class Policy:
         return self._factory(nodes, self.params, projects, now)
 
     def decide(self, snapshot: Snapshot) -> Decision:
-        now = snapshot.now
-        sched = self.scheduler(snapshot.nodes, snapshot.projects, now)
-        for rj in snapshot.running:
-            sched.add_running(rj)
-        for job in sorted(snapshot.pending, key=arrival_key):
-            sched.submit(job)
-        res = sched.schedule(now, full=True)
-        started = {j.job_id for j, _ in res.starts}
-        shared = res.shared_reason or WaitReason("priority", "behind higher-priority jobs")
-        waiting: dict[str, WaitReason] = {}
-        for job in snapshot.pending:
-            if job.job_id not in started:
-                waiting[job.job_id] = res.reasons.get(job.job_id, shared)
-        # a job preempted and restarted in the same cycle cannot happen; keep order stable
-        return Decision(
-            starts=tuple(Start(rj.job_id, rj.placement) for _, rj in res.starts),
-            preemptions=tuple(Preemption(rj.job_id, why) for rj, why in res.preempted),
-            waiting=waiting,
-            wake_at=res.wake_at,
-        )
+        """One cycle from scratch on the snapshot (the live loop keeps its scheduler
+        between cycles instead: ``scheduling.incremental.IncrementalCore``)."""
+        from rechenwerk.scheduling.incremental import build_scheduler, decision_of
+
+        sched = build_scheduler(self, snapshot)
+        return decision_of(sched.schedule(snapshot.now, full=True), snapshot.pending)
 
 
 def make_policy(expr: str, params: PolicyParams | None = None) -> Policy:
