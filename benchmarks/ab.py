@@ -12,7 +12,7 @@ every round's figures with the ratio B/A and the spread over the rounds.
 
 The command's result is the last JSON object it prints on stdout, or the JSON file it
 writes where the command contains ``{json}`` (replaced by a temporary path). A metric is
-a key of that object; ``rows[3].jobs_per_second`` reaches into lists.
+a key of that object; ``[3].jobs_per_second`` or ``rows[3].x`` reach into lists.
 """
 
 from __future__ import annotations
@@ -44,10 +44,11 @@ def _last_json(text: str) -> Any:
 
 def _get(data: Any, path: str) -> float:
     for part in path.split("."):
-        m = re.fullmatch(r"(\w+)(?:\[(\d+)\])?", part)
-        if m is None:
+        m = re.fullmatch(r"(\w*)(?:\[(\d+)\])?", part)
+        if m is None or not part:
             raise SystemExit(f"bad metric path {path!r}")
-        data = data[m.group(1)]
+        if m.group(1):
+            data = data[m.group(1)]
         if m.group(2) is not None:
             data = data[int(m.group(2))]
     return float(data)
