@@ -214,6 +214,11 @@ def run(url: str, args: argparse.Namespace) -> dict[str, object]:
         "snapshot_ms_median": round(statistics.median(r.snapshot_s * 1000 for r in results), 1),
         "decide_ms_median": round(statistics.median(r.decide_s * 1000 for r in results), 1),
         "apply_ms_median": round(statistics.median(r.apply_s * 1000 for r in results), 1),
+        # phases of their own since the loop was split into named phases (before: poll
+        # included forward_cancels, apply included reasons)
+        **{f"{p}_ms_median": round(statistics.median(
+            getattr(r, p + "_s", 0.0) * 1000 for r in results), 1)
+           for p in ("forward_cancels", "reasons")},
         "started_per_cycle": statistics.median(r.started for r in results),
         "reasons_written_median": statistics.median(r.reasons_written for r in results),
         "cycles": args.cycles,
