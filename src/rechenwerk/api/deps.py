@@ -84,7 +84,9 @@ def _conflict(err: IntegrityError) -> Conflict:
     conflicted in user terms, never the database's message."""
     text = str(err.orig or "").lower()
     _log.info("integrity error mapped to 409: %s", text.splitlines()[0] if text else "")
-    subject = next((what for fragment, what in _CONFLICT_SUBJECTS if fragment in text),
+    unique = "unique" in text or "duplicate" in text  # not a foreign key, NOT NULL, CHECK
+    subject = next((what for fragment, what in _CONFLICT_SUBJECTS
+                    if unique and fragment in text),
                    "another request created or changed the same item at the same time")
     return Conflict(
         f"the change conflicts with existing data: {subject}",
