@@ -16,11 +16,12 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from rechenwerk import __version__
+from rechenwerk.api.bounds import RequestBoundsMiddleware, check_parameters
 from rechenwerk.clock import Clock, WallClock
 from rechenwerk.config import Settings, get_settings
 from rechenwerk.execution.base import ExecutionBackend, NodeInventory
@@ -140,7 +141,11 @@ def create_app(settings: Settings | None = None, *,
         version=__version__,
         description="REST API of a shared AI compute centre: access, jobs, accounting, planning.",
         lifespan=_lifespan,
+        # NUL characters and out-of-range integers in path and query parameters
+        dependencies=[Depends(check_parameters)],
     )
+    # bodies above 1 MiB (413) and NUL characters in JSON and form strings (422)
+    app.add_middleware(RequestBoundsMiddleware)
     app.state.runtime = Runtime(settings, session_factory=session_factory, clock=clock,
                                 backend=backend)
     from rechenwerk.api.problems import install_problem_handlers

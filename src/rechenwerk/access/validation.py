@@ -13,11 +13,20 @@ USERNAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 
 
+# Ids are 64-bit integers (BIGINT on PostgreSQL, INTEGER on SQLite): a longer string of
+# digits names no id, and would make the database refuse the query.
+MAX_DB_INT = 2**63 - 1
+
+
 def ref_is_id(ref: str | int) -> int | None:
-    """The id a reference names (an int or a string of digits); None for a name/slug."""
+    """The id a reference names (an int or a string of digits up to ``MAX_DB_INT``); None
+    for a name/slug (and for digits past ``MAX_DB_INT``, which then match no name)."""
     if isinstance(ref, int):
         return ref
-    return int(ref) if ref.isdigit() else None
+    if not (ref.isascii() and ref.isdigit()) or len(ref) > 19:
+        return None
+    value = int(ref)
+    return value if value <= MAX_DB_INT else None
 
 
 def check_choice(value: str, choices: Collection[str], field: str) -> str:

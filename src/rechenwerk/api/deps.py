@@ -16,6 +16,7 @@ the only ways routers and pages reach it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from datetime import datetime
@@ -61,11 +62,34 @@ def centre_gpus(request: Request) -> int:
     return runtime_of(request).centre_gpus()
 
 
+# What a unique constraint protects, in the user's words: (fragment of the database's
+# message, what conflicted). The database's own message (constraint and column names,
+# values) never reaches the client; it is logged.
+_CONFLICT_SUBJECTS: tuple[tuple[str, str], ...] = (
+    ("idempotency_key", "a job with this idempotency key exists already"),
+    ("reviewer_user_id", "this reviewer is assigned to the proposal already"),
+    ("username", "a user with this username exists already"),
+    ("token_hash", "this API token exists already"),
+    ("organizations", "an organisation with this name exists already"),
+    ("calls", "a call with this slug exists already"),
+    ("projects", "a project with this slug exists already"),
+    ("gpu_type", "a price for this GPU type exists already"),
+    ("usage_records", "this run has been settled already"),
+)
+_log = logging.getLogger(__name__)
+
+
 def _conflict(err: IntegrityError) -> Conflict:
-    """A constraint the service checks lost a race with a concurrent request."""
-    detail = str(err.orig).strip().splitlines()[0] if err.orig else "constraint violated"
+    """A constraint the service checks lost a race with a concurrent request: say what
+    conflicted in user terms, never the database's message."""
+    text = str(err.orig or "").lower()
+    _log.info("integrity error mapped to 409: %s", text.splitlines()[0] if text else "")
+    unique = "unique" in text or "duplicate" in text  # not a foreign key, NOT NULL, CHECK
+    subject = next((what for fragment, what in _CONFLICT_SUBJECTS
+                    if unique and fragment in text),
+                   "another request created or changed the same item at the same time")
     return Conflict(
-        f"the change conflicts with existing data ({detail})",
+        f"the change conflicts with existing data: {subject}",
         hint="Another request may have created or changed the same item; reload and retry.",
     )
 

@@ -24,6 +24,7 @@ from rechenwerk.access.projects import (
     require_project_role,
     visible_project,
 )
+from rechenwerk.access.validation import ref_is_id
 from rechenwerk.access.visibility import can_see_project, only_visible
 from rechenwerk.accounting.balance import Balance, balance_from_rows, balance_stmt
 from rechenwerk.clock import Clock
@@ -134,9 +135,10 @@ def _get_project_for_update(
 ) -> tuple[_SubmitProject, str | None]:
     """The project (row-locked on PostgreSQL) and the user's role in it (None: not a
     member), in one round trip."""
-    by_id = ref.isdigit()
+    ref_id = ref_is_id(ref)
+    by_id = ref_id is not None
     lock = session.get_bind().dialect.name == "postgresql"
-    params = {"ref_id": int(ref)} if by_id else {"ref": ref}
+    params = {"ref_id": ref_id} if by_id else {"ref": ref}
     session.flush()  # Core statements do not autoflush (a no-op when nothing is pending)
     row = session.connection().execute(
         _PROJECT_STMTS[by_id, lock], {**params, "user_id": user.id}).first()

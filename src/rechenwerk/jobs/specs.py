@@ -18,6 +18,7 @@ Walltime and checkpoint interval accept seconds (``3600``), units (``"90m"``, ``
 from __future__ import annotations
 
 import json
+import math
 import re
 import shlex
 from collections.abc import Mapping
@@ -37,6 +38,12 @@ QOS_MAX_WALLTIME_S: dict[str, int] = {
     "normal": 48 * 3600,
     "low": 72 * 3600,
 }
+
+# Bounds of a spec (docs/security.md, "Limits"): far above any real job, and within the
+# database's 32-bit integer columns.
+MAX_SCRIPT_BYTES = 256 * 1024
+MAX_GPUS = 100_000
+MAX_DURATION_S = 10 * 365 * 86400  # 10 years; the QOS limits are far lower
 
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _UNITS_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)([smhd]))+$")
@@ -78,8 +85,12 @@ def parse_duration(value: Any, *, field: str = "walltime") -> int:
             )
     else:
         raise ValueError("must be a duration such as 3600, '90m', '2h' or '1-00:00:00'")
+    if not math.isfinite(seconds):
+        raise ValueError("must be a finite duration such as 3600 or '2h'")
     if seconds <= 0:
         raise ValueError("must be positive")
+    if seconds > MAX_DURATION_S:
+        raise ValueError(f"must be at most {MAX_DURATION_S} seconds (10 years)")
     return round(seconds)
 
 
@@ -103,9 +114,9 @@ class JobSpec(BaseModel):
     workdir: str | None = None
     env: dict[str, str] = Field(default_factory=dict)
     container_image: str | None = None
-    gpus: int
-    nodes: int | None = None
-    gpus_per_node: int | None = None
+    gpus: int = Field(le=MAX_GPUS)
+    nodes: int | None = Field(default=None, le=MAX_GPUS)
+    gpus_per_node: int | None = Field(default=None, le=MAX_GPUS)
     gpu_type: str | None = None
     walltime_s: int = Field(alias="walltime")
     qos: QOS = "normal"
@@ -139,6 +150,23 @@ class JobSpec(BaseModel):
     @classmethod
     def _ckpt(cls, v: Any) -> int | None:
         return None if v is None else parse_duration(v, field="checkpoint_interval")
+
+    @field_validator("gpus", "nodes", "gpus_per_node", mode="before")
+    @classmethod
+    def _not_boolean(cls, v: Any) -> Any:
+        if isinstance(v, bool):
+            raise ValueError(f"must be a whole number, not {str(v).lower()}")
+        return v
+
+    @field_validator("script")
+    @classmethod
+    def _script_size(cls, v: str | None) -> str | None:
+        if v is not None and len(v.encode("utf-8")) > MAX_SCRIPT_BYTES:
+            raise ValueError(
+                f"is {len(v.encode('utf-8'))} bytes; a script has at most {MAX_SCRIPT_BYTES} "
+                f"bytes ({MAX_SCRIPT_BYTES // 1024} KiB): put larger code in files in the "
+                "workdir and run them from a short script")
+        return v
 
     @field_validator("gpus")
     @classmethod

@@ -25,10 +25,8 @@ def _out(table: ReportTable, fmt: Format) -> Any:
 
 def _range(start: datetime | None, end: datetime | None, now: datetime
            ) -> tuple[datetime, datetime]:
-    from rechenwerk.clock import ensure_utc
-
-    return reports.resolve_range(ensure_utc(start) if start else None,
-                                 ensure_utc(end) if end else None, now=now)
+    # resolve_range treats naive values as UTC and refuses dates outside its bounds.
+    return reports.resolve_range(start, end, now=now)
 
 
 @router.get("/usage")

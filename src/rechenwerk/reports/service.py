@@ -18,6 +18,7 @@ to (the same membership rule as the jobs and balance APIs).
 
 from __future__ import annotations
 
+import bisect
 import csv
 import io
 import math
@@ -48,6 +49,13 @@ NO_AWARD = "no award (pay-per-use or overdraft)"
 NO_CALL = "direct award (no call)"
 WAIT_GROUPINGS: tuple[str, ...] = ("qos", "size", "qos-size")
 DEFAULT_RANGE_DAYS = 30
+# Bounds on the work one report may ask for (docs/security.md, "Limits"): a range lies
+# within these years and spans at most MAX_RANGE_DAYS; a report with time buckets
+# (utilisation, usage by period) has at most MAX_BUCKETS of them (10 years of days).
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 1, 1, tzinfo=UTC)
+MAX_RANGE_DAYS = 36_600  # about 100 years
+MAX_BUCKETS = 3_700
 # Job size classes (GPUs), as operators usually slice them.
 SIZE_CLASSES: tuple[tuple[int, int, str], ...] = (
     (1, 1, "1 GPU"),
@@ -147,9 +155,11 @@ def scope_for(session: Session, user: User) -> Scope:
 def resolve_range(
     start: datetime | None, end: datetime | None, *, now: datetime
 ) -> tuple[datetime, datetime]:
-    """Default: the last 30 days up to ``now``; both ends UTC; start before end."""
-    end = (end or now).astimezone(UTC)
-    start = (start or end - timedelta(days=DEFAULT_RANGE_DAYS)).astimezone(UTC)
+    """Default: the last 30 days up to ``now``; both ends UTC; start before end; both
+    within [EARLIEST, LATEST] and at most MAX_RANGE_DAYS apart."""
+    end = _within_years((end or now), "to")
+    start = _within_years(start, "from") if start is not None else max(
+        end - timedelta(days=DEFAULT_RANGE_DAYS), EARLIEST)
     if start >= end:
         raise InvalidInput(
             f"the range is empty: from {start:%Y-%m-%d %H:%M} is not before to "
@@ -157,7 +167,55 @@ def resolve_range(
             field="from",
             hint="Give --from earlier than --to (dates as YYYY-MM-DD, UTC).",
         )
+    if end - start > timedelta(days=MAX_RANGE_DAYS):
+        raise InvalidInput(
+            f"the range from {start:%Y-%m-%d} to {end:%Y-%m-%d} spans "
+            f"{(end - start).days} days; a report covers at most {MAX_RANGE_DAYS} days "
+            "(about 100 years)",
+            field="from",
+            hint="Ask for a shorter range (a later --from or an earlier --to).",
+        )
     return start, end
+
+
+def _within_years(value: datetime, name: str) -> datetime:
+    """``value`` in UTC, refused (422 naming ``name``) outside [EARLIEST, LATEST]."""
+    try:
+        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:
+        utc = EARLIEST if value.year < 5000 else LATEST + timedelta(days=1)
+    if not EARLIEST <= utc <= LATEST:
+        raise InvalidInput(
+            f"{name} {value.isoformat()} is outside the dates reports cover "
+            f"({EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d})",
+            field=name,
+            hint=f"Give a date between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} "
+                 "(YYYY-MM-DD, UTC).",
+        )
+    return utc
+
+
+def bucket_count(start: datetime, end: datetime, bucket: str) -> int:
+    """How many ``bucket``s (day, week, month) the range [start, end) touches (the rows of
+    a report), computed without walking them."""
+    first = _bucket_floor(start, bucket)
+    if bucket == "month":
+        months = (end.year - first.year) * 12 + end.month - first.month
+        return months + (1 if end > _bucket_floor(end, "month") else 0)
+    step = timedelta(days=7 if bucket == "week" else 1)
+    return -((first - end) // step)  # ceil((end - first) / step)
+
+
+def check_buckets(start: datetime, end: datetime, bucket: str) -> None:
+    """Refuse (422 naming ``period``) a report of more than MAX_BUCKETS buckets."""
+    n = bucket_count(start, end, bucket)
+    if n > MAX_BUCKETS:
+        raise InvalidInput(
+            f"the range from {start:%Y-%m-%d} to {end:%Y-%m-%d} has {n} {bucket}s; "
+            f"a report has at most {MAX_BUCKETS} periods",
+            field="period",
+            hint="Ask for a larger period (week or month) or a shorter range.",
+        )
 
 
 def _check_choice(value: str, choices: Sequence[str], field_name: str) -> str:
@@ -186,6 +244,8 @@ def usage_report(
     [start, end)."""
     _check_choice(by, GROUPINGS, "by")
     _check_choice(bucket, BUCKETS, "period")
+    if by == "period":
+        check_buckets(start, end, bucket)
     dialect = dialect_of(session)
     ur = UsageRecord
     hours = func.coalesce(func.sum(ur.gpu_hours), 0.0)
@@ -290,15 +350,19 @@ def usage_report(
 # --------------------------------------------------------------------------- utilisation
 
 
+def _bucket_floor(t: datetime, bucket: str) -> datetime:
+    """The start of the day, week (Monday) or month containing ``t``."""
+    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
+    if bucket == "day":
+        return day
+    if bucket == "week":
+        return day - timedelta(days=t.weekday())
+    return day.replace(day=1)
+
+
 def _bucket_edges(start: datetime, end: datetime, bucket: str) -> list[datetime]:
     """Edges from the bucket containing ``start`` up to past ``end``."""
-    if bucket == "day":
-        cur = start.replace(hour=0, minute=0, second=0, microsecond=0)
-    elif bucket == "week":
-        cur = (start - timedelta(days=start.weekday())).replace(
-            hour=0, minute=0, second=0, microsecond=0)
-    else:
-        cur = start.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+    cur = _bucket_floor(start, bucket)
     edges = [cur]
     while cur < end:
         if bucket == "day":
@@ -325,6 +389,22 @@ def _clamp(column: Any, *, low: datetime | None = None, high: datetime | None = 
         column = case((column > literal(high, UTCDateTime()), literal(high, UTCDateTime())),
                       else_=column)
     return column
+
+
+def _prefix(values: list[float]) -> list[float]:
+    """``out[k] = sum(values[:k])``."""
+    out = [0.0]
+    for v in values:
+        out.append(out[-1] + v)
+    return out
+
+
+def _suffix(values: list[float]) -> list[float]:
+    """``out[k] = sum(values[k:])``."""
+    out = [0.0] * (len(values) + 1)
+    for k in range(len(values) - 1, -1, -1):
+        out[k] = out[k + 1] + values[k]
+    return out
 
 
 def utilisation_report(
@@ -355,6 +435,7 @@ def utilisation_report(
     if total_gpus <= 0:
         raise InvalidInput(f"total_gpus must be positive, got {total_gpus}",
                            field="total_gpus", hint="Give the centre's GPU count.")
+    check_buckets(start, end, bucket)
     dialect = dialect_of(session)
     edges = _bucket_edges(start, end, bucket)
     points = [start, *edges[1:-1], end]  # evaluation points; bucket b = [points[b], b+1)
@@ -394,15 +475,19 @@ def utilisation_report(
             .where(*running).group_by(key), Job.project_id), g_s, gx_s)
         total = float(session.scalar(scope.apply(
             select(func.coalesce(func.sum(Job.gpus), 0)).where(*running), Job.project_id)) or 0)
-        j = max(i for i, p in enumerate(points) if p <= run_end) if run_end > start else 0
+        j = bisect.bisect_right(points, run_end) - 1 if run_end > start else 0
         g_e[min(j, n - 1) if run_end < end else n] += total
         gx_e[min(j, n - 1) if run_end < end else n] += total * (run_end.timestamp() - origin)
+
+    # Prefix sums of g*x (j < k) and suffix sums of g (j >= k): every A(points[k]) in one
+    # pass, linear in the number of buckets.
+    pre_gx_e, pre_gx_s = _prefix(gx_e), _prefix(gx_s)
+    suf_g_e, suf_g_s = _suffix(g_e), _suffix(g_s)
 
     def area(k: int) -> float:
         """A(points[k]) in GPU-seconds."""
         t = points[k].timestamp() - origin
-        before_e, before_s = sum(gx_e[:k]), sum(gx_s[:k])
-        return (before_e + t * sum(g_e[k:])) - (before_s + t * sum(g_s[k:]))
+        return (pre_gx_e[k] + t * suf_g_e[k]) - (pre_gx_s[k] + t * suf_g_s[k])
 
     areas = [area(k) for k in range(n)]
     busy = [max(areas[b + 1] - areas[b], 0.0) for b in range(n - 1)]

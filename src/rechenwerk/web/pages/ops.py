@@ -18,6 +18,7 @@ from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import AccessMode, OrgKind, User
 from rechenwerk.access.projects import get_project, list_projects
 from rechenwerk.access.proposals import list_proposals, visible_proposal
+from rechenwerk.access.validation import ref_is_id
 from rechenwerk.api.deps import get_now, get_session, settings_of
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.web.deps import form_data, operator_user
@@ -136,8 +137,9 @@ def award_create(
     if not errors and starts is not None:
         try:
             project = get_project(db, text(form, "project"))
-            proposal = (visible_proposal(db, user, int(text(form, "proposal")))
-                        if text(form, "proposal").isdigit() else None)
+            proposal_id = ref_is_id(text(form, "proposal"))
+            proposal = (visible_proposal(db, user, proposal_id)
+                        if proposal_id is not None else None)
             award = create_award(
                 db, user, project=project, gpu_hours=float(hours), starts_at=starts,
                 gpu_type=text(form, "gpu_type") or None, proposal=proposal,

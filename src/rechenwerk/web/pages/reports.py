@@ -42,7 +42,13 @@ def parse_day(value: str, name: str) -> datetime | None:
     except ValueError:
         raise InvalidInput(f"{name} must be a date like 2026-03-01, got {value!r}", field=name,
                            hint="Dates are UTC days: YYYY-MM-DD.") from None
-    return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
+    if d.tzinfo is None:
+        return d.replace(tzinfo=UTC)
+    try:
+        return d.astimezone(UTC)
+    except OverflowError:
+        raise InvalidInput(f"{name} {value!r} is outside the dates reports cover",
+                           field=name, hint="Dates are UTC days: YYYY-MM-DD.") from None
 
 
 class _RecentTables:
@@ -82,7 +88,7 @@ def build_reports(request: Request, db: Session, user: User, now: datetime, *,
                   only: str | None = None) -> dict[str, ReportTable]:
     scope = reports.scope_for(db, user)
     end_dt = parse_day(end, "to")
-    if end_dt is not None and len(end) == 10:
+    if end_dt is not None and len(end) == 10 and end_dt < reports.LATEST:
         end_dt += timedelta(days=1)  # "to" a day includes that day
     lo, hi = reports.resolve_range(parse_day(start, "from"), end_dt, now=now)
     makers: dict[str, Any] = {
