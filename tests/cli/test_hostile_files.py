@@ -74,3 +74,72 @@ def test_submit_spec_over_the_size_limit(tmp_path: Path) -> None:
     spec = tmp_path / "big.yaml"
     spec.write_text("name: x\n# " + "a" * (1024 * 1024) + "\n")
     assert_clear_error(rw("submit", str(spec)), str(spec), "1,048,576 bytes")
+
+
+# --------------------------------------------------------------------------- traces
+
+NATIVE_HEADER = "submit_time,duration_s,gpus,project\n"
+PHILLY_HEADER = "timestamp,duration,num_gpus,gpu_time,cluster\n"
+
+
+def _trace(tmp_path: Path, name: str, body: str) -> Path:
+    p = tmp_path / name
+    p.write_text(body)
+    return p
+
+
+def test_trace_huge_duration_is_refused_with_line_and_field(tmp_path: Path) -> None:
+    t = _trace(tmp_path, "huge.csv", NATIVE_HEADER + "0,10,1,a\n5,1e308,1,a\n")
+    out = str(tmp_path / "o.csv")
+    for args in (["trace", "stats", str(t)], ["simulate", "--trace", str(t)],
+                 ["trace", "convert", str(t), "--format", "native", "--out", out]):
+        assert_clear_error(rw(*args), f"{t}:3:", "'duration_s'", "limit of 1e+09 s")
+
+
+def test_trace_inf_nan_negative_durations_are_refused(tmp_path: Path) -> None:
+    for value in ("inf", "nan", "-5"):
+        t = _trace(tmp_path, f"d{value}.csv", NATIVE_HEADER + f"0,{value},1,a\n")
+        assert_clear_error(rw("trace", "stats", str(t)), f"{t}:2:", "'duration_s'")
+
+
+def test_philly_huge_duration_is_refused(tmp_path: Path) -> None:
+    t = _trace(tmp_path, "p.csv", PHILLY_HEADER + "2017-10-09 07:01:55,1e308,1,1,vc1\n")
+    assert_clear_error(rw("trace", "stats", str(t), "--format", "philly"),
+                       f"{t}:2:", "'duration'", "limit of 1e+09 s")
+
+
+def test_trace_gpus_and_time_span_are_bounded(tmp_path: Path) -> None:
+    t = _trace(tmp_path, "g.csv", NATIVE_HEADER + "0,1,99999999,a\n")
+    assert_clear_error(rw("trace", "stats", str(t)), f"{t}:2:", "'gpus'", "1,000,000")
+    t = _trace(tmp_path, "iso.csv", "submit_time,duration_s,gpus\n"
+               "2026-01-01T00:00:00Z,1,1\n9999-01-01T00:00:00Z,1,1\n")
+    assert_clear_error(rw("trace", "stats", str(t)), f"{t}:3:", "'submit_time'", "1e+09 s")
+
+
+def test_trace_megabyte_field_is_refused_with_line_and_limit(tmp_path: Path) -> None:
+    t = _trace(tmp_path, "field.csv", NATIVE_HEADER + "0,10,1,a\n1,10,1," + "a" * 2**20 + "\n")
+    for args in (["trace", "stats", str(t)], ["simulate", "--trace", str(t)]):
+        assert_clear_error(rw(*args), f"{t}:3:", "131,072 characters")
+    p = _trace(tmp_path, "pfield.csv", PHILLY_HEADER + "2017-10-09 07:01:55,1,1,1," + "v" * 2**20)
+    assert_clear_error(rw("trace", "stats", str(p), "--format", "philly"), f"{p}:2:", "131,072")
+
+
+def test_trace_unclosed_quote_never_swallows_rows(tmp_path: Path) -> None:
+    body = NATIVE_HEADER + '0,10,1,a\n1,10,1,"b\n2,10,1,c\n3,10,1,d\n'
+    t = _trace(tmp_path, "quote.csv", body)
+    for args in (["trace", "stats", str(t)], ["trace", "stats", str(t), "--skip-invalid"],
+                 ["simulate", "--trace", str(t)]):
+        assert_clear_error(rw(*args), f"{t}:3:", "unclosed quote", "line 5")
+    last = _trace(tmp_path, "last.csv", NATIVE_HEADER + '0,10,1,a\n1,10,1,"b\n')
+    assert_clear_error(rw("trace", "stats", str(last)), f"{last}:3:", "unclosed quote")
+    p = _trace(tmp_path, "pq.csv", PHILLY_HEADER + '2017-10-09 07:01:55,1,1,1,"vc1\n'
+               "2017-10-09 07:01:56,1,1,1,vc2\n")
+    assert_clear_error(rw("trace", "stats", str(p), "--format", "philly"), f"{p}:2:",
+                       "unclosed quote")
+
+
+def test_trace_quoted_fields_on_one_line_still_read(tmp_path: Path) -> None:
+    t = _trace(tmp_path, "ok.csv", NATIVE_HEADER + '0,10,1,"a,b"\n1,10,1,c\n')
+    res = rw("trace", "stats", str(t), "--json")
+    assert res.returncode == 0, res.stderr
+    assert '"jobs": 2' in res.stdout
