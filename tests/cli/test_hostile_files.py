@@ -143,3 +143,18 @@ def test_trace_quoted_fields_on_one_line_still_read(tmp_path: Path) -> None:
     res = rw("trace", "stats", str(t), "--json")
     assert res.returncode == 0, res.stderr
     assert '"jobs": 2' in res.stdout
+
+
+# --------------------------------------------------------------------------- clusters
+
+
+def test_simulate_huge_cluster_is_refused_naming_the_limit(tmp_path: Path) -> None:
+    t = _trace(tmp_path, "t.csv", NATIVE_HEADER + "0,10,1,a\n")
+    for cluster, limit in (("10000000x8", "limit of 100,000"), ("8x100000", "limit of 256"),
+                           ("4000x256", "limit of 1,000,000"), ("9" * 5000 + "x8", "100,000")):
+        res = rw("simulate", "--trace", str(t), "--cluster", cluster)
+        assert_clear_error(res, "cluster", limit)
+    yml = tmp_path / "c.yaml"
+    yml.write_text("groups:\n  - {count: 200000, gpus: 8}\n")
+    assert_clear_error(rw("simulate", "--trace", str(t), "--cluster", str(yml)),
+                       f"{yml}: groups[0]", "more nodes than the limit of 100,000")
