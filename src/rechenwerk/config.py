@@ -31,7 +31,7 @@ class Settings(BaseSettings):
 
     # --- server ---------------------------------------------------------------------
     host: str = "127.0.0.1"
-    port: int = 8000
+    port: int = Field(default=8000, ge=1, le=65535)
     secret_key: str = "dev-only-change-me"  # signs portal sessions and CSRF tokens
     # URL the CLI talks to; the CLI stores it at login too.
     api_url: str = "http://127.0.0.1:8000"
@@ -44,7 +44,8 @@ class Settings(BaseSettings):
     # inline JSON object; empty -> the documented defaults. `rechenwerk simulate
     # --params` takes the same file, so a setting can be tried on a trace first.
     scheduler_params: str = ""
-    scheduler_interval_s: float = 1.0
+    # Seconds between cycles: finite, 0.05 s (the loop's floor) .. 1 hour.
+    scheduler_interval_s: float = Field(default=1.0, ge=0.05, le=3600.0, allow_inf_nan=False)
     # Longest walltime per QOS, overriding the defaults (high 24h, normal 48h, low 72h)
     # for the QOS named, e.g. '{"high": "12h", "low": "7d"}'.
     qos_max_walltime: dict[str, str] = Field(default_factory=dict)
@@ -57,7 +58,8 @@ class Settings(BaseSettings):
     executor: Literal["local", "slurm"] = "local"
     # Emulated inventory for the local executor: "NODESxGPUS[:GPU_TYPE]" or a YAML file.
     local_cluster: str = "2x8:A100-80GB"
-    kill_grace_s: float = 10.0
+    # SIGTERM -> SIGKILL grace on cancel/preemption: finite, 0 (none) .. 1 hour.
+    kill_grace_s: float = Field(default=10.0, ge=0.0, le=3600.0, allow_inf_nan=False)
     slurm_transport: Literal["cli", "rest"] = "cli"
     slurm_rest_url: str = "unix:/run/slurmrestd.sock"
     slurm_partition: str = "debug"
@@ -76,7 +78,7 @@ class Settings(BaseSettings):
 
     # --- notifications --------------------------------------------------------------
     smtp_host: str = ""  # empty -> notifications are only logged
-    smtp_port: int = 25
+    smtp_port: int = Field(default=25, ge=1, le=65535)
     smtp_from: str = "rechenwerk@localhost"
     # auto: STARTTLS when offered (required once credentials are set); starttls: always
     # (port 587); ssl: implicit TLS (port 465); off: never (refused with credentials).

@@ -45,26 +45,26 @@ def load_spec_file(path: Path, overrides: dict[str, Any] | None = None) -> dict[
     """Read a YAML/JSON spec and validate it locally (clear errors before any request).
     ``workdir`` is resolved against the file's directory (default: that directory), so
     ``rechenwerk submit examples/train-demo.yaml`` works from anywhere."""
-    import json
-
-    import yaml
-
+    from rechenwerk.jobs.spec_text import MAX_SPEC_BYTES, decode_spec_bytes, too_large
     from rechenwerk.jobs.specs import parse_spec
 
     if str(path) == "-":
-        text, source, base = sys.stdin.read(), "job spec (stdin)", Path.cwd()
+        data = sys.stdin.buffer.read(MAX_SPEC_BYTES + 1)
+        source, base = "job spec (stdin)", Path.cwd()
     else:
         if not path.is_file():
             raise InvalidInput(f"job spec file {path} does not exist",
                                hint="Give the path of a YAML or JSON job spec.")
-        text, source, base = path.read_text(), str(path), path.resolve().parent
-    try:
-        doc = json.loads(text) if text.lstrip().startswith("{") else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise InvalidInput(f"{source} is not valid YAML/JSON{where}: "
-                           f"{getattr(exc, 'problem', None) or exc}") from None
+        source, base = str(path), path.resolve().parent
+        if path.stat().st_size > MAX_SPEC_BYTES:
+            raise too_large(source)
+        try:
+            with path.open("rb") as fh:
+                data = fh.read(MAX_SPEC_BYTES + 1)
+        except OSError as exc:
+            raise InvalidInput(f"cannot read job spec file {path}: {exc.strerror}",
+                               hint="Check the path and its permissions.") from None
+    doc = decode_spec_bytes(data, source=source)
     if not isinstance(doc, dict):
         raise InvalidInput(f"{source} must be a mapping of fields (name, project, gpus ...)",
                            hint="See docs/jobs.md for the job spec format.")

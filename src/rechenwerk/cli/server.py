@@ -31,6 +31,22 @@ def app_factory() -> FastAPI:
     return app
 
 
+def _check_local_cluster(value: str) -> None:
+    """A bad ``RECHENWERK_LOCAL_CLUSTER`` is one line naming the variable, not a
+    traceback from the app factory in uvicorn."""
+    from rechenwerk.errors import InvalidInput
+    from rechenwerk.execution.local import parse_local_cluster
+
+    try:
+        parse_local_cluster(value)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            f"RECHENWERK_LOCAL_CLUSTER: {exc.message}", field="local_cluster",
+            hint='Set it to NODESxGPUS[:GPU_TYPE], e.g. "2x8:A100-80GB", or a YAML file\'s '
+            "path (docs/jobs.md, Local executor).",
+        ) from None
+
+
 def register(app: typer.Typer) -> None:
     @app.command("server")
     @handle_errors
@@ -58,6 +74,8 @@ def register(app: typer.Typer) -> None:
         # worker process later on.
         make_policy(settings.scheduler_policy)
         make_sender(settings)  # e.g. SMTP credentials with RECHENWERK_SMTP_TLS=off
+        if settings.executor == "local":
+            _check_local_cluster(settings.local_cluster)
         err_console.print(f"scheduler: {describe(settings)}", highlight=False)
         uvicorn.run("rechenwerk.cli.server:app_factory", factory=True,
                     host=host or settings.host, port=port or settings.port,

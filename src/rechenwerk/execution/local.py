@@ -47,6 +47,12 @@ from rechenwerk.execution.local_supervisor import write_atomic
 _PRIVATE_ENV_PREFIXES = ("RECHENWERK_",)
 # All node processes of a job run on this machine: the rendezvous is on loopback.
 MASTER_ADDR = "127.0.0.1"
+# Bounds on the emulated inventory (docs/jobs.md, docs/security.md): one machine
+# emulates it, and every node is a row and a supervisor, so a typo such as 10000000x8
+# must not build millions of nodes.
+MAX_LOCAL_NODES = 4096
+MAX_LOCAL_GPUS_PER_NODE = 256
+
 
 
 def parse_local_cluster(spec: str) -> tuple[NodeInventory, ...]:
@@ -77,18 +83,35 @@ def parse_local_cluster(spec: str) -> tuple[NodeInventory, ...]:
             field="local_cluster",
             hint='Use e.g. "2x8:A100-80GB".',
         )
+    _check_local_size(n_nodes, gpus, f"local cluster {spec!r}")
     width = max(2, len(str(n_nodes)))
     gtype = gpu_type.strip() or "GPU"
     return tuple(NodeInventory(f"node{i:0{width}d}", gpus, gtype) for i in range(1, n_nodes + 1))
+
+
+def _check_local_size(nodes: int, gpus_per_node: int, where: str) -> None:
+    if nodes > MAX_LOCAL_NODES or gpus_per_node > MAX_LOCAL_GPUS_PER_NODE:
+        what, limit = (("nodes", MAX_LOCAL_NODES) if nodes > MAX_LOCAL_NODES
+                       else ("GPUs per node", MAX_LOCAL_GPUS_PER_NODE))
+        raise InvalidInput(
+            f"{where} has more {what} than the limit of {limit:,}",
+            field="local_cluster",
+            hint=f"The local executor emulates at most {MAX_LOCAL_NODES:,} nodes of at most "
+            f"{MAX_LOCAL_GPUS_PER_NODE} GPUs.",
+        )
 
 
 def _parse_cluster_yaml(path: Path) -> tuple[NodeInventory, ...]:
     import yaml
 
     try:
-        data = yaml.safe_load(path.read_text())
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise InvalidInput(f"cluster file {path} does not exist", field="local_cluster") from None
+    except (OSError, UnicodeDecodeError, RecursionError) as exc:
+        reason = "is nested too deeply" if isinstance(exc, RecursionError) else (
+            f"cannot be read as UTF-8 text: {exc}")
+        raise InvalidInput(f"cluster file {path} {reason}", field="local_cluster") from None
     except yaml.YAMLError as exc:
         raise InvalidInput(f"cluster file {path} is not valid YAML: {exc}",
                            field="local_cluster") from None
@@ -111,6 +134,7 @@ def _parse_cluster_yaml(path: Path) -> tuple[NodeInventory, ...]:
                                field="local_cluster") from None
         if gpus <= 0 or count <= 0:
             raise InvalidInput(f"{where}: gpus and count must be positive", field="local_cluster")
+        _check_local_size(len(nodes) + count, gpus, where)
         if "name" in entry and count == 1:
             nodes.append(NodeInventory(str(entry["name"]), gpus, gtype, block))
         else:

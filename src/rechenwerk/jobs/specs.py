@@ -17,7 +17,6 @@ Walltime and checkpoint interval accept seconds (``3600``), units (``"90m"``, ``
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import shlex
@@ -259,20 +258,9 @@ def _describe(err: Mapping[str, Any]) -> str:
 
 def load_spec_text(text: str, *, source: str = "job spec") -> JobSpec:
     """Parse YAML or JSON text (JSON is YAML, but JSON errors read better from json)."""
-    import yaml
+    from rechenwerk.jobs.spec_text import decode_spec_text
 
-    stripped = text.lstrip()
-    try:
-        data = json.loads(text) if stripped.startswith("{") else yaml.safe_load(text)
-    except json.JSONDecodeError as exc:
-        raise InvalidInput(
-            f"{source} is not valid JSON: line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise InvalidInput(f"{source} is not valid YAML: {where}{problem}") from None
+    data = decode_spec_text(text, source=source)
     return parse_spec(data, source=source)
 
 

@@ -16,11 +16,18 @@ topology block. A YAML file describes groups of identical nodes and/or single no
 from __future__ import annotations
 
 import re
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from rechenwerk.errors import InvalidInput
 from rechenwerk.scheduling.model import ClusterSpec, Node
+
+# Upper bounds on a simulated cluster (docs/scheduling.md, docs/security.md): far above
+# any real centre, low enough that building the node list cannot exhaust memory.
+MAX_CLUSTER_NODES = 100_000
+MAX_GPUS_PER_NODE = 256
+MAX_CLUSTER_GPUS = 1_000_000
 
 _SHORT = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*(?::\s*([A-Za-z0-9_.\-]+))?\s*$")
 _HINT = (
@@ -36,13 +43,16 @@ def uniform_cluster(nodes: int, gpus: int, gpu_type: str = "gpu") -> ClusterSpec
 def load_cluster(spec: str) -> ClusterSpec:
     m = _SHORT.match(spec)
     if m:
-        n, g = int(m.group(1)), int(m.group(2))
+        # more digits than any bound: refuse before int() (which refuses 4,300+ digits)
+        n, g = (int(x) if len(x) <= 12 else 10**12 for x in (m.group(1), m.group(2)))
+        # (10**12 only stands for "too many"; the message names the limit, not the value)
         if n < 1 or g < 1:
             raise InvalidInput(
                 f"cluster {spec!r} needs at least 1 node and 1 GPU per node",
                 field="cluster",
                 hint=_HINT,
             )
+        _check_size(n, g, n * g, f"cluster {spec!r}")
         return uniform_cluster(n, g, m.group(3) or "gpu")
     path = Path(spec)
     if not path.is_file():
@@ -55,11 +65,31 @@ def load_cluster(spec: str) -> ClusterSpec:
 
     try:
         data = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as exc:
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InvalidInput(
             f"cannot read cluster file {path}: {exc}", field="cluster", hint=_HINT
         ) from exc
+    except RecursionError:
+        raise InvalidInput(
+            f"cluster file {path} is nested too deeply", field="cluster", hint=_HINT
+        ) from None
     return _from_yaml(data, str(path))
+
+
+def _check_size(nodes: int, gpus_per_node: int, total_gpus: int, where: str) -> None:
+    """Refuse clusters beyond the documented bounds, naming the bound."""
+    for value, limit, what in (
+        (nodes, MAX_CLUSTER_NODES, "nodes"),
+        (gpus_per_node, MAX_GPUS_PER_NODE, "GPUs per node"),
+        (total_gpus, MAX_CLUSTER_GPUS, "GPUs in total"),
+    ):
+        if value > limit:
+            raise InvalidInput(
+                f"{where} has more {what} than the limit of {limit:,}",
+                field="cluster",
+                hint=f"a simulated cluster has at most {MAX_CLUSTER_NODES:,} nodes, "
+                f"{MAX_GPUS_PER_NODE} GPUs per node and {MAX_CLUSTER_GPUS:,} GPUs",
+            )
 
 
 def _int(d: dict[str, Any], key: str, where: str, default: int | None = None) -> int:
@@ -89,6 +119,7 @@ def _from_yaml(data: Any, where: str) -> ClusterSpec:
     if unknown:
         raise InvalidInput(f"{where}: unknown keys {sorted(unknown)}", field="cluster", hint=_HINT)
     nodes: list[Node] = []
+    total = 0  # GPUs so far
     counters: dict[str, int] = {}
     for gi, grp in enumerate(data.get("groups") or []):
         w = f"{where}: groups[{gi}]"
@@ -99,6 +130,8 @@ def _from_yaml(data: Any, where: str) -> ClusterSpec:
         gtype = _str(grp, "gpu_type", w, "gpu")
         prefix = _str(grp, "prefix", w, "node")
         per_block = _int(grp, "nodes_per_block", w, count)
+        total += count * gpus
+        _check_size(len(nodes) + count, gpus, total, w)
         for k in range(count):
             counters[prefix] = counters.get(prefix, 0) + 1
             block = f"g{gi}-b{k // per_block}"
@@ -107,6 +140,8 @@ def _from_yaml(data: Any, where: str) -> ClusterSpec:
         w = f"{where}: nodes[{ni}]"
         if not isinstance(nd, dict):
             raise InvalidInput(f"{w}: expected a mapping", field="cluster", hint=_HINT)
+        total += _int(nd, "gpus", w)
+        _check_size(len(nodes) + 1, _int(nd, "gpus", w), total, w)
         nodes.append(
             Node(
                 _str(nd, "name", w, ""),
@@ -115,8 +150,8 @@ def _from_yaml(data: Any, where: str) -> ClusterSpec:
                 _str(nd, "block", w, "b0"),
             )
         )
-    names = [n.name for n in nodes]
-    dup = sorted({x for x in names if names.count(x) > 1})
+    counts = Counter(n.name for n in nodes)  # (list.count per name was quadratic)
+    dup = sorted(x for x, c in counts.items() if c > 1)
     if dup:
         raise InvalidInput(
             f"{where}: duplicate node names {dup[:5]}",

@@ -13,6 +13,11 @@ from typing import IO, Protocol
 from rechenwerk.errors import InvalidInput, NotFound
 from rechenwerk.simulation.traces.base import SkippedRow, TraceFormatError
 
+# Bounds on what a trace row may say (docs/traces.md, docs/security.md): beyond them the
+# numbers are nonsense for a replay (1e308 s overflows the engine and the metrics).
+MAX_TRACE_SECONDS = 1e9  # ~31.7 years: run times, walltimes, submit times, time spans
+MAX_TRACE_GPUS = 1_000_000  # per job (gpus, gpus_per_node)
+
 
 class CsvReader(Protocol):
     """What the readers use of ``csv.reader``: row iteration and the physical line."""
@@ -123,7 +128,17 @@ def parse_float(value: str, column: str, *, allow_zero: bool = True) -> float:
     what = "a non-negative number" if allow_zero else "a positive number"
     if not math.isfinite(x) or x < 0 or (x == 0 and not allow_zero):
         raise RowError(column, f"expected {what} of seconds, got {value!r}")
+    if x > MAX_TRACE_SECONDS:
+        raise RowError(column, too_long(value))
     return x
+
+
+def too_long(value: str) -> str:
+    return f"{value!r} seconds is more than the limit of {MAX_TRACE_SECONDS:.0e} s (~31 years)"
+
+
+def too_many_gpus(value: str) -> str:
+    return f"{value!r} GPUs is more than the limit of {MAX_TRACE_GPUS:,}"
 
 
 def parse_pos_int(value: str, column: str) -> int:
@@ -139,6 +154,8 @@ def parse_pos_int(value: str, column: str) -> int:
         n = int(f)
     if n <= 0:
         raise RowError(column, f"expected a positive integer, got {value!r}")
+    if n > MAX_TRACE_GPUS:
+        raise RowError(column, too_many_gpus(value))
     return n
 
 
@@ -160,6 +177,60 @@ def parse_utc(value: str, column: str) -> float:
     return dt.timestamp()
 
 
-def new_reader(fh: IO[str]) -> CsvReader:
-    reader: CsvReader = csv.reader(fh)
-    return reader
+class _CheckedReader:
+    """``csv.reader`` that never loses rows silently or raises ``csv.Error``.
+
+    Trace formats have no multi-line fields, so a record with a line break inside a field
+    means a quote was opened and not closed: the reader would swallow every following
+    line into that field. That, and a field over ``csv.field_size_limit()``, stop the
+    reader with a :class:`TraceFormatError` naming the line (always, even with
+    ``skip_invalid``: the rows after it cannot be trusted).
+    """
+
+    def __init__(self, fh: IO[str], path: str) -> None:
+        self._inner = csv.reader(fh)
+        self._path = path
+        self.line_num = 0
+        self._rows = self._checked()
+
+    def __iter__(self) -> Iterator[list[str]]:
+        return self._rows
+
+    def __next__(self) -> list[str]:
+        return next(self._rows)
+
+    def _checked(self) -> Iterator[list[str]]:
+        inner, path = self._inner, self._path
+        while True:
+            start = self.line_num + 1  # the record's first physical line
+            try:
+                row = next(inner)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                line = max(inner.line_num, start)
+                if "field larger than field limit" in str(exc):
+                    raise TraceFormatError.at(
+                        path, line, "", f"a field is longer than the limit of "
+                        f"{csv.field_size_limit():,} characters",
+                        hint="trace fields are short numbers and names; check the file",
+                    ) from None
+                raise TraceFormatError.at(
+                    path, line, "", f"not valid CSV: {exc}", hint="fix the CSV syntax"
+                ) from None
+            self.line_num = inner.line_num
+            joined = "".join(row)
+            if "\n" in joined or "\r" in joined:
+                end = inner.line_num
+                runs = (f"runs on to line {end}, swallowing lines {start + 1}-{end}"
+                        if end > start else "runs to the end of the file")
+                raise TraceFormatError.at(
+                    path, start, "", f"unclosed quote: the quoted field opened on this line "
+                    f"{runs}; trace fields never span lines",
+                    hint='close the quote (") on the same line, or remove it',
+                )
+            yield row
+
+
+def new_reader(fh: IO[str], path: str) -> CsvReader:
+    return _CheckedReader(fh, path)

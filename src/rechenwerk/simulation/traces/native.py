@@ -17,6 +17,7 @@ from pathlib import Path
 
 from rechenwerk.errors import InvalidInput
 from rechenwerk.simulation.traces._csv import (
+    MAX_TRACE_SECONDS,
     RowError,
     check_columns,
     handle_row_error,
@@ -26,8 +27,15 @@ from rechenwerk.simulation.traces._csv import (
     parse_pos_int,
     parse_utc,
     read_header,
+    too_long,
 )
-from rechenwerk.simulation.traces.base import QOS_VALUES, SkippedRow, Trace, TraceJob
+from rechenwerk.simulation.traces.base import (
+    QOS_VALUES,
+    SkippedRow,
+    Trace,
+    TraceFormatError,
+    TraceJob,
+)
 
 REQUIRED = ("submit_time", "duration_s", "gpus")
 OPTIONAL = ("job_id", "project", "walltime_s", "gpus_per_node", "qos", "gpu_type")
@@ -56,7 +64,7 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
     form: str | None = None
     form_line = 0
     with open_trace(path) as fh:
-        reader = new_reader(fh)
+        reader = new_reader(fh, spath)
         header, header_line = read_header(reader, spath)
         idx = check_columns(header, spath, header_line, REQUIRED, OPTIONAL, allow_unknown=False)
         ncols = len(header)
@@ -87,6 +95,8 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
                             "submit_time",
                             f"expected non-negative seconds from the trace start, got {sub_txt!r}",
                         )
+                    if submit > MAX_TRACE_SECONDS:
+                        raise RowError("submit_time", too_long(sub_txt))
                 if form is not None and this_form != form:
                     raise RowError(
                         "submit_time",
@@ -139,6 +149,13 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
             )
     parsed.sort(key=lambda p: p[0])
     t0 = parsed[0][0] if (parsed and form == _ISO) else 0.0
+    if parsed and parsed[-1][0] - t0 > MAX_TRACE_SECONDS:
+        raise TraceFormatError.at(
+            spath, parsed[-1][1], "submit_time",
+            f"the trace spans {parsed[-1][0] - t0:.0f} s from its first submission (line "
+            f"{parsed[0][1]}), more than the limit of {MAX_TRACE_SECONDS:.0e} s (~31 years)",
+            hint="check the timestamps' years",
+        )
     jobs = tuple(
         TraceJob(
             job_id=jid,

@@ -19,14 +19,18 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from rechenwerk.simulation.traces._csv import (
+    MAX_TRACE_GPUS,
+    MAX_TRACE_SECONDS,
     RowError,
     check_columns,
     handle_row_error,
     new_reader,
     open_trace,
     read_header,
+    too_long,
+    too_many_gpus,
 )
-from rechenwerk.simulation.traces.base import SkippedRow, Trace, TraceJob
+from rechenwerk.simulation.traces.base import SkippedRow, Trace, TraceFormatError, TraceJob
 
 REQUIRED = ("timestamp", "duration", "num_gpus", "cluster")
 _EPOCH = datetime(1970, 1, 1)
@@ -39,9 +43,8 @@ def read_philly(path: str | Path, *, skip_invalid: bool = False) -> Trace:
     rows: list[tuple[float, int, float, int, str]] = []
     append = rows.append
     fromiso = datetime.fromisoformat
-    isfinite = math.isfinite
     with open_trace(path) as fh:
-        reader = new_reader(fh)
+        reader = new_reader(fh, spath)
         header, header_line = read_header(reader, spath)
         idx = check_columns(header, spath, header_line, REQUIRED, (), allow_unknown=True)
         i_ts, i_dur, i_gpu, i_cl = (idx[c] for c in REQUIRED)
@@ -67,7 +70,7 @@ def read_philly(path: str | Path, *, skip_invalid: bool = False) -> Trace:
                 if dt.tzinfo is not None:
                     dt = dt.astimezone(UTC).replace(tzinfo=None)
                 ts = (dt - _EPOCH).total_seconds()
-                if dur >= 0 and isfinite(dur) and gpus > 0 and cluster:
+                if 0 <= dur <= MAX_TRACE_SECONDS and 0 < gpus <= MAX_TRACE_GPUS and cluster:
                     append((ts, reader.line_num, dur, gpus, cluster))
                     continue
             except ValueError:
@@ -79,6 +82,13 @@ def read_philly(path: str | Path, *, skip_invalid: bool = False) -> Trace:
 
     rows.sort(key=lambda r: r[0])  # stable: equal timestamps keep line order
     t0 = rows[0][0] if rows else 0.0
+    if rows and rows[-1][0] - t0 > MAX_TRACE_SECONDS:
+        raise TraceFormatError.at(
+            spath, rows[-1][1], "timestamp",
+            f"the trace spans {rows[-1][0] - t0:.0f} s from its first job (line {rows[0][1]}), "
+            f"more than the limit of {MAX_TRACE_SECONDS:.0e} s (~31 years)",
+            hint="check the timestamps' years",
+        )
     jobs = tuple(
         TraceJob(job_id=f"L{line}", submit_time=ts - t0, duration_s=dur, gpus=g, project=cl)
         for ts, line, dur, g, cl in rows
@@ -100,12 +110,16 @@ def _diagnose(row: list[str], i_ts: int, i_dur: int, i_gpu: int, i_cl: int) -> N
         dur = math.nan
     if not (math.isfinite(dur) and dur >= 0):
         raise RowError("duration", f"expected a non-negative number of seconds, got {row[i_dur]!r}")
+    if dur > MAX_TRACE_SECONDS:
+        raise RowError("duration", too_long(row[i_dur]))
     try:
         gpus = int(row[i_gpu])
     except ValueError:
         gpus = 0
     if gpus <= 0:
         raise RowError("num_gpus", f"expected a positive integer, got {row[i_gpu]!r}")
+    if gpus > MAX_TRACE_GPUS:
+        raise RowError("num_gpus", too_many_gpus(row[i_gpu]))
     if not row[i_cl]:
         raise RowError("cluster", "expected a virtual cluster name, got an empty value")
     raise RowError("", "malformed row")  # pragma: no cover - fast path accepted it
