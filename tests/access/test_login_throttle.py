@@ -4,6 +4,7 @@ more checks than the limit; unknown users cost one argon2 check like everyone el
 
 from __future__ import annotations
 
+import sqlite3
 import threading
 from collections import Counter
 from collections.abc import Iterator
@@ -11,13 +12,16 @@ from typing import Any
 
 import pytest
 from argon2 import PasswordHasher
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from factories import make_user
+from rechenwerk.access.models import LoginAttempt
 from rechenwerk.access.security import (
     LOGIN_FAILURE_WINDOW,
     LOGIN_MAX_FAILURES,
     LOGIN_MAX_FAILURES_PER_ADDRESS,
+    address_key,
     hash_password,
     login_with_password,
 )
@@ -32,6 +36,8 @@ class Verifications:
     def __init__(self) -> None:
         self.count = 0
         self.lock = threading.Lock()
+        self.during: list[Any] = []  # callables run inside each verification
+        self.seen: list[Any] = []  # what they returned
 
 
 @pytest.fixture
@@ -43,6 +49,7 @@ def verifications(monkeypatch: pytest.MonkeyPatch) -> Iterator[Verifications]:
     def counting(self: PasswordHasher, hash: Any, password: Any) -> bool:
         with seen.lock:
             seen.count += 1
+        seen.seen.extend(f() for f in seen.during)
         return original(self, hash, password)
 
     monkeypatch.setattr(PasswordHasher, "verify", counting)
@@ -170,3 +177,51 @@ def test_api_counts_the_client_address_across_usernames(api_client: Any,
     assert codes[-1].json()["code"] == "too_many_attempts"
     assert "from your address testclient" in codes[-1].json()["detail"]
     assert verifications.count == LOGIN_MAX_FAILURES_PER_ADDRESS
+
+
+def test_no_database_lock_is_held_while_argon2_runs(
+        session_factory: sessionmaker[Session], greta: str, clock: FakeClock,
+        verifications: Verifications, session: Session) -> None:
+    """SQLite: every transaction takes the write lock, so a login that kept its
+    transaction open during argon2 would stall every other writer meanwhile."""
+    url = session.get_bind().engine.url
+    if url.get_backend_name() != "sqlite":
+        pytest.skip("SQLite's database-wide write lock")
+
+    def try_to_write() -> bool:
+        conn = sqlite3.connect(str(url.database), timeout=0, isolation_level=None)
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # fails at once while someone writes
+            conn.execute("ROLLBACK")
+            return True
+        except sqlite3.OperationalError:
+            return False
+        finally:
+            conn.close()
+
+    verifications.during.append(try_to_write)
+    assert _attempt(session_factory, clock, greta, "guess", "192.0.2.1") == "401"
+    assert _attempt(session_factory, clock, greta, "greta-secret", "192.0.2.1") == "ok"
+    assert _attempt(session_factory, clock, "nobody", "guess", "192.0.2.1") == "401"
+    assert verifications.seen == [True, True, True]
+
+
+def test_counters_of_ended_windows_are_forgotten(
+        session_factory: sessionmaker[Session], greta: str, clock: FakeClock,
+        session: Session) -> None:
+    for i in range(3):
+        _attempt(session_factory, clock, f"name{i}", "guess", f"192.0.2.{i}")
+    assert session.scalar(select(func.count()).select_from(LoginAttempt)) == 6
+    session.rollback()
+    clock.advance(LOGIN_FAILURE_WINDOW.total_seconds())
+    assert _attempt(session_factory, clock, greta, "greta-secret", "198.51.100.1") == "ok"
+    keys = set(session.execute(select(LoginAttempt.kind, LoginAttempt.key)).tuples())
+    assert keys == {("user", "greta"), ("address", "198.51.100.1")}
+
+
+def test_ipv6_addresses_count_by_their_64_network() -> None:
+    assert address_key("2001:db8:1:2:3:4:5:6") == address_key("2001:db8:1:2:ffff::1") \
+        == "2001:db8:1:2::/64"
+    assert address_key("2001:db8:1:3::1") != address_key("2001:db8:1:2::1")
+    assert address_key("::ffff:203.0.113.7") == address_key("203.0.113.7") == "203.0.113.7"
+    assert address_key("::1") == "::1" and address_key(None) == "unknown"

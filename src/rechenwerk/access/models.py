@@ -338,5 +338,5 @@ class LoginAttempt(Base):
 
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
-    window_start: Mapped[datetime] = mapped_column(UTCDateTime)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # pruning
     count: Mapped[int] = mapped_column(Integer)

@@ -19,6 +19,7 @@ found: the owner's columns, the token's expiry and when it was last marked used.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import threading
 import time
@@ -31,9 +32,10 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import Connection, case, event, inspect, literal, select, update
+from sqlalchemy import Connection, case, delete, event, inspect, literal, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from rechenwerk.access.audit import record
@@ -263,6 +265,23 @@ LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
 _KEY_LENGTH = 64  # LoginAttempt.key
 
 
+def address_key(address: str | None) -> str:
+    """The throttle's key for a client address: IPv4 as is, IPv6 by its /64 network (one
+    host usually holds a whole /64, so single IPv6 addresses are free to rotate)."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:_KEY_LENGTH]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        if not ip.is_loopback:
+            return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
 @lru_cache(maxsize=1)
 def _dummy_hash() -> str:
     """An argon2 hash of a random secret, made once: unknown users and users without a
@@ -318,6 +337,20 @@ def _counter_transaction(session: Session) -> Iterator[Connection]:
         yield conn
 
 
+def _prune(session: Session, now: datetime) -> None:
+    """Forget counters whose window has ended (best effort, in its own transaction, so it
+    never holds locks beside the counters' and a failure costs nothing)."""
+    if session.in_transaction():
+        return
+    try:
+        with session.get_bind().engine.begin() as conn:
+            conn.execute(delete(LoginAttempt).where(
+                LoginAttempt.window_start <= literal(now - LOGIN_FAILURE_WINDOW,
+                                                     UTCDateTime())))
+    except DBAPIError:  # e.g. a deadlock with another pruner: the next one tries again
+        pass
+
+
 def _locked(what: str, window_start: datetime, now: datetime) -> TooManyAttempts:
     free_at = window_start + LOGIN_FAILURE_WINDOW
     minutes = max(1, -int(-(free_at - now).total_seconds() // 60))
@@ -336,18 +369,19 @@ def login_with_password(session: Session, username: str, password: str, *,
     failure adds a "login.failed" audit entry to ``session`` for operators. Raises
     TooManyAttempts (429) or Unauthenticated (one message for unknown user and wrong
     password, and the same argon2 cost, so names do not leak)."""
-    address_key = (address or "unknown")[:_KEY_LENGTH]
+    where = address_key(address)
     with _counter_transaction(session) as conn:
-        count, address_slot = _take(conn, "address", address_key, now)
+        count, address_slot = _take(conn, "address", where, now)
         if count > LOGIN_MAX_FAILURES_PER_ADDRESS:
-            raise _locked(f"from your address {address_key}", address_slot.window_start,
-                          now)
+            raise _locked(f"from your address {where}", address_slot.window_start, now)
         count, user_slot = _take(conn, "user", username[:_KEY_LENGTH], now)
         if count > LOGIN_MAX_FAILURES:
             _give_back(conn, address_slot)  # no check ran for this address
             raise _locked(f"for {username!r}", user_slot.window_start, now)
         found = conn.execute(select(User.id, User.password_hash).where(
             User.username == username)).one_or_none()
+    if count == 1:  # a new window began for this username: clear out ended ones
+        _prune(session, now)
     checked_hash = found.password_hash if found else None
     user: User | None = None
     if _password_ok(checked_hash, password) and found:
@@ -355,7 +389,7 @@ def login_with_password(session: Session, username: str, password: str, *,
     # Changed or deactivated meanwhile: as a wrong password.
     if user is None or not user.is_active or user.password_hash != checked_hash:
         record(session, None, "login.failed", "user", username[:64],
-               {"via": source, "address": address_key}, at=now)
+               {"via": source, "address": where}, at=now)
         raise Unauthenticated("wrong username or password")
     with _counter_transaction(session) as conn:
         _give_back(conn, address_slot)

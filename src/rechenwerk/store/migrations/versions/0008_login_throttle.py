@@ -31,7 +31,11 @@ def upgrade() -> None:
         sa.Column("count", sa.Integer(), nullable=False),
         sa.PrimaryKeyConstraint("kind", "key", name=op.f("pk_login_attempts")),
     )
+    # Counters whose window ended are deleted by window_start.
+    op.create_index(op.f("ix_login_attempts_window_start"), "login_attempts",
+                    ["window_start"])
 
 
 def downgrade() -> None:
+    op.drop_index(op.f("ix_login_attempts_window_start"), table_name="login_attempts")
     op.drop_table("login_attempts")
