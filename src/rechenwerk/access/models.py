@@ -326,3 +326,17 @@ class AuditEntry(Base):
     entity: Mapped[str] = mapped_column(String(32), index=True)  # e.g. "project"
     entity_id: Mapped[str] = mapped_column(String(64), index=True)
     changes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+class LoginAttempt(Base):
+    """Login throttle: one atomic counter per (kind, key), kind "user" (the username
+    tried) or "address" (the client's address). ``count`` is the failed and in-flight
+    password checks since ``window_start``; taken before each check, given back on a
+    success (access/security.py)."""
+
+    __tablename__ = "login_attempts"
+
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    window_start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # pruning
+    count: Mapped[int] = mapped_column(Integer)

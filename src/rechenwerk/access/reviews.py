@@ -1,8 +1,11 @@
 """Reviews of proposals: operators assign reviewers (no conflict of interest), assigned
-reviewers score a proposal under review, and who sees which review."""
+reviewers score a proposal under review (still no conflict of interest: a reviewer who
+joined the project or the applicant's organisation since is refused), and who sees which
+review."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
@@ -28,6 +31,35 @@ from rechenwerk.errors import (
 MIN_SCORE, MAX_SCORE = 1, 5
 
 
+@dataclass(frozen=True, slots=True)
+class ConflictOfInterest:
+    kind: str  # "organisation" | "member"
+    what: str  # "the applicant's organisation (Uni X)" | "the applying project 'alpha'"
+
+    def sentence(self, who: str | None = None) -> str:
+        """"you belong to ..." (who=None) or "reviewer 'x' belongs to ..."."""
+        if who is None:
+            verb = "belong to" if self.kind == "organisation" else "are a member of"
+            return f"you {verb} {self.what}"
+        verb = "belongs to" if self.kind == "organisation" else "is a member of"
+        return f"reviewer {who!r} {verb} {self.what}"
+
+
+def conflict_of_interest(session: Session, reviewer: User,
+                         proposal: Proposal) -> ConflictOfInterest | None:
+    """The one conflict-of-interest rule, checked now (memberships and organisations
+    change): at assignment, at every review action and on the portal's review form. A
+    reviewer from the applicant project's organisation or a member of the project."""
+    project = proposal.project
+    if reviewer.organization_id is not None and (
+            reviewer.organization_id == project.organization_id):
+        return ConflictOfInterest(
+            "organisation", f"the applicant's organisation ({project.organization.name})")
+    if membership(session, reviewer, project) is not None:
+        return ConflictOfInterest("member", f"the applying project {project.slug!r}")
+    return None
+
+
 def assigned_review(session: Session, user: User, proposal: Proposal) -> Review | None:
     """``user``'s review of ``proposal`` if they are assigned to it."""
     return session.scalars(select(Review).where(
@@ -44,18 +76,12 @@ def assign_reviewer(session: Session, actor: User, proposal: Proposal, *, review
     if not user.is_reviewer:
         raise InvalidInput(f"user {user.username!r} is not a reviewer", field="reviewer",
                            hint="Pick a user with the reviewer role.")
-    if user.organization_id is not None and (
-        user.organization_id == proposal.project.organization_id
-    ):
+    coi = conflict_of_interest(session, user, proposal)
+    if coi is not None:
         raise Conflict(
-            f"conflict of interest: reviewer {user.username!r} belongs to the applicant's "
-            f"organisation ({proposal.project.organization.name})",
-            field="reviewer",
-            hint="Assign a reviewer from another organisation.",
-        )
-    if membership(session, user, proposal.project) is not None:
-        raise Conflict(f"conflict of interest: {user.username!r} is a member of the project",
-                       field="reviewer", hint="Assign a reviewer from outside the project.")
+            f"conflict of interest: {coi.sentence(user.username)}", field="reviewer",
+            hint="Assign a reviewer from another organisation." if coi.kind == "organisation"
+            else "Assign a reviewer from outside the project.")
     if assigned_review(session, user, proposal) is not None:
         raise Conflict(f"{user.username!r} is already assigned to proposal {proposal.id}",
                        field="reviewer")
@@ -93,6 +119,13 @@ def submit_review(
             + (f" on {proposal.withdrawn_at:%Y-%m-%d}" if proposal.withdrawn_at else "")
             + "; its review is no longer requested", field="state",
             hint="Nothing to do: the proposal left your assigned reviews.")
+    coi = conflict_of_interest(session, actor, proposal)
+    if coi is not None:
+        raise Conflict(
+            f"conflict of interest: {coi.sentence()}; you may not review proposal "
+            f"{proposal.id} any more", field="proposal",
+            hint=f"Decline the review: ask an operator to reassign proposal {proposal.id} "
+            "to another reviewer.")
     raise_issues(
         FieldIssue((name,), f"must be an integer {MIN_SCORE}..{MAX_SCORE}, got {value}")
         for name, value in (("technical_score", technical_score),

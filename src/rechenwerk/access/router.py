@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
 
 from rechenwerk.access import (
@@ -75,14 +75,16 @@ def create_token(body: s.TokenCreate, session: DbSession, user: CurrentUser,
 
 @router.post("/auth/token", response_model=s.TokenCreated, status_code=201,
              summary="Exchange username and password for a new API token (CLI login)")
-def token_for_password(body: s.PasswordLogin, session: DbSession, now: Now) -> s.TokenCreated:
+def token_for_password(body: s.PasswordLogin, request: Request, session: DbSession,
+                       now: Now) -> s.TokenCreated:
     try:
-        user = security.login_with_password(session, body.username, body.password,
-                                            now=now, source="api")
+        user = security.login_with_password(
+            session, body.username, body.password, now=now, source="api",
+            address=request.client.host if request.client else None)
     except TooManyAttempts:
         raise
     except Unauthenticated:
-        session.commit()  # keep the "login.failed" entry: the throttle counts it
+        session.commit()  # keep the "login.failed" audit entry (the throttle counts apart)
         raise
     token, secret = security.create_token(
         session, user, name=body.name, now=now,

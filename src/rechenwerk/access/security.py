@@ -19,9 +19,12 @@ found: the owner's columns, the token's expiry and when it was last marked used.
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import secrets
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -29,11 +32,14 @@ from typing import Any
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import event, inspect, select
+from sqlalchemy import Connection, case, delete, event, inspect, literal, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from rechenwerk.access.audit import record
-from rechenwerk.access.models import ApiToken, AuditEntry, User
+from rechenwerk.access.models import ApiToken, LoginAttempt, User
 from rechenwerk.clock import ensure_utc
 from rechenwerk.errors import (
     InvalidInput,
@@ -42,6 +48,7 @@ from rechenwerk.errors import (
     TooManyAttempts,
     Unauthenticated,
 )
+from rechenwerk.store.base import UTCDateTime
 
 TOKEN_PREFIX = "rw_"
 MIN_PASSWORD_LENGTH = 8
@@ -242,47 +249,166 @@ def authenticate_token(session: Session, secret: str, *, now: datetime) -> User:
     return token.user
 
 
-# Brute-force protection: after this many failed logins for one username within the
-# window, further attempts are refused (also with the right password) until the oldest
-# failure leaves the window. Failures are "login.failed" entries of the audit log, so
-# every server process sees them and operators can read them.
+# Brute-force protection (login throttle). Before each password check one slot is taken,
+# atomically in the database, from two counters: the username tried and the client's
+# address (``login_attempts``, one row per counter with the start of its window). An
+# attempt whose address or username counter is already full is refused (429) without
+# any argon2 check, also with the right password, until that window ends; a successful
+# login gives its own two slots back (nobody else's). So per window at most
+# LOGIN_MAX_FAILURES checks run for one username and LOGIN_MAX_FAILURES_PER_ADDRESS for
+# one address, however many requests arrive at once and in however many server
+# processes. A window starts with the first attempt after the previous one ended.
+# Failures are also "login.failed" entries of the audit log, for operators.
 LOGIN_MAX_FAILURES = 5
+LOGIN_MAX_FAILURES_PER_ADDRESS = 20  # an institute behind one NAT address shares it
 LOGIN_FAILURE_WINDOW = timedelta(minutes=15)
+_KEY_LENGTH = 64  # LoginAttempt.key
+
+
+def address_key(address: str | None) -> str:
+    """The throttle's key for a client address: IPv4 as is, IPv6 by its /64 network (one
+    host usually holds a whole /64, so single IPv6 addresses are free to rotate)."""
+    if not address:
+        return "unknown"
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return address[:_KEY_LENGTH]
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        if not ip.is_loopback:
+            return str(ipaddress.IPv6Network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+@lru_cache(maxsize=1)
+def _dummy_hash() -> str:
+    """An argon2 hash of a random secret, made once: unknown users and users without a
+    password cost one verification too, so login time does not tell names apart."""
+    return _hasher().hash(secrets.token_urlsafe(16))
+
+
+@dataclass(frozen=True, slots=True)
+class _Slot:
+    kind: str
+    key: str
+    window_start: datetime
+
+
+def _take(conn: Connection, kind: str, key: str, now: datetime) -> tuple[int, _Slot]:
+    """Add one to the (kind, key) counter in one atomic statement (a new window when the
+    last one ended); the new count and the window."""
+    t = LoginAttempt
+    insert_ = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    expired = t.window_start <= literal(now - LOGIN_FAILURE_WINDOW, UTCDateTime())
+    upsert = insert_(t).values(kind=kind, key=key, window_start=now, count=1)
+    stmt = upsert.on_conflict_do_update(
+        index_elements=[t.kind, t.key],
+        set_={"count": case((expired, 1), else_=t.count + 1),
+              "window_start": case((expired, literal(now, UTCDateTime())),
+                                   else_=t.window_start)},
+    ).returning(t.count, t.window_start)
+    count, window_start = conn.execute(stmt).one()
+    return int(count), _Slot(kind, key, ensure_utc(window_start))
+
+
+def _give_back(conn: Connection, slot: _Slot) -> None:
+    t = LoginAttempt
+    conn.execute(update(t).where(
+        t.kind == slot.kind, t.key == slot.key,
+        t.window_start == literal(slot.window_start, UTCDateTime()),
+        t.count > 0).values(count=t.count - 1))
+
+
+@contextmanager
+def _counter_transaction(session: Session) -> Iterator[Connection]:
+    """Before the password check ``session`` has no transaction yet: the slot is taken in
+    a short transaction of its own, committed before the (slow) check, so it is visible
+    at once to every request and process and no lock is held while argon2 runs. Once
+    ``session`` has a transaction (giving slots back after a success, or a caller that
+    used it already) its connection is used: on SQLite it holds the database's write
+    lock (BEGIN IMMEDIATE) anyway, on PostgreSQL the row locks keep the counters atomic;
+    and no second pooled connection is needed per request."""
+    if session.in_transaction():
+        yield session.connection()
+        return
+    with session.get_bind().engine.begin() as conn:
+        yield conn
+
+
+def _prune(session: Session, now: datetime) -> None:
+    """Forget counters whose window has ended (best effort, in its own transaction, so it
+    never holds locks beside the counters' and a failure costs nothing)."""
+    if session.in_transaction():
+        return
+    try:
+        with session.get_bind().engine.begin() as conn:
+            conn.execute(delete(LoginAttempt).where(
+                LoginAttempt.window_start <= literal(now - LOGIN_FAILURE_WINDOW,
+                                                     UTCDateTime())))
+    except DBAPIError:  # e.g. a deadlock with another pruner: the next one tries again
+        pass
+
+
+def _locked(what: str, window_start: datetime, now: datetime) -> TooManyAttempts:
+    free_at = window_start + LOGIN_FAILURE_WINDOW
+    minutes = max(1, -int(-(free_at - now).total_seconds() // 60))
+    return TooManyAttempts(
+        f"too many failed logins {what}: try again in {minutes} min",
+        hint="If you forgot your password, ask an operator to set a new one "
+        "(rechenwerk admin user ...).")
 
 
 def login_with_password(session: Session, username: str, password: str, *,
-                        now: datetime, source: str) -> User:
-    """Check the throttle, then the password. A failure adds a "login.failed" audit
-    entry to ``session``: the caller must commit it even though the login failed.
-    Raises TooManyAttempts (429) or Unauthenticated (one message for unknown user and
-    wrong password, so names do not leak)."""
-    since = now - LOGIN_FAILURE_WINDOW
-    failures = list(session.scalars(
-        select(AuditEntry.at).where(AuditEntry.entity == "user",
-                                    AuditEntry.entity_id == username[:64],
-                                    AuditEntry.action == "login.failed",
-                                    AuditEntry.at > since)
-        .order_by(AuditEntry.at.desc()).limit(LOGIN_MAX_FAILURES)))
-    if len(failures) >= LOGIN_MAX_FAILURES:
-        free_at = ensure_utc(failures[-1]) + LOGIN_FAILURE_WINDOW
-        minutes = max(1, -int(-(free_at - now).total_seconds() // 60))
-        raise TooManyAttempts(
-            f"too many failed logins for {username!r}: try again in {minutes} min",
-            hint="If you forgot your password, ask an operator to set a new one "
-            "(rechenwerk admin user ...).")
-    try:
-        return authenticate_password(session, username, password)
-    except Unauthenticated:
-        record(session, None, "login.failed", "user", username[:64], {"via": source},
-               at=now)
-        raise
+                        now: datetime, source: str, address: str | None = None) -> User:
+    """Take a throttle slot for ``address`` (the client's host) and for ``username``,
+    then check the password; call it before ``session`` is used in the request. The
+    slots and the user's password hash are read in a short transaction of their own, so
+    no transaction (on SQLite: the database's write lock) is open while argon2 runs. A
+    failure adds a "login.failed" audit entry to ``session`` for operators. Raises
+    TooManyAttempts (429) or Unauthenticated (one message for unknown user and wrong
+    password, and the same argon2 cost, so names do not leak)."""
+    where = address_key(address)
+    with _counter_transaction(session) as conn:
+        count, address_slot = _take(conn, "address", where, now)
+        if count > LOGIN_MAX_FAILURES_PER_ADDRESS:
+            raise _locked(f"from your address {where}", address_slot.window_start, now)
+        count, user_slot = _take(conn, "user", username[:_KEY_LENGTH], now)
+        if count > LOGIN_MAX_FAILURES:
+            _give_back(conn, address_slot)  # no check ran for this address
+            raise _locked(f"for {username!r}", user_slot.window_start, now)
+        found = conn.execute(select(User.id, User.password_hash).where(
+            User.username == username)).one_or_none()
+    if count == 1:  # a new window began for this username: clear out ended ones
+        _prune(session, now)
+    checked_hash = found.password_hash if found else None
+    user: User | None = None
+    if _password_ok(checked_hash, password) and found:
+        user = session.get(User, found.id)
+    # Changed or deactivated meanwhile: as a wrong password.
+    if user is None or not user.is_active or user.password_hash != checked_hash:
+        record(session, None, "login.failed", "user", username[:64],
+               {"via": source, "address": where}, at=now)
+        raise Unauthenticated("wrong username or password")
+    with _counter_transaction(session) as conn:
+        _give_back(conn, address_slot)
+        _give_back(conn, user_slot)
+    return user
+
+
+def _password_ok(password_hash: str | None, password: str) -> bool:
+    """Exactly one argon2 verification, also without a hash (against a dummy one)."""
+    ok = verify_password(password_hash or _dummy_hash(), password)
+    return ok and bool(password_hash)
 
 
 def authenticate_password(session: Session, username: str, password: str) -> User:
-    """For the portal's login form: the active user, or Unauthenticated (one message for
-    unknown user and wrong password, so names do not leak)."""
+    """The active user, or Unauthenticated (one message for unknown user and wrong
+    password, and one argon2 verification either way, so names do not leak). Not
+    throttled: logins go through :func:`login_with_password`."""
     user = session.scalars(select(User).where(User.username == username)).one_or_none()
-    ok = verify_password(user.password_hash if user else None, password)
+    ok = _password_ok(user.password_hash if user else None, password)
     if user is None or not ok or not user.is_active:
         raise Unauthenticated("wrong username or password")
     return user

@@ -43,10 +43,11 @@ def login(
     try:
         if not username or not password:
             raise Unauthenticated("enter your username and password")
-        # A failure adds a "login.failed" audit entry; returning the page (not raising)
-        # commits it, so the throttle counts it.
-        user = login_with_password(db, username, password, now=get_clock(request).now(),
-                                   source="portal")
+        # The throttle counts in its own transaction; a failure also adds a
+        # "login.failed" audit entry, committed because the page is returned, not raised.
+        user = login_with_password(
+            db, username, password, now=get_clock(request).now(), source="portal",
+            address=request.client.host if request.client else None)
     except Unauthenticated as exc:
         return render(
             request, "login.html",

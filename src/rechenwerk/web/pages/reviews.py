@@ -11,8 +11,8 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from rechenwerk.access import reviews
 from rechenwerk.access.models import Proposal, ProposalState, Review, User
-from rechenwerk.access.projects import membership
 from rechenwerk.access.proposals import visible_proposal
 from rechenwerk.access.reviews import submit_review
 from rechenwerk.api.deps import get_now, get_session, rollback_request, settings_of
@@ -28,21 +28,19 @@ router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
 
 def conflict_of_interest(db: Session, reviewer: User, proposal: Proposal) -> dict[str, Any]:
-    """What the reviewer should know about their relation to the applicant."""
-    same_org = (reviewer.organization_id is not None
-                and reviewer.organization_id == proposal.project.organization_id)
-    member = membership(db, reviewer, proposal.project) is not None
-    if same_org:
-        verdict = "Conflict: you belong to the applicant's organisation. Decline the review."
-    elif member:
-        verdict = "Conflict: you are a member of the applying project. Decline the review."
+    """What the reviewer should know about their relation to the applicant, by the one
+    rule of access/reviews.py; with a conflict the form is not shown."""
+    coi = reviews.conflict_of_interest(db, reviewer, proposal)
+    if coi is not None:
+        sentence = coi.sentence()
+        verdict = (f"Conflict: {sentence[0].upper()}{sentence[1:]}. Decline the review: "
+                   "ask an operator to reassign it to another reviewer.")
     else:
         verdict = "No conflict of interest recorded."
     return {
         "reviewer_org": reviewer.organization.name if reviewer.organization else "none",
         "applicant_org": proposal.project.organization.name,
-        "same_org": same_org, "member": member, "conflict": same_org or member,
-        "verdict": verdict,
+        "conflict": coi is not None, "verdict": verdict,
     }
 
 
