@@ -41,6 +41,10 @@ class Settings(BaseSettings):
     # Signs the portal's session cookie and derives its CSRF tokens. The development value
     # is refused by `rechenwerk server` outside the embedded default (check_secret_key).
     secret_key: str = DEV_SECRET_KEY
+    # Portal sessions end after this long without a request, and at the latest this long
+    # after login (the server-side record decides; access/portal_sessions.py).
+    session_idle_s: int = Field(default=2 * 3600, gt=0)
+    session_max_age_s: int = Field(default=12 * 3600, gt=0)
     # URL the CLI talks to; the CLI stores it at login too.
     api_url: str = "http://127.0.0.1:8000"
 

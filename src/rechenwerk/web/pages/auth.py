@@ -54,13 +54,13 @@ def login(
              "error": exc.message[:1].upper() + exc.message[1:] + "."},
             status_code=exc.http_status,
         )
-    start_user_session(request, settings_of(request), user.id, user.password_hash or "")
+    start_user_session(request, db, user)  # a new server-side session record
     return RedirectResponse(next_url, status_code=303)
 
 
 @router.post("/logout")
-def logout(request: Request) -> Response:
-    end_session(request)
+def logout(request: Request, db: Session = Depends(get_session)) -> Response:
+    end_session(request, db)  # revokes the record: a copied cookie stops working
     response = RedirectResponse("/login", status_code=303)
     set_flash(response, settings_of(request), "info", "You have been logged out.")
     return response
