@@ -18,7 +18,7 @@ from factories import T0, make_call, make_org, make_project, make_user
 from rechenwerk.access.models import Call, PortalSessionRecord, User
 from rechenwerk.access.portal_sessions import start_portal_session
 from rechenwerk.access.security import hash_password
-from rechenwerk.access.users import set_password
+from rechenwerk.access.users import set_password, update_user
 from rechenwerk.clock import FakeClock
 from rechenwerk.config import DEV_SECRET_KEY, Settings
 from rechenwerk.errors import Unauthenticated
@@ -140,6 +140,17 @@ def test_password_change_ends_the_users_other_sessions(
     records = session.scalars(select(PortalSessionRecord)
                               .where(PortalSessionRecord.user_id == world["pi"].id)).all()
     assert len(records) == 2 and all(r.revoked_at is not None for r in records)
+
+
+def test_deactivation_ends_the_users_sessions(
+        api_client: Any, world: dict[str, Any], session: Session) -> None:
+    cookie = login(api_client, "pia")
+    update_user(session, session.get(User, world["boot_op"].id),
+                session.get(User, world["pi"].id), now=T0, is_active=False)
+    session.commit()
+    assert not logged_in(use(api_client, cookie))
+    [rec] = session.scalars(select(PortalSessionRecord)).all()
+    assert rec.revoked_at is not None
 
 
 def test_csrf_token_of_another_session_is_refused(

@@ -120,11 +120,11 @@ def start_user_session(request: Request, db: Session, user: User) -> None:
                                                  record=record, user=user)
 
 
-def end_session(request: Request, db: Session | None = None) -> None:
-    """Logout: the record is revoked (a copied cookie no longer works) and the visitor
-    gets a fresh anonymous session."""
+def end_session(request: Request) -> None:
+    """Logout: the record is revoked in the request's transaction (a copied cookie no
+    longer works) and the visitor gets a fresh anonymous session."""
     sess = getattr(request.state, "portal_session", None)
-    if isinstance(sess, PortalSession) and sess.record is not None and db is not None:
+    if isinstance(sess, PortalSession) and sess.record is not None:
         end_portal_session(sess.record, now=get_now(request))
     request.state.portal_session = PortalSession(dirty=True, resolved=True)
 

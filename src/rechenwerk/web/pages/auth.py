@@ -59,8 +59,8 @@ def login(
 
 
 @router.post("/logout")
-def logout(request: Request, db: Session = Depends(get_session)) -> Response:
-    end_session(request, db)  # revokes the record: a copied cookie stops working
+def logout(request: Request) -> Response:
+    end_session(request)
     response = RedirectResponse("/login", status_code=303)
     set_flash(response, settings_of(request), "info", "You have been logged out.")
     return response
