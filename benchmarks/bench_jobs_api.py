@@ -27,6 +27,7 @@ import asyncio
 import json
 import os
 import platform
+import secrets
 import statistics
 import subprocess
 import sys
@@ -318,7 +319,8 @@ def main() -> int:
         env = {**os.environ, "RECHENWERK_DATABASE_URL": url,
                "RECHENWERK_SCHEDULER_ENABLED": "false",
                "RECHENWERK_DATA_DIR": tempfile.mkdtemp(),
-               "RECHENWERK_LOCAL_CLUSTER": "100x8:A100-80GB"}
+               "RECHENWERK_LOCAL_CLUSTER": "100x8:A100-80GB",
+               "RECHENWERK_SECRET_KEY": secrets.token_hex(32)}
         if args.server == "cli":  # what operators run: rechenwerk server
             cmd = [sys.executable, "-m", "rechenwerk.cli.main", "server", "--port", str(port),
                    "--workers", str(args.workers), "--log-level", "warning",

@@ -17,6 +17,12 @@ from pydantic_settings.exceptions import SettingsError
 
 from rechenwerk.errors import InvalidInput, issues_from_validation
 
+DEV_SECRET_KEY = "dev-only-change-me"
+MIN_SECRET_KEY_LENGTH = 16
+SECRET_KEY_HOW = ('set RECHENWERK_SECRET_KEY to a random value, e.g. '
+                  'export RECHENWERK_SECRET_KEY="$(python -c '
+                  '\'import secrets; print(secrets.token_hex(32))\')"')
+
 
 def _default_data_dir() -> Path:
     return Path.cwd() / "var"
@@ -32,7 +38,13 @@ class Settings(BaseSettings):
     # --- server ---------------------------------------------------------------------
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
-    secret_key: str = "dev-only-change-me"  # signs portal sessions and CSRF tokens
+    # Signs the portal's session cookie and derives its CSRF tokens. The development value
+    # is refused by `rechenwerk server` outside the embedded default (check_secret_key).
+    secret_key: str = DEV_SECRET_KEY
+    # Portal sessions end after this long without a request, and at the latest this long
+    # after login (the server-side record decides; access/portal_sessions.py).
+    session_idle_s: int = Field(default=2 * 3600, gt=0)
+    session_max_age_s: int = Field(default=12 * 3600, gt=0)
     # URL the CLI talks to; the CLI stores it at login too.
     api_url: str = "http://127.0.0.1:8000"
 
@@ -91,6 +103,31 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'rechenwerk.db'}"
+
+
+def check_secret_key(settings: Settings) -> str | None:
+    """The server's check of ``RECHENWERK_SECRET_KEY`` before it serves anyone.
+
+    The development value (or one shorter than ``MIN_SECRET_KEY_LENGTH``) is public, so
+    anyone could sign cookies with it: it is refused (InvalidInput, one line) unless the
+    server runs the embedded default, a SQLite database with the local executor, where it
+    is allowed with the warning line returned. None: the key is fine."""
+    key = settings.secret_key
+    if key != DEV_SECRET_KEY and len(key) >= MIN_SECRET_KEY_LENGTH:
+        return None
+    what = ("the development value" if key == DEV_SECRET_KEY
+            else f"shorter than {MIN_SECRET_KEY_LENGTH} characters")
+    embedded = (settings.effective_database_url.startswith("sqlite")
+                and settings.executor == "local")
+    if embedded:
+        return (f"warning: RECHENWERK_SECRET_KEY is {what}: accepted only for the embedded "
+                f"default (SQLite, local executor); before serving others, {SECRET_KEY_HOW}")
+    where = ("the SQLite database" if settings.effective_database_url.startswith("sqlite")
+             else "a non-SQLite database")
+    if settings.executor != "local":
+        where += f" and the {settings.executor} executor"
+    raise InvalidInput(
+        f"RECHENWERK_SECRET_KEY is {what}, refused with {where}: {SECRET_KEY_HOW}")
 
 
 @lru_cache(maxsize=1)

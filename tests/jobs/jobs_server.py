@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -36,6 +37,8 @@ class Server:
             "RECHENWERK_SCHEDULER_POLICY": policy,
             "RECHENWERK_KILL_GRACE_S": "2",
             "RECHENWERK_PORT": str(self.port),
+            # The server refuses its development key with PostgreSQL.
+            "RECHENWERK_SECRET_KEY": secrets.token_hex(32),
         }
         self.log = data_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None

@@ -105,6 +105,25 @@ class ApiToken(Base):
     user: Mapped[User] = relationship(lazy="joined")
 
 
+class PortalSessionRecord(Base):
+    """A portal login (``access/portal_sessions.py``): the cookie carries only a random id
+    of 256 bits, stored here as its SHA-256; this row decides whether the id is valid."""
+
+    __tablename__ = "portal_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # Per-session secret behind the session's CSRF token (HMAC with the server's key).
+    csrf_secret: Mapped[str] = mapped_column(String(64))
+    # Short hash of the password hash at login: a password changed by any path ends it.
+    password_fp: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
 class Project(Base):
     __tablename__ = "projects"
 

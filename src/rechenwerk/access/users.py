@@ -14,6 +14,7 @@ from rechenwerk.access.audit import record
 from rechenwerk.access.models import User
 from rechenwerk.access.organizations import get_organization
 from rechenwerk.access.paging import Page, paginate
+from rechenwerk.access.portal_sessions import end_user_sessions
 from rechenwerk.access.security import hash_password, require_operator
 from rechenwerk.access.validation import USERNAME_RE, ref_is_id
 from rechenwerk.errors import Conflict, InvalidInput, NotFound
@@ -118,6 +119,8 @@ def update_user(
     put("is_operator", is_operator)
     put("is_reviewer", is_reviewer)
     put("is_active", is_active)
+    if is_active is False:
+        end_user_sessions(session, user.id, now=now)
     if changes:
         session.flush()
         record(session, actor, "user.update", "user", user.id, changes, at=now)
@@ -126,7 +129,9 @@ def update_user(
 
 def set_password(session: Session, actor: User | None, user: User, password: str,
                  *, now: datetime) -> None:
+    """Set or reset ``user``'s portal password; ends all of their portal sessions."""
     if actor is not None and actor.id != user.id:
         require_operator(actor)
     user.password_hash = hash_password(password)
+    end_user_sessions(session, user.id, now=now)
     record(session, actor, "user.set_password", "user", user.id, {}, at=now)

@@ -64,12 +64,16 @@ def register(app: typer.Typer) -> None:
         import uvicorn
 
         from rechenwerk.cli.output import err_console
-        from rechenwerk.config import get_settings
+        from rechenwerk.config import check_secret_key, get_settings
         from rechenwerk.jobs.policy_config import describe
         from rechenwerk.notifications.senders import make_sender
         from rechenwerk.scheduling.policies import make_policy
 
         settings = get_settings()
+        # A public (development) secret key would let anyone sign session cookies.
+        warning = check_secret_key(settings)
+        if warning:
+            err_console.print(warning, highlight=False)
         # Bad scheduler settings stop the start with one line, not a traceback from a
         # worker process later on.
         make_policy(settings.scheduler_policy)

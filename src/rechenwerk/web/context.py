@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import Request
 
 from rechenwerk.api.deps import settings_of
-from rechenwerk.web.session import load_session, pop_flash
+from rechenwerk.web.session import csrf_token, load_session, pop_flash
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,12 +48,12 @@ def nav_for(user: Any | None) -> list[NavItem]:
 def base_context(request: Request) -> dict[str, Any]:
     settings = settings_of(request)
     sess = load_session(request, settings)
-    user = getattr(request.state, "portal_user", None)
+    user = sess.user  # None unless this request resolved a valid session
     return {
         "request": request,
         "user": user,
         "nav": nav_for(user),
-        "csrf_token": sess.csrf,
+        "csrf_token": csrf_token(sess, settings),
         "flash": pop_flash(request, settings),
         "section": "",
         "path": request.url.path,

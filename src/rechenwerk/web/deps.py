@@ -1,4 +1,4 @@
-"""Portal dependencies: the logged-in user (from the signed session cookie), the clock,
+"""Portal dependencies: the logged-in user (from the session's server-side record), the clock,
 the submitted form. The database session is the API's (one transaction per request)."""
 
 from __future__ import annotations
@@ -6,37 +6,24 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import Depends
-from sqlalchemy.orm import Session
 from starlette.requests import Request
 
 from rechenwerk.access.models import User
-from rechenwerk.api.deps import get_now, get_session, settings_of
+from rechenwerk.api.deps import get_now
 from rechenwerk.errors import PermissionDenied
 from rechenwerk.web.routing import LoginRequired
-from rechenwerk.web.session import end_session, load_session, password_fingerprint
+from rechenwerk.web.session import PortalSession, resolve_session
 
 
 def now_of(request: Request) -> datetime:
     return get_now(request)
 
 
-def optional_user(request: Request, db: Session = Depends(get_session)) -> User | None:
-    """The logged-in, active user, or None (the session is dropped when the account was
-    deactivated or its password changed since login)."""
-    settings = settings_of(request)
-    sess = load_session(request, settings)
-    if sess.uid is None:
-        return None
-    user = db.get(User, sess.uid)
-    if (
-        user is None
-        or not user.is_active
-        or password_fingerprint(user.password_hash) != sess.pw
-    ):
-        end_session(request)
-        return None
-    request.state.portal_user = user
-    return user
+def optional_user(sess: PortalSession = Depends(resolve_session)) -> User | None:
+    """The logged-in, active user of a valid server-side session, or None (the session
+    ends when it was revoked, expired or idle, or the account was deactivated or its
+    password changed since login)."""
+    return sess.user
 
 
 def portal_user(user: User | None = Depends(optional_user)) -> User:

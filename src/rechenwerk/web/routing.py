@@ -8,14 +8,15 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import quote
 
+from fastapi import Depends
 from fastapi.routing import APIRoute
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.api.deps import rollback_request, settings_of
-from rechenwerk.errors import PermissionDenied, RechenwerkError, Unauthenticated
+from rechenwerk.errors import RechenwerkError, Unauthenticated
 from rechenwerk.web.rendering import render
-from rechenwerk.web.session import FLASH_COOKIE, csrf_ok, load_session, save_session
+from rechenwerk.web.session import FLASH_COOKIE, csrf_guard, load_session, save_session
 
 
 class LoginRequired(Unauthenticated):
@@ -59,31 +60,21 @@ def error_page(request: Request, exc: RechenwerkError) -> Response:
 
 
 class PortalRoute(APIRoute):
-    """APIRoute for HTML pages: CSRF, login redirects and HTML error pages."""
+    """APIRoute for HTML pages: the session resolved and the CSRF token of every POST
+    checked (``csrf_guard``, the route's first dependency), login redirects and HTML
+    error pages."""
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        dependencies = [Depends(csrf_guard), *(kwargs.pop("dependencies", None) or [])]
+        super().__init__(path, endpoint, dependencies=dependencies, **kwargs)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         original = super().get_route_handler()
 
         async def handler(request: Request) -> Response:
             settings = settings_of(request)
-            sess = load_session(request, settings)
+            load_session(request, settings)
             response: Response
-            if request.method not in ("GET", "HEAD", "OPTIONS"):
-                token: Any = request.headers.get("x-csrf-token")
-                if not token:
-                    form = await request.form()
-                    token = form.get("csrf_token")
-                if not csrf_ok(sess, token if isinstance(token, str) else None):
-                    response = error_page(
-                        request,
-                        PermissionDenied(
-                            "the form's security token is missing or out of date",
-                            hint="Reload the page and submit the form again "
-                            "(sessions end after 12 hours or at logout).",
-                        ),
-                    )
-                    save_session(request, response, settings)
-                    return response
             try:
                 response = await original(request)
             except LoginRequired:

@@ -55,7 +55,7 @@ def login(
              "error": exc.message[:1].upper() + exc.message[1:] + "."},
             status_code=exc.http_status,
         )
-    start_user_session(request, settings_of(request), user.id, user.password_hash or "")
+    start_user_session(request, db, user)  # a new server-side session record
     return RedirectResponse(next_url, status_code=303)
 
 
