@@ -4,6 +4,7 @@ starts: one line naming the variable and the limit, exit code 2, no traceback.""
 from __future__ import annotations
 
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -32,12 +33,14 @@ def _free_port() -> int:
 
 
 def start_server(tmp_path: Path, var: str, value: str) -> tuple[int, str]:
+    # A real secret: the development one adds its own warning line before any error.
     env = {**os.environ, "PYTHONPATH": str(SRC), "COLUMNS": "300",
-           "RECHENWERK_DATA_DIR": str(tmp_path / "var"), var: value}
+           "RECHENWERK_DATA_DIR": str(tmp_path / "var"),
+           "RECHENWERK_SECRET_KEY": secrets.token_hex(32), var: value}
     try:
         res = subprocess.run(
             [sys.executable, "-m", "rechenwerk.cli.main", "server", "--port", str(_free_port())],
-            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=30, check=False)
+            env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
     except subprocess.TimeoutExpired:
         pytest.fail(f"{var}={value!r}: the server started instead of refusing the value")
     return res.returncode, res.stdout + res.stderr
