@@ -13,7 +13,8 @@ from report_data import Centre
 from sqlalchemy.orm import Session
 
 from factories import bearer, make_token
-from rechenwerk.reports import service as reports
+from rechenwerk.reports import tables as report_tables
+from rechenwerk.reports import utilisation as report_utilisation
 
 
 def _get(api_client: Any, token: str, path: str, **params: str) -> Any:
@@ -29,7 +30,7 @@ def test_utilisation_per_day_over_a_century_is_refused_naming_the_limit(
     assert r.status_code == 422, r.text
     body = r.json()
     assert body["errors"][0]["field"] == "period"
-    assert str(reports.MAX_BUCKETS) in body["detail"] and "week or month" in body["hint"]
+    assert str(report_tables.MAX_BUCKETS) in body["detail"] and "week or month" in body["hint"]
     # the same century per month is fine (1,201 rows)
     r = _get(api_client, member, "utilisation", **{"from": "1926-12-01", "to": "2026-12-01",
                                                    "period": "month"})
@@ -84,5 +85,5 @@ def test_bucket_count_matches_the_buckets_walked() -> None:
         if rng.random() < 0.3:
             end = max(end.replace(hour=0, minute=0, second=0), start + timedelta(days=1))
         for bucket in ("day", "week", "month"):
-            walked = len(reports._bucket_edges(start, end, bucket)) - 1
-            assert reports.bucket_count(start, end, bucket) == walked, (start, end, bucket)
+            walked = len(report_utilisation._bucket_edges(start, end, bucket)) - 1
+            assert report_tables.bucket_count(start, end, bucket) == walked, (start, end, bucket)

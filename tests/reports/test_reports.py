@@ -13,16 +13,9 @@ from sqlalchemy.orm import Session
 from rechenwerk.errors import InvalidInput
 from rechenwerk.planning.energy import DEFAULT_POWER_FRACTION, DEFAULT_PUE
 from rechenwerk.planning.hardware import default_catalogue
-from rechenwerk.reports.service import (
-    Scope,
-    energy_report,
-    resolve_range,
-    scope_for,
-    size_class,
-    usage_report,
-    utilisation_report,
-    waits_report,
-)
+from rechenwerk.reports.service import energy_report, size_class, usage_report, waits_report
+from rechenwerk.reports.tables import Scope, resolve_range, scope_for
+from rechenwerk.reports.utilisation import utilisation_report
 
 ALL = Scope(None)
 START, END = JAN, JAN + timedelta(days=59)

@@ -10,7 +10,9 @@ from fastapi import APIRouter, Query, Request, Response
 
 from rechenwerk.api.deps import CurrentUser, DbSession, Now, centre_gpus
 from rechenwerk.reports import service as reports
-from rechenwerk.reports.service import ReportTable
+from rechenwerk.reports import tables as report_tables
+from rechenwerk.reports import utilisation as report_utilisation
+from rechenwerk.reports.tables import ReportTable
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 
@@ -26,7 +28,7 @@ def _out(table: ReportTable, fmt: Format) -> Any:
 def _range(start: datetime | None, end: datetime | None, now: datetime
            ) -> tuple[datetime, datetime]:
     # resolve_range treats naive values as UTC and refuses dates outside its bounds.
-    return reports.resolve_range(start, end, now=now)
+    return report_tables.resolve_range(start, end, now=now)
 
 
 @router.get("/usage")
@@ -39,7 +41,7 @@ def usage(
     format: Format = "json",
 ) -> Any:
     lo, hi = _range(start, end, now)
-    return _out(reports.usage_report(session, scope=reports.scope_for(session, user), by=by,
+    return _out(reports.usage_report(session, scope=report_tables.scope_for(session, user), by=by,
                                      start=lo, end=hi, bucket=period), format)
 
 
@@ -53,8 +55,8 @@ def utilisation(
     format: Format = "json",
 ) -> Any:
     lo, hi = _range(start, end, now)
-    return _out(reports.utilisation_report(
-        session, scope=reports.scope_for(session, user), start=lo, end=hi,
+    return _out(report_utilisation.utilisation_report(
+        session, scope=report_tables.scope_for(session, user), start=lo, end=hi,
         total_gpus=total_gpus or centre_gpus(request), now=now, bucket=period), format)
 
 
@@ -67,7 +69,7 @@ def waits(
     format: Format = "json",
 ) -> Any:
     lo, hi = _range(start, end, now)
-    return _out(reports.waits_report(session, scope=reports.scope_for(session, user), by=by,
+    return _out(reports.waits_report(session, scope=report_tables.scope_for(session, user), by=by,
                                      start=lo, end=hi), format)
 
 
@@ -81,5 +83,5 @@ def energy(
     format: Format = "json",
 ) -> Any:
     lo, hi = _range(start, end, now)
-    return _out(reports.energy_report(session, scope=reports.scope_for(session, user),
+    return _out(reports.energy_report(session, scope=report_tables.scope_for(session, user),
                                       start=lo, end=hi, country=country, pue=pue), format)

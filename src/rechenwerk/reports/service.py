@@ -1,6 +1,7 @@
 """Usage reports: GPU-hours by project, organisation, organisation kind, call/access mode,
-GPU type and period; utilisation of the centre over time; waiting times (median, p90) by
-QOS and job size; energy and CO2 per project.
+GPU type and period; waiting times (median, p90) by QOS and job size; energy and CO2 per
+project. Utilisation over time is ``reports/utilisation.py``; the table, scope and range
+every report shares are ``reports/tables.py``.
 
 Sources and rules (also in docs/portal.md):
 
@@ -18,13 +19,7 @@ to (the same membership rule as the jobs and balance APIs).
 
 from __future__ import annotations
 
-import bisect
-import csv
-import io
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Select, case, func, literal, select, tuple_
@@ -37,25 +32,16 @@ from rechenwerk.access.models import (
     Organization,
     Project,
     Proposal,
-    User,
 )
-from rechenwerk.access.visibility import visible_project_ids
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.errors import InvalidInput
 from rechenwerk.reports.sql import BUCKETS, bucket_start, bucket_value, dialect_of, epoch_s
+from rechenwerk.reports.tables import Column, ReportTable, Scope, check_buckets, check_choice
 
 GROUPINGS: tuple[str, ...] = ("project", "org", "kind", "call", "mode", "gpu-type", "period")
 NO_AWARD = "no award (pay-per-use or overdraft)"
 NO_CALL = "direct award (no call)"
 WAIT_GROUPINGS: tuple[str, ...] = ("qos", "size", "qos-size")
-DEFAULT_RANGE_DAYS = 30
-# Bounds on the work one report may ask for (docs/security.md, "Limits"): a range lies
-# within these years and spans at most MAX_RANGE_DAYS; a report with time buckets
-# (utilisation, usage by period) has at most MAX_BUCKETS of them (10 years of days).
-EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
-LATEST = datetime(9999, 1, 1, tzinfo=UTC)
-MAX_RANGE_DAYS = 36_600  # about 100 years
-MAX_BUCKETS = 3_700
 # Job size classes (GPUs), as operators usually slice them.
 SIZE_CLASSES: tuple[tuple[int, int, str], ...] = (
     (1, 1, "1 GPU"),
@@ -64,168 +50,6 @@ SIZE_CLASSES: tuple[tuple[int, int, str], ...] = (
     (65, 512, "65-512 GPUs"),
     (513, 10**9, ">512 GPUs"),
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Column:
-    key: str
-    label: str  # with the unit, e.g. "GPU-hours"
-    numeric: bool = True
-    digits: int = 1
-
-
-@dataclass(frozen=True, slots=True)
-class ReportTable:
-    """One report: labelled columns (with units), rows, the range and the assumptions."""
-
-    name: str
-    title: str
-    columns: tuple[Column, ...]
-    rows: list[dict[str, Any]]
-    start: datetime
-    end: datetime
-    grouping: str = ""
-    assumptions: tuple[str, ...] = ()
-    totals: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "report": self.name,
-            "title": self.title,
-            "grouping": self.grouping,
-            "from": self.start.isoformat(),
-            "to": self.end.isoformat(),
-            "columns": [{"key": c.key, "label": c.label} for c in self.columns],
-            "rows": [{k: _json_value(v) for k, v in r.items()} for r in self.rows],
-            "totals": {k: _json_value(v) for k, v in self.totals.items()},
-            "assumptions": list(self.assumptions),
-        }
-
-    def to_csv(self) -> str:
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow([c.label for c in self.columns])
-        for row in self.rows:
-            writer.writerow([_csv_value(row.get(c.key), c) for c in self.columns])
-        return buf.getvalue()
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, datetime):
-        return v.isoformat()
-    if isinstance(v, float):
-        return round(v, 6) if math.isfinite(v) else None
-    return v
-
-
-def _csv_value(v: Any, col: Column) -> str:
-    if v is None:
-        return ""
-    if isinstance(v, datetime):
-        return v.date().isoformat()
-    if isinstance(v, float):
-        return f"{v:.{max(col.digits, 3)}f}"
-    return str(v)
-
-
-# --------------------------------------------------------------------------- scope
-
-
-@dataclass(frozen=True, slots=True)
-class Scope:
-    """Which projects a report may include: None = all (operators)."""
-
-    project_ids: tuple[int, ...] | None
-
-    def apply(self, stmt: Any, column: Any) -> Any:
-        if self.project_ids is None:
-            return stmt
-        return stmt.where(column.in_(self.project_ids) if self.project_ids else literal(False))
-
-
-def scope_for(session: Session, user: User) -> Scope:
-    """The projects ``user`` may see (``access.visibility``). Unlike the other lists the
-    ids are loaded here, on purpose: the portal keys its report cache on them."""
-    visible = visible_project_ids(session, user)
-    if visible is None:
-        return Scope(None)
-    return Scope(tuple(sorted(session.scalars(visible))))
-
-
-def resolve_range(
-    start: datetime | None, end: datetime | None, *, now: datetime
-) -> tuple[datetime, datetime]:
-    """Default: the last 30 days up to ``now``; both ends UTC; start before end; both
-    within [EARLIEST, LATEST] and at most MAX_RANGE_DAYS apart."""
-    end = _within_years((end or now), "to")
-    start = _within_years(start, "from") if start is not None else max(
-        end - timedelta(days=DEFAULT_RANGE_DAYS), EARLIEST)
-    if start >= end:
-        raise InvalidInput(
-            f"the range is empty: from {start:%Y-%m-%d %H:%M} is not before to "
-            f"{end:%Y-%m-%d %H:%M}",
-            field="from",
-            hint="Give --from earlier than --to (dates as YYYY-MM-DD, UTC).",
-        )
-    if end - start > timedelta(days=MAX_RANGE_DAYS):
-        raise InvalidInput(
-            f"the range from {start:%Y-%m-%d} to {end:%Y-%m-%d} spans "
-            f"{(end - start).days} days; a report covers at most {MAX_RANGE_DAYS} days "
-            "(about 100 years)",
-            field="from",
-            hint="Ask for a shorter range (a later --from or an earlier --to).",
-        )
-    return start, end
-
-
-def _within_years(value: datetime, name: str) -> datetime:
-    """``value`` in UTC, refused (422 naming ``name``) outside [EARLIEST, LATEST]."""
-    try:
-        utc = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-    except OverflowError:
-        utc = EARLIEST if value.year < 5000 else LATEST + timedelta(days=1)
-    if not EARLIEST <= utc <= LATEST:
-        raise InvalidInput(
-            f"{name} {value.isoformat()} is outside the dates reports cover "
-            f"({EARLIEST:%Y-%m-%d} to {LATEST:%Y-%m-%d})",
-            field=name,
-            hint=f"Give a date between {EARLIEST:%Y-%m-%d} and {LATEST:%Y-%m-%d} "
-                 "(YYYY-MM-DD, UTC).",
-        )
-    return utc
-
-
-def bucket_count(start: datetime, end: datetime, bucket: str) -> int:
-    """How many ``bucket``s (day, week, month) the range [start, end) touches (the rows of
-    a report), computed without walking them."""
-    first = _bucket_floor(start, bucket)
-    if bucket == "month":
-        months = (end.year - first.year) * 12 + end.month - first.month
-        return months + (1 if end > _bucket_floor(end, "month") else 0)
-    step = timedelta(days=7 if bucket == "week" else 1)
-    return -((first - end) // step)  # ceil((end - first) / step)
-
-
-def check_buckets(start: datetime, end: datetime, bucket: str) -> None:
-    """Refuse (422 naming ``period``) a report of more than MAX_BUCKETS buckets."""
-    n = bucket_count(start, end, bucket)
-    if n > MAX_BUCKETS:
-        raise InvalidInput(
-            f"the range from {start:%Y-%m-%d} to {end:%Y-%m-%d} has {n} {bucket}s; "
-            f"a report has at most {MAX_BUCKETS} periods",
-            field="period",
-            hint="Ask for a larger period (week or month) or a shorter range.",
-        )
-
-
-def _check_choice(value: str, choices: Sequence[str], field_name: str) -> str:
-    if value not in choices:
-        raise InvalidInput(
-            f"{field_name} {value!r} is not valid",
-            field=field_name,
-            hint="Use one of: " + ", ".join(choices) + ".",
-        )
-    return value
 
 
 # --------------------------------------------------------------------------- usage
@@ -242,8 +66,8 @@ def usage_report(
 ) -> ReportTable:
     """Settled GPU-hours grouped by ``by`` (see ``GROUPINGS``) for records ending in
     [start, end)."""
-    _check_choice(by, GROUPINGS, "by")
-    _check_choice(bucket, BUCKETS, "period")
+    check_choice(by, GROUPINGS, "by")
+    check_choice(bucket, BUCKETS, "period")
     if by == "period":
         check_buckets(start, end, bucket)
     dialect = dialect_of(session)
@@ -347,181 +171,6 @@ def usage_report(
     )
 
 
-# --------------------------------------------------------------------------- utilisation
-
-
-def _bucket_floor(t: datetime, bucket: str) -> datetime:
-    """The start of the day, week (Monday) or month containing ``t``."""
-    day = t.replace(hour=0, minute=0, second=0, microsecond=0)
-    if bucket == "day":
-        return day
-    if bucket == "week":
-        return day - timedelta(days=t.weekday())
-    return day.replace(day=1)
-
-
-def _bucket_edges(start: datetime, end: datetime, bucket: str) -> list[datetime]:
-    """Edges from the bucket containing ``start`` up to past ``end``."""
-    cur = _bucket_floor(start, bucket)
-    edges = [cur]
-    while cur < end:
-        if bucket == "day":
-            cur = cur + timedelta(days=1)
-        elif bucket == "week":
-            cur = cur + timedelta(days=7)
-        else:
-            cur = (cur.replace(year=cur.year + 1, month=1) if cur.month == 12
-                   else cur.replace(month=cur.month + 1))
-        edges.append(cur)
-    return edges
-
-
-def _clamp(column: Any, *, low: datetime | None = None, high: datetime | None = None) -> Any:
-    """``column`` limited to [low, high] in SQL (both backends)."""
-    from sqlalchemy import case
-
-    from rechenwerk.store.base import UTCDateTime
-
-    if low is not None:
-        column = case((column < literal(low, UTCDateTime()), literal(low, UTCDateTime())),
-                      else_=column)
-    if high is not None:
-        column = case((column > literal(high, UTCDateTime()), literal(high, UTCDateTime())),
-                      else_=column)
-    return column
-
-
-def _prefix(values: list[float]) -> list[float]:
-    """``out[k] = sum(values[:k])``."""
-    out = [0.0]
-    for v in values:
-        out.append(out[-1] + v)
-    return out
-
-
-def _suffix(values: list[float]) -> list[float]:
-    """``out[k] = sum(values[k:])``."""
-    out = [0.0] * (len(values) + 1)
-    for k in range(len(values) - 1, -1, -1):
-        out[k] = out[k + 1] + values[k]
-    return out
-
-
-def utilisation_report(
-    session: Session,
-    *,
-    scope: Scope,
-    start: datetime,
-    end: datetime,
-    total_gpus: int,
-    now: datetime,
-    bucket: str = "day",
-) -> ReportTable:
-    """Busy GPU-hours per bucket over capacity (``total_gpus`` x bucket length).
-
-    Finished runs come from the usage records, running jobs from the jobs table (from
-    their start until ``now``); each run is split exactly over the buckets it overlaps.
-
-    The database does the heavy lifting: with every run clipped to [start, end], the busy
-    GPU-seconds up to time t are ``A(t) = sum_i g_i * (min(t, e_i) - min(t, s_i))``, and
-    ``A`` at every bucket edge follows from per-bucket sums of ``g`` and ``g * s`` (and
-    ``g`` and ``g * e``) grouped by the bucket that contains ``s`` (``e``). A bucket's busy
-    time is ``A(hi) - A(lo)``: exact, and two small GROUP BY queries per source instead
-    of shipping every run to Python.
-    """
-    from rechenwerk.jobs.models import Job
-
-    _check_choice(bucket, BUCKETS, "period")
-    if total_gpus <= 0:
-        raise InvalidInput(f"total_gpus must be positive, got {total_gpus}",
-                           field="total_gpus", hint="Give the centre's GPU count.")
-    check_buckets(start, end, bucket)
-    dialect = dialect_of(session)
-    edges = _bucket_edges(start, end, bucket)
-    points = [start, *edges[1:-1], end]  # evaluation points; bucket b = [points[b], b+1)
-    index = {e: i for i, e in enumerate(edges)}
-    origin = start.timestamp()
-    n = len(points)
-    # per bucket index j: sums of g and g*x over runs whose clipped start (end) lies in j
-    g_s = [0.0] * (n + 1)
-    gx_s = [0.0] * (n + 1)
-    g_e = [0.0] * (n + 1)
-    gx_e = [0.0] * (n + 1)
-
-    def accumulate(stmt: Any, g_acc: list[float], gx_acc: list[float]) -> None:
-        for key, g, gx in session.execute(stmt):
-            j = index.get(bucket_value(key), n)
-            g_acc[j] += float(g or 0.0)
-            gx_acc[j] += float(gx or 0.0)
-
-    ur = UsageRecord
-    overlapping = (ur.ended_at > start, ur.started_at < end)
-    for col, g_acc, gx_acc in (
-        (_clamp(ur.started_at, low=start), g_s, gx_s),
-        (_clamp(ur.ended_at, high=end), g_e, gx_e),
-    ):
-        key = bucket_start(col, bucket, dialect)
-        accumulate(scope.apply(
-            select(key, func.sum(ur.gpus), func.sum(ur.gpus * (epoch_s(col, dialect) - origin)))
-            .where(*overlapping).group_by(key), ur.project_id), g_acc, gx_acc)
-    if now > start:
-        run_end = min(now, end)
-        js = _clamp(Job.started_at, low=start)
-        key = bucket_start(js, bucket, dialect)
-        running = (Job.state.in_(("starting", "running")), Job.started_at.is_not(None),
-                   Job.started_at < run_end)
-        accumulate(scope.apply(
-            select(key, func.sum(Job.gpus), func.sum(Job.gpus * (epoch_s(js, dialect) - origin)))
-            .where(*running).group_by(key), Job.project_id), g_s, gx_s)
-        total = float(session.scalar(scope.apply(
-            select(func.coalesce(func.sum(Job.gpus), 0)).where(*running), Job.project_id)) or 0)
-        j = bisect.bisect_right(points, run_end) - 1 if run_end > start else 0
-        g_e[min(j, n - 1) if run_end < end else n] += total
-        gx_e[min(j, n - 1) if run_end < end else n] += total * (run_end.timestamp() - origin)
-
-    # Prefix sums of g*x (j < k) and suffix sums of g (j >= k): every A(points[k]) in one
-    # pass, linear in the number of buckets.
-    pre_gx_e, pre_gx_s = _prefix(gx_e), _prefix(gx_s)
-    suf_g_e, suf_g_s = _suffix(g_e), _suffix(g_s)
-
-    def area(k: int) -> float:
-        """A(points[k]) in GPU-seconds."""
-        t = points[k].timestamp() - origin
-        return (pre_gx_e[k] + t * suf_g_e[k]) - (pre_gx_s[k] + t * suf_g_s[k])
-
-    areas = [area(k) for k in range(n)]
-    busy = [max(areas[b + 1] - areas[b], 0.0) for b in range(n - 1)]
-    rows: list[dict[str, Any]] = []
-    now_s = now.timestamp()
-    for b in range(n - 1):
-        lo_b = points[b].timestamp()
-        hi_b = min(points[b + 1].timestamp(), max(now_s, lo_b))
-        capacity_h = total_gpus * max(hi_b - lo_b, 0.0) / 3600.0
-        used_h = float(busy[b]) / 3600.0
-        rows.append({
-            "period": edges[b],
-            "busy_gpu_hours": used_h,
-            "capacity_gpu_hours": capacity_h,
-            "utilisation": used_h / capacity_h if capacity_h > 0 else 0.0,
-        })
-    used_total = sum(r["busy_gpu_hours"] for r in rows)
-    cap_total = sum(r["capacity_gpu_hours"] for r in rows)
-    return ReportTable(
-        name="utilisation", title=f"Utilisation per {bucket}",
-        columns=(Column("period", "Period start (UTC)", numeric=False),
-                 Column("busy_gpu_hours", "Busy GPU-hours"),
-                 Column("capacity_gpu_hours", "Capacity GPU-hours"),
-                 Column("utilisation", "Utilisation (0-1)", digits=3)),
-        rows=rows, start=start, end=end, grouping=bucket,
-        totals={"busy_gpu_hours": used_total, "capacity_gpu_hours": cap_total,
-                "utilisation": used_total / cap_total if cap_total > 0 else 0.0},
-        assumptions=(f"Capacity: {total_gpus} GPUs all the time (drained nodes count as "
-                     "capacity).",
-                     "Busy time of a run is split exactly over the buckets it overlaps; "
-                     "running jobs count until now."),
-    )
-
-
 # --------------------------------------------------------------------------- waits
 
 
@@ -538,7 +187,7 @@ def waits_report(
     """Median and p90 of the wait (start - submit) of jobs that started in [start, end)."""
     from rechenwerk.jobs.models import Job
 
-    _check_choice(by, WAIT_GROUPINGS, "by")
+    check_choice(by, WAIT_GROUPINGS, "by")
     dialect = dialect_of(session)
     wait = (epoch_s(Job.started_at, dialect) - epoch_s(Job.submitted_at, dialect)) / 3600.0
     size = case(*[(Job.gpus <= hi, literal(label)) for _, hi, label in SIZE_CLASSES[:-1]],

@@ -21,7 +21,9 @@ from rechenwerk.access.visibility import visible_project_ids
 from rechenwerk.api.deps import centre_gpus, get_now, get_session
 from rechenwerk.errors import InvalidInput, NotFound
 from rechenwerk.reports import service as reports
-from rechenwerk.reports.service import ReportTable
+from rechenwerk.reports import tables as report_tables
+from rechenwerk.reports import utilisation as report_utilisation
+from rechenwerk.reports.tables import ReportTable
 from rechenwerk.web.charts import Chart, Series, chart_svg
 from rechenwerk.web.deps import portal_user
 from rechenwerk.web.rendering import render
@@ -86,15 +88,15 @@ _recent = _RecentTables()
 def build_reports(request: Request, db: Session, user: User, now: datetime, *,
                   start: str, end: str, by: str, period: str,
                   only: str | None = None) -> dict[str, ReportTable]:
-    scope = reports.scope_for(db, user)
+    scope = report_tables.scope_for(db, user)
     end_dt = parse_day(end, "to")
-    if end_dt is not None and len(end) == 10 and end_dt < reports.LATEST:
+    if end_dt is not None and len(end) == 10 and end_dt < report_tables.LATEST:
         end_dt += timedelta(days=1)  # "to" a day includes that day
-    lo, hi = reports.resolve_range(parse_day(start, "from"), end_dt, now=now)
+    lo, hi = report_tables.resolve_range(parse_day(start, "from"), end_dt, now=now)
     makers: dict[str, Any] = {
         "usage": lambda: reports.usage_report(db, scope=scope, by=by, start=lo, end=hi,
                                               bucket=period),
-        "utilisation": lambda: reports.utilisation_report(
+        "utilisation": lambda: report_utilisation.utilisation_report(
             db, scope=scope, start=lo, end=hi, total_gpus=centre_gpus(request), now=now,
             bucket=period if period != "month" or (hi - lo).days > 90 else "day"),
         "waits": lambda: reports.waits_report(db, scope=scope, start=lo, end=hi),
