@@ -4,47 +4,28 @@ expiry end a session; CSRF tokens are per session and not in the cookie."""
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
 import pytest
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from test_pages import _hash, csrf
+from test_pages import login as portal_login
 
 from factories import T0, make_call, make_org, make_project, make_user
 from rechenwerk.access.models import Call, PortalSessionRecord, User
 from rechenwerk.access.portal_sessions import start_portal_session
-from rechenwerk.access.security import hash_password
 from rechenwerk.access.users import set_password, update_user
 from rechenwerk.clock import FakeClock
 from rechenwerk.config import DEV_SECRET_KEY, Settings
 from rechenwerk.errors import Unauthenticated
 
-PASSWORD = "correct-horse-battery"
-
-
-@lru_cache(maxsize=1)
-def _hash() -> str:
-    return hash_password(PASSWORD)
-
-
-def csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m, "no CSRF token in the page"
-    return m.group(1)
-
 
 def login(client: Any, username: str) -> str:
     """Log in with a fresh cookie jar; returns the session cookie."""
-    client.cookies.clear()
-    page = client.get("/login")
-    r = client.post("/login", data={"username": username, "password": PASSWORD,
-                                    "csrf_token": csrf(page.text)}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    cookie: str = client.cookies.get("rw_session")
+    cookie: str = portal_login(client, username).cookies.get("rw_session")
     return cookie
 
 
