@@ -72,6 +72,25 @@ class Settings(BaseSettings):
     local_cluster: str = "2x8:A100-80GB"
     # SIGTERM -> SIGKILL grace on cancel/preemption: finite, 0 (none) .. 1 hour.
     kill_grace_s: float = Field(default=10.0, ge=0.0, le=3600.0, allow_inf_nan=False)
+    # --- isolation of local jobs (execution/sandbox.py, docs/security.md) -----------
+    # auto: every job in a bubblewrap sandbox when bwrap works here, else unsandboxed
+    # with a warning at start; sandbox: required (the server refuses to start without
+    # it); off: jobs run as the server's account and see what it sees (one trusted user).
+    local_isolation: Literal["auto", "sandbox", "off"] = "auto"
+    # Numeric Unix accounts for sandboxed jobs when the server runs as root: user u's
+    # job runs as uid FIRST+u in group FIRST+p of its project p. Ranges reserved for
+    # Rechenwerk; "" keeps jobs on the server's account (inside the sandbox).
+    local_job_uids: str = "1900000000-1999999999"
+    local_job_gids: str = "1900000000-1999999999"
+    # Extra paths shown to sandboxed jobs, separated by ":" (datasets, software, scratch).
+    local_sandbox_ro: str = ""
+    local_sandbox_rw: str = ""
+    # Extra server variables passed to jobs, by name, separated by "," (none is secret).
+    local_pass_env: str = ""
+    # Per-job limits through cgroups where the machine offers them: processes/threads,
+    # and memory per GPU in MiB (0: no memory limit).
+    local_pids_max: int = Field(default=4096, ge=64, le=4_194_304)
+    local_mem_per_gpu_mb: int = Field(default=0, ge=0, le=64 * 1024 * 1024)
     slurm_transport: Literal["cli", "rest"] = "cli"
     slurm_rest_url: str = "unix:/run/slurmrestd.sock"
     slurm_partition: str = "debug"

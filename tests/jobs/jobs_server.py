@@ -28,6 +28,11 @@ class Server:
                  port: int | None = None, policy: str = "fifo") -> None:
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Jobs run sandboxed (the default where bubblewrap works), as accounts of their
+        # own under root: the test's folder, where release files appear and jobs count
+        # their starts, is shared with them (the data directory inside stays hidden).
+        shared = Path(data_dir).parent
+        shared.chmod(0o777)
         self.env = {
             **os.environ,
             "RECHENWERK_DATA_DIR": str(data_dir),
@@ -39,6 +44,7 @@ class Server:
             "RECHENWERK_PORT": str(self.port),
             # The server refuses its development key with PostgreSQL.
             "RECHENWERK_SECRET_KEY": secrets.token_hex(32),
+            "RECHENWERK_LOCAL_SANDBOX_RW": str(shared),
         }
         self.log = data_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None

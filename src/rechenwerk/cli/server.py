@@ -65,8 +65,10 @@ def register(app: typer.Typer) -> None:
 
         from rechenwerk.cli.output import err_console
         from rechenwerk.config import check_secret_key, get_settings
+        from rechenwerk.execution.factory import resolve_sandbox
         from rechenwerk.jobs.policy_config import describe
         from rechenwerk.notifications.senders import make_sender
+        from rechenwerk.private_files import secure_data_dir
         from rechenwerk.scheduling.policies import make_policy
 
         settings = get_settings()
@@ -80,6 +82,11 @@ def register(app: typer.Typer) -> None:
         make_sender(settings)  # e.g. SMTP credentials with RECHENWERK_SMTP_TLS=off
         if settings.executor == "local":
             _check_local_cluster(settings.local_cluster)
+            _, sandbox_warning = resolve_sandbox(settings)
+            if sandbox_warning:
+                err_console.print(sandbox_warning, highlight=False)
+        for note in secure_data_dir(settings.data_dir):
+            err_console.print(note, highlight=False)
         err_console.print(f"scheduler: {describe(settings)}", highlight=False)
         uvicorn.run("rechenwerk.cli.server:app_factory", factory=True,
                     host=host or settings.host, port=port or settings.port,

@@ -50,6 +50,9 @@ class LaunchRequest:
     # Exact placement chosen by Rechenwerk's scheduling core; None where the backend
     # places jobs itself (Slurm).
     placement: tuple[GpuSlice, ...] | None = None
+    # Rechenwerk's ids of the user and project: the local sandbox maps them to Unix ids.
+    user_id: int | None = None
+    project_id: int | None = None
 
 
 class BackendJobState(enum.StrEnum):

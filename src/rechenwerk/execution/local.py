@@ -42,6 +42,7 @@ from rechenwerk.execution.base import (
     ReconcileReport,
 )
 from rechenwerk.execution.local_supervisor import write_atomic
+from rechenwerk.execution.sandbox import Sandbox
 
 # Environment variables of the server that never leak into jobs.
 _PRIVATE_ENV_PREFIXES = ("RECHENWERK_",)
@@ -148,6 +149,18 @@ def _parse_cluster_yaml(path: Path) -> tuple[NodeInventory, ...]:
     return tuple(nodes)
 
 
+def check_workdir(workdir: str, data_dir: Path, own_dir: Path) -> None:
+    """A sandboxed job's working directory is shown to it read-write: never the data
+    directory nor a folder inside it but the job's own (one above it is fine: the
+    sandbox hides the data directory inside it)."""
+    work, data = Path(workdir).resolve(), Path(data_dir).resolve()
+    own = Path(own_dir).resolve()
+    if (work == data or data in work.parents) and work != own:
+        raise BackendError(
+            f"workdir {workdir} would show the server's data directory ({data_dir}) to the job",
+            hint="Give a working directory of your own outside the data directory.")
+
+
 def _parse_time(value: Any) -> datetime | None:
     if not value:
         return None
@@ -194,6 +207,9 @@ class LocalExecutor:
         cluster: str | Sequence[NodeInventory] = "2x8:A100-80GB",
         kill_grace_s: float = 10.0,
         python: str | None = None,
+        sandbox: Sandbox | None = None,
+        pids_max: int | None = None,
+        mem_per_gpu_mb: int = 0,
     ) -> None:
         self.runs_dir = Path(data_dir) / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -202,6 +218,12 @@ class LocalExecutor:
         )
         self.kill_grace_s = kill_grace_s
         self.python = python or sys.executable
+        self.data_dir = Path(data_dir)
+        # None: jobs run as the server's account and see what it sees (single-tenant).
+        self.sandbox = sandbox
+        # Per-job cgroup limits (None: no cgroup); memory scales with the job's GPUs.
+        self.pids_max = pids_max
+        self.mem_per_gpu_mb = mem_per_gpu_mb
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
 
@@ -228,11 +250,16 @@ class LocalExecutor:
         run_dir.mkdir(parents=True, exist_ok=True)
         argv = self._argv(request, run_dir)
         common, per_node = self.node_envs(request)
+        tasks: list[dict[str, Any]] = [{"node": name, "env": env} for name, env in per_node]
+        if self.sandbox is not None:
+            self._sandbox_tasks(request, run_dir, argv, common, tasks)
         launch = {
             "argv": argv,
             "env": common,
             # rank order; the supervisor starts one process per entry
-            "tasks": [{"node": name, "env": env} for name, env in per_node],
+            "tasks": tasks,
+            "sandboxed": self.sandbox is not None,
+            "cgroup": self._cgroup_spec(request),
             "workdir": request.workdir,
             "log_dir": request.log_dir,
             "walltime_s": request.walltime_s,
@@ -280,6 +307,36 @@ class LocalExecutor:
         # Running jobs keep running under their supervisors; just reap what has ended.
         self._reap()
 
+    # --- isolation -------------------------------------------------------------------
+    def _sandbox_tasks(self, request: LaunchRequest, run_dir: Path, argv: list[str],
+                       env: dict[str, str], tasks: list[dict[str, Any]]) -> None:
+        """Wrap every node's command in the sandbox, as the job's own account."""
+        assert self.sandbox is not None
+        own_dir = self.data_dir / "logs" / str(request.job_id)
+        check_workdir(request.workdir, self.data_dir, own_dir)
+        account = self.sandbox.account(request.user_id, request.project_id)
+        script = run_dir / "job.sh"
+        files = [str(script)] if request.script and not request.command else []
+        own_dir.mkdir(parents=True, exist_ok=True)
+        if account is not None:
+            # The job's own folders (and script) belong to its account, private.
+            for path in (own_dir, Path(request.log_dir), *(Path(f) for f in files)):
+                os.chown(path, account.uid, account.gid)
+                path.chmod(0o700)
+        env["HOME"] = request.workdir
+        env["TMPDIR"] = "/tmp"
+        env["USER"] = env["LOGNAME"] = request.user
+        for task in tasks:
+            task["argv"] = self.sandbox.wrap(
+                argv, node=str(task["node"]), workdir=request.workdir,
+                log_dir=str(own_dir), account=account, files=files)
+
+    def _cgroup_spec(self, request: LaunchRequest) -> dict[str, Any] | None:
+        if self.pids_max is None:
+            return None
+        memory = self.mem_per_gpu_mb * max(1, request.gpus) * 1024 * 1024
+        return {"pids_max": self.pids_max, "memory_bytes": memory or None}
+
     # --- helpers ---------------------------------------------------------------------
     def _argv(self, request: LaunchRequest, run_dir: Path) -> list[str]:
         if request.command:
@@ -294,7 +351,9 @@ class LocalExecutor:
         raise BackendError(f"job {request.job_id} has neither a command nor a script")
 
     def _supervisor_env(self) -> dict[str, str]:
-        env = dict(os.environ)
+        # The supervisor reads no setting: it never holds the server's secrets (a job
+        # of the same account could read them from /proc/<pid>/environ).
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
         src = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         return env
@@ -316,7 +375,11 @@ class LocalExecutor:
     ) -> tuple[dict[str, str], list[tuple[str, dict[str, str]]]]:
         """The job's environment: what every node process shares, and per node (rank
         order) its name and own variables. ``MASTER_PORT`` is added by the supervisor."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_ENV_PREFIXES)}
+        if self.sandbox is not None:
+            env = self.sandbox.environment(os.environ)
+        else:
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith(_PRIVATE_ENV_PREFIXES)}
         env.update(request.env)
         slices = self._slices(request)
         num_nodes = str(len(slices))

@@ -31,6 +31,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +43,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
+
+from rechenwerk.execution.cgroups import JobCgroup
 
 POLL_S = 0.05
 # A labelled line longer than this is written in pieces (each piece labelled), so a
@@ -175,6 +178,8 @@ def run(run_dir: Path) -> int:
     signal.signal(signal.SIGINT, _on_term)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
+    # Named by job, attempt and pid: unique on the machine even across data dirs.
+    cgroup = _join_cgroup(f"{run_dir.name}-{os.getpid()}", launch.get("cgroup"))
     argv: list[str] = list(launch["argv"])
     grace_s = float(launch["kill_grace_s"])
     walltime_s = float(launch["walltime_s"])
@@ -185,6 +190,9 @@ def run(run_dir: Path) -> int:
     tasks: list[_Task] = []
 
     def finish(state: str, exit_code: int | None, reason: str | None) -> int:
+        if cgroup is not None:  # nothing the job started outlives it
+            cgroup.kill_others()
+            cgroup.remove()
         # The logs are complete before the verdict is visible (one deadline for all).
         drain_until = time.monotonic() + PUMP_JOIN_S
         for pump in (p for t in tasks for p in t.pumps):
@@ -209,6 +217,12 @@ def run(run_dir: Path) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     workdir = launch["workdir"]
     master_port = str(free_port())
+    if launch.get("sandboxed"):
+        # The sandbox would report these as its own failure; say what the user got wrong.
+        env0 = dict(launch["env"])
+        problem = _precheck(argv[0], workdir, env0.get("PATH", os.defpath))
+        if problem is not None:
+            return finish("failed", *problem)
     with open(log_dir / "stdout.log", "ab") as out, open(log_dir / "stderr.log", "ab") as err:
         logs = (_LabelledLog(out), _LabelledLog(err)) if labelled else None
         for rank, spec in enumerate(node_specs):
@@ -217,7 +231,7 @@ def run(run_dir: Path) -> int:
             env["MASTER_PORT"] = master_port
             try:
                 proc = subprocess.Popen(
-                    argv,
+                    spec.get("argv") or argv,
                     cwd=workdir,
                     env=env,
                     stdin=subprocess.DEVNULL,
@@ -250,6 +264,34 @@ def run(run_dir: Path) -> int:
         }))
         return _supervise(tasks, stop, finish, grace_s=grace_s, walltime_s=walltime_s,
                           labelled=labelled)
+
+
+def _join_cgroup(name: str, spec: dict[str, Any] | None) -> JobCgroup | None:
+    if not spec:
+        return None
+    group, problem = JobCgroup.create(name, pids_max=int(spec["pids_max"]),
+                                      memory_bytes=spec.get("memory_bytes"))
+    if problem:
+        sys.stderr.write(f"cgroup limits incomplete: {problem}\n")
+    return group
+
+
+def _precheck(command: str, workdir: str, path: str) -> tuple[int, str] | None:
+    """The launch failures the old direct exec reported, checked before the sandbox."""
+    if not Path(workdir).exists():
+        return 127, f"working directory not found: {workdir}"
+    if not Path(workdir).is_dir():
+        return 126, f"working directory is not a directory: {workdir}"
+    if "/" in command:
+        target = Path(workdir) / command
+        if not target.exists():
+            return 127, f"command not found: {command}"
+        if target.is_dir() or not os.access(target, os.X_OK):
+            return 126, f"command is not executable: {command}"
+        return None
+    if shutil.which(command, path=path) is None:
+        return 127, f"command not found: {command}"
+    return None
 
 
 def _launch_failure(exc: OSError, argv: list[str], workdir: str) -> tuple[int, str]:

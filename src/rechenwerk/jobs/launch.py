@@ -72,6 +72,8 @@ class Launcher:
             gpu_type=job.gpu_type,
             checkpoint_interval_s=spec.get("checkpoint_interval"),
             placement=placement,
+            user_id=job.user_id,
+            project_id=job.project_id,
         )
 
     def launch(self, job_ids: Sequence[int]) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
+from pathlib import Path
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, func, insert, select, update
@@ -111,6 +112,11 @@ _IDEMPOTENT_STMT = select(Job.id).where(Job.user_id == bindparam("user_id"),
 
 
 @lru_cache(maxsize=1)
+def _holds_data_dir(workdir: str, data_dir: Path) -> bool:
+    work, data = Path(workdir).resolve(), Path(data_dir).resolve()
+    return work == data or data in work.parents
+
+
 def _balance_and_key_stmt() -> Any:
     """:func:`balance_stmt` plus the id of the user's job with idempotency key ``:key``
     (NULL when none, or when ``:key`` is NULL) on every row."""
@@ -245,6 +251,11 @@ def submit_job(
             field="workdir",
             hint="The CLI resolves relative paths against the spec file's directory.",
         )
+    if spec.workdir is not None and _holds_data_dir(spec.workdir, settings.data_dir):
+        raise InvalidInput(
+            f"workdir {spec.workdir!r} is the server's data directory or inside it",
+            field="workdir",
+            hint="Give a working directory of your own; the server's files are not for jobs.")
 
     # One round trip after the lock: the balance's rows, each with the job already
     # stored under this idempotency key (if any). It runs after the lock is granted, so
