@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,3 +226,20 @@ def test_killed_supervisor_is_reported_failed_and_job_killed(
     st = wait_terminal(ex, h)
     assert st.state == BackendJobState.FAILED
     assert st.reason is not None and "supervisor" in st.reason
+
+
+def test_supervisor_killed_by_an_early_stop_counts_as_the_stop(tmp_path: Path) -> None:
+    """A cancel's SIGTERM can reach the supervisor before it sets its handler; it dies
+    without a verdict, and the job ended as asked (cancelled), not as a fault."""
+    ex = LocalExecutor(tmp_path / "data", cluster="1x8", kill_grace_s=1.0)
+    for kind, state in (("cancel", BackendJobState.CANCELLED),
+                        ("preempt", BackendJobState.PREEMPTED)):
+        run_dir = ex.run_dir(f"{kind}.1")
+        run_dir.mkdir(parents=True)
+        (run_dir / "launch.json").write_text("{}")
+        (run_dir / "stop").write_text(kind)
+        dead = subprocess.Popen(["true"])
+        dead.wait()
+        (run_dir / "supervisor.pid").write_text(str(dead.pid))
+        status = ex.poll([f"{kind}.1"])[f"{kind}.1"]
+        assert status.state == state and status.reason and kind in status.reason

@@ -491,6 +491,12 @@ class LocalExecutor:
             "ended_at": now.isoformat(),
             "reason": "the job's supervisor process disappeared (killed or machine restarted)",
         }
+        with contextlib.suppress(OSError):
+            # A stop that reached the supervisor before its signal handler was set
+            # killed it: the job ended as asked, not by a fault.
+            kind = (run_dir / "stop").read_text().strip()
+            record["state"] = "preempted" if kind == "preempt" else "cancelled"
+            record["reason"] = f"{kind} requested; the supervisor ended on the signal"
         write_atomic(status_file, json.dumps(record))
         return self._status(handle)
 
