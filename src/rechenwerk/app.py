@@ -156,6 +156,10 @@ def create_app(settings: Settings | None = None, *,
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    from rechenwerk.api.health import router as health_router
+
+    app.include_router(health_router)  # /healthz, /readyz
+
     for name in ROUTER_MODULES:
         module = importlib.import_module(name)
         app.include_router(module.router)

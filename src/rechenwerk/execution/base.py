@@ -174,3 +174,12 @@ class ExecutionBackend(Protocol):
     def close(self) -> None:
         """Release resources (threads, connections). Running jobs keep running."""
         ...
+
+
+@runtime_checkable
+class Pingable(Protocol):
+    """A backend that can say cheaply whether it is reachable (``/readyz``)."""
+
+    def ping(self) -> None:
+        """Return when the backend answers; raise BackendError saying why not."""
+        ...

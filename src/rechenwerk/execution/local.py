@@ -307,6 +307,12 @@ class LocalExecutor:
         # Running jobs keep running under their supervisors; just reap what has ended.
         self._reap()
 
+    def ping(self) -> None:
+        """Ready when run records can be written (the data directory is there and ours)."""
+        if not os.access(self.runs_dir, os.W_OK | os.X_OK):
+            raise BackendError(f"the local executor cannot write {self.runs_dir}",
+                               hint="Check RECHENWERK_DATA_DIR and its owner.")
+
     # --- isolation -------------------------------------------------------------------
     def _sandbox_tasks(self, request: LaunchRequest, run_dir: Path, argv: list[str],
                        env: dict[str, str], tasks: list[dict[str, Any]]) -> None:

@@ -7,11 +7,16 @@ database. The lock goes with the holder's process, so a survivor takes over."""
 
 from __future__ import annotations
 
+import contextlib
+import logging
 from pathlib import Path
 from typing import IO
 
 from sqlalchemy import Connection
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
+
+log = logging.getLogger("rechenwerk.scheduler")
 
 
 class Leadership:
@@ -37,6 +42,11 @@ class Leadership:
         return self._conn is not None or self._fh is not None
 
     def acquire(self) -> bool:
+        if self._conn is not None and not self._lock_connection_alive():
+            # The database lost our session (restart, network cut), and the advisory lock
+            # with it: another process may lead now. Lead again only after re-taking it.
+            log.warning("the scheduler's leadership connection was lost; re-acquiring")
+            self._drop_conn()
         if self.held:
             return True
         if self.engine.dialect.name == "postgresql":
@@ -61,15 +71,32 @@ class Leadership:
         self._fh = fh
         return True
 
+    def _lock_connection_alive(self) -> bool:
+        assert self._conn is not None
+        try:
+            self._conn.exec_driver_sql("SELECT 1")
+            self._conn.commit()
+        except DBAPIError:
+            return False
+        return True
+
+    def _drop_conn(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(DBAPIError):
+                self._conn.invalidate()
+                self._conn.close()
+            self._conn = None
+
     def release(self) -> None:
         if self._conn is not None:
             try:
                 self._conn.exec_driver_sql(
                     f"SELECT pg_advisory_unlock({self.ADVISORY_KEY})")
                 self._conn.commit()
+            except DBAPIError:
+                pass  # the session is gone, and its lock with it
             finally:
-                self._conn.close()
-                self._conn = None
+                self._drop_conn()
         if self._fh is not None:
             self._fh.close()  # closing the file drops the flock
             self._fh = None

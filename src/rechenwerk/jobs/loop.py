@@ -120,6 +120,11 @@ def _no_news(state: str, reason: str | None, status: BackendJobStatus,
     return False
 
 
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:200]}" if text else type(exc).__name__
+
+
 class SchedulerLoop:
     """Runs cycles in a background thread of the server (or by hand in tests)."""
 
@@ -153,6 +158,10 @@ class SchedulerLoop:
         self._cancel_sent: set[str] = set()
         self._gc_frozen_at: float | None = None
         self._reconciled = False
+        # For /readyz: when the loop last went round, whether it leads, its last error.
+        self.heartbeat_at: float | None = None
+        self.leading = False
+        self.last_error: str | None = None
         self.last_stats: CycleStats | None = None
         self.cycles = 0
 
@@ -167,9 +176,14 @@ class SchedulerLoop:
             self.reconcile()
             self._reconciled = True
         self._stop.clear()
+        self.heartbeat_at = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="rechenwerk-scheduler",
                                         daemon=True)
         self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
@@ -189,12 +203,18 @@ class SchedulerLoop:
         while not self._stop.is_set():
             try:
                 if self.leadership.acquire():
+                    self.leading = True
                     if not self._reconciled:
                         self.reconcile()
                         self._reconciled = True
                     self.cycle()
-            except Exception:  # keep the loop alive; the next cycle retries
+                else:
+                    self.leading = False
+                self.last_error = None
+            except Exception as exc:  # keep the loop alive; the next cycle retries
                 log.exception("scheduler cycle failed")
+                self.last_error = _one_line(exc)
+            self.heartbeat_at = time.monotonic()
             self._wake.wait(interval)
             self._wake.clear()
 

@@ -14,6 +14,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import DisconnectionError
 from sqlalchemy.orm import Session, sessionmaker
 
+PG_CONNECT_TIMEOUT_S = 10
+
 
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """Create an engine with the settings each backend needs to be safe under concurrency."""
@@ -46,6 +48,11 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     if "poolclass" not in kwargs:  # NullPool (migrations) takes no size arguments
         kwargs.setdefault("pool_size", 10)
         kwargs.setdefault("max_overflow", 20)
+    if url.startswith("postgresql") and "connect_timeout" not in url:
+        # An unreachable server (a cut network, not a refused port) fails a connection
+        # after this long instead of the kernel's minutes: requests and /readyz answer.
+        kwargs["connect_args"] = {"connect_timeout": PG_CONNECT_TIMEOUT_S,
+                                  **kwargs.get("connect_args", {})}
     engine = create_engine(url, **kwargs)
     if not kwargs.get("pool_pre_ping"):
         _ping_after_idle(engine)

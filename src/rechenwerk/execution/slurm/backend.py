@@ -244,6 +244,10 @@ class SlurmBackend:
         if len(self._runs) > 10_000:  # jobs long gone; the cache is only an optimisation
             self._runs.clear()
 
+    def ping(self) -> None:
+        """slurmctld answers (``scontrol ping`` or slurmrestd's ping)."""
+        self.transport.ping()
+
     def inventory(self) -> tuple[NodeInventory, ...]:
         """Empty: Slurm places jobs on its own nodes (``rechenwerk slurm status`` lists
         them), so Rechenwerk's scheduling core has none to place on."""
