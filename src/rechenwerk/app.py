@@ -141,6 +141,7 @@ def create_app(settings: Settings | None = None, *,
         version=__version__,
         description="REST API of a shared AI compute centre: access, jobs, accounting, planning.",
         lifespan=_lifespan,
+        docs_url=None, redoc_url=None,  # served with local assets (api/docs_pages.py)
         # NUL characters and out-of-range integers in path and query parameters
         dependencies=[Depends(check_parameters)],
     )
@@ -156,7 +157,10 @@ def create_app(settings: Settings | None = None, *,
     def health() -> dict[str, str]:
         return {"status": "ok", "version": __version__}
 
+    from rechenwerk.api.docs_pages import install_docs
     from rechenwerk.api.health import router as health_router
+
+    install_docs(app)
 
     app.include_router(health_router)  # /healthz, /readyz
 
