@@ -4,7 +4,8 @@ mapped once, in ``cli/output.py``).
 
 Credentials come from ``rechenwerk login`` (``~/.config/rechenwerk/credentials.json``,
 or ``$XDG_CONFIG_HOME/rechenwerk/credentials.json``), overridden by the environment
-variables ``RECHENWERK_API_URL`` and ``RECHENWERK_TOKEN``.
+variables ``RECHENWERK_API_URL`` and ``RECHENWERK_TOKEN``. Without either, the CLI talks
+to the server that wrote its address into the data directory (:func:`default_url`).
 """
 
 from __future__ import annotations
@@ -48,9 +49,53 @@ def load_credentials() -> Credentials:
             raise errors.InvalidInput(
                 f"cannot read {path}: {exc}", hint="Run `rechenwerk login` again."
             ) from exc
-    url = os.environ.get("RECHENWERK_API_URL") or stored.get("url") or DEFAULT_URL
+    url = os.environ.get("RECHENWERK_API_URL") or stored.get("url") or default_url()
     token = os.environ.get("RECHENWERK_TOKEN") or stored.get("token")
     return Credentials(url=str(url).rstrip("/"), token=str(token) if token else None)
+
+
+# ``rechenwerk server`` writes the address it serves on here (in its data directory), so
+# the CLI on the same machine follows a server started on another port.
+SERVER_ADDRESS_FILE = "server.json"
+
+
+def default_url() -> str:
+    """Where the server is when neither RECHENWERK_API_URL nor a login says: the address
+    a local server wrote into its data directory, else RECHENWERK_HOST/RECHENWERK_PORT,
+    else http://127.0.0.1:8000."""
+    data_dir = Path(os.environ.get("RECHENWERK_DATA_DIR") or Path.cwd() / "var")
+    try:
+        record = json.loads((data_dir / SERVER_ADDRESS_FILE).read_text())
+        url, pid = record.get("url"), record.get("pid")
+        if (isinstance(url, str) and url.startswith(("http://", "https://"))
+                and isinstance(pid, int) and _running(pid)):
+            return url
+    except (OSError, ValueError, AttributeError):
+        pass  # no local server (or not readable): the settings decide
+    port = os.environ.get("RECHENWERK_PORT")
+    if port:
+        return f"http://{url_host(os.environ.get('RECHENWERK_HOST') or '127.0.0.1')}:{port}"
+    return DEFAULT_URL
+
+
+def _running(pid: int) -> bool:
+    """The server that wrote the address still runs (a killed one leaves its file)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def url_host(bind_host: str) -> str:
+    """The host to connect to for a server bound to ``bind_host``."""
+    if bind_host in ("0.0.0.0", ""):
+        return "127.0.0.1"
+    if bind_host == "::":
+        return "[::1]"
+    return f"[{bind_host}]" if ":" in bind_host else bind_host
 
 
 def save_credentials(url: str, token: str) -> Path:

@@ -9,6 +9,9 @@ token revoked in one process is refused by the others within
 from __future__ import annotations
 
 import gc
+import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
@@ -29,6 +32,18 @@ def app_factory() -> FastAPI:
     gc.collect()
     gc.freeze()
     return app
+
+
+def write_server_address(data_dir: Path, host: str, port: int) -> Path:
+    """``<data_dir>/server.json``: the URL this server serves on, for the CLI on this
+    machine (cli/client.py default_url)."""
+    from rechenwerk.cli.client import SERVER_ADDRESS_FILE, url_host
+    from rechenwerk.execution.local_supervisor import write_atomic
+
+    path = Path(data_dir) / SERVER_ADDRESS_FILE
+    write_atomic(path, json.dumps({"url": f"http://{url_host(host)}:{port}",
+                                   "pid": os.getpid()}))
+    return path
 
 
 def _check_local_cluster(value: str) -> None:
@@ -88,6 +103,13 @@ def register(app: typer.Typer) -> None:
         for note in secure_data_dir(settings.data_dir):
             err_console.print(note, highlight=False)
         err_console.print(f"scheduler: {describe(settings)}", highlight=False)
-        uvicorn.run("rechenwerk.cli.server:app_factory", factory=True,
-                    host=host or settings.host, port=port or settings.port,
-                    log_level=log_level, workers=workers, access_log=access_log)
+        bind_host, bind_port = host or settings.host, port or settings.port
+        address = write_server_address(settings.data_dir, bind_host, bind_port)
+        err_console.print(f"serving on {json.loads(address.read_text())['url']}",
+                          highlight=False)
+        try:
+            uvicorn.run("rechenwerk.cli.server:app_factory", factory=True,
+                        host=bind_host, port=bind_port,
+                        log_level=log_level, workers=workers, access_log=access_log)
+        finally:
+            address.unlink(missing_ok=True)
