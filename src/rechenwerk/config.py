@@ -6,15 +6,18 @@ executor over an emulated GPU inventory, and a log-only mail sender.
 
 from __future__ import annotations
 
+import os
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from rechenwerk.config_file import config_path, read_config
 from rechenwerk.errors import InvalidInput, issues_from_validation
 
 DEV_SECRET_KEY = "dev-only-change-me"
@@ -28,8 +31,36 @@ def _default_data_dir() -> Path:
     return Path.cwd() / "var"
 
 
+class _ConfigFileSource(PydanticBaseSettingsSource):
+    """Values from the TOML file named by RECHENWERK_CONFIG (config_file.py), below the
+    environment variables."""
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ gives all values at once
+
+    def __call__(self) -> dict[str, Any]:
+        path = config_path()
+        if path is None:
+            return {}
+        return read_config(path, self.settings_cls.model_fields)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="RECHENWERK_", extra="ignore")
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # Arguments, then RECHENWERK_* variables, then the configuration file.
+        return (init_settings, env_settings, _ConfigFileSource(settings_cls))
+
+    # --- deployment -----------------------------------------------------------------
+    # "production" makes `rechenwerk server` refuse what is only safe for a demo on one
+    # machine (production.py); a bind beyond loopback counts as production too.
+    env: Literal["development", "production"] = "development"
 
     # --- storage -------------------------------------------------------------------
     data_dir: Path = Field(default_factory=_default_data_dir)
@@ -159,6 +190,10 @@ def get_settings() -> Settings:
         # Only the first problem, named by its variable: one line for the CLI.
         first = issues_from_validation(exc)[0]
         name = str(first.loc[0]) if first.loc else "?"
+        path = config_path()
+        if f"RECHENWERK_{name.upper()}" not in os.environ and path is not None:
+            raise InvalidInput(f"{path}: {name}: {first.message}", field=name,
+                               hint="Fix the value in the configuration file.") from None
         raise InvalidInput(f"RECHENWERK_{name.upper()}: {first.message}", field=name,
                            hint="Fix or unset the variable (README, Configuration).") from None
     except SettingsError as exc:  # a dict/list setting whose value is not JSON

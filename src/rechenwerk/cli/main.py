@@ -23,6 +23,7 @@ COMMAND_MODULES: list[str] = [
     "rechenwerk.cli.people",
     "rechenwerk.cli.grants",
     "rechenwerk.cli.admin",
+    "rechenwerk.cli.config_cmd",
     "rechenwerk.cli.server",
     "rechenwerk.cli.plan",
     "rechenwerk.cli.trace",
@@ -45,8 +46,19 @@ def _root(
     version: bool = typer.Option(
         False, "--version", callback=_version_callback, is_eager=True, help="Show the version."
     ),
+    config: str = typer.Option(
+        None, "--config", metavar="FILE",
+        help="TOML configuration file (RECHENWERK_CONFIG); environment variables override it."),
 ) -> None:
     """Rechenwerk command line."""
+    if config:
+        import os
+
+        from rechenwerk.config import get_settings
+
+        # The environment carries it to server worker processes and job supervisors.
+        os.environ["RECHENWERK_CONFIG"] = config
+        get_settings.cache_clear()
 
 
 for _name in COMMAND_MODULES:

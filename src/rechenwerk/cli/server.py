@@ -21,6 +21,8 @@ from rechenwerk.cli.output import handle_errors
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
+    from rechenwerk.config import Settings
+
 
 def app_factory() -> FastAPI:
     """``create_app()`` followed by one collection and ``gc.freeze()``: the app's
@@ -44,6 +46,29 @@ def write_server_address(data_dir: Path, host: str, port: int) -> Path:
     write_atomic(path, json.dumps({"url": f"http://{url_host(host)}:{port}",
                                    "pid": os.getpid()}))
     return path
+
+
+def _check_production(settings: Settings, bind_host: str) -> None:
+    """Production mode's refusals (production.py); the demo-data check needs the database,
+    and is skipped with a note when it cannot be reached (``/readyz`` will say so)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from rechenwerk.cli.output import err_console
+    from rechenwerk.production import check_production, production_reason
+    from rechenwerk.store.session import make_engine, make_session_factory
+
+    if production_reason(settings, bind_host) is None:
+        return
+    check_production(settings, bind_host, None)
+    engine = make_engine(settings.effective_database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            check_production(settings, bind_host, session)
+    except SQLAlchemyError as exc:
+        err_console.print(f"note: demo-data check skipped, the database is unreachable: "
+                          f"{type(exc).__name__}", highlight=False)
+    finally:
+        engine.dispose()
 
 
 def _check_local_cluster(value: str) -> None:
@@ -84,11 +109,14 @@ def register(app: typer.Typer) -> None:
         from rechenwerk.jobs.policy_config import describe
         from rechenwerk.notifications.senders import make_sender
         from rechenwerk.private_files import secure_data_dir
+        from rechenwerk.production import production_reason
         from rechenwerk.scheduling.policies import make_policy
 
         settings = get_settings()
         # A public (development) secret key would let anyone sign session cookies.
-        warning = check_secret_key(settings)
+        _check_production(settings, host or settings.host)  # refusals before anything else
+        warning = (None if production_reason(settings, host or settings.host)
+                   else check_secret_key(settings))
         if warning:
             err_console.print(warning, highlight=False)
         # Bad scheduler settings stop the start with one line, not a traceback from a

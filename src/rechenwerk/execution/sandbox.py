@@ -26,6 +26,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -199,12 +200,15 @@ def find_bwrap() -> str | None:
 def probe(sandbox: Sandbox) -> str | None:
     """None when the sandbox can run a process here, else why not (one line)."""
     account = sandbox.account(0, 0) if sandbox.uids is not None else None
-    argv = sandbox.wrap(["/bin/sh", "-c", "exit 0"], node="probe", workdir="/tmp",
-                        log_dir="/tmp", account=account)
-    try:
-        done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        return f"bubblewrap could not run: {exc}"
+    # A folder of its own as workdir: mount points made below a bound host folder would
+    # appear on the host (the data directory, for one).
+    with tempfile.TemporaryDirectory(prefix="rechenwerk-probe-") as work:
+        argv = sandbox.wrap(["/bin/sh", "-c", "exit 0"], node="probe", workdir=work,
+                            log_dir=work, account=account)
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=60, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"bubblewrap could not run: {exc}"
     if done.returncode != 0:
         text = done.stderr.decode(errors="replace").strip().splitlines()
         return f"bubblewrap failed: {text[-1] if text else f'exit code {done.returncode}'}"
