@@ -62,7 +62,7 @@ def test_broken_files(config: Path, text: str | bytes, message: str) -> None:
 
 def test_missing_file(config: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RECHENWERK_CONFIG", str(config.with_name("nope.toml")))
-    with pytest.raises(InvalidInput, match="nope.toml does not exist"):
+    with pytest.raises(InvalidInput, match=r"nope\.toml does not exist"):
         get_settings()
 
 

@@ -44,7 +44,7 @@ def test_development_secret_refused(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match=r"production \(RECHENWERK_ENV=production\): "
                                            "RECHENWERK_SECRET_KEY is the development value"):
         check_production(_settings(tmp_path, env="production"), "127.0.0.1", None)
-    with pytest.raises(InvalidInput, match="listens on 0.0.0.0.*RECHENWERK_SECRET_KEY"):
+    with pytest.raises(InvalidInput, match=r"listens on 0\.0\.0\.0.*RECHENWERK_SECRET_KEY"):
         check_production(_settings(tmp_path), "0.0.0.0", None)
 
 
@@ -62,7 +62,7 @@ def test_demo_data_refused(tmp_path: Path, session: Session) -> None:
     check_production(settings, "127.0.0.1", session)  # an empty database is fine
     load_demo(session, now=datetime.now(UTC))
     session.flush()
-    with pytest.raises(InvalidInput, match="demo data is loaded: .*greta.*operator"):
+    with pytest.raises(InvalidInput, match=r"demo data is loaded: .*greta.*operator"):
         check_production(settings, "127.0.0.1", session)
 
 
