@@ -26,6 +26,7 @@ from rechenwerk.clock import Clock, WallClock
 from rechenwerk.config import Settings, get_settings
 from rechenwerk.execution.base import ExecutionBackend, NodeInventory
 from rechenwerk.jobs.wakeup import install_wake_hook
+from rechenwerk.log_format import RequestIdMiddleware
 
 if TYPE_CHECKING:
     from rechenwerk.jobs.loop import SchedulerLoop
@@ -147,6 +148,8 @@ def create_app(settings: Settings | None = None, *,
     )
     # bodies above 1 MiB (413) and NUL characters in JSON and form strings (422)
     app.add_middleware(RequestBoundsMiddleware)
+    # outermost: every request's log lines and its response carry one X-Request-ID
+    app.add_middleware(RequestIdMiddleware)
     app.state.runtime = Runtime(settings, session_factory=session_factory, clock=clock,
                                 backend=backend)
     from rechenwerk.api.problems import install_problem_handlers

@@ -49,11 +49,12 @@ class Server:
         self.log = data_dir / f"server-{self.port}.log"
         self.proc: subprocess.Popen[bytes] | None = None
 
-    def start(self, timeout: float = DEADLINE_S) -> None:
+    def start(self, timeout: float = DEADLINE_S, *,
+              args: tuple[str, ...] = ("--log-level", "warning")) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [str(BIN), "server", "--port", str(self.port), "--log-level", "warning"],
+                [str(BIN), "server", "--port", str(self.port), *args],
                 env=self.env, stdout=log, stderr=log, start_new_session=True)
 
         def healthy() -> bool:

@@ -34,6 +34,7 @@ from rechenwerk.clock import Clock
 from rechenwerk.config import Settings
 from rechenwerk.errors import Conflict, PermissionDenied, Unauthenticated
 from rechenwerk.execution.base import ExecutionBackend, NodeInventory
+from rechenwerk.log_format import note_user
 
 if TYPE_CHECKING:
     from rechenwerk.app import Runtime
@@ -200,15 +201,17 @@ async def current_user(request: Request, session: DbSession) -> User:
     # Another authenticator (e.g. the portal's session cookie) may have set the user.
     user = getattr(request.state, "user", None)
     if isinstance(user, User):
+        note_user(user.username)
         if user in session:
             return user
         return await run_in_threadpool(session.merge, user, load=True)
     secret = _bearer(request)
     now = get_clock(request).now()  # not a ``Now`` dependency: one fewer to solve per request
-    cached = cached_token_user(session, secret, now=now)
-    if cached is not None:
-        return cached
-    return await run_in_threadpool(authenticate_token, session, secret, now=now)
+    found = cached_token_user(session, secret, now=now)
+    if found is None:
+        found = await run_in_threadpool(authenticate_token, session, secret, now=now)
+    note_user(found.username)  # for this request's log lines
+    return found
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

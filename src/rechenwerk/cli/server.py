@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 import json
+import logging
+import logging.config
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -48,12 +50,23 @@ def write_server_address(data_dir: Path, host: str, port: int) -> Path:
     return path
 
 
+def say(line: str) -> None:
+    """A start-up line: as a log record when logging is JSON, else plain on stderr."""
+    from rechenwerk.cli.output import err_console
+
+    server_log = logging.getLogger("rechenwerk.server")
+    if server_log.handlers or logging.getLogger("rechenwerk").handlers:
+        level = logging.WARNING if line.startswith("warning:") else logging.INFO
+        server_log.log(level, "%s", line)
+    else:
+        err_console.print(line, highlight=False)
+
+
 def _check_production(settings: Settings, bind_host: str) -> None:
     """Production mode's refusals (production.py); the demo-data check needs the database,
     and is skipped with a note when it cannot be reached (``/readyz`` will say so)."""
     from sqlalchemy.exc import SQLAlchemyError
 
-    from rechenwerk.cli.output import err_console
     from rechenwerk.production import check_production, production_reason
     from rechenwerk.store.session import make_engine, make_session_factory
 
@@ -65,8 +78,8 @@ def _check_production(settings: Settings, bind_host: str) -> None:
         with make_session_factory(engine)() as session:
             check_production(settings, bind_host, session)
     except SQLAlchemyError as exc:
-        err_console.print(f"note: demo-data check skipped, the database is unreachable: "
-                          f"{type(exc).__name__}", highlight=False)
+        say(f"note: demo-data check skipped, the database is unreachable: "
+            f"{type(exc).__name__}")
     finally:
         engine.dispose()
 
@@ -94,6 +107,9 @@ def register(app: typer.Typer) -> None:
         host: str = typer.Option(None, "--host", help="default: RECHENWERK_HOST (127.0.0.1)"),
         port: int = typer.Option(None, "--port", help="default: RECHENWERK_PORT (8000)"),
         log_level: str = typer.Option("info", "--log-level"),
+        log_format: str = typer.Option(
+            "text", "--log-format", help="text, or json: one JSON object per line with "
+            "request id, user, job and scheduler cycle (docs/operations.md)"),
         workers: int = typer.Option(
             1, "--workers", min=1, max=64,
             help="server processes (e.g. one per core; the scheduler loop runs in one)"),
@@ -103,22 +119,32 @@ def register(app: typer.Typer) -> None:
         """Start the server (REST API at /api/v1, OpenAPI docs at /docs)."""
         import uvicorn
 
-        from rechenwerk.cli.output import err_console
         from rechenwerk.config import check_secret_key, get_settings
+        from rechenwerk.errors import InvalidInput
         from rechenwerk.execution.factory import resolve_sandbox
         from rechenwerk.jobs.policy_config import describe
+        from rechenwerk.log_format import uvicorn_log_config
         from rechenwerk.notifications.senders import make_sender
         from rechenwerk.private_files import secure_data_dir
         from rechenwerk.production import production_reason
         from rechenwerk.scheduling.policies import make_policy
 
+        if log_format not in ("text", "json"):
+            raise InvalidInput(f"--log-format {log_format!r} is not text or json",
+                               field="log_format", hint="Use --log-format json or text.")
+        if log_level.lower() not in ("critical", "error", "warning", "info", "debug", "trace"):
+            raise InvalidInput(f"--log-level {log_level!r} is not a log level",
+                               field="log_level",
+                               hint="Use critical, error, warning, info, debug or trace.")
+        if log_format == "json":  # the start-up lines in the same format as the rest
+            logging.config.dictConfig(uvicorn_log_config(log_format, log_level))
         settings = get_settings()
         # A public (development) secret key would let anyone sign session cookies.
         _check_production(settings, host or settings.host)  # refusals before anything else
         warning = (None if production_reason(settings, host or settings.host)
                    else check_secret_key(settings))
         if warning:
-            err_console.print(warning, highlight=False)
+            say(warning)
         # Bad scheduler settings stop the start with one line, not a traceback from a
         # worker process later on.
         make_policy(settings.scheduler_policy)
@@ -127,17 +153,17 @@ def register(app: typer.Typer) -> None:
             _check_local_cluster(settings.local_cluster)
             _, sandbox_warning = resolve_sandbox(settings)
             if sandbox_warning:
-                err_console.print(sandbox_warning, highlight=False)
+                say(sandbox_warning)
         for note in secure_data_dir(settings.data_dir):
-            err_console.print(note, highlight=False)
-        err_console.print(f"scheduler: {describe(settings)}", highlight=False)
+            say(note)
+        say(f"scheduler: {describe(settings)}")
         bind_host, bind_port = host or settings.host, port or settings.port
         address = write_server_address(settings.data_dir, bind_host, bind_port)
-        err_console.print(f"serving on {json.loads(address.read_text())['url']}",
-                          highlight=False)
+        say(f"serving on {json.loads(address.read_text())['url']}")
         try:
             uvicorn.run("rechenwerk.cli.server:app_factory", factory=True,
                         host=bind_host, port=bind_port,
-                        log_level=log_level, workers=workers, access_log=access_log)
+                        log_level=log_level, workers=workers, access_log=access_log,
+                        log_config=uvicorn_log_config(log_format, log_level))
         finally:
             address.unlink(missing_ok=True)

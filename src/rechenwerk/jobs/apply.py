@@ -69,7 +69,8 @@ class DecisionApplier:
                     self.backend.preempt(job.backend_handle)
                     out.preempted += 1
                 except BackendError as exc:
-                    log.warning("preempting job %s failed: %s", job.id, exc)
+                    log.warning("preempting job %s failed: %s", job.id, exc,
+                                extra={"job_id": job.id})
                     continue
                 if job.reason_code != "preempting":
                     job.reason_code, job.reason = "preempting", pre.reason

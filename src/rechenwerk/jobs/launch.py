@@ -99,10 +99,11 @@ class Launcher:
                 handle = self.backend.submit(request)
             except RechenwerkError as exc:
                 self._requeue(job_id, f"launch failed: {exc.message}")
-                log.warning("launch of job %s failed: %s", job_id, exc)
+                log.warning("launch of job %s failed: %s", job_id, exc,
+                            extra={"job_id": job_id})
                 continue
             except Exception as exc:  # a backend bug must not strand the job in STARTING
-                log.exception("launch of job %s failed", job_id)
+                log.exception("launch of job %s failed", job_id, extra={"job_id": job_id})
                 self._requeue(job_id, f"launch failed: {type(exc).__name__}: {exc}")
                 continue
             with session_scope(self.session_factory) as session:
@@ -111,6 +112,8 @@ class Launcher:
                     .values(backend_handle=handle, reason="launched")
                     .execution_options(synchronize_session=False)
                 )
+            log.info("launched job %s as %s", job_id, handle,
+                     extra={"job_id": job_id, "handle": handle})
             ok += 1
         return ok
 

@@ -54,6 +54,7 @@ from rechenwerk.jobs.reasons import ReasonWriter, waiting_reasons
 from rechenwerk.jobs.snapshot import SnapshotBuilder, running_placements
 from rechenwerk.jobs.states import ACTIVE_STATES, JobState
 from rechenwerk.jobs.transitions import transition
+from rechenwerk.log_format import cycle_var
 from rechenwerk.scheduling.incremental import IncrementalCore
 from rechenwerk.scheduling.policies import Policy
 from rechenwerk.store.session import session_scope
@@ -160,6 +161,7 @@ class SchedulerLoop:
         self._reconciled = False
         # For /readyz: when the loop last went round, whether it leads, its last error.
         self.heartbeat_at: float | None = None
+        self.cycles = 0  # cycles run by this loop (the "cycle" of its log lines)
         self.leading = False
         self.last_error: str | None = None
         self.last_stats: CycleStats | None = None
@@ -247,6 +249,14 @@ class SchedulerLoop:
 
     # --- one cycle ------------------------------------------------------------------
     def cycle(self) -> CycleStats:
+        self.cycles += 1
+        token = cycle_var.set(self.cycles)  # on every log line of this cycle
+        try:
+            return self._cycle()
+        finally:
+            cycle_var.reset(token)
+
+    def _cycle(self) -> CycleStats:
         stats = CycleStats()
         t0 = clock = time.perf_counter()
 
@@ -333,7 +343,8 @@ class SchedulerLoop:
                 return apply_backend_status(session, job, status, now=now,
                                                     source=self.backend.name)
         except Exception:
-            log.exception("applying %s to job %s failed", status, job.id)
+            log.exception("applying %s to job %s failed", status, job.id,
+                          extra={"job_id": job.id})
             session.expire(job)
             return False
 
