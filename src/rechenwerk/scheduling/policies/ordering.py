@@ -26,6 +26,23 @@ LN2 = math.log(2.0)
 _CAPPED = 1 << 40  # capped lists come after all young lists in the merge tie-break
 
 
+# A job's place in the merged multifactor order: its priority key minus its list's
+# offset as an exact sum (rounded value, rounding error), then submit time, list, list key.
+GlobalKey = tuple[float, float, float, int, Key]
+
+
+def exact_difference(a: float, b: float) -> tuple[float, float]:
+    """``a - b`` as ``(s, e)`` with ``s = fl(a - b)`` and ``s + e == a - b`` exactly
+    (Knuth's TwoSum). Tuples of these compare as the exact differences do: rounding is
+    monotone, so ``s`` orders all but ties, and ``e`` breaks a tie exactly. Comparing
+    rounded differences alone merged keys one ulp apart (240.2863756613756 and ...57
+    minus one offset) and let the merge disagree with the lists' order."""
+    s = a - b
+    bv = s - a
+    av = s - bv
+    return s, (a - av) + (-b - bv)
+
+
 class FifoOrdering(QueueScheduler):
     """Submit order (``Scheduler._order_key``): nothing to add."""
 
@@ -80,9 +97,9 @@ class MultifactorQueue:
         # global keys and kept up to date by push/remove; a recalculation drops the cache.
         self._rank: dict[str, int] = {}  # project -> position (ties between lists)
         self._off: dict[tuple[str, bool], float] = {}
-        self._c_keys: list[tuple[float, float, int, Key]] = []
+        self._c_keys: list[GlobalKey] = []
         self._c_jobs: list[PendingJob] = []
-        self._gkey: dict[str, tuple[float, float, int, Key]] = {}
+        self._gkey: dict[str, GlobalKey] = {}
         self._c_valid = False
         self._c_complete = False
 
@@ -103,12 +120,11 @@ class MultifactorQueue:
             off = self._off[(p, capped)] = sched.weight_fs_factor(p) + age
         return off
 
-    def _global_key(
-        self, p: str, capped: bool, key: Key, job: PendingJob
-    ) -> tuple[float, float, int, Key]:
+    def _global_key(self, p: str, capped: bool, key: Key, job: PendingJob) -> GlobalKey:
         """The job's position in the merged order (what ``first`` compares)."""
         rank = self._rank[p] + (_CAPPED if capped else 0)
-        return (key[0] - self._offset(p, capped), job.submit_time, rank, key)
+        hi, lo = exact_difference(key[0], self._offset(p, capped))
+        return (hi, lo, job.submit_time, rank, key)
 
     def push(self, key: Key, job: PendingJob) -> None:
         p = job.project
@@ -186,7 +202,9 @@ class MultifactorQueue:
         if self._c_valid and (len(self._c_jobs) >= k or self._c_complete):
             return self._c_jobs[:k]
         want = k + 32  # slack: removals from the cached prefix need no new merge
-        heap: list[tuple[float, float, int, int]] = []
+        # (priority, its rounding error, submit time, list, position): the first two
+        # give each job's exact priority, so the merge order is the lists' own order.
+        heap: list[tuple[float, float, float, int, int]] = []
         lists: list[tuple[list[Key], list[PendingJob], float, int]] = []
         rank = self._rank
         for capped, qs in ((False, self._young), (True, self._capped)):
@@ -194,17 +212,18 @@ class MultifactorQueue:
                 if q.n:
                     keys, jobs = q.first_items(want)
                     off = self._offset(p, capped)
-                    heap.append((keys[0][0] - off, jobs[0].submit_time, len(lists), 0))
+                    hi, lo = exact_difference(keys[0][0], off)
+                    heap.append((hi, lo, jobs[0].submit_time, len(lists), 0))
                     lists.append((keys, jobs, off, rank[p] + (_CAPPED if capped else 0)))
         heapq.heapify(heap)
         out: list[PendingJob] = []
-        out_keys: list[tuple[float, float, int, Key]] = []
-        gkey: dict[str, tuple[float, float, int, Key]] = {}
+        out_keys: list[GlobalKey] = []
+        gkey: dict[str, GlobalKey] = {}
         while heap and len(out) < want:
-            prio, sub, idx, pos = heap[0]
+            hi, lo, sub, idx, pos = heap[0]
             keys, jobs, off, lrank = lists[idx]
             job = jobs[pos]
-            gk = (prio, sub, lrank, keys[pos])
+            gk = (hi, lo, sub, lrank, keys[pos])
             out.append(job)
             out_keys.append(gk)
             gkey[job.job_id] = gk
@@ -212,7 +231,8 @@ class MultifactorQueue:
             if pos == len(jobs):
                 heapq.heappop(heap)
             else:
-                heapq.heapreplace(heap, (keys[pos][0] - off, jobs[pos].submit_time, idx, pos))
+                hi, lo = exact_difference(keys[pos][0], off)
+                heapq.heapreplace(heap, (hi, lo, jobs[pos].submit_time, idx, pos))
         self._c_keys, self._c_jobs, self._gkey = out_keys, out, gkey
         self._c_valid = True
         self._c_complete = len(out) < want
