@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import pytest
 from sched_builders import cluster, job, snap
 
@@ -104,7 +105,7 @@ def test_backfill_never_delays_the_reservation(
         snap(0.0, nodes, running, pending)
     )
     assert ("cand" in started(d)) is starts, case
-    assert "head" in d.waiting and "t=100" in d.waiting["head"].message
+    assert "head" in d.waiting and "reserved to start in 1 min" in d.waiting["head"].message
     if not starts and gpus == 4:
         assert d.waiting["cand"].code == "reservation"
 
@@ -145,7 +146,7 @@ def test_conservative_protects_every_reservation_easy_only_the_first() -> None:
     easy = make_policy("easy-backfill").decide(snap(0.0, nodes, running, pending))
     cons = make_policy("conservative-backfill").decide(snap(0.0, nodes, running, pending))
     assert started(easy) == ["cand"] and started(cons) == ["cand"]
-    assert "t=200" in cons.waiting["second"].message  # second has its own reservation
+    assert "reserved to start in 3 min" in cons.waiting["second"].message  # its own
 
 
 def test_fair_share_orders_by_decayed_usage() -> None:
@@ -304,3 +305,13 @@ def test_quota_reclaim_never_preempts_a_job_started_in_the_same_decision() -> No
     assert r.preemptions == 0
     assert by_id["j12"].first_start_time == 0.0  # b got its guarantee at once
     assert by_id["j11"].first_start_time == 1.0  # a's borrower started when GPUs freed
+
+
+@pytest.mark.parametrize(("seconds", "words"), [
+    (-5, "now"), (0, "now"), (0.4, "now"), (45, "in 45 s"), (100, "in 1 min"),
+    (3600, "in 1 h"), (7800, "in 2 h 10 min"), (86400 * 3 + 4 * 3600 + 59, "in 3 d 4 h"),
+    (86400 * 2, "in 2 d"), (math.inf, "at no known time")])
+def test_reservation_times_in_words(seconds: float, words: str) -> None:
+    from rechenwerk.scheduling.model import starts_in
+
+    assert starts_in(seconds) == words

@@ -221,7 +221,8 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def queue(project: str | None = typer.Option(None, "--project", "-p"),
               as_json: bool = typer.Option(False, "--json")) -> None:
-        """Pending jobs in the order the scheduler considers them, with the reason."""
+        """Pending jobs by QOS, then submit time, each with why it waits (the scheduler also
+        weighs fair share, size and age)."""
         data = _call("GET", "/api/v1/queue", params={"project": project})
         if as_json:
             print_json(data)

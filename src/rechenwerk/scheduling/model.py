@@ -126,6 +126,27 @@ class WaitReason:
     message: str
 
 
+def starts_in(seconds: float) -> str:
+    """A reservation's start for people: "now", "in 45 s", "in 2 h 10 min", "in 3 d 4 h"
+    (the core's times are seconds on the service's or the simulation's clock, never shown
+    raw)."""
+    if not math.isfinite(seconds):
+        return "at no known time"
+    s = round(seconds)
+    if s <= 0:
+        return "now"
+    if s < 60:
+        return f"in {s} s"
+    minutes = s // 60
+    if minutes < 60:
+        return f"in {minutes} min"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"in {hours} h {minutes} min" if minutes else f"in {hours} h"
+    days, hours = divmod(hours, 24)
+    return f"in {days} d {hours} h" if hours else f"in {days} d"
+
+
 @dataclass(frozen=True, slots=True)
 class Start:
     job_id: str

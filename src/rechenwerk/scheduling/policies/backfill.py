@@ -21,7 +21,14 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Mapping, Sequence
 
 from rechenwerk.scheduling.cycle import CycleResult, PendingQueue
-from rechenwerk.scheduling.model import Node, PendingJob, ProjectInfo, RunningJob, WaitReason
+from rechenwerk.scheduling.model import (
+    Node,
+    PendingJob,
+    ProjectInfo,
+    RunningJob,
+    WaitReason,
+    starts_in,
+)
 from rechenwerk.scheduling.params import PolicyParams
 from rechenwerk.scheduling.placement import plan_on
 from rechenwerk.scheduling.policies.base import QueueScheduler
@@ -252,7 +259,7 @@ class EasyBackfill(Backfill):
                 res.reasons[head.job_id] = WaitReason(
                     "resources",
                     f"waiting for {head.gpus} GPUs ({c.free_for(head.gpu_type)} free); "
-                    f"reserved to start by t={shadow:.0f}",
+                    f"reserved to start {starts_in(shadow - now)}",
                 )
         free = c.free
         caps = [f if f < s else s for f, s in zip(free, spare, strict=True)]
@@ -260,7 +267,8 @@ class EasyBackfill(Backfill):
         max_cap = max(caps, default=0)
         max_node = c.max_size
         reason_res = WaitReason(
-            "reservation", f"would delay job {head.job_id} (reserved to start by t={shadow:.0f})"
+            "reservation",
+            f"would delay job {head.job_id} (reserved to start {starts_in(shadow - now)})"
         )
         for job in self._candidates():
             if c.free_total == 0:
@@ -538,14 +546,14 @@ class ConservativeBackfill(Backfill):
             elif job is head:
                 res.reasons[job.job_id] = WaitReason(
                     res.reasons[job.job_id].code,
-                    f"{res.reasons[job.job_id].message}; reserved to start by t={s:.0f}",
+                    f"{res.reasons[job.job_id].message}; reserved to start {starts_in(s - now)}",
                 )
             else:
                 r = self.blocked_reason(job) if c.plan(job) is None else None
                 res.reasons[job.job_id] = WaitReason(
                     r.code if r else "reservation",
                     (r.message + "; " if r else "would delay earlier reservations; ")
-                    + f"reserved to start by t={s:.0f}",
+                    + f"reserved to start {starts_in(s - now)}",
                 )
             if c.free_total == 0:
                 break
