@@ -229,3 +229,20 @@ def test_assigned_reviewers_are_told_once(session: Session, w: dict[str, Any]) -
     assert f"Proposal {p.id} withdrawn" in msgs["rev@example.eu"].subject
     assert "no longer needed" in msgs["rev@example.eu"].body
     assert "Thank you for your review" in msgs["rev2@example.eu"].body
+
+
+def test_one_award_per_proposal(session: Session, w: dict[str, Any]) -> None:
+    """A second `award create --proposal` made a second award of the same GPU-hours."""
+    from rechenwerk.access.awards import create_award
+
+    p = _in_state(session, w, "accepted")
+    first = create_award(session, w["op"], project=w["project"], proposal=p, gpu_hours=500,
+                         starts_at=T0, now=T0)
+    with pytest.raises(Conflict) as exc:
+        create_award(session, w["op"], project=w["project"], proposal=p, gpu_hours=500,
+                     starts_at=T0, now=T0)
+    assert exc.value.message == f"proposal {p.id} already has award {first.id} (500 GPU-hours)"
+    assert exc.value.field == "proposal"
+    # more GPU-hours for the project without a proposal still work
+    create_award(session, w["op"], project=w["project"], gpu_type="A100-80GB", gpu_hours=50,
+                 starts_at=T0, now=T0)

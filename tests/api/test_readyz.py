@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import socket
 import threading
 import uuid
@@ -177,13 +178,20 @@ class _Proxy:
             s.close()
 
 
+# As in tests/conftest.py (not imported: "conftest" is ambiguous across test folders).
+PG_ADMIN_URL = os.environ.get(
+    "RECHENWERK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
 @pytest.fixture
 def pg_database() -> Iterator[str]:
-    from conftest import PG_ADMIN_URL, _pg_reachable
-
-    reason = _pg_reachable()
-    if reason:
-        pytest.skip(reason)
+    try:
+        probe = make_engine(PG_ADMIN_URL, pool_size=1)
+        with probe.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        probe.dispose()
+    except Exception as exc:
+        pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is unreachable ({type(exc).__name__})")
     name = f"rw_ready_{uuid.uuid4().hex[:10]}"
     admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_size=1)
     with admin.connect() as conn:
@@ -197,7 +205,6 @@ def pg_database() -> Iterator[str]:
 
 
 def _advisory_locks(database: str) -> int:
-    from conftest import PG_ADMIN_URL
     from rechenwerk.jobs.leadership import Leadership
 
     admin = make_engine(PG_ADMIN_URL, pool_size=1)
@@ -215,8 +222,6 @@ def _advisory_locks(database: str) -> int:
 @pytest.mark.postgres
 @pytest.mark.slow
 def test_readiness_follows_the_database(tmp_path: Path, pg_database: str) -> None:
-    from conftest import PG_ADMIN_URL
-
     base = PG_ADMIN_URL.rsplit("/", 1)[0]
     upgrade(f"{base}/{pg_database}")
     proxy = _Proxy(("127.0.0.1", 5432))

@@ -28,7 +28,13 @@ def test_usage_api_json_and_csv(session: Session, centre: Centre, api_client: An
     body = r.json()
     assert {row["key"]: row["gpu_hours"] for row in body["rows"]} == pytest.approx(
         {"university": 30.0, "sme": 5.0})
-    assert body["columns"][2]["label"] == "GPU-hours"
+    # the kind once, not as key and again as label (`--csv` printed "sme,sme,...")
+    assert [c["label"] for c in body["columns"]] == [
+        "Organisation kind", "GPU-hours", "Runs", "Share of GPU-hours"]
+    r = api_client.get("/api/v1/reports/usage", params={**RANGE, "by": "kind",
+                                                        "format": "csv"}, headers=bearer(op))
+    assert r.text.splitlines()[0] == "Organisation kind,GPU-hours,Runs,Share of GPU-hours"
+    assert r.text.splitlines()[1].startswith("university,30")
     r = api_client.get("/api/v1/reports/usage", params={**RANGE, "format": "csv"},
                        headers=bearer(op))
     assert r.headers["content-type"].startswith("text/csv")

@@ -6,8 +6,6 @@ from typing import Any
 
 import pytest
 
-from conftest import Portal
-
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("portal-browser")]
 
 
@@ -15,7 +13,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("po
     ("/docs", ".opblock-summary-path"),         # Swagger UI lists the operations
     ("/redoc", "[data-section-id^='tag/']"),    # ReDoc's menu of tags
 ])
-def test_docs_render_offline(new_page: Any, portal: Portal, path: str, rendered: str) -> None:
+def test_docs_render_offline(new_page: Any, portal: Any, path: str, rendered: str) -> None:
     page = new_page()
     blocked: list[str] = []
 

@@ -21,7 +21,14 @@ from rechenwerk.access.security import require_operator
 from rechenwerk.access.validation import check_positive
 from rechenwerk.access.visibility import can_see_project, filter_id, only_visible
 from rechenwerk.clock import ensure_utc
-from rechenwerk.errors import FieldIssue, InvalidInput, InvalidTransition, NotFound, raise_issues
+from rechenwerk.errors import (
+    Conflict,
+    FieldIssue,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    raise_issues,
+)
 
 
 def add_months(when: datetime, months: int) -> datetime:
@@ -95,6 +102,14 @@ def create_award(
             raise InvalidTransition(f"proposal {proposal.id} is {proposal.state}, not accepted",
                                     field="proposal", hint="Decide the proposal first.")
         gpu_type = gpu_type or proposal.gpu_type
+        earlier = session.scalar(select(Award).where(Award.proposal_id == proposal.id)
+                                 .order_by(Award.id).limit(1))
+        if earlier is not None:
+            raise Conflict(
+                f"proposal {proposal.id} already has award {earlier.id} "
+                f"({earlier.gpu_hours:,.0f} GPU-hours)", field="proposal",
+                hint=f"See `rechenwerk award show {earlier.id}`; an award without --proposal "
+                     "gives a project more GPU-hours.")
     if gpu_type is None:
         raise InvalidInput("gpu_type is required (no proposal to take it from)",
                            field="gpu_type")

@@ -156,9 +156,12 @@ def usage_report(
                  "period": "Period start (UTC)"}[by]
     label_label = {"project": "Title", "org": "Kind", "kind": "Kind", "call": "Access mode",
                    "mode": "Access mode", "gpu-type": "GPU type", "period": "Period"}[by]
+    # Where the label only repeats the key (kind, access mode, GPU type), one column.
+    label_column = (() if by in ("kind", "mode", "gpu-type")
+                    else (Column("label", label_label, numeric=False),))
     columns = (
         Column("key", key_label, numeric=False),
-        Column("label", label_label, numeric=False),
+        *label_column,
         Column("gpu_hours", "GPU-hours"),
         Column("jobs", "Runs", digits=0),
         Column("share", "Share of GPU-hours", digits=3),
