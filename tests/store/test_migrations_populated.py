@@ -23,17 +23,17 @@ from typing import Any
 import pytest
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
-from populated import PROJECT, Populated, populate, snapshot
-from scratch_db import ScratchDatabases, scratch_databases
 from sqlalchemy import Column, MetaData, Table, and_, bindparam, inspect, text, update
 from sqlalchemy.engine import Engine
 
 from factories import bearer
+from populated import PROJECT, Populated, populate, snapshot
 from rechenwerk.clock import FakeClock
 from rechenwerk.config import Settings
 from rechenwerk.store.migrate import alembic_config, downgrade, upgrade
 from rechenwerk.store.session import make_engine, make_session_factory
 from rechenwerk.store.tables import metadata
+from scratch_db import ScratchDatabases, scratch_databases
 
 Rows = dict[str, list[dict[str, Any]]]
 Schema = dict[str, set[str]]  # table -> column names
