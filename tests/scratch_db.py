@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from rechenwerk.store.session import make_engine
 
@@ -25,6 +26,7 @@ class ScratchDatabases:
         self.kind = kind
         self.tmp_path = tmp_path
         self.pg_names: list[str] = []
+        self.pg_roles: list[str] = []
         self._admin = None
         if kind == "postgresql":
             try:
@@ -35,16 +37,30 @@ class ScratchDatabases:
             except Exception as exc:  # pragma: no cover - depends on the machine
                 pytest.skip(f"PostgreSQL at {PG_ADMIN_URL} is unreachable ({exc})")
 
-    def new(self, label: str) -> str:
-        """The URL of a new, empty database."""
+    def new(self, label: str, *, owner: str | None = None) -> str:
+        """The URL of a new, empty database (PostgreSQL: owned by and connecting as
+        ``owner`` when given, a role from :meth:`new_role`)."""
         if self.kind == "sqlite":
             return f"sqlite:///{self.tmp_path / f'{label}.db'}"
         assert self._admin is not None
         name = f"rw_{label}_{uuid.uuid4().hex[:10]}"
         with self._admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"'
+                              + (f' OWNER "{owner}"' if owner else "")))
         self.pg_names.append(name)
-        return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+        url = make_url(PG_ADMIN_URL).set(database=name)
+        if owner:
+            url = url.set(username=owner)
+        return url.render_as_string(hide_password=False)
+
+    def new_role(self, label: str) -> str:
+        """A new login role without superuser rights (dropped at the end)."""
+        assert self._admin is not None
+        name = f"rw_{label}_{uuid.uuid4().hex[:10]}"
+        with self._admin.connect() as conn:
+            conn.execute(text(f'CREATE ROLE "{name}" LOGIN NOSUPERUSER NOCREATEDB'))
+        self.pg_roles.append(name)
+        return name
 
     def close(self) -> None:
         if self._admin is None:
@@ -52,6 +68,8 @@ class ScratchDatabases:
         with self._admin.connect() as conn:
             for name in self.pg_names:
                 conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            for role in self.pg_roles:
+                conn.execute(text(f'DROP ROLE IF EXISTS "{role}"'))
         self._admin.dispose()
 
 

@@ -28,7 +28,7 @@ from populated import PROJECT, Populated, populate, snapshot
 from rechenwerk.clock import FakeClock
 from rechenwerk.config import Settings
 from rechenwerk.store.session import make_engine, make_session_factory
-from scratch_db import scratch_databases
+from scratch_db import PG_ADMIN_URL, scratch_databases
 from waiting import wait_for
 
 pytestmark = [pytest.mark.postgres, pytest.mark.slow]
@@ -39,6 +39,12 @@ CLI = Path(sys.executable).parent / "rechenwerk"
 def libpq(url: str) -> str:
     """The SQLAlchemy URL as pg_dump and pg_restore take it."""
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def admin_url(url: str) -> str:
+    """The same database as the superuser of the test server."""
+    return make_url(url).set(username=make_url(PG_ADMIN_URL).username).render_as_string(
+        hide_password=False)
 
 
 def run(argv: list[str], **env: str) -> str:
@@ -84,7 +90,9 @@ def api_view(url: str, populated: Populated, clock: FakeClock, tmp: Path) -> dic
                     reason="pg_dump/pg_restore are not installed")
 def test_dump_restore_and_the_service_carries_on(tmp_path: Path) -> None:
     with scratch_databases("postgresql", tmp_path) as dbs:
-        live = dbs.new("live")
+        # The service's own role, no superuser: it owns the database and its tables.
+        role = dbs.new_role("svc")
+        live = dbs.new("live", owner=role)
         run([str(CLI), "admin", "db", "upgrade"], RECHENWERK_DATABASE_URL=live,
             RECHENWERK_DATA_DIR=str(tmp_path / "cli"))
         engine = make_engine(live)
@@ -97,13 +105,15 @@ def test_dump_restore_and_the_service_carries_on(tmp_path: Path) -> None:
         finally:
             engine.dispose()
 
-        # Backup: a consistent snapshot, in pg_dump's compressed custom format.
+        # Backup: a consistent snapshot, in pg_dump's compressed custom format (as the
+        # superuser, as docs/operations.md does with `sudo -u postgres`).
         dump = tmp_path / "rechenwerk.dump"
-        run(["pg_dump", "--format=custom", "--no-owner", "--file", str(dump), libpq(live)])
-        # Restore into a new, empty database.
-        restored = dbs.new("restored")
-        run(["pg_restore", "--no-owner", "--no-privileges", "--exit-on-error",
-             "--single-transaction", "--dbname", libpq(restored), str(dump)])
+        run(["pg_dump", "--format=custom", "--file", str(dump), libpq(admin_url(live))])
+        # Restore into a new, empty database of the service's role; the objects become
+        # the role's (--no-owner --role), so the server works on it without superuser.
+        restored = dbs.new("restored", owner=role)
+        run(["pg_restore", "--no-owner", "--role", role, "--exit-on-error",
+             "--single-transaction", "--dbname", libpq(admin_url(restored)), str(dump)])
 
         # The same rows in every table (alembic_version included), the same sequences.
         engine_live, engine_restored = make_engine(live), make_engine(restored)
