@@ -26,7 +26,7 @@ DROP_INS = sorted(UNITS.glob("*.service.d/*.conf"))
 BREAK_SANDBOX = {"RestrictNamespaces", "PrivateUsers", "SystemCallFilter",
                  "ProtectKernelTunables", "ProtectKernelLogs", "ProtectProc", "ProcSubset",
                  "ProtectControlGroups", "PrivateDevices", "DevicePolicy", "DeviceAllow",
-                 "ProtectClock", "ProtectHome", "MemoryDenyWriteExecute"}
+                 "ProtectClock", "ProtectHome", "PrivateTmp", "MemoryDenyWriteExecute"}
 
 
 def parse_unit(path: Path) -> dict[str, list[tuple[str, str]]]:
