@@ -76,6 +76,54 @@ def db_upgrade(revision: str = typer.Option("head", "--revision")) -> None:
                   highlight=False)
 
 
+@db_app.command("downgrade")
+@handle_errors
+def db_downgrade(
+    revision: str = typer.Argument(..., help="Revision to go back to (see `admin db "
+                                   "current`), e.g. the previous release's newest."),
+) -> None:
+    """Undo migrations down to REVISION (before installing an older release; back up
+    first: data in tables and columns that newer migrations added is dropped)."""
+    from rechenwerk.config import get_settings
+    from rechenwerk.errors import InvalidInput
+    from rechenwerk.store.migrate import current, downgrade, revisions
+
+    known = [rev for rev, _ in revisions()]
+    if revision not in known and revision != "base":
+        raise InvalidInput(f"unknown revision {revision!r}", field="revision",
+                           hint=f"One of: {', '.join(known)} (or base).")
+    url = get_settings().effective_database_url
+    downgrade(url, revision)
+    at = ", ".join(current(url)) or "base (empty)"
+    console.print(f"database at {url.split('@')[-1]} is at revision {at}", highlight=False)
+
+
+@db_app.command("current")
+@handle_errors
+def db_current(as_json: bool = JSON_OPT) -> None:
+    """The database's revision and every migration this release has (newest last)."""
+    from rechenwerk.config import get_settings
+    from rechenwerk.store.migrate import current, revisions
+
+    url = get_settings().effective_database_url
+    at = current(url)
+    known = revisions()
+    head = known[-1][0] if known else None
+    if as_json:
+        print_json({"current": at, "head": head,
+                    "revisions": [{"revision": r, "description": d} for r, d in known]})
+        return
+    state = ("up to date" if at == [head] else
+             "not migrated: run `rechenwerk admin db upgrade`" if not at else
+             "behind: run `rechenwerk admin db upgrade`" if set(at) <= {r for r, _ in known}
+             else "newer than this release (downgrade with the release that has it)")
+    console.print(f"database at {url.split('@')[-1]}: revision "
+                  f"{', '.join(at) or '(none)'}, {state}", highlight=False)
+    print_table(["revision", "description", ""],
+                [(r, d, "<- current" if r in at else "") for r, d in known],
+                title="migrations of this release")
+
+
 @admin_app.command("demo")
 @handle_errors
 def demo(

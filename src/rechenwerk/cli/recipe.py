@@ -91,5 +91,6 @@ def register(app: typer.Typer) -> None:
         if python is None and not result.torch_found:
             err_console.print(
                 "note: torch is not installed for this Python; install it with "
-                "pip install 'rechenwerk[recipes]' (or pass --python)", highlight=False)
+                "pip install 'rechenwerk[recipes]' (or pass --python)", highlight=False,
+                markup=False)  # markup would swallow "[recipes]"
         console.print(f"next: rechenwerk submit {result.spec}", highlight=False)

@@ -6,6 +6,8 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -25,3 +27,24 @@ def upgrade(url: str, revision: str = "head") -> None:
 
 def downgrade(url: str, revision: str) -> None:
     command.downgrade(alembic_config(url), revision)
+
+
+def revisions() -> list[tuple[str, str]]:
+    """(revision, first line of its description) from the first migration to the newest."""
+    script = ScriptDirectory.from_config(alembic_config("sqlite://"))
+    out = [(r.revision, (r.doc or "").strip().splitlines()[0] if r.doc else "")
+           for r in script.walk_revisions("base", "heads")]
+    out.reverse()
+    return out
+
+
+def current(url: str) -> list[str]:
+    """The revisions the database is at (empty: never migrated)."""
+    from rechenwerk.store.session import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return sorted(MigrationContext.configure(conn).get_current_heads())
+    finally:
+        engine.dispose()

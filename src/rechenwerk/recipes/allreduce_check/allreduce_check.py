@@ -26,8 +26,14 @@ import sys
 import time
 from pathlib import Path
 
-import torch
-import torch.distributed as dist
+try:
+    import torch
+    import torch.distributed as dist
+except ModuleNotFoundError as _exc:  # one line naming the extra, not a traceback per rank
+    if _exc.name != "torch":
+        raise
+    sys.exit(f"allreduce-check: PyTorch is not installed for {sys.executable}: "
+             "pip install 'rechenwerk[recipes]'")
 
 
 def human(nbytes: int) -> str:

@@ -24,11 +24,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
-import torch.distributed as dist
-import torch.nn.functional as F
-from torch import nn
-from torch.nn.parallel import DistributedDataParallel as DDP
+try:
+    import torch
+    import torch.distributed as dist
+    import torch.nn.functional as F
+    from torch import nn
+    from torch.nn.parallel import DistributedDataParallel as DDP
+except ModuleNotFoundError as _exc:  # one line naming the extra, not a traceback per rank
+    if _exc.name != "torch":
+        raise
+    sys.exit(f"gpt-pretrain: PyTorch is not installed for {sys.executable}: "
+             "pip install 'rechenwerk[recipes]'")
 
 # Model and run sizes. "auto" picks tiny on CPU (a demo that finishes in about a minute)
 # and small on GPUs (~11M parameters, a few minutes on one A100). Flags override a preset.

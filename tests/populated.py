@@ -1,0 +1,145 @@
+"""A populated centre for the backup/restore and migration tests: the demo data (through
+the services, audited) plus jobs in every kind of state with their events and usage, a
+Slurm-imported usage record, a drained node, notifications, a portal session and a login
+throttle counter, so that every table of the schema holds rows.
+
+    result = populate(session, now=now, settings=settings)   # the caller commits
+    rows = snapshot(engine)                                   # table -> rows, by key
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, select
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.orm import Session
+
+from rechenwerk.access.demo import load_demo
+from rechenwerk.access.models import LoginAttempt, Proposal, User
+from rechenwerk.access.portal_sessions import start_portal_session
+from rechenwerk.access.proposals import withdraw_proposal
+from rechenwerk.accounting.charging import settle_usage
+from rechenwerk.clock import FakeClock
+from rechenwerk.config import Settings
+from rechenwerk.jobs.models import Job, NodeState
+from rechenwerk.jobs.service import submit_job
+from rechenwerk.jobs.specs import parse_spec
+from rechenwerk.jobs.states import JobState
+from rechenwerk.jobs.transitions import transition
+from rechenwerk.notifications.models import NotificationPreference, OutboxMessage
+from rechenwerk.store.tables import metadata
+
+PROJECT = "nordlicht-llm"  # greta's project, awarded 5,000 GPU-hours in the demo
+
+
+@dataclass
+class Populated:
+    tokens: dict[str, str]  # demo username -> API token secret
+    jobs: dict[str, int] = field(default_factory=dict)  # completed, failed, ... -> job id
+
+
+def _job(session: Session, user: User, settings: Settings, now: datetime, *, name: str,
+         gpus: int, walltime: str) -> Job:
+    spec = parse_spec({"name": name, "project": PROJECT, "command": "true", "gpus": gpus,
+                       "walltime": walltime})
+    return submit_job(session, user, spec, clock=FakeClock(now), settings=settings).job
+
+
+def _start(session: Session, job: Job, at: datetime) -> None:
+    assert transition(session, job, JobState.STARTING, now=at, reason="placed", values={
+        "attempt": 1, "backend": "local", "backend_handle": f"{job.id}.1",
+        "placement": [["node01", list(range(job.gpus))]]})
+    assert transition(session, job, JobState.RUNNING, now=at, reason="running",
+                      values={"started_at": at})
+
+
+def _finish(session: Session, job: Job, state: JobState, at: datetime, exit_code: int) -> None:
+    assert job.started_at is not None
+    assert transition(session, job, state, now=at, reason=f"exit code {exit_code}",
+                      values={"ended_at": at, "exit_code": exit_code,
+                              "attained_gpu_s": job.gpus * (at - job.started_at)
+                              .total_seconds()})
+    settle_usage(session, project_id=job.project_id, gpus=job.gpus,
+                 started_at=job.started_at, ended_at=at, now=at, job_id=job.id,
+                 attempt=job.attempt, award_period_id=job.award_period_id,
+                 gpu_type=job.gpu_type)
+
+
+def populate(session: Session, *, now: datetime, settings: Settings) -> Populated:
+    """Fill an empty database at the newest schema; the caller commits."""
+    demo = load_demo(session, now=now)
+    out = Populated(tokens=demo.tokens)
+    users = {u.username: u for u in session.scalars(select(User))}
+    greta = users["greta"]
+    earlier = now - timedelta(hours=3)
+
+    completed = _job(session, greta, settings, earlier, name="completed", gpus=2,
+                     walltime="2h")
+    _start(session, completed, earlier + timedelta(minutes=1))
+    _finish(session, completed, JobState.COMPLETED, earlier + timedelta(minutes=61), 0)
+    failed = _job(session, greta, settings, earlier, name="failed", gpus=1, walltime="1h")
+    _start(session, failed, earlier + timedelta(minutes=2))
+    _finish(session, failed, JobState.FAILED, earlier + timedelta(minutes=32), 3)
+    cancelled = _job(session, users["jonas"], settings, earlier, name="cancelled", gpus=1,
+                     walltime="1h")
+    assert transition(session, cancelled, JobState.CANCELLED, now=earlier,
+                      reason="cancelled by jonas", values={"ended_at": earlier})
+    running = _job(session, greta, settings, now - timedelta(minutes=20), name="running",
+                   gpus=2, walltime="1h")
+    _start(session, running, now - timedelta(minutes=19))
+    pending = _job(session, greta, settings, now - timedelta(minutes=1), name="pending",
+                   gpus=1, walltime="10m")
+    out.jobs = {"completed": completed.id, "failed": failed.id, "cancelled": cancelled.id,
+                "running": running.id, "pending": pending.id}
+
+    # Usage imported from Slurm (no Rechenwerk job), and the Slurm-side energy figures.
+    assert completed.award_period_id is not None
+    settle_usage(session, project_id=completed.project_id, gpus=4,
+                 started_at=earlier, ended_at=earlier + timedelta(minutes=15), now=now,
+                 source="slurm", external_id="slurm:4711:0",
+                 award_period_id=completed.award_period_id, gpu_type="A100-80GB",
+                 energy_kwh=1.25, co2_kg=0.4)
+
+    # A withdrawn proposal, and an estimate attached to the one under review.
+    proposals = {p.title: p for p in session.scalars(select(Proposal))}
+    withdraw_proposal(session, users["amelie"],
+                      proposals["Ablation runs for the data pipeline"], now=now,
+                      reason="merged into the main proposal")
+    review = proposals["Self-supervised pre-training on warehouse video"]
+    review.estimate_inputs = {"params": 1.0e9, "tokens": 2.0e10, "gpu": "A100-80GB",
+                              "gpus": 8}
+    review.estimate_result = {"gpu_hours": 812.5, "days": 4.2}
+    review.estimate_attached_at = now
+
+    session.add(NodeState(name="node02", drained=True, reason="fan replaced",
+                          updated_at=now, updated_by="operator"))
+    session.add(NotificationPreference(user_id=greta.id, job_finished=True,
+                                       job_failed=True, low_balance_percent=20,
+                                       updated_at=now))
+    session.add(OutboxMessage(user_id=greta.id, to_address=greta.email,
+                              event="job_finished", subject="job 1 completed",
+                              body="Your job completed.", dedup_key=f"job:{completed.id}:end",
+                              created_at=now, next_attempt_at=now, sent_at=now, attempts=1,
+                              last_error="", gave_up=False))
+    session.add(LoginAttempt(kind="user", key="jonas", window_start=now, count=2))
+    start_portal_session(session, greta, now=now, max_age_s=3600)
+    session.flush()
+    return out
+
+
+def table_rows(conn: Connection, table: Table) -> list[dict[str, Any]]:
+    pk = list(table.primary_key.columns)
+    return [dict(r) for r in conn.execute(select(table).order_by(*pk)).mappings()]
+
+
+def snapshot(engine: Engine) -> dict[str, list[dict[str, Any]]]:
+    """Every table of the schema: its rows as dicts, ordered by primary key."""
+    with engine.connect() as conn:
+        return {t.name: table_rows(conn, t) for t in metadata.sorted_tables}
+
+
+def empty_tables(rows: dict[str, list[dict[str, Any]]]) -> list[str]:
+    return sorted(name for name, items in rows.items() if not items)
