@@ -42,8 +42,12 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("POST", "/login"): "portal login (checks the password itself)",
     ("POST", "/api/v1/auth/token"): "CLI login: exchanges a password for a token itself",
     ("GET", "/static/{path:path}"): "portal CSS/JS",
+    ("GET", "/healthz"): "liveness probe (touches nothing)",
+    ("GET", "/readyz"): "readiness probe (check results, no user data)",
+    ("GET", "/docs-assets/redoc.standalone.js"): "ReDoc's script (served locally)",
+    ("GET", "/docs-assets/{path:path}"): "Swagger UI and ReDoc assets",
 }
-PUBLIC_PREFIXES = ("/static",)
+PUBLIC_PREFIXES = ("/static", "/docs-assets")
 
 
 def _routes(app: Any) -> list[tuple[str, str]]:
