@@ -63,7 +63,12 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     with session_scope(make_session_factory(engine)) as session:
         demo = load_portal_demo(session, now=datetime.now(UTC))
     engine.dispose()
+    # Jobs run sandboxed (the default where bubblewrap works): tests signal them through
+    # files in this folder, shown to every job read-only.
+    shared = tmp / "shared"
+    shared.mkdir(mode=0o755)
     settings = Settings(data_dir=tmp / "var", database_url=db_url, scheduler_enabled=True,
+                        local_sandbox_ro=str(shared),
                         scheduler_interval_s=0.5, local_cluster="2x4:A100-80GB",
                         secret_key=secrets.token_hex(16), kill_grace_s=2.0)
     app = create_app(settings)

@@ -80,7 +80,7 @@ def test_submit_job_from_form_runs_and_balance_drops(new_page: Any, portal: Any)
     page.fill("#f-name", "browser-demo")
     # It runs until the test releases it (once the server has seen it running), not for
     # a fixed time a loaded machine could let pass before the scheduler looks.
-    released = portal.data_dir.parent / f"release-{uuid.uuid4().hex}"
+    released = portal.data_dir.parent / "shared" / f"release-{uuid.uuid4().hex}"
     page.fill("#f-command", "python3 -c \"import os,time; print('step 1', flush=True); "
                             f"any(os.path.exists('{released}') or time.sleep(0.05) "
                             "for _ in iter(int, 1)); print('done')\"")
@@ -191,7 +191,7 @@ def test_operator_cluster_view_queue_and_reports(new_page: Any, portal: Any) -> 
         assert "PUE" in page.inner_text("[data-testid=energy-assumptions]")
         shot(page, "12-operator-reports")
         csv = page.request.get("/reports/usage.csv?by=kind")
-        assert csv.status == 200 and csv.text().startswith("Organisation kind,Kind,GPU-hours")
+        assert csv.status == 200 and csv.text().startswith("Organisation kind,GPU-hours")
         page.click("nav >> text=Audit log")
         assert "proposal.review" in page.inner_text("[data-testid=audit-table]") or \
             "award.create" in page.inner_text("[data-testid=audit-table]")
