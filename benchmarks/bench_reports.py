@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import random
+import re
 import statistics
 import tempfile
 import time
@@ -215,7 +216,7 @@ def main() -> None:
     for what, r in results.items():
         print(f"{what:<40} {r['rows']:6d} {r['best_ms']:8.1f} {r['median_ms']:10.1f}")
     out = {"records": args.records, "years": args.years, **{
-        what.replace(" ", "_").replace(",", ""): r["median_ms"] for what, r in results.items()}}
+        re.sub(r"\W+", "_", what): r["median_ms"] for what, r in results.items()}}
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"results": results, **out}, f, indent=2)
