@@ -138,6 +138,12 @@ class Settings(BaseSettings):
     # entries extend or replace the built-in GPUs; empty -> built-in catalogue only.
     hardware_catalogue: str = ""
 
+    # --- reports --------------------------------------------------------------------
+    # Longest one report computation may run (REST API and portal): finite, 1 s .. 1 hour.
+    # Past it the report is stopped, its transaction rolled back, and the request answered
+    # 422 "report too large" (docs/security.md, Limits).
+    report_timeout_s: float = Field(default=60.0, ge=1.0, le=3600.0, allow_inf_nan=False)
+
     # --- notifications --------------------------------------------------------------
     smtp_host: str = ""  # empty -> notifications are only logged
     smtp_port: int = Field(default=25, ge=1, le=65535)

@@ -1,28 +1,37 @@
 """REST API for reports: ``/api/v1/reports/{usage,utilisation,waits,energy}`` as JSON, or
-CSV with ``?format=csv``. Operators see the whole centre, others their own projects."""
+CSV with ``?format=csv``. Operators see the whole centre, others their own projects.
+
+The routes are async: each report is computed in a worker thread under a guard that
+stops it when the client disconnects or after ``RECHENWERK_REPORT_TIMEOUT_S``
+(``reports/guard.py``); the answer is encoded in that thread too, off the event loop."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.orm import Session
 
-from rechenwerk.api.deps import CurrentUser, DbSession, Now, centre_gpus
+from rechenwerk.access.models import User
+from rechenwerk.api.deps import CurrentUser, DbSession, Now, centre_gpus, settings_of
 from rechenwerk.reports import service as reports
 from rechenwerk.reports import tables as report_tables
 from rechenwerk.reports import utilisation as report_utilisation
-from rechenwerk.reports.tables import ReportTable
+from rechenwerk.reports.guard import Guard, run_report
+from rechenwerk.reports.tables import ReportTable, Scope
 
 router = APIRouter(prefix="/api/v1/reports", tags=["reports"])
 
 Format = Literal["json", "csv"]
 
 
-def _out(table: ReportTable, fmt: Format) -> Any:
+def _out(table: ReportTable, fmt: Format) -> Response:
     if fmt == "csv":
         return Response(table.to_csv(), media_type="text/csv")
-    return table.to_dict()
+    return JSONResponse(table.to_dict())
 
 
 def _range(start: datetime | None, end: datetime | None, now: datetime
@@ -31,9 +40,18 @@ def _range(start: datetime | None, end: datetime | None, now: datetime
     return report_tables.resolve_range(start, end, now=now)
 
 
+async def _report(request: Request, session: Session, user: User, name: str, fmt: Format,
+                  make: Callable[[Scope, Guard], ReportTable]) -> Response:
+    """``make(scope, guard)`` under the guard, in a worker thread, as ``fmt``."""
+    return await run_report(
+        request, session, f"{name} report",
+        lambda guard: _out(make(report_tables.scope_for(session, user), guard), fmt),
+        timeout_s=settings_of(request).report_timeout_s)
+
+
 @router.get("/usage")
-def usage(
-    session: DbSession, user: CurrentUser, now: Now,
+async def usage(
+    request: Request, session: DbSession, user: CurrentUser, now: Now,
     by: str = Query("project", description="project, org, kind, call, mode, gpu-type or period"),
     period: str = Query("month", description="bucket for by=period: day, week or month"),
     start: datetime | None = Query(None, alias="from"),
@@ -41,12 +59,13 @@ def usage(
     format: Format = "json",
 ) -> Any:
     lo, hi = _range(start, end, now)
-    return _out(reports.usage_report(session, scope=report_tables.scope_for(session, user), by=by,
-                                     start=lo, end=hi, bucket=period), format)
+    return await _report(request, session, user, "usage", format, lambda scope, guard:
+                         reports.usage_report(session, scope=scope, by=by, start=lo, end=hi,
+                                              bucket=period, guard=guard))
 
 
 @router.get("/utilisation")
-def utilisation(
+async def utilisation(
     request: Request, session: DbSession, user: CurrentUser, now: Now,
     period: str = Query("day", description="day, week or month"),
     total_gpus: int | None = Query(None, ge=1, description="default: the backend's GPUs"),
@@ -55,27 +74,30 @@ def utilisation(
     format: Format = "json",
 ) -> Any:
     lo, hi = _range(start, end, now)
-    return _out(report_utilisation.utilisation_report(
-        session, scope=report_tables.scope_for(session, user), start=lo, end=hi,
-        total_gpus=total_gpus or centre_gpus(request), now=now, bucket=period), format)
+    return await _report(request, session, user, "utilisation", format, lambda scope, guard:
+                         report_utilisation.utilisation_report(
+                             session, scope=scope, start=lo, end=hi,
+                             total_gpus=total_gpus or centre_gpus(request), now=now,
+                             bucket=period, guard=guard))
 
 
 @router.get("/waits")
-def waits(
-    session: DbSession, user: CurrentUser, now: Now,
+async def waits(
+    request: Request, session: DbSession, user: CurrentUser, now: Now,
     by: str = Query("qos-size", description="qos, size or qos-size"),
     start: datetime | None = Query(None, alias="from"),
     end: datetime | None = Query(None, alias="to"),
     format: Format = "json",
 ) -> Any:
     lo, hi = _range(start, end, now)
-    return _out(reports.waits_report(session, scope=report_tables.scope_for(session, user), by=by,
-                                     start=lo, end=hi), format)
+    return await _report(request, session, user, "waits", format, lambda scope, guard:
+                         reports.waits_report(session, scope=scope, by=by, start=lo, end=hi,
+                                              guard=guard))
 
 
 @router.get("/energy")
-def energy(
-    session: DbSession, user: CurrentUser, now: Now,
+async def energy(
+    request: Request, session: DbSession, user: CurrentUser, now: Now,
     country: str | None = Query(None, description="grid of this country (ISO code)"),
     pue: float | None = Query(None, description="power usage effectiveness, e.g. 1.2"),
     start: datetime | None = Query(None, alias="from"),
@@ -83,5 +105,6 @@ def energy(
     format: Format = "json",
 ) -> Any:
     lo, hi = _range(start, end, now)
-    return _out(reports.energy_report(session, scope=report_tables.scope_for(session, user),
-                                      start=lo, end=hi, country=country, pue=pue), format)
+    return await _report(request, session, user, "energy", format, lambda scope, guard:
+                         reports.energy_report(session, scope=scope, start=lo, end=hi,
+                                               country=country, pue=pue, guard=guard))

@@ -15,6 +15,10 @@ Sources and rules (also in docs/portal.md):
 
 Authorisation: operators see everything; anyone else sees only the projects they belong
 to (the same membership rule as the jobs and balance APIs).
+
+Each report is one aggregating query (two on SQLite for waits) and one pass over its
+result, so its cost is linear in the rows the database scans; ``guard`` (see
+``reports/guard.py``) is checked before the query and every few hundred result rows.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from rechenwerk.access.models import (
 )
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.errors import InvalidInput
+from rechenwerk.reports.guard import NO_GUARD, Guard
 from rechenwerk.reports.sql import BUCKETS, bucket_start, bucket_value, dialect_of, epoch_s
 from rechenwerk.reports.tables import Column, ReportTable, Scope, check_buckets, check_choice
 
@@ -63,6 +68,7 @@ def usage_report(
     start: datetime,
     end: datetime,
     bucket: str = "month",
+    guard: Guard = NO_GUARD,
 ) -> ReportTable:
     """Settled GPU-hours grouped by ``by`` (see ``GROUPINGS``) for records ending in
     [start, end)."""
@@ -120,10 +126,11 @@ def usage_report(
     stmt = stmt.select_from(ur) if by in ("gpu-type", "period", "call", "mode") else stmt
     stmt = stmt.where(ur.ended_at >= start, ur.ended_at < end)
     stmt = scope.apply(stmt, ur.project_id).group_by(*group)
+    guard.check()
     raw = session.execute(stmt).all()
 
     rows: list[dict[str, Any]] = []
-    for r in raw:
+    for r in guard.every(raw):
         key, label, gpu_hours, n_jobs = r[0], r[1], float(r[2] or 0.0), int(r[3] or 0)
         row: dict[str, Any] = {"key": key, "gpu_hours": gpu_hours, "jobs": n_jobs}
         if by == "project":
@@ -186,6 +193,7 @@ def size_class(gpus: int) -> str:
 
 def waits_report(
     session: Session, *, scope: Scope, start: datetime, end: datetime, by: str = "qos-size",
+    guard: Guard = NO_GUARD,
 ) -> ReportTable:
     """Median and p90 of the wait (start - submit) of jobs that started in [start, end)."""
     from rechenwerk.jobs.models import Job
@@ -213,7 +221,8 @@ def waits_report(
         ).where(*where).group_by(func.grouping_sets(tuple_(qos_key, size_key), tuple_())),
             Job.project_id)
         totals = {"jobs": 0}
-        for qos, sz, is_total, count, med, p90, mean in session.execute(stmt):
+        guard.check()
+        for qos, sz, is_total, count, med, p90, mean in guard.every(session.execute(stmt)):
             if is_total:
                 totals = {"jobs": int(count)}
                 if count:
@@ -226,10 +235,11 @@ def waits_report(
         import numpy as np
 
         groups: dict[tuple[str, str], list[float]] = {}
-        for qos, sz, w in session.execute(scope.apply(select(qos_key, size_key, wait)
-                                                      .where(*where), Job.project_id)):
+        guard.check()
+        for qos, sz, w in guard.every(session.execute(scope.apply(
+                select(qos_key, size_key, wait).where(*where), Job.project_id))):
             groups.setdefault((str(qos), str(sz)), []).append(max(float(w), 0.0))
-        for (qos, sz), waits in groups.items():
+        for (qos, sz), waits in guard.every(groups.items(), 1):
             arr = np.asarray(waits)
             rows.append({"qos": qos, "size": sz, "jobs": len(waits),
                          "median_wait_h": float(np.percentile(arr, 50)),
@@ -259,7 +269,7 @@ def waits_report(
 
 def energy_report(
     session: Session, *, scope: Scope, start: datetime, end: datetime,
-    country: str | None = None, pue: float | None = None,
+    country: str | None = None, pue: float | None = None, guard: Guard = NO_GUARD,
 ) -> ReportTable:
     """Energy (MWh) and CO2 (t CO2e) per project from settled GPU-hours per GPU type and the
     hardware catalogue's power figures."""
@@ -284,7 +294,8 @@ def energy_report(
     unknown_types: set[str] = set()
     powers: dict[str, float] = {}
     grid = None
-    for slug, gpu_type, hours in session.execute(stmt):
+    guard.check()
+    for slug, gpu_type, hours in guard.every(session.execute(stmt)):
         name = str(gpu_type or "")
         try:
             spec = catalogue.get(name) if name else catalogue.get(fallback)

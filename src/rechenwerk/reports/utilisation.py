@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.errors import InvalidInput
+from rechenwerk.reports.guard import NO_GUARD, Guard
 from rechenwerk.reports.sql import BUCKETS, bucket_start, bucket_value, dialect_of, epoch_s
 from rechenwerk.reports.tables import (
     Column,
@@ -83,6 +84,7 @@ def utilisation_report(
     total_gpus: int,
     now: datetime,
     bucket: str = "day",
+    guard: Guard = NO_GUARD,
 ) -> ReportTable:
     """Busy GPU-hours per bucket over capacity (``total_gpus`` x bucket length).
 
@@ -94,7 +96,11 @@ def utilisation_report(
     ``A`` at every bucket edge follows from per-bucket sums of ``g`` and ``g * s`` (and
     ``g`` and ``g * e``) grouped by the bucket that contains ``s`` (``e``). A bucket's busy
     time is ``A(hi) - A(lo)``: exact, and two small GROUP BY queries per source instead
-    of shipping every run to Python.
+    of shipping every run to Python. Linear in runs + buckets: the database scans the
+    runs once per query, Python walks the buckets a constant number of times.
+
+    ``guard`` is checked before every query and every few hundred buckets
+    (``reports/guard.py``): a stopped guard ends the computation.
     """
     from rechenwerk.jobs.models import Job
 
@@ -116,7 +122,8 @@ def utilisation_report(
     gx_e = [0.0] * (n + 1)
 
     def accumulate(stmt: Any, g_acc: list[float], gx_acc: list[float]) -> None:
-        for key, g, gx in session.execute(stmt):
+        guard.check()
+        for key, g, gx in guard.every(session.execute(stmt)):
             j = index.get(bucket_value(key), n)
             g_acc[j] += float(g or 0.0)
             gx_acc[j] += float(gx or 0.0)
@@ -140,6 +147,7 @@ def utilisation_report(
         accumulate(scope.apply(
             select(key, func.sum(Job.gpus), func.sum(Job.gpus * (epoch_s(js, dialect) - origin)))
             .where(*running).group_by(key), Job.project_id), g_s, gx_s)
+        guard.check()
         total = float(session.scalar(scope.apply(
             select(func.coalesce(func.sum(Job.gpus), 0)).where(*running), Job.project_id)) or 0)
         j = bisect.bisect_right(points, run_end) - 1 if run_end > start else 0
@@ -156,11 +164,11 @@ def utilisation_report(
         t = points[k].timestamp() - origin
         return (pre_gx_e[k] + t * suf_g_e[k]) - (pre_gx_s[k] + t * suf_g_s[k])
 
-    areas = [area(k) for k in range(n)]
+    areas = [area(k) for k in guard.every(range(n))]
     busy = [max(areas[b + 1] - areas[b], 0.0) for b in range(n - 1)]
     rows: list[dict[str, Any]] = []
     now_s = now.timestamp()
-    for b in range(n - 1):
+    for b in guard.every(range(n - 1)):
         lo_b = points[b].timestamp()
         hi_b = min(points[b + 1].timestamp(), max(now_s, lo_b))
         capacity_h = total_gpus * max(hi_b - lo_b, 0.0) / 3600.0

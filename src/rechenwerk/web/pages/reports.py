@@ -1,12 +1,17 @@
 """Reports in the portal: GPU-hours by a chosen grouping, utilisation over time, waiting
 times by QOS and job size, energy and CO2 per project; every chart and table is also a
-CSV download. Operators see the whole centre, others their own projects."""
+CSV download. Operators see the whole centre, others their own projects.
+
+Like the REST API's, the pages are async and compute (and render) in a worker thread
+under a guard that stops when the browser goes away or after
+``RECHENWERK_REPORT_TIMEOUT_S`` (``reports/guard.py``)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
@@ -18,11 +23,12 @@ from starlette.responses import Response
 
 from rechenwerk.access.models import User
 from rechenwerk.access.visibility import visible_project_ids
-from rechenwerk.api.deps import centre_gpus, get_now, get_session
+from rechenwerk.api.deps import centre_gpus, get_now, get_session, settings_of
 from rechenwerk.errors import InvalidInput, NotFound
 from rechenwerk.reports import service as reports
 from rechenwerk.reports import tables as report_tables
 from rechenwerk.reports import utilisation as report_utilisation
+from rechenwerk.reports.guard import NO_GUARD, Guard, run_report
 from rechenwerk.reports.tables import ReportTable
 from rechenwerk.web.charts import Chart, Series, chart_svg
 from rechenwerk.web.deps import portal_user
@@ -87,7 +93,7 @@ _recent = _RecentTables()
 
 def build_reports(request: Request, db: Session, user: User, now: datetime, *,
                   start: str, end: str, by: str, period: str,
-                  only: str | None = None) -> dict[str, ReportTable]:
+                  only: str | None = None, guard: Guard = NO_GUARD) -> dict[str, ReportTable]:
     scope = report_tables.scope_for(db, user)
     end_dt = parse_day(end, "to")
     if end_dt is not None and len(end) == 10 and end_dt < report_tables.LATEST:
@@ -95,12 +101,15 @@ def build_reports(request: Request, db: Session, user: User, now: datetime, *,
     lo, hi = report_tables.resolve_range(parse_day(start, "from"), end_dt, now=now)
     makers: dict[str, Any] = {
         "usage": lambda: reports.usage_report(db, scope=scope, by=by, start=lo, end=hi,
-                                              bucket=period),
+                                              bucket=period, guard=guard),
         "utilisation": lambda: report_utilisation.utilisation_report(
             db, scope=scope, start=lo, end=hi, total_gpus=centre_gpus(request), now=now,
-            bucket=period if period != "month" or (hi - lo).days > 90 else "day"),
-        "waits": lambda: reports.waits_report(db, scope=scope, start=lo, end=hi),
-        "energy": lambda: reports.energy_report(db, scope=scope, start=lo, end=hi),
+            bucket=period if period != "month" or (hi - lo).days > 90 else "day",
+            guard=guard),
+        "waits": lambda: reports.waits_report(db, scope=scope, start=lo, end=hi,
+                                              guard=guard),
+        "energy": lambda: reports.energy_report(db, scope=scope, start=lo, end=hi,
+                                                guard=guard),
     }
     out: dict[str, ReportTable] = {}
     for name, make in makers.items():
@@ -143,15 +152,29 @@ def chart_for(name: str, table: ReportTable) -> Chart:
     ), kind="category", horizontal=True, note="assumptions below the table")
 
 
+async def _guarded(request: Request, db: Session, what: str,
+                   page: Callable[[Guard], Response]) -> Response:
+    """``page(guard)`` (its reports and their rendering) in a worker thread, stopped when
+    the browser goes away or at the time limit."""
+    return await run_report(request, db, what, page,
+                            timeout_s=settings_of(request).report_timeout_s)
+
+
 @router.get("/reports")
-def reports_page(
+async def reports_page(
     request: Request, start: str = "", end: str = "", by: str = "project",
     period: str = "week", user: User = Depends(portal_user),
     db: Session = Depends(get_session), now: Any = Depends(get_now),
 ) -> Response:
+    return await _guarded(request, db, "reports page", lambda guard: _reports_page(
+        request, db, user, now, start=start, end=end, by=by, period=period, guard=guard))
+
+
+def _reports_page(request: Request, db: Session, user: User, now: datetime, *, start: str,
+                  end: str, by: str, period: str, guard: Guard) -> Response:
     params = {k: v for k, v in request.query_params.items()}
     tables = build_reports(request, db, user, now, start=params.get("from", start),
-                           end=params.get("to", end), by=by, period=period)
+                           end=params.get("to", end), by=by, period=period, guard=guard)
     # Charts and downloads get the page's exact range (and so reuse its tables).
     usage = tables["usage"]
     query = "?" + urlencode({"from": usage.start.isoformat(), "to": usage.end.isoformat(),
@@ -176,34 +199,49 @@ def reports_page(
 
 
 def _one_report(request: Request, db: Session, user: User, now: Any, name: str, *,
-                by: str, period: str, what: str) -> Any:
+                by: str, period: str, guard: Guard) -> Any:
     """The table behind one chart or CSV download, for the page's exact range."""
+    q = request.query_params
+    return build_reports(request, db, user, now, start=q.get("from", ""),
+                         end=q.get("to", ""), by=by, period=period, only=name,
+                         guard=guard)[name]
+
+
+def _known(name: str, what: str) -> None:
     if name not in ("usage", "utilisation", "waits", "energy"):
         raise NotFound(f"{what} {name!r} not found",
                        hint=f"{what.capitalize()}s: usage, utilisation, waits, energy.")
-    q = request.query_params
-    return build_reports(request, db, user, now, start=q.get("from", ""),
-                         end=q.get("to", ""), by=by, period=period, only=name)[name]
 
 
 @router.get("/reports/chart/{name}.svg")
-def report_chart(
+async def report_chart(
     request: Request, name: str, by: str = "project", period: str = "week",
     user: User = Depends(portal_user), db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
-    table = _one_report(request, db, user, now, name, by=by, period=period, what="chart")
-    return Response(chart_svg(chart_for(name, table)), media_type="image/svg+xml",
-                    headers={"Cache-Control": "private, max-age=60"})
+    _known(name, "chart")
+
+    def chart(guard: Guard) -> Response:
+        table = _one_report(request, db, user, now, name, by=by, period=period, guard=guard)
+        svg = chart_svg(chart_for(name, table))
+        return Response(svg, media_type="image/svg+xml",
+                        headers={"Cache-Control": "private, max-age=60"})
+
+    return await _guarded(request, db, f"{name} chart", chart)
 
 
 @router.get("/reports/{name}.csv")
-def report_csv(
+async def report_csv(
     request: Request, name: str, by: str = "project", period: str = "week",
     user: User = Depends(portal_user), db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
-    table = _one_report(request, db, user, now, name, by=by, period=period, what="report")
-    filename = f"rechenwerk-{name}-{table.start:%Y%m%d}-{table.end:%Y%m%d}.csv"
-    return Response(table.to_csv(), media_type="text/csv",
-                    headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+    _known(name, "report")
+
+    def csv(guard: Guard) -> Response:
+        table = _one_report(request, db, user, now, name, by=by, period=period, guard=guard)
+        filename = f"rechenwerk-{name}-{table.start:%Y%m%d}-{table.end:%Y%m%d}.csv"
+        return Response(table.to_csv(), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    return await _guarded(request, db, f"{name} CSV", csv)
