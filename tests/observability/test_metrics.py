@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import grafana_dashboard
 import httpx
 import pytest
 from fastapi.testclient import TestClient
@@ -30,6 +31,7 @@ from rechenwerk.jobs.loop import PHASES, SchedulerLoop
 from rechenwerk.jobs.models import Job, NodeState
 from rechenwerk.notifications.models import OutboxMessage
 from rechenwerk.observability.backend import InstrumentedBackend
+from rechenwerk.observability.collector import STATE_METRICS
 from rechenwerk.observability.instruments import HTTP_METHODS, INSTRUMENTS
 
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -375,3 +377,27 @@ def test_bad_metrics_settings_name_their_variable(monkeypatch: pytest.MonkeyPatc
     with pytest.raises(InvalidInput, match=var):
         get_settings()
 
+
+def _sample_names(family: Any) -> set[str]:
+    suffixes = {"counter": ("_total",), "histogram": ("_bucket", "_count", "_sum"),
+                "info": ("_info",)}.get(family.type, ("",))
+    return {family.name + s for s in suffixes}
+
+
+def test_the_grafana_dashboard_uses_exactly_the_exposed_metrics(client: TestClient,
+                                                                 session: Session) -> None:
+    """Every name in the dashboard's queries is one /metrics exposes, and every family
+    /metrics exposes is on the dashboard."""
+    _world(session)
+    text = client.get("/metrics", headers=bearer(METRICS_TOKEN)).text
+    families = [f for f in text_string_to_metric_families(text)
+                if f.name.startswith("rechenwerk_")]
+    exposed = {n for f in families for n in _sample_names(f)}
+    assert {"rechenwerk_queue_jobs", "rechenwerk_backend_errors_total",
+            "rechenwerk_http_request_duration_seconds_bucket"} <= exposed
+    assert {f.name for f in families} >= set(STATE_METRICS)
+    used = set().union(*(grafana_dashboard.metric_names(e)
+                         for e in grafana_dashboard.expressions()))
+    assert used - exposed == set(), "the dashboard queries metrics nobody exposes"
+    unused = [f.name for f in families if not _sample_names(f) & used]
+    assert unused == [], "exposed but on no panel"
