@@ -124,7 +124,8 @@ def test_state_gauges_match_a_known_database(client: TestClient, session: Sessio
                                              clock: FakeClock) -> None:
     w = _world(session)
     project, pi = w["project"], w["pi_user"]
-    other = make_project(session, slug="quiet-one")
+    other = make_project(session, slug="quiet-one")  # an award, no live job
+    quiet_award = make_award(session, other, gpu_hours=10.0)
     period = w["award"].periods[0]
     pid, uid = project.id, pi.id
     _job(session, pid, uid, "pending", gpus=4, submitted_s_ago=600, period_id=period.id)
@@ -135,6 +136,9 @@ def test_state_gauges_match_a_known_database(client: TestClient, session: Sessio
          period_id=period.id)
     _job(session, pid, uid, "completed")
     _job(session, other.id, uid, "failed")
+    no_award = make_project(session, slug="no-award")
+    _job(session, no_award.id, uid, "preempted")
+    _job(session, no_award.id, uid, "cancelled")
     session.add(NodeState(name="node02", drained=True, reason="maintenance", updated_at=T0))
     session.add(UsageRecord(project_id=pid, award_period_id=period.id, gpu_type="A100-80GB",
                             gpus=2, started_at=T0, ended_at=T0, gpu_hours=12.5,
@@ -153,16 +157,16 @@ def test_state_gauges_match_a_known_database(client: TestClient, session: Sessio
     assert value(s, "rechenwerk_queue_jobs") == 2
     assert value(s, "rechenwerk_queue_gpus") == 6
     assert value(s, "rechenwerk_queue_oldest_wait_seconds") == 600
-    # jobs by project and state: every state of each project that has jobs, zeros too
+    # live jobs by project and state: every live state of each project with live jobs
+    # or an active award, zeros too; ended jobs are not read
     jobs = {(d["project"], d["state"]): value(s, "rechenwerk_jobs", **d)
             for d in series(s, "rechenwerk_jobs")}
-    assert jobs[("nordlicht-llm", "pending")] == 2
-    assert jobs[("nordlicht-llm", "running")] == 1
-    assert jobs[("nordlicht-llm", "starting")] == 1
-    assert jobs[("nordlicht-llm", "completed")] == 1
-    assert jobs[("nordlicht-llm", "failed")] == 0
-    assert jobs[("quiet-one", "failed")] == 1
-    assert len(jobs) == 2 * 8
+    assert jobs == {("nordlicht-llm", "pending"): 2, ("nordlicht-llm", "starting"): 1,
+                    ("nordlicht-llm", "running"): 1, ("nordlicht-llm", "preempted"): 0,
+                    ("quiet-one", "pending"): 0, ("quiet-one", "starting"): 0,
+                    ("quiet-one", "running"): 0, ("quiet-one", "preempted"): 0,
+                    ("no-award", "pending"): 0, ("no-award", "starting"): 0,
+                    ("no-award", "running"): 0, ("no-award", "preempted"): 1}
     # GPUs (the default inventory: 2 nodes x 8 A100-80GB; node02 drained with 2 in use)
     node = {(d["node"], d["state"]): value(s, "rechenwerk_node_gpus", **d)
             for d in series(s, "rechenwerk_node_gpus")}
@@ -179,7 +183,9 @@ def test_state_gauges_match_a_known_database(client: TestClient, session: Sessio
     assert value(s, "rechenwerk_award_settled_gpu_hours", **labels) == 12.5
     assert value(s, "rechenwerk_award_committed_gpu_hours", **labels) == 11
     assert value(s, "rechenwerk_award_available_gpu_hours", **labels) == 76.5
-    assert len(series(s, "rechenwerk_award_settled_gpu_hours")) == 1  # quiet-one: no award
+    quiet = {"project": "quiet-one", "award": str(quiet_award.id), "gpu_type": "A100-80GB"}
+    assert value(s, "rechenwerk_award_available_gpu_hours", **quiet) == 10
+    assert len(series(s, "rechenwerk_award_settled_gpu_hours")) == 2  # no-award: none
     # the outbox: two queued (the older 5 minutes), one given up; the sent one not counted
     assert value(s, "rechenwerk_notification_outbox_messages", state="queued") == 2
     assert value(s, "rechenwerk_notification_outbox_messages", state="gave_up") == 1
@@ -266,6 +272,8 @@ def test_scheduler_phases_and_backend_errors_are_observed(
     before = {p: _count(phase, phase=p) for p in PHASES}
     cycles = _count("rechenwerk_scheduler_cycle_duration_seconds_count")
     errors = _count("rechenwerk_backend_errors_total", backend="fake", operation="submit")
+    changes = {st: _count("rechenwerk_job_state_changes_total", state=st)
+               for st in ("starting", "pending", "running")}
     loop = SchedulerLoop(session_factory, backend,
                          settings=Settings(data_dir=tmp_path, scheduler_policy="fifo"),
                          clock=clock)
@@ -277,6 +285,9 @@ def test_scheduler_phases_and_backend_errors_are_observed(
     assert _count("rechenwerk_backend_errors_total", backend="fake",
                   operation="submit") == errors + 1
     assert (_count("rechenwerk_scheduler_last_cycle_timestamp_seconds") or 0) > 0
+    # placed (pending -> starting), its launch failed and it was requeued (-> pending)
+    assert {st: _count("rechenwerk_job_state_changes_total", state=st) - n
+            for st, n in changes.items()} == {"starting": 1, "pending": 1, "running": 0}
     fake.fail_next = "again"
     with pytest.raises(BackendError):
         backend.submit(_request())

@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from rechenwerk import __version__
 from rechenwerk.access.models import Project
-from rechenwerk.accounting.balance import balances_at
+from rechenwerk.accounting.balance import Balance, balances_at
 from rechenwerk.clock import Clock
 from rechenwerk.execution.base import NodeInventory
 from rechenwerk.jobs.models import Job
@@ -37,7 +37,10 @@ from rechenwerk.store.session import session_scope
 
 log = logging.getLogger("rechenwerk.metrics")
 
-JOB_STATES = tuple(s.value for s in JobState)
+# The states of jobs not ended (the pending and running ones, and preempted ones about to
+# be requeued); ended jobs grow without bound, so they are counted as they end instead.
+LIVE_JOB_STATES = tuple(s.value for s in (JobState.PENDING, JobState.STARTING,
+                                           JobState.RUNNING, JobState.PREEMPTED))
 GPU_STATES = ("used", "free", "drained")
 
 # Every family this collector yields (the Grafana dashboard's test checks against them).
@@ -85,10 +88,11 @@ class StateCollector:
         info = InfoMetricFamily("rechenwerk_build", "The running Rechenwerk's version.")
         info.add_metric([], {"version": __version__})
         families: list[Metric] = [info]
-        families += _jobs(session)
+        balances = balances_at(session, now)
+        families += _jobs(session, {b.project for b in balances})
         families += _queue(session, now)
         families += self._gpus(session)
-        families += _awards(session, now)
+        families += _awards(balances)
         families += _outbox(session, now)
         took = GaugeMetricFamily("rechenwerk_metrics_collect_duration_seconds",
                                  "Time this scrape spent reading the state gauges.",
@@ -133,24 +137,28 @@ class _Bound:
         yield from self.collector.families(self.session)
 
 
-def _jobs(session: Session) -> list[Metric]:
+def _jobs(session: Session, active_projects: set[str]) -> list[Metric]:
+    """Live jobs by project and state: only live rows are read (ended jobs are counted
+    as they end, ``rechenwerk_job_state_changes_total``), and every project with live
+    jobs or an active award has all live states, zeros included, so its series do not
+    vanish when its last job ends."""
     counts: dict[int, dict[str, int]] = {}
     for project_id, state, n in session.execute(
-        select(Job.project_id, Job.state, func.count()).group_by(Job.project_id, Job.state)
+        select(Job.project_id, Job.state, func.count())
+        .where(Job.state.in_(LIVE_JOB_STATES)).group_by(Job.project_id, Job.state)
     ):
-        counts.setdefault(int(project_id), dict.fromkeys(JOB_STATES, 0))[str(state)] = int(n)
-    slugs: dict[int, str] = {}
+        counts.setdefault(int(project_id), {})[str(state)] = int(n)
+    by_slug: dict[str, dict[str, int]] = {slug: {} for slug in active_projects}
     if counts:
         for project_id, slug in session.execute(
                 select(Project.id, Project.slug).where(Project.id.in_(list(counts)))):
-            slugs[int(project_id)] = str(slug)
+            by_slug[str(slug)] = counts[int(project_id)]
     family = GaugeMetricFamily("rechenwerk_jobs",
-                               "Jobs by project and state (ended ones included).",
-                               labels=["project", "state"])
-    for project_id, by_state in sorted(counts.items(), key=lambda kv: slugs.get(kv[0], "")):
-        slug = slugs.get(project_id, f"project-{project_id}")
-        for state, n in by_state.items():
-            family.add_metric([slug, state], n)
+                               "Live jobs (pending, starting, running, preempted) by project "
+                               "and state.", labels=["project", "state"])
+    for slug, by_state in sorted(by_slug.items()):
+        for state in LIVE_JOB_STATES:
+            family.add_metric([slug, state], by_state.get(state, 0))
     return [family]
 
 
@@ -171,7 +179,7 @@ def _queue(session: Session, now: datetime) -> list[Metric]:
     return [jobs, wanted, wait]
 
 
-def _awards(session: Session, now: datetime) -> list[Metric]:
+def _awards(balances: Sequence[Balance]) -> list[Metric]:
     names = {
         "awarded": ("rechenwerk_award_awarded_gpu_hours",
                     "GPU-hours of the award's current period (with carry-over)."),
@@ -185,7 +193,7 @@ def _awards(session: Session, now: datetime) -> list[Metric]:
                       "committed."),
     }
     values: dict[tuple[str, str, str], dict[str, float]] = {}
-    for balance in balances_at(session, now):
+    for balance in balances:
         for p in balance.periods:
             key = (balance.project, str(p.award_id), p.gpu_type)
             v = values.setdefault(key, dict.fromkeys(names, 0.0))

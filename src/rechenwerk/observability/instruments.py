@@ -1,5 +1,5 @@
-"""What a server process counts as it works: HTTP request latency, job submissions,
-scheduler cycle phases, backend errors (docs/operations.md, "Metrics").
+"""What a server process counts as it works: HTTP request latency, job submissions and
+state changes, scheduler cycle phases, backend errors (docs/operations.md, "Metrics").
 
 These live in the process. With ``rechenwerk server --workers N`` (N > 1) the server sets
 ``PROMETHEUS_MULTIPROC_DIR`` before its workers start, and prometheus_client's
@@ -88,6 +88,13 @@ SCHEDULER_CYCLE_FAILURES = Counter(
     "Scheduler cycles that raised (logged; the next cycle retries).",
     registry=INSTRUMENTS,
 )
+JOB_STATE_CHANGES = Counter(
+    "rechenwerk_job_state_changes_total",
+    "Jobs that entered each state (ends, preemptions, requeues, starts; a submission's "
+    "first pending is a submission), counted when the change is written.",
+    ["state"],
+    registry=INSTRUMENTS,
+)
 BACKEND_ERRORS = Counter(
     "rechenwerk_backend_errors_total",
     "Calls of the execution backend that raised, by backend and operation.",
@@ -131,6 +138,15 @@ def observe_cycle(seconds: float) -> None:
 
 def count_cycle_failure() -> None:
     SCHEDULER_CYCLE_FAILURES.inc()
+
+
+def init_job_states(states: Iterable[str]) -> None:
+    for state in states:
+        JOB_STATE_CHANGES.labels(state)
+
+
+def count_state_change(state: str) -> None:
+    JOB_STATE_CHANGES.labels(state).inc()
 
 
 def count_backend_error(backend: str, operation: str) -> None:
