@@ -412,3 +412,17 @@ def test_the_grafana_dashboard_uses_exactly_the_exposed_metrics(client: TestClie
     assert used - exposed == set(), "the dashboard queries metrics nobody exposes"
     unused = [f.name for f in families if not _sample_names(f) & used]
     assert unused == [], "exposed but on no panel"
+
+
+@pytest.mark.usefixtures("_fresh_settings")
+def test_server_refuses_a_metrics_port_equal_to_its_own(monkeypatch: pytest.MonkeyPatch,
+                                                        tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from rechenwerk.cli.main import app
+
+    monkeypatch.setenv("RECHENWERK_DATA_DIR", str(tmp_path / "var"))
+    monkeypatch.setenv("RECHENWERK_METRICS_PORT", "18123")
+    r = CliRunner().invoke(app, ["server", "--port", "18123"])
+    assert r.exit_code == 2, r.output
+    assert "RECHENWERK_METRICS_PORT: 18123 is the server's own port" in r.output

@@ -117,7 +117,10 @@ def _prepare_metrics(settings: Settings, port: int, workers: int) -> None:
             f"RECHENWERK_METRICS_PORT: {port} is the server's own port",
             field="metrics_port",
             hint="Give the metrics a port of their own, or 0 for /metrics on the main port.")
-    if workers > 1 and not os.environ.get(MULTIPROC_ENV):
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:  # the operator's folder, used as it is (emptying it is theirs to do)
+        os.makedirs(given, mode=0o700, exist_ok=True)
+    elif workers > 1:
         folder = settings.data_dir / "metrics-multiproc"
         shutil.rmtree(folder, ignore_errors=True)  # counts of an earlier run
         folder.mkdir(mode=0o700, parents=True)
