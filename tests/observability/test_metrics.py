@@ -426,3 +426,23 @@ def test_server_refuses_a_metrics_port_equal_to_its_own(monkeypatch: pytest.Monk
     r = CliRunner().invoke(app, ["server", "--port", "18123"])
     assert r.exit_code == 2, r.output
     assert "RECHENWERK_METRICS_PORT: 18123 is the server's own port" in r.output
+
+
+def test_the_wrapped_backend_is_pingable_exactly_when_the_backend_is() -> None:
+    """/readyz asks ``isinstance(backend, Pingable)``: the error-counting wrapper must not
+    hide a backend's ping, nor invent one."""
+    from rechenwerk.execution.base import Pingable
+    from rechenwerk.observability.backend import instrumented
+
+    class _Pinging(FakeBackend):
+        def ping(self) -> None:
+            raise BackendError("slurmctld does not answer")
+
+    assert not isinstance(instrumented(FakeBackend()), Pingable)
+    pinging = instrumented(_Pinging())
+    assert isinstance(pinging, Pingable) and instrumented(pinging) is pinging
+    before = _count("rechenwerk_backend_errors_total", backend="fake", operation="ping")
+    with pytest.raises(BackendError):
+        pinging.ping()
+    assert _count("rechenwerk_backend_errors_total", backend="fake",
+                  operation="ping") == before + 1

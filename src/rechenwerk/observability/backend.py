@@ -10,10 +10,12 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from rechenwerk.execution.base import (
+    BackendCapabilities,
     BackendJobStatus,
     ExecutionBackend,
     LaunchRequest,
     NodeInventory,
+    Pingable,
     ReconcileReport,
 )
 from rechenwerk.observability.instruments import count_backend_error
@@ -22,12 +24,28 @@ T = TypeVar("T")
 
 
 class InstrumentedBackend:
-    """Forwards every call to ``inner``; a call that raises is counted, then re-raised."""
+    """Forwards every call to ``inner``; a call that raises is counted, then re-raised.
+    ``inner`` is the backend itself (``/readyz`` names it)."""
 
     def __init__(self, inner: ExecutionBackend) -> None:
         self.inner = inner
-        self.name = inner.name
-        self.capabilities = inner.capabilities
+
+    # read through (a backend may set them late), as the protocol's plain attributes
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self.inner.name = value
+
+    @property
+    def capabilities(self) -> BackendCapabilities:
+        return self.inner.capabilities
+
+    @capabilities.setter
+    def capabilities(self, value: BackendCapabilities) -> None:
+        self.inner.capabilities = value
 
     def _call(self, operation: str, fn: Callable[[], T]) -> T:
         try:
@@ -58,5 +76,19 @@ class InstrumentedBackend:
         self._call("close", self.inner.close)
 
 
+class PingableInstrumentedBackend(InstrumentedBackend):
+    """The same for a backend that answers ``ping()`` (``/readyz``), so the wrapper is
+    :class:`Pingable` exactly when the backend is."""
+
+    def ping(self) -> None:
+        inner = self.inner
+        assert isinstance(inner, Pingable)
+        self._call("ping", inner.ping)
+
+
 def instrumented(backend: ExecutionBackend) -> ExecutionBackend:
-    return backend if isinstance(backend, InstrumentedBackend) else InstrumentedBackend(backend)
+    if isinstance(backend, InstrumentedBackend):
+        return backend
+    if isinstance(backend, Pingable):
+        return PingableInstrumentedBackend(backend)
+    return InstrumentedBackend(backend)

@@ -44,8 +44,6 @@ MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 HTTP_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 UNMATCHED_ROUTE = "unmatched"  # no route matched (404): the path itself is never a label
 SUBMISSION_OUTCOMES = ("accepted", "over_budget", "duplicate", "refused")
-BACKEND_OPERATIONS = ("submit", "cancel", "preempt", "poll", "inventory", "reconcile",
-                      "close")
 
 HTTP_REQUEST_SECONDS = Histogram(
     "rechenwerk_http_request_duration_seconds",
