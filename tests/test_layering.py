@@ -15,6 +15,8 @@ FORBIDDEN_MODULES = (
     "starlette",
     "typer",
     "httpx",
+    "prometheus_client",
+    "rechenwerk.observability",
     "rechenwerk.store",
     "rechenwerk.api",
     "rechenwerk.web",

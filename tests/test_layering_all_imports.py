@@ -8,7 +8,11 @@ The rules (docs/architecture.md, "Rules the code keeps"):
   API's dependencies (``rechenwerk.api``) but no portal or CLI code;
 - ``execution`` (the backends) imports no domain: not access, accounting, jobs, nor a face;
 - ``accounting`` imports no ``jobs`` (jobs charge accounting, not the other way round);
-- ``scheduling`` and ``simulation`` stay pure (see ``test_layering.py`` for the details).
+- ``scheduling`` and ``simulation`` stay pure (see ``test_layering.py`` for the details);
+  they import no metrics either (the scheduler loop observes the core's phases);
+- ``observability.instruments`` (counters every layer may use) imports nothing of
+  Rechenwerk, and a domain uses nothing else of ``observability`` (its collector reads the
+  domains, its HTTP part is a face).
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ DOMAINS = ("access", "accounting", "jobs", "planning", "reports", "notifications
            "recipes", "store")
 DOMAIN_MODULES = tuple(f"rechenwerk.{d}" for d in ("access", "accounting", "jobs",
                                                     "reports", "notifications"))
+INSTRUMENTS = "rechenwerk.observability.instruments"
 PURE_FORBIDDEN = ("sqlalchemy", "fastapi", "starlette", "typer", "httpx",
-                  "rechenwerk.store", "rechenwerk.execution", "rechenwerk.jobs",
+                  "prometheus_client", "rechenwerk.observability", "rechenwerk.store",
+                  "rechenwerk.execution", "rechenwerk.jobs",
                   "rechenwerk.access", "rechenwerk.accounting", "rechenwerk.reports",
                   "rechenwerk.notifications", *FACES)
 
@@ -77,6 +83,13 @@ def violations(path: Path) -> list[str]:
                 why = "a domain never imports a face (api/web/cli)"
             if top == "accounting" and _within(module, ("rechenwerk.jobs",)):
                 why = "accounting never imports jobs"
+            if (_within(module, ("rechenwerk.observability",))
+                    and module not in ("rechenwerk.observability", INSTRUMENTS)
+                    and not module.startswith(INSTRUMENTS + ".")):
+                why = "a domain uses only observability.instruments of the metrics"
+        elif rel.parts[:2] == ("observability", "instruments.py"):
+            if module.startswith("rechenwerk") and module != "rechenwerk":
+                why = "observability.instruments imports nothing of Rechenwerk"
         elif top == "execution":
             if _within(module, (*DOMAIN_MODULES, *FACES)):
                 why = "execution (the backends) imports no domain and no face"
@@ -110,6 +123,10 @@ def test_every_import_keeps_the_layers() -> None:
          "    from rechenwerk.jobs.models import Job\n", 1),
         ("scheduling/z.py", "from rechenwerk import store\n", 1),
         ("access/ok.py", "from rechenwerk.errors import InvalidInput\n", 0),
+        ("jobs/m.py", "from rechenwerk.observability import instruments\n", 0),
+        ("jobs/n.py", "from rechenwerk.observability.collector import StateCollector\n", 1),
+        ("observability/instruments.py", "from rechenwerk.jobs import models\n", 1),
+        ("scheduling/p.py", "import prometheus_client\n", 1),
     ],
 )
 def test_the_checker_sees_every_kind_of_import(tmp_path: Path, rel: str, source: str,

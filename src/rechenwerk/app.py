@@ -27,6 +27,10 @@ from rechenwerk.config import Settings, get_settings
 from rechenwerk.execution.base import ExecutionBackend, NodeInventory
 from rechenwerk.jobs.wakeup import install_wake_hook
 from rechenwerk.log_format import RequestIdMiddleware
+from rechenwerk.observability.backend import instrumented
+from rechenwerk.observability.collector import StateCollector
+from rechenwerk.observability.http import HttpMetricsMiddleware, MetricsServer
+from rechenwerk.observability.http import router as metrics_router
 
 if TYPE_CHECKING:
     from rechenwerk.jobs.loop import SchedulerLoop
@@ -48,7 +52,9 @@ ROUTER_MODULES: list[str] = [
 
 class Runtime:
     """The server's long-lived parts. The backend is built on first use, so an API-only
-    process (``scheduler_enabled`` off) that never asks for it needs no cluster."""
+    process (``scheduler_enabled`` off) that never asks for it needs no cluster. The
+    backend is wrapped to count its errors; ``metrics`` reads the state gauges
+    ``/metrics`` shows (docs/operations.md, "Metrics")."""
 
     def __init__(self, settings: Settings, *,
                  session_factory: sessionmaker[Session] | None = None,
@@ -65,10 +71,12 @@ class Runtime:
             session_factory = make_session_factory(self.engine)
         self.session_factory = session_factory
         install_wake_hook(session_factory, self.wake_scheduler)
-        self._backend = backend
+        self._backend = instrumented(backend) if backend is not None else None
         self._backend_lock = threading.Lock()
         self.scheduler: SchedulerLoop | None = None
         self.notifier: Notifier | None = None
+        self.metrics = StateCollector(session_factory, self.inventory, self.clock)
+        self.metrics_server: MetricsServer | None = None
 
     @property
     def backend(self) -> ExecutionBackend:
@@ -77,7 +85,7 @@ class Runtime:
                 if self._backend is None:
                     from rechenwerk.execution.factory import make_backend
 
-                    self._backend = make_backend(self.settings)
+                    self._backend = instrumented(make_backend(self.settings))
         return self._backend
 
     def inventory(self) -> Sequence[NodeInventory]:
@@ -110,6 +118,18 @@ class Runtime:
         self.notifier = Notifier(self.session_factory, sender, clock=self.clock)
         self.notifier.start()
 
+    def start_metrics_server(self) -> None:
+        """``/metrics`` on ``settings.metrics_port`` (when set; see observability/http.py)."""
+        if self.settings.metrics_port and self.metrics_server is None:
+            server = MetricsServer(self, self.settings.metrics_host, self.settings.metrics_port)
+            if server.start():
+                self.metrics_server = server
+
+    def stop_metrics_server(self) -> None:
+        if self.metrics_server is not None:
+            self.metrics_server.stop()
+            self.metrics_server = None
+
     def stop_workers(self) -> None:
         if self.notifier is not None:
             self.notifier.stop()
@@ -122,12 +142,14 @@ class Runtime:
 @asynccontextmanager
 async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     runtime: Runtime = app.state.runtime
+    runtime.start_metrics_server()
     if runtime.settings.scheduler_enabled:
         runtime.start_workers()
     try:
         yield
     finally:
         runtime.stop_workers()
+        runtime.stop_metrics_server()
 
 
 def create_app(settings: Settings | None = None, *,
@@ -148,6 +170,8 @@ def create_app(settings: Settings | None = None, *,
     )
     # bodies above 1 MiB (413) and NUL characters in JSON and form strings (422)
     app.add_middleware(RequestBoundsMiddleware)
+    # request latency by route template (rechenwerk_http_request_duration_seconds)
+    app.add_middleware(HttpMetricsMiddleware)
     # outermost: every request's log lines and its response carry one X-Request-ID
     app.add_middleware(RequestIdMiddleware)
     app.state.runtime = Runtime(settings, session_factory=session_factory, clock=clock,
@@ -170,4 +194,6 @@ def create_app(settings: Settings | None = None, *,
     for name in ROUTER_MODULES:
         module = importlib.import_module(name)
         app.include_router(module.router)
+    if not settings.metrics_port:  # else on a port of its own (Runtime.start_metrics_server)
+        app.include_router(metrics_router)
     return app

@@ -154,6 +154,17 @@ class Settings(BaseSettings):
     smtp_username: str = ""  # empty -> no AUTH (a relay that trusts the server's address)
     smtp_password: str = ""
 
+    # --- metrics (observability/, docs/operations.md "Metrics") --------------------
+    # /metrics answers "Authorization: Bearer <token>" with this token (Prometheus'
+    # credentials_file) or an operator's API token, nobody else; empty: operators' only.
+    # 32..512 visible ASCII characters, e.g. `python -c 'import secrets;
+    # print(secrets.token_hex(32))'`.
+    metrics_token: str = Field(default="", pattern=r"^([!-~]{32,512})?$")
+    # A port of its own for /metrics on metrics_host (loopback by default); the main
+    # port then has no /metrics. 0: /metrics on the main port.
+    metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from factories import T0, make_award, make_project, make_user
-from rechenwerk.accounting.balance import project_balance
+from rechenwerk.accounting.balance import balances_at, project_balance
 from rechenwerk.accounting.charging import settle_usage
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.errors import InvalidInput
@@ -32,6 +32,27 @@ def test_carry_over_into_the_next_period_is_capped(session: Session) -> None:
     assert later.awarded_gpu_hours == pytest.approx(200 + 50)  # capped carry-over
     assert later.settled_gpu_hours == 0
     assert not later.expired_award
+
+
+def test_balances_at_equals_each_project_balance(session: Session) -> None:
+    """All projects' balances in one query (the metrics' award gauges) equal each
+    project's own, carry-over included; projects without an active period are left out."""
+    carrying, plain, expired = make_project(session), make_project(session), make_project(session)
+    make_award(session, carrying, gpu_hours=400, periods=2, carry_over_limit_gpu_hours=50)
+    make_award(session, plain, gpu_hours=80)
+    make_award(session, plain, gpu_hours=20, gpu_type="H100-80GB")
+    make_award(session, expired, gpu_hours=10, starts_at=T0 - timedelta(days=400))
+    settle_usage(session, project_id=carrying.id, gpus=4, started_at=T0,
+                 ended_at=T0 + timedelta(hours=25), now=T0, external_id="slurm-1",
+                 source="slurm")
+    # in the first period, and in the carrying award's second (plain's has ended)
+    for at, active in ((T0 + timedelta(days=30), (carrying, plain)),
+                       (T0 + timedelta(days=100), (carrying,))):
+        every = {b.project_id: b for b in balances_at(session, at)}
+        assert set(every) == {p.id for p in active}
+        for project in active:
+            assert every[project.id] == project_balance(session, project, at)
+    assert every[carrying.id].awarded_gpu_hours == pytest.approx(200 + 50)
 
 
 def test_no_carry_over_without_limit(session: Session) -> None:

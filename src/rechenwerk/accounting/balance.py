@@ -26,7 +26,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.awards import carry_over_gpu_hours
-from rechenwerk.access.models import Award, AwardPeriod
+from rechenwerk.access.models import Award, AwardPeriod, Project
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.store.base import UTCDateTime
 
@@ -50,6 +50,7 @@ def register_commitments(source: CommittedGpuSeconds) -> None:
     """Set the SQL of committed GPU-seconds per award period (the jobs domain does)."""
     _commitments[:] = [source]
     balance_stmt.cache_clear()
+    all_balances_stmt.cache_clear()
 
 
 def _committed_source() -> CommittedGpuSeconds:
@@ -167,30 +168,69 @@ def _settled_by_period(session: Session, period_ids: Iterable[int]) -> dict[int,
     return {int(pid): float(total or 0.0) for pid, total in rows if pid is not None}
 
 
-@lru_cache(maxsize=1)
-def balance_stmt() -> Any:
-    """The active periods of project ``:project_id`` at ``:at`` with their settled and
-    committed hours, built once: building this statement (two correlated subqueries) and
-    its compile-cache key on every call cost more CPU than executing it."""
+def _period_columns() -> list[Any]:
+    """The columns :func:`balance_from_rows` reads: an award period with its settled and
+    committed hours (two correlated subqueries)."""
     committed_sq = (
         _committed_source()(AwardPeriod.id).correlate(AwardPeriod).scalar_subquery()
     )
-    at = bindparam("at", type_=UTCDateTime())
     settled_sq = (
         select(func.coalesce(func.sum(UsageRecord.gpu_hours), 0.0))
         .where(UsageRecord.award_period_id == AwardPeriod.id)
         .correlate(AwardPeriod).scalar_subquery()
     )
+    return [AwardPeriod.id, AwardPeriod.award_id, AwardPeriod.starts_at,
+            AwardPeriod.ends_at, AwardPeriod.gpu_hours, Award.gpu_type,
+            Award.carry_over_limit_gpu_hours, settled_sq.label("settled"),
+            committed_sq.label("committed_gpu_s")]
+
+
+@lru_cache(maxsize=1)
+def balance_stmt() -> Any:
+    """The active periods of project ``:project_id`` at ``:at`` with their settled and
+    committed hours, built once: building this statement (two correlated subqueries) and
+    its compile-cache key on every call cost more CPU than executing it."""
+    at = bindparam("at", type_=UTCDateTime())
     return (
-        select(AwardPeriod.id, AwardPeriod.award_id, AwardPeriod.starts_at,
-               AwardPeriod.ends_at, AwardPeriod.gpu_hours, Award.gpu_type,
-               Award.carry_over_limit_gpu_hours, settled_sq.label("settled"),
-               committed_sq.label("committed_gpu_s"))
+        select(*_period_columns())
         .join(Award, AwardPeriod.award_id == Award.id)
         .where(Award.project_id == bindparam("project_id"), AwardPeriod.starts_at <= at,
                AwardPeriod.ends_at > at, Award.expires_at > at)
         .order_by(AwardPeriod.starts_at, AwardPeriod.id)
     )
+
+
+@lru_cache(maxsize=1)
+def all_balances_stmt() -> Any:
+    """:func:`balance_stmt` for every project at once, with the project's id and slug."""
+    at = bindparam("at", type_=UTCDateTime())
+    return (
+        select(*_period_columns(), Award.project_id, Project.slug.label("project_slug"))
+        .join(Award, AwardPeriod.award_id == Award.id)
+        .join(Project, Award.project_id == Project.id)
+        .where(AwardPeriod.starts_at <= at, AwardPeriod.ends_at > at, Award.expires_at > at)
+        .order_by(Award.project_id, AwardPeriod.starts_at, AwardPeriod.id)
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class _Ref:
+    id: int
+    slug: str
+
+
+def balances_at(session: Session, at: datetime) -> list[Balance]:
+    """The balance of every project with an active award period at ``at`` (one query,
+    plus the earlier periods of awards with a carry-over limit), by project id."""
+    session.flush()
+    rows = session.connection().execute(all_balances_stmt(), {"at": at}).all()
+    by_project: dict[int, list[Any]] = {}
+    slugs: dict[int, str] = {}
+    for row in rows:
+        by_project.setdefault(row.project_id, []).append(row)
+        slugs[row.project_id] = row.project_slug
+    return [balance_from_rows(session, _Ref(pid, slugs[pid]), at, project_rows)
+            for pid, project_rows in by_project.items()]
 
 
 _AWARD_COUNT_STMT = select(func.count(Award.id)).where(

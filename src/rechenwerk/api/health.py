@@ -84,7 +84,9 @@ def _backend(runtime: Runtime) -> dict[str, Any]:
     try:
         backend = runtime.backend
         if not isinstance(backend, Pingable):
-            return {"ok": True, "detail": f"{type(backend).__name__} has no check"}
+            # named by the backend itself, not by app.py's wrapper that counts its errors
+            name = type(getattr(backend, "inner", backend)).__name__
+            return {"ok": True, "detail": f"{name} has no check"}
         backend.ping()
     except Exception as exc:
         return {"ok": False, "detail": f"unreachable: {_fail(exc)}"}

@@ -4,7 +4,8 @@
 ``--workers N`` runs N server processes on one port (uvicorn's process manager); only one
 of them runs the scheduler loop at a time (leadership through the database), and an API
 token revoked in one process is refused by the others within
-``rechenwerk.access.security.TOKEN_CACHE_TTL_S`` seconds."""
+``rechenwerk.access.security.TOKEN_CACHE_TTL_S`` seconds; their metrics are summed
+(prometheus_client's multiprocess mode, ``_prepare_metrics``)."""
 
 from __future__ import annotations
 
@@ -100,6 +101,32 @@ def _check_local_cluster(value: str) -> None:
         ) from None
 
 
+def _prepare_metrics(settings: Settings, port: int, workers: int) -> None:
+    """A metrics port apart from the server's, and with several workers prometheus_client's
+    multiprocess mode: PROMETHEUS_MULTIPROC_DIR (unless set already) is an emptied folder
+    in the data directory, set before the workers start, so every worker's counters are
+    summed whichever worker answers a scrape (observability/instruments.py)."""
+    import os
+    import shutil
+
+    from rechenwerk.errors import InvalidInput
+    from rechenwerk.observability.instruments import MULTIPROC_ENV
+
+    if settings.metrics_port and settings.metrics_port == port:
+        raise InvalidInput(
+            f"RECHENWERK_METRICS_PORT: {port} is the server's own port",
+            field="metrics_port",
+            hint="Give the metrics a port of their own, or 0 for /metrics on the main port.")
+    given = os.environ.get(MULTIPROC_ENV)
+    if given:  # the operator's folder, used as it is (emptying it is theirs to do)
+        os.makedirs(given, mode=0o700, exist_ok=True)
+    elif workers > 1:
+        folder = settings.data_dir / "metrics-multiproc"
+        shutil.rmtree(folder, ignore_errors=True)  # counts of an earlier run
+        folder.mkdir(mode=0o700, parents=True)
+        os.environ[MULTIPROC_ENV] = str(folder)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("server")
     @handle_errors
@@ -158,6 +185,7 @@ def register(app: typer.Typer) -> None:
             say(note)
         say(f"scheduler: {describe(settings)}")
         bind_host, bind_port = host or settings.host, port or settings.port
+        _prepare_metrics(settings, bind_port, workers)
         address = write_server_address(settings.data_dir, bind_host, bind_port)
         say(f"serving on {json.loads(address.read_text())['url']}")
         try:

@@ -1,7 +1,8 @@
 """The scheduler loop: the one place where decisions of the scheduling core become real.
 
-A cycle runs named phases, each timed (``CycleStats`` and the cycle's log line), in the
-manner of Kueue's scheduler cycle:
+A cycle runs named phases, each timed (``CycleStats``, the cycle's log line and the
+``rechenwerk_scheduler_phase_duration_seconds`` histogram), in the manner of Kueue's
+scheduler cycle:
 
 ``poll``
     ask the backend about every job it holds and apply the reports (guarded updates, so a
@@ -55,6 +56,7 @@ from rechenwerk.jobs.snapshot import SnapshotBuilder, running_placements
 from rechenwerk.jobs.states import ACTIVE_STATES, JobState
 from rechenwerk.jobs.transitions import transition
 from rechenwerk.log_format import cycle_var
+from rechenwerk.observability import instruments
 from rechenwerk.scheduling.incremental import IncrementalCore
 from rechenwerk.scheduling.policies import Policy
 from rechenwerk.store.session import session_scope
@@ -166,6 +168,7 @@ class SchedulerLoop:
         self.last_error: str | None = None
         self.last_stats: CycleStats | None = None
         self.cycles = 0
+        instruments.init_phases(PHASES)
 
     # --- lifecycle ------------------------------------------------------------------
     def start(self) -> None:
@@ -214,6 +217,7 @@ class SchedulerLoop:
                     self.leading = False
                 self.last_error = None
             except Exception as exc:  # keep the loop alive; the next cycle retries
+                instruments.count_cycle_failure()
                 log.exception("scheduler cycle failed")
                 self.last_error = _one_line(exc)
             self.heartbeat_at = time.monotonic()
@@ -264,6 +268,7 @@ class SchedulerLoop:
             nonlocal clock
             now = time.perf_counter()
             setattr(stats, phase + "_s", now - clock)
+            instruments.observe_phase(phase, now - clock)
             clock = now
 
         self.poll(stats)
@@ -289,6 +294,7 @@ class SchedulerLoop:
             lap("reasons")
         self._tune_gc()
         stats.total_s = time.perf_counter() - t0
+        instruments.observe_cycle(stats.total_s)
         self.last_stats = stats
         self.cycles += 1
         level = (logging.INFO if stats.eventful or stats.total_s > SLOW_CYCLE_S

@@ -8,6 +8,7 @@ the CLI wrapper or the scheduler loop owns the transaction.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Collection
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,7 +31,13 @@ from rechenwerk.access.visibility import can_see_project, only_visible
 from rechenwerk.accounting.balance import Balance, balance_from_rows, balance_stmt
 from rechenwerk.clock import Clock
 from rechenwerk.config import Settings
-from rechenwerk.errors import BudgetExceeded, InvalidInput, InvalidTransition, NotFound
+from rechenwerk.errors import (
+    BudgetExceeded,
+    InvalidInput,
+    InvalidTransition,
+    NotFound,
+    RechenwerkError,
+)
 from rechenwerk.jobs.models import Job, JobEvent
 from rechenwerk.jobs.policy_config import qos_limits
 from rechenwerk.jobs.specs import JobSpec, check_against_centre, check_walltime
@@ -41,6 +48,7 @@ from rechenwerk.jobs.states import (
 )
 from rechenwerk.jobs.transitions import transition
 from rechenwerk.jobs.wakeup import wake_after_commit
+from rechenwerk.observability import instruments
 
 SUBMIT_ROLES = frozenset({"pi", "member"})
 
@@ -221,7 +229,30 @@ def submit_job(
     """Validate, authorise, check the live balance and store the job as PENDING.
 
     A repeated submission with the same ``idempotency_key`` (per user) returns the first
-    job and stores nothing."""
+    job and stores nothing. Each call is counted with its outcome and time
+    (``rechenwerk_job_submission_duration_seconds``; counted when the service decides,
+    before the caller commits)."""
+    t0 = time.perf_counter()
+    try:
+        result = _submit_job(session, user, spec, clock=clock, settings=settings, shape=shape)
+    except RechenwerkError:
+        instruments.observe_submission("refused", time.perf_counter() - t0)
+        raise
+    outcome = ("duplicate" if not result.created
+               else "over_budget" if result.job.over_budget else "accepted")
+    instruments.observe_submission(outcome, time.perf_counter() - t0)
+    return result
+
+
+def _submit_job(
+    session: Session,
+    user: User,
+    spec: JobSpec,
+    *,
+    clock: Clock,
+    settings: Settings,
+    shape: CentreShape | None,
+) -> SubmitResult:
     # Resolve and (PostgreSQL) lock the project row in one statement: submissions of one
     # project are serialised so parallel clients cannot overdraw it. SQLite serialises
     # writers already (BEGIN IMMEDIATE in store/session.py).

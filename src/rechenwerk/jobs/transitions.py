@@ -17,6 +17,9 @@ from rechenwerk.jobs.states import (
     JobState,
     can_transition,
 )
+from rechenwerk.observability import instruments
+
+instruments.init_job_states(s.value for s in JobState)
 
 
 def transition(
@@ -48,6 +51,7 @@ def transition(
         set_committed_value(job, key, value)
     session.add(JobEvent(job_id=job.id, at=now, from_state=source.value,
                          to_state=target.value, reason=reason))
+    instruments.count_state_change(target.value)  # before the commit (a rollback is rare)
     return True
 
 
