@@ -167,7 +167,6 @@ class SchedulerLoop:
         self.leading = False
         self.last_error: str | None = None
         self.last_stats: CycleStats | None = None
-        self.cycles = 0
         instruments.init_phases(PHASES)
 
     # --- lifecycle ------------------------------------------------------------------
@@ -296,7 +295,6 @@ class SchedulerLoop:
         stats.total_s = time.perf_counter() - t0
         instruments.observe_cycle(stats.total_s)
         self.last_stats = stats
-        self.cycles += 1
         level = (logging.INFO if stats.eventful or stats.total_s > SLOW_CYCLE_S
                  else logging.DEBUG)
         if log.isEnabledFor(level):
