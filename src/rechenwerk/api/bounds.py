@@ -18,6 +18,7 @@ from typing import Any, get_args
 from urllib.parse import parse_qsl
 
 from fastapi import Request
+from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rechenwerk.access.validation import MAX_DB_INT  # BIGINT / SQLite INTEGER
@@ -26,6 +27,7 @@ from rechenwerk.errors import InvalidInput, NotFound
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: any JSON or form body
 MIN_DB_INT = -(2**63)
 NUL = "\x00"
+_LAX_INT = TypeAdapter(int)  # how FastAPI reads an integer path or query parameter
 
 
 def _mib(n: int) -> str:
@@ -212,10 +214,16 @@ def _int_params(route: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def _out_of_range(raw: object) -> bool:
+    """Whether ``raw`` is a whole number the endpoint would accept but outside 64 bits
+    (which the database cannot hold). The text is read as the endpoint reads it
+    (pydantic's lax ``int``: ASCII digits, surrounding whitespace, ``_`` between digits, a
+    ``.0`` fraction), so nothing that parses to a huge number slips past, and text that is
+    no number at all (``²``, ``1e3``) is left to the endpoint's own 422."""
     if not isinstance(raw, str):
         return False
-    text = raw.strip().replace("_", "")
-    digits = text.lstrip("+-")
-    if not digits.isdigit() or len(digits) > 4300:
-        return digits.isdigit()  # longer than Python parses: certainly out of range
-    return not MIN_DB_INT <= int(text) <= MAX_DB_INT
+    try:
+        value = _LAX_INT.validate_python(raw)
+    except ValidationError as exc:
+        # more digits than pydantic parses: certainly out of range
+        return any(e["type"] == "int_parsing_size" for e in exc.errors())
+    return not MIN_DB_INT <= value <= MAX_DB_INT
