@@ -4,9 +4,9 @@ their unit in the name (``gpu_hours``, ``credit_limit_eur``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Generic, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from rechenwerk.access import estimates
 from rechenwerk.access.calls import call_status
@@ -26,11 +26,37 @@ from rechenwerk.access.models import (
     User,
 )
 from rechenwerk.access.paging import Page
+from rechenwerk.access.validation import MAX_ID, MIN_ID
 from rechenwerk.planning.schemas import TrainRequest
 
 T = TypeVar("T")
 
-Ref = str | int  # a slug/name or a numeric id
+
+def _id_or_name(value: Any) -> Any:
+    """A reference in a body is a name or an id the database can hold: a boolean is
+    neither, and a number outside the id columns' range (``MAX_ID``) names nothing (and
+    PostgreSQL would refuse it in the query)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a name or a numeric id, not {str(value).lower()}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, float) or (
+            isinstance(value, int) and not MIN_ID <= value <= MAX_ID):
+        raise ValueError(f"{value} is not an id: ids are whole numbers up to {MAX_ID}")
+    return value
+
+
+def _whole_number(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError(f"must be a whole number, not {str(value).lower()}")
+    return value
+
+
+# An id in a body: a whole number (not a boolean) within the id columns' range.
+DbId = Annotated[int, BeforeValidator(_whole_number), Field(ge=MIN_ID, le=MAX_ID)]
+# A slug/name or a numeric id (an id as for DbId).
+Ref = Annotated[str | Annotated[int, Field(ge=MIN_ID, le=MAX_ID)],
+                BeforeValidator(_id_or_name)]
 
 
 class _In(BaseModel):
@@ -408,7 +434,7 @@ class PeriodIn(_In):
 
 class AwardCreate(_In):
     project: Ref
-    proposal: int | None = None
+    proposal: DbId | None = None
     gpu_type: str | None = Field(default=None, description="default: the proposal's")
     gpu_hours: float = Field(gt=0)
     starts_at: datetime
