@@ -149,6 +149,31 @@ def test_ids_in_a_body_outside_the_id_range_are_422_naming_the_field(
         assert leak not in r.text, r.text
 
 
+@pytest.mark.parametrize("path, body, field", [
+    ("/api/v1/accounts", {"credit_limit_eur": True, "prices": {"A100-80GB": 2.0}},
+     "credit_limit_eur"),
+    ("/api/v1/accounts", {"credit_limit_eur": 10.0, "prices": {"A100-80GB": True}}, "prices"),
+    ("/api/v1/calls", {"slug": "c-bool", "title": "t", "access_mode": "research",
+                       "closes_at": "2030-01-01T00:00:00Z", "max_gpu_hours": True},
+     "max_gpu_hours"),
+    ("/api/v1/tokens", {"name": "x", "expires_in_days": True}, "expires_in_days"),
+    ("/api/v1/awards", {"gpu_hours": True, "gpu_type": "A100-80GB",
+                        "starts_at": "2026-01-01T00:00:00Z"}, "gpu_hours"),
+    ("/api/v1/awards", {"gpu_hours": 10.0, "gpu_type": "A100-80GB", "period_months": False,
+                        "starts_at": "2026-01-01T00:00:00Z"}, "period_months"),
+])
+def test_booleans_where_a_body_takes_a_number_are_422_naming_the_field(
+        api_client: TestClient, session: Session, path: str, body: dict[str, Any],
+        field: str) -> None:
+    """pydantic reads true as 1: a price of 1 EUR, a token valid for 1 day."""
+    w = _refs_world(session)
+    if path in ("/api/v1/accounts", "/api/v1/awards"):
+        body = {"project": w["slug"], **body}
+    r = api_client.post(path, json=body, headers=w["op"])
+    assert r.status_code == 422, r.text
+    assert _field(r) == field and "must be a number" in r.json()["detail"], r.json()
+
+
 def test_a_digit_string_past_the_id_range_is_a_name_that_is_not_found(
         api_client: TestClient, session: Session) -> None:
     w = _refs_world(session)
