@@ -51,18 +51,20 @@ def _wide_cli_consoles() -> None:
 
 
 class PgDatabases:
-    """Creates empty PostgreSQL databases (``<prefix>_<random>``) from the ``test``
+    """Creates PostgreSQL databases (``<prefix>_<random>``) on the server of the ``test``
     database and drops them (``WITH (FORCE)``) at :meth:`drop_all`."""
 
     def __init__(self) -> None:
         self._admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_size=1)
         self._names: list[str] = []
 
-    def create(self, prefix: str = "rw_test") -> str:
-        """The URL of a new, empty database."""
+    def create(self, prefix: str = "rw_test", *, template: str | None = None) -> str:
+        """The URL of a new database: empty, or a copy of the database at the URL
+        ``template`` (which nobody may be connected to)."""
         name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
         with self._admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
+            conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
         self._names.append(name)
         return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
 
