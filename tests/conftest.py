@@ -50,22 +50,50 @@ def _wide_cli_consoles() -> None:
     output.err_console.width = output.PIPED_WIDTH
 
 
+class PgDatabases:
+    """Creates PostgreSQL databases (``<prefix>_<random>``) on the server of the ``test``
+    database and drops them (``WITH (FORCE)``) at :meth:`drop_all`."""
+
+    def __init__(self) -> None:
+        self._admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_size=1)
+        self._names: list[str] = []
+
+    def create(self, prefix: str = "rw_test", *, template: str | None = None) -> str:
+        """The URL of a new database: empty, or a copy of the database at the URL
+        ``template`` (which nobody may be connected to)."""
+        name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+        copy = f' TEMPLATE "{template.rsplit("/", 1)[1]}"' if template else ""
+        with self._admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"{copy}'))
+        self._names.append(name)
+        return PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+
+    def drop_all(self) -> None:
+        with self._admin.connect() as conn:
+            for name in reversed(self._names):
+                conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        self._names.clear()
+        self._admin.dispose()
+
+
 @pytest.fixture(scope="session")
-def _pg_database() -> Iterator[str]:
+def pg_databases() -> Iterator[PgDatabases]:
+    """Fresh PostgreSQL databases on demand (``pg_databases.create()``), e.g. for a real
+    server that migrates its own schema; all are dropped at the end of the session.
+    Skips when PostgreSQL is unreachable."""
     reason = _pg_reachable()
     if reason:
         pytest.skip(reason)
-    name = f"rw_test_{uuid.uuid4().hex[:10]}"
-    admin = make_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT", pool_size=1)
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}"
+    dbs = PgDatabases()
     try:
-        yield url
+        yield dbs
     finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+        dbs.drop_all()
+
+
+@pytest.fixture(scope="session")
+def _pg_database(pg_databases: PgDatabases) -> str:
+    return pg_databases.create()
 
 
 @pytest.fixture(

@@ -82,7 +82,7 @@ def test_aliases_are_stored_canonical_and_strings_as_numbers(session: Session,
     ({**INPUTS, "gpu": "Z80"}, "estimate.gpu", "unknown GPU type"),
     ({**INPUTS, "gpus": 0}, "estimate.gpus", ">= 1"),
     ({"tokens": 1e11, "gpu": "A100-80GB", "gpus": 8}, "estimate.params", "required"),
-    ({**INPUTS, "mfu": 1.5}, "estimate.mfu", "(0, 1]"),
+    ({**INPUTS, "mfu": 1.5}, "estimate.mfu", "[0.001, 1]"),
     ({**INPUTS, "colour": "red"}, "estimate.colour", "Extra inputs"),
 ])
 def test_bad_estimate_names_the_field_and_creates_nothing(

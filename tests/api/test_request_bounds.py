@@ -1,7 +1,9 @@
 """Hostile input never gets a 5xx (docs/security.md, "Limits"): integers past the
-database's range, NUL characters in paths, queries and bodies, non-finite numbers and
-booleans in job specs, oversized bodies and scripts, and a lost idempotency race. Every
-refusal names the field. On SQLite and PostgreSQL (the ``api_client`` fixture)."""
+database's range (ids past PostgreSQL's 32-bit INTEGER), NUL characters in paths, queries
+and bodies, non-finite numbers and booleans in job specs and references, numbers in odd
+notations, oversized bodies and scripts, and a lost idempotency race. Every refusal names
+the field. On SQLite and PostgreSQL (the ``api_client`` fixture). Several cases were
+found by the fuzzer (tests/api/test_fuzz_api.py)."""
 
 from __future__ import annotations
 
@@ -17,12 +19,14 @@ from fastapi.testclient import TestClient
 from sqlalchemy import literal
 from sqlalchemy.orm import Session
 
-from factories import bearer, make_award, make_project, make_token, make_user
+from factories import bearer, make_award, make_call, make_project, make_token, make_user
+from rechenwerk.access.validation import MAX_ID
 from rechenwerk.api.bounds import MAX_BODY_BYTES, MAX_DB_INT
 from rechenwerk.jobs.specs import MAX_SCRIPT_BYTES
 
 SPEC = {"name": "train", "command": "python3 train.py", "gpus": 1, "walltime": "1h"}
 HUGE = "99999999999999999999"
+PAST_ID = str(MAX_ID + 1)  # fits SQLite's INTEGER, not PostgreSQL's
 
 
 def _world(session: Session) -> dict[str, Any]:
@@ -44,7 +48,12 @@ def _field(r: Any) -> str:
 
 @pytest.mark.parametrize("path", [f"/api/v1/jobs/{HUGE}", f"/api/v1/jobs/-{HUGE}",
                                   f"/api/v1/jobs/{2**63}/logs", f"/api/v1/awards/{HUGE}",
-                                  f"/api/v1/proposals/{HUGE}/reviews"])
+                                  f"/api/v1/proposals/{HUGE}/reviews",
+                                  # found by the fuzzer: a 500 on PostgreSQL only
+                                  f"/api/v1/jobs/{PAST_ID}", f"/api/v1/jobs/-{PAST_ID}0",
+                                  f"/api/v1/accounts/{PAST_ID}",
+                                  f"/api/v1/proposals/{PAST_ID}/reviews",
+                                  f"/api/v1/jobs/{HUGE}.0/logs"])
 def test_ids_past_the_database_range_are_404(api_client: TestClient, session: Session,
                                              path: str) -> None:
     w = _world(session)
@@ -72,6 +81,23 @@ def test_offsets_past_the_database_range_are_422_and_the_largest_works(
     assert r.json()["items"] == []
 
 
+@pytest.mark.parametrize("offset", [
+    "\u00b2", "\u00b3", "\u0663",  # superscript two and three, Arabic-Indic three
+    "99999999999999999999.0",  # pydantic reads "N.0" as N: past 64 bits all the same
+])
+def test_integer_query_parameters_in_odd_notations_are_422_naming_them(
+        api_client: TestClient, session: Session, offset: str) -> None:
+    """Found by the fuzzer: "\u00b2".isdigit() is true but int() refuses it (a 500), and
+    a huge number written "N.0" passed the range check."""
+    w = _world(session)
+    for path in ("/api/v1/calls", "/api/v1/jobs"):
+        r = api_client.get(path, params={"offset": offset}, headers=w["op"])
+        assert r.status_code == 422, r.text
+        assert _field(r) == "offset"
+    r = api_client.get("/api/v1/jobs", params={"offset": " 1_0 "}, headers=w["op"])
+    assert r.status_code == 200, r.text  # what pydantic reads as a number still works
+
+
 def test_log_offset_at_the_largest_value_is_answered(api_client: TestClient,
                                                      session: Session) -> None:
     w = _world(session)
@@ -80,6 +106,83 @@ def test_log_offset_at_the_largest_value_is_answered(api_client: TestClient,
     r = api_client.get(f"/api/v1/jobs/{job['id']}/logs", params={"offset": str(MAX_DB_INT)},
                        headers=w["pi"])
     assert r.status_code == 200, r.text
+
+
+def _refs_world(session: Session) -> dict[str, Any]:
+    w = _world(session)
+    w["call"] = make_call(session).slug
+    session.commit()
+    return w
+
+
+@pytest.mark.parametrize("value", [int(PAST_ID), -int(PAST_ID) - 1, 10**30, -(10**30),
+                                   1e30, 2.5, True, False])
+@pytest.mark.parametrize("method, path, field", [
+    ("POST", "/api/v1/proposals", "project"),
+    ("POST", "/api/v1/proposals", "call"),
+    ("POST", "/api/v1/awards", "project"),
+    ("POST", "/api/v1/awards", "proposal"),
+    ("POST", "/api/v1/accounts", "project"),
+    ("POST", "/api/v1/users", "organization"),
+])
+def test_ids_in_a_body_outside_the_id_range_are_422_naming_the_field(
+        api_client: TestClient, session: Session, method: str, path: str, field: str,
+        value: Any) -> None:
+    """Found by the fuzzer: a project, call, organisation or proposal id past 64 bits
+    overflowed SQLite, and one past 32 bits PostgreSQL's INTEGER (500s); ``true`` was
+    read as the id 1."""
+    w = _refs_world(session)
+    bodies: dict[str, dict[str, Any]] = {
+        "/api/v1/proposals": {"call": w["call"], "project": w["slug"], "title": "t",
+                              "gpu_type": "A100-80GB", "requested_gpu_hours": 10.0},
+        "/api/v1/awards": {"project": w["slug"], "gpu_hours": 10.0,
+                           "starts_at": "2026-01-01T00:00:00Z"},
+        "/api/v1/accounts": {"project": w["slug"], "credit_limit_eur": 10.0,
+                             "prices": {"A100-80GB": 2.0}},
+        "/api/v1/users": {"username": "fuzzed", "email": "f@example.org"},
+    }
+    body = {**bodies[path], field: value}
+    r = api_client.request(method, path, json=body, headers=w["op"])
+    assert r.status_code == 422, r.text
+    assert _field(r) == field, r.json()
+    for leak in ("Traceback", "out of range", "psycopg", "sqlite", "Overflow"):
+        assert leak not in r.text, r.text
+
+
+@pytest.mark.parametrize("path, body, field", [
+    ("/api/v1/accounts", {"credit_limit_eur": True, "prices": {"A100-80GB": 2.0}},
+     "credit_limit_eur"),
+    ("/api/v1/accounts", {"credit_limit_eur": 10.0, "prices": {"A100-80GB": True}}, "prices"),
+    ("/api/v1/calls", {"slug": "c-bool", "title": "t", "access_mode": "research",
+                       "closes_at": "2030-01-01T00:00:00Z", "max_gpu_hours": True},
+     "max_gpu_hours"),
+    ("/api/v1/tokens", {"name": "x", "expires_in_days": True}, "expires_in_days"),
+    ("/api/v1/awards", {"gpu_hours": True, "gpu_type": "A100-80GB",
+                        "starts_at": "2026-01-01T00:00:00Z"}, "gpu_hours"),
+    ("/api/v1/awards", {"gpu_hours": 10.0, "gpu_type": "A100-80GB", "period_months": False,
+                        "starts_at": "2026-01-01T00:00:00Z"}, "period_months"),
+])
+def test_booleans_where_a_body_takes_a_number_are_422_naming_the_field(
+        api_client: TestClient, session: Session, path: str, body: dict[str, Any],
+        field: str) -> None:
+    """pydantic reads true as 1: a price of 1 EUR, a token valid for 1 day."""
+    w = _refs_world(session)
+    if path in ("/api/v1/accounts", "/api/v1/awards"):
+        body = {"project": w["slug"], **body}
+    r = api_client.post(path, json=body, headers=w["op"])
+    assert r.status_code == 422, r.text
+    assert _field(r) == field and "must be a number" in r.json()["detail"], r.json()
+
+
+def test_a_digit_string_past_the_id_range_is_a_name_that_is_not_found(
+        api_client: TestClient, session: Session) -> None:
+    w = _refs_world(session)
+    r = api_client.get(f"/api/v1/projects/{PAST_ID}", headers=w["op"])
+    assert r.status_code == 404, r.text
+    r = api_client.post("/api/v1/proposals", headers=w["pi"], json={
+        "call": w["call"], "project": PAST_ID, "title": "t", "gpu_type": "A100-80GB",
+        "requested_gpu_hours": 10.0})
+    assert r.status_code == 404 and _field(r) == "project", r.text
 
 
 def test_nul_in_path_and_query_is_422_naming_the_parameter(api_client: TestClient,
@@ -199,7 +302,7 @@ def test_a_lost_idempotency_race_is_a_409_in_user_terms(
     assert api_client.get("/api/v1/jobs", headers=w["pi"]).json()["total"] == 1
 
 
-HOSTILE = [HUGE, "-" + HUGE, "a\x00b", "9" * 5000]
+HOSTILE = [HUGE, "-" + HUGE, "a\x00b", "9" * 5000, PAST_ID, "\u00b2", HUGE + ".0"]
 
 
 def _flat(routes: list[Any]) -> list[APIRoute]:

@@ -52,6 +52,42 @@ def test_plan_train_bad_input_is_a_422_problem(
     assert any(e["field"] == field for e in problem["errors"]), problem
 
 
+@pytest.mark.parametrize(
+    ("patch", "field"),
+    [  # found by the fuzzer (tests/api/test_fuzz_api.py): each was a 500
+        ({"params": 5e-324, "tokens": None}, "params"),  # FLOPs per token 0: 1 / 0
+        ({"active_params": 5e-324}, "active_params"),
+        ({"tokens": 5e-324}, "tokens"),
+        ({"mfu": 1e-300, "efficiency": 1e-300}, "mfu"),  # GPU-hours past a float
+        ({"efficiency": 5e-324}, "efficiency"),
+        ({"micro_batch": 10**400}, "micro_batch"),  # no float holds its activations
+        ({"micro_batch": 10_001}, "micro_batch"),
+        # booleans are no numbers (pydantic would read true as 1)
+        ({"gpus": True}, "gpus"), ({"params": True}, "params"), ({"layers": True}, "layers"),
+        ({"pue": False}, "pue"), ({"micro_batch": True}, "micro_batch"),
+    ],
+)
+def test_plan_train_inputs_that_break_the_arithmetic_are_a_422_naming_the_field(
+    api_client: Any, auth: dict[str, str], patch: dict[str, Any], field: str
+) -> None:
+    body: dict[str, Any] = {"params": 1e14, "tokens": 1e16, "gpu": "A100-80GB", "gpus": 8}
+    body.update(patch)
+    body = {k: v for k, v in body.items() if v is not None}
+    res = api_client.post("/api/v1/plan/train", headers=auth, json=body)
+    assert res.status_code == 422, res.text
+    problem = res.json()
+    assert problem["errors"][0]["field"] == field, problem
+
+
+def test_plan_train_smallest_sensible_inputs_still_estimate(
+    api_client: Any, auth: dict[str, str]
+) -> None:
+    res = api_client.post("/api/v1/plan/train", headers=auth, json={
+        "params": 1, "tokens": 1, "gpu": "A100-80GB", "gpus": 1, "mfu": 0.001,
+        "efficiency": 0.001, "micro_batch": 10_000})
+    assert res.status_code == 200, res.text
+
+
 def test_plan_gpus_and_grid(api_client: Any, auth: dict[str, str]) -> None:
     res = api_client.get("/api/v1/plan/gpus", headers=auth)
     assert res.status_code == 200

@@ -4,9 +4,10 @@ their unit in the name (``gpu_hours``, ``credit_limit_eur``)."""
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Generic, Literal, TypeVar
+from types import UnionType
+from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from rechenwerk.access import estimates
 from rechenwerk.access.calls import call_status
@@ -26,15 +27,80 @@ from rechenwerk.access.models import (
     User,
 )
 from rechenwerk.access.paging import Page
+from rechenwerk.access.validation import MAX_ID, MIN_ID
 from rechenwerk.planning.schemas import TrainRequest
 
 T = TypeVar("T")
 
-Ref = str | int  # a slug/name or a numeric id
+
+def _id_or_name(value: Any) -> Any:
+    """A reference in a body is a name or an id the database can hold: a boolean is
+    neither, and a number outside the id columns' range (``MAX_ID``) names nothing (and
+    PostgreSQL would refuse it in the query)."""
+    if isinstance(value, bool):
+        raise ValueError(f"must be a name or a numeric id, not {str(value).lower()}")
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, float) or (
+            isinstance(value, int) and not MIN_ID <= value <= MAX_ID):
+        raise ValueError(f"{value} is not an id: ids are whole numbers up to {MAX_ID}")
+    return value
+
+
+# An id in a body: a whole number within the id columns' range (_In refuses booleans).
+DbId = Annotated[int, Field(ge=MIN_ID, le=MAX_ID)]
+# A slug/name or a numeric id (an id as for DbId).
+Ref = Annotated[str | Annotated[int, Field(ge=MIN_ID, le=MAX_ID)],
+                BeforeValidator(_id_or_name)]
+
+
+def _alternatives(annotation: Any) -> list[Any]:
+    """The types a field accepts: the members of its unions, without ``Annotated``."""
+    origin = get_origin(annotation)
+    if origin is Annotated:
+        return _alternatives(get_args(annotation)[0])
+    if origin in (Union, UnionType):
+        return [t for a in get_args(annotation) for t in _alternatives(a)]
+    return [annotation]
+
+
+def _holds_numbers(annotation: Any) -> bool:
+    """Whether a field takes a number (``float | None``) or a mapping to numbers
+    (``dict[str, float]``), and no text (a Ref, a name or an id, refuses booleans itself,
+    in its own words)."""
+    kinds = _alternatives(annotation)
+    if str in kinds:
+        return False
+    return any(k in (int, float) or (get_origin(k) is dict and get_args(k)[1] in (int, float))
+               for k in kinds)
+
+
+_NUMERIC_FIELDS: dict[tuple[type, str], bool] = {}  # (model, field) -> _holds_numbers
 
 
 class _In(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """``true`` is no number: pydantic would read it as 1 (a price of 1 EUR, a token
+        for 1 day)."""
+        name = info.field_name or ""
+        numeric = _NUMERIC_FIELDS.get((cls, name))
+        if numeric is None:
+            field = cls.model_fields.get(name)
+            numeric = _NUMERIC_FIELDS[(cls, name)] = (
+                field is not None and _holds_numbers(field.annotation))
+        if not numeric:
+            return v
+        if isinstance(v, bool):
+            raise ValueError(f"must be a number, not {str(v).lower()}")
+        if isinstance(v, dict):
+            for key, item in v.items():
+                if isinstance(item, bool):
+                    raise ValueError(f"{key}: must be a number, not {str(item).lower()}")
+        return v
 
 
 class PageOut(BaseModel, Generic[T]):
@@ -408,7 +474,7 @@ class PeriodIn(_In):
 
 class AwardCreate(_In):
     project: Ref
-    proposal: int | None = None
+    proposal: DbId | None = None
     gpu_type: str | None = Field(default=None, description="default: the proposal's")
     gpu_hours: float = Field(gt=0)
     starts_at: datetime

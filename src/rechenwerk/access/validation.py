@@ -13,20 +13,24 @@ USERNAME_RE = re.compile(r"^[a-z][a-z0-9_.-]{1,62}$")
 COUNTRY_RE = re.compile(r"^[A-Z]{2}$")
 
 
-# Ids are 64-bit integers (BIGINT on PostgreSQL, INTEGER on SQLite): a longer string of
-# digits names no id, and would make the database refuse the query.
+# Ids are INTEGER columns: 32 bits on PostgreSQL (64 on SQLite). A number outside that
+# range names no row, and PostgreSQL refuses it in a query ("integer out of range").
+MAX_ID = 2**31 - 1
+MIN_ID = -(2**31)
+# Other whole numbers that reach SQL (OFFSET) may use 64 bits (BIGINT, SQLite INTEGER).
 MAX_DB_INT = 2**63 - 1
+MIN_DB_INT = -(2**63)
 
 
 def ref_is_id(ref: str | int) -> int | None:
-    """The id a reference names (an int or a string of digits up to ``MAX_DB_INT``); None
-    for a name/slug (and for digits past ``MAX_DB_INT``, which then match no name)."""
+    """The id a reference names (an int, or a string of ASCII digits up to ``MAX_ID``);
+    None for a name/slug (and for digits past ``MAX_ID``, which then match no name)."""
     if isinstance(ref, int):
         return ref
-    if not (ref.isascii() and ref.isdigit()) or len(ref) > 19:
+    if not (ref.isascii() and ref.isdigit()) or len(ref) > len(str(MAX_ID)):
         return None
     value = int(ref)
-    return value if value <= MAX_DB_INT else None
+    return value if value <= MAX_ID else None
 
 
 def check_choice(value: str, choices: Collection[str], field: str) -> str:

@@ -6,8 +6,9 @@
   memory beyond the limit). A JSON or form body with a NUL character in a string (key or
   value) is a 422 naming the field: PostgreSQL cannot store NUL in text.
 - :func:`check_parameters` (an app-wide dependency): a NUL character in a path or query
-  parameter is a 422 naming it; an integer path parameter outside the database's 64-bit
-  range is a 404 (no such id can exist), an integer query parameter outside it a 422.
+  parameter is a 422 naming it; an integer path parameter (an id) outside the id columns'
+  range (``MAX_ID``: INTEGER, 32 bits on PostgreSQL) is a 404 (no such id can exist), an
+  integer query parameter (``offset``, ...) outside 64 bits a 422.
 """
 
 from __future__ import annotations
@@ -18,14 +19,15 @@ from typing import Any, get_args
 from urllib.parse import parse_qsl
 
 from fastapi import Request
+from pydantic import TypeAdapter, ValidationError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from rechenwerk.access.validation import MAX_DB_INT  # BIGINT / SQLite INTEGER
+from rechenwerk.access.validation import MAX_DB_INT, MAX_ID, MIN_DB_INT, MIN_ID
 from rechenwerk.errors import InvalidInput, NotFound
 
 MAX_BODY_BYTES = 1024 * 1024  # 1 MiB: any JSON or form body
-MIN_DB_INT = -(2**63)
 NUL = "\x00"
+_LAX_INT = TypeAdapter(int)  # how FastAPI reads an integer path or query parameter
 
 
 def _mib(n: int) -> str:
@@ -157,7 +159,8 @@ def _is_int(annotation: Any) -> bool:
 
 
 async def check_parameters(request: Request) -> None:
-    """No NUL in any path or query parameter; integer parameters within 64 bits."""
+    """No NUL in any path or query parameter; integer path parameters (ids) within the id
+    columns' range, integer query parameters within 64 bits."""
     for name, value in request.path_params.items():
         if isinstance(value, str) and NUL in value:
             raise InvalidInput(f"{name}: contains a NUL character (\\u0000)", field=name,
@@ -173,12 +176,12 @@ async def check_parameters(request: Request) -> None:
     path_ints, query_ints = _int_params(route)
     for alias in path_ints:
         raw = request.path_params.get(alias)
-        if _out_of_range(raw):
-            raise NotFound(f"no item with {alias} {raw}: ids are at most {MAX_DB_INT}",
+        if _out_of_range(raw, MIN_ID, MAX_ID):
+            raise NotFound(f"no item with {alias} {raw}: ids are at most {MAX_ID}",
                            field=alias, hint="Check the id (e.g. with the list command).")
     for alias in query_ints:
         for raw in request.query_params.getlist(alias):
-            if _out_of_range(raw):
+            if _out_of_range(raw, MIN_DB_INT, MAX_DB_INT):
                 raise InvalidInput(
                     f"{alias}: {raw} is outside the range {MIN_DB_INT}..{MAX_DB_INT}",
                     field=alias, hint=f"Give {alias} at most {MAX_DB_INT}.")
@@ -211,11 +214,17 @@ def _int_params(route: Any) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return known
 
 
-def _out_of_range(raw: object) -> bool:
+def _out_of_range(raw: object, low: int, high: int) -> bool:
+    """Whether ``raw`` is a whole number the endpoint would accept but outside
+    ``low..high`` (which the database cannot hold). The text is read as the endpoint reads
+    it (pydantic's lax ``int``: ASCII digits, surrounding whitespace, ``_`` between digits,
+    a ``.0`` fraction), so nothing that parses to a huge number slips past, and text that
+    is no number at all (``²``, ``1e3``) is left to the endpoint's own 422."""
     if not isinstance(raw, str):
         return False
-    text = raw.strip().replace("_", "")
-    digits = text.lstrip("+-")
-    if not digits.isdigit() or len(digits) > 4300:
-        return digits.isdigit()  # longer than Python parses: certainly out of range
-    return not MIN_DB_INT <= int(text) <= MAX_DB_INT
+    try:
+        value = _LAX_INT.validate_python(raw)
+    except ValidationError as exc:
+        # more digits than pydantic parses: certainly out of range
+        return any(e["type"] == "int_parsing_size" for e in exc.errors())
+    return not low <= value <= high

@@ -45,6 +45,7 @@ DEFAULT_SEQ_LEN = 4096
 HEAD_DIM = 128
 ASPECT_RATIO = 128  # hidden size / layers of typical dense LLMs (LLaMA-7B/13B, GPT-3)
 GB = 1e9
+MAX_MICRO_BATCH = 10_000  # sequences per GPU per step; real runs use 1 to a few hundred
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,8 +150,10 @@ def memory_estimate(
     if recompute not in RECOMPUTES:
         raise InvalidInput(f"unknown activation recomputation {recompute!r}",
                            field="recompute", hint="one of: " + ", ".join(RECOMPUTES))
-    if micro_batch < 1:
-        raise InvalidInput("micro_batch must be >= 1", field="micro_batch")
+    if isinstance(micro_batch, bool) or not 1 <= micro_batch <= MAX_MICRO_BATCH:
+        raise InvalidInput(f"micro_batch must be a whole number in [1, {MAX_MICRO_BATCH:,}], "
+                           f"got {micro_batch!r}", field="micro_batch",
+                           hint="sequences per GPU per step, e.g. 1 to 16")
     if not 0.1 <= usable_fraction <= 1.0:
         raise InvalidInput("usable_fraction must be in [0.1, 1]", field="usable_fraction")
     arch = infer_architecture(params_total, layers=layers, hidden=hidden, seq_len=seq_len,

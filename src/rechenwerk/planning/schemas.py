@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 from rechenwerk.errors import invalid_input, issues_from_validation
 from rechenwerk.planning.energy import EnergyParams, merge_params
@@ -28,6 +35,14 @@ class CostInputs(BaseModel):
     amortisation_years: float | None = None
     centre_utilisation: float | None = None
     maintenance_fraction: float | None = None
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_numbers(cls, v: Any, info: ValidationInfo) -> Any:
+        """``true`` is no number: pydantic would read it as 1 (``gpus: true`` as 1 GPU)."""
+        if isinstance(v, bool) and info.field_name in _NUMERIC_FIELDS:
+            raise ValueError(f"must be a number, not {str(v).lower()}")
+        return v
 
     def energy_params(self) -> EnergyParams:
         return merge_params(EnergyParams(), self.model_dump(include=set(CostInputs.model_fields)))
@@ -62,6 +77,12 @@ class TrainRequest(CostInputs):
             micro_batch=self.micro_batch, precision=self.precision,
             fp8_speedup=self.fp8_speedup,
         )
+
+
+_NUMERIC_FIELDS = frozenset(
+    name for model in (CostInputs, TrainRequest)
+    for name, f in model.model_fields.items()
+    if any(t in (int, float) for t in (f.annotation, *get_args(f.annotation))))
 
 
 def estimate_from_inputs(inputs: Mapping[str, Any]) -> TrainingEstimate:

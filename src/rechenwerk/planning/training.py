@@ -39,6 +39,10 @@ PRECISIONS = ("bf16", "fp8")
 MAX_GPUS = 1_000_000  # more accelerators than any centre in the world has
 MAX_PARAMS = 1e14  # 100 trillion parameters
 MAX_TOKENS = 1e16  # 10 quadrillion tokens
+# Fewer than one parameter or token is no model and no training (and makes FLOPs per
+# token zero: a division by zero).
+MIN_PARAMS = MIN_TOKENS = 1.0
+MIN_FRACTION = 1e-3  # smallest MFU and efficiency: 0.1 %
 
 UNITS: dict[str, str] = {
     "params": "parameters",
@@ -59,22 +63,30 @@ UNITS: dict[str, str] = {
 }
 
 
-def _positive(value: float | None, name: str, *, upper: float, hint: str) -> None:
+def _positive(value: float | None, name: str, *, upper: float, hint: str,
+              lower: float = 0.0) -> None:
+    """``value`` is None or a finite number in (0, ``upper``] and at least ``lower``."""
     if value is None:
         return
     if isinstance(value, bool) or not math.isfinite(value) or value <= 0:
         raise InvalidInput(f"{name} must be a positive number, got {value!r}", field=name,
                            hint=hint)
+    if value < lower:
+        raise InvalidInput(f"{name} = {value:g} is below the smallest sensible value "
+                           f"{lower:g}", field=name, hint=hint)
     if value > upper:
         raise InvalidInput(f"{name} = {value:g} is absurdly large (limit {upper:g})",
                            field=name, hint=hint)
 
 
 def _fraction(value: float | None, name: str, hint: str) -> None:
+    # Below MIN_FRACTION the GPU-hours (C / (peak * MFU * efficiency)) leave the range of
+    # a float: no estimate, and nothing a real run achieves.
     if value is None:
         return
-    if not math.isfinite(value) or not 0 < value <= 1:
-        raise InvalidInput(f"{name} must be in (0, 1], got {value!r}", field=name, hint=hint)
+    if not math.isfinite(value) or not MIN_FRACTION <= value <= 1:
+        raise InvalidInput(f"{name} must be in [{MIN_FRACTION:g}, 1], got {value!r}",
+                           field=name, hint=hint)
 
 
 def _precision_speedup(spec: GPUSpec, precision: str, fp8_speedup: float | None) -> float:
@@ -222,10 +234,11 @@ def estimate_training(
     Raises :class:`InvalidInput` naming the field for zero/negative/absurd values, an
     unknown GPU (the hint lists the known ones), MFU or efficiency outside (0, 1].
     """
-    _positive(params, "params", upper=MAX_PARAMS, hint="total parameters, e.g. 70e9")
-    _positive(active_params, "active_params", upper=MAX_PARAMS,
+    _positive(params, "params", upper=MAX_PARAMS, lower=MIN_PARAMS,
+              hint="total parameters, e.g. 70e9")
+    _positive(active_params, "active_params", upper=MAX_PARAMS, lower=MIN_PARAMS,
               hint="parameters active per token (mixture-of-experts), e.g. 13e9")
-    _positive(tokens, "tokens", upper=MAX_TOKENS,
+    _positive(tokens, "tokens", upper=MAX_TOKENS, lower=MIN_TOKENS,
               hint="training tokens, e.g. 2e12; omit for compute-optimal 20 x params")
     if isinstance(gpus, bool) or not isinstance(gpus, int) or gpus < 1:
         raise InvalidInput(f"gpus must be a whole number >= 1, got {gpus!r}", field="gpus",
