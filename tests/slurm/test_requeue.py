@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import subprocess
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -41,7 +41,19 @@ CHECKPOINTING = (
 
 
 def _release(job_id: str) -> None:
-    """A requeued job waits ~2 min (BeginTime); an operator may let it go at once."""
+    """A requeued job waits ~2 min (BeginTime); an operator may let it go at once.
+
+    Not within the second of the requeue: slurmctld revokes the stopped run's credential
+    with a one-second timestamp, and a new run launched in that same second is killed
+    ("Killing non-startable batch JobId=N: Job credential revoked", exit 1), seen on a fast
+    run of this test. So wait for the wall clock to pass that second first."""
+    ends = [line.strip() for line in sh("sacct", "-j", job_id, "-D", "-X", "-n", "-P",
+                                          "--format=End").splitlines()]
+    known = [datetime.fromisoformat(e) for e in ends if e[:1].isdigit()]
+    if known:  # slurmctld's times are local wall-clock seconds
+        last = max(known)
+        wait_until(lambda: datetime.now() >= last + timedelta(seconds=1.2), DEADLINE_S,
+                   "the second of the requeue to pass", step=0.1)
     sh("scontrol", "update", f"jobid={job_id}", "starttime=now")
 
 
