@@ -41,6 +41,15 @@ def test_default_url_order(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> 
     (clean_env / "server.json").write_text(json.dumps({"url": "http://127.0.0.1:9001",
                                                       "pid": os.getpid()}))
     assert default_url() == "http://127.0.0.1:9001"  # the running server's own word
+    address = clean_env / "server.json"
+    address.chmod(0o666)  # writable by others: anyone could have put a URL there
+    assert default_url() == "http://[::1]:8123"
+    address.chmod(0o644)
+    if os.geteuid() == 0:  # another account's file is not followed either
+        os.chown(address, 12345, 12345)
+        assert default_url() == "http://[::1]:8123"
+        os.chown(address, 0, 0)
+    assert default_url() == "http://127.0.0.1:9001"
     gone = subprocess.Popen(["true"])
     gone.wait()
     (clean_env / "server.json").write_text(json.dumps({"url": "http://127.0.0.1:9001",

@@ -65,7 +65,13 @@ def default_url() -> str:
     else http://127.0.0.1:8000."""
     data_dir = Path(os.environ.get("RECHENWERK_DATA_DIR") or Path.cwd() / "var")
     try:
-        record = json.loads((data_dir / SERVER_ADDRESS_FILE).read_text())
+        path = data_dir / SERVER_ADDRESS_FILE
+        st = path.stat()
+        if st.st_uid != os.geteuid() or st.st_mode & 0o022:
+            # Someone else's file (e.g. planted in a shared folder the CLI runs in) could
+            # send this user's token or password to a server of theirs.
+            raise PermissionError(f"{path} is not this account's own")
+        record = json.loads(path.read_text())
         url, pid = record.get("url"), record.get("pid")
         if (isinstance(url, str) and url.startswith(("http://", "https://"))
                 and isinstance(pid, int) and _running(pid)):
