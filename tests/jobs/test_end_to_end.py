@@ -84,6 +84,11 @@ def test_demo_job_from_the_cli(session_factory: sessionmaker[Session], db_url: s
         assert "GPU" in saw_reason, saw_reason
         queue_text = cli("queue").stdout
         assert "waiting" in queue_text.lower() or saw_reason in queue_text
+        assert "1 pending jobs of 1 in the centre, by submit time" in queue_text  # fifo
+        factors = cli("queue", "--priority").stdout
+        assert "FAIRSHARE" in factors and str(demo["id"]) in factors
+        shown = cli("job", "show", str(demo["id"])).stdout
+        assert "queue position" in shown and "1 of 1, by submit time" in shown
         release(released)
 
         logs = cli("logs", "-f", "--interval", "0.2", str(demo["id"]))

@@ -199,6 +199,9 @@ def test_submit_form_field_errors_budget_and_idempotency(api_client: Any,
     detail = api_client.get(f"/jobs/{job_id}").text
     assert "waiting for the next scheduling cycle" in detail
     assert "No log yet" in detail
+    # Its place in the core's order and its priority term by term (as sprio).
+    assert re.search(r"Queue position:</strong> \d+ of \d+, by multifactor priority", detail)
+    assert "+ fair share" in detail
 
 
 def test_other_projects_are_not_found(api_client: Any, world: dict[str, Any]) -> None:
@@ -337,3 +340,22 @@ def test_operator_outbox_page(api_client: Any, world: dict[str, Any]) -> None:
     assert api_client.get("/ops/notifications?status=lost").status_code == 422
     login(api_client, "pia")
     assert api_client.get("/ops/notifications").status_code == 403
+
+
+def test_operator_queue_page_in_core_order(api_client: Any, world: dict[str, Any]) -> None:
+    login(api_client, "mem")
+    page = api_client.get("/jobs/new?project=alpha").text
+    key = re.search(r'name="idempotency_key" value="([0-9a-f]+)"', page).group(1)
+    r = api_client.post("/jobs/new", follow_redirects=False, data={
+        "name": "waits", "project": "alpha", "kind": "command", "command": "python3 t.py",
+        "gpus": "1", "walltime": "1h", "qos": "normal", "idempotency_key": key,
+        "csrf_token": csrf(page)})
+    job_id = int(r.headers["location"].rsplit("/", 1)[1])
+    api_client.post("/logout", data={"csrf_token": csrf(api_client.get("/").text)})
+    login(api_client, "op")
+    html = api_client.get("/ops/queue").text
+    assert "by multifactor priority" in html and "queue-table" in html
+    row = re.search(r"<tr>\s*<td class=\"num\">(\d+)</td>\s*<td><a href=\"/jobs/"
+                    rf"{job_id}\"", html)
+    assert row and row.group(1) == "1"  # the only pending job heads the queue
+    assert "+ fair share" in html  # its priority, term by term

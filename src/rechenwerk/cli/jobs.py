@@ -41,6 +41,17 @@ def _time(value: str | None) -> str:
     return "" if not value else value.replace("T", " ")[:19]
 
 
+def _pos(job: dict[str, Any]) -> str:
+    return "new" if job.get("position") is None else str(job["position"])
+
+
+def _terms(priority: dict[str, float] | None) -> list[str]:
+    """Total, age, fair share, job size, QOS; blanks where the policy has no priority."""
+    if not priority:
+        return [""] * 5
+    return [f"{priority[k]:,.1f}" for k in ("total", "age", "fairshare", "jobsize", "qos")]
+
+
 def load_spec_file(path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """Read a YAML/JSON spec and validate it locally (clear errors before any request).
     ``workdir`` is resolved against the file's directory (default: that directory), so
@@ -148,6 +159,15 @@ def register(app: typer.Typer) -> None:
             ("ended", _time(j["ended_at"])),
             ("exit code", "" if j["exit_code"] is None else j["exit_code"]),
         ]
+        if j["state"] == "pending":
+            p = _call("GET", f"/api/v1/jobs/{job_id}/priority")
+            total, *terms = _terms(p["priority"])
+            where = (f"{p['position']} of {p['queue_length']}" if p["position"]
+                     else f"new (of {p['queue_length']})")
+            rows.insert(4, ("queue position", f"{where}, {p['order']}"))
+            if p["priority"]:
+                rows.insert(5, ("priority", f"{total} (age {terms[0]}, fair share "
+                                            f"{terms[1]}, size {terms[2]}, QOS {terms[3]})"))
         print_table(["FIELD", "VALUE"], rows, title=f"job {j['id']}")
         print_table(["AT", "FROM", "TO", "REASON"],
                     [[_time(e["at"]), e["from"] or "", e["to"], e["reason"] or ""]
@@ -220,20 +240,32 @@ def register(app: typer.Typer) -> None:
     @app.command("queue")
     @handle_errors
     def queue(project: str | None = typer.Option(None, "--project", "-p"),
+              factors: bool = typer.Option(False, "--priority",
+                                           help="Show each priority term (as sprio)."),
               as_json: bool = typer.Option(False, "--json")) -> None:
-        """Pending jobs by QOS, then submit time, each with why it waits (the scheduler also
-        weighs fair share, size and age)."""
+        """Pending jobs in the order the scheduler considers them, each with its priority
+        and why it waits (# counts every pending job of the centre)."""
         data = _call("GET", "/api/v1/queue", params={"project": project})
         if as_json:
             print_json(data)
             return
+        title = (f"{data['total']} pending jobs of {data['queue_length']} in the centre, "
+                 f"{data['order']}")
+        if factors:
+            print_table(["#", "ID", "PROJECT", "USER", "PRIORITY", "AGE", "FAIRSHARE",
+                         "JOBSIZE", "QOS"],
+                        [[_pos(j), j["id"], j["project"], j["user"],
+                          *_terms(j["priority"])] for j in data["items"]],
+                        title=title)
+            return
         print_table(["#", "ID", "NAME", "PROJECT", "USER", "QOS", "GPUS", "WALLTIME", "WAITING",
-                     "REASON"],
-                    [[i + 1, j["id"], j["name"], j["project"], j["user"], j["qos"], j["gpus"],
+                     "PRIORITY", "REASON"],
+                    [[_pos(j), j["id"], j["name"], j["project"], j["user"], j["qos"], j["gpus"],
                       _dur(j["walltime_s"]), _time(j["submitted_at"]),
+                      _terms(j["priority"])[0],
                       f"{j['reason_code'] or ''}: {j['reason'] or ''}"]
-                     for i, j in enumerate(data["items"])],
-                    title=f"{data['total']} pending jobs")
+                     for j in data["items"]],
+                    title=title)
 
     @app.command("nodes")
     @handle_errors

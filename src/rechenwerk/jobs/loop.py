@@ -396,9 +396,6 @@ class SchedulerLoop:
 
 
 def _policy_from(settings: Settings) -> Policy:
-    """The policy the operator configured (a bad expression or parameter fails here, at
-    start-up, with a clear error)."""
-    from rechenwerk.jobs.policy_config import scheduler_params
-    from rechenwerk.scheduling.policies import make_policy
+    from rechenwerk.jobs.policy_config import configured_policy
 
-    return make_policy(settings.scheduler_policy, scheduler_params(settings))
+    return configured_policy(settings)

@@ -75,12 +75,6 @@ class Job(Base):
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
-    @property
-    def queue_rank(self) -> int | None:
-        """Not persisted: rewriting every waiting job's position whenever one starts costs
-        10,000 row updates per cycle. The queue order is ``jobs.service.queue()``."""
-        return None
-
 
 class JobEvent(Base):
     """One state change of a job (its history)."""

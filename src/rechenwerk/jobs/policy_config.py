@@ -14,6 +14,7 @@ from rechenwerk.config import Settings
 from rechenwerk.errors import InvalidInput
 from rechenwerk.jobs.specs import QOS_MAX_WALLTIME_S, parse_duration
 from rechenwerk.scheduling.params import PolicyParams, params_from_mapping
+from rechenwerk.scheduling.policies import Policy, make_policy
 
 _PARAMS_HINT = ("Set RECHENWERK_SCHEDULER_PARAMS to a YAML file's path or an inline JSON "
                 "object, e.g. '{\"weight_fairshare\": 20000}' (docs/scheduling.md).")
@@ -41,6 +42,12 @@ def _params_from_text(text: str, *, source: str) -> PolicyParams:
         raise InvalidInput(f"{source} must be a mapping of parameter: value",
                            field="scheduler_params", hint=_PARAMS_HINT)
     return params_from_mapping(data, source=source)
+
+
+def configured_policy(settings: Settings) -> Policy:
+    """The policy the operator configured (a bad expression or parameter fails with a
+    clear error): the live loop's and the queue views'."""
+    return make_policy(settings.scheduler_policy, scheduler_params(settings))
 
 
 def scheduler_params(settings: Settings) -> PolicyParams:

@@ -22,6 +22,7 @@ from rechenwerk.api.deps import (
     DbSession,
     Now,
     Operator,
+    backend_of,
     get_clock,
     inventory_of,
     settings_of,
@@ -30,7 +31,9 @@ from rechenwerk.jobs import service
 from rechenwerk.jobs.logs import MAX_LOG_CHUNK, read_log
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.nodes import list_nodes, set_drained
+from rechenwerk.jobs.queue_order import OrderedQueue, job_priority, ordered_queue
 from rechenwerk.jobs.specs import parse_spec
+from rechenwerk.scheduling.model import PriorityFactors
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
 
@@ -165,10 +168,44 @@ def job_logs(
     return chunk.to_dict()
 
 
+def _priority_dict(f: PriorityFactors | None) -> dict[str, float] | None:
+    if f is None:
+        return None
+    return {"total": round(f.total, 3), "age": round(f.age, 3),
+            "fairshare": round(f.fairshare, 3), "jobsize": round(f.jobsize, 3),
+            "qos": round(f.qos, 3)}
+
+
+def _queue_dict(session: Session, q: OrderedQueue) -> dict[str, Any]:
+    items = _dicts(session, [e.job for e in q.entries])
+    for item, e in zip(items, q.entries, strict=True):
+        item["position"] = e.position
+        item["priority"] = _priority_dict(e.priority)
+    return {"items": items, "total": len(items), "queue_length": q.length,
+            "policy": q.policy, "order": q.order}
+
+
 @router.get("/queue")
-def queue(session: DbSession, user: CurrentUser, project: str | None = None) -> dict[str, Any]:
-    jobs = service.queue(session, user, project=project)
-    return {"items": _dicts(session, jobs), "total": len(jobs)}
+def queue(request: Request, session: DbSession, user: CurrentUser,
+          project: str | None = None) -> dict[str, Any]:
+    """Pending jobs in the order the configured policy considers them (``position`` counts
+    every pending job of the centre), each with its priority term by term (``sprio``)."""
+    q = ordered_queue(session, user, backend=backend_of(request), clock=get_clock(request),
+                      settings=settings_of(request), project=project)
+    return _queue_dict(session, q)
+
+
+@router.get("/jobs/{job_id}/priority")
+def priority(job_id: int, request: Request, session: DbSession,
+             user: CurrentUser) -> dict[str, Any]:
+    """A pending job's queue position and priority factors (409 when it is not pending)."""
+    _job, q = job_priority(session, user, job_id, backend=backend_of(request),
+                           clock=get_clock(request), settings=settings_of(request))
+    out = _queue_dict(session, q)
+    item = out["items"][0]
+    return {"job": item["id"], "position": item["position"], "priority": item["priority"],
+            "queue_length": out["queue_length"], "policy": out["policy"],
+            "order": out["order"]}
 
 
 @router.get("/projects/{ref}/balance")

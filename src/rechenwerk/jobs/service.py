@@ -423,8 +423,8 @@ def list_jobs(
 
 
 def queue(session: Session, user: User, *, project: str | int | None = None) -> list[Job]:
-    """Pending jobs by QOS (high, normal, low), then submission. The exact order of the
-    policy (fair share, age, size, backfill) is in each job's persisted reason."""
+    """The pending jobs ``user`` may see, by QOS (high, normal, low), then submission.
+    The scheduler's own order and priorities: ``jobs.queue_order``."""
     jobs, _ = list_jobs(session, user, project=project, states=("pending",), limit=100_000)
     rank = {"high": 0, "normal": 1, "low": 2}
     return sorted(jobs, key=lambda j: (rank.get(j.qos, 3), j.submitted_at, j.id))

@@ -23,7 +23,14 @@ from bisect import bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Protocol
 
-from rechenwerk.scheduling.model import Node, PendingJob, ProjectInfo, RunningJob, WaitReason
+from rechenwerk.scheduling.model import (
+    Node,
+    PendingJob,
+    PriorityFactors,
+    ProjectInfo,
+    RunningJob,
+    WaitReason,
+)
 from rechenwerk.scheduling.params import PolicyParams
 from rechenwerk.scheduling.placement import ClusterState, Plan
 
@@ -234,6 +241,17 @@ class Scheduler:
         if self.pending:
             self._cycle(now, res, full)
         return res
+
+    # -- the order, explained (the queue views of the API, CLI and portal) --------------
+    order_rule = "by submit time (first come, first served)"
+
+    def queue_order(self, now: float) -> list[PendingJob]:
+        """Pending jobs in the order the next main pass considers them."""
+        return list(self.queue)
+
+    def priority_factors(self, job: PendingJob, now: float) -> PriorityFactors | None:
+        """The job's priority term by term; None where the policy has no such number."""
+        return None
 
     # -- hooks for policies ------------------------------------------------------------
     def _order_key(self, job: PendingJob) -> Key:

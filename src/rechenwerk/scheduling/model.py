@@ -170,3 +170,36 @@ class Decision:
     preemptions: tuple[Preemption, ...]
     waiting: Mapping[str, WaitReason]
     wake_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PriorityFactors:
+    """A pending job's multifactor priority term by term, each already weighted (what
+    Slurm's ``sprio`` prints): age, fair share, job size and QOS."""
+
+    age: float
+    fairshare: float
+    jobsize: float
+    qos: float
+
+    @property
+    def total(self) -> float:
+        return self.age + self.fairshare + self.jobsize + self.qos
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedJob:
+    """A pending job's place in the core's order (1 = considered first)."""
+
+    job_id: str
+    position: int
+    priority: PriorityFactors | None = None  # None: the policy has no priority number
+
+
+@dataclass(frozen=True, slots=True)
+class QueueView:
+    """Every pending job of a snapshot in the order the next main pass considers them."""
+
+    policy: str
+    order: str  # the rule in words, e.g. "by multifactor priority (highest first)"
+    jobs: tuple[QueuedJob, ...]

@@ -57,6 +57,11 @@ class LasScheduler(Scheduler):
         self._quantum: set[str] = set()  # promoted and running their queue-0 quantum
         self._tokens = 0
 
+    order_rule = "by attained GPU time (least first), then submit time"
+
+    def queue_order(self, now: float) -> list[PendingJob]:
+        return [job for q in self.queues for job in q]
+
     def level_of(self, attained_gpu_s: float) -> int:
         return bisect_right(self.thresholds, attained_gpu_s)
 

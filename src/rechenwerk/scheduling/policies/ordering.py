@@ -18,7 +18,13 @@ from bisect import bisect_left, bisect_right
 from collections.abc import Iterator, Mapping, Sequence
 
 from rechenwerk.scheduling.cycle import CycleResult, Key, PendingQueue
-from rechenwerk.scheduling.model import Node, PendingJob, ProjectInfo, RunningJob
+from rechenwerk.scheduling.model import (
+    Node,
+    PendingJob,
+    PriorityFactors,
+    ProjectInfo,
+    RunningJob,
+)
 from rechenwerk.scheduling.params import PolicyParams
 from rechenwerk.scheduling.policies.base import QueueScheduler
 
@@ -343,6 +349,25 @@ class MultifactorOrdering(QueueScheduler):
         cap = self.cluster.capacity or 1
         return p.weight_jobsize * min(job.gpus / cap, 1.0) + p.weight_qos * self._qos_norm.get(
             job.qos, 0.0
+        )
+
+    order_rule = "by multifactor priority, highest first (age, fair share, size, QOS)"
+
+    def queue_order(self, now: float) -> list[PendingJob]:
+        """The order after a priority recalculation at ``now`` (the loop recalculates
+        every ``priority_calc_period_s``, so its order can be that much older)."""
+        self._maybe_recalc(now, True)
+        return list(self.queue)
+
+    def priority_factors(self, job: PendingJob, now: float) -> PriorityFactors:
+        p = self.params
+        age = now - job.submit_time
+        cap = self.cluster.capacity or 1
+        return PriorityFactors(
+            age=p.weight_age * (0.0 if age <= 0 else min(age / p.max_age_s, 1.0)),
+            fairshare=p.weight_fairshare * self.fairshare_factor(job.project),
+            jobsize=p.weight_jobsize * min(job.gpus / cap, 1.0),
+            qos=p.weight_qos * self._qos_norm.get(job.qos, 0.0),
         )
 
     def weight_fs_factor(self, project: str) -> float:

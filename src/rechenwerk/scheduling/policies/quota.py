@@ -57,16 +57,25 @@ class QuotaScheduler(Scheduler):
         g = self.guarantee
         return sum(max(0, u - g.get(p, 0)) for p, u in self.used.items())
 
-    def _cycle(self, now: float, res: CycleResult, full: bool) -> None:
-        c = self.cluster
+    order_rule = ("by project, the one furthest below its guarantee first; "
+                  "in a project by submit time")
+
+    def _fill_order(self) -> list[str]:
         used, g = self.used, self.guarantee
 
         def fill(p: str) -> float:
             gp = g.get(p, 0)
             return used.get(p, 0) / gp if gp > 0 else float("inf")
 
-        order = sorted((p for p, q in self.queues.items() if len(q)), key=lambda p: (fill(p), p))
-        for p in order:
+        return sorted((p for p, q in self.queues.items() if len(q)), key=lambda p: (fill(p), p))
+
+    def queue_order(self, now: float) -> list[PendingJob]:
+        return [job for p in self._fill_order() for job in self.queues[p]]
+
+    def _cycle(self, now: float, res: CycleResult, full: bool) -> None:
+        c = self.cluster
+        used, g = self.used, self.guarantee
+        for p in self._fill_order():
             q = self.queues[p]
             while True:
                 job = q.head()

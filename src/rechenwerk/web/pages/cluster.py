@@ -15,10 +15,18 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access.models import User
-from rechenwerk.api.deps import get_now, get_session, inventory_of, settings_of
+from rechenwerk.api.deps import (
+    backend_of,
+    get_clock,
+    get_now,
+    get_session,
+    inventory_of,
+    settings_of,
+)
 from rechenwerk.jobs import service as jobs
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.nodes import list_nodes, set_drained
+from rechenwerk.jobs.queue_order import ordered_queue
 from rechenwerk.web.deps import form_data, operator_user
 from rechenwerk.web.forms import text
 from rechenwerk.web.rendering import render
@@ -107,11 +115,13 @@ def queue_page(
     request: Request, project: str = "", user: User = Depends(operator_user),
     db: Session = Depends(get_session), now: Any = Depends(get_now),
 ) -> Response:
-    pending = jobs.queue(db, user, project=project or None)
-    shown = pending[:500]
+    q = ordered_queue(db, user, backend=backend_of(request), clock=get_clock(request),
+                      settings=settings_of(request), project=project or None)
+    shown = q.entries[:500]
     return render(request, "ops/queue.html", {
-        "title": "Queue", "section": "queue", "jobs": shown, "total": len(pending),
-        "slugs": jobs.project_slugs(db, {j.project_id for j in shown}),
-        "names": jobs.usernames(db, {j.user_id for j in shown}), "now": now,
+        "title": "Queue", "section": "queue", "entries": shown, "total": len(q.entries),
+        "order": q.order, "length": q.length,
+        "slugs": jobs.project_slugs(db, {e.job.project_id for e in shown}),
+        "names": jobs.usernames(db, {e.job.user_id for e in shown}), "now": now,
         "project": project,
     })

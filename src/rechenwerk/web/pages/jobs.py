@@ -22,10 +22,11 @@ from rechenwerk.access.models import Project, ProjectMembership, User
 from rechenwerk.access.visibility import only_visible
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.accounting.models import UsageRecord
-from rechenwerk.api.deps import get_clock, get_now, get_session, settings_of
+from rechenwerk.api.deps import backend_of, get_clock, get_now, get_session, settings_of
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.jobs import service as jobs
 from rechenwerk.jobs.policy_config import qos_limits
+from rechenwerk.jobs.queue_order import job_priority
 from rechenwerk.jobs.specs import format_duration, parse_spec
 from rechenwerk.jobs.states import TERMINAL_STATES, JobState
 from rechenwerk.web.deps import form_data, portal_user
@@ -112,7 +113,12 @@ def _detail_context(request: Request, db: Session, user: User, job_id: int,
     import yaml
 
     spec_text = yaml.safe_dump(job.spec, sort_keys=False, allow_unicode=True)
+    queue = None
+    if job.state == JobState.PENDING.value:
+        _job, queue = job_priority(db, user, job.id, backend=backend_of(request),
+                                   clock=get_clock(request), settings=settings_of(request))
     return {
+        "queue": queue, "queue_entry": queue.entries[0] if queue else None,
         "title": f"Job {job.id}", "section": "jobs", "job": job, "events": events,
         "project_slug": slug, "owner": owner, "running": running,
         "logs": _log_chunks(request, db, user, job.id), "spec_text": spec_text,
