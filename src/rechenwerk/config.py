@@ -93,6 +93,13 @@ class Settings(BaseSettings):
     # for the QOS named, e.g. '{"high": "12h", "low": "7d"}'.
     qos_max_walltime: dict[str, str] = Field(default_factory=dict)
     scheduler_enabled: bool = True
+    # Start-time forecasts (jobs/forecasts.py): every this many seconds the leader runs
+    # the policy forward from the live state (jobs end at their walltime limit) and
+    # stores each waiting job's expected start; 0 turns them off. A job that cannot
+    # start within the horizon has no forecast.
+    forecast_interval_s: float = Field(default=60.0, ge=0.0, le=86400.0, allow_inf_nan=False)
+    forecast_horizon_s: float = Field(default=30 * 86400.0, gt=0.0, le=366 * 86400.0,
+                                      allow_inf_nan=False)
     # What happens when a submission exceeds the live balance: refuse it, or accept it in
     # the low (scavenger) QOS.
     overdraft_policy: Literal["refuse", "low_qos"] = "refuse"

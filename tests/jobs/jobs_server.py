@@ -39,6 +39,7 @@ class Server:
             "RECHENWERK_DATABASE_URL": db_url,
             "RECHENWERK_LOCAL_CLUSTER": cluster,
             "RECHENWERK_SCHEDULER_INTERVAL_S": "0.2",
+            "RECHENWERK_FORECAST_INTERVAL_S": "0.5",
             "RECHENWERK_SCHEDULER_POLICY": policy,
             "RECHENWERK_KILL_GRACE_S": "2",
             "RECHENWERK_PORT": str(self.port),

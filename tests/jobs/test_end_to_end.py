@@ -85,6 +85,11 @@ def test_demo_job_from_the_cli(session_factory: sessionmaker[Session], db_url: s
         queue_text = cli("queue").stdout
         assert "waiting" in queue_text.lower() or saw_reason in queue_text
         assert "1 pending jobs of 1 in the centre, by submit time" in queue_text  # fifo
+        # The forecast companion (every 0.5 s here): behind the blocker's walltime.
+        expected = wait_for(lambda: demo_job()["expected_start"], "the demo job's forecast",
+                            step=0.2)
+        assert expected > demo["submitted_at"]
+        assert "UTC (in" in cli("queue").stdout
         factors = cli("queue", "--priority").stdout
         assert "FAIRSHARE" in factors and str(demo["id"]) in factors
         shown = cli("job", "show", str(demo["id"])).stdout

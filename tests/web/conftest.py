@@ -70,6 +70,7 @@ def portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Portal]:
     settings = Settings(data_dir=tmp / "var", database_url=db_url, scheduler_enabled=True,
                         local_sandbox_ro=str(shared),
                         scheduler_interval_s=0.5, local_cluster="2x4:A100-80GB",
+                        forecast_interval_s=0.5,
                         secret_key=secrets.token_hex(16), kill_grace_s=2.0)
     app = create_app(settings)
     port = _free_port()

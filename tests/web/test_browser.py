@@ -200,6 +200,43 @@ def test_operator_cluster_view_queue_and_reports(new_page: Any, portal: Any) -> 
         portal.api("POST", f"/api/v1/jobs/{job_id}/cancel", "jonas")
 
 
+def test_waiting_job_shows_its_forecast_and_priority(new_page: Any, portal: Any) -> None:
+    """A job behind a full cluster: its page and the queue say when it should start."""
+    hold = {"project": "nordlicht-llm", "walltime": "30m",
+            "command": ["python3", "-c", "import time; time.sleep(3600)"]}
+    blocker = portal.api("POST", "/api/v1/jobs", "jonas",
+                         json={**hold, "name": "blocker", "gpus": 8}).json()["id"]
+    waiting = None
+    try:
+        wait_for(lambda: portal.api("GET", f"/api/v1/jobs/{blocker}", "jonas")
+                 .json()["state"] == "running", "the blocker to run", step=0.3)
+        r = portal.api("POST", "/api/v1/jobs", "jonas",
+                       json={**hold, "name": "behind", "gpus": 4, "walltime": "10m"})
+        waiting = r.json()["id"]
+        page = new_page()
+        login(page, "jonas")
+        page.goto(f"/jobs/{waiting}")
+        # The forecast companion runs every 0.5 s here; the page refreshes itself (htmx).
+        page.wait_for_selector("[data-testid=expected-start]", timeout=DEADLINE_S * 1000)
+        text = page.inner_text("[data-testid=expected-start]")
+        assert "UTC" in text and re.search(r"in (\d+ min|\d+ h)", text), text
+        assert "walltime limit" in text
+        assert "Queue position:" in page.inner_text("[data-testid=queue-position]")
+        shot(page, "16-job-forecast")
+        forecast = portal.api("GET", f"/api/v1/jobs/{waiting}", "jonas").json()
+        started = portal.api("GET", f"/api/v1/jobs/{blocker}", "jonas").json()["started_at"]
+        from datetime import datetime, timedelta
+
+        # The blocker holds every GPU for at most its 30 min walltime: then "behind" starts.
+        expected = datetime.fromisoformat(forecast["expected_start"])
+        assert abs(expected - (datetime.fromisoformat(started) + timedelta(minutes=30))
+                   ) < timedelta(seconds=5)
+    finally:
+        for job in (waiting, blocker):
+            if job is not None:
+                portal.api("POST", f"/api/v1/jobs/{job}/cancel", "jonas")
+
+
 def test_users_never_see_other_projects(new_page: Any, portal: Any) -> None:
     # A job of nordstadt-climate (Jan's project), which Greta does not belong to.
     jobs = portal.api("GET", "/api/v1/jobs?project=nordstadt-climate&limit=1", "jan").json()

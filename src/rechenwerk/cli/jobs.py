@@ -45,6 +45,22 @@ def _pos(job: dict[str, Any]) -> str:
     return "new" if job.get("position") is None else str(job["position"])
 
 
+def _expected(value: str | None) -> str:
+    """A forecast for people: "~14:20 UTC (in 2 h 10 min)"; blank when there is none."""
+    if not value:
+        return ""
+    from datetime import UTC, datetime
+
+    from rechenwerk.scheduling.model import starts_in
+
+    at = datetime.fromisoformat(value)
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    delta = (at - datetime.now(UTC)).total_seconds()
+    day = "" if delta < 20 * 3600 else at.strftime("%Y-%m-%d ")
+    return f"~{day}{at.strftime('%H:%M')} UTC ({starts_in(delta)})"
+
+
 def _terms(priority: dict[str, float] | None) -> list[str]:
     """Total, age, fair share, job size, QOS; blanks where the policy has no priority."""
     if not priority:
@@ -168,6 +184,10 @@ def register(app: typer.Typer) -> None:
             if p["priority"]:
                 rows.insert(5, ("priority", f"{total} (age {terms[0]}, fair share "
                                             f"{terms[1]}, size {terms[2]}, QOS {terms[3]})"))
+            rows.insert(4, ("expected start",
+                            _expected(j.get("expected_start")) + " (if running jobs end at "
+                            "their walltime limit)" if j.get("expected_start")
+                            else "not forecast yet"))
         print_table(["FIELD", "VALUE"], rows, title=f"job {j['id']}")
         print_table(["AT", "FROM", "TO", "REASON"],
                     [[_time(e["at"]), e["from"] or "", e["to"], e["reason"] or ""]
@@ -259,13 +279,16 @@ def register(app: typer.Typer) -> None:
                         title=title)
             return
         print_table(["#", "ID", "NAME", "PROJECT", "USER", "QOS", "GPUS", "WALLTIME", "WAITING",
-                     "PRIORITY", "REASON"],
+                     "PRIORITY", "EXPECTED START", "REASON"],
                     [[_pos(j), j["id"], j["name"], j["project"], j["user"], j["qos"], j["gpus"],
                       _dur(j["walltime_s"]), _time(j["submitted_at"]),
-                      _terms(j["priority"])[0],
+                      _terms(j["priority"])[0], _expected(j.get("expected_start")),
                       f"{j['reason_code'] or ''}: {j['reason'] or ''}"]
                      for j in data["items"]],
                     title=title)
+        if any(j.get("expected_start") for j in data["items"]):
+            console.print("expected starts assume running jobs end at their walltime limit",
+                          style="dim", highlight=False)
 
     @app.command("nodes")
     @handle_errors

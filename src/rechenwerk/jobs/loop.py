@@ -19,6 +19,9 @@ scheduler cycle:
 ``reasons``
     why each waiting job waits, written where it changed (``jobs/reasons.py``).
 
+Every ``forecast_interval_s`` the snapshot also goes to the forecast companion's thread
+(``jobs/forecasts.py``), which stores each waiting job's expected start.
+
 Backends that schedule themselves (Slurm) replace snapshot..reasons by ``hand_over``:
 pending jobs go to the backend at once and its own reason is stored.
 
@@ -47,6 +50,7 @@ from rechenwerk.config import Settings
 from rechenwerk.errors import BackendError
 from rechenwerk.execution.base import BackendJobState, BackendJobStatus, ExecutionBackend
 from rechenwerk.jobs.apply import DecisionApplier
+from rechenwerk.jobs.forecasts import ForecastCompanion
 from rechenwerk.jobs.launch import Launcher
 from rechenwerk.jobs.leadership import Leadership
 from rechenwerk.jobs.models import Job
@@ -155,6 +159,9 @@ class SchedulerLoop:
         self.applier = DecisionApplier(session_factory, backend, self.clock, self.launcher)
         self.reasons = ReasonWriter(session_factory)
         self.core = IncrementalCore(self.policy)
+        self.forecasts = ForecastCompanion(session_factory, self.policy,
+                                           interval_s=settings.forecast_interval_s,
+                                           horizon_s=settings.forecast_horizon_s)
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
@@ -195,6 +202,7 @@ class SchedulerLoop:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        self.forecasts.stop(timeout)
         self.leadership.release()
         self.backend.close()
 
@@ -281,6 +289,8 @@ class SchedulerLoop:
             with session_scope(self.session_factory) as session:
                 snap, stored = self.snapshots.build(session)
             lap("snapshot")
+            if self._thread is not None:  # cycles run by hand (tests) forecast by hand
+                self.forecasts.offer(snap)
             decision = self.core.decide(snap) if self.incremental else self.policy.decide(snap)
             lap("decide")
             applied = self.applier.apply(decision, running_placements(snap))

@@ -62,6 +62,8 @@ class Job(Base):
     idempotency_key: Mapped[str | None] = mapped_column(String(128))
     reason_code: Mapped[str | None] = mapped_column(String(32))
     reason: Mapped[str | None] = mapped_column(Text)
+    # When a pending job is expected to start (jobs/forecasts.py); NULL: unknown.
+    expected_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     backend: Mapped[str | None] = mapped_column(String(32))
     backend_handle: Mapped[str | None] = mapped_column(String(256))
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # 0 until first start

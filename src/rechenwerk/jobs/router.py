@@ -64,6 +64,9 @@ def job_dict(job: Job, project: str, user: str, *, detail: bool = False) -> dict
         "cancel_requested": job.cancel_requested_at is not None,
         "idempotency_key": job.idempotency_key,
         "committed_gpu_hours": round(job.gpus * job.walltime_s / 3600.0, 6),
+        # the forecast (pending jobs only; it assumes running jobs end at their walltime)
+        "expected_start": (job.expected_start_at.isoformat()
+                           if job.expected_start_at and job.state == "pending" else None),
     }
     if detail:
         out["spec"] = job.spec

@@ -14,6 +14,8 @@ from markupsafe import Markup
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from rechenwerk.scheduling.model import starts_in
+
 DASH = "\u2013"  # shown for missing values
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 STATIC_DIR = Path(__file__).parent / "static"
@@ -85,6 +87,7 @@ def environment() -> Environment:
     env.filters["pct"] = fmt_pct
     env.globals["query_with"] = query_with
     env.globals["Markup"] = Markup
+    env.globals["starts_in"] = starts_in  # "in 2 h 10 min", as the scheduler's reasons
     return env
 
 
