@@ -100,6 +100,9 @@ class Settings(BaseSettings):
     forecast_interval_s: float = Field(default=60.0, ge=0.0, le=86400.0, allow_inf_nan=False)
     forecast_horizon_s: float = Field(default=30 * 86400.0, gt=0.0, le=366 * 86400.0,
                                       allow_inf_nan=False)
+    # How long a forecast expects jobs to run: "history" (the share of its walltime each
+    # project's recent jobs ran) or "walltime" (every job to its limit).
+    forecast_runtime: Literal["history", "walltime"] = "history"
     # What happens when a submission exceeds the live balance: refuse it, or accept it in
     # the low (scavenger) QOS.
     overdraft_policy: Literal["refuse", "low_qos"] = "refuse"

@@ -126,3 +126,19 @@ def test_multifactor_forecast_orders_by_priority() -> None:
                     projects=projects)
     f = forecast_starts(make_policy("multifactor+easy-backfill"), snap)
     assert f.start_of("l") == NOW + 600 and f.start_of("h") == NOW + 1200
+
+
+def test_run_fraction_shortens_the_expected_runs_but_not_the_plan() -> None:
+    running = (RunningJob("r", "p", 4, (("n1", (0, 1, 2, 3)),), NOW - 100, 3600.0),
+               RunningJob("q", "other", 4, (("n2", (0, 1, 2, 3)),), NOW - 100, 3600.0))
+    pending = (PendingJob("a", "p", 8, walltime_s=600.0, submit_time=NOW - 10),)
+    snap = Snapshot(now=NOW, nodes=(Node("n1", 4), Node("n2", 4)), running=running,
+                    pending=pending)
+    fifo = make_policy("fifo")
+    # a needs both nodes: it waits for the later end, other's walltime (no history)
+    assert forecast_starts(fifo, snap, run_fraction={"p": 0.5}).start_of("a") == NOW + 3500
+    both = forecast_starts(fifo, snap, run_fraction={"p": 0.5, "other": 0.25})
+    assert both.start_of("a") == NOW + 1700  # p's job ends at 1800 s of its 3600 s
+    # a job already past its expected share is expected to end at once
+    assert forecast_starts(fifo, snap, run_fraction={"p": 0.01, "other": 0.01}
+                           ).start_of("a") == NOW

@@ -185,8 +185,8 @@ def register(app: typer.Typer) -> None:
                 rows.insert(5, ("priority", f"{total} (age {terms[0]}, fair share "
                                             f"{terms[1]}, size {terms[2]}, QOS {terms[3]})"))
             rows.insert(4, ("expected start",
-                            _expected(j.get("expected_start")) + " (if running jobs end at "
-                            "their walltime limit)" if j.get("expected_start")
+                            _expected(j.get("expected_start")) + " (a forecast from the "
+                            "queue and recent run times)" if j.get("expected_start")
                             else "not forecast yet"))
         print_table(["FIELD", "VALUE"], rows, title=f"job {j['id']}")
         print_table(["AT", "FROM", "TO", "REASON"],
@@ -287,7 +287,8 @@ def register(app: typer.Typer) -> None:
                      for j in data["items"]],
                     title=title)
         if any(j.get("expected_start") for j in data["items"]):
-            console.print("expected starts assume running jobs end at their walltime limit",
+            console.print("expected starts assume jobs run the share of their walltime "
+                          "their project's recent jobs ran (else to their walltime limit)",
                           style="dim", highlight=False)
 
     @app.command("nodes")

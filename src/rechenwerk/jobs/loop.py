@@ -161,7 +161,8 @@ class SchedulerLoop:
         self.core = IncrementalCore(self.policy)
         self.forecasts = ForecastCompanion(session_factory, self.policy,
                                            interval_s=settings.forecast_interval_s,
-                                           horizon_s=settings.forecast_horizon_s)
+                                           horizon_s=settings.forecast_horizon_s,
+                                           use_history=settings.forecast_runtime == "history")
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None

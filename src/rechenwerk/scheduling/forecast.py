@@ -2,10 +2,10 @@
 
 ``squeue --start`` for Rechenwerk: the policy's own scheduler is rebuilt from the live
 snapshot and driven through the future it can know: every running job ends at its
-walltime limit (the only end the centre is promised), each start adds its own end, and
+walltime limit (the only end the centre is promised) or, given each project's history,
+at the share of it that project's jobs usually run; each start adds its own end, and
 nothing new is submitted. The first time each pending job starts in that run is its
-expected start. Jobs end earlier in practice, so forecasts are upper bounds more often
-than not; jobs submitted later with a higher priority can push a forecast back.
+expected start. Jobs submitted later with a higher priority can push a forecast back.
 
 Pure like the rest of the core: snapshot in, forecast out.
 """
@@ -28,6 +28,8 @@ if TYPE_CHECKING:
 DEFAULT_HORIZON_S = 30 * 86400.0
 # Consecutive wake-ups (no end, no start) followed before the run gives up on them.
 MAX_IDLE_WAKEUPS = 16
+# The shortest expected run, as a share of the walltime, a history may give.
+MIN_RUN_FRACTION = 0.01
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,9 +54,16 @@ def _requeued(rj: RunningJob, now: float) -> PendingJob:
 
 
 def forecast_starts(policy: Policy, snap: Snapshot, *,
-                    horizon_s: float = DEFAULT_HORIZON_S) -> Forecast:
-    """Expected start of every pending job of ``snap`` under ``policy``."""
+                    horizon_s: float = DEFAULT_HORIZON_S,
+                    run_fraction: Mapping[str, float] | None = None) -> Forecast:
+    """Expected start of every pending job of ``snap`` under ``policy``.
+
+    ``run_fraction``: by project, the share of its walltime a job is expected to run
+    (from the project's history; ``jobs/forecasts.py``), in (0, 1]; projects not named
+    run to their walltime limit. The scheduler itself still plans with walltimes, as
+    the live one does: only when jobs end in the forecast changes."""
     now = snap.now
+    frac = {p: min(1.0, max(MIN_RUN_FRACTION, f)) for p, f in (run_fraction or {}).items()}
     limit = now + horizon_s
     sched = build_scheduler(policy, snap)
     # ``explain`` stays on, as in the live loop: conservative backfill plans afresh in
@@ -62,8 +71,10 @@ def forecast_starts(policy: Policy, snap: Snapshot, *,
     ends: list[tuple[float, int, str]] = []  # (end, epoch, job id)
     epoch: dict[str, int] = {}
     for rj in snap.running:
-        # An overrun (walltime passed, the kill not yet seen) ends now.
-        heapq.heappush(ends, (max(rj.expected_end, now), 0, rj.job_id))
+        # An overrun (walltime passed, the kill not yet seen) ends now; a job already
+        # past its expected run time is expected to end at once too.
+        end = rj.start_time + rj.walltime_s * frac.get(rj.project, 1.0)
+        heapq.heappush(ends, (max(end, now), 0, rj.job_id))
         epoch[rj.job_id] = 0
     wanted = {j.job_id for j in snap.pending}
     starts: dict[str, float] = {}
@@ -86,7 +97,8 @@ def forecast_starts(policy: Policy, snap: Snapshot, *,
                 starts[job.job_id] = t
             e = epoch[job.job_id] = epoch.get(job.job_id, 0) + 1
             if math.isfinite(rj.walltime_s):
-                heapq.heappush(ends, (t + rj.walltime_s, e, job.job_id))
+                run = rj.walltime_s * frac.get(rj.project, 1.0)
+                heapq.heappush(ends, (t + run, e, job.job_id))
         idle = 0 if res.starts else idle + 1
         # The next event: a job's end, or a time the policy asked to be woken at (a
         # priority recalculation, a reservation's boundary). Wake-ups that start nothing,
