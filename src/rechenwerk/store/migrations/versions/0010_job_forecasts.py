@@ -4,7 +4,7 @@ The scheduler's forecast companion (``jobs/forecasts.py``) runs the twin forward
 the live state and stores, for every pending job, when it is expected to start (NULL:
 not known yet, or not within the forecast's horizon).
 
-Revision ID: 0015_job_forecasts
+Revision ID: 0010_job_forecasts
 Revises: 0009_portal_sessions
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 
 from rechenwerk.store.base import UTCDateTime
 
-revision = "0015_job_forecasts"
+revision = "0010_job_forecasts"
 down_revision = "0009_portal_sessions"
 branch_labels = None
 depends_on = None
