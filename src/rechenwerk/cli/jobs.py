@@ -41,7 +41,8 @@ def _time(value: str | None) -> str:
     return "" if not value else value.replace("T", " ")[:19]
 
 
-def load_spec_file(path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def load_spec_file(path: Path, overrides: dict[str, Any] | None = None,
+                   after: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Read a YAML/JSON spec and validate it locally (clear errors before any request).
     ``workdir`` is resolved against the file's directory (default: that directory), so
     ``rechenwerk submit examples/train-demo.yaml`` works from anywhere."""
@@ -69,6 +70,15 @@ def load_spec_file(path: Path, overrides: dict[str, Any] | None = None) -> dict[
         raise InvalidInput(f"{source} must be a mapping of fields (name, project, gpus ...)",
                            hint="See docs/jobs.md for the job spec format.")
     doc.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if after and any(after.values()):  # --after-ok ... add to the file's depends_on
+        deps = doc.get("depends_on")
+        deps = dict(deps) if isinstance(deps, dict) else {}
+        for kind, ids in after.items():
+            if ids:
+                old = deps.get(kind)
+                deps[kind] = [*(old if isinstance(old, list) else [] if old is None
+                                else [old]), *ids]
+        doc["depends_on"] = deps
     workdir = doc.get("workdir")
     doc["workdir"] = str((base / str(workdir)).resolve()) if workdir else str(base)
     parse_spec(doc, source=source)
@@ -84,9 +94,19 @@ def register(app: typer.Typer) -> None:
         key: str | None = typer.Option(None, "--idempotency-key",
                                        help="Same key again returns the first job."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        after_ok: list[str] = typer.Option(
+            [], "--after-ok", help="Start after job(s) completed OK (repeatable, or 12,13)."),
+        after_any: list[str] = typer.Option(
+            [], "--after-any", help="Start after job(s) ended in any state."),
+        after_not_ok: list[str] = typer.Option(
+            [], "--after-not-ok", help="Start after job(s) failed, timed out or were "
+            "cancelled."),
     ) -> None:
-        """Submit a job from a spec file."""
-        doc = load_spec_file(spec, {"project": project, "idempotency_key": key})
+        """Submit a job from a spec file (with --after-ok etc.: a pipeline step)."""
+        after = {kind: [i for item in ids for i in item.split(",") if i.strip()]
+                 for kind, ids in (("after_ok", after_ok), ("after_any", after_any),
+                                   ("after_not_ok", after_not_ok))}
+        doc = load_spec_file(spec, {"project": project, "idempotency_key": key}, after)
         job = _call("POST", "/api/v1/jobs", json=doc)
         if as_json:
             print_json(job)
@@ -147,6 +167,10 @@ def register(app: typer.Typer) -> None:
             ("submitted", _time(j["submitted_at"])), ("started", _time(j["started_at"])),
             ("ended", _time(j["ended_at"])),
             ("exit code", "" if j["exit_code"] is None else j["exit_code"]),
+            ("depends on", ", ".join(
+                f"{d['kind']} {d['job_id']}" + (f" ({d['state']})" if d["state"] else "")
+                for d in j.get("dependencies") or [])),
+            ("dependents", ", ".join(str(i) for i in j.get("dependents") or [])),
         ]
         print_table(["FIELD", "VALUE"], rows, title=f"job {j['id']}")
         print_table(["AT", "FROM", "TO", "REASON"],

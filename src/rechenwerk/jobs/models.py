@@ -95,6 +95,22 @@ class JobEvent(Base):
     reason: Mapped[str | None] = mapped_column(Text)
 
 
+class JobDependency(Base):
+    """One job waits for another (``depends_on`` of its spec, docs/jobs.md): ``kind`` is
+    ``after_ok``, ``after_any`` or ``after_not_ok``. Written once, with the job, in the
+    submission's transaction; the referenced job was committed before, so the
+    dependencies of all jobs form no cycle."""
+
+    __tablename__ = "job_dependencies"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # Indexed: "which jobs wait for this one" (the job page's dependents).
+    depends_on_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
 class NodeState(Base):
     """Operator state of a node of the execution backend (drained or not)."""
 

@@ -25,6 +25,7 @@ from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.api.deps import get_clock, get_now, get_session, settings_of
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.jobs import service as jobs
+from rechenwerk.jobs.dependencies import dependencies_of, dependents_of
 from rechenwerk.jobs.policy_config import qos_limits
 from rechenwerk.jobs.specs import format_duration, parse_spec
 from rechenwerk.jobs.states import TERMINAL_STATES, JobState
@@ -116,6 +117,8 @@ def _detail_context(request: Request, db: Session, user: User, job_id: int,
         "title": f"Job {job.id}", "section": "jobs", "job": job, "events": events,
         "project_slug": slug, "owner": owner, "running": running,
         "logs": _log_chunks(request, db, user, job.id), "spec_text": spec_text,
+        "dependencies": dependencies_of(db, user, job.id),
+        "dependents": dependents_of(db, user, job.id),
         "committed": job.gpus * job.walltime_s / 3600.0, "now": now, "charged": charged,
         "walltime": format_duration(job.walltime_s),
         "can_cancel": running and (user.is_operator or user.id == job.user_id
