@@ -78,8 +78,14 @@ def referenced_jobs(session: Session, user: User, ids: Collection[int]) -> dict[
     return {int(i): str(s) for i, s in session.execute(stmt)}
 
 
+@dataclass(frozen=True, slots=True)
+class CheckedDependencies:
+    pairs: list[tuple[str, int]]  # (kind, job id), all of them
+    waiting: list[tuple[str, int]]  # those not met yet (the job's first reason)
+
+
 def check_dependencies(session: Session, user: User,
-                       depends_on: DependsOn) -> list[tuple[str, int]]:
+                       depends_on: DependsOn) -> CheckedDependencies:
     """The (kind, job id) pairs of ``depends_on`` once each referenced job exists, is
     visible to ``user`` and can still satisfy it; refuses the first that does not."""
     found = referenced_jobs(session, user, {j for _k, j in depends_on.items()})
@@ -98,7 +104,9 @@ def check_dependencies(session: Session, user: User,
                     field=where,
                     hint="after_ok needs a job that may still complete, after_not_ok one "
                     "that may still fail; remove the dependency or resubmit the job.")
-    return depends_on.items()
+    pairs = depends_on.items()
+    return CheckedDependencies(pairs, [(k, j) for k, j in pairs
+                                       if outcome(k, found[j]) == "wait"])
 
 
 _DEPS_TABLE = cast(Table, JobDependency.__table__)
@@ -239,11 +247,15 @@ class DependencyPhase:
                             reasons.append({"b_id": job_id, "b_code": REASON_NEVER,
                                             "b_reason": message})
                         w.cancel_requested = True  # decided: skip it below
+            released: list[dict[str, Any]] = []
             for job_id, w in waiters.items():
-                if w.cancel_requested or w.state != JobState.PENDING.value:
+                if w.cancel_requested:
                     continue
                 waiting = [(k, d) for k, d in w.deps if outcome(k, states[d]) == "wait"]
-                if not waiting:
+                if not waiting:  # all met: no longer read by this phase
+                    released.append({"b_id": job_id})
+                    continue
+                if w.state != JobState.PENDING.value:
                     continue
                 if self.backend_holds and all(handles.get(d) for _k, d in waiting):
                     continue  # handed over with --dependency on those jobs
@@ -261,20 +273,15 @@ class DependencyPhase:
                     .values(reason_code=bindparam("b_code"), reason=bindparam("b_reason")),
                     reasons)
                 result.reasons_written = len(reasons)
+            if released:
+                session.connection().execute(
+                    update(_JOBS).where(_JOBS.c.id == bindparam("b_id"))
+                    .values(dependency_wait=False), released)
         return result
 
     def _load(self, session: Session) -> tuple[dict[int, _Waiter], dict[int, str],
                                                dict[int, str | None]]:
-        dep = aliased(Job)
-        rows = session.connection().execute(
-            select(JobDependency.job_id, JobDependency.kind, JobDependency.depends_on_id,
-                   Job.state, Job.backend_handle, Job.cancel_requested_at,
-                   Job.reason_code, Job.reason, dep.state.label("dep_state"),
-                   dep.backend_handle.label("dep_handle"))
-            .join(Job, Job.id == JobDependency.job_id)
-            .join(dep, dep.id == JobDependency.depends_on_id)
-            .where(Job.state.in_([JobState.PENDING.value, JobState.STARTING.value]))
-            .order_by(JobDependency.job_id)).all()
+        rows = session.connection().execute(_LOAD).all()
         waiters: dict[int, _Waiter] = {}
         states: dict[int, str] = {}
         handles: dict[int, str | None] = {}
@@ -301,14 +308,28 @@ class DependencyPhase:
             return job is not None and transition(
                 session, job, JobState.CANCELLED, now=now, reason=message,
                 values={"ended_at": now, "reason_code": REASON_NEVER, "reason": message,
-                        "cancel_requested_at": now})
+                        "cancel_requested_at": now, "dependency_wait": False})
         res = session.execute(
             update(Job).where(Job.id == job_id, Job.state == JobState.STARTING.value,
                               Job.cancel_requested_at.is_(None))
             .values(cancel_requested_at=now, reason_code=REASON_NEVER, reason=message,
-                    updated_at=now)
+                    updated_at=now, dependency_wait=False)
             .execution_options(synchronize_session=False))
         return getattr(res, "rowcount", 0) == 1
 
 
 _JOBS = cast(Table, Job.__table__)
+_DEP = aliased(Job)
+# The jobs still waiting for others (the index on dependency_wait, state), each with its
+# dependencies and their states: nothing to read when no job waits.
+_LOAD = (
+    select(JobDependency.job_id, JobDependency.kind, JobDependency.depends_on_id,
+           Job.state, Job.backend_handle, Job.cancel_requested_at, Job.reason_code,
+           Job.reason, _DEP.state.label("dep_state"), _DEP.backend_handle.label("dep_handle"))
+    .select_from(Job)
+    .join(JobDependency, JobDependency.job_id == Job.id)
+    .join(_DEP, _DEP.id == JobDependency.depends_on_id)
+    .where(Job.dependency_wait.is_(True),
+           Job.state.in_([JobState.PENDING.value, JobState.STARTING.value]))
+    .order_by(JobDependency.job_id)
+)

@@ -344,7 +344,8 @@ def _submit_job(
 
     # Dependencies: checked in this transaction, after the lock (docs/jobs.md).
     deps = (check_dependencies(session, user, spec.depends_on)
-            if spec.depends_on is not None else [])
+            if spec.depends_on is not None else None)
+    waiting = deps.waiting if deps is not None else []
     reason = "over budget: accepted in the low QOS" if over_budget else "submitted"
     job = _insert_job(session, dict(
         project_id=project.id,
@@ -362,14 +363,17 @@ def _submit_job(
         gpu_type=spec.gpu_type,
         walltime_s=spec.walltime_s,
         idempotency_key=spec.idempotency_key,
-        reason_code=REASON_WAITING if deps else "queued",
-        reason=(describe_waiting(deps) if deps else "waiting for the next scheduling cycle"),
+        reason_code=REASON_WAITING if waiting else "queued",
+        reason=(describe_waiting(waiting) if waiting
+                else "waiting for the next scheduling cycle"),
         attempt=0,
         attained_gpu_s=0.0,
+        dependency_wait=bool(waiting),
         submitted_at=now,
         updated_at=now,
     ), reason)
-    store_dependencies(session, job.id, deps)
+    if deps is not None:
+        store_dependencies(session, job.id, deps.pairs)
     wake_after_commit(session)
     return SubmitResult(job, True, project.slug)
 

@@ -1,5 +1,8 @@
 """job dependencies: after_ok / after_any / after_not_ok between jobs
 
+A table of (job, kind, job it waits for) and ``jobs.dependency_wait``, true while a job
+has unmet dependencies, so the scheduler loop reads only those jobs.
+
 Revision ID: 0013_job_dependencies
 Revises: 0009_portal_sessions
 """
@@ -32,8 +35,15 @@ def upgrade() -> None:
     )
     op.create_index(op.f("ix_job_dependencies_depends_on_id"), "job_dependencies",
                     ["depends_on_id"])
+    with op.batch_alter_table("jobs") as batch:
+        batch.add_column(sa.Column("dependency_wait", sa.Boolean(), nullable=False,
+                                   server_default=sa.false()))
+    op.create_index("ix_jobs_dependency_wait_state", "jobs", ["dependency_wait", "state"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_jobs_dependency_wait_state", table_name="jobs")
+    with op.batch_alter_table("jobs") as batch:
+        batch.drop_column("dependency_wait")
     op.drop_index(op.f("ix_job_dependencies_depends_on_id"), table_name="job_dependencies")
     op.drop_table("job_dependencies")
