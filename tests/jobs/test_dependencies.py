@@ -330,3 +330,28 @@ def test_self_scheduling_backend_gets_the_dependency_on_its_own_job(
     loop.cycle()
     assert f"{branch}.1" in backend.cancelled
     assert f"{evaluate}.1" not in backend.cancelled
+
+
+def test_self_scheduling_backend_is_not_told_to_wait_for_another_backends_job(
+    session_factory: sessionmaker[Session], clock: FakeClock, settings: Settings
+) -> None:
+    w = _world(session_factory)
+    backend = SelfSchedulingBackend()
+    loop = SchedulerLoop(session_factory, backend, settings=settings, clock=clock)
+    old = _submit(session_factory, w["pi"], clock, settings, project=w["slug"])
+    with session_scope(session_factory) as s:  # still running on the local executor
+        job = s.get(Job, old)
+        assert job is not None
+        job.state, job.backend, job.backend_handle = "running", "local", f"{old}.1"
+    follow = _submit(session_factory, w["pi"], clock, settings, project=w["slug"],
+                     depends_on={"after_ok": [old]})
+    loop.cycle()
+    loop.cycle()
+    assert backend.launched == []  # held by Rechenwerk until the local job ends
+    assert _job(session_factory, follow).reason_code == REASON_WAITING
+    with session_scope(session_factory) as s:
+        job = s.get(Job, old)
+        assert job is not None
+        job.state = "completed"
+    loop.cycle()
+    assert [(r.job_id, r.after) for r in backend.launched] == [(str(follow), ())]

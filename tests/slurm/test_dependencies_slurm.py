@@ -118,10 +118,14 @@ def test_train_evaluate_pipeline_on_slurm(
             loop.cycle()
             return (_job(factory, train).state == "running" and
                     sh("squeue", "-h", "-j", eval_id, "-o", "%T %r").split()
-                    == ["PENDING", "Dependency"])
+                    == ["PENDING", "Dependency"]
+                    and _job(factory, evaluate).reason_code == "dependency")
 
         wait_until(train_running_eval_held, DEADLINE_S, "train running, evaluate held",
                    step=0.3)
+        held = _job(factory, evaluate)
+        assert (held.state, held.reason_code) == ("starting", "dependency"), held.reason
+        assert held.reason == "Dependency: waiting for a dependency"
         gate.touch()
 
         def pipeline_done() -> bool:

@@ -157,9 +157,10 @@ def dependents_of(session: Session, user: User, job_id: int) -> list[int]:
 # --------------------------------------------------------------------------- launch
 
 
-def backend_dependencies(session: Session, job_id: int) -> tuple[tuple[str, str], ...]:
-    """(kind, backend handle) of the job's dependencies that have not ended and that the
-    backend holds: what a self-scheduling backend (Slurm) is told to wait for. Ended ones
+def backend_dependencies(session: Session, job_id: int,
+                         backend: str) -> tuple[tuple[str, str], ...]:
+    """(kind, handle) of the job's dependencies that have not ended and that ``backend``
+    holds: what a self-scheduling backend (Slurm) is told to wait for. Ended ones
     are met (the dependencies phase cancels or holds the others) and are left out, since
     Slurm forgets ended jobs after MinJobAge and would refuse a dependency on them."""
     dep = aliased(Job)
@@ -167,7 +168,7 @@ def backend_dependencies(session: Session, job_id: int) -> tuple[tuple[str, str]
         select(JobDependency.kind, dep.backend_handle)
         .join(dep, dep.id == JobDependency.depends_on_id)
         .where(JobDependency.job_id == job_id, dep.backend_handle.is_not(None),
-               dep.state.not_in(sorted(_TERMINAL)))
+               dep.backend == backend, dep.state.not_in(sorted(_TERMINAL)))
         .order_by(JobDependency.kind, dep.id)).all()
     return tuple((str(k), str(h)) for k, h in rows)
 
@@ -205,13 +206,15 @@ class DependencyPhase:
     (none when no job has dependencies), then the few writes that changed something."""
 
     def __init__(self, session_factory: sessionmaker[Session], clock: Clock, *,
-                 kill_invalid: bool, backend_holds_dependencies: bool) -> None:
+                 kill_invalid: bool, backend_holds_dependencies: bool,
+                 backend: str = "") -> None:
         self.session_factory = session_factory
         self.clock = clock
         self.kill_invalid = kill_invalid
         # A self-scheduling backend (Slurm) may be handed a job whose unmet dependencies
         # are all jobs it holds: it then waits for them itself (--dependency).
         self.backend_holds = backend_holds_dependencies
+        self.backend = backend  # only its own jobs' handles can be waited for there
 
     def run(self) -> DependencyResult:
         result = DependencyResult()
@@ -293,7 +296,8 @@ class DependencyPhase:
                     (r.reason_code, r.reason))
             w.deps.append((str(r.kind), int(r.depends_on_id)))
             states[int(r.depends_on_id)] = str(r.dep_state)
-            handles[int(r.depends_on_id)] = r.dep_handle
+            handles[int(r.depends_on_id)] = (r.dep_handle if r.dep_backend == self.backend
+                                             else None)
         for job_id, w in waiters.items():  # a waiter that is itself a dependency
             if job_id in states:
                 states[job_id] = w.state
@@ -325,7 +329,8 @@ _DEP = aliased(Job)
 _LOAD = (
     select(JobDependency.job_id, JobDependency.kind, JobDependency.depends_on_id,
            Job.state, Job.backend_handle, Job.cancel_requested_at, Job.reason_code,
-           Job.reason, _DEP.state.label("dep_state"), _DEP.backend_handle.label("dep_handle"))
+           Job.reason, _DEP.state.label("dep_state"), _DEP.backend_handle.label("dep_handle"),
+           _DEP.backend.label("dep_backend"))
     .select_from(Job)
     .join(JobDependency, JobDependency.job_id == Job.id)
     .join(_DEP, _DEP.id == JobDependency.depends_on_id)

@@ -75,7 +75,7 @@ class Launcher:
             placement=placement,
             user_id=job.user_id,
             project_id=job.project_id,
-            after=(backend_dependencies(session, job.id)
+            after=(backend_dependencies(session, job.id, self.backend.name)
                    if self.backend.capabilities.schedules_itself else ()),
         )
 

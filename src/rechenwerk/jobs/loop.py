@@ -162,7 +162,8 @@ class SchedulerLoop:
         self.launcher = Launcher(session_factory, backend, self.clock, self.data_dir)
         self.dependencies = DependencyPhase(
             session_factory, self.clock, kill_invalid=settings.kill_invalid_dependency,
-            backend_holds_dependencies=backend.capabilities.schedules_itself)
+            backend_holds_dependencies=backend.capabilities.schedules_itself,
+            backend=backend.name)
         self.applier = DecisionApplier(session_factory, backend, self.clock, self.launcher)
         self.reasons = ReasonWriter(session_factory)
         self.core = IncrementalCore(self.policy)

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from rechenwerk.access.models import Award, AwardPeriod
 from rechenwerk.accounting.charging import settle_usage
 from rechenwerk.execution.base import BackendJobState, BackendJobStatus
-from rechenwerk.jobs.dependencies import REASON_NEVER
+from rechenwerk.jobs.dependencies import REASON_NEVER, REASON_WAITING
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.states import (
     ACTIVE_STATES,
@@ -60,7 +60,7 @@ def apply_backend_status(
             reason = status.reason
             if (job.reason or "").startswith(_REQUEUED_PREFIXES):  # keep how it got here
                 reason = f"{(job.reason or '').split('; ', 1)[0]}; {reason}"
-            job.reason_code, job.reason = "backend", reason
+            job.reason_code, job.reason = _backend_reason_code(status.reason), reason
             return True
         return False
     if bstate == BackendJobState.RUNNING:
@@ -102,6 +102,16 @@ def apply_backend_status(
         _settle(session, job, started, ended, now=now, source=source)
         return True
     return False
+
+
+def _backend_reason_code(reason: str) -> str:
+    """``dependency`` (or ``dependency_never_satisfied``) while Slurm holds a job for its
+    dependencies, as Rechenwerk's own queue says; ``backend`` for other reasons."""
+    if reason.startswith("DependencyNeverSatisfied"):
+        return REASON_NEVER
+    if reason.startswith("Dependency"):
+        return REASON_WAITING
+    return "backend"
 
 
 def _requeue_after_preemption(session: Session, job: Job, started: datetime | None,
