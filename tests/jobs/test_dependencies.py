@@ -345,13 +345,14 @@ def test_self_scheduling_backend_is_not_told_to_wait_for_another_backends_job(
         job.state, job.backend, job.backend_handle = "running", "local", f"{old}.1"
     follow = _submit(session_factory, w["pi"], clock, settings, project=w["slug"],
                      depends_on={"after_ok": [old]})
+    # (the poll reports it running: this stand-in answers for every handle)
+    backend.status[f"{old}.1"] = BackendJobStatus(f"{old}.1", BackendJobState.RUNNING,
+                                                  started_at=clock.now())
     loop.cycle()
     loop.cycle()
     assert backend.launched == []  # held by Rechenwerk until the local job ends
     assert _job(session_factory, follow).reason_code == REASON_WAITING
-    with session_scope(session_factory) as s:
-        job = s.get(Job, old)
-        assert job is not None
-        job.state = "completed"
+    _end(backend, old, BackendJobState.COMPLETED, clock, 0)
     loop.cycle()
+    assert _job(session_factory, old).state == "completed"
     assert [(r.job_id, r.after) for r in backend.launched] == [(str(follow), ())]
