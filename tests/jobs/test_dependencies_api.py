@@ -86,13 +86,7 @@ def test_details_queue_and_portal_show_dependencies(api_client: TestClient,
     assert bal["committed_gpu_hours"] == 4.0
 
     # Portal: the job page lists what it waits for, with the reason.
-    page = api_client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token
-    login = api_client.post("/login", data={"username": w["pi_name"], "password": PASSWORD,
-                                            "csrf_token": token.group(1)},
-                            follow_redirects=False)
-    assert login.status_code == 303, login.text
+    _portal_login(api_client, w["pi_name"])
     html = api_client.get(f"/jobs/{evaluate['id']}").text
     deps = re.search(r'data-testid="job-dependencies">(.*?)</td>', html)
     assert deps and f'after_ok <a href="/jobs/{train["id"]}">{train["id"]}</a> (pending)' \
@@ -100,6 +94,45 @@ def test_details_queue_and_portal_show_dependencies(api_client: TestClient,
     assert f"waiting for job {train['id']} (after_ok)" in html
     html = api_client.get(f"/jobs/{train['id']}").text
     assert f'href="/jobs/{evaluate["id"]}"' in html and 'data-testid="job-dependents"' in html
+
+
+def _portal_login(client: TestClient, username: str) -> None:
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    r = client.post("/login", data={"username": username, "password": PASSWORD,
+                                    "csrf_token": token.group(1)}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+
+
+def test_portal_submit_form_takes_after_ok_and_refuses_hidden_jobs(
+        api_client: TestClient, session: Session) -> None:
+    w = _world(session)
+    train = _post(api_client, w, "pi").json()["id"]
+    hidden = _post(api_client, w, "other").json()["id"]
+    _portal_login(api_client, w["pi_name"])
+
+    def submit(after_ok: str) -> Any:
+        page = api_client.get("/jobs/new")
+        assert 'name="after_ok"' in page.text
+        token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+        assert token
+        return api_client.post("/jobs/new", data={
+            "csrf_token": token.group(1), "name": "evaluate", "project": w["slug"],
+            "kind": "command", "command": "python3 eval.py", "gpus": "1", "walltime": "1h",
+            "qos": "normal", "after_ok": after_ok}, follow_redirects=False)
+
+    refused = submit(str(hidden))
+    assert refused.status_code == 422
+    msg = re.search(r'data-testid="error-after_ok">([^<]*)<', refused.text)
+    assert msg and f"job {hidden} not found" in msg.group(1)
+    bad = submit("x")
+    assert bad.status_code == 422 and 'data-testid="error-after_ok"' in bad.text
+    ok = submit(f"{train}")
+    assert ok.status_code == 303, ok.text
+    job_id = int(ok.headers["location"].rsplit("/", 1)[1])
+    shown = api_client.get(f"/api/v1/jobs/{job_id}", headers=w["pi"]).json()
+    assert shown["dependencies"] == [{"kind": "after_ok", "job_id": train, "state": "pending"}]
 
 
 def test_cli_after_options_extend_the_spec(tmp_path: Path) -> None:

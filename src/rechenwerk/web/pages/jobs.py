@@ -197,13 +197,17 @@ def spec_from_form(form: dict[str, str]) -> tuple[dict[str, Any], FormErrors]:
         env[key.strip()] = value.strip()
     if env:
         doc["env"] = env
+    after_ok = [i.strip() for i in text(form, "after_ok").split(",") if i.strip()]
+    if after_ok:  # a pipeline step: the form offers after_ok, the spec all kinds
+        doc["depends_on"] = {"after_ok": after_ok}
     return doc, errors
 
 
 JOB_FIELDS = {"name", "project", "kind", "command", "gpus", "nodes", "gpus_per_node", "gpu_type",
-              "walltime", "qos", "checkpoint_interval", "workdir", "env"}
+              "walltime", "qos", "checkpoint_interval", "workdir", "env", "after_ok"}
 _FIELD_ALIASES = {"walltime_s": "walltime", "checkpoint_interval_s": "checkpoint_interval",
-                  "script": "command", "(spec)": "_form"}
+                  "script": "command", "(spec)": "_form",
+                  "depends_on": "after_ok", "depends_on.after_ok": "after_ok"}
 
 
 @router.post("/jobs/new")
