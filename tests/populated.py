@@ -42,9 +42,12 @@ class Populated:
 
 
 def _job(session: Session, user: User, settings: Settings, now: datetime, *, name: str,
-         gpus: int, walltime: str) -> Job:
-    spec = parse_spec({"name": name, "project": PROJECT, "command": "true", "gpus": gpus,
-                       "walltime": walltime})
+         gpus: int, walltime: str, depends_on: dict[str, list[int]] | None = None) -> Job:
+    doc: dict[str, object] = {"name": name, "project": PROJECT, "command": "true",
+                              "gpus": gpus, "walltime": walltime}
+    if depends_on:
+        doc["depends_on"] = depends_on
+    spec = parse_spec(doc)
     return submit_job(session, user, spec, clock=FakeClock(now), settings=settings).job
 
 
@@ -91,7 +94,7 @@ def populate(session: Session, *, now: datetime, settings: Settings) -> Populate
                    gpus=2, walltime="1h")
     _start(session, running, now - timedelta(minutes=19))
     pending = _job(session, greta, settings, now - timedelta(minutes=1), name="pending",
-                   gpus=1, walltime="10m")
+                   gpus=1, walltime="10m", depends_on={"after_any": [running.id]})
     out.jobs = {"completed": completed.id, "failed": failed.id, "cancelled": cancelled.id,
                 "running": running.id, "pending": pending.id}
 

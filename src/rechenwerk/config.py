@@ -106,6 +106,10 @@ class Settings(BaseSettings):
     # What happens when a submission exceeds the live balance: refuse it, or accept it in
     # the low (scavenger) QOS.
     overdraft_policy: Literal["refuse", "low_qos"] = "refuse"
+    # --- job dependencies (jobs/dependencies.py, docs/jobs.md "Dependencies") -------
+    # Slurm's kill_invalid_depend: a job whose dependency can never be met is cancelled;
+    # false: it stays pending with reason dependency_never_satisfied for its user.
+    kill_invalid_dependency: bool = True
 
     # --- execution ------------------------------------------------------------------
     executor: Literal["local", "slurm"] = "local"

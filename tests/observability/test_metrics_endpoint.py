@@ -285,7 +285,8 @@ def test_scheduler_phases_and_backend_errors_are_observed(
                          clock=clock)
     loop.cycle()  # the launch fails (fail_next): counted as a backend error
     ran = {p: _count(phase, phase=p) - before[p] for p in PHASES}
-    assert ran == {"poll": 1, "forward_cancels": 1, "snapshot": 1, "decide": 1, "apply": 1,
+    assert ran == {"poll": 1, "forward_cancels": 1, "dependencies": 1, "snapshot": 1,
+                   "decide": 1, "apply": 1,
                    "reasons": 1, "hand_over": 0}
     assert _count("rechenwerk_scheduler_cycle_duration_seconds_count") == cycles + 1
     assert _count("rechenwerk_backend_errors_total", backend="fake",

@@ -42,7 +42,7 @@ def _time(value: str | None) -> str:
 
 
 def _pos(job: dict[str, Any]) -> str:
-    return "new" if job.get("position") is None else str(job["position"])
+    return "-" if job.get("position") is None else str(job["position"])
 
 
 def _expected(value: str | None) -> str:
@@ -68,7 +68,8 @@ def _terms(priority: dict[str, float] | None) -> list[str]:
     return [f"{priority[k]:,.1f}" for k in ("total", "age", "fairshare", "jobsize", "qos")]
 
 
-def load_spec_file(path: Path, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+def load_spec_file(path: Path, overrides: dict[str, Any] | None = None,
+                   after: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Read a YAML/JSON spec and validate it locally (clear errors before any request).
     ``workdir`` is resolved against the file's directory (default: that directory), so
     ``rechenwerk submit examples/train-demo.yaml`` works from anywhere."""
@@ -96,6 +97,15 @@ def load_spec_file(path: Path, overrides: dict[str, Any] | None = None) -> dict[
         raise InvalidInput(f"{source} must be a mapping of fields (name, project, gpus ...)",
                            hint="See docs/jobs.md for the job spec format.")
     doc.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    if after and any(after.values()):  # --after-ok ... add to the file's depends_on
+        deps = doc.get("depends_on")
+        deps = dict(deps) if isinstance(deps, dict) else {}
+        for kind, ids in after.items():
+            if ids:
+                old = deps.get(kind)
+                deps[kind] = [*(old if isinstance(old, list) else [] if old is None
+                                else [old]), *ids]
+        doc["depends_on"] = deps
     workdir = doc.get("workdir")
     doc["workdir"] = str((base / str(workdir)).resolve()) if workdir else str(base)
     parse_spec(doc, source=source)
@@ -111,9 +121,19 @@ def register(app: typer.Typer) -> None:
         key: str | None = typer.Option(None, "--idempotency-key",
                                        help="Same key again returns the first job."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        after_ok: list[str] = typer.Option(
+            [], "--after-ok", help="Start after job(s) completed OK (repeatable, or 12,13)."),
+        after_any: list[str] = typer.Option(
+            [], "--after-any", help="Start after job(s) ended in any state."),
+        after_not_ok: list[str] = typer.Option(
+            [], "--after-not-ok", help="Start after job(s) failed, timed out or were "
+            "cancelled."),
     ) -> None:
-        """Submit a job from a spec file."""
-        doc = load_spec_file(spec, {"project": project, "idempotency_key": key})
+        """Submit a job from a spec file (with --after-ok etc.: a pipeline step)."""
+        after = {kind: [i for item in ids for i in item.split(",") if i.strip()]
+                 for kind, ids in (("after_ok", after_ok), ("after_any", after_any),
+                                   ("after_not_ok", after_not_ok))}
+        doc = load_spec_file(spec, {"project": project, "idempotency_key": key}, after)
         job = _call("POST", "/api/v1/jobs", json=doc)
         if as_json:
             print_json(job)
@@ -174,12 +194,16 @@ def register(app: typer.Typer) -> None:
             ("submitted", _time(j["submitted_at"])), ("started", _time(j["started_at"])),
             ("ended", _time(j["ended_at"])),
             ("exit code", "" if j["exit_code"] is None else j["exit_code"]),
+            ("depends on", ", ".join(
+                f"{d['kind']} {d['job_id']}" + (f" ({d['state']})" if d["state"] else "")
+                for d in j.get("dependencies") or [])),
+            ("dependents", ", ".join(str(i) for i in j.get("dependents") or [])),
         ]
         if j["state"] == "pending":
             p = _call("GET", f"/api/v1/jobs/{job_id}/priority")
             total, *terms = _terms(p["priority"])
             where = (f"{p['position']} of {p['queue_length']}" if p["position"]
-                     else f"new (of {p['queue_length']})")
+                     else f"not yet in the scheduler's queue ({p['queue_length']} are)")
             rows.insert(4, ("queue position", f"{where}, {p['order']}"))
             if p["priority"]:
                 rows.insert(5, ("priority", f"{total} (age {terms[0]}, fair share "

@@ -53,6 +53,9 @@ class LaunchRequest:
     # Rechenwerk's ids of the user and project: the local sandbox maps them to Unix ids.
     user_id: int | None = None
     project_id: int | None = None
+    # Backends that schedule themselves (Slurm): (kind, handle) of jobs this one must
+    # wait for, kind one of after_ok / after_any / after_not_ok (Slurm's --dependency).
+    after: tuple[tuple[str, str], ...] = ()
 
 
 class BackendJobState(enum.StrEnum):

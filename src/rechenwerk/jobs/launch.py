@@ -19,6 +19,7 @@ from rechenwerk.access.models import Project, User
 from rechenwerk.clock import Clock
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.execution.base import ExecutionBackend, GpuSlice, LaunchRequest
+from rechenwerk.jobs.dependencies import backend_dependencies
 from rechenwerk.jobs.logs import log_dir_for
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.progress import requeue_failed_launch
@@ -74,6 +75,8 @@ class Launcher:
             placement=placement,
             user_id=job.user_id,
             project_id=job.project_id,
+            after=(backend_dependencies(session, job.id, self.backend.name)
+                   if self.backend.capabilities.schedules_itself else ()),
         )
 
     def launch(self, job_ids: Sequence[int]) -> int:

@@ -9,6 +9,9 @@ scheduler cycle:
     duplicate or late report is harmless; finished runs are settled);
 ``forward_cancels``
     send cancel requests to the backend;
+``dependencies``
+    hold back pending jobs whose dependencies are not met; cancel those whose
+    dependencies can never be met, down the chain (``jobs/dependencies.py``);
 ``snapshot``
     nodes (drained ones too), running allocations, pending jobs, fair-share inputs
     (``jobs/snapshot.py``);
@@ -38,6 +41,7 @@ import gc
 import logging
 import threading
 import time
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -50,6 +54,7 @@ from rechenwerk.config import Settings
 from rechenwerk.errors import BackendError
 from rechenwerk.execution.base import BackendJobState, BackendJobStatus, ExecutionBackend
 from rechenwerk.jobs.apply import DecisionApplier
+from rechenwerk.jobs.dependencies import DependencyPhase
 from rechenwerk.jobs.forecasts import ForecastCompanion
 from rechenwerk.jobs.launch import Launcher
 from rechenwerk.jobs.leadership import Leadership
@@ -78,7 +83,8 @@ GC_REFREEZE_S = 600.0
 # A cycle slower than this is logged at INFO even when it changed nothing.
 SLOW_CYCLE_S = 1.0
 
-PHASES = ("poll", "forward_cancels", "snapshot", "decide", "apply", "reasons", "hand_over")
+PHASES = ("poll", "forward_cancels", "dependencies", "snapshot", "decide", "apply", "reasons",
+          "hand_over")
 
 
 @dataclass(slots=True)
@@ -89,10 +95,12 @@ class CycleStats:
     launch_failed: int = 0
     preempted: int = 0
     cancels_sent: int = 0
+    dependency_cancelled: int = 0
     waiting: int = 0
     reasons_written: int = 0
     poll_s: float = 0.0
     forward_cancels_s: float = 0.0
+    dependencies_s: float = 0.0
     snapshot_s: float = 0.0
     decide_s: float = 0.0
     apply_s: float = 0.0
@@ -112,7 +120,7 @@ class CycleStats:
     @property
     def eventful(self) -> bool:
         return bool(self.applied or self.started or self.launch_failed or self.preempted
-                    or self.cancels_sent)
+                    or self.cancels_sent or self.dependency_cancelled)
 
 
 def _no_news(state: str, reason: str | None, status: BackendJobStatus,
@@ -156,6 +164,10 @@ class SchedulerLoop:
         self.snapshots = SnapshotBuilder(backend, self.clock,
                                          self.policy.params.fairshare_half_life_s)
         self.launcher = Launcher(session_factory, backend, self.clock, self.data_dir)
+        self.dependencies = DependencyPhase(
+            session_factory, self.clock, kill_invalid=settings.kill_invalid_dependency,
+            backend_holds_dependencies=backend.capabilities.schedules_itself,
+            backend=backend.name)
         self.applier = DecisionApplier(session_factory, backend, self.clock, self.launcher)
         self.reasons = ReasonWriter(session_factory)
         self.core = IncrementalCore(self.policy)
@@ -283,12 +295,15 @@ class SchedulerLoop:
         lap("poll")
         stats.cancels_sent = self.forward_cancels()
         lap("forward_cancels")
+        deps = self.dependencies.run()
+        stats.dependency_cancelled = deps.cancelled
+        lap("dependencies")
         if self.backend.capabilities.schedules_itself:
-            self.hand_over(stats)
+            self.hand_over(stats, held=deps.held)
             lap("hand_over")
         else:
             with session_scope(self.session_factory) as session:
-                snap, stored = self.snapshots.build(session)
+                snap, stored = self.snapshots.build(session, held=deps.held)
             lap("snapshot")
             if self._thread is not None:  # cycles run by hand (tests) forecast by hand
                 self.forecasts.offer(snap)
@@ -384,8 +399,9 @@ class SchedulerLoop:
                 log.warning("cancel of %s failed: %s", handle, exc)
         return sent
 
-    def hand_over(self, stats: CycleStats) -> None:
-        """Self-scheduling backends (Slurm): hand every pending job over at once."""
+    def hand_over(self, stats: CycleStats, held: Collection[int] = ()) -> None:
+        """Self-scheduling backends (Slurm): hand every pending job over at once, except
+        those ``held`` for their dependencies."""
         now = self.clock.now()
         ids: list[int] = []
         name = self.backend.name
@@ -393,6 +409,8 @@ class SchedulerLoop:
             for job in session.scalars(
                 select(Job).where(Job.state == JobState.PENDING.value).order_by(Job.id)
             ):
+                if job.id in held:
+                    continue
                 if transition(session, job, JobState.STARTING, now=now,
                                       reason=f"submitted to {name}",
                                       values={"attempt": job.attempt + 1,

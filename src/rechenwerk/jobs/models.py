@@ -39,6 +39,8 @@ class Job(Base):
         # The balance's committed-hours sum (one period, live states) reads only the
         # period's live jobs, not every job it ever had; also serves the FK's lookups.
         Index("ix_jobs_award_period_state", "award_period_id", "state"),
+        # The loop's dependencies phase reads only jobs still waiting for others.
+        Index("ix_jobs_dependency_wait_state", "dependency_wait", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -71,6 +73,9 @@ class Job(Base):
     exit_code: Mapped[int | None] = mapped_column(Integer)
     # GPU-seconds used by earlier attempts (preempted runs), for LAS / attained service.
     attained_gpu_s: Mapped[float] = mapped_column(Float, default=0.0)
+    # True while some dependency of the job is not met (jobs/dependencies.py); cleared
+    # when all are met or the job is cancelled for one that never can be.
+    dependency_wait: Mapped[bool] = mapped_column(Boolean, default=False)
     cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     submitted_at: Mapped[datetime] = mapped_column(UTCDateTime)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
@@ -89,6 +94,22 @@ class JobEvent(Base):
     from_state: Mapped[str | None] = mapped_column(String(16))
     to_state: Mapped[str] = mapped_column(String(16))
     reason: Mapped[str | None] = mapped_column(Text)
+
+
+class JobDependency(Base):
+    """One job waits for another (``depends_on`` of its spec, docs/jobs.md): ``kind`` is
+    ``after_ok``, ``after_any`` or ``after_not_ok``. Written once, with the job, in the
+    submission's transaction; the referenced job was committed before, so the
+    dependencies of all jobs form no cycle."""
+
+    __tablename__ = "job_dependencies"
+
+    job_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    # Indexed: "which jobs wait for this one" (the job page's dependents).
+    depends_on_id: Mapped[int] = mapped_column(
+        ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True, index=True)
 
 
 class NodeState(Base):

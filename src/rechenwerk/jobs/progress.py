@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from rechenwerk.access.models import Award, AwardPeriod
 from rechenwerk.accounting.charging import settle_usage
 from rechenwerk.execution.base import BackendJobState, BackendJobStatus
+from rechenwerk.jobs.dependencies import REASON_NEVER, REASON_WAITING
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.states import (
     ACTIVE_STATES,
@@ -52,12 +53,14 @@ def apply_backend_status(
     bstate = status.state
     if bstate == BackendJobState.PENDING:
         # "<how it got here>; <backend reason>" (see _requeued_by_backend) is the same
+        # A job being cancelled keeps saying why (cancel requested, dependency never
+        # satisfied) while the backend still lists it as waiting.
         if (status.reason and not (job.reason or "").endswith(status.reason)
-                and state == JobState.STARTING):
+                and state == JobState.STARTING and job.cancel_requested_at is None):
             reason = status.reason
             if (job.reason or "").startswith(_REQUEUED_PREFIXES):  # keep how it got here
                 reason = f"{(job.reason or '').split('; ', 1)[0]}; {reason}"
-            job.reason_code, job.reason = "backend", reason
+            job.reason_code, job.reason = _backend_reason_code(status.reason), reason
             return True
         return False
     if bstate == BackendJobState.RUNNING:
@@ -73,9 +76,13 @@ def apply_backend_status(
         reason = status.reason or target.value
         if target == JobState.CANCELLED and job.cancel_requested_at is None:
             reason = status.reason or "cancelled outside Rechenwerk"
+        code = None if target == JobState.COMPLETED else target.value
+        if target == JobState.CANCELLED and job.reason_code == REASON_NEVER and job.reason:
+            # Cancelled by the dependencies phase (jobs/dependencies.py): keep why.
+            code, reason = REASON_NEVER, job.reason
         if not transition(session, job, target, now=now, reason=reason, values={
             "ended_at": ended, "started_at": started, "exit_code": status.exit_code,
-            "reason_code": None if target == JobState.COMPLETED else target.value,
+            "reason_code": code,
             "reason": None if target == JobState.COMPLETED else reason,
         }):
             return False
@@ -95,6 +102,16 @@ def apply_backend_status(
         _settle(session, job, started, ended, now=now, source=source)
         return True
     return False
+
+
+def _backend_reason_code(reason: str) -> str:
+    """``dependency`` (or ``dependency_never_satisfied``) while Slurm holds a job for its
+    dependencies, as Rechenwerk's own queue says; ``backend`` for other reasons."""
+    if reason.startswith("DependencyNeverSatisfied"):
+        return REASON_NEVER
+    if reason.startswith("Dependency"):
+        return REASON_WAITING
+    return "backend"
 
 
 def _requeue_after_preemption(session: Session, job: Job, started: datetime | None,

@@ -30,7 +30,9 @@ from rechenwerk.scheduling.queue_view import explain_queue
 @dataclass(frozen=True, slots=True)
 class QueueEntry:
     job: Job
-    position: int | None  # None: submitted after the view was computed (next refresh)
+    # None: not in the core's queue (held back for a dependency, or submitted after the
+    # snapshot was taken)
+    position: int | None
     priority: PriorityFactors | None
 
 

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from rechenwerk.access.models import User
 from rechenwerk.access.projects import visible_project
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.api.deps import (
@@ -28,6 +29,7 @@ from rechenwerk.api.deps import (
     settings_of,
 )
 from rechenwerk.jobs import service
+from rechenwerk.jobs.dependencies import dependencies_of, dependents_of
 from rechenwerk.jobs.logs import MAX_LOG_CHUNK, read_log
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.nodes import list_nodes, set_drained
@@ -82,11 +84,16 @@ def _dicts(session: Session, jobs: list[Job]) -> list[dict[str, Any]]:
     return [job_dict(j, slugs.get(j.project_id, "?"), users.get(j.user_id, "?")) for j in jobs]
 
 
-def _dicts_detail(session: Session, job: Job) -> dict[str, Any]:
+def _dicts_detail(session: Session, job: Job, viewer: User) -> dict[str, Any]:
     slugs = service.project_slugs(session, {job.project_id})
     users = service.usernames(session, {job.user_id})
     out = job_dict(job, slugs.get(job.project_id, "?"), users.get(job.user_id, "?"),
                    detail=True)
+    # What it waits for (a job of a project the viewer cannot see: id and kind only) and
+    # the visible jobs that wait for it.
+    out["dependencies"] = [{"kind": d.kind, "job_id": d.job_id, "state": d.state}
+                           for d in dependencies_of(session, viewer, job.id)]
+    out["dependents"] = dependents_of(session, viewer, job.id)
     out["events"] = [
         {"at": e.at.isoformat(), "from": e.from_state, "to": e.to_state, "reason": e.reason}
         for e in service.job_events(session, job)
@@ -143,7 +150,7 @@ def list_jobs(
 
 @router.get("/jobs/{job_id}")
 def show_job(job_id: int, session: DbSession, user: CurrentUser) -> dict[str, Any]:
-    return _dicts_detail(session, service.get_job(session, user, job_id))
+    return _dicts_detail(session, service.get_job(session, user, job_id), user)
 
 
 @router.post("/jobs/{job_id}/cancel")

@@ -38,6 +38,12 @@ from rechenwerk.errors import (
     NotFound,
     RechenwerkError,
 )
+from rechenwerk.jobs.dependencies import (
+    REASON_WAITING,
+    check_dependencies,
+    describe_waiting,
+    store_dependencies,
+)
 from rechenwerk.jobs.models import Job, JobEvent
 from rechenwerk.jobs.policy_config import qos_limits
 from rechenwerk.jobs.specs import JobSpec, check_against_centre, check_walltime
@@ -336,6 +342,10 @@ def _submit_job(
             )
         qos, over_budget = "low", True
 
+    # Dependencies: checked in this transaction, after the lock (docs/jobs.md).
+    deps = (check_dependencies(session, user, spec.depends_on)
+            if spec.depends_on is not None else None)
+    waiting = deps.waiting if deps is not None else []
     reason = "over budget: accepted in the low QOS" if over_budget else "submitted"
     job = _insert_job(session, dict(
         project_id=project.id,
@@ -353,13 +363,17 @@ def _submit_job(
         gpu_type=spec.gpu_type,
         walltime_s=spec.walltime_s,
         idempotency_key=spec.idempotency_key,
-        reason_code="queued",
-        reason="waiting for the next scheduling cycle",
+        reason_code=REASON_WAITING if waiting else "queued",
+        reason=(describe_waiting(waiting) if waiting
+                else "waiting for the next scheduling cycle"),
         attempt=0,
         attained_gpu_s=0.0,
+        dependency_wait=bool(waiting),
         submitted_at=now,
         updated_at=now,
     ), reason)
+    if deps is not None:
+        store_dependencies(session, job.id, deps.pairs)
     wake_after_commit(session)
     return SubmitResult(job, True, project.slug)
 

@@ -10,7 +10,7 @@ reads only the few columns that tell.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,8 +65,11 @@ class SnapshotBuilder:
         self._running: dict[int, tuple[tuple[int, str], RunningJob]] = {}
         self.new_entries = 0  # cache entries added since the caller last reset this
 
-    def build(self, session: Session) -> tuple[Snapshot, PendingReasons]:
-        """The frozen snapshot for the core, and the stored reason of every pending job."""
+    def build(self, session: Session, held: Collection[int] = (),
+              ) -> tuple[Snapshot, PendingReasons]:
+        """The frozen snapshot for the core, and the stored reason of every pending job
+        offered to it. Jobs ``held`` (dependencies not met, ``jobs/dependencies.py``) are
+        not offered: the core never sees a job it must not start, and stays pure."""
         now = self.clock.now()
         drained = set(session.scalars(select(NodeState.name).where(NodeState.drained)))
         nodes = tuple(
@@ -76,7 +79,7 @@ class SnapshotBuilder:
         )
         slugs = {int(i): str(sl) for i, sl in session.execute(select(Project.id, Project.slug))}
         running = self._running_jobs(session, slugs)
-        pending, reasons = self._pending_jobs(session, slugs)
+        pending, reasons = self._pending_jobs(session, slugs, held)
         projects = {
             slugs[pid]: info for pid, info in self.project_infos(session, now).items()
             if pid in slugs
@@ -86,12 +89,14 @@ class SnapshotBuilder:
         return snap, reasons
 
     def _pending_jobs(self, session: Session, slugs: Mapping[int, str],
-                      ) -> tuple[list[PendingJob], PendingReasons]:
+                      held: Collection[int] = ()) -> tuple[list[PendingJob], PendingReasons]:
         rows = session.connection().execute(
             select(Job.id, Job.attempt, Job.attained_gpu_s, Job.qos, Job.reason_code,
                    Job.reason)
             .where(Job.state == JobState.PENDING.value).order_by(Job.id)
         ).all()
+        if held:
+            rows = [r for r in rows if r[0] not in held]
         cache = self._pending
         stale = [jid for jid, att, gpu_s, qos, _c, _r in rows
                  if (hit := cache.get(jid)) is None or hit[0] != (att, gpu_s, qos)]

@@ -43,6 +43,10 @@ QOS_MAX_WALLTIME_S: dict[str, int] = {
 MAX_SCRIPT_BYTES = 256 * 1024
 MAX_GPUS = 100_000
 MAX_DURATION_S = 10 * 365 * 86400  # 10 years; the QOS limits are far lower
+# Jobs one job may wait for (all kinds together): a pipeline step names a few; a bound
+# keeps the submission's look-up and the loop's dependency phase small.
+MAX_DEPENDENCIES = 100
+MAX_JOB_ID = 2**63 - 1  # the database's 64-bit ids
 
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _UNITS_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)([smhd]))+$")
@@ -101,6 +105,51 @@ def format_duration(seconds: float) -> str:
     return f"{d}-{h:02d}:{m:02d}:{sec:02d}" if d else f"{h:02d}:{m:02d}:{sec:02d}"
 
 
+class DependsOn(BaseModel):
+    """``depends_on``: the jobs this one waits for, as Slurm's ``--dependency`` types
+    (``afterok``, ``afterany``, ``afternotok``). Ids are Rechenwerk job ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    after_ok: list[int] = Field(default_factory=list)
+    after_any: list[int] = Field(default_factory=list)
+    after_not_ok: list[int] = Field(default_factory=list)
+
+    @field_validator("after_ok", "after_any", "after_not_ok", mode="before")
+    @classmethod
+    def _ids(cls, v: Any) -> Any:
+        if isinstance(v, int | str) and not isinstance(v, bool):
+            v = [v]  # one id alone, as `after_ok: 12`
+        if not isinstance(v, list):
+            raise ValueError("must be a list of job ids, e.g. [12, 13]")
+        out: list[int] = []
+        for item in v:
+            if isinstance(item, bool) or not isinstance(item, int | str):
+                raise ValueError(f"{item!r} is not a job id (a whole number)")
+            text = str(item).strip()
+            if not text.isdecimal() or not 1 <= int(text) <= MAX_JOB_ID:
+                raise ValueError(f"{item!r} is not a job id (a whole number >= 1)")
+            if int(text) not in out:
+                out.append(int(text))
+        return out
+
+    @model_validator(mode="after")
+    def _bounded(self) -> DependsOn:
+        total = len(self.after_ok) + len(self.after_any) + len(self.after_not_ok)
+        if total == 0:
+            raise ValueError("names no job: give after_ok, after_any or after_not_ok")
+        if total > MAX_DEPENDENCIES:
+            raise ValueError(f"names {total} jobs; a job may depend on at most "
+                             f"{MAX_DEPENDENCIES}")
+        return self
+
+    def items(self) -> list[tuple[str, int]]:
+        """(kind, job id) pairs, in the order written."""
+        return [*(("after_ok", j) for j in self.after_ok),
+                *(("after_any", j) for j in self.after_any),
+                *(("after_not_ok", j) for j in self.after_not_ok)]
+
+
 class JobSpec(BaseModel):
     """A validated job specification. ``command`` is always an argv list after parsing."""
 
@@ -121,6 +170,7 @@ class JobSpec(BaseModel):
     qos: QOS = "normal"
     checkpoint_interval_s: int | None = Field(default=None, alias="checkpoint_interval")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
+    depends_on: DependsOn | None = None
 
     @field_validator("command", mode="before")
     @classmethod

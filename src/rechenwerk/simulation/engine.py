@@ -67,6 +67,8 @@ class SimulationResult:
     preemptions: int = 0
     node_failures: int = 0
     dropped: list[str] = field(default_factory=list)
+    # Jobs cancelled because a dependency could never be met (they never ran).
+    cancelled: list[str] = field(default_factory=list)
     metrics_seconds: float = 0.0  # computing the metrics, not part of wall_seconds
     cpu_seconds: float = 0.0  # CPU time of the replay (robust on a shared machine)
 
@@ -82,6 +84,7 @@ class SimulationResult:
             events=self.events,
             node_failures=self.node_failures,
             dropped_jobs=len(self.dropped),
+            cancelled_jobs=len(self.cancelled),
         )
         return out
 
@@ -112,6 +115,13 @@ def run_simulation(
     strict: bool = False,
 ) -> SimulationResult:
     """Replay ``trace_jobs`` on ``cluster`` under ``policy``.
+
+    Dependencies (``TraceJob.depends_on``) are honoured as in the live service: a job is
+    queued only once each job it names ended as its kind requires (after_ok: completed
+    within its walltime; after_not_ok: killed at its walltime or cancelled; after_any:
+    ended); when that can no longer happen it is cancelled (listed in ``cancelled``,
+    never run), and so are its own dependents. A dependency on a dropped job counts as
+    on a cancelled one.
 
     ``walltime_factor``: the walltime estimate of a job without one is factor x its real
     run time (>= 1; 1.0 = exact). A job whose trace walltime is shorter than its run
@@ -225,6 +235,7 @@ def _run(
 
     n = len(jobs)
     index = {jid: k for k, jid in enumerate(ids)}
+    deps_of, waiters = _dependency_graph(jobs, index, set(dropped))
     submit = [j.submit_time for j in jobs]
     run_left = [0.0] * n  # run time still needed
     wall_left = [0.0] * n  # walltime estimate for the remaining run
@@ -240,6 +251,10 @@ def _run(
     epoch = [0] * n
     outcomes: list[JobOutcome | None] = [None] * n
     ckpt = params.checkpoint_interval_s
+    # How each job ended, for its dependents: "" not yet, completed, timeout, cancelled.
+    ended = [""] * n
+    held: set[int] = set()  # submitted, waiting for dependencies
+    cancelled: list[str] = []
 
     occupied = {nd.name: 0 for nd in nodes}  # engine's own view: bitmask of busy GPUs
     heap: list[tuple[float, int, int, int, int, int]] = []
@@ -274,6 +289,27 @@ def _run(
         j = jobs[k]
         return PendingJob(j.job_id, j.project, j.gpus, j.qos, None, j.gpus_per_node,
                           wall_left[k], j.submit_time, j.gpu_type, attained[k], True)
+
+    def settle_dependents(first: Sequence[int]) -> None:
+        """Queue held jobs whose dependencies now hold; cancel (down the chain) those
+        whose dependencies never can."""
+        nonlocal done
+        work = list(first)
+        while work:
+            k = work.pop()
+            if k not in held:
+                continue
+            verdicts = [_outcome(kind, ended[d] if d >= 0 else "cancelled")
+                        for kind, d in deps_of[k]]
+            if "never" in verdicts:
+                held.discard(k)
+                ended[k] = "cancelled"
+                cancelled.append(ids[k])
+                done += 1
+                work.extend(waiters.get(k, ()))
+            elif all(v == "met" for v in verdicts):
+                held.discard(k)
+                sched.submit(queued(k))
 
     def requeue(k: int, rj: RunningJob, now: float) -> None:
         nonlocal busy, total_preempts
@@ -337,6 +373,9 @@ def _run(
                         lost[k],
                     )
                     done += 1
+                    ended[k] = "completed" if useful[k] >= j.duration_s else "timeout"
+                    if k in waiters:
+                        settle_dependents(waiters[k])
                 elif kind == _WAKE:
                     if now == next_wake:
                         next_wake = math.inf
@@ -354,7 +393,11 @@ def _run(
                     t_fail = now + rng.expovariate(1.0 / failures.mtbf_node_s)  # type: ignore[union-attr]
                     push(heap, (t_fail, _FAIL, seq, _FAIL, k, 0))
             while nxt < n and submit[nxt] == now:
-                sched.submit(queued(nxt))
+                if deps_of[nxt]:
+                    held.add(nxt)
+                    settle_dependents((nxt,))
+                else:
+                    sched.submit(queued(nxt))
                 nxt += 1
                 events += 1
             res = sched.schedule(now)
@@ -422,9 +465,66 @@ def _run(
         preemptions=total_preempts,
         node_failures=node_failures,
         dropped=dropped,
+        cancelled=cancelled,
         metrics_seconds=metrics_s,
         cpu_seconds=cpu,
     )
+
+
+def _outcome(kind: str, end: str) -> str:
+    """met / wait / never for a dependency of ``kind`` on a job that ended as ``end``
+    ("" = not yet): the rule of the live service (jobs/dependencies.py)."""
+    if not end:
+        return "wait"
+    if kind == "after_any":
+        return "met"
+    ok = end == "completed"
+    if kind == "after_ok":
+        return "met" if ok else "never"
+    return "never" if ok else "met"
+
+
+def _dependency_graph(
+    jobs: Sequence[TraceJob], index: Mapping[str, int], dropped: set[str]
+) -> tuple[list[tuple[tuple[str, int], ...]], dict[int, list[int]]]:
+    """Per job its dependencies as (kind, index; -1 = a dropped job) and per job the
+    jobs waiting for it. Refuses unknown ids and kinds, and cycles."""
+    deps_of: list[tuple[tuple[str, int], ...]] = []
+    waiters: dict[int, list[int]] = {}
+    for k, j in enumerate(jobs):
+        out: list[tuple[str, int]] = []
+        for kind, dep in j.depends_on:
+            if kind not in ("after_ok", "after_any", "after_not_ok"):
+                raise InvalidInput(f"job {j.job_id}: unknown dependency kind {kind!r}",
+                                   field="depends_on",
+                                   hint="use after_ok, after_any or after_not_ok")
+            d = index.get(dep, -1 if dep in dropped else None)
+            if d is None:
+                raise InvalidInput(f"job {j.job_id} depends on job {dep!r}, which is not in "
+                                   "the trace", field="depends_on")
+            if d == k:
+                raise InvalidInput(f"job {j.job_id} depends on itself", field="depends_on")
+            out.append((kind, d))
+            if d >= 0:
+                waiters.setdefault(d, []).append(k)
+        deps_of.append(tuple(out))
+    if waiters:  # Kahn: every job must be reachable from jobs without dependencies
+        indegree = [sum(1 for _kind, d in deps if d >= 0) for deps in deps_of]
+        ready = [k for k, deg in enumerate(indegree) if deg == 0]
+        seen = 0
+        while ready:
+            k = ready.pop()
+            seen += 1
+            for w in waiters.get(k, ()):
+                indegree[w] -= 1
+                if indegree[w] == 0:
+                    ready.append(w)
+        if seen != len(jobs):
+            first = next(jobs[k].job_id for k, deg in enumerate(indegree) if deg > 0)
+            raise InvalidInput(f"the trace's dependencies form a cycle (through job {first})",
+                               field="depends_on",
+                               hint="a job can depend only on jobs listed before it")
+    return deps_of, waiters
 
 
 def _check_views(

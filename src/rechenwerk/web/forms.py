@@ -34,7 +34,8 @@ def errors_from(exc: RechenwerkError, aliases: dict[str, str] | None = None,
     hint = f". {exc.hint}" if exc.hint else ""
 
     def key_for(path: str) -> str:
-        key = aliases.get(path, path)
+        # "depends_on.after_ok[2]" may be aliased as a whole or without its index
+        key = aliases.get(path) or aliases.get(path.split("[", 1)[0], path)
         return key if fields is None or key in fields else FORM_KEY
 
     for issue in exc.issues:

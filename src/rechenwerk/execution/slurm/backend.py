@@ -51,6 +51,7 @@ REASON_TEXT: dict[str, str] = {
     "JobHeldAdmin": "held by an administrator",
     "JobHeldUser": "held by the user",
     "Dependency": "waiting for a dependency",
+    "DependencyNeverSatisfied": "a job it depends on ended so that it can never start",
 }
 
 

@@ -188,6 +188,8 @@ class CliTransport:
             argv.append(f"--qos={spec.qos}")
         if spec.comment:
             argv.append(f"--comment={spec.comment}")
+        if spec.dependency:
+            argv.append(f"--dependency={spec.dependency}")
         proc = self._run(argv, stdin=spec.script, what="sbatch", user=spec.user)
         if proc.returncode != 0:
             msg = proc.stderr.strip().removeprefix("sbatch: error: ") or "no message"

@@ -18,7 +18,7 @@ from __future__ import annotations
 import math
 import re
 import shlex
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from rechenwerk.errors import InvalidInput
@@ -254,4 +254,27 @@ def build_submit_spec(
         comment=f"rechenwerk:{sanitize_job_name(str(request.job_id))}.{int(request.attempt)}",
         user=request.user if submit_as_user else None,
         environment=dict(BASE_ENV),
+        dependency=dependency_expression(request.after),
     )
+
+
+_SLURM_DEPENDENCY_TYPES = {"after_ok": "afterok", "after_any": "afterany",
+                           "after_not_ok": "afternotok"}
+
+
+def dependency_expression(after: Sequence[tuple[str, str]]) -> str | None:
+    """Slurm's ``--dependency`` for (kind, handle) pairs: ``afterok:12:13,afterany:14``
+    (all must hold: Slurm's ``,``). Handles are Slurm job ids."""
+    by_type: dict[str, list[str]] = {}
+    for kind, handle in after:
+        if kind not in _SLURM_DEPENDENCY_TYPES:
+            raise InvalidInput(f"unknown dependency kind {kind!r}", field="depends_on")
+        by_type.setdefault(_SLURM_DEPENDENCY_TYPES[kind], []).append(_slurm_job_id(handle))
+    return ",".join(f"{t}:{':'.join(ids)}" for t, ids in by_type.items()) or None
+
+
+def _slurm_job_id(handle: str) -> str:
+    jid = handle.split(";", 1)[0].strip()
+    if not jid.isdecimal():
+        raise InvalidInput(f"{handle!r} is not a Slurm job id", field="depends_on")
+    return jid

@@ -33,6 +33,7 @@ class SubmitSpec:
     comment: str = ""
     user: str | None = None  # submit as this Unix user; None: as the service's own user
     environment: Mapping[str, str] = field(default_factory=dict)  # the job's base env
+    dependency: str | None = None  # --dependency, e.g. "afterok:12:13,afternotok:14"
 
     @property
     def gres(self) -> str | None:

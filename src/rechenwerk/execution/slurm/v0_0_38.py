@@ -207,6 +207,8 @@ def submit_payload(spec: SubmitSpec) -> dict[str, Any]:
         job["qos"] = spec.qos
     if spec.comment:
         job["comment"] = spec.comment
+    if spec.dependency:
+        job["dependency"] = spec.dependency
     return {"script": spec.script, "job": job}
 
 

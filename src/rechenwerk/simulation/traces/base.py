@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from rechenwerk.errors import InvalidInput
 
 QOS_VALUES: tuple[str, ...] = ("normal", "high", "low")
+DEPENDENCY_KINDS: tuple[str, ...] = ("after_ok", "after_any", "after_not_ok")
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,9 @@ class TraceJob:
     gpus_per_node: int | None = None
     qos: str = "normal"
     gpu_type: str | None = None
+    # (kind, job id) of jobs this one waits for: after_ok / after_any / after_not_ok, as
+    # the live service's ``depends_on`` (docs/jobs.md "Dependencies").
+    depends_on: tuple[tuple[str, str], ...] = ()
 
     @property
     def gpu_seconds(self) -> float:

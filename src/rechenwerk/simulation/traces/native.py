@@ -2,7 +2,8 @@
 
 Required columns: ``submit_time`` (seconds from the trace start, or ISO-8601 timestamps;
 one form per file), ``duration_s``, ``gpus``. Optional: ``job_id``, ``project``,
-``walltime_s``, ``gpus_per_node``, ``qos`` (normal|high|low), ``gpu_type``. Unknown
+``walltime_s``, ``gpus_per_node``, ``qos`` (normal|high|low), ``gpu_type``,
+``depends_on`` (``after_ok:a:b,after_not_ok:c``: jobs on earlier lines). Unknown
 columns are an error (a typo such as ``walltime`` must not be ignored silently). Blank
 lines are skipped; lines starting with ``#`` are comments only before the header (after
 it every line is a row, so no row can vanish silently).
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from rechenwerk.errors import InvalidInput
@@ -30,6 +31,7 @@ from rechenwerk.simulation.traces._csv import (
     too_long,
 )
 from rechenwerk.simulation.traces.base import (
+    DEPENDENCY_KINDS,
     QOS_VALUES,
     SkippedRow,
     Trace,
@@ -38,7 +40,8 @@ from rechenwerk.simulation.traces.base import (
 )
 
 REQUIRED = ("submit_time", "duration_s", "gpus")
-OPTIONAL = ("job_id", "project", "walltime_s", "gpus_per_node", "qos", "gpu_type")
+OPTIONAL = ("job_id", "project", "walltime_s", "gpus_per_node", "qos", "gpu_type",
+            "depends_on")
 COLUMNS = REQUIRED + OPTIONAL
 
 _SECONDS = "seconds"
@@ -53,14 +56,49 @@ def _submit_form(value: str) -> str:
     return _SECONDS
 
 
+# Slurm's spellings are accepted too (afterok:12 as in --dependency).
+_KIND_ALIASES = {"afterok": "after_ok", "afterany": "after_any", "afternotok": "after_not_ok",
+                 **{k: k for k in DEPENDENCY_KINDS}}
+
+
+def parse_depends_on(text: str, earlier: Mapping[str, int]) -> tuple[tuple[str, str], ...]:
+    """``after_ok:a:b,after_not_ok:c`` -> (("after_ok", "a"), ("after_ok", "b"), ...); every
+    id must be a job of an earlier line (``earlier``), so a trace has no cycles."""
+    out: list[tuple[str, str]] = []
+    for part in (p.strip() for p in text.split(",")):
+        kind, _, rest = part.partition(":")
+        kind = _KIND_ALIASES.get(kind.strip().lower(), "")
+        ids = [i.strip() for i in rest.split(":")] if rest else []
+        if not kind or not ids or not all(ids):
+            raise RowError("depends_on", f"expected kind:id[:id...] with kind one of "
+                           f"{', '.join(DEPENDENCY_KINDS)}, got {part!r}")
+        for dep in ids:
+            if dep not in earlier:
+                raise RowError("depends_on", f"job {dep!r} is not on an earlier line; a job "
+                               "can depend only on jobs listed before it")
+            if (kind, dep) not in out:
+                out.append((kind, dep))
+    return tuple(out)
+
+
+def format_depends_on(deps: Iterable[tuple[str, str]]) -> str:
+    by_kind: dict[str, list[str]] = {}
+    for kind, dep in deps:
+        by_kind.setdefault(kind, []).append(dep)
+    return ",".join(f"{k}:{':'.join(ids)}" for k, ids in by_kind.items())
+
+
 def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
     spath = str(path)
     skipped: list[SkippedRow] = []
-    # (submit, line, job_id, duration, gpus, project, walltime, gpus_per_node, qos, gpu_type)
+    # (submit, line, job_id, duration, gpus, project, walltime, gpus_per_node, qos, gpu_type,
+    #  depends_on)
     parsed: list[
-        tuple[float, int, str, float, int, str, float | None, int | None, str, str | None]
+        tuple[float, int, str, float, int, str, float | None, int | None, str, str | None,
+              tuple[tuple[str, str], ...]]
     ] = []
     first_line_of: dict[str, int] = {}
+    submit_of: dict[str, float] = {}
     form: str | None = None
     form_line = 0
     with open_trace(path) as fh:
@@ -75,6 +113,7 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
         i_gpn = idx.get("gpus_per_node")
         i_qos = idx.get("qos")
         i_type = idx.get("gpu_type")
+        i_deps = idx.get("depends_on")
         for row in reader:
             line = reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
@@ -138,14 +177,22 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
                 prev = first_line_of.get(job_id)
                 if prev is not None:
                     raise RowError("job_id", f"duplicate job_id {job_id!r} (first on line {prev})")
+                deps_txt = row[i_deps].strip() if i_deps is not None else ""
+                deps = parse_depends_on(deps_txt, first_line_of) if deps_txt else ()
+                for _kind, dep in deps:
+                    if submit_of[dep] > submit:
+                        raise RowError("depends_on", f"job {dep!r} is submitted after this "
+                                       "job; a job can depend only on jobs submitted before it")
             except RowError as err:
                 handle_row_error(err, spath, line, skip_invalid, skipped)
                 continue
             if form is None:
                 form, form_line = this_form, line
             first_line_of[job_id] = line
+            submit_of[job_id] = submit
             parsed.append(
-                (submit, line, job_id, duration, gpus, project, walltime, gpn, qos, gpu_type)
+                (submit, line, job_id, duration, gpus, project, walltime, gpn, qos, gpu_type,
+                 deps)
             )
     parsed.sort(key=lambda p: p[0])
     t0 = parsed[0][0] if (parsed and form == _ISO) else 0.0
@@ -167,8 +214,9 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
             gpus_per_node=gpn_,
             qos=q,
             gpu_type=gt,
+            depends_on=deps_,
         )
-        for sub, _line, jid, dur, g, proj, wall, gpn_, q, gt in parsed
+        for sub, _line, jid, dur, g, proj, wall, gpn_, q, gt, deps_ in parsed
     )
     return Trace(jobs=jobs, skipped=tuple(skipped), source=f"native:{spath}")
 
@@ -182,6 +230,7 @@ def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] 
     """Write ``trace`` in the native format (seconds form); ``read_native`` reads it back
     to an equal job tuple. ``comments`` become leading ``# ...`` lines."""
     ids = set()
+    with_deps = any(j.depends_on for j in trace.jobs)  # the column only when used
     for job in trace.jobs:
         if job.job_id in ids:
             raise InvalidInput(
@@ -208,6 +257,7 @@ def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] 
                 "gpus_per_node",
                 "qos",
                 "gpu_type",
+                *(["depends_on"] if with_deps else []),
             ]
         )
         for j in trace.jobs:
@@ -222,6 +272,7 @@ def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] 
                     "" if j.gpus_per_node is None else j.gpus_per_node,
                     j.qos,
                     j.gpu_type or "",
+                    *([format_depends_on(j.depends_on)] if with_deps else []),
                 ]
             )
     return out

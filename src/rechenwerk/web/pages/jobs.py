@@ -25,6 +25,7 @@ from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.api.deps import backend_of, get_clock, get_now, get_session, settings_of
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.jobs import service as jobs
+from rechenwerk.jobs.dependencies import dependencies_of, dependents_of
 from rechenwerk.jobs.policy_config import qos_limits
 from rechenwerk.jobs.queue_order import job_priority
 from rechenwerk.jobs.specs import format_duration, parse_spec
@@ -122,6 +123,8 @@ def _detail_context(request: Request, db: Session, user: User, job_id: int,
         "title": f"Job {job.id}", "section": "jobs", "job": job, "events": events,
         "project_slug": slug, "owner": owner, "running": running,
         "logs": _log_chunks(request, db, user, job.id), "spec_text": spec_text,
+        "dependencies": dependencies_of(db, user, job.id),
+        "dependents": dependents_of(db, user, job.id),
         "committed": job.gpus * job.walltime_s / 3600.0, "now": now, "charged": charged,
         "walltime": format_duration(job.walltime_s),
         "can_cancel": running and (user.is_operator or user.id == job.user_id
@@ -200,13 +203,17 @@ def spec_from_form(form: dict[str, str]) -> tuple[dict[str, Any], FormErrors]:
         env[key.strip()] = value.strip()
     if env:
         doc["env"] = env
+    after_ok = [i.strip() for i in text(form, "after_ok").split(",") if i.strip()]
+    if after_ok:  # a pipeline step: the form offers after_ok, the spec all kinds
+        doc["depends_on"] = {"after_ok": after_ok}
     return doc, errors
 
 
 JOB_FIELDS = {"name", "project", "kind", "command", "gpus", "nodes", "gpus_per_node", "gpu_type",
-              "walltime", "qos", "checkpoint_interval", "workdir", "env"}
+              "walltime", "qos", "checkpoint_interval", "workdir", "env", "after_ok"}
 _FIELD_ALIASES = {"walltime_s": "walltime", "checkpoint_interval_s": "checkpoint_interval",
-                  "script": "command", "(spec)": "_form"}
+                  "script": "command", "(spec)": "_form",
+                  "depends_on": "after_ok", "depends_on.after_ok": "after_ok"}
 
 
 @router.post("/jobs/new")
