@@ -248,18 +248,25 @@ def register(app: typer.Typer) -> None:
         """List your tokens (secrets are never shown again)."""
         data = server_call("GET", "/api/v1/tokens")
         show(data, as_json, lambda rows: print_table(
-            ["id", "name", "prefix", "created", "expires", "revoked", "last used"],
-            [(t["id"], t["name"], t["prefix"] + "...", day(t["created_at"]),
+            ["id", "name", "prefix", "scope", "created", "expires", "revoked", "last used"],
+            [(t["id"], t["name"], t["prefix"] + "...", t["scope"], day(t["created_at"]),
               day(t["expires_at"]), day(t["revoked_at"]), day(t["last_used_at"]))
              for t in rows]))
 
     @tok.command("create")
     @handle_errors
     def token_create(name: str = typer.Option("cli", "--name"),
-                     days: float = typer.Option(None, "--days", help="Expires after N days."),
+                     days: float = typer.Option(
+                         None, "--days", help="Expires after N days (at most 366; "
+                         "default: never)."),
+                     scope: str = typer.Option(
+                         "full", "--scope", help="full, or read: GET requests only."),
                      as_json: bool = JSON_OPT) -> None:
         """Create a token for yourself; the secret is printed once."""
-        t = server_call("POST", "/api/v1/tokens", json={"name": name, "expires_in_days": days})
+        if scope not in ("full", "read"):
+            raise InvalidInput(f"--scope must be full or read, got {scope!r}", field="--scope")
+        t = server_call("POST", "/api/v1/tokens",
+                        json={"name": name, "expires_in_days": days, "scope": scope})
         show(t, as_json, lambda t: console.print(
             f"token {t['id']} ({t['name']}): {t['token']}\nstore it now; it is not shown "
             "again", highlight=False))
