@@ -62,8 +62,10 @@ def test_gate_until_accepted_and_again_after_a_new_version(api_client: TestClien
     _refused(api_client.post("/api/v1/jobs", json=job, headers=w["pi"]), 1)
     _refused(api_client.post("/api/v1/proposals", json=_proposal(w), headers=w["pi"]), 1)
     _refused(api_client.post("/api/v1/tokens", json={"name": "x"}, headers=w["pi"]), 1)
-    # Reading, and revoking a token, stay possible.
+    # Reading, the planner's calculators, and revoking a token stay possible.
     assert api_client.get("/api/v1/jobs", headers=w["pi"]).status_code == 200
+    assert api_client.post("/api/v1/plan/train", headers=w["pi"], json={
+        "params": 7e9, "tokens": 1e11, "gpu": "A100-80GB", "gpus": 8}).status_code == 200
     tokens = api_client.get("/api/v1/tokens", headers=w["pi"]).json()
     spare = next(t["id"] for t in tokens if t["name"] == "spare")
     assert api_client.delete(f"/api/v1/tokens/{spare}", headers=w["pi"]).status_code == 204
@@ -111,6 +113,10 @@ def test_read_only_token_may_only_read(api_client: TestClient, session: Session)
             "detail"]
         assert "--scope full" in refused.json()["hint"]
     assert api_client.get("/api/v1/jobs", headers=ro).json()["total"] == 0
+    # The planner's calculators change nothing: a POST body, but open to read-only tokens.
+    r = api_client.post("/api/v1/plan/train", headers=ro, json={
+        "params": 7e9, "tokens": 1e11, "gpu": "A100-80GB", "gpus": 8})
+    assert r.status_code == 200, r.text
     listed = {t["name"]: t["scope"] for t in
               api_client.get("/api/v1/tokens", headers=w["pi"]).json()}
     assert listed["dash"] == "read" and listed["spare"] == "full"

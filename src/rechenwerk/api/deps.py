@@ -197,12 +197,12 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 def _token_user(session: Session, secret: str, now: datetime, method: str,
-                gate_aup: bool) -> User:
+                gate_aup: bool, changes: bool) -> User:
     """The token's user via this process's cache (one primary-key read of the auth
     generation) or the database, then the token's scope and the AUP gate: the one
     place where the API enforces both, in one thread-pool hop."""
     found = cached_token(session, secret, now=now) or authenticate(session, secret, now=now)
-    if method not in SAFE_METHODS:
+    if changes and method not in SAFE_METHODS:
         if found.scope != "full":
             raise ReadOnlyToken(
                 f"this API token is read-only: it may only read (GET, HEAD), not {method}",
@@ -213,7 +213,8 @@ def _token_user(session: Session, secret: str, now: datetime, method: str,
     return found.user
 
 
-async def _authenticated(request: Request, session: Session, gate_aup: bool) -> User:
+async def _authenticated(request: Request, session: Session, gate_aup: bool,
+                         changes: bool = True) -> User:
     # Another authenticator (e.g. the portal's session cookie) may have set the user.
     user = getattr(request.state, "user", None)
     if isinstance(user, User):
@@ -224,7 +225,7 @@ async def _authenticated(request: Request, session: Session, gate_aup: bool) -> 
     secret = _bearer(request)
     now = get_clock(request).now()  # not a ``Now`` dependency: one fewer to solve per request
     found = await run_in_threadpool(_token_user, session, secret, now, request.method,
-                                    gate_aup)
+                                    gate_aup, changes)
     note_user(found.username)  # for this request's log lines
     return found
 
@@ -247,6 +248,13 @@ async def current_user_before_aup(request: Request, session: DbSession) -> User:
 
 
 CurrentUserBeforeAup = Annotated[User, Depends(current_user_before_aup)]
+
+
+async def current_reader(request: Request, session: DbSession) -> User:
+    """As :func:`current_user` for routes that change nothing whatever their method (the
+    planner's calculators take their input as a POST body): read-only tokens and users
+    who have not accepted the AUP may use them."""
+    return await _authenticated(request, session, gate_aup=False, changes=False)
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
