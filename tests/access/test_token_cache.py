@@ -117,3 +117,27 @@ def test_unknown_token_is_never_cached(session_factory: sessionmaker[Session]) -
         with pytest.raises(Unauthenticated, match="unknown"):
             authenticate_token(s, "rw_unknown", now=T0)
         assert cached_token_user(s, "rw_unknown", now=T0) is None
+
+
+def test_change_committed_elsewhere_ends_the_hit_through_the_generation(
+    session_factory: sessionmaker[Session], token: tuple[int, str]
+) -> None:
+    """As another process would: plain SQL on a connection of its own, so no ORM event
+    clears this process's cache; only the auth generation tells."""
+    from sqlalchemy import update
+
+    from rechenwerk.access.auth_generation import bump_auth_generation
+
+    user_id, secret = token
+    engine = session_factory.kw["bind"]
+    with engine.begin() as conn:  # without the counter: this process cannot know yet
+        conn.execute(update(ApiToken).where(ApiToken.user_id == user_id)
+                     .values(revoked_at=T0))
+    with session_scope(session_factory) as s:
+        assert cached_token_user(s, secret, now=T0) is not None
+    with engine.begin() as conn:
+        bump_auth_generation(conn)
+    with session_scope(session_factory) as s:
+        assert cached_token_user(s, secret, now=T0) is None
+        with pytest.raises(Unauthenticated, match="revoked"):
+            authenticate_token(s, secret, now=T0)

@@ -1,9 +1,9 @@
 """Revocation takes effect in every server process at once: two real ``rechenwerk
-server`` processes over one database, each with its own token cache. A token both have
-just served (so both cached it) is revoked through one; the other refuses it at the
-very next request, as it refuses a change once a new AUP is published through the first
-(the auth generation, access/auth_generation.py). Before, the other process kept
-serving a revoked token for up to 5 s from its cache."""
+server`` processes over one database (SQLite and PostgreSQL), each with its own token
+cache. A token both have just served (so both cached it) is revoked through one; the
+other refuses it at the very next request, as it refuses a change once a new AUP is
+published through the first (the auth generation, access/auth_generation.py). Before,
+the other process kept serving a revoked token for up to 5 s from its cache."""
 
 from __future__ import annotations
 
@@ -51,9 +51,13 @@ def _start(tmp: Path, db_url: str, name: str) -> tuple[str, subprocess.Popen[byt
     return f"http://127.0.0.1:{port}", proc
 
 
-@pytest.fixture
-def two_servers(tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
-    db_url = f"sqlite:///{tmp_path / 'rechenwerk.db'}"
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def two_servers(request: pytest.FixtureRequest,
+                tmp_path: Path) -> Iterator[tuple[str, str, dict[str, str]]]:
+    if request.param == "sqlite":
+        db_url = f"sqlite:///{tmp_path / 'rechenwerk.db'}"
+    else:  # a database of its own, migrated like a real centre's
+        db_url = request.getfixturevalue("pg_databases").create("rw_revoke")
     upgrade(db_url)
     engine = make_engine(db_url)
     now = datetime.now(UTC)
