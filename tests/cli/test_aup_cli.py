@@ -77,6 +77,9 @@ def test_publish_accept_and_token_scope(rw: Any, tmp_path: Path) -> None:
     published = rw("admin", "aup", "publish", "--file", str(text), "--json")
     assert published["version"] == 1
 
+    logged_in = rw("login", "--token", pia)
+    assert "accept its acceptable-use policy (version 1): rechenwerk aup accept" in (
+        logged_in.stdout)
     refused = rw("token", "create", "--name", "x", token=pia, code=4)
     assert "acceptable-use policy (version 1)" in refused.stderr
     assert "rechenwerk aup accept" in refused.stderr
@@ -87,6 +90,7 @@ def test_publish_accept_and_token_scope(rw: Any, tmp_path: Path) -> None:
     shown = rw("aup", "show", "--json", token=pia)
     assert shown["version"] == 1 and shown["accepted_at"]
     assert "already" in rw("aup", "accept", "--yes", token=pia).stdout
+    assert "acceptable-use" not in rw("login", "--token", pia).stdout
 
     ro = rw("token", "create", "--name", "ro", "--scope", "read", "--days", "7", "--json",
             token=pia)

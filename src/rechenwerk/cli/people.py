@@ -22,6 +22,19 @@ from rechenwerk.cli.output import console, handle_errors, print_table
 from rechenwerk.errors import InvalidInput
 
 
+def _pending_aup(http: Any) -> int | None:
+    """The current AUP version when the user has not accepted it yet (None: accepted, or
+    the centre has none, or a server without the AUP API)."""
+    from rechenwerk.cli.client import call
+    from rechenwerk.errors import NotFound
+
+    try:
+        current = call("GET", "/api/v1/aup", client=http)
+    except NotFound:
+        return None
+    return None if current.get("accepted_at") else int(current["version"])
+
+
 def register(app: typer.Typer) -> None:
     # ------------------------------------------------------------------ login, whoami
 
@@ -53,9 +66,13 @@ def register(app: typer.Typer) -> None:
             secret = token or typer.prompt("API token", hide_input=True)
         with api_client(url=base, token=secret) as http:
             me = call("GET", "/api/v1/me", client=http)
+            pending = _pending_aup(http)
         path = save_credentials(base, secret)
         console.print(f"logged in to {base} as [bold]{me['username']}[/] "
                       f"(credentials in {path})", highlight=False)
+        if pending is not None:
+            console.print(f"before you use the centre, accept its acceptable-use policy "
+                          f"(version {pending}): rechenwerk aup accept", highlight=False)
 
     @app.command("whoami")
     @handle_errors
