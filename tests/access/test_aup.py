@@ -5,9 +5,12 @@ generation (so every process's token cache notices)."""
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 from factories import T0, make_user
 from rechenwerk.access.aup import (
@@ -18,8 +21,10 @@ from rechenwerk.access.aup import (
     require_aup_accepted,
 )
 from rechenwerk.access.auth_generation import read_auth_generation
-from rechenwerk.access.models import AuditEntry, AupAcceptance
+from rechenwerk.access.models import AuditEntry, AupAcceptance, User
 from rechenwerk.errors import AupNotAccepted, Conflict, InvalidInput, NotFound, PermissionDenied
+from rechenwerk.store.session import session_scope
+from waiting import DEADLINE_S, wait_for
 
 
 def test_nothing_is_gated_without_a_published_aup(session: Session) -> None:
@@ -74,3 +79,47 @@ def test_only_operators_publish_and_text_must_not_be_empty(session: Session) -> 
     with pytest.raises(InvalidInput, match="empty"):
         publish_aup(session, op, " \n ", now=T0)
     assert current_aup(session) is None
+
+
+def test_two_acceptances_at_once_record_one(session_factory: sessionmaker[Session]) -> None:
+    """Two requests of one user accept at the same moment (a double click): the second
+    waits for the first and returns its acceptance instead of failing."""
+    with session_scope(session_factory) as s:
+        op = make_user(s, operator=True)
+        user_id = make_user(s).id
+        publish_aup(s, op, "Rule.", now=T0)
+    first, second = session_factory(), session_factory()
+    try:
+        mine = accept_aup(first, first.get(User, user_id), 1, now=T0)  # not committed
+        result: dict[str, Any] = {}
+
+        def other() -> None:
+            try:
+                result["acceptance"] = accept_aup(second, second.get(User, user_id), 1,
+                                                  now=T0)
+                second.commit()
+            except Exception as exc:
+                result["error"] = exc
+
+        thread = threading.Thread(target=other)
+        thread.start()
+        engine = session_factory.kw["bind"]
+        if engine.dialect.name == "postgresql":  # let the second insert wait on the first
+            def waiting() -> bool:
+                with engine.connect() as conn:
+                    return bool(conn.execute(text(
+                        "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a "
+                        "ON a.pid = l.pid WHERE NOT l.granted "
+                        "AND a.datname = current_database()")).scalar())
+            wait_for(waiting, "the second acceptance to wait for the first")
+        first.commit()
+        thread.join(timeout=DEADLINE_S)
+        assert not thread.is_alive() and "error" not in result, result
+        assert result["acceptance"].id == mine.id
+    finally:
+        first.close()
+        second.close()
+    with session_scope(session_factory) as s:
+        assert len(s.scalars(select(AupAcceptance)).all()) == 1
+        assert len(s.scalars(select(AuditEntry).where(
+            AuditEntry.action == "aup.accept")).all()) == 1

@@ -15,6 +15,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.audit import record
@@ -111,13 +112,17 @@ def accept_aup(session: Session, user: User, version: int, *,
             f"version {version} is not the current acceptable-use policy "
             f"(version {aup.version})",
             field="version", hint="Read the current version and accept that one.")
-    existing = session.scalars(select(AupAcceptance).where(
-        AupAcceptance.user_id == user.id, AupAcceptance.version == version)).first()
+    mine = select(AupAcceptance).where(AupAcceptance.user_id == user.id,
+                                       AupAcceptance.version == version)
+    existing = session.scalars(mine).first()
     if existing is not None:
         return existing
     acceptance = AupAcceptance(user_id=user.id, version=version, accepted_at=now)
-    session.add(acceptance)
-    session.flush()
+    try:
+        with session.begin_nested():  # two clicks at once: the second finds the first
+            session.add(acceptance)
+    except IntegrityError:
+        return session.scalars(mine).one()
     bump_auth_generation(session.connection())
     record(session, user, "aup.accept", "aup", version,
            {"user": user.username, "version": version}, at=now)
