@@ -255,6 +255,8 @@ async def current_reader(request: Request, session: DbSession) -> User:
     planner's calculators take their input as a POST body): read-only tokens and users
     who have not accepted the AUP may use them."""
     return await _authenticated(request, session, gate_aup=False, changes=False)
+
+
 CurrentUser = Annotated[User, Depends(current_user)]
 
 
