@@ -70,6 +70,20 @@ class PermissionDenied(RechenwerkError):
     title = "Permission denied"
 
 
+class AupNotAccepted(PermissionDenied):
+    """The user has not yet accepted the centre's current acceptable-use policy."""
+
+    code = "aup_not_accepted"
+    title = "Acceptable-use policy not accepted"
+
+
+class ReadOnlyToken(PermissionDenied):
+    """A read-only API token was used for a request that changes something."""
+
+    code = "read_only_token"
+    title = "Read-only token"
+
+
 class Unauthenticated(RechenwerkError):
     code = "unauthenticated"
     http_status = 401

@@ -1,5 +1,6 @@
-"""The per-process API-token cache (rechenwerk.access.security): a hit needs no query,
-and revocation, deactivation, expiry and the last-used resolution are still honoured."""
+"""The per-process API-token cache (rechenwerk.access.security): a hit needs one read of
+the auth generation, and revocation, deactivation, expiry and the last-used resolution
+are still honoured."""
 
 from __future__ import annotations
 
@@ -38,7 +39,7 @@ def token(session_factory: sessionmaker[Session]) -> Iterator[tuple[int, str]]:
     clear_token_cache()
 
 
-def test_hit_needs_no_query_and_attaches_the_user(
+def test_hit_needs_one_generation_read_and_attaches_the_user(
     session_factory: sessionmaker[Session], token: tuple[int, str]
 ) -> None:
     user_id, secret = token
@@ -56,7 +57,9 @@ def test_hit_needs_no_query_and_attaches_the_user(
             assert user.is_active and not user.is_operator
         finally:
             event.remove(engine, "before_cursor_execute", count)
-    assert seen == []
+    # One primary-key read of the auth generation (plus SQLite's BEGIN), nothing else.
+    queries = [q for q in seen if not q.startswith("BEGIN")]
+    assert len(queries) == 1 and "FROM auth_generation" in queries[0], seen
 
 
 def test_revocation_in_this_process_takes_effect_at_once(
@@ -114,3 +117,27 @@ def test_unknown_token_is_never_cached(session_factory: sessionmaker[Session]) -
         with pytest.raises(Unauthenticated, match="unknown"):
             authenticate_token(s, "rw_unknown", now=T0)
         assert cached_token_user(s, "rw_unknown", now=T0) is None
+
+
+def test_change_committed_elsewhere_ends_the_hit_through_the_generation(
+    session_factory: sessionmaker[Session], token: tuple[int, str]
+) -> None:
+    """As another process would: plain SQL on a connection of its own, so no ORM event
+    clears this process's cache; only the auth generation tells."""
+    from sqlalchemy import update
+
+    from rechenwerk.access.auth_generation import bump_auth_generation
+
+    user_id, secret = token
+    engine = session_factory.kw["bind"]
+    with engine.begin() as conn:  # without the counter: this process cannot know yet
+        conn.execute(update(ApiToken).where(ApiToken.user_id == user_id)
+                     .values(revoked_at=T0))
+    with session_scope(session_factory) as s:
+        assert cached_token_user(s, secret, now=T0) is not None
+    with engine.begin() as conn:
+        bump_auth_generation(conn)
+    with session_scope(session_factory) as s:
+        assert cached_token_user(s, secret, now=T0) is None
+        with pytest.raises(Unauthenticated, match="revoked"):
+            authenticate_token(s, secret, now=T0)

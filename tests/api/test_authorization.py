@@ -230,6 +230,11 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     ("reviewer", "GET", "/api/v1/audit", None, 403),
     ("outsider", "DELETE", "/api/v1/tokens/{pi_token}", None, 404),
     ("outsider", "POST", "/api/v1/tokens", {"name": "x", "username": "pi"}, 403),
+    # AUP (none published in this world): operators publish, anyone reads and accepts
+    ("pi", "POST", "/api/v1/aup", {"text": "Be kind."}, 403),
+    ("outsider", "GET", "/api/v1/aup", None, 404),
+    ("outsider", "GET", "/api/v1/aup/versions", None, 200),
+    ("outsider", "POST", "/api/v1/aup/accept", {"version": 1}, 404),
 ]
 
 # Access routes any authenticated user may call; they filter by the caller (checked below).

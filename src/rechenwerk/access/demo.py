@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from rechenwerk.access.accounts import create_account
 from rechenwerk.access.audit import record
+from rechenwerk.access.aup import accept_aup, publish_aup
 from rechenwerk.access.awards import create_award
 from rechenwerk.access.calls import create_call
 from rechenwerk.access.models import Call, Organization, User
@@ -57,6 +58,13 @@ USERS: list[tuple[str, str, str, bool, bool]] = [
 ]
 
 DEMO_GPU_TYPE = "A100-80GB"  # the local executor's default inventory
+DEMO_AUP = """Acceptable-use policy of the demo centre (version 1)
+
+1. Use the centre's GPUs only for the work of the projects you are a member of.
+2. Keep your credentials (password, API tokens) to yourself; revoke a token you lost.
+3. Do not try to reach other projects' data or to circumvent the centre's limits.
+4. Acknowledge the centre in publications that used its resources.
+5. Operators may suspend accounts that break these rules."""
 
 
 def demo_password(username: str) -> str:
@@ -196,7 +204,10 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
     create_account(session, op, project=projects["alpenwerk-cfd"], credit_limit_eur=25_000,
                    prices={"A100-80GB": 1.60, "H100-SXM": 2.80}, now=now)
 
+    # The demo's users have accepted its AUP; a user created later must accept it first.
+    aup = publish_aup(session, op, DEMO_AUP, now=now)
     for username, user in users.items():
+        accept_aup(session, user, aup.version, now=now)
         _, secret = create_token(session, user, name="demo", now=now, actor=op)
         out.tokens[username] = secret
     return out

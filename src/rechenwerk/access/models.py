@@ -101,6 +101,8 @@ class ApiToken(Base):
     expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # "full" or "read" (safe methods only; api/deps.py enforces it).
+    scope: Mapped[str] = mapped_column(String(8), default="full", server_default="full")
 
     user: Mapped[User] = relationship(lazy="joined")
 
@@ -359,3 +361,44 @@ class LoginAttempt(Base):
     key: Mapped[str] = mapped_column(String(64), primary_key=True)
     window_start: Mapped[datetime] = mapped_column(UTCDateTime, index=True)  # pruning
     count: Mapped[int] = mapped_column(Integer)
+
+
+# --- acceptable-use policy and the auth generation (access/aup.py, access/security.py)
+
+
+class AupVersion(Base):
+    """A published text of the centre's acceptable-use policy; the highest version is
+    the current one. Versions are never edited or deleted (acceptances refer to them)."""
+
+    __tablename__ = "aup_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, unique=True)
+    text: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    published_by: Mapped[str] = mapped_column(String(64))  # username, or "system"
+
+
+class AupAcceptance(Base):
+    """One user's acceptance of one AUP version, and when."""
+
+    __tablename__ = "aup_acceptances"
+    __table_args__ = (UniqueConstraint("user_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"),
+                                         index=True)
+    version: Mapped[int] = mapped_column(ForeignKey("aup_versions.version"))
+    accepted_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class AuthGeneration(Base):
+    """One row (id 1): a counter raised in the same transaction as every change that
+    can end or narrow a credential (token revoked, user changed, AUP published or
+    accepted). Each process's token cache compares it on every hit, so such a change
+    made by any process takes effect in all of them at once."""
+
+    __tablename__ = "auth_generation"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    generation: Mapped[int] = mapped_column(Integer)

@@ -8,10 +8,12 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Query, Request, Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from rechenwerk.access import (
     accounts,
     audit,
+    aup,
     awards,
     calls,
     organizations,
@@ -24,8 +26,8 @@ from rechenwerk.access import (
 )
 from rechenwerk.access import schemas as s
 from rechenwerk.access.gpu_types import known_gpu_types
-from rechenwerk.access.models import Project, ProjectMembership, Review
-from rechenwerk.api.deps import CurrentUser, DbSession, Now, Operator
+from rechenwerk.access.models import AupVersion, Project, ProjectMembership, Review, User
+from rechenwerk.api.deps import CurrentUser, CurrentUserBeforeAup, DbSession, Now, Operator
 from rechenwerk.errors import NotFound, TooManyAttempts, Unauthenticated
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
@@ -69,7 +71,7 @@ def create_token(body: s.TokenCreate, session: DbSession, user: CurrentUser,
         owner = users.get_user(session, body.username)
     expires = now + timedelta(days=body.expires_in_days) if body.expires_in_days else None
     token, secret = security.create_token(session, owner, name=body.name, now=now,
-                                          expires_at=expires, actor=user)
+                                          expires_at=expires, actor=user, scope=body.scope)
     return s.TokenCreated(**s.TokenOut.of(token).model_dump(), token=secret)
 
 
@@ -93,7 +95,8 @@ def token_for_password(body: s.PasswordLogin, request: Request, session: DbSessi
 
 
 @router.delete("/tokens/{token_id}", status_code=204, summary="Revoke an API token")
-def revoke_token(token_id: int, session: DbSession, user: CurrentUser, now: Now) -> Response:
+def revoke_token(token_id: int, session: DbSession, user: CurrentUserBeforeAup,
+                 now: Now) -> Response:
     security.revoke_token(session, user, token_id, now=now)
     return Response(status_code=204)
 
@@ -448,3 +451,42 @@ def list_audit(session: DbSession, user: Operator, entity: str | None = None,
     page = audit.list_audit(session, user, entity=entity, entity_id=entity_id, user=actor,
                             action=action, since=since, limit=limit, offset=offset)
     return s.page_out(page, [s.AuditOut.of(e) for e in page.items])
+
+
+# --------------------------------------------------------------------------- AUP
+# The acceptable-use policy (issue 14): read, accept, publish (operators). The rule is in
+# access/aup.py; the gate in api/deps.py current_user (these routes are never gated).
+
+
+def _aup_out(session: Session, version: AupVersion, user: User) -> s.AupOut:
+    return s.AupOut(version=version.version, text=version.text,
+                    published_at=version.published_at, published_by=version.published_by,
+                    accepted_at=aup.accepted_at(session, user.id, version.version))
+
+
+@router.get("/aup", response_model=s.AupOut,
+            summary="The centre's current acceptable-use policy (404: none published)")
+def current_aup(session: DbSession, user: CurrentUserBeforeAup) -> s.AupOut:
+    return _aup_out(session, aup.require_current_aup(session), user)
+
+
+@router.get("/aup/versions", response_model=list[s.AupOut],
+            summary="Every published version, newest first")
+def aup_versions(session: DbSession, user: CurrentUserBeforeAup) -> list[s.AupOut]:
+    return [_aup_out(session, v, user) for v in aup.list_aup_versions(session)]
+
+
+@router.post("/aup/accept", response_model=s.AupOut,
+             summary="Accept the current acceptable-use policy (give its version)")
+def accept_aup(body: s.AupAccept, session: DbSession, user: CurrentUserBeforeAup,
+           now: Now) -> s.AupOut:
+    aup.accept_aup(session, user, body.version, now=now)
+    return _aup_out(session, aup.require_current_aup(session), user)
+
+
+@router.post("/aup", response_model=s.AupOut, status_code=201,
+             summary="Publish a new version (operators); every user must accept it")
+def publish_aup(body: s.AupPublish, session: DbSession, user: CurrentUserBeforeAup,
+            now: Now) -> s.AupOut:
+    security.require_operator(user)
+    return _aup_out(session, aup.publish_aup(session, user, body.text, now=now), user)

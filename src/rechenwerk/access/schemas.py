@@ -27,6 +27,7 @@ from rechenwerk.access.models import (
     User,
 )
 from rechenwerk.access.paging import Page
+from rechenwerk.access.security import MAX_TOKEN_DAYS
 from rechenwerk.access.validation import MAX_ID, MIN_ID
 from rechenwerk.planning.schemas import TrainRequest
 
@@ -192,7 +193,9 @@ class WhoAmI(UserOut):
 
 class TokenCreate(_In):
     name: str = Field(default="cli", min_length=1, max_length=100)
-    expires_in_days: float | None = Field(default=None, gt=0, le=3650)
+    expires_in_days: float | None = Field(default=None, gt=0, le=MAX_TOKEN_DAYS)
+    scope: Literal["full", "read"] = Field(
+        default="full", description="read: only safe methods (GET, HEAD)")
     username: str | None = Field(default=None, description="operators: create for this user")
 
 
@@ -200,7 +203,7 @@ class PasswordLogin(_In):
     username: str = Field(min_length=1, max_length=100)
     password: str = Field(min_length=1, max_length=1000)
     name: str = Field(default="cli", min_length=1, max_length=100, description="token name")
-    expires_in_days: float = Field(default=90, gt=0, le=3650)
+    expires_in_days: float = Field(default=90, gt=0, le=MAX_TOKEN_DAYS)
 
 
 class TokenOut(BaseModel):
@@ -212,12 +215,32 @@ class TokenOut(BaseModel):
     expires_at: datetime | None
     revoked_at: datetime | None
     last_used_at: datetime | None
+    scope: str
 
     @classmethod
     def of(cls, t: ApiToken) -> TokenOut:
         return cls(id=t.id, user=t.user.username, name=t.name, prefix=t.prefix,
                    created_at=t.created_at, expires_at=t.expires_at, revoked_at=t.revoked_at,
-                   last_used_at=t.last_used_at)
+                   last_used_at=t.last_used_at, scope=t.scope)
+
+
+# --------------------------------------------------------------------------- AUP
+
+
+class AupPublish(_In):
+    text: str = Field(min_length=1, max_length=100_000)
+
+
+class AupAccept(_In):
+    version: int = Field(ge=1, description="the version shown to the user (must be current)")
+
+
+class AupOut(BaseModel):
+    version: int
+    text: str
+    published_at: datetime
+    published_by: str
+    accepted_at: datetime | None = Field(description="when you accepted it; null: not yet")
 
 
 class TokenCreated(TokenOut):

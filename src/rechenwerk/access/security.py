@@ -1,19 +1,28 @@
 """Credentials: API tokens (random secret, stored as SHA-256, shown once, revocable, with
-expiry) and passwords (argon2id) for the web portal.
+expiry and a scope: "full", or "read" for safe methods only) and passwords (argon2id)
+for the web portal.
 
 Token cache: the API authenticates every request by its Bearer token. To spare each
-request the token lookup, :func:`cached_token_user` keeps, per process, a short-lived
-snapshot (``TOKEN_CACHE_TTL_S`` seconds) of what a successful :func:`authenticate_token`
-found: the owner's columns, the token's expiry and when it was last marked used.
+request the token lookup, :func:`cached_token` keeps, per process, a short-lived
+snapshot (``TOKEN_CACHE_TTL_S`` seconds) of what a successful :func:`authenticate`
+found: the owner's columns, the token's scope and expiry, when it was last marked used,
+whether the owner still has to accept the AUP, and the auth generation it was read at.
 
+- Revocation is exact across processes: every change that can end or narrow a
+  credential (a token's ``revoked_at``/``expires_at``/owner/scope, any change to a user
+  row, a deletion of either, an AUP published or accepted) raises the auth generation
+  in its own transaction (``access/auth_generation.py``). A cache hit reads that one
+  row (a primary-key read) and is used only when the generation is the one the entry
+  was read at; so a revocation by another worker or the CLI takes effect at the next
+  request everywhere. The generation is read *before* the token, so an entry can only
+  be stored with an older generation than its data, never a newer one.
+- In this process the cache is also cleared when such a change is flushed and again
+  when its transaction commits (an entry read from the database meanwhile is not
+  stored: in-process generation counter).
 - Expiry is checked on every request against the cached ``expires_at`` (exact).
-- Any ORM change to a token's ``revoked_at``/``expires_at``/owner, or to a user row, or a
-  deletion of either, clears the whole cache when flushed and again when its transaction
-  commits in this process; an entry read from the database before that commit is not
-  stored (generation counter). A revocation or deactivation made by *another* process
-  (another server worker, the CLI) takes effect there within ``TOKEN_CACHE_TTL_S``.
 - ``last_used_at`` keeps its one-minute resolution: an entry whose token was last marked
   used more than ``LAST_USED_RESOLUTION`` ago is not served from the cache.
+- Changes made with plain SQL must call :func:`bump_auth_generation` too.
 """
 
 from __future__ import annotations
@@ -39,6 +48,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, make_transient_to_detached
 
 from rechenwerk.access.audit import record
+from rechenwerk.access.aup import pending_aup_version
+from rechenwerk.access.auth_generation import bump_auth_generation, read_auth_generation
 from rechenwerk.access.models import ApiToken, LoginAttempt, User
 from rechenwerk.clock import ensure_utc
 from rechenwerk.errors import (
@@ -54,6 +65,8 @@ TOKEN_PREFIX = "rw_"
 MIN_PASSWORD_LENGTH = 8
 # A token's last_used_at is refreshed at most this often (avoids a write per request).
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+TOKEN_SCOPES = ("full", "read")  # read: safe methods (GET, HEAD) only
+MAX_TOKEN_DAYS = 366  # the portal's and the API's longest token lifetime
 
 
 @lru_cache(maxsize=1)
@@ -96,10 +109,14 @@ def create_token(
     now: datetime,
     expires_at: datetime | None = None,
     actor: User | None = None,
+    scope: str = "full",
 ) -> tuple[ApiToken, str]:
     """Create a token for ``user``; returns the row and the secret (shown once, never stored)."""
     if not name.strip():
         raise InvalidInput("token name must not be empty", field="name")
+    if scope not in TOKEN_SCOPES:
+        raise InvalidInput(f"unknown token scope {scope!r}", field="scope",
+                           hint="Use 'full' or 'read' (read-only: GET and HEAD requests).")
     if expires_at is not None and ensure_utc(expires_at) <= now:
         raise InvalidInput(
             "token expiry lies in the past",
@@ -114,11 +131,13 @@ def create_token(
         token_hash=hash_token(secret),
         created_at=now,
         expires_at=ensure_utc(expires_at) if expires_at else None,
+        scope=scope,
     )
     session.add(token)
     session.flush()
     record(session, actor or user, "token.create", "api_token", token.id,
-           {"user": user.username, "name": token.name, "expires_at": token.expires_at}, at=now)
+           {"user": user.username, "name": token.name, "expires_at": token.expires_at,
+            "scope": scope}, at=now)
     return token, secret
 
 
@@ -127,10 +146,22 @@ TOKEN_CACHE_MAX = 10_000
 
 
 @dataclass(frozen=True, slots=True)
+class TokenAuth:
+    """Who a token authenticates, what it may do, and whether the AUP still waits."""
+
+    user: User
+    scope: str  # "full" or "read"
+    aup_pending: int | None  # the current AUP version the user has not accepted
+
+
+@dataclass(frozen=True, slots=True)
 class _CachedToken:
     user: User  # detached snapshot of the owner's columns; never added to a session
+    scope: str
+    aup_pending: int | None
     expires_at: datetime | None
     last_used_at: datetime | None
+    db_generation: int  # the database's auth generation read before the token
     cached_at: float  # time.monotonic()
 
 
@@ -150,7 +181,8 @@ _TOKEN_CACHE = _TokenCache()
 
 
 def clear_token_cache() -> None:
-    """Forget every cached token (e.g. after changing tokens or users with plain SQL)."""
+    """Forget every token cached in this process (other processes see a change through
+    :func:`bump_auth_generation`)."""
     _TOKEN_CACHE.clear()
 
 
@@ -167,11 +199,12 @@ def _snapshot(user: User) -> User:
     return copy
 
 
-def cached_token_user(session: Session, secret: str, *, now: datetime) -> User | None:
-    """The token's user from this process's cache, attached to ``session`` without a
-    query, or None when the token must be checked in the database (not cached, cache entry
-    older than ``TOKEN_CACHE_TTL_S``, ``last_used_at`` due for a refresh). An expired
-    token raises Unauthenticated as :func:`authenticate_token` does."""
+def cached_token(session: Session, secret: str, *, now: datetime) -> TokenAuth | None:
+    """The token's user, scope and AUP state from this process's cache (the user attached
+    to ``session`` without loading it), after one primary-key read of the auth
+    generation; None when the token must be checked in the database (not cached, the
+    generation moved on, entry older than ``TOKEN_CACHE_TTL_S``, ``last_used_at`` due
+    for a refresh). An expired token raises Unauthenticated as :func:`authenticate`."""
     entry = _TOKEN_CACHE.entries.get(_cache_key(session, secret))
     if entry is None or time.monotonic() - entry.cached_at > TOKEN_CACHE_TTL_S:
         return None
@@ -179,16 +212,24 @@ def cached_token_user(session: Session, secret: str, *, now: datetime) -> User |
         raise Unauthenticated("API token has expired", hint=_TOKEN_HINT)
     if entry.last_used_at is None or now - entry.last_used_at > LAST_USED_RESOLUTION:
         return None
-    return session.merge(entry.user, load=False)
+    if read_auth_generation(session) != entry.db_generation:
+        return None
+    return TokenAuth(session.merge(entry.user, load=False), entry.scope, entry.aup_pending)
+
+
+def cached_token_user(session: Session, secret: str, *, now: datetime) -> User | None:
+    found = cached_token(session, secret, now=now)
+    return found.user if found is not None else None
 
 
 def token_cache_generation() -> int:
     return _TOKEN_CACHE.generation
 
 
-def _remember(session: Session, secret: str, token: ApiToken, user: User,
-              generation: int) -> None:
-    entry = _CachedToken(_snapshot(user), token.expires_at, token.last_used_at,
+def _remember(session: Session, secret: str, token: ApiToken, found: TokenAuth,
+              generation: int, db_generation: int) -> None:
+    entry = _CachedToken(_snapshot(found.user), found.scope, found.aup_pending,
+                         token.expires_at, token.last_used_at, db_generation,
                          time.monotonic())
     cache = _TOKEN_CACHE
     with cache.lock:
@@ -199,18 +240,26 @@ def _remember(session: Session, secret: str, token: ApiToken, user: User,
         cache.entries[_cache_key(session, secret)] = entry
 
 
-def _token_changed(_mapper: Any, _conn: Any, target: ApiToken) -> None:
+def _token_changed(_mapper: Any, conn: Connection, target: ApiToken) -> None:
     attrs = inspect(target).attrs
     if any(attrs[k].history.has_changes() for k in ("revoked_at", "expires_at", "user_id",
-                                                     "token_hash")):
-        _auth_changed(target)
+                                                     "token_hash", "scope")):
+        _auth_changed(_mapper, conn, target)
 
 
-def _auth_changed(target: Any, *_: Any) -> None:
+def _auth_changed(_mapper: Any, conn: Connection, target: Any) -> None:
+    bump_auth_generation(conn)  # in the change's transaction: other processes see both
     session = inspect(target).session
     if session is not None:
         session.info["rechenwerk_auth_changed"] = True
     _TOKEN_CACHE.clear()
+
+
+def _user_changed(_mapper: Any, conn: Connection, target: User) -> None:
+    # after_update also runs for users marked dirty without a changed column.
+    state = inspect(target)
+    if any(state.attrs[a.key].history.has_changes() for a in state.mapper.column_attrs):
+        _auth_changed(_mapper, conn, target)
 
 
 def _after_commit(session: Session) -> None:
@@ -219,19 +268,21 @@ def _after_commit(session: Session) -> None:
 
 
 event.listen(ApiToken, "after_update", _token_changed)
-event.listen(ApiToken, "after_delete", lambda _m, _c, target: _auth_changed(target))
-event.listen(User, "after_update", lambda _m, _c, target: _auth_changed(target))
-event.listen(User, "after_delete", lambda _m, _c, target: _auth_changed(target))
+event.listen(ApiToken, "after_delete", _auth_changed)
+event.listen(User, "after_update", _user_changed)
+event.listen(User, "after_delete", _auth_changed)
 event.listen(Session, "after_commit", _after_commit)
 
 _TOKEN_HINT = "Create a token with `rechenwerk admin token create` and run `rechenwerk login`."
 
 
-def authenticate_token(session: Session, secret: str, *, now: datetime) -> User:
-    """The active user owning ``secret``; Unauthenticated when unknown, revoked or expired.
-    A success is remembered for :func:`cached_token_user`."""
+def authenticate(session: Session, secret: str, *, now: datetime) -> TokenAuth:
+    """The active user owning ``secret``, the token's scope and the user's pending AUP
+    version; Unauthenticated when unknown, revoked or expired. A success is remembered
+    for :func:`cached_token`."""
     hint = _TOKEN_HINT
     generation = _TOKEN_CACHE.generation
+    db_generation = read_auth_generation(session)  # before the token: see the docstring
     token = session.scalars(
         select(ApiToken).where(ApiToken.token_hash == hash_token(secret))
     ).one_or_none()
@@ -245,8 +296,14 @@ def authenticate_token(session: Session, secret: str, *, now: datetime) -> User:
         raise Unauthenticated("user account is deactivated", hint="Ask an operator.")
     if token.last_used_at is None or now - token.last_used_at > LAST_USED_RESOLUTION:
         token.last_used_at = now
-    _remember(session, secret, token, token.user, generation)
-    return token.user
+    found = TokenAuth(token.user, token.scope, pending_aup_version(session, token.user_id))
+    _remember(session, secret, token, found, generation, db_generation)
+    return found
+
+
+def authenticate_token(session: Session, secret: str, *, now: datetime) -> User:
+    """:func:`authenticate`'s user."""
+    return authenticate(session, secret, now=now).user
 
 
 # Brute-force protection (login throttle). Before each password check one slot is taken,

@@ -28,11 +28,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from rechenwerk.access.aup import aup_refusal
 from rechenwerk.access.models import User
-from rechenwerk.access.security import authenticate_token, cached_token_user
+from rechenwerk.access.security import authenticate, cached_token
 from rechenwerk.clock import Clock
 from rechenwerk.config import Settings
-from rechenwerk.errors import Conflict, PermissionDenied, Unauthenticated
+from rechenwerk.errors import Conflict, PermissionDenied, ReadOnlyToken, Unauthenticated
 from rechenwerk.execution.base import ExecutionBackend, NodeInventory
 from rechenwerk.log_format import note_user
 
@@ -192,12 +193,28 @@ def _bearer(request: Request) -> str:
     return secret.strip()
 
 
-async def current_user(request: Request, session: DbSession) -> User:
-    """The user behind the request's Bearer API token (401 otherwise).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
-    A token this process checked less than ``TOKEN_CACHE_TTL_S`` seconds ago is served
-    from the in-process token cache without a query or a thread-pool hop (see
-    ``rechenwerk.access.security``); otherwise the token is looked up in the database."""
+
+def _token_user(session: Session, secret: str, now: datetime, method: str,
+                gate_aup: bool, changes: bool) -> User:
+    """The token's user via this process's cache (one primary-key read of the auth
+    generation) or the database, then the token's scope and the AUP gate: the one
+    place where the API enforces both, in one thread-pool hop."""
+    found = cached_token(session, secret, now=now) or authenticate(session, secret, now=now)
+    if changes and method not in SAFE_METHODS:
+        if found.scope != "full":
+            raise ReadOnlyToken(
+                f"this API token is read-only: it may only read (GET, HEAD), not {method}",
+                hint="Create a token with full scope for changes: `rechenwerk token "
+                "create --scope full` or the portal's Settings > API tokens page.")
+        if gate_aup and found.aup_pending is not None:
+            raise aup_refusal(found.aup_pending)
+    return found.user
+
+
+async def _authenticated(request: Request, session: Session, gate_aup: bool,
+                         changes: bool = True) -> User:
     # Another authenticator (e.g. the portal's session cookie) may have set the user.
     user = getattr(request.state, "user", None)
     if isinstance(user, User):
@@ -207,11 +224,37 @@ async def current_user(request: Request, session: DbSession) -> User:
         return await run_in_threadpool(session.merge, user, load=True)
     secret = _bearer(request)
     now = get_clock(request).now()  # not a ``Now`` dependency: one fewer to solve per request
-    found = cached_token_user(session, secret, now=now)
-    if found is None:
-        found = await run_in_threadpool(authenticate_token, session, secret, now=now)
+    found = await run_in_threadpool(_token_user, session, secret, now, request.method,
+                                    gate_aup, changes)
     note_user(found.username)  # for this request's log lines
     return found
+
+
+async def current_user(request: Request, session: DbSession) -> User:
+    """The user behind the request's Bearer API token (401 otherwise). A request that
+    changes something needs a full-scope token (403 ``read_only_token``) and a user who
+    accepted the centre's current AUP (403 ``aup_not_accepted``; access/aup.py).
+
+    A token this process checked less than ``TOKEN_CACHE_TTL_S`` seconds ago is served
+    from the in-process token cache after one primary-key read of the auth generation
+    (see ``rechenwerk.access.security``); otherwise it is looked up in the database."""
+    return await _authenticated(request, session, gate_aup=True)
+
+
+async def current_user_before_aup(request: Request, session: DbSession) -> User:
+    """As :func:`current_user` without the AUP gate: for accepting the AUP itself,
+    publishing one (operators) and revoking a token, which must always be possible."""
+    return await _authenticated(request, session, gate_aup=False)
+
+
+CurrentUserBeforeAup = Annotated[User, Depends(current_user_before_aup)]
+
+
+async def current_reader(request: Request, session: DbSession) -> User:
+    """As :func:`current_user` for routes that change nothing whatever their method (the
+    planner's calculators take their input as a POST body): read-only tokens and users
+    who have not accepted the AUP may use them."""
+    return await _authenticated(request, session, gate_aup=False, changes=False)
 
 
 CurrentUser = Annotated[User, Depends(current_user)]

@@ -236,6 +236,7 @@ def token_create(
     username: str = typer.Argument(...),
     name: str = typer.Option("cli", "--name"),
     days: float = typer.Option(None, "--days", help="Expires after N days (default: never)."),
+    scope: str = typer.Option("full", "--scope", help="full, or read: GET requests only."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Create an API token for a user; the secret is printed once."""
@@ -250,11 +251,12 @@ def token_create(
     now = _now()
     with db_session() as session:
         user = get_user(session, username)
-        token, secret = create_token(session, user, name=name, now=now,
+        token, secret = create_token(session, user, name=name, now=now, scope=scope,
                                      expires_at=now + timedelta(days=days) if days else None)
         token_id = token.id
     if as_json:
-        print_json({"id": token_id, "user": username, "name": name, "token": secret})
+        print_json({"id": token_id, "user": username, "name": name, "scope": scope,
+                    "token": secret})
     else:
         console.print(f"token {token_id} for {username}: {secret}", highlight=False)
 

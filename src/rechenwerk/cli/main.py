@@ -32,6 +32,7 @@ COMMAND_MODULES: list[str] = [
     "rechenwerk.cli.report",
     "rechenwerk.cli.simulate",
     "rechenwerk.cli.recipe",
+    "rechenwerk.cli.aup",  # acceptable-use policy (issue 14)
 ]
 
 

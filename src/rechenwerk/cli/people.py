@@ -22,6 +22,19 @@ from rechenwerk.cli.output import console, handle_errors, print_table
 from rechenwerk.errors import InvalidInput
 
 
+def _pending_aup(http: Any) -> int | None:
+    """The current AUP version when the user has not accepted it yet (None: accepted, or
+    the centre has none, or a server without the AUP API)."""
+    from rechenwerk.cli.client import call
+    from rechenwerk.errors import NotFound
+
+    try:
+        current = call("GET", "/api/v1/aup", client=http)
+    except NotFound:
+        return None
+    return None if current.get("accepted_at") else int(current["version"])
+
+
 def register(app: typer.Typer) -> None:
     # ------------------------------------------------------------------ login, whoami
 
@@ -53,9 +66,13 @@ def register(app: typer.Typer) -> None:
             secret = token or typer.prompt("API token", hide_input=True)
         with api_client(url=base, token=secret) as http:
             me = call("GET", "/api/v1/me", client=http)
+            pending = _pending_aup(http)
         path = save_credentials(base, secret)
         console.print(f"logged in to {base} as [bold]{me['username']}[/] "
                       f"(credentials in {path})", highlight=False)
+        if pending is not None:
+            console.print(f"before you use the centre, accept its acceptable-use policy "
+                          f"(version {pending}): rechenwerk aup accept", highlight=False)
 
     @app.command("whoami")
     @handle_errors
@@ -248,18 +265,25 @@ def register(app: typer.Typer) -> None:
         """List your tokens (secrets are never shown again)."""
         data = server_call("GET", "/api/v1/tokens")
         show(data, as_json, lambda rows: print_table(
-            ["id", "name", "prefix", "created", "expires", "revoked", "last used"],
-            [(t["id"], t["name"], t["prefix"] + "...", day(t["created_at"]),
+            ["id", "name", "prefix", "scope", "created", "expires", "revoked", "last used"],
+            [(t["id"], t["name"], t["prefix"] + "...", t["scope"], day(t["created_at"]),
               day(t["expires_at"]), day(t["revoked_at"]), day(t["last_used_at"]))
              for t in rows]))
 
     @tok.command("create")
     @handle_errors
     def token_create(name: str = typer.Option("cli", "--name"),
-                     days: float = typer.Option(None, "--days", help="Expires after N days."),
+                     days: float = typer.Option(
+                         None, "--days", help="Expires after N days (at most 366; "
+                         "default: never)."),
+                     scope: str = typer.Option(
+                         "full", "--scope", help="full, or read: GET requests only."),
                      as_json: bool = JSON_OPT) -> None:
         """Create a token for yourself; the secret is printed once."""
-        t = server_call("POST", "/api/v1/tokens", json={"name": name, "expires_in_days": days})
+        if scope not in ("full", "read"):
+            raise InvalidInput(f"--scope must be full or read, got {scope!r}", field="--scope")
+        t = server_call("POST", "/api/v1/tokens",
+                        json={"name": name, "expires_in_days": days, "scope": scope})
         show(t, as_json, lambda t: console.print(
             f"token {t['id']} ({t['name']}): {t['token']}\nstore it now; it is not shown "
             "again", highlight=False))

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends
 
-from rechenwerk.api.deps import current_user
+from rechenwerk.api.deps import current_reader
 from rechenwerk.errors import InvalidInput
 from rechenwerk.planning.energy import grid_intensities
 from rechenwerk.planning.hardware import default_catalogue
@@ -14,7 +14,7 @@ from rechenwerk.planning.schemas import TrainRequest
 from rechenwerk.planning.sizing import DemandPortfolio, size_centre
 
 router = APIRouter(prefix="/api/v1/plan", tags=["planning"],
-                   dependencies=[Depends(current_user)])
+                   dependencies=[Depends(current_reader)])
 
 
 @router.post("/train")

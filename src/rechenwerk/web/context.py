@@ -40,6 +40,7 @@ def nav_for(user: Any | None) -> list[NavItem]:
             NavItem("Mail", "/ops/notifications", "outbox"),
         ]
     items.append(NavItem("Reports", "/reports", "reports"))
+    items.append(NavItem("API tokens", "/settings/tokens", "tokens"))  # under Settings
     return items
 
 

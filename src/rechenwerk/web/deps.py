@@ -6,12 +6,14 @@ from __future__ import annotations
 from datetime import datetime
 
 from fastapi import Depends
+from sqlalchemy.orm import Session
 from starlette.requests import Request
 
+from rechenwerk.access.aup import pending_aup_version
 from rechenwerk.access.models import User
-from rechenwerk.api.deps import get_now
+from rechenwerk.api.deps import get_now, get_session
 from rechenwerk.errors import PermissionDenied
-from rechenwerk.web.routing import LoginRequired
+from rechenwerk.web.routing import AupRequired, LoginRequired
 from rechenwerk.web.session import PortalSession, resolve_session
 
 
@@ -26,9 +28,19 @@ def optional_user(sess: PortalSession = Depends(resolve_session)) -> User | None
     return sess.user
 
 
-def portal_user(user: User | None = Depends(optional_user)) -> User:
+def portal_user_before_aup(user: User | None = Depends(optional_user)) -> User:
+    """The logged-in user, whether or not they accepted the AUP (the AUP page itself)."""
     if user is None:
         raise LoginRequired("please log in")
+    return user
+
+
+def portal_user(user: User = Depends(portal_user_before_aup),
+                db: Session = Depends(get_session)) -> User:
+    """The logged-in user who accepted the centre's current AUP: the portal's one AUP
+    gate (access/aup.py); otherwise every page redirects to ``/aup``."""
+    if pending_aup_version(db, user.id) is not None:
+        raise AupRequired("please accept the acceptable-use policy")
     return user
 
 

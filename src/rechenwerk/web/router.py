@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from rechenwerk.web.pages import (
+    aup,
     auth,
     cluster,
     jobs,
@@ -19,9 +20,10 @@ from rechenwerk.web.pages import (
     reviews,
     settings,
     static,
+    tokens,
 )
 
 router = APIRouter(include_in_schema=False)
 for _module in (static, auth, projects, jobs, proposals, reviews, cluster, ops, reports,
-                settings):
+                settings, aup, tokens):
     router.include_router(_module.router)

@@ -23,6 +23,11 @@ class LoginRequired(Unauthenticated):
     """Raised by portal dependencies when no user is logged in: becomes a redirect."""
 
 
+class AupRequired(RechenwerkError):
+    """Raised by ``portal_user`` while the user has not accepted the current AUP:
+    becomes a redirect to the AUP page (access/aup.py)."""
+
+
 def _safe_next(path: str) -> str:
     # Only local paths: never redirect to another site after login.
     if not path.startswith("/") or path.startswith("//"):
@@ -39,6 +44,16 @@ def login_redirect(request: Request) -> Response:
         base = str(request.base_url).rstrip("/")
         target = referer[len(base):] if referer.startswith(base + "/") else "/"
     url = "/login?next=" + quote(_safe_next(target), safe="")
+    if request.headers.get("hx-request"):
+        return Response(status_code=204, headers={"HX-Redirect": url})
+    return RedirectResponse(url, status_code=303)
+
+
+def aup_redirect(request: Request) -> Response:
+    target = request.url.path + ("?" + request.url.query if request.url.query else "")
+    if request.method != "GET":
+        target = "/"
+    url = "/aup?next=" + quote(_safe_next(target), safe="")
     if request.headers.get("hx-request"):
         return Response(status_code=204, headers={"HX-Redirect": url})
     return RedirectResponse(url, status_code=303)
@@ -79,6 +94,9 @@ class PortalRoute(APIRoute):
                 response = await original(request)
             except LoginRequired:
                 response = login_redirect(request)
+            except AupRequired:
+                rollback_request(request)
+                response = aup_redirect(request)
             except RechenwerkError as exc:
                 # The error becomes an ordinary page: never commit what came before it.
                 rollback_request(request)

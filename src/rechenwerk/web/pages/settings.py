@@ -1,4 +1,5 @@
-"""The user's settings: notification preferences and the notifications sent to them."""
+"""The user's settings: notification preferences, the notifications sent to them, and
+changing one's own portal password (which ends the user's other sessions)."""
 
 from __future__ import annotations
 
@@ -10,23 +11,27 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access.models import User
+from rechenwerk.access.security import login_with_password
+from rechenwerk.access.users import set_password
 from rechenwerk.api.deps import get_now, get_session, settings_of
-from rechenwerk.errors import RechenwerkError
+from rechenwerk.errors import RechenwerkError, Unauthenticated
 from rechenwerk.notifications import service as notifications
 from rechenwerk.web.deps import form_data, operator_user, portal_user
 from rechenwerk.web.forms import FormErrors, checkbox, errors_from, number
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import set_flash, start_user_session
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
 
 def _page(request: Request, db: Session, user: User, form: dict[str, str],
-          errors: FormErrors, status_code: int = 200) -> Response:
+          errors: FormErrors, status_code: int = 200,
+          pw_errors: FormErrors | None = None) -> Response:
     cfg = settings_of(request)
     return render(request, "settings.html", {
         "title": "Settings", "section": "settings", "form": form, "errors": errors,
+        "pw_errors": pw_errors or FormErrors(),
         "messages": notifications.recent_for_user(db, user),
         "transport": f"SMTP via {cfg.smtp_host}:{cfg.smtp_port}" if cfg.smtp_host
         else "log only (the centre has not configured an SMTP server)",
@@ -37,11 +42,54 @@ def _page(request: Request, db: Session, user: User, form: dict[str, str],
 def settings_page(
     request: Request, user: User = Depends(portal_user), db: Session = Depends(get_session),
 ) -> Response:
+    return _page(request, db, user, _notification_form(db, user), FormErrors())
+
+
+def _notification_form(db: Session, user: User) -> dict[str, str]:
     pref = notifications.get_preferences(db, user)
-    form = {"job_finished": "on" if pref.job_finished else "",
+    return {"job_finished": "on" if pref.job_finished else "",
             "job_failed": "on" if pref.job_failed else "",
             "low_balance_percent": str(pref.low_balance_percent)}
-    return _page(request, db, user, form, FormErrors())
+
+
+@router.post("/settings/password")
+def password_change(
+    request: Request, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(portal_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    """Change one's own password: the current one is checked (throttled like a login),
+    every session of the user ends (other browsers, copied cookies) and this browser
+    gets a new one."""
+    errors = FormErrors()
+    new = form.get("new_password", "")
+    if new != form.get("new_password_repeat", ""):
+        errors.add("new_password_repeat", "The two new passwords differ")
+    if not errors:
+        try:
+            login_with_password(db, user.username, form.get("current_password", ""),
+                                now=now, source="portal-password-change",
+                                address=request.client.host if request.client else None)
+        except Unauthenticated as exc:
+            message = ("Wrong current password" if exc.http_status == 401
+                       else exc.message[:1].upper() + exc.message[1:])
+            errors.add("current_password", message)
+    if not errors:
+        try:
+            set_password(db, user, user, new, now=now)
+        except RechenwerkError as exc:
+            db.rollback()
+            errors = errors_from(exc, {"password": "new_password"},
+                                 fields={"new_password"})
+    if errors:
+        # The "login.failed" audit entry of a wrong password is kept (committed).
+        return _page(request, db, user, _notification_form(db, user), FormErrors(), 422,
+                     pw_errors=errors)
+    start_user_session(request, db, user)  # this browser only; the others are ended
+    response = RedirectResponse("/settings", status_code=303)
+    set_flash(response, settings_of(request), "success",
+              "Password changed: every other session of yours has ended.")
+    return response
 
 
 @router.get("/ops/notifications")
