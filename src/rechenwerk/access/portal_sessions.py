@@ -42,9 +42,10 @@ def password_fingerprint(password_hash: str | None) -> str:
 
 def start_portal_session(session: Session, user: User, *, now: datetime,
                          max_age_s: float) -> tuple[PortalSessionRecord, str]:
-    """A new session for ``user`` (whose password the caller checked); returns the record
-    and the raw id for the cookie (never stored). The user's ended sessions are deleted."""
-    if not user.password_hash or not user.is_active:
+    """A new session for ``user`` (whose password, or sign-in at an OpenID Provider, the
+    caller checked); returns the record and the raw id for the cookie (never stored). The
+    user's ended sessions are deleted."""
+    if not user.is_active:
         raise Unauthenticated(
             "this account cannot log in to the portal",
             hint="An operator sets a portal password with `rechenwerk admin user password "
@@ -82,7 +83,8 @@ def resume_portal_session(session: Session, raw: str, *, now: datetime,
     if (record.revoked_at is not None or record.expires_at <= now
             or record.last_seen_at + timedelta(seconds=idle_s) <= now):
         return None
-    if (not user.is_active or not user.password_hash
+    # A federated user (OIDC) has no password: "" then, and a password set later ends it.
+    if (not user.is_active
             or password_fingerprint(user.password_hash) != record.password_fp):
         record.revoked_at = now
         return None

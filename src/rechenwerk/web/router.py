@@ -12,6 +12,7 @@ from rechenwerk.web.pages import (
     auth,
     cluster,
     jobs,
+    oidc,
     ops,
     projects,
     proposals,
@@ -22,6 +23,6 @@ from rechenwerk.web.pages import (
 )
 
 router = APIRouter(include_in_schema=False)
-for _module in (static, auth, projects, jobs, proposals, reviews, cluster, ops, reports,
+for _module in (static, auth, oidc, projects, jobs, proposals, reviews, cluster, ops, reports,
                 settings):
     router.include_router(_module.router)

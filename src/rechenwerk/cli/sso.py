@@ -1,0 +1,42 @@
+"""``rechenwerk login --sso``: the OAuth 2.0 device authorization grant (RFC 8628)
+through the Rechenwerk server, which talks to the provider and answers with a new API
+token once the person confirmed the code in a browser (any machine)."""
+
+from __future__ import annotations
+
+import socket
+import sys
+import time
+
+from rechenwerk.cli.client import api_client, call
+from rechenwerk.cli.output import console
+from rechenwerk.errors import Unauthenticated
+
+SLOW_DOWN_S = 5  # RFC 8628 3.5: add this to the interval on "slow_down"
+
+
+def device_sign_in(base: str, provider: str | None) -> str:
+    """The secret of a new API token, after the person signed in at the provider."""
+    with api_client(url=base, token=None) as http:
+        started = call("POST", "/api/v1/auth/oidc/device", client=http,
+                       json={"provider": provider})
+        console.print(f"To sign in, open {started['verification_uri']} in a browser "
+                      "and enter the code:", highlight=False)
+        console.print(f"code: {started['user_code']}", highlight=False)
+        if started.get("verification_uri_complete"):
+            console.print(f"(or open {started['verification_uri_complete']})",
+                          highlight=False)
+        sys.stdout.flush()  # the code must show before the wait, also through a pipe
+        interval = int(started["interval"])
+        deadline = time.monotonic() + int(started["expires_in"])
+        name = f"cli-sso@{socket.gethostname()}"[:100]
+        while time.monotonic() < deadline:
+            time.sleep(interval)  # the provider's polling interval (RFC 8628 3.5)
+            polled = call("POST", "/api/v1/auth/oidc/device/poll", client=http,
+                          json={"handle": started["handle"], "name": name})
+            if polled["status"] == "done":
+                return str(polled["token"]["token"])
+            if polled["status"] == "slow_down":
+                interval += SLOW_DOWN_S
+    raise Unauthenticated("the code was not confirmed in time",
+                          hint="Run `rechenwerk login --sso` again.")
