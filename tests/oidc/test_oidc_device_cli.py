@@ -1,0 +1,97 @@
+"""`rechenwerk login --sso` as a person runs it on a login node: the real CLI in a
+subprocess, the device code confirmed at the real test provider (httpx, as in a
+browser), the stored token used by the next CLI command."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+from oidc_helpers import Centre, device_confirm, user_code_of
+
+from waiting import wait_for
+
+pytestmark = pytest.mark.oidc
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+
+
+def _env(home: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RECHENWERK_")}
+    return {**env, "PYTHONPATH": str(SRC), "XDG_CONFIG_HOME": str(home), "COLUMNS": "200"}
+
+
+def _rw(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "rechenwerk.cli.main", *args],
+                          env=_env(home), capture_output=True, text=True, timeout=120,
+                          check=False)
+
+
+def test_login_sso_with_the_device_flow(centre: Centre, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rechenwerk.cli.main", "login", "--sso", "--provider",
+         "testaai", "--url", centre.url],
+        env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL)
+    try:
+        assert proc.stdout is not None
+        lines: list[str] = []
+
+        def code_shown() -> str | None:
+            lines.append(proc.stdout.readline())  # type: ignore[union-attr]
+            assert lines[-1] or proc.poll() is None, "".join(lines) + proc.stderr.read()  # type: ignore[union-attr]
+            return user_code_of(lines[-1])
+
+        code = wait_for(code_shown, "the CLI to print the user code")
+        uri = next(line.split("open ", 1)[1].split(" ", 1)[0]
+                   for line in lines if "open http" in line)
+        assert uri == centre.provider.issuer + "/device"
+        device_confirm(uri, code, "bert", "bert-provider-pw")
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out + err
+    assert "logged in to" in out and "as bert" in out, out
+    stored = json.loads((tmp_path / "rechenwerk" / "credentials.json").read_text())
+    assert stored["url"] == centre.url and stored["token"].startswith("rw_")
+    # the stored token works: bert's entitlement made him a viewer of nordlicht-llm
+    listed = _rw(tmp_path, "project", "list", "--json")
+    assert listed.returncode == 0, listed.stdout + listed.stderr
+    assert [p["slug"] for p in json.loads(listed.stdout)["items"]] == ["nordlicht-llm"]
+
+
+def test_device_handles_are_single_use_and_bad_ones_one_line(centre: Centre,
+                                                            tmp_path: Path) -> None:
+    r = httpx.post(centre.url + "/api/v1/auth/oidc/device/poll",
+                   json={"handle": "not-a-handle"}, timeout=30)
+    assert r.status_code == 401
+    assert r.json()["detail"] == "this sign-in has expired or was already used"
+    started = httpx.post(centre.url + "/api/v1/auth/oidc/device",
+                         json={"provider": "testaai"}, timeout=30).json()
+    pending = httpx.post(centre.url + "/api/v1/auth/oidc/device/poll",
+                         json={"handle": started["handle"]}, timeout=30)
+    assert pending.status_code == 200
+    assert pending.json()["status"] in ("authorization_pending", "slow_down")
+
+
+def test_login_sso_with_a_provider_that_is_down_is_one_line(centre: Centre,
+                                                            tmp_path: Path) -> None:
+    res = _rw(tmp_path, "login", "--sso", "--provider", "down", "--url", centre.url)
+    assert res.returncode != 0
+    out = (res.stdout + res.stderr).strip()
+    assert "Traceback" not in out
+    assert "sign-in with Down AAI is not possible now" in out.splitlines()[0], out
+
+
+def test_login_sso_needs_a_provider_name_when_there_are_several(centre: Centre,
+                                                                tmp_path: Path) -> None:
+    res = _rw(tmp_path, "login", "--sso", "--url", centre.url)
+    assert res.returncode != 0 and "Traceback" not in res.stderr
+    assert "several sign-in providers are configured" in res.stdout + res.stderr
