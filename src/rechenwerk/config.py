@@ -48,6 +48,13 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
 _PROVIDER_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
 
 
+def _regex(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+
+
 class OidcProvider(BaseModel):
     """One OpenID Provider of the centre (settings ``oidc_providers``; docs/access.md,
     "Federated sign-in"). Patterns are Python regular expressions matched against a whole
@@ -86,13 +93,13 @@ class OidcProvider(BaseModel):
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
         for pattern in value:
-            re.compile(pattern)
+            _regex(pattern)
         return value
 
     @field_validator("membership_entitlement")
     @classmethod
     def _membership(cls, value: str) -> str:
-        if value and "project" not in re.compile(value).groupindex:
+        if value and "project" not in _regex(value).groupindex:
             raise ValueError("needs a group (?P<project>...)")
         return value
 

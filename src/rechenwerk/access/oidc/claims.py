@@ -65,8 +65,8 @@ def entitlements(claims: dict[str, Any], name: str) -> list[str]:
 
 def username_from(value: str) -> str:
     """A valid Rechenwerk username from a claim: lower case, other characters as '-'."""
-    name = re.sub(r"[^a-z0-9_.-]+", "-", value.lower()).strip("-.")[:63]
-    if not name or not name[0].isalpha():
+    name = re.sub(r"[^a-z0-9_.-]+", "-", value.lower()).strip("-.")[:63] or "user"
+    if not name[0].isalpha():
         name = ("u-" + name)[:63]
     if len(name) < 2:
         name = (name + "-user")[:63]
@@ -81,7 +81,7 @@ def map_claims(provider: OidcProvider, claims: dict[str, Any]) -> Granted:
     if email is None or "@" not in email:
         raise MissingClaim(provider.email_claim)
     wanted = _text(claims, provider.username_claim) or email.split("@", 1)[0]
-    org_value = _text(claims, provider.organization_claim)
+    org_value, org_name = _organization(provider, claims)
     values = entitlements(claims, provider.entitlements_claim)
 
     def any_match(patterns: list[str]) -> bool:
@@ -108,11 +108,23 @@ def map_claims(provider: OidcProvider, claims: dict[str, Any]) -> Granted:
     return Granted(
         subject=subject, username=username_from(wanted), email=email,
         full_name=(_text(claims, provider.name_claim) or "")[:200],
-        organization_value=org_value,
-        organization=provider.organizations.get(org_value) if org_value else None,
+        organization_value=org_value, organization=org_name,
         operator=any_match(provider.operator_entitlements),
         reviewer=any_match(provider.reviewer_entitlements),
         memberships=memberships, ignored=tuple(ignored))
+
+
+def _organization(provider: OidcProvider,
+                  claims: dict[str, Any]) -> tuple[str | None, str | None]:
+    """(the claim's value, the organisation it maps to): of several values (e.g.
+    eduperson_scoped_affiliation) the first that maps; a scoped value ``member@kit.edu``
+    maps by itself or by its scope ``kit.edu``."""
+    values = entitlements(claims, provider.organization_claim)
+    for value in values:
+        for key in (value, value.rpartition("@")[2]):
+            if key and key in provider.organizations:
+                return value, provider.organizations[key]
+    return (values[0] if values else None), None
 
 
 def _rank(role: str | None) -> int:
