@@ -13,7 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 from oidc_helpers import Centre, device_confirm, user_code_of
+from sqlalchemy import select
 
+from rechenwerk.access.models import User
 from waiting import wait_for
 
 pytestmark = pytest.mark.oidc
@@ -95,3 +97,29 @@ def test_login_sso_needs_a_provider_name_when_there_are_several(centre: Centre,
     res = _rw(tmp_path, "login", "--sso", "--url", centre.url)
     assert res.returncode != 0 and "Traceback" not in res.stderr
     assert "several sign-in providers are configured" in res.stdout + res.stderr
+
+
+def test_device_sign_in_links_a_local_account_with_its_password(centre: Centre) -> None:
+    api = centre.url + "/api/v1/auth/oidc/device"
+    wrong = httpx.post(api, json={"provider": "testaai", "link_username": "clara",
+                                  "link_password": "not-claras"}, timeout=30)
+    assert wrong.status_code == 401 and wrong.json()["detail"] == "wrong username or password"
+    started = httpx.post(api, json={"provider": "testaai", "link_username": "clara",
+                                    "link_password": "clara-demo"}, timeout=30)
+    assert started.status_code == 200, started.text
+    body = started.json()
+    device_confirm(body["verification_uri"], body["user_code"], "dora", "dora-provider-pw")
+
+    def polled() -> dict[str, object] | None:
+        r = httpx.post(api + "/poll", json={"handle": body["handle"]}, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json() if r.json()["status"] == "done" else None
+
+    # the provider's own polling interval, as RFC 8628 asks of clients
+    done = wait_for(polled, "the device sign-in to complete", step=body["interval"] + 1)
+    token = done["token"]["token"]  # type: ignore[index]
+    me = httpx.get(centre.url + "/api/v1/me", headers={"Authorization": f"Bearer {token}"},
+                   timeout=30).json()
+    assert me["username"] == "clara"  # linked, no new user "dora"
+    with centre.session() as s:
+        assert s.scalars(select(User).where(User.username == "dora")).first() is None

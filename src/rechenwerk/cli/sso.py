@@ -15,11 +15,15 @@ from rechenwerk.errors import Unauthenticated
 SLOW_DOWN_S = 5  # RFC 8628 3.5: add this to the interval on "slow_down"
 
 
-def device_sign_in(base: str, provider: str | None) -> str:
-    """The secret of a new API token, after the person signed in at the provider."""
+def device_sign_in(base: str, provider: str | None, *, link_username: str | None = None,
+                   link_password: str | None = None) -> str:
+    """The secret of a new API token, after the person signed in at the provider; with
+    ``link_username`` (and that account's password) the provider account is linked to it."""
+    body: dict[str, str | None] = {"provider": provider}
+    if link_username:
+        body |= {"link_username": link_username, "link_password": link_password}
     with api_client(url=base, token=None) as http:
-        started = call("POST", "/api/v1/auth/oidc/device", client=http,
-                       json={"provider": provider})
+        started = call("POST", "/api/v1/auth/oidc/device", client=http, json=body)
         console.print(f"To sign in, open {started['verification_uri']} in a browser "
                       "and enter the code:", highlight=False)
         console.print(f"code: {started['user_code']}", highlight=False)

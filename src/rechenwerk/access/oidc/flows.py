@@ -179,10 +179,11 @@ def _sign_in(session: Session, client: ProviderClient, tokens: TokenResponse, *,
 # ------------------------------------------------------------------ device
 
 
-def start_device_sign_in(session: Session, provider: OidcProvider, *,
-                         now: datetime) -> dict[str, Any]:
+def start_device_sign_in(session: Session, provider: OidcProvider, *, now: datetime,
+                         link_user: User | None = None) -> dict[str, Any]:
     """What the CLI shows and polls with: handle, user_code, verification_uri(_complete),
-    interval, expires_in."""
+    interval, expires_in. ``link_user``: the local account (whose password the caller
+    checked) that the provider account is to be linked to."""
     answer = ProviderClient(provider).start_device()
     try:
         expires_in = min(int(answer.get("expires_in", 600)),
@@ -197,7 +198,7 @@ def start_device_sign_in(session: Session, provider: OidcProvider, *,
     session.add(OidcPending(handle_hash=_hash(handle), kind="device",
                             provider=provider.name, nonce="", code_verifier="",
                             device_code=str(answer["device_code"]), next_url="",
-                            link_user_id=None, created_at=now,
+                            link_user_id=link_user.id if link_user else None, created_at=now,
                             expires_at=now + timedelta(seconds=expires_in)))
     session.flush()
     return {"handle": handle, "provider": provider.name, "user_code": user_code,
@@ -215,6 +216,7 @@ def poll_device_sign_in(session: Session, settings: Settings, *, handle: str,
     if row is None:
         raise _stale("unknown or used device handle")
     device_code, provider_name, expires_at = row.device_code, row.provider, row.expires_at
+    link_user_id = row.link_user_id
     if expires_at <= now:
         _take(session, handle, "device")
         raise _stale("device sign-in expired")
@@ -229,4 +231,5 @@ def poll_device_sign_in(session: Session, settings: Settings, *, handle: str,
         return result
     if _take(session, handle, "device") is None:  # another poll got the tokens first
         raise _stale("device handle used concurrently")
-    return _sign_in(session, client, result, nonce=None, now=now, link_user=None)
+    link_user = session.get(User, link_user_id) if link_user_id else None
+    return _sign_in(session, client, result, nonce=None, now=now, link_user=link_user)

@@ -15,6 +15,7 @@ from rechenwerk.access import schemas as s
 from rechenwerk.access import security
 from rechenwerk.access.oidc import flows
 from rechenwerk.api.deps import DbSession, Now, settings_of
+from rechenwerk.errors import InvalidInput, TooManyAttempts, Unauthenticated
 
 router = APIRouter(prefix="/api/v1/auth/oidc", tags=["access"])
 log = logging.getLogger("rechenwerk.oidc")
@@ -30,6 +31,10 @@ class DeviceStart(BaseModel):
     model_config = ConfigDict(extra="forbid")
     provider: str | None = Field(default=None, max_length=32,
                                  description="name; may be omitted with one provider")
+    # Linking the provider account to an existing local account: its password is the
+    # proof (throttled and audited like every password login).
+    link_username: str | None = Field(default=None, min_length=1, max_length=100)
+    link_password: str | None = Field(default=None, min_length=1, max_length=1000)
 
 
 class DeviceStarted(BaseModel):
@@ -67,7 +72,22 @@ def providers(request: Request) -> list[ProviderOut]:
 def device_start(body: DeviceStart, request: Request, session: DbSession,
                  now: Now) -> DeviceStarted:
     provider = flows.provider_named(settings_of(request), body.provider)
-    return DeviceStarted(**flows.start_device_sign_in(session, provider, now=now))
+    link_user = None
+    if body.link_username is not None or body.link_password is not None:
+        if not body.link_username or not body.link_password:
+            raise InvalidInput("linking needs link_username and link_password",
+                               field="link_password")
+        try:
+            link_user = security.login_with_password(
+                session, body.link_username, body.link_password, now=now,
+                source="oidc-link", address=request.client.host if request.client else None)
+        except TooManyAttempts:
+            raise
+        except Unauthenticated:
+            session.commit()  # keep the "login.failed" audit entry
+            raise
+    return DeviceStarted(**flows.start_device_sign_in(session, provider, now=now,
+                                                      link_user=link_user))
 
 
 @router.post("/device/poll", response_model=DevicePolled,
