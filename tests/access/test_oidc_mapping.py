@@ -3,6 +3,7 @@ PostgreSQL, the providers' settings, and password login reserved for operators."
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from factories import T0, make_org, make_project, make_user
 from rechenwerk.access.models import AuditEntry, ProjectMembership, User
 from rechenwerk.access.oidc.claims import MissingClaim, map_claims, username_from
-from rechenwerk.access.oidc.models import OidcIdentity
+from rechenwerk.access.oidc.models import OidcIdentity, OidcPending
 from rechenwerk.access.oidc.service import sign_in
 from rechenwerk.access.security import hash_password
 from rechenwerk.config import OidcProvider, Settings
@@ -108,6 +109,34 @@ def test_bad_provider_settings_are_refused(bad: dict[str, Any], why: str) -> Non
     with pytest.raises(ValidationError, match=why):
         OidcProvider(**{"name": "x", "display_name": "X", "issuer": "https://x",
                         "client_id": "c", **bad})
+
+
+def test_one_provider_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("RECHENWERK_CONFIG", raising=False)
+    monkeypatch.setenv("RECHENWERK_OIDC_PROVIDERS", '[{"name": "aai", "display_name": '
+                       '"AAI", "issuer": "https://aai.example", "client_id": "rw"}]')
+    assert [p.name for p in Settings().oidc_providers] == ["aai"]
+
+
+def test_sign_ins_under_way_are_bounded(session: Session,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from rechenwerk.access.oidc import flows
+    from rechenwerk.errors import ServiceUnavailable
+
+    monkeypatch.setattr(flows, "MAX_PENDING", 1)
+    session.add(OidcPending(handle_hash="1" * 64, kind="web", provider="aai", nonce="",
+                            code_verifier="", device_code="", next_url="/",
+                            link_user_id=None, created_at=T0, expires_at=T0 + timedelta(1)))
+    session.add(OidcPending(handle_hash="2" * 64, kind="web", provider="aai", nonce="",
+                            code_verifier="", device_code="", next_url="/",
+                            link_user_id=None, created_at=T0, expires_at=T0))
+    session.flush()
+    # the ended one is pruned; the one under way fills the bound: refused before any
+    # request to the provider (whose address here does not exist)
+    with pytest.raises(ServiceUnavailable, match="too many sign-ins"):
+        flows.start_web_sign_in(session, PROVIDER, redirect_uri="http://x/cb",
+                                next_url="/", link_user=None, now=T0)
+    assert len(session.scalars(select(OidcPending)).all()) == 1
 
 
 def test_provider_names_are_unique() -> None:

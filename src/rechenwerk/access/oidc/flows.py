@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import User
@@ -35,7 +35,7 @@ from rechenwerk.access.oidc.provider import (
 from rechenwerk.access.oidc.service import SignedIn, sign_in
 from rechenwerk.clock import ensure_utc
 from rechenwerk.config import OidcProvider, Settings
-from rechenwerk.errors import NotFound, Unauthenticated
+from rechenwerk.errors import NotFound, ServiceUnavailable, Unauthenticated
 
 log = logging.getLogger("rechenwerk.oidc")
 
@@ -67,8 +67,19 @@ def _hash(handle: str) -> str:
     return hashlib.sha256(handle.encode()).hexdigest()
 
 
+# Sign-ins are started before anyone is authenticated: a bound on those under way keeps
+# a flood of start requests from filling the table (or hammering the provider).
+MAX_PENDING = 10_000
+
+
 def _prune(session: Session, now: datetime) -> None:
+    """Forget ended sign-ins; refuse a new one while too many are under way."""
     session.execute(delete(OidcPending).where(OidcPending.expires_at <= now))
+    under_way = session.scalar(select(func.count()).select_from(OidcPending)) or 0
+    if under_way >= MAX_PENDING:
+        log.warning("oidc sign-in refused: reason=%d sign-ins under way", under_way)
+        raise ServiceUnavailable("too many sign-ins are under way",
+                                 hint="Try again in a few minutes.")
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,11 +119,11 @@ def _stale(what: str) -> Unauthenticated:
 def start_web_sign_in(session: Session, provider: OidcProvider, *, redirect_uri: str,
                       next_url: str, link_user: User | None, now: datetime) -> tuple[str, str]:
     """The provider's authorization URL and the state (for the browser's cookie)."""
+    _prune(session, now)
     client = ProviderClient(provider)
     state, nonce, verifier = new_secret(), new_secret(), new_secret()
     url = client.authorization_url(redirect_uri=redirect_uri, state=state, nonce=nonce,
                                    code_verifier=verifier)
-    _prune(session, now)
     session.add(OidcPending(handle_hash=_hash(state), kind="web", provider=provider.name,
                             nonce=nonce, code_verifier=verifier, device_code="",
                             next_url=next_url[:500],
@@ -184,6 +195,7 @@ def start_device_sign_in(session: Session, provider: OidcProvider, *, now: datet
     """What the CLI shows and polls with: handle, user_code, verification_uri(_complete),
     interval, expires_in. ``link_user``: the local account (whose password the caller
     checked) that the provider account is to be linked to."""
+    _prune(session, now)
     answer = ProviderClient(provider).start_device()
     try:
         expires_in = min(int(answer.get("expires_in", 600)),
@@ -194,7 +206,6 @@ def start_device_sign_in(session: Session, provider: OidcProvider, *, now: datet
         raise refused(provider, "the provider's device authorization answer is "
                       "incomplete") from None
     handle = new_secret()
-    _prune(session, now)
     session.add(OidcPending(handle_hash=_hash(handle), kind="device",
                             provider=provider.name, nonce="", code_verifier="",
                             device_code=str(answer["device_code"]), next_url="",
