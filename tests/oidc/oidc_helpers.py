@@ -3,6 +3,7 @@ a browser at the provider (httpx, for the tests that need no Chromium)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import re
 import secrets
@@ -121,10 +122,15 @@ def node_ready() -> str | None:
     if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
         if shutil.which("npm") is None:
             return "npm is not installed, needed once for tests/oidc_provider (npm ci)"
-        done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=PROVIDER_DIR,
-                              capture_output=True, text=True, timeout=600, check=False)
-        if done.returncode != 0:
-            return f"npm ci in {PROVIDER_DIR} failed: {done.stderr[-500:]}"
+        # One install at a time (parallel test workers share the folder).
+        with (PROVIDER_DIR / ".npm-ci.lock").open("w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not (PROVIDER_DIR / "node_modules" / "oidc-provider").is_dir():
+                done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund"],
+                                      cwd=PROVIDER_DIR, capture_output=True, text=True,
+                                      timeout=600, check=False)
+                if done.returncode != 0:
+                    return f"npm ci in {PROVIDER_DIR} failed: {done.stderr[-500:]}"
     return None
 
 

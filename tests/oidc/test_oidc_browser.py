@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from oidc_helpers import Centre
 
-pytestmark = [pytest.mark.oidc, pytest.mark.browser]
+pytestmark = [pytest.mark.oidc, pytest.mark.browser, pytest.mark.xdist_group("oidc")]
 
 SHOTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "screenshots"
 

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from rechenwerk.access.models import User
 from waiting import wait_for
 
-pytestmark = pytest.mark.oidc
+pytestmark = [pytest.mark.oidc, pytest.mark.xdist_group("oidc")]
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 

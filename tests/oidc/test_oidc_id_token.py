@@ -18,7 +18,7 @@ from rechenwerk.access.oidc.provider import ProviderClient, TokenResponse, new_s
 from rechenwerk.config import OidcProvider
 from rechenwerk.errors import Unauthenticated
 
-pytestmark = pytest.mark.oidc
+pytestmark = [pytest.mark.oidc, pytest.mark.xdist_group("oidc")]
 
 
 def _config(centre: Centre, **changes: str) -> OidcProvider:

@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from rechenwerk.access.models import AuditEntry, Project, ProjectMembership, User
 from rechenwerk.access.oidc.models import OidcIdentity
 
-pytestmark = pytest.mark.oidc
+pytestmark = [pytest.mark.oidc, pytest.mark.xdist_group("oidc")]
 
 
 def _user(centre: Centre, username: str) -> User | None:
@@ -81,36 +81,34 @@ def _project_id(s: Any, slug: str) -> int:
 def test_changes_at_the_provider_apply_at_the_next_sign_in(centre: Centre) -> None:
     """Claims-granted memberships and rights follow the claims; a membership added by
     hand stays."""
-    centre.provider.set_claims("bert", eduperson_entitlement=[
+    centre.provider.set_claims("erik", eduperson_entitlement=[
         "urn:geant:rechenwerk.example:group:nordlicht-llm:role=viewer#aai.example",
         "urn:geant:rechenwerk.example:group:operators#aai.example"])
-    browser_sign_in(centre, "bert", "bert-provider-pw")
-    bert = _user(centre, "bert")
-    assert bert is not None and bert.is_operator
-    assert _memberships(centre, "bert") == {"nordlicht-llm": ("viewer", "oidc:testaai")}
-    # an operator adds bert to another project by hand
+    browser_sign_in(centre, "erik", "erik-provider-pw")
+    erik = _user(centre, "erik")
+    assert erik is not None and erik.is_operator
+    assert _memberships(centre, "erik") == {"nordlicht-llm": ("viewer", "oidc:testaai")}
+    # the PI of another project adds erik by hand
     r = httpx.post(f"{centre.url}/api/v1/projects/nordstadt-climate/members",
                    headers={"Authorization": f"Bearer {centre.tokens['jan']}"},
-                   json={"username": "bert", "role": "member"}, timeout=30)
+                   json={"username": "erik", "role": "member"}, timeout=30)
     assert r.status_code in (200, 201), r.text
     # at the provider: the role changes, then the project and the operator group go
-    centre.provider.set_claims("bert", eduperson_entitlement=[
+    centre.provider.set_claims("erik", eduperson_entitlement=[
         "urn:geant:rechenwerk.example:group:nordlicht-llm:role=member#aai.example"])
-    browser_sign_in(centre, "bert", "bert-provider-pw")
-    assert _memberships(centre, "bert")["nordlicht-llm"] == ("member", "oidc:testaai")
-    centre.provider.set_claims("bert", eduperson_entitlement=[])
-    browser_sign_in(centre, "bert", "bert-provider-pw")
-    bert = _user(centre, "bert")
-    assert bert is not None and not bert.is_operator
-    assert _memberships(centre, "bert") == {"nordstadt-climate": ("member", None)}
+    browser_sign_in(centre, "erik", "erik-provider-pw")
+    assert _memberships(centre, "erik")["nordlicht-llm"] == ("member", "oidc:testaai")
+    centre.provider.set_claims("erik", eduperson_entitlement=[])
+    browser_sign_in(centre, "erik", "erik-provider-pw")
+    erik = _user(centre, "erik")
+    assert erik is not None and not erik.is_operator
+    assert _memberships(centre, "erik") == {"nordstadt-climate": ("member", None)}
     with centre.session() as s:
         removed = s.scalars(select(AuditEntry).where(
             AuditEntry.action == "membership.remove",
             AuditEntry.entity_id == str(_project_id(s, "nordlicht-llm")))).all()
-        assert any(e.changes.get("user") == "bert" and e.changes.get("via") == "oidc:testaai"
+        assert any(e.changes.get("user") == "erik" and e.changes.get("via") == "oidc:testaai"
                    for e in removed)
-    centre.provider.set_claims("bert", eduperson_entitlement=[
-        "urn:geant:rechenwerk.example:group:nordlicht-llm:role=viewer#aai.example"])
 
 
 def test_an_existing_local_name_is_never_taken_over(centre: Centre) -> None:
