@@ -81,15 +81,13 @@ def test_cookie_forged_with_the_dev_secret_is_refused(
         assert r.status_code == 303 and r.headers["location"].startswith("/login")
 
 
-def test_user_without_password_cannot_log_in_by_password_and_deactivated_gets_no_session(
+def test_user_without_password_gets_no_session(
         api_client: Any, world: dict[str, Any], session: Session) -> None:
     page = api_client.get("/login")
     r = api_client.post("/login", data={"username": "olga", "password": "anything-at-all",
                                         "csrf_token": csrf(page.text)})
     assert r.status_code == 401 and "Wrong username or password." in r.text
-    # (a user without a password may still sign in through an OpenID Provider)
     user = session.get(User, world["boot_op"].id)
-    user.is_active = False
     with pytest.raises(Unauthenticated, match="cannot log in to the portal"):
         start_portal_session(session, user, now=T0, max_age_s=3600)
     assert session.scalars(select(PortalSessionRecord)).all() == []
