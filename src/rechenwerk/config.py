@@ -62,7 +62,7 @@ class OidcProvider(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    name: str = Field(pattern=_PROVIDER_NAME)  # in URLs, audit entries and --provider
+    name: str  # in URLs, audit entries and --provider
     display_name: str = Field(min_length=1, max_length=80)  # "Sign in with <display_name>"
     issuer: str = Field(pattern=r"^https?://[^\s]+$")
     client_id: str = Field(min_length=1)
@@ -88,6 +88,14 @@ class OidcProvider(BaseModel):
     membership_roles: dict[str, str] = Field(default_factory=dict)
     default_membership_role: Literal["member", "viewer"] = "member"
     timeout_s: float = Field(default=10.0, gt=0, le=120, allow_inf_nan=False)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(_PROVIDER_NAME, value):
+            raise ValueError(f"provider name {value!r}: 1-32 lower-case letters, digits, "
+                             "'-' or '_', starting with a letter")
+        return value
 
     @field_validator("operator_entitlements", "reviewer_entitlements")
     @classmethod
@@ -238,7 +246,7 @@ class Settings(BaseSettings):
     oidc_providers: list[OidcProvider] = Field(default_factory=list)
     # Who may still log in with a local password once providers are configured: "all",
     # or "operators" only (break-glass access when the providers are down).
-    password_login: Literal["all", "operators"] = "all"
+    local_login: Literal["all", "operators"] = "all"
     # The public address of this server as browsers reach it (the OIDC redirect URI is
     # <public_url>/login/oidc/callback); empty -> taken from each request.
     public_url: str = ""
@@ -293,11 +301,13 @@ def get_settings() -> Settings:
         # Only the first problem, named by its variable: one line for the CLI.
         first = issues_from_validation(exc)[0]
         name = str(first.loc[0]) if first.loc else "?"
+        # Within a list of tables (oidc_providers): which one and which key.
+        inner = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.loc[1:])
         path = config_path()
         if f"RECHENWERK_{name.upper()}" not in os.environ and path is not None:
-            raise InvalidInput(f"{path}: {name}: {first.message}", field=name,
+            raise InvalidInput(f"{path}: {name}{inner}: {first.message}", field=name,
                                hint="Fix the value in the configuration file.") from None
-        raise InvalidInput(f"RECHENWERK_{name.upper()}: {first.message}", field=name,
+        raise InvalidInput(f"RECHENWERK_{name.upper()}{inner}: {first.message}", field=name,
                            hint="Fix or unset the variable (README, Configuration).") from None
     except SettingsError as exc:  # a dict/list setting whose value is not JSON
         m = re.search(r'field "([^"]+)"', str(exc))

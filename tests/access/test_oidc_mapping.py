@@ -85,7 +85,7 @@ def test_missing_email_is_a_missing_claim() -> None:
 def test_providers_from_the_toml_file_with_the_secret_masked(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "rechenwerk.toml"
-    path.write_text('password_login = "operators"\n[[oidc_providers]]\nname = "kc"\n'
+    path.write_text('local_login = "operators"\n[[oidc_providers]]\nname = "kc"\n'
                     'display_name = "Centre Keycloak"\n'
                     'issuer = "https://id.centre.example/realms/hpc"\n'
                     'client_id = "rechenwerk"\nclient_secret = "very-secret"\n'
@@ -94,7 +94,7 @@ def test_providers_from_the_toml_file_with_the_secret_masked(
     monkeypatch.setenv("RECHENWERK_CONFIG", str(path))
     settings = Settings()
     [kc] = settings.oidc_providers
-    assert kc.display_name == "Centre Keycloak" and settings.password_login == "operators"
+    assert kc.display_name == "Centre Keycloak" and settings.local_login == "operators"
     shown = masked("oidc_providers", settings.oidc_providers)
     assert shown[0]["client_secret"] == "********" and shown[0]["client_id"] == "rechenwerk"
 
@@ -103,12 +103,32 @@ def test_providers_from_the_toml_file_with_the_secret_masked(
     ({"membership_entitlement": "urn:(no-project-group)"}, "needs a group"),
     ({"operator_entitlements": ["(unclosed"]}, "missing"),
     ({"scopes": ["email"]}, "must include 'openid'"),
-    ({"name": "Has Spaces"}, "pattern"),
+    ({"name": "Has Spaces"}, "lower-case letters"),
 ])
 def test_bad_provider_settings_are_refused(bad: dict[str, Any], why: str) -> None:
     with pytest.raises(ValidationError, match=why):
         OidcProvider(**{"name": "x", "display_name": "X", "issuer": "https://x",
                         "client_id": "c", **bad})
+
+
+def test_a_bad_provider_in_the_file_names_its_key(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from rechenwerk.config import get_settings
+    from rechenwerk.errors import InvalidInput
+
+    path = tmp_path / "rechenwerk.toml"
+    path.write_text('[[oidc_providers]]\nname = "a"\ndisplay_name = "A"\n'
+                    'issuer = "https://a.example"\nclient_id = "rw"\n\n'
+                    '[[oidc_providers]]\nname = "b"\ndisplay_name = "B"\n'
+                    'issuer = "https://b.example"\n')
+    monkeypatch.setenv("RECHENWERK_CONFIG", str(path))
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(InvalidInput) as err:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert err.value.message == f"{path}: oidc_providers[1].client_id: Field required"
 
 
 def test_one_provider_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -234,7 +254,7 @@ def test_password_login_for_operators_only(session_factory: sessionmaker[Session
     make_user(session, username="pia", password_hash=hash_password("pia-pw-12"))
     session.commit()
     settings = Settings(data_dir=tmp_path / "var", database_url=db_url,
-                        password_login="operators", oidc_providers=[PROVIDER])
+                        local_login="operators", oidc_providers=[PROVIDER])
     with TestClient(create_app(settings, session_factory=session_factory)) as api:
         r = api.post("/api/v1/auth/token", json={"username": "pia", "password": "pia-pw-12"})
         assert r.status_code == 401

@@ -156,9 +156,9 @@ def discard_web_sign_in(session: Session, *, state: str) -> None:
 
 
 def password_login_allowed(settings: Settings, user: User) -> None:
-    """Setting ``password_login = "operators"``: local passwords are the operators'
+    """Setting ``local_login = "operators"``: local passwords are the operators'
     break-glass access only; everyone else signs in through a provider."""
-    if settings.password_login == "operators" and not user.is_operator:
+    if settings.local_login == "operators" and not user.is_operator:
         names = ", ".join(p.display_name for p in settings.oidc_providers) or "a provider"
         raise Unauthenticated(f"password login is for operators only here: sign in with "
                               f"{names}", hint="CLI: rechenwerk login --sso")
