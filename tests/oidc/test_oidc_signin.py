@@ -153,6 +153,30 @@ def test_a_signed_in_user_links_a_provider_account(centre: Centre) -> None:
     centre.provider.set_claims("nomail", email=None)
 
 
+def _csrf(page: httpx.Response) -> str:
+    return page.text.split('name="csrf_token" value="')[1].split('"')[0]
+
+
+def test_linking_needs_the_same_session_at_the_end(centre: Centre) -> None:
+    """Started by a signed-in pieter, who logs out before the provider answers: the
+    provider account is not linked to pieter, and no one is signed in."""
+    http = httpx.Client(timeout=30)
+    r = http.post(centre.url + "/login", data={
+        "username": "pieter", "password": "pieter-demo", "next": "/",
+        "csrf_token": _csrf(http.get(centre.url + "/login"))})
+    assert r.status_code == 303
+    page = http.get(centre.url + "/settings/sign-in")
+    start = follow(http, http.post(centre.url + "/login/oidc/testaai/link",
+                                   data={"csrf_token": _csrf(page)}))
+    http.post(centre.url + "/logout", data={"csrf_token": _csrf(page)})
+    done = follow(http, provider_login(http, start, "ada", "ada-provider-pw"))
+    _refused(done, 401, "the account to link is no longer signed in here")
+    with centre.session() as s:
+        pieter = s.scalars(select(User).where(User.username == "pieter")).one()
+        assert s.scalars(select(OidcIdentity).where(
+            OidcIdentity.user_id == pieter.id)).first() is None
+
+
 # ------------------------------------------------------------------ refusals
 
 

@@ -55,7 +55,8 @@ def _start(request: Request, db: Session, name: str, next_url: str,
 
 @router.get("/login/oidc/callback")
 def callback(request: Request, state: str = "", code: str = "", error: str = "",
-             error_description: str = "", db: Session = Depends(get_session)) -> Response:
+             error_description: str = "", current: User | None = Depends(optional_user),
+             db: Session = Depends(get_session)) -> Response:
     now = get_clock(request).now()
     if error:
         log.warning("oidc sign-in refused: reason=provider answered %s: %s", error,
@@ -76,6 +77,12 @@ def callback(request: Request, state: str = "", code: str = "", error: str = "",
                     "(another browser, or cookies blocked)")
         raise Unauthenticated("this sign-in was started in another browser",
                               hint="Start the sign-in again in this browser.")
+    if taken.link_user_id is not None and (current is None
+                                           or current.id != taken.link_user_id):
+        # The proof of the account is the session that asked to link: still the same?
+        log.warning("oidc sign-in refused: reason=linking session ended or changed")
+        raise Unauthenticated("the account to link is no longer signed in here",
+                              hint="Log in to it again, then link from Settings -> Sign-in.")
     done = flows.finish_web_sign_in(db, settings_of(request), taken, code=code,
                                     redirect_uri=redirect_uri(request), now=now)
     user = done.signed_in.user
