@@ -269,3 +269,15 @@ def test_password_login_for_operators_only(session_factory: sessionmaker[Session
         assert r.status_code == 401 and "Password login is for operators only" in r.text
         assert api.get("/api/v1/auth/oidc/providers").json() == [
             {"name": "aai", "display_name": "AAI", "issuer": "https://aai.example/oauth2"}]
+
+
+def test_the_documented_provider_configurations_are_valid() -> None:
+    """docs/access.md's TOML examples (Keycloak, Helmholtz AAI, MyAccessID) load."""
+    import re
+    import tomllib
+
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "access.md").read_text()
+    section = doc[doc.index("## Federated sign-in"):doc.index("## REST API")]
+    blocks = re.findall(r"```toml\n(.*?)```", section, re.S)
+    names = [p.name for b in blocks for p in Settings(**tomllib.loads(b)).oidc_providers]
+    assert names == ["aai", "keycloak", "helmholtz", "myaccessid"]
