@@ -144,11 +144,15 @@ class Centre:
     db_url: str
     tokens: dict[str, str]
 
+    _factory: Any = None
+
     def session(self) -> Any:
+        """A session on the server's database (one engine for the whole run)."""
         from rechenwerk.store.session import make_engine, make_session_factory
 
-        engine = make_engine(self.db_url)
-        return make_session_factory(engine)()
+        if self._factory is None:
+            self._factory = make_session_factory(make_engine(self.db_url))
+        return self._factory()
 
 
 class _Forms(HTMLParser):
