@@ -218,16 +218,31 @@ def device_confirm(verification_uri: str, user_code: str, username: str,
     """What a person does in a browser for the device flow: enter the code, confirm,
     sign in at the provider."""
     with httpx.Client(timeout=30) as http:
-        page = http.get(verification_uri)
-        form = forms_of(page.text)[0]
-        r = http.post(str(page.url.join(form["action"])),
-                      data={**form["inputs"], "user_code": user_code})
+        r = _device_code_entered(http, verification_uri, user_code)
         confirm = forms_of(r.text)[0]
         r = follow(http, http.post(str(r.url.join(confirm["action"])),
                                    data={**confirm["inputs"], "confirm": "yes"}))
         r = follow(http, provider_login(http, r, username, password))
         assert "Device signed in" in r.text, r.text[:500]
         return r
+
+
+def _device_code_entered(http: httpx.Client, verification_uri: str,
+                         user_code: str) -> httpx.Response:
+    page = http.get(verification_uri)
+    form = forms_of(page.text)[0]
+    return http.post(str(page.url.join(form["action"])),
+                     data={**form["inputs"], "user_code": user_code})
+
+
+def device_abort(verification_uri: str, user_code: str) -> None:
+    """The person does not recognise the code and aborts at the provider."""
+    with httpx.Client(timeout=30) as http:
+        r = _device_code_entered(http, verification_uri, user_code)
+        confirm = forms_of(r.text)[0]
+        done = follow(http, http.post(str(r.url.join(confirm["action"])),
+                                      data={**confirm["inputs"], "abort": "yes"}))
+        assert done.status_code < 500, done.text[:500]
 
 
 def user_code_of(line: str) -> str | None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from oidc_helpers import Centre, device_confirm, user_code_of
+from oidc_helpers import Centre, device_abort, device_confirm, user_code_of
 from sqlalchemy import select
 
 from rechenwerk.access.models import User
@@ -34,31 +34,49 @@ def _rw(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
                           check=False)
 
 
-def test_login_sso_with_the_device_flow(centre: Centre, tmp_path: Path) -> None:
+def _start_login_sso(centre: Centre, home: Path) -> tuple[subprocess.Popen[str], str, str]:
+    """`rechenwerk login --sso` running, with the user code and URL it printed."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "rechenwerk.cli.main", "login", "--sso", "--provider",
          "testaai", "--url", centre.url],
-        env=_env(tmp_path), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=_env(home), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         stdin=subprocess.DEVNULL)
+    assert proc.stdout is not None and proc.stderr is not None
+    out, err = proc.stdout, proc.stderr
+    lines: list[str] = []
+
+    def code_shown() -> str | None:
+        lines.append(out.readline())
+        assert lines[-1] or proc.poll() is None, "".join(lines) + err.read()
+        return user_code_of(lines[-1])
+
     try:
-        assert proc.stdout is not None
-        lines: list[str] = []
-
-        def code_shown() -> str | None:
-            lines.append(proc.stdout.readline())  # type: ignore[union-attr]
-            assert lines[-1] or proc.poll() is None, "".join(lines) + proc.stderr.read()  # type: ignore[union-attr]
-            return user_code_of(lines[-1])
-
         code = wait_for(code_shown, "the CLI to print the user code")
-        uri = next(line.split("open ", 1)[1].split(" ", 1)[0]
-                   for line in lines if "open http" in line)
-        assert uri == centre.provider.issuer + "/device"
-        device_confirm(uri, code, "bert", "bert-provider-pw")
-        out, err = proc.communicate(timeout=120)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    uri = next(line.split("open ", 1)[1].split(" ", 1)[0]
+               for line in lines if "open http" in line)
+    assert uri == centre.provider.issuer + "/device"
+    return proc, code, uri
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    try:
+        return proc.communicate(timeout=120)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_login_sso_with_the_device_flow(centre: Centre, tmp_path: Path) -> None:
+    proc, code, uri = _start_login_sso(centre, tmp_path)
+    try:
+        device_confirm(uri, code, "bert", "bert-provider-pw")
+    finally:
+        out, err = _finish(proc)
     assert proc.returncode == 0, out + err
     assert "logged in to" in out and "as bert" in out, out
     stored = json.loads((tmp_path / "rechenwerk" / "credentials.json").read_text())
@@ -67,6 +85,22 @@ def test_login_sso_with_the_device_flow(centre: Centre, tmp_path: Path) -> None:
     listed = _rw(tmp_path, "project", "list", "--json")
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert [p["slug"] for p in json.loads(listed.stdout)["items"]] == ["nordlicht-llm"]
+
+
+def test_login_sso_aborted_at_the_provider_is_one_line(centre: Centre,
+                                                        tmp_path: Path) -> None:
+    proc, code, uri = _start_login_sso(centre, tmp_path)
+    try:
+        device_abort(uri, code)
+    finally:
+        out, err = _finish(proc)
+    assert proc.returncode != 0
+    lines = (out + err).strip().splitlines()
+    assert "Traceback" not in out + err
+    error = next(line for line in lines if line.startswith("error:"))
+    assert "sign-in with Test AAI failed: the provider refused the token request " \
+           "(access_denied" in error, out + err
+    assert not (tmp_path / "rechenwerk" / "credentials.json").exists()
 
 
 def test_device_handles_are_single_use_and_bad_ones_one_line(centre: Centre,

@@ -43,7 +43,8 @@ const provider = new Provider(cfg.issuer, {
       },
       userCodeConfirmSource: async (ctx, form, client, deviceInfo, userCode) => {
         ctx.body = page('Confirm device', `<p>Code <code>${esc(userCode)}</code></p>${form}
-          <button type="submit" form="op.deviceConfirmForm">Confirm</button>`);
+          <button type="submit" form="op.deviceConfirmForm" name="confirm" value="yes">Confirm</button>
+          <button type="submit" form="op.deviceConfirmForm" name="abort" value="yes">Abort</button>`);
       },
       successSource: async (ctx) => {
         ctx.body = page('Device signed in', '<p>You may close this window.</p>');
