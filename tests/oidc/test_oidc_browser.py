@@ -22,6 +22,8 @@ def test_new_user_signs_in_through_the_provider_in_chromium(centre: Centre,
     try:
         page = ctx.new_page()
         page.goto(centre.url + "/login")
+        SHOTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(SHOTS / "oidc-login.png"))
         page.get_by_test_id("oidc-testaai").click()
         page.wait_for_url(centre.provider.issuer + "/interaction/**")
         page.fill("input[name=login]", "carla")
@@ -30,7 +32,6 @@ def test_new_user_signs_in_through_the_provider_in_chromium(centre: Centre,
         page.wait_for_url(centre.url + "/")
         body = page.inner_text("body")
         assert "Welcome, Carla Chromium" in body and "nordlicht-llm" in body, body[:1000]
-        SHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SHOTS / "oidc-dashboard.png"))
         page.goto(centre.url + "/settings/sign-in")
         assert "testaai" in page.get_by_test_id("identities").inner_text()
