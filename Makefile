@@ -39,7 +39,7 @@ lint: $(STAMP_TEST)
 	$(BIN)/mypy
 
 unit: $(STAMP_TEST)
-	$(BIN)/pytest -q -m "not postgres and not slurm and not browser"
+	$(BIN)/pytest -q -m "not postgres and not slurm and not browser and not oidc"
 
 test: $(STAMP_TEST) lint
 	$(BIN)/pytest -q -n 2 --dist loadgroup --hypothesis-seed=20261122

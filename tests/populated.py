@@ -18,7 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.demo import load_demo
-from rechenwerk.access.models import LoginAttempt, Proposal, User
+from rechenwerk.access.models import LoginAttempt, ProjectMembership, Proposal, User
+from rechenwerk.access.oidc.models import OidcIdentity, OidcPending
 from rechenwerk.access.portal_sessions import start_portal_session
 from rechenwerk.access.proposals import withdraw_proposal
 from rechenwerk.accounting.charging import settle_usage
@@ -129,6 +130,18 @@ def populate(session: Session, *, now: datetime, settings: Settings) -> Populate
                               last_error="", gave_up=False))
     session.add(LoginAttempt(kind="user", key="jonas", window_start=now, count=2))
     start_portal_session(session, greta, now=now, max_age_s=3600)
+    # Federated sign-in: jonas linked to a provider account, a membership its claims
+    # granted, and a browser sign-in under way.
+    session.add(OidcIdentity(issuer="https://aai.example/oauth2", subject="jonas-at-aai",
+                             provider="aai", user_id=users["jonas"].id,
+                             granted={"reviewer": True}, created_at=now, last_login_at=now))
+    membership = session.get(ProjectMembership, (completed.project_id, users["jonas"].id))
+    if membership is not None:
+        membership.source = "oidc:aai"
+    session.add(OidcPending(handle_hash="0" * 64, kind="web", provider="aai", nonce="n",
+                            code_verifier="v", device_code="", next_url="/",
+                            link_user_id=None, created_at=now,
+                            expires_at=now + timedelta(minutes=10)))
     session.flush()
     return out
 

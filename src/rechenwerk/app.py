@@ -45,6 +45,7 @@ ROUTER_MODULES: list[str] = [
     "rechenwerk.jobs.router",
     "rechenwerk.planning.router",
     "rechenwerk.access.router",
+    "rechenwerk.access.oidc.router",  # federated sign-in: providers, device flow
     "rechenwerk.reports.router",
     "rechenwerk.web.router",
 ]

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
@@ -43,6 +43,80 @@ class _ConfigFileSource(PydanticBaseSettingsSource):
         if path is None:
             return {}
         return read_config(path, self.settings_cls.model_fields)
+
+
+_PROVIDER_NAME = r"^[a-z][a-z0-9_-]{0,31}$"
+
+
+def _regex(pattern: str) -> re.Pattern[str]:
+    try:
+        return re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"{pattern!r} is not a regular expression: {exc}") from None
+
+
+class OidcProvider(BaseModel):
+    """One OpenID Provider of the centre (settings ``oidc_providers``; docs/access.md,
+    "Federated sign-in"). Patterns are Python regular expressions matched against a whole
+    claim value (re.fullmatch)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str  # in URLs, audit entries and --provider
+    display_name: str = Field(min_length=1, max_length=80)  # "Sign in with <display_name>"
+    issuer: str = Field(pattern=r"^https?://[^\s]+$")
+    client_id: str = Field(min_length=1)
+    client_secret: str = ""
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "email", "profile"])
+    # Which claim gives what; a missing username claim falls back to the e-mail's local
+    # part. The e-mail claim is required.
+    username_claim: str = "preferred_username"
+    email_claim: str = "email"
+    name_claim: str = "name"
+    # The user's organisation: the claim's value looked up in ``organizations`` (claim
+    # value -> name of an existing Rechenwerk organisation); unmapped values leave it.
+    organization_claim: str = ""
+    organizations: dict[str, str] = Field(default_factory=dict)
+    # Rights and project memberships from a multi-valued claim (AARC-G002 entitlements).
+    entitlements_claim: str = "eduperson_entitlement"
+    operator_entitlements: list[str] = Field(default_factory=list)
+    reviewer_entitlements: list[str] = Field(default_factory=list)
+    # Must hold a group "project" (the project's slug) and may hold "role"; the role's
+    # value through membership_roles (member or viewer, or a name mapped to one; a
+    # project's PI is set in Rechenwerk, so "pi" counts as member).
+    membership_entitlement: str = ""
+    membership_roles: dict[str, str] = Field(default_factory=dict)
+    default_membership_role: Literal["member", "viewer"] = "member"
+    timeout_s: float = Field(default=10.0, gt=0, le=120, allow_inf_nan=False)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, value: str) -> str:
+        if not re.fullmatch(_PROVIDER_NAME, value):
+            raise ValueError(f"provider name {value!r}: 1-32 lower-case letters, digits, "
+                             "'-' or '_', starting with a letter")
+        return value
+
+    @field_validator("operator_entitlements", "reviewer_entitlements")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        for pattern in value:
+            _regex(pattern)
+        return value
+
+    @field_validator("membership_entitlement")
+    @classmethod
+    def _membership(cls, value: str) -> str:
+        if value and "project" not in _regex(value).groupindex:
+            raise ValueError("needs a group (?P<project>...)")
+        return value
+
+    @field_validator("scopes")
+    @classmethod
+    def _openid(cls, value: list[str]) -> list[str]:
+        if "openid" not in value:
+            raise ValueError("must include 'openid'")
+        return value
 
 
 class Settings(BaseSettings):
@@ -179,6 +253,26 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
 
+    # --- federated sign-in (OpenID Connect; access/oidc/, docs/access.md) ------------
+    # The centre's OpenID Providers, a list of tables in the TOML file
+    # ([[oidc_providers]]) or a JSON list in RECHENWERK_OIDC_PROVIDERS. Empty: local
+    # passwords and API tokens only.
+    oidc_providers: list[OidcProvider] = Field(default_factory=list)
+    # Who may still log in with a local password once providers are configured: "all",
+    # or "operators" only (break-glass access when the providers are down).
+    local_login: Literal["all", "operators"] = "all"
+    # The public address of this server as browsers reach it (the OIDC redirect URI is
+    # <public_url>/login/oidc/callback); empty -> taken from each request.
+    public_url: str = ""
+
+    @field_validator("oidc_providers")
+    @classmethod
+    def _unique_providers(cls, value: list[OidcProvider]) -> list[OidcProvider]:
+        names = [p.name for p in value]
+        if len(set(names)) != len(names):
+            raise ValueError("provider names must be unique")
+        return value
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
@@ -221,11 +315,13 @@ def get_settings() -> Settings:
         # Only the first problem, named by its variable: one line for the CLI.
         first = issues_from_validation(exc)[0]
         name = str(first.loc[0]) if first.loc else "?"
+        # Within a list of tables (oidc_providers): which one and which key.
+        inner = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in first.loc[1:])
         path = config_path()
         if f"RECHENWERK_{name.upper()}" not in os.environ and path is not None:
-            raise InvalidInput(f"{path}: {name}: {first.message}", field=name,
+            raise InvalidInput(f"{path}: {name}{inner}: {first.message}", field=name,
                                hint="Fix the value in the configuration file.") from None
-        raise InvalidInput(f"RECHENWERK_{name.upper()}: {first.message}", field=name,
+        raise InvalidInput(f"RECHENWERK_{name.upper()}{inner}: {first.message}", field=name,
                            hint="Fix or unset the variable (README, Configuration).") from None
     except SettingsError as exc:  # a dict/list setting whose value is not JSON
         m = re.search(r'field "([^"]+)"', str(exc))

@@ -62,7 +62,14 @@ SECRET_NAMES = ("secret", "password", "token")
 
 
 def masked(name: str, value: Any) -> Any:
-    """``value`` as it may be shown: secrets replaced, passwords in URLs hidden."""
+    """``value`` as it may be shown: secrets replaced, passwords in URLs hidden; inside
+    lists and tables (e.g. ``oidc_providers``) too."""
+    if hasattr(value, "model_dump"):
+        value = value.model_dump()
+    if isinstance(value, dict):
+        return {k: masked(str(k), v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [masked(name, v) for v in value]
     if any(s in name for s in SECRET_NAMES):
         return "********" if value else value
     if isinstance(value, str) and "://" in value and "@" in value:

@@ -41,6 +41,12 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/login"): "portal login form",
     ("POST", "/login"): "portal login (checks the password itself)",
     ("POST", "/api/v1/auth/token"): "CLI login: exchanges a password for a token itself",
+    # federated sign-in (access/oidc/): before anyone is signed in, by nature
+    ("GET", "/api/v1/auth/oidc/providers"): "the sign-in providers, for the CLI",
+    ("POST", "/api/v1/auth/oidc/device"): "CLI SSO: starts a device sign-in at the provider",
+    ("POST", "/api/v1/auth/oidc/device/poll"): "CLI SSO: a token once the provider signed in",
+    ("GET", "/login/oidc/{name}"): "portal: starts the sign-in at the provider",
+    ("GET", "/login/oidc/callback"): "portal: the provider's answer, checked itself",
     ("GET", "/static/{path:path}"): "portal CSS/JS",
     ("GET", "/healthz"): "liveness probe (touches nothing)",
     ("GET", "/readyz"): "readiness probe (check results, no user data)",

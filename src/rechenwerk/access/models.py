@@ -153,6 +153,9 @@ class ProjectMembership(Base):
     )
     role: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Who made it: None by hand (API, CLI, portal); "oidc:<provider>" granted by a
+    # sign-in's claims, and removed by the sign-in whose claims no longer grant it.
+    source: Mapped[str | None] = mapped_column(String(40))
 
     user: Mapped[User] = relationship(lazy="joined")
 

@@ -22,6 +22,7 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import PortalSessionRecord, User
+from rechenwerk.access.oidc.models import OidcIdentity
 from rechenwerk.errors import Unauthenticated
 
 SESSION_ID_BYTES = 32  # 256 bits of randomness in the cookie
@@ -42,9 +43,13 @@ def password_fingerprint(password_hash: str | None) -> str:
 
 def start_portal_session(session: Session, user: User, *, now: datetime,
                          max_age_s: float) -> tuple[PortalSessionRecord, str]:
-    """A new session for ``user`` (whose password the caller checked); returns the record
-    and the raw id for the cookie (never stored). The user's ended sessions are deleted."""
-    if not user.password_hash or not user.is_active:
+    """A new session for ``user`` (whose password, or sign-in at an OpenID Provider, the
+    caller checked); returns the record and the raw id for the cookie (never stored). The
+    user's ended sessions are deleted. An account with neither a password nor a linked
+    provider identity (e.g. an operator bootstrapped for API tokens) gets none."""
+    federated = session.scalar(select(OidcIdentity.id).where(
+        OidcIdentity.user_id == user.id).limit(1)) is not None
+    if not user.is_active or not (user.password_hash or federated):
         raise Unauthenticated(
             "this account cannot log in to the portal",
             hint="An operator sets a portal password with `rechenwerk admin user password "
@@ -82,7 +87,8 @@ def resume_portal_session(session: Session, raw: str, *, now: datetime,
     if (record.revoked_at is not None or record.expires_at <= now
             or record.last_seen_at + timedelta(seconds=idle_s) <= now):
         return None
-    if (not user.is_active or not user.password_hash
+    # A federated user (OIDC) has no password: "" then, and a password set later ends it.
+    if (not user.is_active
             or password_fingerprint(user.password_hash) != record.password_fp):
         record.revoked_at = now
         return None

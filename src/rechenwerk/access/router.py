@@ -27,7 +27,15 @@ from rechenwerk.access import (
 from rechenwerk.access import schemas as s
 from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import AupVersion, Project, ProjectMembership, Review, User
-from rechenwerk.api.deps import CurrentUser, CurrentUserBeforeAup, DbSession, Now, Operator
+from rechenwerk.access.oidc.flows import password_login_allowed
+from rechenwerk.api.deps import (
+    CurrentUser,
+    CurrentUserBeforeAup,
+    DbSession,
+    Now,
+    Operator,
+    settings_of,
+)
 from rechenwerk.errors import NotFound, TooManyAttempts, Unauthenticated
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
@@ -88,6 +96,7 @@ def token_for_password(body: s.PasswordLogin, request: Request, session: DbSessi
     except Unauthenticated:
         session.commit()  # keep the "login.failed" audit entry (the throttle counts apart)
         raise
+    password_login_allowed(settings_of(request), user)
     token, secret = security.create_token(
         session, user, name=body.name, now=now,
         expires_at=now + timedelta(days=body.expires_in_days), actor=user)

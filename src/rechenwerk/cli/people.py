@@ -46,14 +46,32 @@ def register(app: typer.Typer) -> None:
         username: str = typer.Option(
             None, "--username", "-u",
             help="Log in with your portal password instead: a new API token is created."),
+        sso: bool = typer.Option(
+            False, "--sso", help="Sign in at your institution's provider (OpenID Connect "
+            "device flow: a URL and a code to enter in any browser); a new API token."),
+        provider: str = typer.Option(
+            None, "--provider", help="With --sso: the provider's name (needed when the "
+            "server has several; `rechenwerk login --sso --provider x`)."),
+        link: str = typer.Option(
+            None, "--link", help="With --sso: link the provider account to this existing "
+            "local account (its password is asked as the proof)."),
     ) -> None:
         """Save the server URL and API token, after checking them with the server."""
         from rechenwerk.cli.client import api_client, call, load_credentials, save_credentials
 
         base = (url or load_credentials().url).rstrip("/")
-        if username and token:
-            raise InvalidInput("give either --token or --username, not both", field="--username")
-        if username:
+        if sum(bool(x) for x in (username, token, sso)) > 1:
+            raise InvalidInput("give only one of --token, --username and --sso",
+                               field="--sso" if sso else "--username")
+        if (provider or link) and not sso:
+            raise InvalidInput("--provider and --link go with --sso", field="--sso")
+        if sso:
+            from rechenwerk.cli.sso import device_sign_in
+
+            proof = (typer.prompt(f"Password of the local account {link}", hide_input=True)
+                     if link else None)
+            secret = device_sign_in(base, provider, link_username=link, link_password=proof)
+        elif username:
             import socket
 
             password = typer.prompt(f"Password for {username}", hide_input=True)

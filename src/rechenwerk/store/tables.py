@@ -6,6 +6,7 @@ Each domain keeps its tables in its own ``models.py``; add one import line per d
 from __future__ import annotations
 
 import rechenwerk.access.models
+import rechenwerk.access.oidc.models
 import rechenwerk.accounting.models
 import rechenwerk.jobs.models
 import rechenwerk.notifications.models  # noqa: F401

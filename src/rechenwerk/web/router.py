@@ -13,6 +13,7 @@ from rechenwerk.web.pages import (
     auth,
     cluster,
     jobs,
+    oidc,
     ops,
     projects,
     proposals,
@@ -24,6 +25,6 @@ from rechenwerk.web.pages import (
 )
 
 router = APIRouter(include_in_schema=False)
-for _module in (static, auth, projects, jobs, proposals, reviews, cluster, ops, reports,
+for _module in (static, auth, oidc, projects, jobs, proposals, reviews, cluster, ops, reports,
                 settings, aup, tokens):
     router.include_router(_module.router)

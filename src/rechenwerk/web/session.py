@@ -108,7 +108,7 @@ def resolve_session(request: Request, db: Session = Depends(get_session)) -> Por
 
 def start_user_session(request: Request, db: Session, user: User) -> None:
     """After a successful login: a new session with a new record and CSRF secret (the
-    old one, if any, is ended: fixation-safe). Users without a password get none."""
+    old one, if any, is ended: fixation-safe)."""
     settings = settings_of(request)
     now = get_now(request)
     old = getattr(request.state, "portal_session", None)

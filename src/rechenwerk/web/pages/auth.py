@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access.models import User
+from rechenwerk.access.oidc.flows import password_login_allowed
 from rechenwerk.access.security import login_with_password
 from rechenwerk.api.deps import get_clock, get_session, settings_of
 from rechenwerk.errors import Unauthenticated
@@ -27,7 +28,8 @@ def login_form(
         return RedirectResponse(_safe_next(next), status_code=303)
     return render(
         request, "login.html",
-        {"title": "Log in", "next_url": _safe_next(next), "username": "", "error": None},
+        {"title": "Log in", "next_url": _safe_next(next), "username": "", "error": None,
+         "oidc_providers": settings_of(request).oidc_providers},
     )
 
 
@@ -48,11 +50,13 @@ def login(
         user = login_with_password(
             db, username, password, now=get_clock(request).now(), source="portal",
             address=request.client.host if request.client else None)
+        password_login_allowed(settings_of(request), user)
     except Unauthenticated as exc:
         return render(
             request, "login.html",
             {"title": "Log in", "next_url": next_url, "username": username,
-             "error": exc.message[:1].upper() + exc.message[1:] + "."},
+             "error": exc.message[:1].upper() + exc.message[1:] + ".",
+             "oidc_providers": settings_of(request).oidc_providers},
             status_code=exc.http_status,
         )
     start_user_session(request, db, user)  # a new server-side session record
