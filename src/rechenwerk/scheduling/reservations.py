@@ -231,14 +231,14 @@ class ReservationBook:
         if not over:
             return None
         r = min(over, key=lambda r: (r.start, r.name))
-        what = "maintenance" if r.maintenance else "reservation"
+        what = "for maintenance" if r.maintenance else "by reservation"
         if r.start <= now:
             return WaitReason(
                 "reservation",
-                f"reserved for {what} {r.name!r} until {clock_time(r.end)}",
+                f"reserved {what} {r.name!r} until {clock_time(r.end)}",
             )
         return WaitReason(
             "reservation",
-            f"reserved for {what} {r.name!r} from {clock_time(r.start)} "
+            f"reserved {what} {r.name!r} from {clock_time(r.start)} "
             f"({starts_in(r.start - now)}); its walltime would run into it",
         )
