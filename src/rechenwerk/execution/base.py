@@ -53,6 +53,8 @@ class LaunchRequest:
     # Rechenwerk's ids of the user and project: the local sandbox maps them to Unix ids.
     user_id: int | None = None
     project_id: int | None = None
+    # the advance reservation the job runs in (Slurm: sbatch --reservation)
+    reservation: str | None = None
 
 
 class BackendJobState(enum.StrEnum):

@@ -74,6 +74,7 @@ class Launcher:
             placement=placement,
             user_id=job.user_id,
             project_id=job.project_id,
+            reservation=spec.get("reservation"),
         )
 
     def launch(self, job_ids: Sequence[int]) -> int:

@@ -54,8 +54,9 @@ def to_core(rec: ReservationRecord, slugs: dict[int, str]) -> Reservation:
     )
 
 
-def _slugs(session: Session) -> dict[int, str]:
+def project_slugs(session: Session) -> dict[int, str]:
     return {int(i): str(s) for i, s in session.execute(select(Project.id, Project.slug))}
+
 
 
 def current(session: Session, now: datetime) -> list[ReservationRecord]:
@@ -70,7 +71,7 @@ def core_reservations(session: Session, now: datetime) -> tuple[Reservation, ...
     recs = current(session, now)
     if not recs:
         return ()
-    slugs = _slugs(session)
+    slugs = project_slugs(session)
     return tuple(to_core(r, slugs) for r in recs)
 
 
@@ -110,7 +111,7 @@ def create(session: Session, req: ReservationRequest, *, inventory: Sequence[Nod
     if session.scalar(select(ReservationRecord.id).where(ReservationRecord.name == req.name)):
         raise Conflict(f"a reservation named {req.name!r} exists", field="name")
     nodes = [Node(n.name, n.gpus, n.gpu_type, n.block) for n in inventory]
-    slugs = _slugs(session)
+    slugs = project_slugs(session)
     existing = [to_core(r, slugs) for r in current(session, now)]
     try:
         gpus = resolve_gpus(nodes, existing, start.timestamp(), end.timestamp(),
@@ -148,7 +149,7 @@ def visible(session: Session, user: User, now: datetime,
                                               ReservationRecord.name)
     if not include_ended:
         stmt = stmt.where(ReservationRecord.ends_at > now)
-    slugs = _slugs(session)
+    slugs = project_slugs(session)
     mine = None if user.is_operator else _member_projects(session, user)
     out = []
     for rec in session.scalars(stmt):

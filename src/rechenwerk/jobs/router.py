@@ -270,8 +270,10 @@ def create_reservation(body: ReservationIn, request: Request, session: DbSession
         name=body.name, starts_at=body.start, ends_at=body.end,
         projects=tuple(body.projects), maintenance=body.maintenance, gpus=body.gpus,
         gpu_type=body.gpu_type, nodes=tuple(body.nodes))
-    rec = reservations.create(session, req, inventory=inventory_of(request), now=now,
-                              by=user.username)
+    from rechenwerk.jobs.slurm_reservations import inventory_for_reservations
+
+    inventory = inventory_of(request) or inventory_for_reservations(backend_of(request))
+    rec = reservations.create(session, req, inventory=inventory, now=now, by=user.username)
     return reservations.as_dict(rec, list(body.projects), detail=True)
 
 
