@@ -16,6 +16,7 @@ from rechenwerk.web.pages import (
     projects,
     proposals,
     reports,
+    reservations,
     reviews,
     settings,
     static,
@@ -23,5 +24,5 @@ from rechenwerk.web.pages import (
 
 router = APIRouter(include_in_schema=False)
 for _module in (static, auth, projects, jobs, proposals, reviews, cluster, ops, reports,
-                settings):
+                settings, reservations):
     router.include_router(_module.router)
