@@ -205,3 +205,12 @@ def test_no_job_overlaps_a_reservation_it_is_not_part_of(
                              for n, g in rj.placement if n == node)
                 assert outside <= 4 - held_k, (t, r, node, live)
                 assert inside <= held_k
+
+
+def test_reservations_replaced_and_cleared_between_cycles() -> None:
+    sched = make_policy("easy-backfill").scheduler(NODES, {}, 0.0)
+    sched.set_reservations([maint("m", 0.0, 1000.0, "node1", "node2")])
+    sched.submit(job("1").gpus(1).walltime(10).build())
+    assert not sched.schedule(0.0).starts
+    sched.set_reservations([])  # the operator deleted it
+    assert [rj.job_id for _, rj in sched.schedule(1.0).starts] == ["1"]

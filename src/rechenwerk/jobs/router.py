@@ -65,6 +65,7 @@ def job_dict(job: Job, project: str, user: str, *, detail: bool = False) -> dict
         "cancel_requested": job.cancel_requested_at is not None,
         "idempotency_key": job.idempotency_key,
         "committed_gpu_hours": round(job.gpus * job.walltime_s / 3600.0, 6),
+        "reservation": (job.spec or {}).get("reservation"),
     }
     if detail:
         out["spec"] = job.spec

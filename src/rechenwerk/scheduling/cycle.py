@@ -244,7 +244,8 @@ class Scheduler:
         """Plan around these reservations from now on (replaces any earlier ones)."""
         book = ReservationBook(reservations, self.cluster.nodes) if reservations else None
         self._book_all = book
-        self._book_next = -math.inf  # re-evaluated at the next cycle
+        self.book = None  # (re)chosen at the next cycle
+        self._book_next = -math.inf if book is not None else math.inf
         self._reservations_changed()
 
     def schedule(self, now: float, *, full: bool = False) -> CycleResult:
