@@ -77,6 +77,8 @@ def test_reservations_page(api_client: Any, session: Session, clock: FakeClock) 
     assert session.scalar(select(func.count()).select_from(ReservationRecord)) == 2
     html = api_client.get("/reservations").text
     assert "alpha-hero" in html and "rack-fw" in html and "node01:8, node02:4" in html
+    cluster = api_client.get("/ops/cluster").text  # beside the nodes, for operators
+    assert 'data-testid="cluster-reservations"' in cluster and "alpha-hero" in cluster
 
     _login(api_client, "pib")
     html = api_client.get("/reservations").text
