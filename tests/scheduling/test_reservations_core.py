@@ -214,3 +214,12 @@ def test_reservations_replaced_and_cleared_between_cycles() -> None:
     assert not sched.schedule(0.0).starts
     sched.set_reservations([])  # the operator deleted it
     assert [rj.job_id for _, rj in sched.schedule(1.0).starts] == ["1"]
+
+
+def test_jobs_of_a_deleted_reservation_count_as_outside_ones() -> None:
+    # 'old' was deleted while its job runs on node1 until 5000; 'm' holds 2 GPUs of
+    # node1 from 1000: only 4 - 2 - 2 = 0 GPUs of node1 are left for long outside jobs
+    m = Reservation("m", 1000.0, 2000.0, (("node1", 2),), maintenance=True)
+    orphan = RunningJob("o", "p", 2, (("node1", (0, 1)),), 0.0, 5000.0, reservation="old")
+    starts, _ = decide("fifo", 0.0, [job("1").gpus(2).walltime(4000).build()], [m], (orphan,))
+    assert starts["1"][0][0] == "node2"

@@ -181,8 +181,8 @@ class ReservationBook:
                     first[i] = s
         busy = dict.fromkeys(held, 0)  # outside jobs still running when the hold begins
         for rj in running.values():
-            if rj.reservation is not None:
-                continue
+            if rj.reservation in self.by_name:  # on its reservation's GPUs (a deleted
+                continue  # reservation's jobs count as outside ones)
             rend = rj.start_time + rj.walltime_s
             for name, idx in rj.placement:
                 i = self.index[name]
