@@ -25,7 +25,7 @@ from rechenwerk.access.proposals import withdraw_proposal
 from rechenwerk.accounting.charging import settle_usage
 from rechenwerk.clock import FakeClock
 from rechenwerk.config import Settings
-from rechenwerk.jobs.models import Job, NodeState
+from rechenwerk.jobs.models import Job, NodeState, ReservationRecord
 from rechenwerk.jobs.service import submit_job
 from rechenwerk.jobs.specs import parse_spec
 from rechenwerk.jobs.states import JobState
@@ -129,6 +129,10 @@ def populate(session: Session, *, now: datetime, settings: Settings) -> Populate
                               created_at=now, next_attempt_at=now, sent_at=now, attempts=1,
                               last_error="", gave_up=False))
     session.add(LoginAttempt(kind="user", key="jonas", window_start=now, count=2))
+    session.add(ReservationRecord(
+        name="hero-monday", starts_at=now + timedelta(days=5), ends_at=now + timedelta(days=6),
+        maintenance=False, project_ids=[completed.project_id], gpu_type=None,
+        requested_gpus=8, gpus=[["node01", 8]], created_by="operator", created_at=now))
     start_portal_session(session, greta, now=now, max_age_s=3600)
     # Federated sign-in: jonas linked to a provider account, a membership its claims
     # granted, and a browser sign-in under way.

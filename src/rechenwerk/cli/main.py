@@ -29,6 +29,7 @@ COMMAND_MODULES: list[str] = [
     "rechenwerk.cli.trace",
     "rechenwerk.cli.slurm",
     "rechenwerk.cli.jobs",
+    "rechenwerk.cli.reservations",  # advance reservations (issue 16)
     "rechenwerk.cli.report",
     "rechenwerk.cli.simulate",
     "rechenwerk.cli.recipe",

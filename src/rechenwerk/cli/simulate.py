@@ -5,11 +5,15 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from rechenwerk.cli.output import console, err_console, handle_errors
 from rechenwerk.errors import InvalidInput
+
+if TYPE_CHECKING:
+    from rechenwerk.scheduling.model import Reservation
 
 
 def register(app: typer.Typer) -> None:
@@ -60,6 +64,8 @@ def simulate(
         None, "--node-mtbf-days", help="Simulate node failures: mean days between failures."
     ),
     repair_hours: float = typer.Option(4.0, "--repair-hours", help="Node repair time (hours)."),
+    reservations_file: Path | None = typer.Option(
+        None, "--reservations", help="YAML file of advance reservations (docs/scheduling.md)."),
 ) -> None:
     """Replay a workload trace on a simulated cluster under one or more policies."""
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -74,6 +80,11 @@ def simulate(
 
     factor = _parse_factor(walltime_factor)
     spec = load_cluster(cluster)
+    held: tuple[Reservation, ...] = ()
+    if reservations_file is not None:
+        from rechenwerk.simulation.reservations_file import load_reservations
+
+        held = load_reservations(reservations_file, spec)
     names = list(dict.fromkeys(make_policy(p).name for p in policy))  # validate all first
     params = load_params_file(params_file) if params_file is not None else PolicyParams()
     if checkpoint_interval is not None:
@@ -134,6 +145,7 @@ def simulate(
                 failures=failures,
                 progress=report,
                 drop_oversized=skip_invalid,
+                reservations=held,
             )
     for name, r in results.items():
         if r.dropped:

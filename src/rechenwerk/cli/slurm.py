@@ -3,6 +3,7 @@
 rechenwerk slurm sync [--dry-run] [--json]   accounts, associations, GPU-minute limits
 rechenwerk slurm import [--since ISO] [--json]  settle finished jobs from slurmdbd
 rechenwerk slurm status [--json]             controller, nodes, managed accounts
+rechenwerk slurm sync-reservations [--dry-run] [--json]  advance reservations (scontrol)
 """
 
 from __future__ import annotations
@@ -211,6 +212,34 @@ def status_cmd(
         ],
         title="project accounts",
     )
+
+
+@slurm_app.command("sync-reservations")
+@handle_errors
+def sync_reservations_cmd(
+    dry_run: bool = typer.Option(False, "--dry-run", help="Only print the differences."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Create, update and delete Slurm reservations (rw-<name>) to match Rechenwerk's."""
+    from rechenwerk.config import get_settings
+    from rechenwerk.execution.slurm import make_transport
+    from rechenwerk.jobs.slurm_reservations import sync
+    from rechenwerk.store.session import session_scope
+
+    transport = make_transport(get_settings())
+    try:
+        with session_scope(_session_factory()) as session:
+            changes = sync(session, transport, now=datetime.now(UTC), dry_run=dry_run)
+    finally:
+        transport.close()
+    if as_json:
+        print_json({"dry_run": dry_run, "changes": [c.to_dict() for c in changes]})
+        return
+    verb = "would " if dry_run else ""
+    for c in changes:
+        console.print(f"{verb}{c.describe()}", highlight=False)
+    console.print(f"{len(changes)} change(s){' (dry run)' if dry_run else ''}",
+                  highlight=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -56,6 +56,8 @@ class LaunchRequest:
     # Backends that schedule themselves (Slurm): (kind, handle) of jobs this one must
     # wait for, kind one of after_ok / after_any / after_not_ok (Slurm's --dependency).
     after: tuple[tuple[str, str], ...] = ()
+    # the advance reservation the job runs in (Slurm: sbatch --reservation)
+    reservation: str | None = None
 
 
 class BackendJobState(enum.StrEnum):

@@ -77,6 +77,7 @@ class Launcher:
             project_id=job.project_id,
             after=(backend_dependencies(session, job.id, self.backend.name)
                    if self.backend.capabilities.schedules_itself else ()),
+            reservation=spec.get("reservation"),
         )
 
     def launch(self, job_ids: Sequence[int]) -> int:

@@ -124,6 +124,30 @@ class NodeState(Base):
     updated_by: Mapped[str | None] = mapped_column(String(64))
 
 
+class ReservationRecord(Base):
+    """An operator's advance reservation: GPUs held for ``[starts_at, ends_at)`` for the
+    jobs of ``project_ids`` that ask for it, or for maintenance (no jobs). ``gpus`` is
+    what it holds, resolved at creation: ``[[node, GPUs], ...]``."""
+
+    __tablename__ = "reservations"
+    __table_args__ = (
+        CheckConstraint("ends_at > starts_at", name="window_positive"),
+        Index("ix_reservations_ends_at", "ends_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
+    project_ids: Mapped[list[int]] = mapped_column(JSON)
+    gpu_type: Mapped[str | None] = mapped_column(String(64))
+    requested_gpus: Mapped[int | None] = mapped_column(Integer)  # None: named nodes
+    gpus: Mapped[list[Any]] = mapped_column(JSON)
+    created_by: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 def committed_gpu_seconds(award_period_id: Any) -> Select[Any]:
     """GPU-seconds the award period's live jobs may still use (GPUs x walltime each); the
     balance query correlates it to its award period (:mod:`rechenwerk.accounting.balance`)."""

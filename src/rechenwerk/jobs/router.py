@@ -7,11 +7,12 @@ and may drain and resume nodes.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -28,7 +29,7 @@ from rechenwerk.api.deps import (
     inventory_of,
     settings_of,
 )
-from rechenwerk.jobs import service
+from rechenwerk.jobs import reservations, service
 from rechenwerk.jobs.dependencies import dependencies_of, dependents_of
 from rechenwerk.jobs.logs import MAX_LOG_CHUNK, read_log
 from rechenwerk.jobs.models import Job
@@ -69,6 +70,7 @@ def job_dict(job: Job, project: str, user: str, *, detail: bool = False) -> dict
         # the forecast (pending jobs only; it assumes running jobs end at their walltime)
         "expected_start": (job.expected_start_at.isoformat()
                            if job.expected_start_at and job.state == "pending" else None),
+        "reservation": (job.spec or {}).get("reservation"),
     }
     if detail:
         out["spec"] = job.spec
@@ -251,3 +253,48 @@ def resume(name: str, request: Request, session: DbSession, user: Operator,
     view = set_drained(session, user, name, drained=False, reason=None,
                                inventory=inventory_of(request), now=now)
     return view.to_dict()
+
+
+# -- advance reservations (issue 16): operators write, users list theirs --------------
+
+
+class ReservationIn(BaseModel):
+    """Either ``nodes`` (held whole) or ``gpus`` (a count, optionally of ``gpu_type``);
+    either ``projects`` or ``maintenance``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=64)
+    start: datetime
+    end: datetime
+    projects: list[str] = Field(default_factory=list, max_length=100)
+    maintenance: bool = False
+    gpus: int | None = Field(default=None, ge=1, le=1_000_000)
+    gpu_type: str | None = Field(default=None, max_length=64)
+    nodes: list[str] = Field(default_factory=list, max_length=10_000)
+
+
+@router.post("/reservations", status_code=201, tags=["reservations"])
+def create_reservation(body: ReservationIn, request: Request, session: DbSession,
+                       user: Operator, now: Now) -> dict[str, Any]:
+    req = reservations.ReservationRequest(
+        name=body.name, starts_at=body.start, ends_at=body.end,
+        projects=tuple(body.projects), maintenance=body.maintenance, gpus=body.gpus,
+        gpu_type=body.gpu_type, nodes=tuple(body.nodes))
+    from rechenwerk.jobs.slurm_reservations import inventory_for_reservations
+
+    inventory = inventory_of(request) or inventory_for_reservations(backend_of(request))
+    rec = reservations.create(session, req, inventory=inventory, now=now, by=user.username)
+    return reservations.as_dict(rec, list(body.projects), detail=True)
+
+
+@router.get("/reservations", tags=["reservations"])
+def list_reservations(session: DbSession, user: CurrentUser, now: Now,
+                      ended: bool = False) -> dict[str, Any]:
+    """Current reservations (``ended=true``: also past ones) that concern the caller."""
+    return {"items": reservations.visible(session, user, now, include_ended=ended)}
+
+
+@router.delete("/reservations/{name}", status_code=204, tags=["reservations"])
+def delete_reservation(name: str, session: DbSession, user: Operator) -> None:
+    reservations.delete(session, name)

@@ -294,6 +294,12 @@ def _submit_job(
             field="workdir",
             hint="Give a working directory of your own; the server's files are not for jobs.")
 
+    if spec.reservation is not None:
+        from rechenwerk.jobs.reservations import check_job_reservation
+
+        check_job_reservation(session, spec.reservation, project.id, project.slug,
+                              clock.now())
+
     # One round trip after the lock: the balance's rows, each with the job already
     # stored under this idempotency key (if any). It runs after the lock is granted, so
     # (READ COMMITTED) it sees a same-key submission that committed while we waited.

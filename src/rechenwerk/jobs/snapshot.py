@@ -22,6 +22,7 @@ from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.clock import Clock, ensure_utc
 from rechenwerk.execution.base import ExecutionBackend
 from rechenwerk.jobs.models import Job, NodeState
+from rechenwerk.jobs.reservations import core_reservations
 from rechenwerk.jobs.states import ACTIVE_STATES, JobState
 from rechenwerk.scheduling.model import (
     Node,
@@ -51,6 +52,11 @@ def preemptible(qos: str, spec: Mapping[str, Any] | None) -> bool:
     """Jobs in the low (scavenger) QOS and jobs that declare a checkpoint interval may be
     preempted (SIGTERM, grace period, requeue); others run to the end."""
     return qos == "low" or bool(spec and spec.get("checkpoint_interval"))
+
+
+def _reservation(spec: Mapping[str, Any] | None) -> str | None:
+    name = spec.get("reservation") if spec else None
+    return str(name) if name else None
 
 
 class SnapshotBuilder:
@@ -85,7 +91,8 @@ class SnapshotBuilder:
             if pid in slugs
         }
         snap = Snapshot(now=now.timestamp(), nodes=nodes, running=tuple(running),
-                        pending=tuple(pending), projects=projects)
+                        pending=tuple(pending), projects=projects,
+                        reservations=core_reservations(session, now))
         return snap, reasons
 
     def _pending_jobs(self, session: Session, slugs: Mapping[int, str],
@@ -115,6 +122,7 @@ class SnapshotBuilder:
                     submit_time=_epoch(row.submitted_at), gpu_type=row.gpu_type,
                     attained_gpu_s=row.attained_gpu_s,
                     preemptible=preemptible(row.qos, row.spec),
+                    reservation=_reservation(row.spec),
                 ))
         reasons: PendingReasons = {jid: (code, reason)
                                    for jid, _a, _g, _q, code, reason in rows}
@@ -151,6 +159,7 @@ class SnapshotBuilder:
                     walltime_s=float(row.walltime_s), qos=row.qos,
                     submit_time=_epoch(row.submitted_at), attained_gpu_s=row.attained_gpu_s,
                     preemptible=preemptible(row.qos, row.spec),
+                    reservation=_reservation(row.spec),
                 ))
         seen = {r[0] for r in rows}
         for jid in set(cache) - seen:

@@ -169,6 +169,9 @@ class JobSpec(BaseModel):
     walltime_s: int = Field(alias="walltime")
     qos: QOS = "normal"
     checkpoint_interval_s: int | None = Field(default=None, alias="checkpoint_interval")
+    # runs only inside this advance reservation of its project (Slurm --reservation)
+    reservation: str | None = Field(default=None, min_length=1, max_length=64,
+                                    pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
     depends_on: DependsOn | None = None
 

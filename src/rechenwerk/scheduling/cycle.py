@@ -28,11 +28,13 @@ from rechenwerk.scheduling.model import (
     PendingJob,
     PriorityFactors,
     ProjectInfo,
+    Reservation,
     RunningJob,
     WaitReason,
 )
 from rechenwerk.scheduling.params import PolicyParams
-from rechenwerk.scheduling.placement import ClusterState, Plan
+from rechenwerk.scheduling.placement import ClusterState, Plan, plan_on
+from rechenwerk.scheduling.reservations import ReservationBook
 
 Key = tuple[float, ...]
 
@@ -202,6 +204,10 @@ class Scheduler:
         self.now = now
         # False: skip per-job wait reasons (the simulator does not read them)
         self.explain = True
+        # advance reservations (None: none relevant, placement takes the fast path)
+        self.book: ReservationBook | None = None
+        self._book_all: ReservationBook | None = None
+        self._book_next = math.inf  # next start/end of a reservation
 
     # -- caller API --------------------------------------------------------------------
     def submit(self, job: PendingJob) -> None:
@@ -234,13 +240,41 @@ class Scheduler:
         self.cluster.set_available(name, available)
         return [rj for rj in self.running.values() if any(n == name for n, _ in rj.placement)]
 
+    def set_reservations(self, reservations: Sequence[Reservation]) -> None:
+        """Plan around these reservations from now on (replaces any earlier ones)."""
+        book = ReservationBook(reservations, self.cluster.nodes) if reservations else None
+        self._book_all = book
+        self.book = None  # (re)chosen at the next cycle
+        self._book_next = -math.inf if book is not None else math.inf
+        self._reservations_changed()
+
     def schedule(self, now: float, *, full: bool = False) -> CycleResult:
         """Run one cycle at ``now``. ``full``: run every phase regardless of intervals."""
         self.now = now
         res = CycleResult()
+        book = self._book_all
+        if book is not None and now >= self._book_next:
+            # a reservation began or ended: what may start where has changed
+            self.book = book if book.relevant(now) else None
+            self._book_next = book.next_boundary(now)
+            self._reservations_changed()
         if self.pending:
             self._cycle(now, res, full)
+        if self._book_next < math.inf and self.book is not None:
+            nxt = self._book_next
+            res.wake_at = nxt if res.wake_at is None else min(res.wake_at, nxt)
         return res
+
+    def _reservations_changed(self) -> None:
+        """Hook: cached plans (backfill) are stale."""
+
+    def _plan(self, job: PendingJob, now: float) -> Plan | None:
+        """Where ``job`` would start now, honouring the reservations."""
+        book = self.book
+        if book is None:
+            return None if job.reservation is not None else self.cluster.plan(job)
+        view = book.view(job, now, self.cluster.free, self.running)
+        return None if view is None else plan_on(self.cluster, job, view)
 
     # -- the order, explained (the queue views of the API, CLI and portal) --------------
     order_rule = "by submit time (first come, first served)"
@@ -293,6 +327,7 @@ class Scheduler:
             job.submit_time,
             job.attained_gpu_s,
             job.preemptible,
+            job.reservation,
         )
         del self.pending[job.job_id]
         self._dequeue(job)
@@ -309,13 +344,22 @@ class Scheduler:
 
     def _main_pass(self, now: float, res: CycleResult) -> PendingJob | None:
         """Start jobs in queue order until the first that cannot start; return it."""
-        cluster = self.cluster
         queue = self.queue
+        skipped = 0  # jobs of reservations that cannot start: they block no one else
         while True:
-            job = queue.head()
+            if skipped:
+                ahead = queue.first(skipped + 1)
+                job = ahead[skipped] if len(ahead) > skipped else None
+            else:
+                job = queue.head()
             if job is None:
                 return None
-            plan = cluster.plan(job)
+            plan = self._plan(job, now)
+            if plan is None and job.reservation is not None:
+                if self.explain:
+                    res.reasons[job.job_id] = self.blocked_reason(job)
+                skipped += 1
+                continue
             if plan is None:
                 if self.explain:
                     res.reasons[job.job_id] = self.blocked_reason(job)
@@ -328,6 +372,16 @@ class Scheduler:
     def blocked_reason(self, job: PendingJob) -> WaitReason:
         """Why ``job`` cannot start on the current free GPUs."""
         c = self.cluster
+        book = self.book or self._book_all
+        if book is not None or job.reservation is not None:
+            if book is None:
+                return WaitReason(
+                    "reservation", f"reservation {job.reservation!r} does not exist"
+                )
+            would_fit = job.reservation is None and c.plan(job) is not None
+            why = book.why(job, self.now, would_fit)
+            if why is not None:
+                return why
         gt = job.gpu_type
         if gt is not None and gt not in c.free_by_type:
             return WaitReason("gpu_type", f"no nodes with GPU type {gt!r} in the cluster")

@@ -50,7 +50,8 @@ def _requeued(rj: RunningJob, now: float) -> PendingJob:
     ran = max(0.0, now - rj.start_time) * rj.gpus
     return PendingJob(job_id=rj.job_id, project=rj.project, gpus=rj.gpus, qos=rj.qos,
                       walltime_s=rj.walltime_s, submit_time=rj.submit_time,
-                      attained_gpu_s=rj.attained_gpu_s + ran, preemptible=rj.preemptible)
+                      attained_gpu_s=rj.attained_gpu_s + ran, preemptible=rj.preemptible,
+                      reservation=rj.reservation)
 
 
 def forecast_starts(policy: Policy, snap: Snapshot, *,

@@ -25,6 +25,7 @@ from rechenwerk.scheduling.model import (
     PendingJob,
     Preemption,
     ProjectInfo,
+    Reservation,
     Snapshot,
     Start,
     WaitReason,
@@ -59,6 +60,8 @@ def build_scheduler(policy: Policy, snap: Snapshot) -> Scheduler:
     """A fresh scheduler holding the snapshot: its allocations, then its pending jobs in
     arrival order (``scheduling.arrival_key``), as ``Policy.decide`` and a rebuild do."""
     sched = policy.scheduler(snap.nodes, snap.projects, snap.now)
+    if snap.reservations:
+        sched.set_reservations(snap.reservations)
     for rj in snap.running:
         sched.add_running(rj)
     for job in sorted(snap.pending, key=arrival_key):
@@ -81,6 +84,7 @@ class IncrementalCore:
         self._shape: NodeShape = ()
         self._available: dict[str, bool] = {}
         self._projects: Mapping[str, ProjectInfo] = {}
+        self._reservations: tuple[Reservation, ...] = ()
         self.rebuilds = 0
 
     def _rebuild(self, snap: Snapshot) -> Scheduler:
@@ -90,11 +94,15 @@ class IncrementalCore:
         self._shape = _shape(snap)
         self._available = {n.name: n.available for n in snap.nodes}
         self._projects = dict(snap.projects)
+        self._reservations = snap.reservations
         self.rebuilds += 1
         return sched
 
     def _sync(self, sched: Scheduler, snap: Snapshot) -> None:
         now = snap.now
+        if snap.reservations != self._reservations:
+            sched.set_reservations(snap.reservations)
+            self._reservations = snap.reservations
         for n in snap.nodes:
             if self._available.get(n.name) != n.available:
                 sched.set_node_available(n.name, n.available)

@@ -63,6 +63,7 @@ class PendingJob:
     gpu_type: str | None = None
     attained_gpu_s: float = 0.0
     preemptible: bool = True
+    reservation: str | None = None  # runs only inside this reservation (Slurm --reservation)
 
 
 _DIGITS = re.compile(r"(\d+)")
@@ -92,6 +93,7 @@ class RunningJob:
     submit_time: float = 0.0
     attained_gpu_s: float = 0.0  # GPU-seconds attained before this run started
     preemptible: bool = True
+    reservation: str | None = None  # the reservation it runs in
 
     @property
     def expected_end(self) -> float:
@@ -109,12 +111,41 @@ class ProjectInfo:
 
 
 @dataclass(frozen=True, slots=True)
+class Reservation:
+    """GPUs held for a window ``[start, end)``: ``gpus`` names the GPUs held per node
+    (``(("node1", 4), ("node2", 2))``). Jobs of ``projects`` that ask for it by name run
+    inside it; a ``maintenance`` reservation runs no job at all. No other job may hold
+    these GPUs at any time in the window."""
+
+    name: str
+    start: float
+    end: float
+    gpus: tuple[tuple[str, int], ...]
+    projects: frozenset[str] = frozenset()
+    maintenance: bool = False
+
+    @property
+    def total_gpus(self) -> int:
+        return sum(k for _, k in self.gpus)
+
+    def admits(self, job: PendingJob) -> bool:
+        """May ``job`` run in this reservation (it asks for it and is of a project)."""
+        return (
+            not self.maintenance and job.reservation == self.name and job.project in self.projects
+        )
+
+    def overlaps(self, start: float, end: float) -> bool:
+        return self.start < end and start < self.end
+
+
+@dataclass(frozen=True, slots=True)
 class Snapshot:
     now: float
     nodes: tuple[Node, ...]
     running: tuple[RunningJob, ...] = ()
     pending: tuple[PendingJob, ...] = ()
     projects: Mapping[str, ProjectInfo] = field(default_factory=lambda: _EMPTY)
+    reservations: tuple[Reservation, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rechenwerk.errors import InvalidInput
-from rechenwerk.scheduling.model import ClusterSpec, PendingJob, ProjectInfo, RunningJob
+from rechenwerk.scheduling.model import (
+    ClusterSpec,
+    PendingJob,
+    ProjectInfo,
+    Reservation,
+    RunningJob,
+)
 from rechenwerk.scheduling.params import PolicyParams
 from rechenwerk.scheduling.policies import make_policy
 from rechenwerk.simulation.metrics import JobOutcome, PolicyMetrics, Timeline, compute_metrics
@@ -113,6 +119,7 @@ def run_simulation(
     shares: Mapping[str, float] | None = None,
     drop_oversized: bool = False,
     strict: bool = False,
+    reservations: Sequence[Reservation] = (),
 ) -> SimulationResult:
     """Replay ``trace_jobs`` on ``cluster`` under ``policy``.
 
@@ -128,6 +135,8 @@ def run_simulation(
     time is killed at its walltime (as Slurm does). ``shares``: fair-share weight per
     project (default equal); quota guarantees default to the capacity split by share.
     ``drop_oversized``: drop (and list) jobs larger than the cluster instead of failing.
+    ``reservations``: advance reservations the scheduler plans around (trace jobs are
+    outside all of them; ``simulation/reservations_file.py``).
 
     The cyclic garbage collector is paused during the replay: the event loop creates
     millions of short-lived objects but no reference cycles (reference counting frees
@@ -149,6 +158,7 @@ def run_simulation(
             shares=shares,
             drop_oversized=drop_oversized,
             strict=strict,
+            reservations=reservations,
         )
     finally:
         if was_enabled:
@@ -168,6 +178,7 @@ def _run(
     shares: Mapping[str, float] | None,
     drop_oversized: bool,
     strict: bool,
+    reservations: Sequence[Reservation] = (),
 ) -> SimulationResult:
     started_wall = time.perf_counter()
     started_cpu = time.process_time()
@@ -232,6 +243,8 @@ def _run(
     }
     sched = pol.scheduler(nodes, projects, jobs[0].submit_time if jobs else 0.0)
     sched.explain = False  # wait reasons are for people; the replay does not read them
+    if reservations:
+        sched.set_reservations(reservations)
 
     n = len(jobs)
     index = {jid: k for k, jid in enumerate(ids)}
@@ -268,6 +281,10 @@ def _run(
                 1.0 / failures.mtbf_node_s
             )
             heapq.heappush(heap, (t_fail, _FAIL, seq, _FAIL, ni, 0))
+
+    for t_r in sorted({t for r in reservations for t in (r.start, r.end)}):
+        seq += 1  # a cycle at every start and end of a reservation
+        heapq.heappush(heap, (t_r, _WAKE, seq, _WAKE, -1, 0))
 
     times: list[float] = []
     busy_s: list[int] = []

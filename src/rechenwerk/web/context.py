@@ -28,6 +28,7 @@ def nav_for(user: Any | None) -> list[NavItem]:
         NavItem("Jobs", "/jobs", "jobs"),
         NavItem("Submit job", "/jobs/new", "submit"),
         NavItem("Proposals", "/proposals", "proposals"),
+        NavItem("Reservations", "/reservations", "reservations"),  # issue 16
     ]
     if getattr(user, "is_reviewer", False):
         items.append(NavItem("Reviews", "/reviews", "reviews"))

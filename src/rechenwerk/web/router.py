@@ -18,6 +18,7 @@ from rechenwerk.web.pages import (
     projects,
     proposals,
     reports,
+    reservations,
     reviews,
     settings,
     static,
@@ -26,5 +27,5 @@ from rechenwerk.web.pages import (
 
 router = APIRouter(include_in_schema=False)
 for _module in (static, auth, oidc, projects, jobs, proposals, reviews, cluster, ops, reports,
-                settings, aup, tokens):
+                settings, aup, tokens, reservations):
     router.include_router(_module.router)

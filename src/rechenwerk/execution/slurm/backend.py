@@ -254,6 +254,11 @@ class SlurmBackend:
         them), so Rechenwerk's scheduling core has none to place on."""
         return ()
 
+    def reservable_nodes(self) -> tuple[NodeInventory, ...]:
+        """Slurm's nodes with their GPUs: what an advance reservation may hold."""
+        return tuple(NodeInventory(n.name, n.gpus, n.gpu_type)
+                     for n in self.transport.cluster_nodes())
+
     def reconcile(self, handles: Sequence[str]) -> ReconcileReport:
         # Unlike poll, an unreachable Slurm raises here: reporting nothing would make
         # the caller believe every job was lost.

@@ -11,12 +11,19 @@ import re
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from rechenwerk.errors import BackendError, BackendUnavailable, InvalidInput
 from rechenwerk.execution.slurm import v0_0_38 as schema
-from rechenwerk.execution.slurm.types import SlurmAccount, SlurmJob, SubmitSpec
+from rechenwerk.execution.slurm.hostlist import expand_hostlist
+from rechenwerk.execution.slurm.types import (
+    SlurmAccount,
+    SlurmJob,
+    SlurmNode,
+    SlurmReservation,
+    SubmitSpec,
+)
 
 _UNREACHABLE = (
     "unable to contact slurm controller",
@@ -92,7 +99,8 @@ class CliTransport:
         return found
 
     def _run(
-        self, argv: list[str], *, stdin: str | None = None, what: str, user: str | None = None
+        self, argv: list[str], *, stdin: str | None = None, what: str, user: str | None = None,
+        utc: bool = False,
     ) -> subprocess.CompletedProcess[str]:
         if user is not None:
             argv = self._as_user(user) + argv
@@ -107,7 +115,8 @@ class CliTransport:
                 capture_output=True,
                 text=True,
                 timeout=self.timeout_s,
-                env=self._env(),
+                # reservation times are read and written in UTC (Slurm uses local time)
+                env={**self._env(), "TZ": "UTC"} if utc else self._env(),
                 check=False,
             )
         except subprocess.TimeoutExpired as exc:
@@ -190,6 +199,8 @@ class CliTransport:
             argv.append(f"--comment={spec.comment}")
         if spec.dependency:
             argv.append(f"--dependency={spec.dependency}")
+        if spec.reservation:
+            argv.append(f"--reservation={spec.reservation}")
         proc = self._run(argv, stdin=spec.script, what="sbatch", user=spec.user)
         if proc.returncode != 0:
             msg = proc.stderr.strip().removeprefix("sbatch: error: ") or "no message"
@@ -299,6 +310,47 @@ class CliTransport:
                 f"slurmctld does not answer: {proc.stdout.strip() or proc.stderr.strip()}",
                 hint="Start it (development: scripts/slurm-dev up).",
             )
+
+    # ------------------------------------------------------------------ reservations
+    def cluster_nodes(self) -> list[SlurmNode]:
+        proc = self._run([self._exe("sinfo"), "-N", "-h", "-o", "%N|%G"], what="sinfo")
+        if proc.returncode != 0:
+            raise BackendError(f"sinfo failed: {(proc.stderr or proc.stdout).strip()}")
+        seen: dict[str, SlurmNode] = {}
+        for line in proc.stdout.splitlines():
+            name, _, gres = line.strip().partition("|")
+            if name and name not in seen:
+                seen[name] = SlurmNode(name, *parse_gpu_gres(gres))
+        return list(seen.values())
+
+    def reservations(self) -> list[SlurmReservation]:
+        proc = self._run([self._exe("scontrol"), "show", "reservation", "-o"],
+                         what="scontrol show reservation", utc=True)
+        if proc.returncode != 0:
+            raise BackendError(f"scontrol show reservation failed: {proc.stderr.strip()}")
+        return [r for line in proc.stdout.splitlines() if (r := parse_reservation(line))]
+
+    def _scontrol_reservation(self, verb: str, r: SlurmReservation) -> None:
+        argv = [self._exe("scontrol"), verb, "reservation",
+                *reservation_args(r, update=verb == "update")]
+        proc = self._run(argv, what=f"scontrol {verb} reservation", utc=True)
+        if proc.returncode != 0:
+            err = (proc.stderr or proc.stdout).strip()
+            raise BackendError(f"Slurm refused to {verb} reservation {r.name}: {err}",
+                               hint="See `scontrol show reservation` and `squeue -w <nodes>`.")
+
+    def create_reservation(self, r: SlurmReservation) -> None:
+        self._scontrol_reservation("create", r)
+
+    def update_reservation(self, r: SlurmReservation) -> None:
+        self._scontrol_reservation("update", r)
+
+    def delete_reservation(self, name: str) -> None:
+        proc = self._run([self._exe("scontrol"), "delete", f"ReservationName={name}"],
+                         what="scontrol delete reservation")
+        if proc.returncode != 0:
+            raise BackendError(f"Slurm refused to delete reservation {name}: "
+                               f"{(proc.stderr or proc.stdout).strip()}")
 
     # ------------------------------------------------------------------ accounts (sacctmgr)
     def _sacctmgr(self, *args: str) -> str:
@@ -436,3 +488,56 @@ def _current_user() -> str:
     import pwd
 
     return pwd.getpwuid(os.geteuid()).pw_name
+
+
+# ---------------------------------------------------------------------- reservations
+_SLURM_TIME = "%Y-%m-%dT%H:%M:%S"
+
+
+def parse_gpu_gres(gres: str) -> tuple[int, str]:
+    """``gpu:a100:4`` (or ``gpu:4(S:0-1)``, several items) -> (4, "a100")."""
+    count, gtype = 0, "gpu"
+    for item in gres.split(","):
+        parts = item.split("(")[0].split(":")
+        if parts[0] == "gpu" and parts[-1].isdigit():
+            count += int(parts[-1])
+            if len(parts) == 3:
+                gtype = parts[1]
+    return count, gtype
+
+
+def _names(value: str) -> tuple[str, ...]:
+    return () if value in ("", "(null)") else tuple(sorted(value.split(",")))
+
+
+def parse_reservation(line: str) -> SlurmReservation | None:
+    """One line of ``scontrol show reservation -o`` (times in UTC: run with TZ=UTC)."""
+    fields = dict(kv.split("=", 1) for kv in line.split() if "=" in kv)
+    name = fields.get("ReservationName")
+    if not name:
+        return None
+    def at(key: str) -> datetime:
+        return datetime.strptime(fields[key], _SLURM_TIME).replace(tzinfo=UTC)
+
+    flags = set(fields.get("Flags", "").split(","))
+    nodes = fields.get("Nodes", "")
+    return SlurmReservation(
+        name=name, start=at("StartTime"), end=at("EndTime"),
+        nodes=tuple(sorted(expand_hostlist(nodes))) if nodes not in ("", "(null)") else (),
+        accounts=_names(fields.get("Accounts", "")), maintenance="MAINT" in flags)
+
+
+def reservation_args(r: SlurmReservation, *, update: bool = False) -> list[str]:
+    """``scontrol create|update reservation`` arguments (one argv item each); an update
+    changes the window, nodes and accounts (a change of kind is a delete and create)."""
+    start = ("now" if r.start <= datetime.now(UTC)  # Slurm refuses a start in the past
+             else r.start.astimezone(UTC).strftime(_SLURM_TIME))
+    args = [f"ReservationName={r.name}", f"StartTime={start}",
+            f"EndTime={r.end.astimezone(UTC).strftime(_SLURM_TIME)}",
+            f"Nodes={','.join(r.nodes)}"]
+    if r.maintenance:
+        if not update:
+            args += ["Users=root", "Flags=MAINT,IGNORE_JOBS"]
+    else:
+        args.append(f"Accounts={','.join(r.accounts)}")
+    return args

@@ -26,7 +26,19 @@ import httpx
 
 from rechenwerk.errors import BackendError, BackendUnavailable, InvalidInput
 from rechenwerk.execution.slurm import v0_0_38
-from rechenwerk.execution.slurm.types import SlurmAccount, SlurmJob, SubmitSpec
+from rechenwerk.execution.slurm.types import (
+    SlurmAccount,
+    SlurmJob,
+    SlurmNode,
+    SlurmReservation,
+    SubmitSpec,
+)
+
+_NO_RESERVATIONS = (
+    "slurmrestd v0.0.38 cannot create, change or delete reservations; keep reservations in "
+    "sync with the CLI transport (RECHENWERK_SLURM_TRANSPORT=cli rechenwerk slurm "
+    "sync-reservations) on the submit host"
+)
 
 SCHEMAS: dict[str, ModuleType] = {"v0.0.38": v0_0_38}
 _TOKEN_LIFESPAN_S = 3600
@@ -353,6 +365,22 @@ class RestTransport:
             what=f"setting QOS {name}",
             json=self.schema.qos_payload(name, priority),
         )
+
+    # advance reservations: not in the v0.0.38 API (docs/slurm.md, "Reservations")
+    def cluster_nodes(self) -> list[SlurmNode]:
+        raise BackendError(_NO_RESERVATIONS)
+
+    def reservations(self) -> list[SlurmReservation]:
+        raise BackendError(_NO_RESERVATIONS)
+
+    def create_reservation(self, r: SlurmReservation) -> None:
+        raise BackendError(_NO_RESERVATIONS)
+
+    def update_reservation(self, r: SlurmReservation) -> None:
+        raise BackendError(_NO_RESERVATIONS)
+
+    def delete_reservation(self, name: str) -> None:
+        raise BackendError(_NO_RESERVATIONS)
 
     def close(self) -> None:
         self._client.close()

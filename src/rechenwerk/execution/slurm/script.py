@@ -82,6 +82,16 @@ def slurm_path(path: str) -> str:
     return path.replace("%", "%%")
 
 
+# Slurm reservations Rechenwerk manages carry this prefix (jobs/slurm_reservations.py);
+# the sync never touches others.
+RESERVATION_PREFIX = "rw-"
+
+
+def slurm_reservation(name: str | None) -> str | None:
+    """The Slurm name of Rechenwerk's reservation ``name`` (sbatch --reservation)."""
+    return None if name is None else RESERVATION_PREFIX + name
+
+
 def check_account(project: str) -> str:
     if not _ACCOUNT.match(project):
         raise InvalidInput(
@@ -255,6 +265,7 @@ def build_submit_spec(
         user=request.user if submit_as_user else None,
         environment=dict(BASE_ENV),
         dependency=dependency_expression(request.after),
+        reservation=slurm_reservation(request.reservation),
     )
 
 

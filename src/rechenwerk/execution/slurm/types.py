@@ -34,6 +34,7 @@ class SubmitSpec:
     user: str | None = None  # submit as this Unix user; None: as the service's own user
     environment: Mapping[str, str] = field(default_factory=dict)  # the job's base env
     dependency: str | None = None  # --dependency, e.g. "afterok:12:13,afternotok:14"
+    reservation: str | None = None  # sbatch --reservation
 
     @property
     def gres(self) -> str | None:
@@ -118,6 +119,29 @@ class SlurmAccount:
     users: frozenset[str] = frozenset()
 
 
+@dataclass(frozen=True, slots=True)
+class SlurmReservation:
+    """A Slurm advance reservation as ``scontrol`` creates and shows it. Times are UTC.
+    ``maintenance``: ``Flags=MAINT,IGNORE_JOBS`` for ``Users=root`` (no jobs run);
+    otherwise the ``accounts`` may run jobs in it with ``--reservation``."""
+
+    name: str
+    start: datetime
+    end: datetime
+    nodes: tuple[str, ...]
+    accounts: tuple[str, ...] = ()
+    maintenance: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class SlurmNode:
+    """A node of the Slurm cluster: its name and GPUs (``sinfo``)."""
+
+    name: str
+    gpus: int
+    gpu_type: str = "gpu"
+
+
 class SlurmTransport(Protocol):
     """How Rechenwerk talks to one Slurm cluster: the CLI or slurmrestd."""
 
@@ -200,5 +224,20 @@ class SlurmTransport(Protocol):
     def set_qos_priority(self, name: str, priority: int) -> None:
         """Create the QOS with ``priority``, or change the priority of an existing one."""
         ...
+
+    # advance reservations (``scontrol``; jobs/slurm_reservations.py keeps them in sync)
+    def cluster_nodes(self) -> list[SlurmNode]:
+        """Every node with its GPUs (what a reservation can hold)."""
+        ...
+
+    def reservations(self) -> list[SlurmReservation]:
+        """Every advance reservation Slurm has."""
+        ...
+
+    def create_reservation(self, r: SlurmReservation) -> None: ...
+
+    def update_reservation(self, r: SlurmReservation) -> None: ...
+
+    def delete_reservation(self, name: str) -> None: ...
 
     def close(self) -> None: ...

@@ -205,6 +205,8 @@ def submit_payload(spec: SubmitSpec) -> dict[str, Any]:
         job["gres"] = spec.gres
     if spec.qos:
         job["qos"] = spec.qos
+    if spec.reservation:
+        job["reservation"] = spec.reservation
     if spec.comment:
         job["comment"] = spec.comment
     if spec.dependency:

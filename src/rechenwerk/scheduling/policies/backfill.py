@@ -168,6 +168,9 @@ class Backfill(QueueScheduler):
     def _order_changed(self) -> None:
         self._bf_dirty = True
 
+    def _reservations_changed(self) -> None:
+        self._bf_dirty = True
+
     def _on_start(self, rj: RunningJob) -> None:
         insort(self._ends, (rj.start_time + rj.walltime_s, rj.job_id))
 
@@ -208,6 +211,8 @@ class EasyBackfill(Backfill):
     def _shadow(self, head: PendingJob, now: float) -> tuple[float, list[int]] | None:
         """When and on which GPUs ``head`` could start if running jobs end by their
         walltime estimates: (shadow time, projected free GPUs per node at that time)."""
+        if self.book is not None:
+            return self._shadow_around_reservations(head, now)
         c = self.cluster
         proj = list(c.free)
         total = c.free_for(head.gpu_type)
@@ -237,9 +242,36 @@ class EasyBackfill(Backfill):
                 return (end if end > now else now), proj
         return None
 
+    def _shadow_around_reservations(
+        self, head: PendingJob, now: float
+    ) -> tuple[float, list[int]] | None:
+        """``_shadow`` with reservations: the head may also start when a reservation it
+        would run into ends, and never where its walltime would cross one."""
+        book = self.book
+        assert book is not None
+        c = self.cluster
+        proj = list(c.free)
+        index = c.index
+        running = self.running
+        events = [(end, jid) for end, jid in self._ends]
+        events += [(t, "") for r in book.items for t in (r.start, r.end) if t > now]
+        events.sort()
+        later = {jid: rj for jid, rj in running.items()}  # still running at the probe time
+        for t, jid in [(now, ""), *events]:
+            if jid:
+                rj = later.pop(jid)
+                for name, idx in rj.placement:
+                    proj[index[name]] += len(idx)
+            t = max(t, now)
+            view = book.view(head, t, proj, later)
+            if view is not None and plan_on(c, head, view) is not None:
+                return t, list(proj)
+        return None
+
     def _backfill_pass(self, head: PendingJob, now: float, res: CycleResult) -> None:
         c = self.cluster
         explain = self.explain
+        book = self.book
         if c.free_total == 0:  # nothing can start now: no need to compute the reservation
             return
         shadow_info = self._shadow(head, now)
@@ -250,13 +282,18 @@ class EasyBackfill(Backfill):
                 res.reasons[head.job_id] = self.blocked_reason(head)
         else:
             shadow, proj = shadow_info
-            rplan = plan_on(c, head, proj)
+            hview = proj if book is None else book.view(head, shadow, proj, self.running)
+            rplan = None if hview is None else plan_on(c, head, hview)
             assert rplan is not None
             spare = proj
             for i, k in rplan:
                 spare[i] -= k
             if explain:
+                why = self.blocked_reason(head) if book is not None else None
                 res.reasons[head.job_id] = WaitReason(
+                    "reservation",
+                    f"{why.message}; it may start {starts_in(shadow - now)}",
+                ) if why is not None and why.code == "reservation" else WaitReason(
                     "resources",
                     f"waiting for {head.gpus} GPUs ({c.free_for(head.gpu_type)} free); "
                     f"reserved to start {starts_in(shadow - now)}",
@@ -282,17 +319,22 @@ class EasyBackfill(Backfill):
                 continue
             long = now + job.walltime_s > shadow
             if not long:
-                plan = c.plan(job)
+                plan = self._plan(job, now)
             elif g > caps_total or (
                 max_cap < g <= max_node and job.nodes is None and job.gpus_per_node is None
             ):
                 plan = None  # cannot fit beside the reservation (quick reject)
+            elif book is None:
+                plan = None if job.reservation is not None else plan_on(c, job, caps)
             else:
-                plan = plan_on(c, job, caps)
+                jview = book.view(job, now, caps, self.running)
+                plan = None if jview is None else plan_on(c, job, jview)
             if plan is None:
                 if explain:
                     res.reasons[job.job_id] = (
-                        reason_res if long and c.plan(job) is not None else self.blocked_reason(job)
+                        reason_res
+                        if long and self._plan(job, now) is not None
+                        else self.blocked_reason(job)
                     )
                 continue
             self._start(job, plan, now, res)
@@ -342,8 +384,14 @@ class ConservativeBackfill(Backfill):
         self._forget_plan()
         return super().set_node_available(name, available)
 
+    def _reservations_changed(self) -> None:
+        self._bf_dirty = True
+        self._forget_plan()
+
     def _backfill_pass(self, head: PendingJob, now: float, res: CycleResult) -> None:
         self._next_resv = math.inf
+        if self.book is not None:
+            self._forget_plan()  # planned afresh each pass around advance reservations
         if self._prof is not None and not self.explain and self._incremental(head, now, res):
             self._wake_for_reservations(now, res)
             return
@@ -417,7 +465,7 @@ class ConservativeBackfill(Backfill):
                     r = resv[jid]
                     if r[0] > now:
                         continue
-                    plan = c.plan(job)
+                    plan = self._plan(job, now)
                     if plan is None:  # its GPUs are fragmented now: retry after bf_interval_s
                         _, d, g = r
                         self._unreserve(prof, r)
@@ -450,7 +498,7 @@ class ConservativeBackfill(Backfill):
             if s is None:
                 continue
             if s <= now:
-                plan = c.plan(job)
+                plan = self._plan(job, now)
                 if plan is not None:
                     self._start(job, plan, now, res)
                     prof.reserve(now, now + d, job.gpus)
@@ -500,6 +548,9 @@ class ConservativeBackfill(Backfill):
         running = self.running
         releases = [(max(end, now), running[jid].gpus) for end, jid in self._ends]
         prof = Profile(now, c.free_total, releases)
+        book = self.book
+        if book is not None:
+            self._hold_reservations(prof, now)
         cap = c.capacity
         jobs = [head, *self._candidates()]
         if not self.explain:
@@ -525,13 +576,21 @@ class ConservativeBackfill(Backfill):
                 if self.explain:
                     res.reasons[job.job_id] = self.blocked_reason(job)
                 continue
+            if job.reservation is not None:
+                # runs on its reservation's GPUs only, which the profile already holds
+                plan = self._plan(job, now)
+                if plan is not None:
+                    self._start(job, plan, now, res)
+                elif self.explain:
+                    res.reasons[job.job_id] = self.blocked_reason(job)
+                continue
             d = job.walltime_s
             s = prof.earliest(job.gpus, d)
             if s is None:  # cannot happen while gpus <= capacity; stay safe
                 res.reasons[job.job_id] = self.blocked_reason(job)
                 continue
             if s <= now and job is not head:
-                plan = c.plan(job)
+                plan = self._plan(job, now)
                 if plan is not None:
                     self._start(job, plan, now, res)
                     prof.reserve(now, now + d, job.gpus)
@@ -549,7 +608,7 @@ class ConservativeBackfill(Backfill):
                     f"{res.reasons[job.job_id].message}; reserved to start {starts_in(s - now)}",
                 )
             else:
-                r = self.blocked_reason(job) if c.plan(job) is None else None
+                r = self.blocked_reason(job) if self._plan(job, now) is None else None
                 res.reasons[job.job_id] = WaitReason(
                     r.code if r else "reservation",
                     (r.message + "; " if r else "would delay earlier reservations; ")
@@ -557,5 +616,24 @@ class ConservativeBackfill(Backfill):
                 )
             if c.free_total == 0:
                 break
-        if not self.explain:
+        if not self.explain and book is None:
             self._prof = prof
+
+    def _hold_reservations(self, prof: Profile, now: float) -> None:
+        """Take the advance reservations' GPUs out of the profile over their windows
+        (GPUs their own jobs hold now are already out until those jobs end)."""
+        book = self.book
+        assert book is not None
+        inside: dict[str, list[RunningJob]] = {}
+        for rj in self.running.values():
+            if rj.reservation is not None:
+                inside.setdefault(rj.reservation, []).append(rj)
+        for r in book.items:
+            if r.end <= now:
+                continue
+            members = inside.get(r.name, [])
+            busy = sum(rj.gpus for rj in members) if r.start <= now else 0
+            prof.reserve(max(r.start, now), r.end, r.total_gpus - busy)
+            if r.start <= now:
+                for rj in members:  # back to the reservation when they end
+                    prof.reserve(max(rj.start_time + rj.walltime_s, now), r.end, rj.gpus)

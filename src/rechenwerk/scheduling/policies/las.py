@@ -166,7 +166,7 @@ class LasScheduler(Scheduler):
                 if c.free_total == 0 and (failed_at <= 1 or below[lvl + 1] == 0):
                     break  # nothing fits and nothing can be preempted for anyone here
                 budget -= 1
-                plan = c.plan(job)
+                plan = self._plan(job, now)
                 if plan is not None:
                     self._start(job, plan, now, res)
                     continue
@@ -217,7 +217,7 @@ class LasScheduler(Scheduler):
                 c.release(rj.placement)
                 released.append(rj)
                 if c.free_for(job.gpu_type) >= job.gpus:
-                    plan = c.plan(job)
+                    plan = self._plan(job, now)
                     if plan is not None:
                         break
             if plan is not None:

@@ -82,7 +82,7 @@ class QuotaScheduler(Scheduler):
                 if job is None:
                     break
                 within = used.get(p, 0) + job.gpus <= g.get(p, 0)
-                plan = c.plan(job)
+                plan = self._plan(job, now)
                 if plan is not None:
                     self._start(job, plan, now, res)
                     continue
@@ -90,8 +90,10 @@ class QuotaScheduler(Scheduler):
                     continue
                 if not self.explain:
                     break
-                if within:
-                    reason = self.blocked_reason(job)
+                reason = self.blocked_reason(job)
+                if reason.code == "reservation":
+                    pass
+                elif within:
                     if reason.code == "resources":
                         reason = WaitReason(
                             "resources",
@@ -134,7 +136,7 @@ class QuotaScheduler(Scheduler):
             c.release(rj.placement)
             released.append(rj)
             if c.free_for(job.gpu_type) >= job.gpus:
-                plan = c.plan(job)
+                plan = self._plan(job, now)
                 if plan is not None:
                     break
         if plan is None:

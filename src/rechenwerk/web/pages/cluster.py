@@ -87,6 +87,9 @@ def cluster_page(
     ctx = {"title": "Cluster", "section": "cluster", **view}
     if request.headers.get("hx-request"):
         return render(request, "ops/_nodes.html", ctx)
+    from rechenwerk.jobs.reservations import visible
+
+    ctx["reservations"] = visible(db, user, get_now(request))
     return render(request, "ops/cluster.html", ctx)
 
 
