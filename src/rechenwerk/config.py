@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # What happens when a submission exceeds the live balance: refuse it, or accept it in
     # the low (scavenger) QOS.
     overdraft_policy: Literal["refuse", "low_qos"] = "refuse"
+    # --- job arrays (scheduling/arrays.py, docs/jobs.md "Job arrays") ----------------
+    # Most tasks one array may have (Slurm's MaxArraySize bounds the index instead).
+    max_array_tasks: int = Field(default=10_000, ge=1, le=100_000)
 
     # --- execution ------------------------------------------------------------------
     executor: Literal["local", "slurm"] = "local"

@@ -25,6 +25,28 @@ class GpuSlice:
 
 
 @dataclass(frozen=True, slots=True)
+class ArrayTask:
+    """The job is one task of a job array: what the task is told about its array (the
+    variables Slurm sets as SLURM_ARRAY_*)."""
+
+    array_job_id: str  # the array's id (its first task's job id)
+    task_id: int  # this task's index
+    task_count: int
+    task_min: int
+    task_max: int
+    task_limit: int | None = None  # %N: at most this many tasks run at once
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "RECHENWERK_ARRAY_JOB_ID": self.array_job_id,
+            "RECHENWERK_ARRAY_TASK_ID": str(self.task_id),
+            "RECHENWERK_ARRAY_TASK_COUNT": str(self.task_count),
+            "RECHENWERK_ARRAY_TASK_MIN": str(self.task_min),
+            "RECHENWERK_ARRAY_TASK_MAX": str(self.task_max),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class LaunchRequest:
     """Everything a backend needs to start one job. Strings here are user-supplied:
     backends must never pass them through a shell unquoted."""
@@ -53,6 +75,7 @@ class LaunchRequest:
     # Rechenwerk's ids of the user and project: the local sandbox maps them to Unix ids.
     user_id: int | None = None
     project_id: int | None = None
+    array: ArrayTask | None = None  # a task of a job array
 
 
 class BackendJobState(enum.StrEnum):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
 from sqlalchemy import update
@@ -18,15 +19,35 @@ from sqlalchemy.orm import Session, sessionmaker
 from rechenwerk.access.models import Project, User
 from rechenwerk.clock import Clock
 from rechenwerk.errors import RechenwerkError
-from rechenwerk.execution.base import ExecutionBackend, GpuSlice, LaunchRequest
+from rechenwerk.execution.base import ArrayTask, ExecutionBackend, GpuSlice, LaunchRequest
 from rechenwerk.jobs.logs import log_dir_for
-from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.models import Job, JobArray
 from rechenwerk.jobs.progress import requeue_failed_launch
 from rechenwerk.jobs.states import JobState
 from rechenwerk.jobs.transitions import transition
+from rechenwerk.scheduling.arrays import MAX_ARRAY_INDEX, parse_array
 from rechenwerk.store.session import session_scope
 
 log = logging.getLogger("rechenwerk.scheduler")
+
+
+@lru_cache(maxsize=64)
+def _array_bounds(expression: str) -> tuple[int, int, int]:
+    """(count, min, max) of an array's indices: parsed once per array, not per task."""
+    indices = parse_array(expression, max_tasks=MAX_ARRAY_INDEX + 1).indices  # stored: valid
+    return len(indices), indices[0], indices[-1]
+
+
+def array_task(session: Session, job: Job) -> ArrayTask | None:
+    """What a task of an array is told about its array (None: not a task)."""
+    if job.array_job_id is None or job.array_task_id is None:
+        return None
+    info = session.get(JobArray, job.array_job_id)
+    if info is None:
+        return None
+    count, low, high = _array_bounds(info.expression)
+    return ArrayTask(str(job.array_job_id), job.array_task_id, count, low, high,
+                     info.task_limit)
 
 
 class Launcher:
@@ -74,6 +95,7 @@ class Launcher:
             placement=placement,
             user_id=job.user_id,
             project_id=job.project_id,
+            array=array_task(session, job),
         )
 
     def launch(self, job_ids: Sequence[int]) -> int:

@@ -61,6 +61,7 @@ from rechenwerk.jobs.states import ACTIVE_STATES, JobState
 from rechenwerk.jobs.transitions import transition
 from rechenwerk.log_format import cycle_var
 from rechenwerk.observability import instruments
+from rechenwerk.scheduling.arrays import hold_array_excess
 from rechenwerk.scheduling.incremental import IncrementalCore
 from rechenwerk.scheduling.policies import Policy
 from rechenwerk.store.session import session_scope
@@ -291,6 +292,8 @@ class SchedulerLoop:
             lap("snapshot")
             if self._thread is not None:  # cycles run by hand (tests) forecast by hand
                 self.forecasts.offer(snap)
+            # Array tasks beyond their array's %N limit never reach the policy.
+            snap, array_held = hold_array_excess(snap)
             decision = self.core.decide(snap) if self.incremental else self.policy.decide(snap)
             lap("decide")
             applied = self.applier.apply(decision, running_placements(snap))
@@ -298,7 +301,7 @@ class SchedulerLoop:
             stats.launch_failed = applied.launch_failed
             lap("apply")
             stats.waiting, stats.reasons_written = self.reasons.write(
-                waiting_reasons(applied.held_back, decision.waiting), stored,
+                waiting_reasons(applied.held_back, {**decision.waiting, **array_held}), stored,
                 applied.started_ids)
             lap("reasons")
         self._tune_gc()

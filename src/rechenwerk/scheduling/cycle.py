@@ -293,6 +293,7 @@ class Scheduler:
             job.submit_time,
             job.attained_gpu_s,
             job.preemptible,
+            job.array_id,
         )
         del self.pending[job.job_id]
         self._dequeue(job)
