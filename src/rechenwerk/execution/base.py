@@ -142,6 +142,9 @@ class BackendCapabilities:
     graceful_preemption: bool
     # True: reconcile() also reports jobs the backend ran that Rechenwerk did not submit.
     imports_foreign_jobs: bool
+    # True: submit_array() hands the tasks of a job array over as ONE backend array
+    # (Slurm: sbatch --array); the backend enforces the array's %N limit itself.
+    job_arrays: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,6 +199,16 @@ class ExecutionBackend(Protocol):
 
     def close(self) -> None:
         """Release resources (threads, connections). Running jobs keep running."""
+        ...
+
+
+@runtime_checkable
+class ArraySubmitting(Protocol):
+    """A backend that runs the tasks of a job array as one array of its own."""
+
+    def submit_array(self, requests: Sequence[LaunchRequest]) -> Mapping[str, str]:
+        """Submit tasks of ONE array (each request's ``array`` set); their handles by
+        Rechenwerk job id. All or nothing: raises BackendError when it was refused."""
         ...
 
 

@@ -387,9 +387,11 @@ class SchedulerLoop:
         return sent
 
     def hand_over(self, stats: CycleStats) -> None:
-        """Self-scheduling backends (Slurm): hand every pending job over at once."""
+        """Self-scheduling backends (Slurm): hand every pending job over at once; the
+        waiting tasks of one job array go together (one ``sbatch --array``)."""
         now = self.clock.now()
         ids: list[int] = []
+        arrays: dict[int, list[int]] = {}
         name = self.backend.name
         with session_scope(self.session_factory) as session:
             for job in session.scalars(
@@ -402,10 +404,15 @@ class SchedulerLoop:
                                               "backend_handle": None, "placement": None,
                                               "reason_code": "backend",
                                               "reason": f"submitted to {name}"}):
-                    ids.append(job.id)
+                    if job.array_job_id is not None:
+                        arrays.setdefault(job.array_job_id, []).append(job.id)
+                    else:
+                        ids.append(job.id)
         launched = self.launcher.launch(ids)
+        for tasks in arrays.values():
+            launched += self.launcher.launch_array(tasks)
         stats.started += launched
-        stats.launch_failed += len(ids) - launched
+        stats.launch_failed += len(ids) + sum(map(len, arrays.values())) - launched
 
 
 def _policy_from(settings: Settings) -> Policy:
