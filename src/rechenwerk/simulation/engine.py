@@ -15,6 +15,7 @@ for tests).
 
 from __future__ import annotations
 
+import collections
 import gc
 import heapq
 import math
@@ -275,6 +276,35 @@ def _run(
         return PendingJob(j.job_id, j.project, j.gpus, j.qos, None, j.gpus_per_node,
                           wall_left[k], j.submit_time, j.gpu_type, attained[k], True)
 
+    # Job arrays' %N: at most N tasks of an array are in the core at once (queued or
+    # running); the others wait here and enter, in trace order, as tasks of theirs end.
+    active: dict[str, int] = {}
+    backlog: dict[str, collections.deque[int]] = {}
+    held = 0
+
+    def admit(k: int) -> None:
+        nonlocal held
+        j = jobs[k]
+        if j.array_id is not None and j.array_limit:
+            if active.get(j.array_id, 0) >= j.array_limit:
+                backlog.setdefault(j.array_id, collections.deque()).append(k)
+                held += 1
+                return
+            active[j.array_id] = active.get(j.array_id, 0) + 1
+        sched.submit(queued(k))
+
+    def release(k: int) -> None:
+        nonlocal held
+        aid = jobs[k].array_id
+        if aid is None or not jobs[k].array_limit:
+            return
+        active[aid] -= 1
+        waiting = backlog.get(aid)
+        if waiting:
+            held -= 1
+            active[aid] += 1
+            sched.submit(queued(waiting.popleft()))
+
     def requeue(k: int, rj: RunningJob, now: float) -> None:
         nonlocal busy, total_preempts
         elapsed = now - rj.start_time
@@ -337,6 +367,7 @@ def _run(
                         lost[k],
                     )
                     done += 1
+                    release(k)
                 elif kind == _WAKE:
                     if now == next_wake:
                         next_wake = math.inf
@@ -354,7 +385,7 @@ def _run(
                     t_fail = now + rng.expovariate(1.0 / failures.mtbf_node_s)  # type: ignore[union-attr]
                     push(heap, (t_fail, _FAIL, seq, _FAIL, k, 0))
             while nxt < n and submit[nxt] == now:
-                sched.submit(queued(nxt))
+                admit(nxt)
                 nxt += 1
                 events += 1
             res = sched.schedule(now)
@@ -390,11 +421,11 @@ def _run(
             push(heap, (w, _WAKE, seq, _WAKE, -1, 0))
         if times and times[-1] == now:
             busy_s[-1] = busy
-            queue_s[-1] = len(pending)
+            queue_s[-1] = len(pending) + held
         else:
             times.append(now)
             busy_s.append(busy)
-            queue_s.append(len(pending))
+            queue_s.append(len(pending) + held)
         if strict:
             _check_views(sched.cluster.free, sched.cluster.names, occupied, nodes)
         if progress is not None and done >= next_report:

@@ -27,6 +27,10 @@ class TraceJob:
     gpus_per_node: int | None = None
     qos: str = "normal"
     gpu_type: str | None = None
+    # A task of a job array (``job_id`` is ``<array_id>_<index>``) and the array's limit
+    # of tasks running at once (None: none); the simulator honours it.
+    array_id: str | None = None
+    array_limit: int | None = None
 
     @property
     def gpu_seconds(self) -> float:
