@@ -84,12 +84,9 @@ def _job_path(text: str) -> str:
 
 def array_states(counts: dict[str, int]) -> str:
     """``8 running, 90 pending, 2 done`` from an array's tasks per state."""
-    groups = (("running", ("starting", "running")), ("pending", ("pending", "preempted")),
-              ("done", ("completed",)), ("failed", ("failed",)),
-              ("timeout", ("timeout",)), ("cancelled", ("cancelled",)))
-    parts = [f"{n} {word}" for word, states in groups
-             if (n := sum(counts.get(st, 0) for st in states))]
-    return ", ".join(parts)
+    from rechenwerk.jobs.service import describe_array_states
+
+    return describe_array_states(counts)
 
 
 def _row_id(job: dict[str, Any]) -> str:

@@ -572,6 +572,16 @@ def is_array_head(job: Job) -> bool:
     return job.array_job_id is not None and job.array_job_id == job.id
 
 
+def describe_array_states(counts: dict[str, int]) -> str:
+    """``8 running, 90 pending, 2 done`` from an array's tasks per state (CLI, portal)."""
+    groups = (("running", ("starting", "running")), ("pending", ("pending", "preempted")),
+              ("done", ("completed",)), ("failed", ("failed",)),
+              ("timeout", ("timeout",)), ("cancelled", ("cancelled",)))
+    parts = [f"{n} {word}" for word, states in groups
+             if (n := sum(counts.get(st, 0) for st in states))]
+    return ", ".join(parts)
+
+
 def display_id(job: Job) -> str:
     """``123_4`` for a task of array 123, the plain id otherwise."""
     if job.array_job_id is None:
