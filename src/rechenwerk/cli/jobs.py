@@ -147,9 +147,9 @@ def register(app: typer.Typer) -> None:
             return
         verb = "submitted" if job.get("created", True) else "already submitted (same key)"
         qos = job["qos"] + (" (over budget: low QOS)" if job.get("over_budget") else "")
-        if "tasks" in job:
+        if job.get("array"):
             tasks = int(job["tasks"])
-            console.print(f"array {job['id']}_[{job['spec']['array']}] {verb}: {tasks} tasks of "
+            console.print(f"array {job['array']['display_id']} {verb}: {tasks} tasks of "
                           f"{job['name']} in {job['project']}, {job['gpus']} GPUs each, "
                           f"walltime {_dur(job['walltime_s'])}, QOS {qos}, commits "
                           f"{_gpu_h(tasks * job['committed_gpu_hours'])} GPU-hours",

@@ -149,8 +149,13 @@ async def submit_job(
         result = service.submit_job(session, user, spec, clock=clock, settings=settings)
         out = job_dict(result.job, result.project, user.username)
         out["created"] = result.created
-        if result.tasks > 1 or result.job.array_job_id is not None:
+        if result.job.array_job_id is not None:
             out["tasks"] = result.tasks
+            info = service.array_infos(session, [result.job.array_job_id]).get(
+                result.job.array_job_id)
+            if info is not None:
+                out["array"] = array_summary(info, {})
+                del out["array"]["states"]  # a submission answers before any task moved
         # Commit in this thread-pool call rather than in get_session's own (one hop less
         # on the hottest path); get_session then finds the session idle. The commit
         # wakes the scheduler (jobs/wakeup.py).
