@@ -107,3 +107,17 @@ def test_tasks_beyond_the_limit_wait_with_the_reason() -> None:
 def test_no_limit_no_change() -> None:
     snap = Snapshot(now=0.0, nodes=(Node("n1", 8),), pending=(_task(1, None), _task(2, None)))
     assert hold_array_excess(snap) == (snap, {})
+
+
+def test_forecasts_let_held_tasks_in_as_their_array_frees_slots() -> None:
+    from rechenwerk.scheduling.forecast import forecast_starts
+    from rechenwerk.scheduling.policies import make_policy
+
+    pending = tuple(PendingJob(job_id=str(10 + i), gpus=1, walltime_s=100.0, array_id="10",
+                               array_index=i, array_limit=2) for i in range(6))
+    snap = Snapshot(now=0.0, nodes=(Node("n1", 8),), pending=(*pending,
+                    PendingJob("99", gpus=1, walltime_s=100.0)))
+    fc = forecast_starts(make_policy("fifo"), snap)
+    assert [fc.start_of(str(10 + i)) for i in range(6)] == [0.0, 0.0, 100.0, 100.0,
+                                                             200.0, 200.0]
+    assert fc.start_of("99") == 0.0

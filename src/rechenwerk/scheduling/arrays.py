@@ -130,7 +130,7 @@ def hold_array_excess(snap: Snapshot) -> tuple[Snapshot, dict[str, WaitReason]]:
             running[rj.array_id] = running.get(rj.array_id, 0) + 1
     admitted: dict[str, int] = {}
     held: dict[str, WaitReason] = {}
-    for job in sorted(limited, key=_task_order):
+    for job in sorted(limited, key=task_order):
         aid, cap = job.array_id, job.array_limit
         assert aid is not None and cap is not None
         busy = running.get(aid, 0)
@@ -144,6 +144,7 @@ def hold_array_excess(snap: Snapshot) -> tuple[Snapshot, dict[str, WaitReason]]:
     return replace(snap, pending=tuple(pending)), held
 
 
-def _task_order(job: PendingJob) -> tuple[float, int, str]:
+def task_order(job: PendingJob) -> tuple[float, int, str]:
+    """The order an array's tasks are let through: submission, then index."""
     return (job.submit_time, job.array_index if job.array_index is not None else 0,
             job.job_id)
