@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rechenwerk.clock import Clock, WallClock
@@ -53,7 +53,7 @@ from rechenwerk.jobs.apply import DecisionApplier
 from rechenwerk.jobs.forecasts import ForecastCompanion
 from rechenwerk.jobs.launch import Launcher
 from rechenwerk.jobs.leadership import Leadership
-from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.models import Job, JobEvent
 from rechenwerk.jobs.progress import active_jobs, apply_backend_status
 from rechenwerk.jobs.reasons import ReasonWriter, waiting_reasons
 from rechenwerk.jobs.snapshot import SnapshotBuilder, running_placements
@@ -391,11 +391,12 @@ class SchedulerLoop:
         waiting tasks of one job array go together (one ``sbatch --array``)."""
         now = self.clock.now()
         ids: list[int] = []
-        arrays: dict[int, list[int]] = {}
         name = self.backend.name
         with session_scope(self.session_factory) as session:
+            arrays = self._hand_over_array_tasks(session, now)
             for job in session.scalars(
-                select(Job).where(Job.state == JobState.PENDING.value).order_by(Job.id)
+                select(Job).where(Job.state == JobState.PENDING.value,
+                                  Job.array_job_id.is_(None)).order_by(Job.id)
             ):
                 if transition(session, job, JobState.STARTING, now=now,
                                       reason=f"submitted to {name}",
@@ -404,15 +405,40 @@ class SchedulerLoop:
                                               "backend_handle": None, "placement": None,
                                               "reason_code": "backend",
                                               "reason": f"submitted to {name}"}):
-                    if job.array_job_id is not None:
-                        arrays.setdefault(job.array_job_id, []).append(job.id)
-                    else:
-                        ids.append(job.id)
+                    ids.append(job.id)
         launched = self.launcher.launch(ids)
         for tasks in arrays.values():
             launched += self.launcher.launch_array(tasks)
         stats.started += launched
         stats.launch_failed += len(ids) + sum(map(len, arrays.values())) - launched
+
+
+    def _hand_over_array_tasks(self, session: Session, now: datetime) -> dict[int, list[int]]:
+        """Every waiting task of every job array to STARTING in one guarded UPDATE (and
+        its events in one executemany), not one round trip per task: a 10,000-task
+        array is handed over at once. Returns the task ids by array."""
+        name = self.backend.name
+        table = Job.__table__
+        rows = session.connection().execute(
+            update(table)  # type: ignore[arg-type]
+            .where(table.c.state == JobState.PENDING.value, table.c.array_job_id.is_not(None))
+            .values(state=JobState.STARTING.value, attempt=table.c.attempt + 1,
+                    backend=name, backend_handle=None, placement=None,
+                    reason_code="backend", reason=f"submitted to {name}", updated_at=now)
+            .returning(table.c.id, table.c.array_job_id)
+        ).all()
+        if not rows:
+            return {}
+        session.connection().execute(insert(JobEvent.__table__), [  # type: ignore[arg-type]
+            {"job_id": jid, "at": now, "from_state": JobState.PENDING.value,
+             "to_state": JobState.STARTING.value, "reason": f"submitted to {name}"}
+            for jid, _aid in rows])
+        for _ in rows:
+            instruments.count_state_change(JobState.STARTING.value)
+        arrays: dict[int, list[int]] = {}
+        for jid, aid in rows:
+            arrays.setdefault(int(aid), []).append(int(jid))
+        return arrays
 
 
 def _policy_from(settings: Settings) -> Policy:
