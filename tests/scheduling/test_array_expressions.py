@@ -121,3 +121,13 @@ def test_forecasts_let_held_tasks_in_as_their_array_frees_slots() -> None:
     assert [fc.start_of(str(10 + i)) for i in range(6)] == [0.0, 0.0, 100.0, 100.0,
                                                              200.0, 200.0]
     assert fc.start_of("99") == 0.0
+
+
+@given(st.text(alphabet="0123456789-:,%x ", max_size=30))
+def test_property_any_text_parses_or_is_refused_in_words(text: str) -> None:
+    try:
+        arr = parse_array(text, max_tasks=1000)
+    except ValueError as exc:
+        assert str(exc)  # a message, never another exception
+    else:
+        assert 1 <= arr.count <= 1000 and (arr.limit is None or arr.limit >= 1)
