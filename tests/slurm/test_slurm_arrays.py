@@ -65,9 +65,8 @@ def test_an_array_runs_as_one_slurm_array_and_each_task_sees_its_index(
 
 
 def test_one_task_cancelled_alone_and_the_limit_holds_the_others(
-        slurm_account: SlurmAccount, slurm_up: None) -> None:
+        backend: SlurmBackend, slurm_account: SlurmAccount) -> None:
     acc = slurm_account
-    backend = SlurmBackend(CliTransport())
     reqs = _tasks(acc, [0, 1, 2], 1, ("sleep", "30"))
     handles = list(backend.submit_array(reqs).values())  # type: ignore[arg-type]
     first = wait_state(backend, handles[0], terminal=False,
@@ -84,7 +83,6 @@ def test_one_task_cancelled_alone_and_the_limit_holds_the_others(
     backend.cancel(handles[1])
     for h in handles[:2]:
         assert wait_state(backend, h).state is BackendJobState.CANCELLED
-    backend.close()
 
 
 # --------------------------------------------------------------------------- the platform
