@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
@@ -40,6 +40,7 @@ PROJECT = "nordlicht-llm"  # greta's project, awarded 5,000 GPU-hours in the dem
 class Populated:
     tokens: dict[str, str]  # demo username -> API token secret
     jobs: dict[str, int] = field(default_factory=dict)  # completed, failed, ... -> job id
+    max_job_id: int = 0  # the highest job id stored (a job array's last task)
 
 
 def _job(session: Session, user: User, settings: Settings, now: datetime, *, name: str,
@@ -96,8 +97,13 @@ def populate(session: Session, *, now: datetime, settings: Settings) -> Populate
     _start(session, running, now - timedelta(minutes=19))
     pending = _job(session, greta, settings, now - timedelta(minutes=1), name="pending",
                    gpus=1, walltime="10m", depends_on={"after_any": [running.id]})
+    sweep = submit_job(session, greta, parse_spec({
+        "name": "sweep", "project": PROJECT, "command": "true", "gpus": 1,
+        "walltime": "10m", "array": "0-2%1"}), clock=FakeClock(now), settings=settings).job
     out.jobs = {"completed": completed.id, "failed": failed.id, "cancelled": cancelled.id,
-                "running": running.id, "pending": pending.id}
+                "running": running.id, "pending": pending.id, "array": sweep.id}
+    session.flush()
+    out.max_job_id = int(session.scalar(select(func.max(Job.id))) or 0)
 
     # Usage imported from Slurm (no Rechenwerk job), and the Slurm-side energy figures.
     assert completed.award_period_id is not None

@@ -184,6 +184,9 @@ class Settings(BaseSettings):
     # Slurm's kill_invalid_depend: a job whose dependency can never be met is cancelled;
     # false: it stays pending with reason dependency_never_satisfied for its user.
     kill_invalid_dependency: bool = True
+    # --- job arrays (scheduling/arrays.py, docs/jobs.md "Job arrays") ----------------
+    # Most tasks one array may have (Slurm's MaxArraySize bounds the index instead).
+    max_array_tasks: int = Field(default=10_000, ge=1, le=100_000)
 
     # --- execution ------------------------------------------------------------------
     executor: Literal["local", "slurm"] = "local"

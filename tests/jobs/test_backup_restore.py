@@ -128,7 +128,7 @@ def test_dump_restore_and_the_service_carries_on(tmp_path: Path) -> None:
             engine_live.dispose()
             engine_restored.dispose()
         assert sequences(restored) == sequences(live)
-        assert sequences(live)["jobs_id_seq"] == max(populated.jobs.values())
+        assert sequences(live)["jobs_id_seq"] == populated.max_job_id
 
         # The API sees the same jobs, balances and audit log.
         clock = FakeClock(datetime.now(UTC))
@@ -172,7 +172,7 @@ def _service_carries_on(url: str, populated: Populated, before: dict[str, Any],
                                              "walltime": "5m"})
         assert r.status_code == 201, r.text
         new_id = int(r.json()["id"])
-        assert new_id > max(jobs.values())
+        assert new_id > populated.max_job_id
         wait_for(lambda: state(new_id) == "completed", "the new job to run")
 
         # Passwords (argon2 hashes) came along: a password login works.

@@ -210,7 +210,7 @@ def _service_carries_on(url: str, reference_url: str, populated: Populated) -> N
             "name": "after-upgrade", "project": PROJECT, "command": "true", "gpus": 1,
             "walltime": "5m"})
         assert r.status_code == 201, r.text
-        assert r.json()["id"] > max(populated.jobs.values())
+        assert r.json()["id"] > populated.max_job_id
 
 
 def test_previous_release_upgrades_with_the_cli(

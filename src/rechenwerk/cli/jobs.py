@@ -68,6 +68,33 @@ def _terms(priority: dict[str, float] | None) -> list[str]:
     return [f"{priority[k]:,.1f}" for k in ("total", "age", "fairshare", "jobsize", "qos")]
 
 
+def job_ref(text: str) -> tuple[int, int | None]:
+    """``123`` (a job, or a whole array) or ``123_4`` (task 4 of array 123)."""
+    head, sep, index = text.strip().partition("_")
+    if not head.isdigit() or (sep and not index.isdigit()):
+        raise InvalidInput(f"{text!r} is not a job id: use 123, or 123_4 for task 4 of "
+                           "array 123", field="job")
+    return int(head), int(index) if sep else None
+
+
+def _job_path(text: str) -> str:
+    job_id, index = job_ref(text)
+    return f"/api/v1/jobs/{job_id}" + ("" if index is None else f"/tasks/{index}")
+
+
+def array_states(counts: dict[str, int]) -> str:
+    """``8 running, 90 pending, 2 done`` from an array's tasks per state."""
+    from rechenwerk.jobs.service import describe_array_states
+
+    return describe_array_states(counts)
+
+
+def _row_id(job: dict[str, Any]) -> str:
+    if job.get("array"):
+        return str(job["array"]["display_id"])
+    return str(job.get("display_id") or job["id"])
+
+
 def load_spec_file(path: Path, overrides: dict[str, Any] | None = None,
                    after: dict[str, list[str]] | None = None) -> dict[str, Any]:
     """Read a YAML/JSON spec and validate it locally (clear errors before any request).
@@ -140,6 +167,14 @@ def register(app: typer.Typer) -> None:
             return
         verb = "submitted" if job.get("created", True) else "already submitted (same key)"
         qos = job["qos"] + (" (over budget: low QOS)" if job.get("over_budget") else "")
+        if job.get("array"):
+            tasks = int(job["tasks"])
+            console.print(f"array {job['array']['display_id']} {verb}: {tasks} tasks of "
+                          f"{job['name']} in {job['project']}, {job['gpus']} GPUs each, "
+                          f"walltime {_dur(job['walltime_s'])}, QOS {qos}, commits "
+                          f"{_gpu_h(tasks * job['committed_gpu_hours'])} GPU-hours",
+                          highlight=False)
+            return
         console.print(f"job {job['id']} {verb}: {job['name']} in {job['project']}, "
                       f"{job['gpus']} GPUs, walltime {_dur(job['walltime_s'])}, QOS {qos}, "
                       f"commits {_gpu_h(job['committed_gpu_hours'])} GPU-hours",
@@ -153,20 +188,25 @@ def register(app: typer.Typer) -> None:
                                         help="Filter by state (repeatable or comma list)."),
         mine: bool = typer.Option(False, "--mine", help="Only my jobs."),
         limit: int = typer.Option(50, "--limit"),
+        expand: bool = typer.Option(False, "--expand",
+                                    help="One row per task of job arrays."),
         as_json: bool = typer.Option(False, "--json"),
     ) -> None:
-        """List jobs of your projects (operators: all)."""
+        """List jobs of your projects (operators: all); a job array is one row."""
         data = _call("GET", "/api/v1/jobs", params={
             "project": project, "state": ",".join(state) or None,
-            "mine": "true" if mine else None, "limit": limit})
+            "mine": "true" if mine else None, "limit": limit,
+            "expand": "true" if expand else None})
         if as_json:
             print_json(data)
             return
         print_table(
             ["ID", "NAME", "PROJECT", "USER", "STATE", "QOS", "GPUS", "WALLTIME", "SUBMITTED",
              "REASON"],
-            [[j["id"], j["name"], j["project"], j["user"], j["state"], j["qos"], j["gpus"],
-              _dur(j["walltime_s"]), _time(j["submitted_at"]), j["reason"] or ""]
+            [[_row_id(j), j["name"], j["project"], j["user"],
+              array_states(j["array"]["states"]) if j.get("array") else j["state"],
+              j["qos"], j["gpus"], _dur(j["walltime_s"]), _time(j["submitted_at"]),
+              "" if j.get("array") else j["reason"] or ""]
              for j in data["items"]],
             title=f"{len(data['items'])} of {data['total']} jobs",
         )
@@ -176,14 +216,17 @@ def register(app: typer.Typer) -> None:
 
     @job_app.command("show")
     @handle_errors
-    def show(job_id: int, as_json: bool = typer.Option(False, "--json")) -> None:
-        """A job's details and state history."""
-        j = _call("GET", f"/api/v1/jobs/{job_id}")
+    def show(ref: str = typer.Argument(..., metavar="JOB", help="123, or 123_4 (a task)."),
+             as_json: bool = typer.Option(False, "--json")) -> None:
+        """A job's details and state history; an array's id lists its tasks."""
+        j = _call("GET", _job_path(ref))
+        job_id = j["id"]
         if as_json:
             print_json(j)
             return
         rows = [
-            ("job", f"{j['id']} {j['name']}"), ("project", j["project"]), ("user", j["user"]),
+            ("job", f"{j.get('display_id') or j['id']} {j['name']}"),
+            ("project", j["project"]), ("user", j["user"]),
             ("state", j["state"] + (" (cancel requested)" if j["cancel_requested"] else "")),
             ("reason", j["reason"] or ""), ("qos", j["qos"]), ("gpus", j["gpus"]),
             ("walltime", _dur(j["walltime_s"])), ("attempt", j["attempt"]),
@@ -212,7 +255,16 @@ def register(app: typer.Typer) -> None:
                             _expected(j.get("expected_start")) + " (a forecast from the "
                             "queue and recent run times)" if j.get("expected_start")
                             else "not forecast yet"))
-        print_table(["FIELD", "VALUE"], rows, title=f"job {j['id']}")
+        if j.get("array"):
+            rows.insert(1, ("array", f"{j['array']['display_id']}: "
+                                     f"{array_states(j['array']['states'])}"))
+        print_table(["FIELD", "VALUE"], rows, title=f"job {j.get('display_id') or j['id']}")
+        if j.get("tasks"):
+            print_table(["TASK", "JOB", "STATE", "EXIT", "STARTED", "ENDED", "REASON"],
+                        [[t["display_id"], t["id"], t["state"],
+                          "" if t["exit_code"] is None else t["exit_code"],
+                          _time(t["started_at"]), _time(t["ended_at"]), t["reason"] or ""]
+                         for t in j["tasks"]], title=f"{len(j['tasks'])} tasks")
         print_table(["AT", "FROM", "TO", "REASON"],
                     [[_time(e["at"]), e["from"] or "", e["to"], e["reason"] or ""]
                      for e in j["events"]], title="history")
@@ -220,13 +272,16 @@ def register(app: typer.Typer) -> None:
     @app.command("logs")
     @handle_errors
     def logs(
-        job_id: int,
+        ref: str = typer.Argument(..., metavar="JOB", help="123, or 123_4 (a task)."),
         follow: bool = typer.Option(False, "--follow", "-f", help="Keep printing new output."),
         stderr: bool = typer.Option(False, "--stderr", help="Show stderr instead of stdout."),
         attempt: int | None = typer.Option(None, "--attempt", help="Run number (default last)."),
         interval: float = typer.Option(1.0, "--interval", help="Seconds between polls (-f)."),
     ) -> None:
         """Print a job's output; with -f follow it until the job ends."""
+        job_id, index = job_ref(ref)
+        if index is not None:  # a task of an array: its own job id
+            job_id = int(_call("GET", _job_path(ref))["id"])
         stream = "stderr" if stderr else "stdout"
         offset, run = 0, attempt
         while True:
@@ -253,12 +308,18 @@ def register(app: typer.Typer) -> None:
 
     @app.command("cancel")
     @handle_errors
-    def cancel(job_ids: list[int] = typer.Argument(..., help="Job id(s).")) -> None:
+    def cancel(job_ids: list[str] = typer.Argument(
+            ..., help="Job id(s); an array's id cancels all its tasks, 123_4 one task.")
+               ) -> None:
         """Cancel jobs (running ones get SIGTERM, a grace period, then SIGKILL)."""
-        for job_id in job_ids:
-            j = _call("POST", f"/api/v1/jobs/{job_id}/cancel")
+        for ref in job_ids:
+            j = _call("POST", _job_path(ref) + "/cancel")
+            if j.get("array") and job_ref(ref)[1] is None:
+                console.print(f"array {j['array']['display_id']}: cancelled "
+                              f"({array_states(j['array']['states'])})", highlight=False)
+                continue
             what = "cancelled" if j["state"] == "cancelled" else "cancel requested"
-            console.print(f"job {job_id}: {what}", highlight=False)
+            console.print(f"job {ref}: {what}", highlight=False)
 
     @app.command("balance")
     @handle_errors

@@ -25,6 +25,28 @@ class GpuSlice:
 
 
 @dataclass(frozen=True, slots=True)
+class ArrayTask:
+    """The job is one task of a job array: what the task is told about its array (the
+    variables Slurm sets as SLURM_ARRAY_*)."""
+
+    array_job_id: str  # the array's id (its first task's job id)
+    task_id: int  # this task's index
+    task_count: int
+    task_min: int
+    task_max: int
+    task_limit: int | None = None  # %N: at most this many tasks run at once
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "RECHENWERK_ARRAY_JOB_ID": self.array_job_id,
+            "RECHENWERK_ARRAY_TASK_ID": str(self.task_id),
+            "RECHENWERK_ARRAY_TASK_COUNT": str(self.task_count),
+            "RECHENWERK_ARRAY_TASK_MIN": str(self.task_min),
+            "RECHENWERK_ARRAY_TASK_MAX": str(self.task_max),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class LaunchRequest:
     """Everything a backend needs to start one job. Strings here are user-supplied:
     backends must never pass them through a shell unquoted."""
@@ -58,6 +80,7 @@ class LaunchRequest:
     after: tuple[tuple[str, str], ...] = ()
     # the advance reservation the job runs in (Slurm: sbatch --reservation)
     reservation: str | None = None
+    array: ArrayTask | None = None  # a task of a job array
 
 
 class BackendJobState(enum.StrEnum):
@@ -124,6 +147,9 @@ class BackendCapabilities:
     graceful_preemption: bool
     # True: reconcile() also reports jobs the backend ran that Rechenwerk did not submit.
     imports_foreign_jobs: bool
+    # True: submit_array() hands the tasks of a job array over as ONE backend array
+    # (Slurm: sbatch --array); the backend enforces the array's %N limit itself.
+    job_arrays: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +204,16 @@ class ExecutionBackend(Protocol):
 
     def close(self) -> None:
         """Release resources (threads, connections). Running jobs keep running."""
+        ...
+
+
+@runtime_checkable
+class ArraySubmitting(Protocol):
+    """A backend that runs the tasks of a job array as one array of its own."""
+
+    def submit_array(self, requests: Sequence[LaunchRequest]) -> Mapping[str, str]:
+        """Submit tasks of ONE array (each request's ``array`` set); their handles by
+        Rechenwerk job id. All or nothing: raises BackendError when it was refused."""
         ...
 
 

@@ -407,6 +407,8 @@ class LocalExecutor:
                 "NNODES": num_nodes,
             }
         )
+        if request.array is not None:
+            env.update(request.array.environment())
         env.pop("MASTER_PORT", None)  # never a stale one: the supervisor picks it
         if request.checkpoint_interval_s:
             env["RECHENWERK_CHECKPOINT_INTERVAL_S"] = str(request.checkpoint_interval_s)

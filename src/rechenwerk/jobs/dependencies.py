@@ -104,22 +104,57 @@ def check_dependencies(session: Session, user: User,
                     field=where,
                     hint="after_ok needs a job that may still complete, after_not_ok one "
                     "that may still fail; remove the dependency or resubmit the job.")
-    pairs = depends_on.items()
+    pairs, states = _whole_arrays(session, depends_on.items(), found)
     return CheckedDependencies(pairs, [(k, j) for k, j in pairs
-                                       if outcome(k, found[j]) == "wait"])
+                                       if outcome(k, states[j]) == "wait"])
+
+
+def _whole_arrays(session: Session, pairs: list[tuple[str, int]], found: dict[int, str],
+                  ) -> tuple[list[tuple[str, int]], dict[int, str]]:
+    """A dependency on an array's id is one on each of its tasks, as in Slurm
+    (``afterok:123`` waits for every task of array 123; a task is named by its own id).
+    Refuses the first task that can no longer satisfy it."""
+    heads = {int(i) for i in session.scalars(
+        select(Job.id).where(Job.id.in_(sorted(found)), Job.array_job_id == Job.id))}
+    if not heads:
+        return pairs, found
+    tasks: dict[int, list[tuple[int, str]]] = {}
+    for head, tid, state in session.execute(
+            select(Job.array_job_id, Job.id, Job.state)
+            .where(Job.array_job_id.in_(sorted(heads))).order_by(Job.id)):
+        tasks.setdefault(int(head or 0), []).append((int(tid), str(state)))
+    out: list[tuple[str, int]] = []
+    states = dict(found)
+    for kind, job_id in pairs:
+        if job_id not in heads:
+            out.append((kind, job_id))
+            continue
+        for tid, state in tasks.get(job_id, []):
+            if outcome(kind, state) == "never":
+                raise InvalidInput(
+                    f"task {tid} of array {job_id} has ended as {state}, so {kind} on the "
+                    "array can never be met", field="depends_on",
+                    hint="Depend on single tasks by their own ids instead.")
+            states[tid] = state
+            out.append((kind, tid))
+    return out, states
 
 
 _DEPS_TABLE = cast(Table, JobDependency.__table__)
 _INSERT_DEPS = insert(_DEPS_TABLE)
 
 
-def store_dependencies(session: Session, job_id: int, pairs: Sequence[tuple[str, int]]) -> None:
-    """Insert the job's dependency rows (Core: the job itself was inserted with Core)."""
-    if any(dep == job_id for _k, dep in pairs):  # cannot happen: checked before insert
-        raise InvalidInput(f"job {job_id} cannot depend on itself", field="depends_on")
+def store_dependencies(session: Session, job_ids: Sequence[int],
+                       pairs: Sequence[tuple[str, int]]) -> None:
+    """Insert the dependency rows of the jobs (an array's tasks share them) in one
+    executemany (Core: the jobs themselves were inserted with Core)."""
+    ids = set(job_ids)
+    if any(dep in ids for _k, dep in pairs):  # cannot happen: checked before insert
+        raise InvalidInput("a job cannot depend on itself", field="depends_on")
     if pairs:
         session.connection().execute(_INSERT_DEPS, [
-            {"job_id": job_id, "kind": kind, "depends_on_id": dep} for kind, dep in pairs])
+            {"job_id": job_id, "kind": kind, "depends_on_id": dep}
+            for job_id in job_ids for kind, dep in pairs])
 
 
 # --------------------------------------------------------------------------- showing

@@ -10,24 +10,51 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rechenwerk.access.models import Project, User
 from rechenwerk.clock import Clock
 from rechenwerk.errors import RechenwerkError
-from rechenwerk.execution.base import ExecutionBackend, GpuSlice, LaunchRequest
+from rechenwerk.execution.base import (
+    ArraySubmitting,
+    ArrayTask,
+    ExecutionBackend,
+    GpuSlice,
+    LaunchRequest,
+)
 from rechenwerk.jobs.dependencies import backend_dependencies
 from rechenwerk.jobs.logs import log_dir_for
-from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.models import Job, JobArray
 from rechenwerk.jobs.progress import requeue_failed_launch
 from rechenwerk.jobs.states import JobState
 from rechenwerk.jobs.transitions import transition
+from rechenwerk.scheduling.arrays import MAX_ARRAY_INDEX, parse_array
 from rechenwerk.store.session import session_scope
 
 log = logging.getLogger("rechenwerk.scheduler")
+
+
+@lru_cache(maxsize=64)
+def _array_bounds(expression: str) -> tuple[int, int, int]:
+    """(count, min, max) of an array's indices: parsed once per array, not per task."""
+    indices = parse_array(expression, max_tasks=MAX_ARRAY_INDEX + 1).indices  # stored: valid
+    return len(indices), indices[0], indices[-1]
+
+
+def array_task(session: Session, job: Job) -> ArrayTask | None:
+    """What a task of an array is told about its array (None: not a task)."""
+    if job.array_job_id is None or job.array_task_id is None:
+        return None
+    info = session.get(JobArray, job.array_job_id)
+    if info is None:
+        return None
+    count, low, high = _array_bounds(info.expression)
+    return ArrayTask(str(job.array_job_id), job.array_task_id, count, low, high,
+                     info.task_limit)
 
 
 class Launcher:
@@ -78,6 +105,7 @@ class Launcher:
             after=(backend_dependencies(session, job.id, self.backend.name)
                    if self.backend.capabilities.schedules_itself else ()),
             reservation=spec.get("reservation"),
+            array=array_task(session, job),
         )
 
     def launch(self, job_ids: Sequence[int]) -> int:
@@ -120,6 +148,50 @@ class Launcher:
                      extra={"job_id": job_id, "handle": handle})
             ok += 1
         return ok
+
+    def launch_array(self, job_ids: Sequence[int]) -> int:
+        """Launch tasks of ONE array, persisted as STARTING, as one backend array where
+        the backend has them (Slurm: one ``sbatch --array``), else one by one. All the
+        tasks get their handles, or all go back to the queue with the reason."""
+        backend = self.backend
+        if not (backend.capabilities.job_arrays and isinstance(backend, ArraySubmitting)):
+            return self.launch(job_ids)
+        requests: list[LaunchRequest] = []
+        with session_scope(self.session_factory) as session:
+            for job in session.scalars(select(Job).where(Job.id.in_(list(job_ids)))
+                                       .order_by(Job.array_task_id)):
+                if job.state != JobState.STARTING.value or job.backend_handle is not None:
+                    continue
+                if job.cancel_requested_at is not None:
+                    now = self.clock.now()
+                    transition(session, job, JobState.CANCELLED, now=now,
+                               reason="cancelled before launch",
+                               values={"ended_at": now, "reason_code": "cancelled",
+                                       "reason": "cancelled before launch"})
+                    continue
+                requests.append(self.request(session, job))
+        if not requests:
+            return 0
+        try:
+            handles = backend.submit_array(requests)
+        except Exception as exc:  # refused as a whole: every task back to the queue
+            message = exc.message if isinstance(exc, RechenwerkError) else (
+                f"{type(exc).__name__}: {exc}")
+            log.warning("launch of array tasks %s failed: %s",
+                        ",".join(r.job_id for r in requests), message)
+            for r in requests:
+                self._requeue(int(r.job_id), f"launch failed: {message}")
+            return 0
+        with session_scope(self.session_factory) as session:
+            session.connection().execute(
+                update(Job.__table__)  # type: ignore[arg-type]
+                .where(Job.__table__.c.id == bindparam("b_id"),
+                       Job.__table__.c.backend_handle.is_(None))
+                .values(backend_handle=bindparam("b_handle"), reason="launched"),
+                [{"b_id": int(jid), "b_handle": h} for jid, h in handles.items()])
+        log.info("launched %d array tasks as %s..", len(handles),
+                 next(iter(handles.values()), "?"))
+        return len(handles)
 
     def _requeue(self, job_id: int, reason: str) -> None:
         with session_scope(self.session_factory) as session:

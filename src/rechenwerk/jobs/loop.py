@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from rechenwerk.clock import Clock, WallClock
@@ -58,7 +58,7 @@ from rechenwerk.jobs.dependencies import DependencyPhase
 from rechenwerk.jobs.forecasts import ForecastCompanion
 from rechenwerk.jobs.launch import Launcher
 from rechenwerk.jobs.leadership import Leadership
-from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.models import Job, JobEvent
 from rechenwerk.jobs.progress import active_jobs, apply_backend_status
 from rechenwerk.jobs.reasons import ReasonWriter, waiting_reasons
 from rechenwerk.jobs.snapshot import SnapshotBuilder, running_placements
@@ -66,6 +66,7 @@ from rechenwerk.jobs.states import ACTIVE_STATES, JobState
 from rechenwerk.jobs.transitions import transition
 from rechenwerk.log_format import cycle_var
 from rechenwerk.observability import instruments
+from rechenwerk.scheduling.arrays import hold_array_excess
 from rechenwerk.scheduling.incremental import IncrementalCore
 from rechenwerk.scheduling.policies import Policy
 from rechenwerk.store.session import session_scope
@@ -307,6 +308,8 @@ class SchedulerLoop:
             lap("snapshot")
             if self._thread is not None:  # cycles run by hand (tests) forecast by hand
                 self.forecasts.offer(snap)
+            # Array tasks beyond their array's %N limit never reach the policy.
+            snap, array_held = hold_array_excess(snap)
             decision = self.core.decide(snap) if self.incremental else self.policy.decide(snap)
             lap("decide")
             applied = self.applier.apply(decision, running_placements(snap))
@@ -314,7 +317,7 @@ class SchedulerLoop:
             stats.launch_failed = applied.launch_failed
             lap("apply")
             stats.waiting, stats.reasons_written = self.reasons.write(
-                waiting_reasons(applied.held_back, decision.waiting), stored,
+                waiting_reasons(applied.held_back, {**decision.waiting, **array_held}), stored,
                 applied.started_ids)
             lap("reasons")
         self._tune_gc()
@@ -401,13 +404,16 @@ class SchedulerLoop:
 
     def hand_over(self, stats: CycleStats, held: Collection[int] = ()) -> None:
         """Self-scheduling backends (Slurm): hand every pending job over at once, except
-        those ``held`` for their dependencies."""
+        those ``held`` for their dependencies; the waiting tasks of one job array go
+        together (one ``sbatch --array``)."""
         now = self.clock.now()
         ids: list[int] = []
         name = self.backend.name
         with session_scope(self.session_factory) as session:
+            arrays = self._hand_over_array_tasks(session, now)
             for job in session.scalars(
-                select(Job).where(Job.state == JobState.PENDING.value).order_by(Job.id)
+                select(Job).where(Job.state == JobState.PENDING.value,
+                                  Job.array_job_id.is_(None)).order_by(Job.id)
             ):
                 if job.id in held:
                     continue
@@ -420,8 +426,41 @@ class SchedulerLoop:
                                               "reason": f"submitted to {name}"}):
                     ids.append(job.id)
         launched = self.launcher.launch(ids)
+        for tasks in arrays.values():
+            launched += self.launcher.launch_array(tasks)
         stats.started += launched
-        stats.launch_failed += len(ids) - launched
+        stats.launch_failed += len(ids) + sum(map(len, arrays.values())) - launched
+
+
+    def _hand_over_array_tasks(self, session: Session, now: datetime) -> dict[int, list[int]]:
+        """Every waiting task of every job array to STARTING in one guarded UPDATE (and
+        its events in one executemany), not one round trip per task: a 10,000-task
+        array is handed over at once. Returns the task ids by array."""
+        name = self.backend.name
+        table = Job.__table__
+        rows = session.connection().execute(
+            update(table)  # type: ignore[arg-type]
+            # tasks that wait for other jobs stay until those are met (no --dependency
+            # for arrays: Rechenwerk waits for them itself)
+            .where(table.c.state == JobState.PENDING.value, table.c.array_job_id.is_not(None),
+                   table.c.dependency_wait.is_(False))
+            .values(state=JobState.STARTING.value, attempt=table.c.attempt + 1,
+                    backend=name, backend_handle=None, placement=None,
+                    reason_code="backend", reason=f"submitted to {name}", updated_at=now)
+            .returning(table.c.id, table.c.array_job_id)
+        ).all()
+        if not rows:
+            return {}
+        session.connection().execute(insert(JobEvent.__table__), [  # type: ignore[arg-type]
+            {"job_id": jid, "at": now, "from_state": JobState.PENDING.value,
+             "to_state": JobState.STARTING.value, "reason": f"submitted to {name}"}
+            for jid, _aid in rows])
+        for _ in rows:
+            instruments.count_state_change(JobState.STARTING.value)
+        arrays: dict[int, list[int]] = {}
+        for jid, aid in rows:
+            arrays.setdefault(int(aid), []).append(int(jid))
+        return arrays
 
 
 def _policy_from(settings: Settings) -> Policy:

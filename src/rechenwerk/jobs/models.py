@@ -41,6 +41,8 @@ class Job(Base):
         Index("ix_jobs_award_period_state", "award_period_id", "state"),
         # The loop's dependencies phase reads only jobs still waiting for others.
         Index("ix_jobs_dependency_wait_state", "dependency_wait", "state"),
+        # An array's tasks (listing, counts by state, cancel all, a task by its index).
+        Index("ix_jobs_array", "array_job_id", "array_task_id"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -81,6 +83,24 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # A task of a job array (scheduling/arrays.py): the id of the array's first task
+    # (Slurm's ArrayJobId; its row in job_arrays) and this task's index. NULL: no array.
+    array_job_id: Mapped[int | None] = mapped_column(Integer)
+    array_task_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class JobArray(Base):
+    """One job array: its expression and its limit of tasks running at once. Its id is
+    the job id of its first task (``jobs.array_job_id`` of every task)."""
+
+    __tablename__ = "job_arrays"
+    __table_args__ = (CheckConstraint("task_count > 0", name="task_count_positive"),)
+
+    id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"),
+                                    primary_key=True)
+    expression: Mapped[str] = mapped_column(Text)  # canonical, e.g. "0-99%10"
+    task_count: Mapped[int] = mapped_column(Integer)
+    task_limit: Mapped[int | None] = mapped_column(Integer)  # None: no %N limit
 
 
 class JobEvent(Base):

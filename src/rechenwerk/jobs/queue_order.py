@@ -23,6 +23,7 @@ from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.policy_config import configured_policy
 from rechenwerk.jobs.snapshot import SnapshotBuilder
 from rechenwerk.jobs.states import JobState
+from rechenwerk.scheduling.arrays import hold_array_excess
 from rechenwerk.scheduling.model import PriorityFactors, QueueView
 from rechenwerk.scheduling.queue_view import explain_queue
 
@@ -30,8 +31,8 @@ from rechenwerk.scheduling.queue_view import explain_queue
 @dataclass(frozen=True, slots=True)
 class QueueEntry:
     job: Job
-    # None: not in the core's queue (held back for a dependency, or submitted after the
-    # snapshot was taken)
+    # None: not in the core's queue (held back for a dependency or an array's %N, or
+    # submitted after the snapshot was taken)
     position: int | None
     priority: PriorityFactors | None
 
@@ -49,6 +50,7 @@ def core_view(session: Session, *, backend: ExecutionBackend, clock: Clock,
     policy = configured_policy(settings)
     builder = SnapshotBuilder(backend, clock, policy.params.fairshare_half_life_s)
     snap, _ = builder.build(session)
+    snap, _held = hold_array_excess(snap)  # tasks beyond their array's %N: not queued yet
     return explain_queue(policy, snap)
 
 

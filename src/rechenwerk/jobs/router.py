@@ -32,7 +32,7 @@ from rechenwerk.api.deps import (
 from rechenwerk.jobs import reservations, service
 from rechenwerk.jobs.dependencies import dependencies_of, dependents_of
 from rechenwerk.jobs.logs import MAX_LOG_CHUNK, read_log
-from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.models import Job, JobArray
 from rechenwerk.jobs.nodes import list_nodes, set_drained
 from rechenwerk.jobs.queue_order import OrderedQueue, job_priority, ordered_queue
 from rechenwerk.jobs.specs import parse_spec
@@ -72,6 +72,10 @@ def job_dict(job: Job, project: str, user: str, *, detail: bool = False) -> dict
                            if job.expected_start_at and job.state == "pending" else None),
         "reservation": (job.spec or {}).get("reservation"),
     }
+    if job.array_job_id is not None:  # a task of a job array
+        out["display_id"] = f"{job.array_job_id}_{job.array_task_id}"
+        out["array_job_id"] = job.array_job_id
+        out["array_task_id"] = job.array_task_id
     if detail:
         out["spec"] = job.spec
         out["backend"] = job.backend
@@ -80,13 +84,31 @@ def job_dict(job: Job, project: str, user: str, *, detail: bool = False) -> dict
     return out
 
 
-def _dicts(session: Session, jobs: list[Job]) -> list[dict[str, Any]]:
+def _dicts(session: Session, jobs: list[Job], *, arrays: bool = False) -> list[dict[str, Any]]:
+    """The jobs as dicts; ``arrays``: an array's first task stands for its array (the
+    ``array`` summary: expression, limit, tasks per state)."""
     slugs = service.project_slugs(session, {j.project_id for j in jobs})
     users = service.usernames(session, {j.user_id for j in jobs})
-    return [job_dict(j, slugs.get(j.project_id, "?"), users.get(j.user_id, "?")) for j in jobs]
+    out = [job_dict(j, slugs.get(j.project_id, "?"), users.get(j.user_id, "?")) for j in jobs]
+    if arrays:
+        heads = [j.id for j in jobs if service.is_array_head(j)]
+        infos = service.array_infos(session, heads)
+        counts = service.array_state_counts(session, heads)
+        for item, job in zip(out, jobs, strict=True):
+            if job.id in infos:
+                item["array"] = array_summary(infos[job.id], counts.get(job.id, {}))
+    return out
 
 
-def _dicts_detail(session: Session, job: Job, viewer: User) -> dict[str, Any]:
+def array_summary(info: JobArray, counts: dict[str, int]) -> dict[str, Any]:
+    """``123_[0-99%10]`` and how many tasks are in each state."""
+    return {"id": info.id, "display_id": f"{info.id}_[{info.expression}]",
+            "expression": info.expression, "task_count": info.task_count,
+            "task_limit": info.task_limit, "states": dict(sorted(counts.items()))}
+
+
+def _dicts_detail(session: Session, job: Job, viewer: User, *,
+                  tasks: bool = True) -> dict[str, Any]:
     slugs = service.project_slugs(session, {job.project_id})
     users = service.usernames(session, {job.user_id})
     out = job_dict(job, slugs.get(job.project_id, "?"), users.get(job.user_id, "?"),
@@ -96,6 +118,19 @@ def _dicts_detail(session: Session, job: Job, viewer: User) -> dict[str, Any]:
     out["dependencies"] = [{"kind": d.kind, "job_id": d.job_id, "state": d.state}
                            for d in dependencies_of(session, viewer, job.id)]
     out["dependents"] = dependents_of(session, viewer, job.id)
+    if tasks and service.is_array_head(job):
+        info = service.array_infos(session, [job.id])[job.id]
+        rows = service.array_tasks(session, job)
+        counts: dict[str, int] = {}
+        for t in rows:
+            counts[t.state] = counts.get(t.state, 0) + 1
+        out["array"] = array_summary(info, counts)
+        out["tasks"] = [{"id": t.id, "display_id": service.display_id(t),
+                         "array_task_id": t.array_task_id, "state": t.state,
+                         "reason": t.reason, "exit_code": t.exit_code,
+                         "started_at": t.started_at.isoformat() if t.started_at else None,
+                         "ended_at": t.ended_at.isoformat() if t.ended_at else None}
+                        for t in rows]
     out["events"] = [
         {"at": e.at.isoformat(), "from": e.from_state, "to": e.to_state, "reason": e.reason}
         for e in service.job_events(session, job)
@@ -124,6 +159,13 @@ async def submit_job(
         result = service.submit_job(session, user, spec, clock=clock, settings=settings)
         out = job_dict(result.job, result.project, user.username)
         out["created"] = result.created
+        if result.job.array_job_id is not None:
+            out["tasks"] = result.tasks
+            info = service.array_infos(session, [result.job.array_job_id]).get(
+                result.job.array_job_id)
+            if info is not None:
+                out["array"] = array_summary(info, {})
+                del out["array"]["states"]  # a submission answers before any task moved
         # Commit in this thread-pool call rather than in get_session's own (one hop less
         # on the hottest path); get_session then finds the session idle. The commit
         # wakes the scheduler (jobs/wakeup.py).
@@ -143,11 +185,14 @@ def list_jobs(
     mine: bool = False,
     limit: int = Query(100, ge=1, le=1000),
     offset: int = Query(0, ge=0),
+    expand: bool = Query(False, description="List every task of job arrays (default: "
+                         "one row per array, with its tasks per state)."),
 ) -> dict[str, Any]:
     states = [s for item in state for s in item.split(",") if s]
     jobs, total = service.list_jobs(session, user, project=project, states=states, mine=mine,
-                                    limit=limit, offset=offset)
-    return {"items": _dicts(session, jobs), "total": total, "limit": limit, "offset": offset}
+                                    limit=limit, offset=offset, group_arrays=not expand)
+    return {"items": _dicts(session, jobs, arrays=not expand), "total": total,
+            "limit": limit, "offset": offset}
 
 
 @router.get("/jobs/{job_id}")
@@ -158,7 +203,24 @@ def show_job(job_id: int, session: DbSession, user: CurrentUser) -> dict[str, An
 @router.post("/jobs/{job_id}/cancel")
 def cancel_job(job_id: int, request: Request, session: DbSession,
                user: CurrentUser) -> dict[str, Any]:
+    """Cancel a job; an array's id (its first task) cancels every task of the array."""
     job = service.cancel(session, user, job_id, clock=get_clock(request))
+    return _dicts(session, [job], arrays=True)[0]
+
+
+@router.get("/jobs/{array_job_id}/tasks/{index}")
+def show_task(array_job_id: int, index: int, session: DbSession,
+              user: CurrentUser) -> dict[str, Any]:
+    """Task ``index`` of job array ``array_job_id`` (``123_4``)."""
+    return _dicts_detail(session, service.get_task(session, user, array_job_id, index), user,
+                         tasks=False)
+
+
+@router.post("/jobs/{array_job_id}/tasks/{index}/cancel")
+def cancel_task(array_job_id: int, index: int, request: Request, session: DbSession,
+                user: CurrentUser) -> dict[str, Any]:
+    """Cancel one task of an array (``POST /jobs/{id}/cancel`` cancels all of them)."""
+    job = service.cancel_task(session, user, array_job_id, index, clock=get_clock(request))
     return _dicts(session, [job])[0]
 
 

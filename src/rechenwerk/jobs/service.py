@@ -15,8 +15,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, insert, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from rechenwerk.access.models import Project, ProjectMembership, User
@@ -44,7 +44,7 @@ from rechenwerk.jobs.dependencies import (
     describe_waiting,
     store_dependencies,
 )
-from rechenwerk.jobs.models import Job, JobEvent
+from rechenwerk.jobs.models import Job, JobArray, JobEvent
 from rechenwerk.jobs.policy_config import qos_limits
 from rechenwerk.jobs.specs import JobSpec, check_against_centre, check_walltime
 from rechenwerk.jobs.states import (
@@ -55,6 +55,7 @@ from rechenwerk.jobs.states import (
 from rechenwerk.jobs.transitions import transition
 from rechenwerk.jobs.wakeup import wake_after_commit
 from rechenwerk.observability import instruments
+from rechenwerk.scheduling.arrays import ArrayExpression
 
 SUBMIT_ROLES = frozenset({"pi", "member"})
 
@@ -93,6 +94,7 @@ class SubmitResult:
     job: Job
     created: bool  # False: the idempotency key matched an earlier submission
     project: str  # slug of the job's project
+    tasks: int = 1  # a job array: how many tasks were created (``job`` is the first)
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,11 +214,46 @@ def _insert_job(session: Session, values: dict[str, Any], reason: str) -> Job:
     return job
 
 
+def _insert_array(session: Session, values: dict[str, Any], reason: str,
+                  array: ArrayExpression) -> Job:
+    """Every task of an array in a handful of statements, whatever its size: the first
+    task as a single job (its id is the array's id), the array's row, then the other
+    tasks in one executemany (SQLAlchemy's insertmanyvalues batches them into multi-row
+    INSERTs) and their first events in one INSERT ... SELECT."""
+    head = _insert_job(session, {**values, "array_task_id": array.indices[0]}, reason)
+    conn = session.connection()
+    conn.execute(update(_JOBS_TABLE).where(_JOBS_TABLE.c.id == head.id)
+                 .values(array_job_id=head.id))
+    set_committed_value(head, "array_job_id", head.id)
+    conn.execute(insert(cast(Table, JobArray.__table__)), {
+        "id": head.id, "expression": array.text(), "task_count": array.count,
+        "task_limit": array.limit})
+    if array.count > 1:
+        # The idempotency key stays with the first task: it names the whole array.
+        row = {k: v for k, v in values.items()
+               if v is not None and k != "idempotency_key"}
+        row["array_job_id"] = head.id
+        conn.execute(insert(_JOBS_TABLE),
+                     [{**row, "array_task_id": i} for i in array.indices[1:]])
+        events = cast(Table, JobEvent.__table__)
+        conn.execute(insert(events).from_select(
+            ["job_id", "at", "to_state", "reason"],
+            select(_JOBS_TABLE.c.id, bindparam("at", type_=events.c.at.type),
+                   _JOBS_TABLE.c.state, bindparam("reason", type_=events.c.reason.type))
+            .where(_JOBS_TABLE.c.array_job_id == head.id, _JOBS_TABLE.c.id != head.id),
+        ), {"at": values["submitted_at"], "reason": reason})
+    return head
+
+
 def _budget_message(spec: JobSpec, project: _SubmitProject, balance: Balance,
-                    available: float) -> str:
+                    available: float, tasks: int = 1) -> str:
+    what = (f"job needs {spec.gpu_hours_requested:.2f} GPU-hours" if tasks == 1 else
+            f"array of {tasks} tasks needs {tasks * spec.gpu_hours_requested:.2f} GPU-hours "
+            f"({tasks} x {spec.gpu_hours_requested:.2f}:")
     return (
-        f"job needs {spec.gpu_hours_requested:.2f} GPU-hours ({spec.gpus} GPUs x "
-        f"{spec.walltime_s / 3600:.2f} h walltime) but project {project.slug!r} has "
+        f"{what} ({spec.gpus} GPUs x "
+        f"{spec.walltime_s / 3600:.2f} h walltime{')' if tasks > 1 else ''}) but project "
+        f"{project.slug!r} has "
         f"{available:.2f} GPU-hours available (awarded {balance.awarded_gpu_hours:.2f}, "
         f"used {balance.settled_gpu_hours:.2f}, committed by pending and running jobs "
         f"{balance.committed_gpu_hours:.2f})"
@@ -293,6 +330,14 @@ def _submit_job(
             f"workdir {spec.workdir!r} is the server's data directory or inside it",
             field="workdir",
             hint="Give a working directory of your own; the server's files are not for jobs.")
+    try:
+        array = spec.array_expression(settings.max_array_tasks)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"array {exc}", field="array",
+            hint=f"An array has at most {settings.max_array_tasks} tasks here "
+            "(RECHENWERK_MAX_ARRAY_TASKS).") from None
+    tasks = array.count if array is not None else 1
 
     if spec.reservation is not None:
         from rechenwerk.jobs.reservations import check_job_reservation
@@ -313,7 +358,8 @@ def _submit_job(
         if existing_id is not None:
             existing = session.get(Job, existing_id)
             assert existing is not None
-            return SubmitResult(existing, False, _project(session, existing).slug)
+            return SubmitResult(existing, False, _project(session, existing).slug,
+                                array_size(session, existing))
 
     balance = balance_from_rows(session, project, now, rows)
     if not balance.periods:
@@ -338,8 +384,9 @@ def _submit_job(
         )
     qos = spec.qos
     over_budget = False
-    if spec.gpu_hours_requested > period.available_gpu_hours + 1e-9:
-        message = _budget_message(spec, project, balance, period.available_gpu_hours)
+    # An array commits all its tasks at once: all of them fit, or none is stored.
+    if tasks * spec.gpu_hours_requested > period.available_gpu_hours + 1e-9:
+        message = _budget_message(spec, project, balance, period.available_gpu_hours, tasks)
         if settings.overdraft_policy != "low_qos":
             raise BudgetExceeded(
                 message,
@@ -353,7 +400,7 @@ def _submit_job(
             if spec.depends_on is not None else None)
     waiting = deps.waiting if deps is not None else []
     reason = "over budget: accepted in the low QOS" if over_budget else "submitted"
-    job = _insert_job(session, dict(
+    values = dict(
         project_id=project.id,
         user_id=user.id,
         award_period_id=period.award_period_id,
@@ -377,11 +424,23 @@ def _submit_job(
         dependency_wait=bool(waiting),
         submitted_at=now,
         updated_at=now,
-    ), reason)
-    if deps is not None:
-        store_dependencies(session, job.id, deps.pairs)
+    )
+    job = (_insert_job(session, values, reason) if array is None
+           else _insert_array(session, values, reason, array))
+    if deps is not None:  # every task of an array waits for the same jobs
+        ids = [job.id] if array is None else list(session.scalars(
+            select(Job.id).where(Job.array_job_id == job.id)))
+        store_dependencies(session, ids, deps.pairs)
     wake_after_commit(session)
-    return SubmitResult(job, True, project.slug)
+    return SubmitResult(job, True, project.slug, tasks)
+
+
+def array_size(session: Session, job: Job) -> int:
+    """How many tasks the array led by ``job`` has (1: a single job or a task)."""
+    if job.array_job_id is None or job.array_job_id != job.id:
+        return 1
+    count = session.scalar(select(JobArray.task_count).where(JobArray.id == job.id))
+    return int(count or 1)
 
 
 def submit(session: Session, user: User, spec: JobSpec, *, clock: Clock,
@@ -419,8 +478,11 @@ def list_jobs(
     mine: bool = False,
     limit: int = 100,
     offset: int = 0,
+    group_arrays: bool = False,
 ) -> tuple[list[Job], int]:
-    """Jobs the user may see, newest first, and the total count."""
+    """Jobs the user may see, newest first, and the total count. ``group_arrays``: one
+    row per array (its first task; the array is listed when any task has one of
+    ``states``), as ``rechenwerk jobs`` shows them."""
     stmt = select(Job)
     if project is not None:
         p = visible_project(session, user, project)
@@ -434,7 +496,17 @@ def list_jobs(
                 f"unknown job state {bad[0]!r}", field="state",
                 hint="Use one of: " + ", ".join(s.value for s in JobState) + ".",
             )
-        stmt = stmt.where(Job.state.in_(list(states)))
+        if group_arrays:
+            task = aliased(Job)
+            any_task = (select(task.id).where(task.array_job_id == Job.id,
+                                              task.state.in_(list(states))).exists())
+            stmt = stmt.where(or_(and_(Job.array_job_id.is_(None),
+                                       Job.state.in_(list(states))),
+                                  and_(Job.array_job_id == Job.id, any_task)))
+        else:
+            stmt = stmt.where(Job.state.in_(list(states)))
+    if group_arrays:
+        stmt = stmt.where(or_(Job.array_job_id.is_(None), Job.array_job_id == Job.id))
     if mine:
         stmt = stmt.where(Job.user_id == user.id)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
@@ -470,10 +542,15 @@ def project_slugs(session: Session, ids: Collection[int]) -> dict[int, str]:
     return {int(i): str(n) for i, n in rows}
 
 
-def cancel(session: Session, user: User, job_id: int, *, clock: Clock) -> Job:
+def cancel(session: Session, user: User, job_id: int, *, clock: Clock,
+           whole_array: bool = True) -> Job:
     """Cancel a job: a pending one at once; a starting/running one is stopped by the
-    scheduler loop (SIGTERM, grace period, SIGKILL) and ends as ``cancelled``."""
+    scheduler loop (SIGTERM, grace period, SIGKILL) and ends as ``cancelled``. An array's
+    id cancels all its tasks (``whole_array``; False: only its first task)."""
     job = get_job(session, user, job_id)
+    if whole_array and is_array_head(job):
+        cancel_array(session, user, job, clock=clock)
+        return get_job(session, user, job_id)
     if job.user_id != user.id and not user.is_operator:
         require_project_role(session, user, _project(session, job), {"pi"})
     now = clock.now()
@@ -506,3 +583,118 @@ def cancel(session: Session, user: User, job_id: int, *, clock: Clock) -> Job:
     return job
 
 
+
+
+# --------------------------------------------------------------------------- job arrays
+
+
+def is_array_head(job: Job) -> bool:
+    """True for the first task of an array: its id is the array's id (``123`` in
+    ``123_[0-99]``), and cancelling it by that id cancels the whole array, as in Slurm."""
+    return job.array_job_id is not None and job.array_job_id == job.id
+
+
+def describe_array_states(counts: dict[str, int]) -> str:
+    """``8 running, 90 pending, 2 done`` from an array's tasks per state (CLI, portal)."""
+    groups = (("running", ("starting", "running")), ("pending", ("pending", "preempted")),
+              ("done", ("completed",)), ("failed", ("failed",)),
+              ("timeout", ("timeout",)), ("cancelled", ("cancelled",)))
+    parts = [f"{n} {word}" for word, states in groups
+             if (n := sum(counts.get(st, 0) for st in states))]
+    return ", ".join(parts)
+
+
+def display_id(job: Job) -> str:
+    """``123_4`` for a task of array 123, the plain id otherwise."""
+    if job.array_job_id is None:
+        return str(job.id)
+    return f"{job.array_job_id}_{job.array_task_id}"
+
+
+def get_task(session: Session, user: User, array_job_id: int, index: int) -> Job:
+    """Task ``index`` of array ``array_job_id`` (``123_4``), if ``user`` may see it."""
+    job = session.scalars(select(Job).where(Job.array_job_id == array_job_id,
+                                            Job.array_task_id == index)).first()
+    if job is None or not can_see_project(session, user, job.project_id):
+        raise NotFound(f"job {array_job_id}_{index} not found", field="job",
+                       hint="List an array's tasks with `rechenwerk job show ID`.")
+    return job
+
+
+def cancel_task(session: Session, user: User, array_job_id: int, index: int, *,
+                clock: Clock) -> Job:
+    """Cancel one task of an array (``rechenwerk cancel 123_4``)."""
+    task = get_task(session, user, array_job_id, index)
+    return cancel(session, user, task.id, clock=clock, whole_array=False)
+
+
+def array_infos(session: Session, ids: Collection[int]) -> dict[int, JobArray]:
+    if not ids:
+        return {}
+    return {a.id: a for a in session.scalars(select(JobArray).where(JobArray.id.in_(list(ids))))}
+
+
+def array_state_counts(session: Session, ids: Collection[int]) -> dict[int, dict[str, int]]:
+    """Tasks per state of each array (one GROUP BY)."""
+    out: dict[int, dict[str, int]] = {}
+    if not ids:
+        return out
+    for aid, state, n in session.execute(
+        select(Job.array_job_id, Job.state, func.count())
+        .where(Job.array_job_id.in_(list(ids))).group_by(Job.array_job_id, Job.state)
+    ):
+        out.setdefault(int(aid or 0), {})[str(state)] = int(n)
+    return out
+
+
+def array_tasks(session: Session, head: Job) -> list[Job]:
+    """Every task of the array led by ``head``, by index."""
+    return list(session.scalars(select(Job).where(Job.array_job_id == head.id)
+                                .order_by(Job.array_task_id)))
+
+
+def cancel_array(session: Session, user: User, head: Job, *, clock: Clock) -> int:
+    """Cancel every task of an array that has not ended (Slurm's ``scancel <ArrayJobId>``):
+    waiting tasks at once, in two statements whatever the array's size; running ones are
+    stopped by the scheduler loop. Returns how many tasks were cancelled or asked to
+    stop."""
+    if head.user_id != user.id and not user.is_operator:
+        require_project_role(session, user, _project(session, head), {"pi"})
+    now = clock.now()
+    why = f"cancelled by {user.username}"
+    conn = session.connection()
+    session.flush()
+    cancelled = 0
+    for source in (JobState.PENDING.value, JobState.PREEMPTED.value):  # each its event
+        ids = conn.execute(
+            update(_JOBS_TABLE)
+            .where(_JOBS_TABLE.c.array_job_id == head.id, _JOBS_TABLE.c.state == source)
+            .values(state=JobState.CANCELLED.value, updated_at=now, ended_at=now,
+                    reason_code="cancelled", reason=why, cancel_requested_at=now)
+            .returning(_JOBS_TABLE.c.id)
+        ).scalars().all()
+        if ids:
+            conn.execute(_INSERT_EVENT, [
+                {"job_id": jid, "at": now, "from_state": source, "to_state": "cancelled",
+                 "reason": why} for jid in ids])
+            for _ in ids:
+                instruments.count_state_change(JobState.CANCELLED.value)
+        cancelled += len(ids)
+    stopping = conn.execute(
+        update(_JOBS_TABLE)
+        .where(_JOBS_TABLE.c.array_job_id == head.id,
+               _JOBS_TABLE.c.state.in_([s.value for s in ACTIVE_STATES]),
+               _JOBS_TABLE.c.cancel_requested_at.is_(None))
+        .values(cancel_requested_at=now, reason_code="cancelling",
+                reason=f"cancel requested by {user.username}", updated_at=now)
+    )
+    changed = cancelled + int(getattr(stopping, "rowcount", 0) or 0)
+    if changed == 0 and not session.scalar(
+            select(func.count()).where(Job.array_job_id == head.id,
+                                       Job.state.in_([s.value for s in ACTIVE_STATES]))):
+        raise InvalidTransition(
+            f"every task of array {head.id} has already ended", field="job",
+            hint="Only pending, starting or running tasks can be cancelled.")
+    session.expire_all()
+    wake_after_commit(session)
+    return changed

@@ -51,11 +51,27 @@ def _rechenwerk_ref(comment: str) -> tuple[int, int] | None:
     return None
 
 
+def slurm_handle(sj: SlurmJob) -> str:
+    """The handle Rechenwerk stored for this Slurm job: its id, ``<array>_<index>`` for
+    a task of a Slurm array."""
+    if sj.array_job_id and sj.array_task_id is not None:
+        return f"{sj.array_job_id}_{sj.array_task_id}"
+    return sj.job_id
+
+
 def our_job(session: Session, sj: SlurmJob) -> Job | None:
     """The Rechenwerk job behind a Slurm job: by the comment Rechenwerk sets
     (``rechenwerk:<id>.<attempt>``, stored with AccountingStoreFlags=job_comment) or, on
     clusters that do not store comments, by the persisted handle."""
     ref = _rechenwerk_ref(sj.comment)
+    handle = slurm_handle(sj)
+    if sj.array_job_id:  # a task of a Slurm array: the comment names its array's first
+        job = session.scalars(select(Job).where(  # task, the handle this task
+            Job.backend == "slurm", Job.backend_handle == handle)
+            .order_by(Job.id.desc())).first()
+        if job is not None and (ref is None or job.attempt >= ref[1]):
+            return job
+        return None
     if ref is not None:
         job = session.get(Job, ref[0])
         # attempt >= the submitted one: Slurm may have requeued it under the same id
@@ -77,7 +93,8 @@ def settle_own_job(session: Session, sj: SlurmJob, *, now: datetime) -> SettledR
         return None
     before = usage_for_run(session, own.id, own.attempt)
     # the jobs service records Slurm's final word and settles the run once
-    apply_backend_status(session, own, to_status(sj), now=now, source="slurm")
+    apply_backend_status(session, own, to_status(sj, slurm_handle(sj)), now=now,
+                         source="slurm")
     rec = usage_for_run(session, own.id, own.attempt)
     if rec is None:  # the job was already terminal without a settled run
         rec = settle_usage(

@@ -21,7 +21,7 @@ from rechenwerk.access.models import Award, AwardPeriod, Project
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.clock import Clock, ensure_utc
 from rechenwerk.execution.base import ExecutionBackend
-from rechenwerk.jobs.models import Job, NodeState
+from rechenwerk.jobs.models import Job, JobArray, NodeState
 from rechenwerk.jobs.reservations import core_reservations
 from rechenwerk.jobs.states import ACTIVE_STATES, JobState
 from rechenwerk.scheduling.model import (
@@ -112,7 +112,9 @@ class SnapshotBuilder:
             for row in session.connection().execute(
                 select(Job.id, Job.project_id, Job.gpus, Job.qos, Job.nodes,
                        Job.gpus_per_node, Job.walltime_s, Job.submitted_at, Job.gpu_type,
-                       Job.attained_gpu_s, Job.attempt, Job.spec)
+                       Job.attained_gpu_s, Job.attempt, Job.spec, Job.array_job_id,
+                       Job.array_task_id, JobArray.task_limit)
+                .outerjoin(JobArray, JobArray.id == Job.array_job_id)
                 .where(Job.id.in_(stale[chunk:chunk + CHUNK]))
             ):
                 cache[row.id] = ((row.attempt, row.attained_gpu_s, row.qos), PendingJob(
@@ -123,6 +125,8 @@ class SnapshotBuilder:
                     attained_gpu_s=row.attained_gpu_s,
                     preemptible=preemptible(row.qos, row.spec),
                     reservation=_reservation(row.spec),
+                    array_id=None if row.array_job_id is None else str(row.array_job_id),
+                    array_index=row.array_task_id, array_limit=row.task_limit,
                 ))
         reasons: PendingReasons = {jid: (code, reason)
                                    for jid, _a, _g, _q, code, reason in rows}
@@ -147,7 +151,8 @@ class SnapshotBuilder:
             for row in session.connection().execute(
                 select(Job.id, Job.project_id, Job.gpus, Job.placement, Job.started_at,
                        Job.updated_at, Job.walltime_s, Job.qos, Job.submitted_at,
-                       Job.attained_gpu_s, Job.spec, Job.attempt, Job.state)
+                       Job.attained_gpu_s, Job.spec, Job.attempt, Job.state,
+                       Job.array_job_id)
                 .where(Job.id.in_(stale[chunk:chunk + CHUNK]))
             ):
                 placement = tuple((str(node), tuple(int(i) for i in idx))
@@ -160,6 +165,7 @@ class SnapshotBuilder:
                     submit_time=_epoch(row.submitted_at), attained_gpu_s=row.attained_gpu_s,
                     preemptible=preemptible(row.qos, row.spec),
                     reservation=_reservation(row.spec),
+                    array_id=None if row.array_job_id is None else str(row.array_job_id),
                 ))
         seen = {r[0] for r in rows}
         for jid in set(cache) - seen:

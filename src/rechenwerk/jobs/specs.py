@@ -26,6 +26,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rechenwerk.errors import FIRST_ISSUE, InvalidInput, invalid_input, issues_from_validation
+from rechenwerk.scheduling.arrays import ArrayExpression, parse_array
 
 QOS = Literal["normal", "high", "low"]
 QOS_NAMES: tuple[str, ...] = ("high", "normal", "low")
@@ -47,6 +48,9 @@ MAX_DURATION_S = 10 * 365 * 86400  # 10 years; the QOS limits are far lower
 # keeps the submission's look-up and the loop's dependency phase small.
 MAX_DEPENDENCIES = 100
 MAX_JOB_ID = 2**63 - 1  # the database's 64-bit ids
+# Tasks of one job array the spec admits at all; the operator's (lower) limit is the
+# setting ``max_array_tasks``, checked at submission.
+MAX_ARRAY_TASKS = 100_000
 
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _UNITS_RE = re.compile(r"^(?:(\d+(?:\.\d+)?)([smhd]))+$")
@@ -174,6 +178,25 @@ class JobSpec(BaseModel):
                                     pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=128)
     depends_on: DependsOn | None = None
+    # A job array (Slurm's --array): "0-99", "0-99:2", "1,3,5-7", "0-99%10" (canonical
+    # form after parsing); each index becomes one task (scheduling/arrays.py).
+    array: str | None = None
+
+    @field_validator("array", mode="before")
+    @classmethod
+    def _array(cls, v: Any) -> Any:
+        if v is None:
+            return None
+        if isinstance(v, int) and not isinstance(v, bool):
+            v = str(v)
+        if not isinstance(v, str):
+            raise ValueError("must be an index expression such as '0-99', '1,3,5-7' or "
+                             "'0-99%10'")
+        return parse_array(v, max_tasks=MAX_ARRAY_TASKS).text()
+
+    def array_expression(self, max_tasks: int = MAX_ARRAY_TASKS) -> ArrayExpression | None:
+        """The parsed array (None: a single job); ValueError above ``max_tasks``."""
+        return None if self.array is None else parse_array(self.array, max_tasks=max_tasks)
 
     @field_validator("command", mode="before")
     @classmethod

@@ -24,14 +24,18 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import Award, Project, Proposal, Review, User
 from rechenwerk.errors import InvalidInput
 from rechenwerk.notifications.models import NotificationPreference, OutboxMessage
+
+if TYPE_CHECKING:
+    from rechenwerk.jobs.models import Job
 from rechenwerk.notifications.senders import Mail, Sender
 
 log = logging.getLogger("rechenwerk.notifications")
@@ -240,7 +244,15 @@ def _scan_jobs(session: Session, now: datetime, since: datetime | None = None) -
         Job.user_id.in_(list(wants)), Job.ended_at.is_not(None),
         Job.ended_at > max(now - LOOKBACK, since - RESCAN_MARGIN if since else now - LOOKBACK),
         Job.state.in_(("completed", "failed", "timeout", "cancelled"))))
+    arrays_seen: set[int] = set()
     for job in rows:
+        if job.array_job_id is not None:
+            # One mail per job array, when its last task has ended (as Slurm mails an
+            # array once), not one per task of a 10,000-task sweep.
+            if job.array_job_id not in arrays_seen:
+                arrays_seen.add(job.array_job_id)
+                n += _array_ended(session, job, wants, now)
+            continue
         fin, fail = wants[job.user_id]
         event = "job_finished" if job.state == "completed" else "job_failed"
         if (event == "job_finished" and not fin) or (event == "job_failed" and not fail):
@@ -262,6 +274,34 @@ def _scan_jobs(session: Session, now: datetime, since: datetime | None = None) -
                    dedup_key=f"job-ended:{job.id}:{job.attempt}", now=now):
             n += 1
     return n
+
+
+def _array_ended(session: Session, task: Job, wants: dict[int, tuple[bool, bool]],
+                 now: datetime) -> int:
+    """The one mail of a job array whose tasks have all ended: tasks per final state."""
+    from rechenwerk.jobs.models import Job
+
+    counts: dict[str, int] = {str(state): int(n) for state, n in session.execute(
+        select(Job.state, func.count()).where(Job.array_job_id == task.array_job_id)
+        .group_by(Job.state))}
+    if any(state not in ("completed", "failed", "timeout", "cancelled") for state in counts):
+        return 0  # tasks still waiting or running: mailed when the last one ends
+    fin, fail = wants[task.user_id]
+    event = "job_finished" if set(counts) == {"completed"} else "job_failed"
+    if (event == "job_finished" and not fin) or (event == "job_failed" and not fail):
+        return 0
+    user = session.get(User, task.user_id)
+    if user is None or not user.is_active:
+        return 0
+    summary = ", ".join(f"{n} {state}" for state, n in sorted(counts.items()))
+    total = sum(counts.values())
+    return int(enqueue(
+        session, user=user, event=event,
+        subject=f"Job array {task.array_job_id} ({task.name}) ended: {summary}",
+        body=_greeting(user) + f"job array {task.array_job_id} \"{task.name}\" ({total} "
+        f"tasks) has ended: {summary}.\n\nTasks: rechenwerk job show {task.array_job_id}, "
+        "or the array's page in the portal." + _SIGNATURE,
+        dedup_key=f"array-ended:{task.array_job_id}", now=now) is not None)
 
 
 def scan(session: Session, *, now: datetime, since: datetime | None = None) -> int:

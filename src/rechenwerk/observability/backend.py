@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
+from rechenwerk.errors import BackendError
 from rechenwerk.execution.base import (
+    ArraySubmitting,
     BackendCapabilities,
     BackendJobStatus,
     ExecutionBackend,
@@ -56,6 +58,12 @@ class InstrumentedBackend:
 
     def submit(self, request: LaunchRequest) -> str:
         return self._call("submit", lambda: self.inner.submit(request))
+
+    def submit_array(self, requests: Sequence[LaunchRequest]) -> Mapping[str, str]:
+        inner = self.inner
+        if not isinstance(inner, ArraySubmitting):
+            raise BackendError(f"the {inner.name} backend cannot submit job arrays")
+        return self._call("submit", lambda: inner.submit_array(requests))
 
     def cancel(self, handle: str) -> None:
         self._call("cancel", lambda: self.inner.cancel(handle))

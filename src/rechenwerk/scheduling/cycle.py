@@ -328,6 +328,7 @@ class Scheduler:
             job.attained_gpu_s,
             job.preemptible,
             job.reservation,
+            job.array_id,
         )
         del self.pending[job.job_id]
         self._dequeue(job)

@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from rechenwerk.scheduling.arrays import hold_array_excess, task_order
 from rechenwerk.scheduling.incremental import build_scheduler
 from rechenwerk.scheduling.model import PendingJob, RunningJob, Snapshot
 
@@ -66,7 +67,15 @@ def forecast_starts(policy: Policy, snap: Snapshot, *,
     now = snap.now
     frac = {p: min(1.0, max(MIN_RUN_FRACTION, f)) for p, f in (run_fraction or {}).items()}
     limit = now + horizon_s
-    sched = build_scheduler(policy, snap)
+    # Job arrays' %N: the tasks held back enter, lowest index first, as tasks of their
+    # array end (as the loop lets them through).
+    admitted, held = hold_array_excess(snap)
+    backlog: dict[str, list[PendingJob]] = {}
+    for job in sorted((j for j in snap.pending if j.job_id in held), key=task_order,
+                      reverse=True):
+        assert job.array_id is not None
+        backlog.setdefault(job.array_id, []).append(job)  # popped from the end
+    sched = build_scheduler(policy, admitted)
     # ``explain`` stays on, as in the live loop: conservative backfill plans afresh in
     # every pass then (without it, the simulator's shortcut, it keeps its last plan).
     ends: list[tuple[float, int, str]] = []  # (end, epoch, job id)
@@ -84,9 +93,12 @@ def forecast_starts(policy: Policy, snap: Snapshot, *,
         while ends and ends[0][0] <= t:
             _end, e, jid = heapq.heappop(ends)
             if epoch.get(jid) == e and jid in sched.running:
-                sched.finish(jid, t)
+                ended = sched.finish(jid, t)
                 idle = 0
-        if not sched.pending or len(starts) == len(wanted):
+                waiting = backlog.get(ended.array_id or "")
+                if waiting:
+                    sched.submit(waiting.pop())
+        if (not sched.pending and not any(backlog.values())) or len(starts) == len(wanted):
             break
         res = sched.schedule(t, full=True)
         cycles += 1

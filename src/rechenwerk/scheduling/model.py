@@ -64,6 +64,11 @@ class PendingJob:
     attained_gpu_s: float = 0.0
     preemptible: bool = True
     reservation: str | None = None  # runs only inside this reservation (Slurm --reservation)
+    # A task of a job array (scheduling.arrays): the array's id, this task's index and
+    # the array's limit of tasks running at once (None: no limit).
+    array_id: str | None = None
+    array_index: int | None = None
+    array_limit: int | None = None
 
 
 _DIGITS = re.compile(r"(\d+)")
@@ -94,6 +99,7 @@ class RunningJob:
     attained_gpu_s: float = 0.0  # GPU-seconds attained before this run started
     preemptible: bool = True
     reservation: str | None = None  # the reservation it runs in
+    array_id: str | None = None  # a task of this job array (counts against its limit)
 
     @property
     def expected_end(self) -> float:
@@ -151,7 +157,7 @@ class Snapshot:
 @dataclass(frozen=True, slots=True)
 class WaitReason:
     """Why a job is still waiting. ``code`` is stable (resources, priority, reservation,
-    quota, gang, gpu_type, unsatisfiable); ``message`` is for people."""
+    quota, gang, gpu_type, unsatisfiable, array_limit); ``message`` is for people."""
 
     code: str
     message: str

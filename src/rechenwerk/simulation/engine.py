@@ -15,6 +15,7 @@ for tests).
 
 from __future__ import annotations
 
+import collections
 import gc
 import heapq
 import math
@@ -307,6 +308,35 @@ def _run(
         return PendingJob(j.job_id, j.project, j.gpus, j.qos, None, j.gpus_per_node,
                           wall_left[k], j.submit_time, j.gpu_type, attained[k], True)
 
+    # Job arrays' %N: at most N tasks of an array are in the core at once (queued or
+    # running); the others wait here and enter, in trace order, as tasks of theirs end.
+    active: dict[str, int] = {}
+    backlog: dict[str, collections.deque[int]] = {}
+    array_held = 0
+
+    def admit(k: int) -> None:
+        nonlocal array_held
+        j = jobs[k]
+        if j.array_id is not None and j.array_limit:
+            if active.get(j.array_id, 0) >= j.array_limit:
+                backlog.setdefault(j.array_id, collections.deque()).append(k)
+                array_held += 1
+                return
+            active[j.array_id] = active.get(j.array_id, 0) + 1
+        sched.submit(queued(k))
+
+    def release(k: int) -> None:
+        nonlocal array_held
+        aid = jobs[k].array_id
+        if aid is None or not jobs[k].array_limit:
+            return
+        active[aid] -= 1
+        waiting = backlog.get(aid)
+        if waiting:
+            array_held -= 1
+            active[aid] += 1
+            sched.submit(queued(waiting.popleft()))
+
     def settle_dependents(first: Sequence[int]) -> None:
         """Queue held jobs whose dependencies now hold; cancel (down the chain) those
         whose dependencies never can."""
@@ -326,7 +356,7 @@ def _run(
                 work.extend(waiters.get(k, ()))
             elif all(v == "met" for v in verdicts):
                 held.discard(k)
-                sched.submit(queued(k))
+                admit(k)
 
     def requeue(k: int, rj: RunningJob, now: float) -> None:
         nonlocal busy, total_preempts
@@ -391,6 +421,7 @@ def _run(
                     )
                     done += 1
                     ended[k] = "completed" if useful[k] >= j.duration_s else "timeout"
+                    release(k)
                     if k in waiters:
                         settle_dependents(waiters[k])
                 elif kind == _WAKE:
@@ -414,7 +445,7 @@ def _run(
                     held.add(nxt)
                     settle_dependents((nxt,))
                 else:
-                    sched.submit(queued(nxt))
+                    admit(nxt)
                 nxt += 1
                 events += 1
             res = sched.schedule(now)
@@ -450,11 +481,11 @@ def _run(
             push(heap, (w, _WAKE, seq, _WAKE, -1, 0))
         if times and times[-1] == now:
             busy_s[-1] = busy
-            queue_s[-1] = len(pending)
+            queue_s[-1] = len(pending) + array_held + len(held)
         else:
             times.append(now)
             busy_s.append(busy)
-            queue_s.append(len(pending))
+            queue_s.append(len(pending) + array_held + len(held))
         if strict:
             _check_views(sched.cluster.free, sched.cluster.names, occupied, nodes)
         if progress is not None and done >= next_report:

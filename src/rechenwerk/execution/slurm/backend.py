@@ -10,6 +10,7 @@ import pwd
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from rechenwerk.errors import BackendError, BackendUnavailable
@@ -23,11 +24,17 @@ from rechenwerk.execution.base import (
     ReconcileReport,
 )
 from rechenwerk.execution.slurm.script import (
+    build_array_submit_spec,
     build_submit_spec,
     check_gpu_types,
     user_script_path,
 )
-from rechenwerk.execution.slurm.types import SlurmJob, SlurmTransport
+from rechenwerk.execution.slurm.types import (
+    SlurmJob,
+    SlurmTransport,
+    split_job_ref,
+    task_indices,
+)
 
 log = logging.getLogger(__name__)
 # How often slurmdbd is asked again for a requeued job's earlier run it has not recorded.
@@ -52,6 +59,7 @@ REASON_TEXT: dict[str, str] = {
     "JobHeldUser": "held by the user",
     "Dependency": "waiting for a dependency",
     "DependencyNeverSatisfied": "a job it depends on ended so that it can never start",
+    "JobArrayTaskLimit": "array task limit: the array's %N tasks are running",
 }
 
 
@@ -126,6 +134,7 @@ class SlurmBackend:
         multi_node=True,
         graceful_preemption=True,  # scontrol requeue: SIGTERM, KillWait, SIGKILL
         imports_foreign_jobs=True,
+        job_arrays=True,  # one sbatch --array per array (submit_array)
     )
 
     def __init__(
@@ -146,6 +155,7 @@ class SlurmBackend:
         # restart count they are complete for (read once per requeue, not every poll).
         self._runs: dict[str, tuple[int, tuple[SlurmJob, ...]]] = {}
         self._runs_tried: dict[str, float] = {}
+        self._cancelled_tasks: dict[str, datetime] = {}  # array task handle -> when
 
     # ------------------------------------------------------------------ protocol
     def submit(self, request: LaunchRequest) -> str:
@@ -159,8 +169,25 @@ class SlurmBackend:
         self._prepare_files(request, spec.user)
         return self.transport.submit(spec)
 
+    def submit_array(self, requests: Sequence[LaunchRequest]) -> dict[str, str]:
+        """ONE ``sbatch --array`` for tasks of one Rechenwerk array (their ``array``
+        set); returns each task's handle by its Rechenwerk job id: ``<slurm id>_<index>``,
+        as Slurm names array tasks."""
+        spec = build_array_submit_spec(
+            requests, partition=self.partition, qos_map=self.qos_map,
+            submit_as_user=self.submit_as_user, gpu_types=self.gpu_types)
+        for r in requests:
+            self._prepare_files(r, spec.user, script=r is requests[0])
+        slurm_id = self.transport.submit(spec)
+        return {r.job_id: f"{slurm_id}_{r.array.task_id}" for r in requests
+                if r.array is not None}
+
     def cancel(self, handle: str) -> None:
         self.transport.cancel(_job_id(handle))
+        if "_" in handle:
+            # A waiting array task that Slurm never started leaves no record at all
+            # (not in squeue, not in sacct) once cancelled: remembered to report it.
+            self._cancelled_tasks[handle] = datetime.now(UTC)
 
     def preempt(self, handle: str) -> None:
         """Requeue under the same job id (``scontrol requeue``; jobs are submitted with
@@ -183,28 +210,39 @@ class SlurmBackend:
     def _poll(self, handles: Sequence[str]) -> Mapping[str, BackendJobStatus]:
         if not handles:
             return {}
-        live = {j.job_id: j for j in self.transport.live_jobs()}
-        self._attach_earlier_runs(live, {_job_id(h) for h in handles})
+        records = self.transport.live_jobs()
+        live = {j.job_id: j for j in records}
+        tasks = _array_tasks(records)
+        self._attach_earlier_runs(live, {_job_id(h) for h in handles if "_" not in h})
         out: dict[str, BackendJobStatus] = {}
         missing: list[str] = []
         for handle in handles:
-            job = live.get(_job_id(handle))
+            job = (tasks.get(_job_id(handle)) if "_" in handle
+                   else live.get(_job_id(handle)))
             if job is None:
                 missing.append(handle)
             else:
                 out[handle] = to_status(job, handle)
         if missing:
             found = {
-                j.job_id: j
+                (f"{j.array_job_id}_{j.array_task_id}" if j.array_task_id is not None
+                 else j.job_id): j
                 for j in self.transport.accounted_jobs(job_ids=[_job_id(h) for h in missing])
             }
             for handle in missing:
                 job = found.get(_job_id(handle))
+                cancelled_at = self._cancelled_tasks.get(handle)
                 out[handle] = (
                     to_status(job, handle)
                     if job is not None
+                    else BackendJobStatus(handle=handle, state=BackendJobState.CANCELLED,
+                                          ended_at=cancelled_at, reason="cancelled before "
+                                          "Slurm started this array task")
+                    if cancelled_at is not None
                     else BackendJobStatus(handle=handle, state=BackendJobState.UNKNOWN)
                 )
+        if len(self._cancelled_tasks) > 10_000:
+            self._cancelled_tasks.clear()  # long settled; only the last ones matter
         return out
 
     def _attach_earlier_runs(self, live: dict[str, SlurmJob], wanted: set[str]) -> None:
@@ -275,7 +313,8 @@ class SlurmBackend:
         self.transport.close()
 
     # ------------------------------------------------------------------ helpers
-    def _prepare_files(self, request: LaunchRequest, user: str | None) -> None:
+    def _prepare_files(self, request: LaunchRequest, user: str | None, *,
+                       script: bool = True) -> None:
         """Create the log directory (owned by the job's user) and the user's script file."""
         log_dir = Path(request.log_dir)
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -295,7 +334,7 @@ class SlurmBackend:
                 # <data>/logs/<job>/: the default working directory (checkpoints), and
                 # where a run Slurm requeued creates its own attempt's log directory
                 os.chown(log_dir.parent, uid, gid)
-        if request.script is not None and not request.command:
+        if script and request.script is not None and not request.command:
             path = user_script_path(request)
             path.write_text(request.script)
             path.chmod(0o700)
@@ -304,10 +343,30 @@ class SlurmBackend:
 
 
 def _job_id(handle: str) -> str:
+    """The Slurm job id of a handle: ``1234``, or ``1234_5`` for task 5 of array 1234."""
     jid = handle.split(";", 1)[0].strip()
-    if not jid.isdigit():
+    try:
+        base, task = split_job_ref(jid)
+    except BackendError:
         raise BackendError(
             f"{handle!r} is not a Slurm job handle",
-            hint="Slurm handles are job ids such as '1234'.",
-        )
-    return jid
+            hint="Slurm handles are job ids such as '1234' (array tasks: '1234_5').",
+        ) from None
+    return base if task is None else f"{base}_{task}"
+
+
+def _array_tasks(records: Sequence[SlurmJob]) -> dict[str, SlurmJob]:
+    """Live records of array tasks by ``<array>_<index>``: a started task has a record of
+    its own; the tasks not started yet share their array's record (its
+    ``array_task_string``), which stands for each of them."""
+    out: dict[str, SlurmJob] = {}
+    for job in records:
+        if not job.array_job_id:
+            continue
+        if job.array_task_id is not None:
+            out[f"{job.array_job_id}_{job.array_task_id}"] = job
+    for job in records:
+        if job.array_job_id and job.array_task_id is None:
+            for index in task_indices(job.array_task_string):
+                out.setdefault(f"{job.array_job_id}_{index}", job)
+    return out

@@ -23,6 +23,7 @@ from rechenwerk.execution.slurm.types import (
     SlurmNode,
     SlurmReservation,
     SubmitSpec,
+    split_job_ref,
 )
 
 _UNREACHABLE = (
@@ -50,6 +51,12 @@ def gpu_minutes_from_tres(tres: str) -> int | None:
         if key == "gres/gpu" and val.lstrip("-").isdigit():
             return int(val)
     return None
+
+
+def _ref(job_id: str) -> str:
+    """A job id (``1234``) or an array task (``1234_5``), checked before it reaches argv."""
+    base, task = split_job_ref(job_id)
+    return base if task is None else f"{base}_{task}"
 
 
 def _slurm_time(dt: datetime) -> str:
@@ -201,6 +208,8 @@ class CliTransport:
             argv.append(f"--dependency={spec.dependency}")
         if spec.reservation:
             argv.append(f"--reservation={spec.reservation}")
+        if spec.array:
+            argv.append(f"--array={spec.array}")
         proc = self._run(argv, stdin=spec.script, what="sbatch", user=spec.user)
         if proc.returncode != 0:
             msg = proc.stderr.strip().removeprefix("sbatch: error: ") or "no message"
@@ -214,7 +223,7 @@ class CliTransport:
         argv = [self._exe("scancel")]
         if signal:
             argv += [f"--signal={signal}", "--full"]
-        argv.append(str(int(job_id)))
+        argv.append(_ref(job_id))
         proc = self._run(argv, what="scancel")
         if proc.returncode != 0:
             err = proc.stderr.lower()
@@ -229,7 +238,7 @@ class CliTransport:
         Slurm 22.05 also requeues a job that has already *finished* (it would run a
         completed job again), so the job must be running right before; the remaining
         window is the few milliseconds between the two commands."""
-        jid = str(int(job_id))
+        jid = _ref(job_id)
         state = self._run(
             [self._exe("squeue"), "--noheader", f"--jobs={jid}", "--format=%T"], what="squeue"
         )
@@ -268,7 +277,7 @@ class CliTransport:
     ) -> list[SlurmJob]:
         filt: list[str] = ["-X", "--allusers"]
         if job_ids:
-            filt.append("--jobs=" + ",".join(str(int(j)) for j in job_ids))
+            filt.append("--jobs=" + ",".join(_ref(j) for j in job_ids))
         if start is not None:
             filt.append(f"--starttime={_slurm_time(start)}")
         elif not job_ids:

@@ -32,6 +32,7 @@ from rechenwerk.execution.slurm.types import (
     SlurmNode,
     SlurmReservation,
     SubmitSpec,
+    split_job_ref,
 )
 
 _NO_RESERVATIONS = (
@@ -143,7 +144,7 @@ class RestTransport:
         params = {"signal": signal} if signal else None
         doc = self._request(
             "DELETE",
-            self.schema.PATH_JOB.format(job_id=int(job_id)),
+            self.schema.PATH_JOB.format(job_id=_ref(job_id)),
             what="cancel",
             params=params,
         )
@@ -200,7 +201,8 @@ class RestTransport:
         if job_ids is not None and len(job_ids) <= 20 and not params:
             for jid in job_ids:  # a few ids: one small request each, not the whole history
                 doc = self._request(
-                    "GET", self.schema.PATH_DB_JOB.format(job_id=int(jid)), what="accounting"
+                    "GET", self.schema.PATH_DB_JOB.format(job_id=split_job_ref(jid)[0]),
+                    what="accounting"
                 )
                 self.schema.check_errors(doc, "reading accounting")
                 jobs.extend(self.schema.parse_accounted_jobs(doc))
@@ -209,8 +211,9 @@ class RestTransport:
             self.schema.check_errors(doc, "reading accounting")
             jobs = self.schema.parse_accounted_jobs(doc)
         if job_ids is not None:
-            wanted = {str(j) for j in job_ids}
-            jobs = [j for j in jobs if j.job_id in wanted]
+            wanted = {str(j) for j in job_ids}  # an array task by its "<array>_<index>"
+            jobs = [j for j in jobs if j.job_id in wanted
+                    or f"{j.array_job_id}_{j.array_task_id}" in wanted]
         if any(j.exit_code is None and j.end_time for j in jobs):
             live = {j.job_id: j for j in self.live_jobs()}
             jobs = [
@@ -419,3 +422,9 @@ def _scontrol_token(user: str) -> str:
             "or set RECHENWERK_SLURM_REST_TOKEN.",
         )
     return out.removeprefix("SLURM_JWT=")
+
+
+def _ref(job_id: str) -> str:
+    """A job id (``1234``) or an array task (``1234_5``), checked before it reaches a URL."""
+    base, task = split_job_ref(job_id)
+    return base if task is None else f"{base}_{task}"

@@ -19,6 +19,7 @@ import math
 import re
 import shlex
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 from rechenwerk.errors import InvalidInput
@@ -144,8 +145,11 @@ def user_script_path(request: LaunchRequest) -> Path:
     return Path(request.log_dir) / f"job-script.{request.attempt}"
 
 
-def render_script(request: LaunchRequest, env: Mapping[str, str]) -> str:
-    """The batch script. Only quoted user strings and integers are interpolated."""
+def render_script(request: LaunchRequest, env: Mapping[str, str],
+                  tasks: Sequence[LaunchRequest] = ()) -> str:
+    """The batch script. Only quoted user strings and integers are interpolated.
+    ``tasks``: the script of a Slurm job array, one Rechenwerk job per task: each task
+    picks its job id and log directory by ``SLURM_ARRAY_TASK_ID``."""
     if request.command:
         argv = [str(a) for a in request.command]
     elif request.script is not None:
@@ -165,6 +169,8 @@ def render_script(request: LaunchRequest, env: Mapping[str, str]) -> str:
         "set -o pipefail",
     ]
     lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(env.items())]
+    if tasks:
+        lines += _array_prologue(tasks)
     lines.append('export RECHENWERK_NODELIST="${SLURM_JOB_NODELIST:-}"')
     # Slurm may requeue the job under the same id (node failure, preemption): the same
     # script runs again with SLURM_RESTART_COUNT set, as Rechenwerk's next attempt.
@@ -174,7 +180,17 @@ def render_script(request: LaunchRequest, env: Mapping[str, str]) -> str:
         f"export RECHENWERK_ATTEMPT=$(({int(request.attempt)} + rw_restarts))",
     ]
     log_dir = Path(request.log_dir)
-    if log_dir.name == str(request.attempt):  # <...>/logs/<job>/<attempt>: Rechenwerk's
+    if tasks:  # each task's own <...>/logs/<job>/<attempt>
+        lines += [
+            'if [ "$rw_restarts" -gt 0 ]; then',
+            '  rw_log="$(dirname "$RECHENWERK_LOG_DIR")/$RECHENWERK_ATTEMPT"',
+            '  if mkdir -p "$rw_log" 2>/dev/null; then',
+            '    exec >>"$rw_log/stdout.log" 2>>"$rw_log/stderr.log"',
+            '    export RECHENWERK_LOG_DIR="$rw_log"',
+            "  fi",
+            "fi",
+        ]
+    elif log_dir.name == str(request.attempt):  # <...>/logs/<job>/<attempt>: Rechenwerk's
         # layout; a restarted run writes to its own attempt's directory when it can
         lines += [
             'if [ "$rw_restarts" -gt 0 ]; then',
@@ -213,6 +229,73 @@ def render_script(request: LaunchRequest, env: Mapping[str, str]) -> str:
             f"exec {quoted}",
         ]
     return "\n".join(lines) + "\n"
+
+
+def _array_prologue(tasks: Sequence[LaunchRequest]) -> list[str]:
+    """Which Rechenwerk job this array task is (``case`` on SLURM_ARRAY_TASK_ID: its job
+    id and log directory), its output sent to that job's logs, and the variables the
+    local executor gives an array task."""
+    lines = ['case "${SLURM_ARRAY_TASK_ID:-}" in']
+    for t in tasks:
+        assert t.array is not None
+        lines.append(f"  {int(t.array.task_id)}) export RECHENWERK_JOB_ID="
+                     f"{shlex.quote(str(t.job_id))} RECHENWERK_LOG_DIR="
+                     f"{shlex.quote(t.log_dir)} ;;")
+    lines += [
+        '  *) echo "rechenwerk: array task ${SLURM_ARRAY_TASK_ID:-?} is not one of this '
+        'array\'s" >&2; exit 1 ;;',
+        "esac",
+        'exec >>"$RECHENWERK_LOG_DIR/stdout.log" 2>>"$RECHENWERK_LOG_DIR/stderr.log"',
+    ]
+    first = tasks[0].array
+    assert first is not None
+    lines += [f"export {k}={shlex.quote(v)}" for k, v in sorted(first.environment().items())
+              if k != "RECHENWERK_ARRAY_TASK_ID"]
+    lines.append('export RECHENWERK_ARRAY_TASK_ID="$SLURM_ARRAY_TASK_ID"')
+    return lines
+
+
+def array_expression(tasks: Sequence[LaunchRequest], limit: int | None) -> str:
+    """``sbatch --array`` of these tasks: their indices as ranges, then ``%N``."""
+    indices = sorted(int(t.array.task_id) for t in tasks if t.array is not None)
+    parts: list[str] = []
+    i = 0
+    while i < len(indices):
+        j = i
+        while j + 1 < len(indices) and indices[j + 1] == indices[j] + 1:
+            j += 1
+        parts.append(str(indices[i]) if i == j else f"{indices[i]}-{indices[j]}")
+        i = j + 1
+    return ",".join(parts) + (f"%{int(limit)}" if limit else "")
+
+
+def build_array_submit_spec(
+    tasks: Sequence[LaunchRequest],
+    *,
+    partition: str,
+    qos_map: Mapping[str, str] | None = None,
+    submit_as_user: bool = True,
+    gpu_types: Mapping[str, str] | None = None,
+) -> SubmitSpec:
+    """ONE Slurm job array (``sbatch --array=<indices>%N``) for tasks of one Rechenwerk
+    array (same spec; each its own job id, log directory and index). Slurm's own output
+    (e.g. its time-limit message) goes to ``slurm-task-<index>.{out,err}`` in the first
+    task's log directory; the program's output to each task's own logs."""
+    if not tasks or any(t.array is None for t in tasks):
+        raise InvalidInput("a Slurm job array needs tasks of a Rechenwerk array", field="array")
+    head = tasks[0]
+    spec = build_submit_spec(head, partition=partition, qos_map=qos_map,
+                             submit_as_user=submit_as_user, gpu_types=gpu_types)
+    env = {k: v for k, v in job_environment(head).items()
+           if k not in ("RECHENWERK_JOB_ID", "RECHENWERK_LOG_DIR")}
+    for t in tasks:
+        if "\n" in t.log_dir or "\0" in t.log_dir:
+            raise InvalidInput("log path contains a newline or NUL byte", field="log_dir")
+    base = slurm_path(str(Path(head.log_dir) / "slurm-task-"))
+    assert head.array is not None
+    return replace(spec, script=render_script(head, env, tasks),
+                   array=array_expression(tasks, head.array.task_limit),
+                   stdout=base + "%a.out", stderr=base + "%a.err")
 
 
 def time_limit_minutes(walltime_s: int) -> int:

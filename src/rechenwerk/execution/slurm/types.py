@@ -3,11 +3,13 @@ backend. Version-specific JSON lives in one module per API version (``v0_0_38.py
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
+from rechenwerk.errors import BackendError
 from rechenwerk.execution.base import BackendJobState
 
 
@@ -35,6 +37,7 @@ class SubmitSpec:
     environment: Mapping[str, str] = field(default_factory=dict)  # the job's base env
     dependency: str | None = None  # --dependency, e.g. "afterok:12:13,afternotok:14"
     reservation: str | None = None  # sbatch --reservation
+    array: str | None = None  # a job array: sbatch --array (indices, optional %N)
 
     @property
     def gres(self) -> str | None:
@@ -68,6 +71,11 @@ class SlurmJob:
     cluster: str = ""
     # Earlier runs of a requeued job (slurmdbd records, oldest first), when known.
     earlier_runs: tuple[SlurmJob, ...] = ()
+    # A task of a job array: the array's id (ArrayJobId) and this task's index; a record
+    # of not yet started tasks has no index but their indices in ``array_task_string``.
+    array_job_id: str = ""
+    array_task_id: int | None = None
+    array_task_string: str = ""
 
     @property
     def backend_state(self) -> BackendJobState:
@@ -100,6 +108,31 @@ _STATE_MAP: dict[str, BackendJobState] = {
     "TIMEOUT": BackendJobState.TIMEOUT,
     "PREEMPTED": BackendJobState.PREEMPTED,
 }
+
+
+_TASK_REF_RE = re.compile(r"^(\d+)(?:_(\d+))?$")
+
+
+def split_job_ref(ref: str) -> tuple[str, int | None]:
+    """``"1234"`` -> ("1234", None); ``"1234_5"`` (task 5 of array 1234) -> ("1234", 5)."""
+    m = _TASK_REF_RE.match(ref.strip())
+    if m is None:
+        raise BackendError(f"{ref!r} is not a Slurm job id",
+                           hint="Slurm job ids are numbers such as '1234', or '1234_5' for "
+                           "task 5 of array 1234.")
+    return m.group(1), None if m.group(2) is None else int(m.group(2))
+
+
+def task_indices(task_string: str) -> set[int]:
+    """The indices squeue reports for an array's waiting tasks: ``"1-3%1"``,
+    ``"0-98:2"``, ``"1,3,5-7"`` (unparsable parts are ignored: Slurm wrote them)."""
+    out: set[int] = set()
+    for item in task_string.split("%", 1)[0].split(","):
+        span, _, step = item.partition(":")
+        first, _, last = span.partition("-")
+        if first.isdigit() and (not last or last.isdigit()) and (not step or step.isdigit()):
+            out.update(range(int(first), int(last or first) + 1, int(step or 1) or 1))
+    return out
 
 
 def map_state(slurm_state: str) -> BackendJobState:

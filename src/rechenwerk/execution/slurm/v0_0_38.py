@@ -114,9 +114,31 @@ def parse_live_jobs(doc: Mapping[str, Any]) -> list[SlurmJob]:
                 requeue_count=int(j.get("restart_cnt") or 0),
                 comment=str(j.get("comment") or ""),
                 cluster=str(j.get("cluster") or ""),
+                **_live_array(j),
             )
         )
     return out
+
+
+def _live_array(j: Mapping[str, Any]) -> dict[str, Any]:
+    """squeue's array fields: ``array_job_id`` (0 when not an array), ``array_task_id``
+    (None for the record of tasks not started yet) and ``array_task_string``."""
+    aid = j.get("array_job_id")
+    if not isinstance(aid, int) or aid <= 0:
+        return {}
+    tid = j.get("array_task_id")
+    return {"array_job_id": str(aid), "array_task_id": tid if isinstance(tid, int) else None,
+            "array_task_string": str(j.get("array_task_string") or "")}
+
+
+def _db_array(j: Mapping[str, Any]) -> dict[str, Any]:
+    """sacct's ``array`` object: ``{"job_id": 67, "task_id": 0, ...}`` (job_id 0: none)."""
+    arr = j.get("array") or {}
+    aid = arr.get("job_id") if isinstance(arr, Mapping) else None
+    if not isinstance(aid, int) or aid <= 0:
+        return {}
+    tid = arr.get("task_id")
+    return {"array_job_id": str(aid), "array_task_id": tid if isinstance(tid, int) else None}
 
 
 def _db_gpus(tres: Mapping[str, Any] | None) -> int | None:
@@ -173,6 +195,7 @@ def parse_accounted_jobs(doc: Mapping[str, Any]) -> list[SlurmJob]:
                 nodes=expand_hostlist(j.get("nodes")) if started else (),
                 comment=str((j.get("comment") or {}).get("job") or ""),
                 cluster=str(j.get("cluster") or ""),
+                **_db_array(j),
             )
         )
     runs: dict[str, list[SlurmJob]] = {}
@@ -211,6 +234,8 @@ def submit_payload(spec: SubmitSpec) -> dict[str, Any]:
         job["comment"] = spec.comment
     if spec.dependency:
         job["dependency"] = spec.dependency
+    if spec.array:
+        job["array"] = spec.array
     return {"script": spec.script, "job": job}
 
 

@@ -201,6 +201,15 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     os.replace(tmp, path)  # atomic: a kill mid-write never leaves a torn checkpoint
 
 
+def sweep_task() -> int | None:
+    """This run's index in a job array (Rechenwerk's or Slurm's variable); None: none."""
+    for name in ("RECHENWERK_ARRAY_TASK_ID", "SLURM_ARRAY_TASK_ID"):
+        value = os.environ.get(name, "")
+        if value.isdigit():
+            return int(value)
+    return None
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description="Pre-train a small byte-level GPT.")
     ap.add_argument("--preset", choices=["auto", *PRESETS], default="auto")
@@ -221,7 +230,25 @@ def main() -> int:
                     help="threads per rank on CPU (small models run fastest on one)")
     ap.add_argument("--gpu-type", default=None, help="catalogue name for MFU (default: detect)")
     ap.add_argument("--peak-tflops", type=float, default=None, help="GPU peak for MFU")
+    ap.add_argument("--lr-list", default=None,
+                    help="a sweep: comma-separated learning rates; the job array's task "
+                    "index (RECHENWERK_ARRAY_TASK_ID, or SLURM_ARRAY_TASK_ID) picks "
+                    "lr-list[index mod its length] (overrides --lr) and seed + index div "
+                    "its length")
     args = ap.parse_args()
+    task = sweep_task()
+    if args.lr_list is not None:
+        try:
+            lrs = [float(x) for x in args.lr_list.split(",") if x.strip()]
+        except ValueError:
+            raise SystemExit(f"error: --lr-list {args.lr_list!r} is not a comma-separated "
+                             "list of numbers") from None
+        if not lrs or any(not (x > 0) for x in lrs):
+            raise SystemExit("error: --lr-list needs at least one positive learning rate")
+        args.lr = lrs[(task or 0) % len(lrs)]
+        # tasks beyond the list repeat it with other seeds: 100 tasks over 10 rates are
+        # 10 seed replicates of each
+        args.seed += (task or 0) // len(lrs)
 
     # --- processes and devices ---
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -299,7 +326,8 @@ def main() -> int:
         f"d_model={args.d_model} seq_len={args.seq_len} batch={args.batch_size}x{world} "
         f"world={world} backend={backend if world > 1 else 'none'} device={device.type} "
         f"hw={hw_name} peak_tflops={peak / 1e12 if peak else 'n/a'} bf16={use_bf16} "
-        f"corpus_bytes={len(text)} out={out_dir}")
+        f"corpus_bytes={len(text)} out={out_dir} lr={args.lr:g}"
+        + (f" array_task={task}" if task is not None else ""))
 
     saved = {"step": step}
 
@@ -384,6 +412,7 @@ def main() -> int:
             "resumed_from_step": resumed_from, "train_seconds_this_attempt": train_s,
             "job_id": os.environ.get("RECHENWERK_JOB_ID"),
             "attempt": os.environ.get("RECHENWERK_ATTEMPT"), "config": config,
+            "lr": args.lr, "seed": args.seed, "array_task_id": task,
         }
         metrics_path = out_dir / "metrics.json"
         metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")

@@ -31,6 +31,10 @@ class TraceJob:
     # (kind, job id) of jobs this one waits for: after_ok / after_any / after_not_ok, as
     # the live service's ``depends_on`` (docs/jobs.md "Dependencies").
     depends_on: tuple[tuple[str, str], ...] = ()
+    # A task of a job array (``job_id`` is ``<array_id>_<index>``) and the array's limit
+    # of tasks running at once (None: none); the simulator honours it.
+    array_id: str | None = None
+    array_limit: int | None = None
 
     @property
     def gpu_seconds(self) -> float:

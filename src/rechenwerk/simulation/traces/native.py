@@ -3,7 +3,9 @@
 Required columns: ``submit_time`` (seconds from the trace start, or ISO-8601 timestamps;
 one form per file), ``duration_s``, ``gpus``. Optional: ``job_id``, ``project``,
 ``walltime_s``, ``gpus_per_node``, ``qos`` (normal|high|low), ``gpu_type``,
-``depends_on`` (``after_ok:a:b,after_not_ok:c``: jobs on earlier lines). Unknown
+``depends_on`` (``after_ok:a:b,after_not_ok:c``: jobs on earlier lines), ``array`` (a
+job array, as Slurm's ``--array``: the row stands for one task per index, ids
+``<job_id>_<index>``, with the ``%N`` limit the simulator honours). Unknown
 columns are an error (a typo such as ``walltime`` must not be ignored silently). Blank
 lines are skipped; lines starting with ``#`` are comments only before the header (after
 it every line is a row, so no row can vanish silently).
@@ -17,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 
 from rechenwerk.errors import InvalidInput
+from rechenwerk.scheduling.arrays import parse_array
 from rechenwerk.simulation.traces._csv import (
     MAX_TRACE_SECONDS,
     RowError,
@@ -41,7 +44,9 @@ from rechenwerk.simulation.traces.base import (
 
 REQUIRED = ("submit_time", "duration_s", "gpus")
 OPTIONAL = ("job_id", "project", "walltime_s", "gpus_per_node", "qos", "gpu_type",
-            "depends_on")
+            "depends_on", "array")
+# Tasks one row's ``array`` may expand to (the live service's limit is a setting).
+MAX_ARRAY_TASKS = 100_000
 COLUMNS = REQUIRED + OPTIONAL
 
 _SECONDS = "seconds"
@@ -92,10 +97,10 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
     spath = str(path)
     skipped: list[SkippedRow] = []
     # (submit, line, job_id, duration, gpus, project, walltime, gpus_per_node, qos, gpu_type,
-    #  depends_on)
+    #  depends_on, array: (array id, limit) of a task)
     parsed: list[
         tuple[float, int, str, float, int, str, float | None, int | None, str, str | None,
-              tuple[tuple[str, str], ...]]
+              tuple[tuple[str, str], ...], tuple[str, int | None] | None]
     ] = []
     first_line_of: dict[str, int] = {}
     submit_of: dict[str, float] = {}
@@ -114,6 +119,7 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
         i_qos = idx.get("qos")
         i_type = idx.get("gpu_type")
         i_deps = idx.get("depends_on")
+        i_array = idx.get("array")
         for row in reader:
             line = reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
@@ -174,9 +180,18 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
                             "qos", f"expected one of {', '.join(QOS_VALUES)}, got {qos!r}"
                         )
                 gpu_type = (row[i_type].strip() if i_type is not None else "") or None
-                prev = first_line_of.get(job_id)
-                if prev is not None:
-                    raise RowError("job_id", f"duplicate job_id {job_id!r} (first on line {prev})")
+                tasks: list[tuple[str, tuple[str, int | None] | None]] = [(job_id, None)]
+                if i_array is not None and row[i_array].strip():
+                    try:
+                        arr = parse_array(row[i_array].strip(), max_tasks=MAX_ARRAY_TASKS)
+                    except ValueError as exc:
+                        raise RowError("array", str(exc)) from None
+                    tasks = [(f"{job_id}_{i}", (job_id, arr.limit)) for i in arr.indices]
+                for task_id, _ in tasks:
+                    prev = first_line_of.get(task_id)
+                    if prev is not None:
+                        raise RowError("job_id",
+                                       f"duplicate job_id {task_id!r} (first on line {prev})")
                 deps_txt = row[i_deps].strip() if i_deps is not None else ""
                 deps = parse_depends_on(deps_txt, first_line_of) if deps_txt else ()
                 for _kind, dep in deps:
@@ -188,12 +203,11 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
                 continue
             if form is None:
                 form, form_line = this_form, line
-            first_line_of[job_id] = line
-            submit_of[job_id] = submit
-            parsed.append(
-                (submit, line, job_id, duration, gpus, project, walltime, gpn, qos, gpu_type,
-                 deps)
-            )
+            for task_id, array in tasks:
+                first_line_of[task_id] = line
+                submit_of[task_id] = submit
+                parsed.append((submit, line, task_id, duration, gpus, project, walltime, gpn,
+                               qos, gpu_type, deps, array))
     parsed.sort(key=lambda p: p[0])
     t0 = parsed[0][0] if (parsed and form == _ISO) else 0.0
     if parsed and parsed[-1][0] - t0 > MAX_TRACE_SECONDS:
@@ -215,8 +229,10 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
             qos=q,
             gpu_type=gt,
             depends_on=deps_,
+            array_id=arr[0] if arr else None,
+            array_limit=arr[1] if arr else None,
         )
-        for sub, _line, jid, dur, g, proj, wall, gpn_, q, gt, deps_ in parsed
+        for sub, _line, jid, dur, g, proj, wall, gpn_, q, gt, deps_, arr in parsed
     )
     return Trace(jobs=jobs, skipped=tuple(skipped), source=f"native:{spath}")
 
@@ -239,6 +255,7 @@ def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] 
                 hint="job ids must be unique to be written and read back",
             )
         ids.add(job.job_id)
+    arrays = any(j.array_id is not None for j in trace.jobs)  # the column only when used
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as fh:
@@ -258,12 +275,23 @@ def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] 
                 "qos",
                 "gpu_type",
                 *(["depends_on"] if with_deps else []),
+                *(["array"] if arrays else []),
             ]
         )
         for j in trace.jobs:
+            array = ""
+            row_id = j.job_id
+            if j.array_id is not None:  # one row per task: job_id = the array, array = index
+                index = j.job_id.removeprefix(f"{j.array_id}_")
+                if not index.isdigit():
+                    raise InvalidInput(
+                        message=f"array task {j.job_id!r} is not named <array>_<index>",
+                        field="job_id", hint="name array tasks as the native reader does")
+                row_id = j.array_id
+                array = index + (f"%{j.array_limit}" if j.array_limit else "")
             w.writerow(
                 [
-                    j.job_id,
+                    row_id,
                     _fmt(j.submit_time),
                     _fmt(j.duration_s),
                     j.gpus,
@@ -273,6 +301,7 @@ def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] 
                     j.qos,
                     j.gpu_type or "",
                     *([format_depends_on(j.depends_on)] if with_deps else []),
+                    *([array] if arrays else []),
                 ]
             )
     return out

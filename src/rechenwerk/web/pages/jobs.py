@@ -67,8 +67,14 @@ def job_list(
     page = max(page, 1)
     items, total = jobs.list_jobs(
         db, user, project=project or None, states=[state] if state else (),
-        mine=mine in ("1", "on", "true"), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE)
+        mine=mine in ("1", "on", "true"), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE,
+        group_arrays=True)
     projects = _visible_projects(db, user)
+    heads = [j.id for j in items if jobs.is_array_head(j)]
+    counts = jobs.array_state_counts(db, heads)
+    arrays = {aid: {"display": f"{aid}_[{info.expression}]",
+                    "states": jobs.describe_array_states(counts.get(aid, {}))}
+              for aid, info in jobs.array_infos(db, heads).items()}
     context = {
         "title": "Jobs", "section": "jobs", "jobs": items, "total": total, "page": page,
         "pages": max(1, -(-total // PAGE_SIZE)), "first": (page - 1) * PAGE_SIZE + 1,
@@ -76,6 +82,7 @@ def job_list(
         "states": STATES, "project_options": [p.slug for p in projects],
         "slugs": jobs.project_slugs(db, {j.project_id for j in items}),
         "names": jobs.usernames(db, {j.user_id for j in items}), "now": now,
+        "arrays": arrays,
     }
     if request.headers.get("hx-request") and request.headers.get("hx-target") == "job-results":
         return render(request, "jobs/_results.html", context)
@@ -118,9 +125,21 @@ def _detail_context(request: Request, db: Session, user: User, job_id: int,
     if job.state == JobState.PENDING.value:
         _job, queue = job_priority(db, user, job.id, backend=backend_of(request),
                                    clock=get_clock(request), settings=settings_of(request))
+    array: dict[str, Any] | None = None
+    if jobs.is_array_head(job):
+        info = jobs.array_infos(db, [job.id])[job.id]
+        tasks = jobs.array_tasks(db, job)
+        counts: dict[str, int] = {}
+        for t in tasks:
+            counts[t.state] = counts.get(t.state, 0) + 1
+        array = {"display": f"{job.id}_[{info.expression}]", "tasks": tasks,
+                 "states": jobs.describe_array_states(counts),
+                 "live": sum(JobState(t.state) not in TERMINAL_STATES for t in tasks)}
     return {
+        "array": array, "display_id": jobs.display_id(job),
         "queue": queue, "queue_entry": queue.entries[0] if queue else None,
-        "title": f"Job {job.id}", "section": "jobs", "job": job, "events": events,
+        "title": f"Job {jobs.display_id(job)}", "section": "jobs", "job": job,
+        "events": events,
         "project_slug": slug, "owner": owner, "running": running,
         "logs": _log_chunks(request, db, user, job.id), "spec_text": spec_text,
         "dependencies": dependencies_of(db, user, job.id),
@@ -260,5 +279,7 @@ def job_cancel(
 ) -> Response:
     job = jobs.cancel(db, user, job_id, clock=get_clock(request))
     response = RedirectResponse(f"/jobs/{job.id}", status_code=303)
-    set_flash(response, settings_of(request), "info", f"Cancellation of job {job.id} requested.")
+    what = (f"every task of array {job.id}" if jobs.is_array_head(job)
+            else f"job {jobs.display_id(job)}")
+    set_flash(response, settings_of(request), "info", f"Cancellation of {what} requested.")
     return response
