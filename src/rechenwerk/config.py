@@ -177,6 +177,11 @@ class Settings(BaseSettings):
     # How long a forecast expects jobs to run: "history" (the share of its walltime each
     # project's recent jobs ran) or "walltime" (every job to its limit).
     forecast_runtime: Literal["history", "walltime"] = "history"
+    # Slurm: the scheduler loop keeps Slurm's rw- reservations in line with Rechenwerk's
+    # at once after a change and at least every this many seconds; 0: only by hand
+    # (`rechenwerk slurm sync-reservations`).
+    slurm_reservation_sync_s: float = Field(default=60.0, ge=0.0, le=86400.0,
+                                            allow_inf_nan=False)
     # What happens when a submission exceeds the live balance: refuse it, or accept it in
     # the low (scavenger) QOS.
     overdraft_policy: Literal["refuse", "low_qos"] = "refuse"

@@ -9,12 +9,16 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import pytest
 from slurm_helpers import SlurmAccount, request, sh, wait_state
 from sqlalchemy.orm import Session
 
 from factories import make_project, make_user
+from rechenwerk.clock import WallClock
+from rechenwerk.config import Settings
 from rechenwerk.errors import BackendError
 from rechenwerk.execution.base import BackendJobState, NodeInventory
 from rechenwerk.execution.slurm import SlurmBackend
@@ -25,6 +29,7 @@ from rechenwerk.execution.slurm.cli_transport import (
 )
 from rechenwerk.execution.slurm.types import SlurmReservation
 from rechenwerk.jobs import reservations
+from rechenwerk.jobs.loop import SchedulerLoop
 from rechenwerk.jobs.slurm_reservations import plan, sync
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
@@ -149,3 +154,36 @@ def test_plan_and_arguments_without_slurm() -> None:
             "Accounts=(null) State=INACTIVE")
     parsed = parse_reservation(line)
     assert parsed == SlurmReservation("rw-a", a.start, a.end, ("node1", "node2"), (), True)
+
+
+def test_the_scheduler_loop_keeps_slurm_in_step(slurm_up: None, session_factory: Any,
+                                                slurm_account: SlurmAccount, made: list[str],
+                                                tmp_path: Path) -> None:
+    """No command to remember: a cycle of the loop creates, and after the deletion in
+    Rechenwerk removes, the Slurm reservation (future window: it holds no test's job)."""
+    name = f"auto-{uuid.uuid4().hex[:8]}"
+    made.append(f"rw-{name}")
+    transport = CliTransport()
+    nodes = [NodeInventory(n.name, n.gpus, n.gpu_type) for n in transport.cluster_nodes()]
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now + timedelta(days=401)
+    with session_factory() as s:
+        project = make_project(s, pi=make_user(s), slug=slurm_account.name)
+        reservations.create(s, reservations.ReservationRequest(
+            name, start, start + timedelta(hours=1), projects=(project.slug,), gpus=4),
+            inventory=nodes, now=now, by="test")
+        s.commit()
+    loop = SchedulerLoop(session_factory, SlurmBackend(transport), clock=WallClock(),
+                         settings=Settings(data_dir=tmp_path, executor="slurm"))
+    try:
+        loop.cycle()
+        got = _show(f"rw-{name}")
+        assert got is not None and got.accounts == (slurm_account.name,) and got.start == start
+        assert loop.reservation_sync is not None and loop.reservation_sync.run() == 0
+        with session_factory() as s:
+            reservations.delete(s, name)
+            s.commit()
+        loop.cycle()
+        assert _show(f"rw-{name}") is None
+    finally:
+        transport.close()

@@ -45,6 +45,7 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -61,6 +62,7 @@ from rechenwerk.jobs.leadership import Leadership
 from rechenwerk.jobs.models import Job, JobEvent
 from rechenwerk.jobs.progress import active_jobs, apply_backend_status
 from rechenwerk.jobs.reasons import ReasonWriter, waiting_reasons
+from rechenwerk.jobs.slurm_reservations import ReservationAutoSync
 from rechenwerk.jobs.snapshot import SnapshotBuilder, running_placements
 from rechenwerk.jobs.states import ACTIVE_STATES, JobState
 from rechenwerk.jobs.transitions import transition
@@ -172,6 +174,13 @@ class SchedulerLoop:
         self.applier = DecisionApplier(session_factory, backend, self.clock, self.launcher)
         self.reasons = ReasonWriter(session_factory)
         self.core = IncrementalCore(self.policy)
+        transport: Any = getattr(backend, "transport", None)
+        self.reservation_sync = (
+            ReservationAutoSync(session_factory, transport, self.clock,
+                                interval_s=settings.slurm_reservation_sync_s)
+            # slurmrestd v0.0.38 cannot manage reservations: the CLI transport only
+            if backend.capabilities.schedules_itself
+            and getattr(transport, "name", None) == "cli" else None)
         self.forecasts = ForecastCompanion(session_factory, self.policy,
                                            interval_s=settings.forecast_interval_s,
                                            horizon_s=settings.forecast_horizon_s,
@@ -302,6 +311,8 @@ class SchedulerLoop:
         if self.backend.capabilities.schedules_itself:
             self.hand_over(stats, held=deps.held)
             lap("hand_over")
+            if self.reservation_sync is not None:
+                self.reservation_sync.run()
         else:
             with session_scope(self.session_factory) as session:
                 snap, stored = self.snapshots.build(session, held=deps.held)

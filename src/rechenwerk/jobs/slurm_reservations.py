@@ -1,5 +1,7 @@
-"""Keep Slurm's advance reservations in line with Rechenwerk's (``rechenwerk slurm
-sync-reservations``), as ``accounting/slurm_sync.py`` does for accounts.
+"""Keep Slurm's advance reservations in line with Rechenwerk's: by the scheduler loop
+(``ReservationAutoSync``, every cycle that changed them and every
+``RECHENWERK_SLURM_RESERVATION_SYNC_S``) and by hand (``rechenwerk slurm
+sync-reservations [--dry-run]``), as ``accounting/slurm_sync.py`` does for accounts.
 
 Desired state: for every reservation that has not ended, a Slurm reservation named
 ``rw-<name>`` (``execution/slurm/script.py: RESERVATION_PREFIX``) on the nodes it holds
@@ -11,18 +13,25 @@ changes nothing the second time.
 
 from __future__ import annotations
 
+import logging
+import math
+import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from rechenwerk.clock import ensure_utc
+from rechenwerk.clock import Clock, ensure_utc
+from rechenwerk.errors import BackendError
 from rechenwerk.execution.base import NodeInventory
 from rechenwerk.execution.slurm.script import RESERVATION_PREFIX, check_account
 from rechenwerk.execution.slurm.types import SlurmReservation, SlurmTransport
 from rechenwerk.jobs import reservations
+from rechenwerk.store.session import session_scope
+
+log = logging.getLogger("rechenwerk.scheduler")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,3 +125,45 @@ def inventory_for_reservations(backend: Any) -> Sequence[NodeInventory]:
         return inv
     nodes = getattr(backend, "reservable_nodes", None)
     return tuple(nodes()) if callable(nodes) else ()
+
+
+class ReservationAutoSync:
+    """The scheduler loop's sync on backends that schedule themselves (Slurm): Slurm's
+    ``rw-`` reservations follow Rechenwerk's within a cycle of a change, and every
+    ``interval_s`` anyway (a reservation deleted in Slurm by hand comes back). A Slurm
+    that does not answer is retried at the next cycle; nothing of Rechenwerk's changes."""
+
+    def __init__(self, session_factory: sessionmaker[Session], transport: SlurmTransport,
+                 clock: Clock, *, interval_s: float) -> None:
+        self.session_factory = session_factory
+        self.transport = transport
+        self.clock = clock
+        self.interval_s = interval_s
+        self._applied: list[SlurmReservation] | None = None
+        self._due = -math.inf  # time.monotonic() of the next sync regardless of changes
+        self.last_error: str | None = None
+
+    def run(self) -> int:
+        """Changes applied in Slurm (0: in step, or the sync is off or failed)."""
+        if self.interval_s <= 0:
+            return 0
+        now = self.clock.now()
+        with session_scope(self.session_factory) as session:
+            want = desired(session, now)
+        tick = time.monotonic()
+        if want == self._applied and tick < self._due:
+            return 0
+        self._applied, self._due = want, tick + self.interval_s
+        try:
+            changes = plan(want, self.transport.reservations(), now)
+            apply(self.transport, changes)
+        except BackendError as exc:
+            # tried again at the next change or after ``interval_s``, not every cycle
+            self.last_error = str(exc)
+            log.warning("Slurm reservation sync failed (tried again in %.0f s): %s",
+                        self.interval_s, exc)
+            return 0
+        self.last_error = None
+        for c in changes:
+            log.info("Slurm reservation sync: %s", c.describe())
+        return len(changes)
