@@ -15,6 +15,7 @@ from rechenwerk.execution.base import ArrayTask, BackendJobState
 from rechenwerk.execution.slurm import SlurmBackend
 from rechenwerk.execution.slurm.cli_transport import CliTransport
 from rechenwerk.execution.slurm.rest_transport import RestTransport
+from waiting import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
@@ -58,10 +59,16 @@ def test_an_array_runs_as_one_slurm_array_and_each_task_sees_its_index(
         index = handle.split("_")[1]
         out = (acc.tmp / f"logs-{job_id}" / "stdout.log").read_text().split()
         assert out == [job_id, "300", index, index, "3", "5"]
-    # sacct knows them as tasks of one array, with the limit honoured by Slurm.
-    acct = sh("sacct", "-X", "-n", "-P", f"--jobs={array_id}", "--format=JobID,State")
-    assert sorted(line.split("|")[0] for line in acct.split()) == [
-        f"{array_id}_0", f"{array_id}_2", f"{array_id}_5"]
+    # sacct knows them as tasks of one array, with the limit honoured by Slurm (slurmdbd
+    # records them a moment after they end: wait for its records, not for a time).
+    want = [f"{array_id}_0", f"{array_id}_2", f"{array_id}_5"]
+
+    def recorded() -> list[str] | None:
+        acct = sh("sacct", "-X", "-n", "-P", f"--jobs={array_id}", "--format=JobID,State")
+        got = sorted(line.split("|")[0] for line in acct.split())
+        return got if got == want else None
+
+    assert wait_for(recorded, "slurmdbd's records of the three tasks") == want
 
 
 def test_one_task_cancelled_alone_and_the_limit_holds_the_others(
