@@ -40,6 +40,7 @@ from rechenwerk.store.session import session_scope
 log = logging.getLogger("rechenwerk.forecast")
 
 MIN_CHANGE_S = 30.0  # a forecast that moved less than this is not rewritten
+MAX_CPU_SHARE = 0.2  # of the wall time, for forecasts (they share the loop's GIL)
 # The history a project's run/walltime share is taken from.
 HISTORY_JOBS, HISTORY_MIN_JOBS, HISTORY_DAYS, HISTORY_ROWS = 100, 5, 30, 20_000
 _ENDED_BY_ITSELF = (JobState.COMPLETED.value, JobState.FAILED.value, JobState.TIMEOUT.value)
@@ -101,7 +102,11 @@ class ForecastCompanion:
         now = time.monotonic()
         if now < self._due:
             return
-        self._due = now + self.interval_s
+        # A forecast of a large queue costs seconds of CPU in the server's process (12 s
+        # at 10,000 pending jobs x 1,000 nodes, docs/benchmarks.md): at most 1/
+        # ``MAX_CPU_SHARE`` of the time goes to it, whatever the interval.
+        last = self.last.seconds if self.last is not None else 0.0
+        self._due = now + max(self.interval_s, last / MAX_CPU_SHARE)
         with self._lock:
             self._latest = snap
         if self._thread is None:
