@@ -88,3 +88,16 @@ def test_project_history_shortens_the_forecast(
     assert waiting is not None and waiting.expected_start_at is not None
     assert abs(ensure_utc(waiting.expected_start_at) - (started + timedelta(minutes=15))
                ) < timedelta(seconds=1)
+
+
+def test_a_costly_forecast_is_made_less_often() -> None:
+    from rechenwerk.jobs.forecasts import ForecastCompanion, ForecastStats
+    from rechenwerk.scheduling.policies import make_policy
+
+    c = ForecastCompanion(None, make_policy("fifo"), interval_s=60.0,  # type: ignore[arg-type]
+                          horizon_s=3600.0)
+    assert c.next_due(100.0) == 160.0  # nothing measured yet: the interval
+    c.last = ForecastStats(jobs=10_000, placed=10_000, written=0, cycles=9000, seconds=12.0)
+    assert c.next_due(100.0) == 160.0  # 12 s of 60: 20%, the share allowed
+    c.last = ForecastStats(jobs=50_000, placed=50_000, written=0, cycles=9000, seconds=30.0)
+    assert c.next_due(100.0) == 250.0  # 30 s: every 150 s

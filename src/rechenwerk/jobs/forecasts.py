@@ -102,11 +102,7 @@ class ForecastCompanion:
         now = time.monotonic()
         if now < self._due:
             return
-        # A forecast of a large queue costs seconds of CPU in the server's process (12 s
-        # at 10,000 pending jobs x 1,000 nodes, docs/benchmarks.md): at most 1/
-        # ``MAX_CPU_SHARE`` of the time goes to it, whatever the interval.
-        last = self.last.seconds if self.last is not None else 0.0
-        self._due = now + max(self.interval_s, last / MAX_CPU_SHARE)
+        self._due = self.next_due(now)
         with self._lock:
             self._latest = snap
         if self._thread is None:
@@ -115,6 +111,13 @@ class ForecastCompanion:
                                             daemon=True)
             self._thread.start()
         self._ready.set()
+
+    def next_due(self, now: float) -> float:
+        """When the next forecast is due: a forecast of a large queue costs seconds of
+        CPU in the server's process (12 s at 10,000 pending jobs x 1,000 nodes,
+        docs/benchmarks.md), so at most ``MAX_CPU_SHARE`` of the time goes to it."""
+        last = self.last.seconds if self.last is not None else 0.0
+        return now + max(self.interval_s, last / MAX_CPU_SHARE)
 
     def stop(self, timeout: float = 10.0) -> None:
         self._stop.set()
