@@ -421,8 +421,11 @@ class ConservativeBackfill(Backfill):
         reordered them) every later reservation is returned to the profile and the rest
         of the window is planned again - the same plan a full pass would make, since a
         reservation depends only on the running jobs and the reservations before it.
-        False: something is off plan (a reserved job cannot start when due), recompute
-        from scratch."""
+        One exception: a reserved job due now whose GPUs are free by count but not
+        placeable (a whole-node shape) is re-reserved ``bf_interval_s`` later, as Slurm's
+        backfill would retry it, while a full pass (the live loop's, ``explain`` on)
+        replans at once and may start a later job now. False: something is off plan (a
+        reserved job cannot start when due), recompute from scratch."""
         prof, resv, c = self._prof, self._resv, self.cluster
         assert prof is not None
         prof.advance(now)
