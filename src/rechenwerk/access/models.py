@@ -254,7 +254,9 @@ class Award(Base):
     project_id: Mapped[int] = mapped_column(
         ForeignKey("projects.id", ondelete="CASCADE"), index=True
     )
-    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id"), index=True)
+    # One award per proposal (unique: migration 0016); awards without one are many.
+    proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id"), index=True,
+                                                    unique=True)
     gpu_type: Mapped[str] = mapped_column(String(64))
     gpu_hours: Mapped[float] = mapped_column(Float)
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)

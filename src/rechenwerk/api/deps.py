@@ -70,6 +70,8 @@ def centre_gpus(request: Request) -> int:
 _CONFLICT_SUBJECTS: tuple[tuple[str, str], ...] = (
     ("idempotency_key", "a job with this idempotency key exists already"),
     ("reviewer_user_id", "this reviewer is assigned to the proposal already"),
+    ("awards.proposal_id", "this proposal has an award already"),  # SQLite
+    ("ix_awards_proposal_id", "this proposal has an award already"),  # PostgreSQL
     ("username", "a user with this username exists already"),
     ("token_hash", "this API token exists already"),
     ("organizations", "an organisation with this name exists already"),
