@@ -50,6 +50,7 @@ def history(session: Session) -> dict[str, Any]:
     after = _job(session, alpha, submit_s=5, start_s=610, run_s=60, qos="high")
     session.add(JobDependency(job_id=after.id, kind="after_ok", depends_on_id=first.id))
     big = _job(session, beta, submit_s=20, start_s=700, run_s=300, gpus=8, gpn=4)
+    session.add(JobDependency(job_id=big.id, kind="after_any", depends_on_id=old.id))
     task0 = _job(session, beta, submit_s=30, start_s=40, run_s=50, array=(0, 0))
     task0.array_job_id = task0.id
     session.add(JobArray(id=task0.id, expression="0-1%1", task_count=2, task_limit=1))
@@ -77,6 +78,7 @@ def test_import_from_db_reads_back_and_simulates(db_url: str, history: dict[str,
     assert r.exit_code == 0, r.output
     result = json.loads(r.stdout)
     assert result["jobs"] == 5
+    assert result["dropped_dependencies"] == 1  # big's on the old job, before --since
     assert result["left_out"] == {"never started": 1,
                                   "still running (or waiting to be requeued)": 1}
     jobs = {j.job_id: j for j in read_trace(out).jobs}
@@ -96,6 +98,7 @@ def test_import_from_db_reads_back_and_simulates(db_url: str, history: dict[str,
     assert json.loads(sim.read_text())["policies"]["fifo"]["jobs"] == 5
     r = _rw(db_url, "trace", "import", "--from-db", "--out", str(out), "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["jobs"] == 6  # no --since: the old job
+    assert read_trace(out).jobs[3].depends_on == (("after_any", str(history["old"])),)
 
 
 def test_anonymised_db_trace_names_no_project_and_no_job(db_url: str,
@@ -112,8 +115,8 @@ def test_anonymised_db_trace_names_no_project_and_no_job(db_url: str,
     assert not {j.job_id.split("_")[0] for j in trace.jobs} & originals
     assert len({j.project for j in trace.jobs}) == 2
     dependent = [j for j in trace.jobs if j.depends_on]
-    assert len(dependent) == 1  # the dependency survives, on the hashed id
-    assert dependent[0].depends_on[0][1] in {j.job_id for j in trace.jobs}
+    assert len(dependent) == 2  # the dependencies survive, on the hashed ids
+    assert {d.depends_on[0][1] for d in dependent} <= {j.job_id for j in trace.jobs}
 
 
 def test_empty_range_is_a_clear_error(db_url: str, history: dict[str, Any],
@@ -122,3 +125,10 @@ def test_empty_range_is_a_clear_error(db_url: str, history: dict[str, Any],
             "--since", "2030-01-01")
     assert r.exit_code == 2 and "no job to import" in r.output
     assert not (tmp_path / "x.csv").exists()
+
+
+def test_unmigrated_database_is_a_clear_error(tmp_path: Path) -> None:
+    r = _rw(f"sqlite:///{tmp_path / 'empty.db'}", "trace", "import", "--from-db",
+            "--out", str(tmp_path / "x.csv"))
+    assert r.exit_code != 0 and "rechenwerk admin db upgrade" in r.output
+    assert "Traceback" not in r.output and not (tmp_path / "x.csv").exists()
