@@ -129,6 +129,41 @@ def register(app: typer.Typer) -> None:
         )
 
 
+    # --- trace import (the centre's own history; docs/traces.md) ---
+    @trace.command("import")
+    @handle_errors
+    def import_(
+        out: Path = typer.Option(..., "--out", "-o", help="Native CSV file to write."),
+        from_db: bool = typer.Option(
+            False, "--from-db", help="Read Rechenwerk's job table (RECHENWERK_DATABASE_URL)."),
+        sacct: Path | None = typer.Option(
+            None, "--sacct", help="Read `sacct --parsable2` output (docs/traces.md)."),
+        anonymise: bool = typer.Option(
+            False, "--anonymise", help="Replace project names and job ids by salted hashes."),
+        salt: str | None = typer.Option(
+            None, "--salt", help="Salt of --anonymise (default: a random one, printed once)."),
+        since: str | None = typer.Option(
+            None, "--since", help="Only jobs submitted at or after this UTC time (ISO-8601)."),
+        until: str | None = typer.Option(
+            None, "--until", help="Only jobs submitted before this UTC time (ISO-8601)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
+    ) -> None:
+        """Write a native trace of the centre's own history: Rechenwerk's jobs or sacct's."""
+        from rechenwerk.cli.trace_import import run_import
+
+        result = run_import(out=out, from_db=from_db, sacct=sacct, anonymise=anonymise,
+                            salt=salt, since=since, until=until)
+        if as_json:
+            print_json(result)
+            return
+        if result["generated_salt"]:
+            err_console.print(f"salt (keep it to anonymise later imports the same way): "
+                              f"{result['generated_salt']}", highlight=False)
+        for line in result["notes"]:
+            err_console.print(line, highlight=False)
+        console.print(f"wrote {result['jobs']:,} jobs to {result['path']}", highlight=False)
+
+
 def _h(seconds: float) -> str:
     from rechenwerk.simulation.report import _human_s
 
