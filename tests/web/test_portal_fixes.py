@@ -1,0 +1,90 @@
+"""Portal fixes from issue 18 (ASGI app, SQLite and PostgreSQL): accessibility markup,
+actions offered only to those who may take them, readable empty states, confirmed
+call closing and a readable audit log."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from factories import T0, make_award, make_call, make_org, make_project, make_user
+from rechenwerk.access.security import hash_password
+
+PASSWORD = "correct-horse-battery"
+
+
+@lru_cache(maxsize=1)
+def _hash() -> str:
+    return hash_password(PASSWORD)
+
+
+def _csrf(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m, "no CSRF token in the page"
+    return m.group(1)
+
+
+def _login(client: Any, username: str) -> Any:
+    client.cookies.clear()
+    page = client.get("/login")
+    r = client.post("/login", data={"username": username, "password": PASSWORD,
+                                    "csrf_token": _csrf(page.text)}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    return client
+
+
+@pytest.fixture
+def people(session: Session) -> dict[str, Any]:
+    uni = make_org(session, name="Uni A", kind="university")
+    pi = make_user(session, username="pia", org=uni, password_hash=_hash())
+    member = make_user(session, username="mem", org=uni, password_hash=_hash())
+    viewer = make_user(session, username="vie", org=uni, password_hash=_hash())
+    op = make_user(session, username="op", org=uni, operator=True, password_hash=_hash())
+    alpha = make_project(session, pi=pi, slug="alpha",
+                         members={member: "member", viewer: "viewer"})
+    make_award(session, alpha, gpu_hours=100.0, starts_at=T0 - timedelta(days=1))
+    make_call(session, slug="open-call", opens_at=T0 - timedelta(days=1),
+              closes_at=T0 + timedelta(days=30))
+    session.commit()
+    return {"pi": pi, "member": member, "viewer": viewer, "op": op, "alpha": alpha}
+
+
+def test_skip_link_is_first_focusable_and_targets_main(api_client: Any,
+                                                       people: dict[str, Any]) -> None:
+    for html in (api_client.get("/login").text, _login(api_client, "pia").get("/").text):
+        body = html.split("<body", 1)[1]
+        first = re.search(r"<(a|button|input(?![^>]*type=\"hidden\")|select|textarea)\b[^>]*>",
+                          body)
+        assert first and 'href="#main"' in first.group(0), first
+        assert "Skip to content" in body
+        assert '<main id="main"' in body
+
+
+def test_field_in_error_is_invalid_and_described_by_its_message(
+        api_client: Any, people: dict[str, Any]) -> None:
+    _login(api_client, "mem")
+    page = api_client.get("/jobs/new?project=alpha").text
+    key = re.search(r'name="idempotency_key" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+    r = api_client.post("/jobs/new", data={
+        "name": "train", "project": "alpha", "kind": "command", "command": "python3 t.py",
+        "gpus": "two", "walltime": "1h", "qos": "normal", "idempotency_key": key,
+        "csrf_token": _csrf(page)})
+    assert r.status_code == 422
+    gpus = re.search(r'<input id="f-gpus"[^>]*>', r.text)
+    assert gpus and 'aria-invalid="true"' in gpus.group(0)
+    assert 'aria-describedby="err-gpus"' in gpus.group(0)
+    assert re.search(r'<span class="error" id="err-gpus"[^>]*>[^<]*whole number', r.text)
+    name = re.search(r'<input id="f-name"[^>]*>', r.text)
+    assert name and "aria-invalid" not in name.group(0)  # fields without errors stay clean
+
+
+def test_node_drain_reason_has_an_accessible_name(api_client: Any,
+                                                  people: dict[str, Any]) -> None:
+    html = _login(api_client, "op").get("/ops/cluster").text
+    reasons = re.findall(r'<input name="reason"[^>]*>', html)
+    assert reasons and all("aria-label=" in i for i in reasons)
