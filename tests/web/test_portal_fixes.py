@@ -88,3 +88,20 @@ def test_node_drain_reason_has_an_accessible_name(api_client: Any,
     html = _login(api_client, "op").get("/ops/cluster").text
     reasons = re.findall(r'<input name="reason"[^>]*>', html)
     assert reasons and all("aria-label=" in i for i in reasons)
+
+
+def test_actions_are_offered_only_to_who_may_take_them(api_client: Any,
+                                                       people: dict[str, Any]) -> None:
+    _login(api_client, "vie")  # a viewer of alpha: may look, not submit
+    for path in ("/", "/projects/alpha", "/jobs"):
+        html = api_client.get(path).text
+        assert "alpha" in html and "Submit a job</a>" not in html, path
+    assert "Write a proposal</a>" not in api_client.get("/proposals").text
+    _login(api_client, "mem")  # a member submits jobs but only the PI writes proposals
+    for path in ("/", "/projects/alpha", "/jobs"):
+        assert "Submit a job</a>" in api_client.get(path).text, path
+    assert "Write a proposal</a>" not in api_client.get("/proposals").text
+    _login(api_client, "pia")
+    assert 'href="/jobs/new?project=alpha">Submit a job</a>' in \
+        api_client.get("/projects/alpha").text
+    assert 'href="/proposals/new">Write a proposal</a>' in api_client.get("/proposals").text
