@@ -105,3 +105,20 @@ def test_actions_are_offered_only_to_who_may_take_them(api_client: Any,
     assert 'href="/jobs/new?project=alpha">Submit a job</a>' in \
         api_client.get("/projects/alpha").text
     assert 'href="/proposals/new">Write a proposal</a>' in api_client.get("/proposals").text
+
+
+def test_empty_states_show_cli_commands_as_code(api_client: Any, session: Session) -> None:
+    make_user(session, username="newbie", password_hash=_hash())
+    session.commit()
+    html = _login(api_client, "newbie").get("/").text
+    empties = re.findall(r'<div class="empty" data-testid="empty">.*?</div>', html, re.S)
+    assert any("<code>rechenwerk project create</code>" in e for e in empties), empties
+    assert not any("`" in e for e in empties)
+    assert "`" not in api_client.get("/proposals/new").text.split("<main", 1)[1]
+
+
+def test_code_spans_escape_everything_else() -> None:
+    from rechenwerk.web.rendering import code_spans
+
+    assert str(code_spans("run `a <b>` & <i>x</i>")) == \
+        "run <code>a &lt;b&gt;</code> &amp; &lt;i&gt;x&lt;/i&gt;"

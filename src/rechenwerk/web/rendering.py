@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -71,6 +72,16 @@ def query_with(request: Request, **changes: Any) -> str:
     return "?" + urlencode(params) if params else "?"
 
 
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def code_spans(text: Any) -> Markup:
+    """Plain text with `backticked` CLI commands as <code> elements (the rest escaped), so
+    empty states print commands the way the docs do instead of literal backticks."""
+    escaped = str(escape(text))
+    return Markup(_CODE_SPAN.sub(r"<code>\1</code>", escaped))
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
@@ -85,6 +96,7 @@ def environment() -> Environment:
     env.filters["date"] = lambda v: fmt_dt(v, with_time=False)
     env.filters["duration"] = fmt_duration
     env.filters["pct"] = fmt_pct
+    env.filters["code_spans"] = code_spans
     env.globals["query_with"] = query_with
     env.globals["Markup"] = Markup
     env.globals["starts_in"] = starts_in  # "in 2 h 10 min", as the scheduler's reasons
