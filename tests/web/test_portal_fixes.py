@@ -10,6 +10,7 @@ from functools import lru_cache
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from factories import T0, make_award, make_call, make_org, make_project, make_user
@@ -122,3 +123,30 @@ def test_code_spans_escape_everything_else() -> None:
 
     assert str(code_spans("run `a <b>` & <i>x</i>")) == \
         "run <code>a &lt;b&gt;</code> &amp; &lt;i&gt;x&lt;/i&gt;"
+
+
+def test_closing_a_call_needs_a_confirmation_step(api_client: Any, people: dict[str, Any],
+                                                  session: Session) -> None:
+    from rechenwerk.access.models import Call
+
+    _login(api_client, "op")
+    listing = api_client.get("/ops/calls").text
+    assert 'href="/ops/calls/open-call/close"' in listing  # a link to the step, not a POST
+    assert 'action="/ops/calls/open-call/close"' not in listing
+    page = api_client.get("/ops/calls/open-call/close").text
+    assert "Closing a call is final" in page and 'name="confirm" value="yes"' in page
+    r = api_client.post("/ops/calls/open-call/close", data={"csrf_token": _csrf(page)},
+                        follow_redirects=False)  # a stray or replayed post
+    assert r.status_code == 422 and "was not closed" in r.text
+    session.expire_all()
+    call = session.scalar(select(Call).where(Call.slug == "open-call"))
+    assert call is not None and call.closed_at is None
+    session.rollback()
+    r = api_client.post("/ops/calls/open-call/close",
+                        data={"csrf_token": _csrf(page), "confirm": "yes"},
+                        follow_redirects=False)
+    assert r.status_code == 303
+    session.expire_all()
+    assert session.scalar(select(Call.closed_at).where(Call.slug == "open-call")) is not None
+    session.rollback()
+    assert "already closed" in api_client.get("/ops/calls/open-call/close").text
