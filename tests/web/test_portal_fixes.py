@@ -150,3 +150,13 @@ def test_closing_a_call_needs_a_confirmation_step(api_client: Any, people: dict[
     assert session.scalar(select(Call.closed_at).where(Call.slug == "open-call")) is not None
     session.rollback()
     assert "already closed" in api_client.get("/ops/calls/open-call/close").text
+
+
+def test_audit_values_are_plain_text() -> None:
+    from rechenwerk.web.rendering import audit_value
+
+    assert audit_value({"gpu_hours": 100.0, "gpu_type": "A100"}) == \
+        "gpu_hours: 100.0, gpu_type: A100"
+    assert audit_value(["draft", "submitted"]) == "draft → submitted"
+    assert audit_value(["a", "b", "c"]) == "a, b, c"
+    assert audit_value(None) == "—" and audit_value(True) == "yes"
