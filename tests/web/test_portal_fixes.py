@@ -152,6 +152,44 @@ def test_closing_a_call_needs_a_confirmation_step(api_client: Any, people: dict[
     assert "already closed" in api_client.get("/ops/calls/open-call/close").text
 
 
+def test_drains_resumes_and_cancels_are_audited_and_shown_readably(
+        api_client: Any, people: dict[str, Any]) -> None:
+    _login(api_client, "mem")
+    page = api_client.get("/jobs/new?project=alpha").text
+    key = re.search(r'name="idempotency_key" value="([0-9a-f]+)"', page).group(1)  # type: ignore[union-attr]
+    r = api_client.post("/jobs/new", data={
+        "name": "train", "project": "alpha", "kind": "command", "command": "python3 t.py",
+        "gpus": "1", "walltime": "1h", "qos": "normal", "idempotency_key": key,
+        "csrf_token": _csrf(page)}, follow_redirects=False)
+    assert r.status_code == 303
+    job_id = int(r.headers["location"].rsplit("/", 1)[1])
+    detail = api_client.get(f"/jobs/{job_id}").text
+    r = api_client.post(f"/jobs/{job_id}/cancel", data={"csrf_token": _csrf(detail)},
+                        follow_redirects=False)
+    assert r.status_code == 303
+    _login(api_client, "op")
+    cluster = api_client.get("/ops/cluster").text
+    node = re.search(r'action="/ops/nodes/([^/"]+)/drain"', cluster).group(1)  # type: ignore[union-attr]
+    for action, data in (("drain", {"reason": "fan swap"}), ("resume", {})):
+        r = api_client.post(f"/ops/nodes/{node}/{action}",
+                            data={**data, "csrf_token": _csrf(cluster)}, follow_redirects=False)
+        assert r.status_code == 303, r.text
+    audit = api_client.get("/ops/audit").text
+    rows = re.findall(r"<tr>(.*?)</tr>", audit, re.S)
+
+    def row(action: str) -> str:
+        found = [x for x in rows if f'<td class="mono">{action}</td>' in x]
+        assert len(found) == 1, (action, rows)
+        return found[0]
+
+    assert "mem" in row("job.cancel") and f"job {job_id}" in row("job.cancel")
+    assert "<dd>pending → cancelled</dd>" in row("job.cancel")
+    assert f"node {node}" in row("node.drain") and "<dd>fan swap</dd>" in row("node.drain")
+    assert f"node {node}" in row("node.resume")
+    for x in rows:  # no Python reprs of lists or dicts in any change
+        assert not re.search(r"<dd>[\[{]", x), x
+
+
 def test_audit_values_are_plain_text() -> None:
     from rechenwerk.web.rendering import audit_value
 
