@@ -98,6 +98,8 @@ def test_actions_are_offered_only_to_who_may_take_them(api_client: Any,
         html = api_client.get(path).text
         assert "alpha" in html and "Submit a job</a>" not in html, path
     assert "Write a proposal</a>" not in api_client.get("/proposals").text
+    for path in ("/projects/alpha", "/jobs"):  # nor told to click a button it lacks
+        assert "“Submit a job”" not in api_client.get(path).text, path
     _login(api_client, "mem")  # a member submits jobs but only the PI writes proposals
     for path in ("/", "/projects/alpha", "/jobs"):
         assert "Submit a job</a>" in api_client.get(path).text, path
