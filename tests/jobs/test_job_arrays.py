@@ -15,7 +15,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from factories import make_award, make_project, make_user
-from rechenwerk.access.models import User
+from rechenwerk.access.models import AuditEntry, User
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.clock import FakeClock, WallClock
 from rechenwerk.config import Settings
@@ -137,6 +137,11 @@ def test_cancel_one_task_or_the_whole_array(session: Session, clock: FakeClock) 
     froms = session.scalars(select(JobEvent.from_state).where(
         JobEvent.to_state == "cancelled")).all()
     assert sorted(froms) == ["pending"] * 5
+    audited = session.scalars(select(AuditEntry).where(AuditEntry.action == "job.cancel")
+                              .order_by(AuditEntry.id)).all()
+    assert [(e.actor, e.entity_id) for e in audited] == [(pi.username, str(head.id))] * 2
+    assert audited[0].changes == {"state": ["pending", "cancelled"]}  # task 0 alone
+    assert audited[1].changes == {"array": True, "cancelled": 4, "stopping": 0}
     bal = project_balance(session, _project(session, slug), clock.now())  # type: ignore[arg-type]
     assert bal.committed_gpu_hours == pytest.approx(0.0)
 

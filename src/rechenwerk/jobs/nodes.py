@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rechenwerk.access.audit import record
 from rechenwerk.access.models import User
 from rechenwerk.errors import NotFound
 from rechenwerk.jobs.models import Job, NodeState
@@ -78,6 +79,8 @@ def set_drained(session: Session, actor: User, name: str, *, drained: bool,
     row.reason = (reason or "drained by operator") if drained else None
     row.updated_at = now
     row.updated_by = actor.username
+    record(session, actor, "node.drain" if drained else "node.resume", "node", name,
+           {"reason": row.reason} if drained else None, at=now)
     session.flush()
     wake_after_commit(session)
     return next(v for v in list_nodes(session, inventory) if v.name == name)

@@ -19,6 +19,7 @@ from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
+from rechenwerk.access.audit import record
 from rechenwerk.access.models import Project, ProjectMembership, User
 from rechenwerk.access.projects import (
     check_role,
@@ -566,6 +567,8 @@ def cancel(session: Session, user: User, job_id: int, *, clock: Clock,
                       values={"ended_at": now, "reason_code": "cancelled",
                               "reason": f"cancelled by {user.username}",
                               "cancel_requested_at": now}):
+            record(session, user, "job.cancel", "job", job.id,
+                   {"state": [state.value, JobState.CANCELLED.value]}, at=now)
             wake_after_commit(session)
             return job
         state = JobState(job.state)  # it moved meanwhile; fall through
@@ -579,6 +582,8 @@ def cancel(session: Session, user: User, job_id: int, *, clock: Clock,
         if getattr(result, "rowcount", 0) == 1:
             for key, value in changes.items():
                 set_committed_value(job, key, value)
+            record(session, user, "job.cancel", "job", job.id,
+                   {"state": state.value, "cancel_requested_at": now}, at=now)
             wake_after_commit(session)
     return job
 
@@ -695,6 +700,10 @@ def cancel_array(session: Session, user: User, head: Job, *, clock: Clock) -> in
         raise InvalidTransition(
             f"every task of array {head.id} has already ended", field="job",
             hint="Only pending, starting or running tasks can be cancelled.")
+    if changed:
+        record(session, user, "job.cancel", "job", head.id,
+               {"array": True, "cancelled": cancelled, "stopping": changed - cancelled},
+               at=now)
     session.expire_all()
     wake_after_commit(session)
     return changed

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -10,7 +11,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -71,6 +72,32 @@ def query_with(request: Request, **changes: Any) -> str:
     return "?" + urlencode(params) if params else "?"
 
 
+_CODE_SPAN = re.compile(r"`([^`]+)`")
+
+
+def code_spans(text: Any) -> Markup:
+    """Plain text with `backticked` CLI commands as <code> elements (the rest escaped), so
+    empty states print commands the way the docs do instead of literal backticks."""
+    escaped = str(escape(text))
+    return Markup(_CODE_SPAN.sub(r"<code>\1</code>", escaped))
+
+
+def audit_value(value: Any) -> str:
+    """One audit change for people: ``[old, new]`` as ``old → new``, a mapping as
+    ``key: value, ...``, nothing as an em dash; never a Python repr."""
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {audit_value(v)}" for k, v in value.items()) or "—"
+    if isinstance(value, list | tuple):
+        if len(value) == 2 and not any(isinstance(v, dict | list) for v in value):
+            return f"{audit_value(value[0])} → {audit_value(value[1])}"
+        return ", ".join(audit_value(v) for v in value) or "—"
+    return str(value)
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
@@ -85,6 +112,8 @@ def environment() -> Environment:
     env.filters["date"] = lambda v: fmt_dt(v, with_time=False)
     env.filters["duration"] = fmt_duration
     env.filters["pct"] = fmt_pct
+    env.filters["code_spans"] = code_spans
+    env.filters["audit_value"] = audit_value
     env.globals["query_with"] = query_with
     env.globals["Markup"] = Markup
     env.globals["starts_in"] = starts_in  # "in 2 h 10 min", as the scheduler's reasons

@@ -83,6 +83,7 @@ def job_list(
         "slugs": jobs.project_slugs(db, {j.project_id for j in items}),
         "names": jobs.usernames(db, {j.user_id for j in items}), "now": now,
         "arrays": arrays,
+        "can_submit": bool(_visible_projects(db, user, roles=tuple(jobs.SUBMIT_ROLES))),
     }
     if request.headers.get("hx-request") and request.headers.get("hx-target") == "job-results":
         return render(request, "jobs/_results.html", context)

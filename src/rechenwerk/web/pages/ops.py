@@ -106,12 +106,36 @@ def call_create(
     return response
 
 
-@router.post("/ops/calls/{slug}/close")
-def call_close(
+def _close_page(request: Request, call: Any, now: Any, errors: FormErrors,
+                status_code: int = 200) -> Response:
+    return render(request, "ops/call_close.html", {
+        "title": f"Close call {call.slug}", "section": "calls", "call": call,
+        "status": call_status(call, now), "errors": errors,
+    }, status_code=status_code)
+
+
+@router.get("/ops/calls/{slug}/close")
+def call_close_confirm(
     request: Request, slug: str, user: User = Depends(operator_user),
     db: Session = Depends(get_session), now: Any = Depends(get_now),
 ) -> Response:
-    call = close_call(db, user, get_call(db, slug), now=now)
+    """The confirmation step before closing a call early (works without JavaScript)."""
+    return _close_page(request, get_call(db, slug), now, FormErrors())
+
+
+@router.post("/ops/calls/{slug}/close")
+def call_close(
+    request: Request, slug: str, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(operator_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    call = get_call(db, slug)
+    if form.get("confirm") != "yes":  # closing is final: never on a stray click or replay
+        errors = FormErrors()
+        errors.add("_form", f"Call {call.slug!r} was not closed: confirm it with the "
+                            "button on this page.")
+        return _close_page(request, call, now, errors, status_code=422)
+    call = close_call(db, user, call, now=now)
     response = RedirectResponse("/ops/calls", status_code=303)
     set_flash(response, settings_of(request), "success", f"Call {call.slug!r} closed.")
     return response

@@ -51,6 +51,9 @@ def project_summary(db: Session, user: User, project: Project, now: datetime,
     return {
         "project": project,
         "role": m.role if m else ("operator" if user.is_operator else ""),
+        # The submit form lists the projects one works in (operators included): offer
+        # "Submit a job" only there, never to viewers.
+        "can_submit": m is not None and m.role in jobs.SUBMIT_ROLES,
         "balance": balance,
         "burns": burns,
         "charts": [chart_context(burndown_chart(b), f"/projects/{project.slug}/burndown/"

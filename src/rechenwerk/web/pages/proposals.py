@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 from rechenwerk.access import estimates
 from rechenwerk.access.calls import get_call, list_calls
 from rechenwerk.access.gpu_types import known_gpu_types
-from rechenwerk.access.models import Proposal, ProposalState, Review, User
+from rechenwerk.access.models import Project, Proposal, ProposalState, Review, User
 from rechenwerk.access.projects import list_projects, membership, visible_project
 from rechenwerk.access.proposals import (
     EDITABLE_PROPOSAL_FIELDS,
@@ -144,6 +144,9 @@ def proposal_list(
         "title": "Proposals", "section": "proposals", "proposals": result.items,
         "total": result.total, "page": page, "pages": max(1, -(-result.total // PAGE_SIZE)),
         "state": state, "states": [st.value for st in ProposalState],
+        # Only PIs create proposals (create_proposal); the new form lists their projects.
+        "can_propose": db.scalar(select(Project.id).where(Project.pi_user_id == user.id)
+                                 .limit(1)) is not None,
     })
 
 
