@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import signal
@@ -9,8 +10,10 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import httpx
+from sqlalchemy.orm import Session, sessionmaker
 
 from waiting import DEADLINE_S, wait_for
 
@@ -89,3 +92,41 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(5)
         self.proc = None
+
+
+class Cli:
+    """The real ``rechenwerk`` CLI as one user of ``server`` (token in the environment)."""
+
+    def __init__(self, server: Server, token: str, config_dir: Path) -> None:
+        self.env = {**server.env, "RECHENWERK_API_URL": server.url, "RECHENWERK_TOKEN": token,
+                    "XDG_CONFIG_HOME": str(config_dir), "COLUMNS": "200"}
+
+    def __call__(self, *args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
+        r = subprocess.run([str(BIN), *args], env=self.env, capture_output=True, text=True,
+                           timeout=120)
+        if ok:
+            assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
+        return r
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self(*args, "--json").stdout)
+
+
+def pi_centre(session_factory: sessionmaker[Session], db_url: str, tmp_path: Path,
+              slug: str) -> tuple[Server, Cli]:
+    """A server (not started) over a 1x4-GPU cluster and the CLI of the PI of project
+    ``slug``, awarded 50 GPU-hours since yesterday."""
+    from datetime import timedelta
+
+    from factories import make_award, make_project, make_token, make_user
+    from rechenwerk.clock import WallClock
+    from rechenwerk.store.session import session_scope
+
+    now = WallClock().now()
+    with session_scope(session_factory) as s:
+        pi = make_user(s)
+        project = make_project(s, pi=pi, slug=slug)
+        make_award(s, project, gpu_hours=50, starts_at=now - timedelta(days=1))
+        token = make_token(s, pi, now=now)
+    server = Server(tmp_path / "var", db_url, cluster="1x4:A100-80GB")
+    return server, Cli(server, token, tmp_path / "config")

@@ -5,19 +5,13 @@ that ran saw its index. Runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
-from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from jobs_server import BIN, Server
+from jobs_server import pi_centre
 from sqlalchemy.orm import Session, sessionmaker
 
-from factories import make_award, make_project, make_token, make_user
-from rechenwerk.clock import WallClock
-from rechenwerk.store.session import session_scope
 from waiting import hold_command, release, wait_for
 
 pytestmark = pytest.mark.slow
@@ -25,25 +19,8 @@ pytestmark = pytest.mark.slow
 
 def test_array_from_the_cli(session_factory: sessionmaker[Session], db_url: str,
                             tmp_path: Path) -> None:
-    now = WallClock().now()
-    with session_scope(session_factory) as s:
-        pi = make_user(s)
-        project = make_project(s, pi=pi, slug="sweep-llm")
-        make_award(s, project, gpu_hours=50, starts_at=now - timedelta(days=1))
-        token = make_token(s, pi, now=now)
-    server = Server(tmp_path / "var", db_url, cluster="1x4:A100-80GB")
-    env = {**server.env, "RECHENWERK_API_URL": server.url, "RECHENWERK_TOKEN": token,
-           "XDG_CONFIG_HOME": str(tmp_path / "config"), "COLUMNS": "200"}
-
-    def cli(*args: str, ok: bool = True) -> subprocess.CompletedProcess[str]:
-        r = subprocess.run([str(BIN), *args], env=env, capture_output=True, text=True,
-                           timeout=120)
-        if ok:
-            assert r.returncode == 0, f"{args}: {r.stdout}\n{r.stderr}"
-        return r
-
-    def cli_json(*args: str) -> Any:
-        return json.loads(cli(*args, "--json").stdout)
+    server, cli = pi_centre(session_factory, db_url, tmp_path, "sweep-llm")
+    cli_json = cli.json
 
     released = tmp_path / "release-tasks"
     # Each task prints its index, then holds its GPU until the test releases it.
