@@ -228,6 +228,10 @@ class Settings(BaseSettings):
     # Rechenwerk GPU type -> Slurm GRES type (gres.conf Type=), e.g. '{"A100-80GB": "a100"}':
     # jobs with a gpu_type then ask for --gres=gpu:<type>:N. Empty: untyped gpu:N for all.
     slurm_gpu_types: dict[str, str] = Field(default_factory=dict)
+    # How this cluster runs a job's container_image: a command with {image} where the
+    # image goes, prefixed to the job's program (e.g. "apptainer exec --nv {image}",
+    # "srun --container-image={image} --"). Empty: jobs with an image are refused.
+    slurm_container_runtime: str = Field(default="", max_length=1000)
 
     # --- planning -------------------------------------------------------------------
     # Extra hardware catalogue YAML (same schema as planning/data/hardware.yaml) whose

@@ -242,3 +242,25 @@ def test_visibility(session: Session, clock: FakeClock) -> None:
     assert service.list_jobs(session, pi, states=["pending"])[1] == 1
     with pytest.raises(InvalidInput, match="unknown job state"):
         service.list_jobs(session, pi, states=["sleeping"])
+
+
+@pytest.mark.parametrize(("runtime", "image", "fragment"), [
+    ("", "docker://nvcr.io/nvidia/pytorch:24.05-py3", "no container runtime configured"),
+    ("apptainer exec {image}", "--bind=/:/x", "not an image reference"),
+])
+def test_slurm_container_submissions_are_checked_before_storing(
+        session: Session, clock: FakeClock, runtime: str, image: str, fragment: str) -> None:
+    pi, project, _ = setup(session)
+    settings = Settings(executor="slurm", slurm_container_runtime=runtime)
+    with pytest.raises(InvalidInput, match=fragment):
+        service.submit(session, pi, spec(project.slug, container_image=image), clock=clock,
+                       settings=settings)
+    assert count_jobs(session) == 0
+
+
+def test_slurm_with_a_runtime_accepts_an_image(session: Session, clock: FakeClock) -> None:
+    pi, project, _ = setup(session)
+    settings = Settings(executor="slurm", slurm_container_runtime="apptainer exec {image}")
+    job = service.submit(session, pi, spec(project.slug, container_image="/img/torch.sif"),
+                         clock=clock, settings=settings)
+    assert job.spec["container_image"] == "/img/torch.sif"

@@ -151,3 +151,24 @@ def test_rejected_job_names_the_reason(slurm_account: SlurmAccount) -> None:
     with pytest.raises(BackendError) as exc:
         backend.submit(request(acc.name, acc.user, acc.tmp, gpus_per_node=64, job_id="107"))
     assert "not available" in exc.value.message
+
+
+@pytest.mark.parametrize("transport", ["cli", "rest-jwt"])
+def test_container_image_runs_through_the_configured_wrapper(
+        transport: str, slurm_account: SlurmAccount) -> None:
+    """No container engine here: the wrapper is env(1), which shows that the real batch
+    script starts the program through the operator's command with the job's image."""
+    from dataclasses import replace
+
+    base = make_backend(transport)
+    backend = SlurmBackend(base.transport, container_runtime="/usr/bin/env RW_IMAGE={image}")
+    req = replace(request(slurm_account.name, slurm_account.user, slurm_account.tmp,
+                          command=("bash", "-c", 'echo "image=$RW_IMAGE"'), job_id="131"),
+                  container_image="docker://nvcr.io/nvidia/pytorch:24.05-py3")
+    try:
+        st = wait_state(backend, backend.submit(req))
+        assert st.state is BackendJobState.COMPLETED, st
+        out = (slurm_account.tmp / "logs-131" / "stdout.log").read_text()
+        assert out.strip() == "image=docker://nvcr.io/nvidia/pytorch:24.05-py3"
+    finally:
+        backend.close()

@@ -39,6 +39,7 @@ from rechenwerk.errors import (
     NotFound,
     RechenwerkError,
 )
+from rechenwerk.execution.slurm.containers import parse_runtime, wrap
 from rechenwerk.jobs.dependencies import (
     REASON_WAITING,
     check_dependencies,
@@ -320,6 +321,10 @@ def _submit_job(
             field="container_image",
             hint="Remove container_image, or submit to a centre that runs Slurm.",
         )
+    if spec.container_image and settings.executor == "slurm":
+        # Refused at submission, not at launch: the wrapper is the cluster's, the image
+        # the user's; both are checked before anything is stored.
+        wrap([], spec.container_image, parse_runtime(settings.slurm_container_runtime))
     if spec.workdir is not None and not spec.workdir.startswith("/"):
         raise InvalidInput(
             f"workdir {spec.workdir!r} must be an absolute path on the server",

@@ -41,4 +41,5 @@ def make_slurm_backend(settings: Settings) -> SlurmBackend:
         partition=settings.slurm_partition,
         submit_as_user=settings.slurm_submit_as == "user",
         gpu_types=settings.slurm_gpu_types,
+        container_runtime=settings.slurm_container_runtime,
     )

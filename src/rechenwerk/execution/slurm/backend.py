@@ -23,6 +23,7 @@ from rechenwerk.execution.base import (
     NodeInventory,
     ReconcileReport,
 )
+from rechenwerk.execution.slurm.containers import parse_runtime
 from rechenwerk.execution.slurm.script import (
     build_array_submit_spec,
     build_submit_spec,
@@ -145,8 +146,10 @@ class SlurmBackend:
         submit_as_user: bool = True,
         qos_map: Mapping[str, str] | None = None,
         gpu_types: Mapping[str, str] | None = None,
+        container_runtime: str = "",
     ) -> None:
         self.transport = transport
+        self.container_runtime = parse_runtime(container_runtime)
         self.partition = partition
         self.submit_as_user = submit_as_user
         self.qos_map = dict(qos_map or {})
@@ -165,6 +168,7 @@ class SlurmBackend:
             qos_map=self.qos_map,
             submit_as_user=self.submit_as_user,
             gpu_types=self.gpu_types,
+            container_runtime=self.container_runtime,
         )
         self._prepare_files(request, spec.user)
         return self.transport.submit(spec)
@@ -175,7 +179,8 @@ class SlurmBackend:
         as Slurm names array tasks."""
         spec = build_array_submit_spec(
             requests, partition=self.partition, qos_map=self.qos_map,
-            submit_as_user=self.submit_as_user, gpu_types=self.gpu_types)
+            submit_as_user=self.submit_as_user, gpu_types=self.gpu_types,
+            container_runtime=self.container_runtime)
         for r in requests:
             self._prepare_files(r, spec.user, script=r is requests[0])
         slurm_id = self.transport.submit(spec)
