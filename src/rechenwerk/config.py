@@ -230,7 +230,7 @@ class Settings(BaseSettings):
     slurm_gpu_types: dict[str, str] = Field(default_factory=dict)
     # How this cluster runs a job's container_image: a command with {image} where the
     # image goes, prefixed to the job's program (e.g. "apptainer exec --nv {image}",
-    # "srun --container-image={image} --"). Empty: jobs with an image are refused.
+    # "enroot start {image}"). Empty: jobs with an image are refused.
     slurm_container_runtime: str = Field(default="", max_length=1000)
 
     # --- planning -------------------------------------------------------------------
