@@ -36,6 +36,7 @@ def nav_for(user: Any | None) -> list[NavItem]:
         items += [
             NavItem("Cluster", "/ops/cluster", "cluster"),
             NavItem("Queue", "/ops/queue", "queue"),
+            NavItem("Directory", "/ops/projects", "directory"),
             NavItem("Calls & awards", "/ops/calls", "calls"),
             NavItem("Audit log", "/ops/audit", "audit"),
             NavItem("Mail", "/ops/notifications", "outbox"),

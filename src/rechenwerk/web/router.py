@@ -12,6 +12,7 @@ from rechenwerk.web.pages import (
     aup,
     auth,
     cluster,
+    directory,
     jobs,
     oidc,
     ops,
@@ -26,6 +27,7 @@ from rechenwerk.web.pages import (
 )
 
 router = APIRouter(include_in_schema=False)
-for _module in (static, auth, oidc, projects, jobs, proposals, reviews, cluster, ops, reports,
-                settings, aup, tokens, reservations):
+# directory before projects: /projects/new is not a project slug
+for _module in (static, auth, oidc, directory, projects, jobs, proposals, reviews, cluster,
+                ops, reports, settings, aup, tokens, reservations):
     router.include_router(_module.router)
