@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from rechenwerk.accounting.award_history import AwardLine
 from rechenwerk.reports.burndown import BurnDown
 
 XValue = datetime | float | int | str
@@ -236,4 +237,36 @@ def burndown_chart(b: BurnDown) -> Chart:
         y_min=min(0.0, *(v for v in ry + fy)) if ry else 0.0,
         note=("forecast: the last "
               f"{b.window_days:.0f} days' rate of use"),
+    )
+
+
+def award_periods_chart(award: AwardLine, now: datetime) -> Chart:
+    """One award across all its periods: the GPU-hours awarded so far (a step at each
+    period's start) against those used by the end of each period (or now)."""
+    starts = [p.starts_at for p in award.periods]
+    cumulative: list[float] = []
+    total = 0.0
+    for p in award.periods:
+        total += p.awarded_gpu_hours
+        cumulative.append(total)
+    ux: list[XValue] = [award.starts_at]
+    uy: list[float] = [0.0]
+    used = 0.0
+    for p in award.periods:
+        if p.status == "upcoming":
+            break
+        used += p.used_gpu_hours
+        ux.append(min(p.ends_at, now))
+        uy.append(used)
+    return Chart(
+        key=f"award-{award.award_id}",
+        title=f"Award {award.award_id} · {award.gpu_type} · {len(award.periods)} periods",
+        x_label="date (UTC)",
+        y_label="GPU-hours",
+        series=(
+            Series("awarded so far", [*starts, award.expires_at],
+                   [*cumulative, cumulative[-1]] if cumulative else [0.0], "step", "#5d6778"),
+            Series("used", ux, uy, "line", "#1f5fbf"),
+        ),
+        note="used: settled GPU-hours at the end of each period (the current one: now)",
     )

@@ -15,7 +15,6 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from rechenwerk.access.awards import list_awards
 from rechenwerk.access.models import Project, ProjectMembership, Proposal, Review, User
 from rechenwerk.access.projects import (
     add_member,
@@ -25,12 +24,18 @@ from rechenwerk.access.projects import (
     visible_project,
 )
 from rechenwerk.access.proposals import list_proposals
+from rechenwerk.accounting.award_history import award_history
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.api.deps import get_now, get_session, settings_of
 from rechenwerk.errors import NotFound, RechenwerkError
 from rechenwerk.jobs import service as jobs
 from rechenwerk.reports.burndown import burn_down
-from rechenwerk.web.charts import burndown_chart, chart_context, chart_csv
+from rechenwerk.web.charts import (
+    award_periods_chart,
+    burndown_chart,
+    chart_context,
+    chart_csv,
+)
 from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FORM_KEY, FormErrors, errors_from, text
 from rechenwerk.web.rendering import render
@@ -56,6 +61,7 @@ def project_summary(db: Session, user: User, project: Project, now: datetime,
         "can_submit": m is not None and m.role in jobs.SUBMIT_ROLES,
         "balance": balance,
         "burns": burns,
+        "upcoming": award_history(db, project, now).upcoming,
         "charts": [chart_context(burndown_chart(b), f"/projects/{project.slug}/burndown/"
                                  f"{b.period.award_period_id}.csv") for b in burns]
         if charts else [],
@@ -102,12 +108,16 @@ def _project_page(request: Request, db: Session, user: User, project: Project, n
     summary = project_summary(db, user, project, now, charts=True)
     members = project_members(db, project)
     recent, total = jobs.list_jobs(db, user, project=project.id, limit=10)
-    awards = list_awards(db, user, project=project.id, limit=100).items
+    history = award_history(db, project, now)
+    award_charts = [chart_context(award_periods_chart(a, now),
+                                  f"/projects/{project.slug}/awards/{a.award_id}.csv")
+                    for a in history.awards if len(a.periods) > 1]
     proposals = list_proposals(db, user, project=project.id, limit=100).items
     return render(request, "projects/detail.html", {
         "title": project.slug, "section": "dashboard", "s": summary, "members": members,
         "is_pi": summary["role"] == "pi" or user.is_operator,
-        "recent": recent, "job_total": total, "awards": awards, "proposals": proposals,
+        "recent": recent, "job_total": total, "history": history,
+        "award_charts": award_charts, "proposals": proposals,
         "usernames": jobs.usernames(db, {j.user_id for j in recent}),
         "form": form or {"role": "member"}, "errors": errors or FormErrors(), "now": now,
     }, status_code=status_code)
@@ -137,6 +147,22 @@ def burndown_csv(
     chart = burndown_chart(burn_down(db, project.slug, period, now=now))
     return Response(chart_csv(chart), media_type="text/csv", headers={
         "Content-Disposition": f'attachment; filename="burndown-{slug}-{period_id}.csv"'})
+
+
+@router.get("/projects/{slug}/awards/{award_id}.csv")
+def award_chart_csv(
+    slug: str, award_id: int, user: User = Depends(portal_user),
+    db: Session = Depends(get_session), now: Any = Depends(get_now),
+) -> Response:
+    project = visible_project(db, user, slug)
+    award = next((a for a in award_history(db, project, now).awards
+                  if a.award_id == award_id), None)
+    if award is None:
+        raise NotFound(f"award {award_id} is not one of {slug!r}'s", field="award_id",
+                       hint="The project page lists the project's awards.")
+    chart = award_periods_chart(award, now)
+    return Response(chart_csv(chart), media_type="text/csv", headers={
+        "Content-Disposition": f'attachment; filename="award-{slug}-{award_id}.csv"'})
 
 
 @router.post("/projects/{slug}/members")
