@@ -143,7 +143,7 @@ def test_withdraw_with_confirmation(api_client: Any, world: dict[str, Any],
     # The reviewer: off the assigned list, the review page says so, a review is refused.
     login(api_client, "rev")
     assert "Submitted one" not in api_client.get("/reviews").text
-    assert "wait for your review" not in api_client.get("/").text
+    assert 'data-testid="work-reviews"' not in api_client.get("/").text
     review_url = f"/reviews/{world['submitted']}"
     page = api_client.get(review_url).text
     assert 'data-testid="review-withdrawn"' in page and "review-form" not in page

@@ -76,7 +76,8 @@ def cluster_summary(request: Request, db: Session) -> dict[str, Any]:
         Job.state.in_(("pending", "running", "starting"))).group_by(Job.state)).all())
     return {"total": view["total"], "busy": view["busy"], "drained": view["drained"],
             "pending": int(counts.get("pending", 0)),
-            "running": int(counts.get("running", 0)) + int(counts.get("starting", 0))}
+            "running": int(counts.get("running", 0)) + int(counts.get("starting", 0)),
+            "drained_nodes": [r["node"].name for r in view["rows"] if r["node"].drained]}
 
 
 @router.get("/ops/cluster")

@@ -10,12 +10,12 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from rechenwerk.access.models import Project, ProjectMembership, Proposal, Review, User
+from rechenwerk.access.models import Project, ProjectMembership, User
 from rechenwerk.access.projects import (
     add_member,
     membership,
@@ -41,6 +41,7 @@ from rechenwerk.web.forms import FORM_KEY, FormErrors, errors_from, text
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
 from rechenwerk.web.session import set_flash
+from rechenwerk.web.worklist import operator_items, pi_items, reviewer_items
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
@@ -83,22 +84,20 @@ def dashboard(
     summaries = [project_summary(db, user, p, now, charts=i < DASHBOARD_CHARTS)
                  for i, p in enumerate(mine)]
     recent, _ = jobs.list_jobs(db, user, mine=True, limit=8)
-    open_reviews = 0
-    if user.is_reviewer:
-        open_reviews = int(db.scalar(select(func.count()).select_from(Review).where(
-            Review.reviewer_user_id == user.id, Review.submitted_at.is_(None),
-            Review.proposal_id.not_in(  # withdrawn: the review is no longer requested
-                select(Proposal.id).where(Proposal.state == "withdrawn")))) or 0)
+    work = reviewer_items(db, user) + pi_items(db, user)
     cluster = None
     if user.is_operator:
         from rechenwerk.web.pages.cluster import cluster_summary
 
         cluster = cluster_summary(request, db)
+        work += operator_items(db, now, cluster["drained_nodes"])
+    submit_projects = [s["project"].slug for s in summaries if s["can_submit"]]
     return render(request, "dashboard.html", {
         "title": "Dashboard", "section": "dashboard", "summaries": summaries,
         "recent": recent, "projects_by_id": {p.id: p.slug for p in mine} |
         jobs.project_slugs(db, {j.project_id for j in recent}),
-        "open_reviews": open_reviews, "cluster": cluster, "now": now,
+        "work": work, "cluster": cluster, "now": now, "submit_projects": submit_projects,
+        "portal_url": str(request.base_url).rstrip("/"),
     })
 
 

@@ -1,0 +1,119 @@
+"""The dashboard's "Needs you" list per role and the "How to run jobs here" card: an
+operator sees proposals to route and decide, drained nodes, failed jobs and undelivered
+mail; a reviewer open reviews; a PI drafts; each links to where the work is done."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from factories import T0, bearer, make_call, make_org, make_project, make_token, make_user
+from rechenwerk.access.models import Proposal, Review, User
+from rechenwerk.access.security import hash_password
+from rechenwerk.jobs.models import Job
+from rechenwerk.notifications.models import OutboxMessage
+
+PASSWORD = "correct-horse-battery"
+
+
+@lru_cache(maxsize=1)
+def _hash() -> str:
+    return hash_password(PASSWORD)
+
+
+def _login(client: Any, username: str) -> Any:
+    client.cookies.clear()
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert token
+    r = client.post("/login", data={"username": username, "password": PASSWORD,
+                                    "csrf_token": token.group(1)}, follow_redirects=False)
+    assert r.status_code == 303, r.text
+    return client
+
+
+def _item(html: str, key: str) -> str:
+    m = re.search(rf'data-testid="work-{key}"><a href="([^"]+)">([^<]+)<', html)
+    return f"{m.group(1)} {m.group(2)}" if m else ""
+
+
+def _proposal(session: Session, project: Any, pi: Any, call: Any, state: str) -> Proposal:
+    p = Proposal(call_id=call.id, project_id=project.id, applicant_user_id=pi.id, title=state,
+                 abstract="", justification="", gpu_type="A100-80GB",
+                 requested_gpu_hours=100.0, state=state, created_at=T0)
+    session.add(p)
+    session.flush()
+    return p
+
+
+@pytest.fixture
+def centre(session: Session) -> None:
+    org = make_org(session)
+    make_user(session, username="op", org=org, operator=True, password_hash=_hash())
+    rev = make_user(session, username="rev", org=org, reviewer=True, password_hash=_hash())
+    pi = make_user(session, username="pia", org=org, password_hash=_hash())
+    viewer = make_user(session, username="vic", org=org, password_hash=_hash())
+    project = make_project(session, pi=pi, slug="alpha", members={viewer: "viewer"})
+    call = make_call(session)
+    _proposal(session, project, pi, call, "draft")
+    _proposal(session, project, pi, call, "submitted")
+    _proposal(session, project, pi, call, "submitted")
+    ready = _proposal(session, project, pi, call, "under_review")
+    waiting = _proposal(session, project, pi, call, "under_review")
+    session.add_all([
+        Review(proposal_id=ready.id, reviewer_user_id=rev.id, assigned_at=T0,
+               technical_score=4, scientific_score=5, comment="", submitted_at=T0),
+        Review(proposal_id=waiting.id, reviewer_user_id=rev.id, assigned_at=T0),
+    ])
+    for ended in (T0 - timedelta(hours=2), T0 - timedelta(days=3)):  # one within 24 h
+        session.add(Job(project_id=project.id, user_id=pi.id, name="x", spec={},
+                        state="failed", qos="normal", requested_qos="normal",
+                        over_budget=False, gpus=1, walltime_s=60, attempt=1,
+                        attained_gpu_s=0.0, submitted_at=ended, started_at=ended,
+                        ended_at=ended, updated_at=ended))
+    session.add(OutboxMessage(user_id=pi.id, to_address="pia@example.eu", event="job",
+                              subject="s", body="b", dedup_key="k1", created_at=T0,
+                              next_attempt_at=T0, attempts=5, last_error="refused",
+                              gave_up=True))
+    session.commit()
+
+
+def test_operator_sees_the_centres_work(api_client: Any, session: Session,
+                                        centre: None) -> None:
+    op = session.scalars(select(User).where(User.username == "op")).one()
+    token = make_token(session, op)
+    session.commit()
+    html = _login(api_client, "op").get("/").text
+    assert _item(html, "to-route") == (
+        "/proposals?state=submitted 2 submitted proposals need reviewers →")
+    assert _item(html, "to-decide").startswith("/proposals?state=under_review 1 proposal has")
+    assert _item(html, "failed-jobs") == "/jobs?state=failed 1 job failed in the last 24 hours →"
+    assert _item(html, "mail").startswith("/ops/notifications 1 notification")
+    assert _item(html, "drained") == ""  # no node drained
+    nodes = api_client.get("/api/v1/nodes", headers=bearer(token)).json()["items"]
+    name = nodes[0]["name"]
+    r = api_client.post(f"/api/v1/nodes/{name}/drain", json={"reason": "fan"},
+                        headers=bearer(token))
+    assert r.status_code == 200, r.text
+    html = api_client.get("/").text
+    assert _item(html, "drained") == f"/ops/cluster 1 node is drained ({name}) →"
+
+
+def test_reviewer_pi_and_viewer_see_their_own(api_client: Any, centre: None) -> None:
+    html = _login(api_client, "rev").get("/").text
+    assert _item(html, "reviews") == "/reviews 1 proposal waits for your review →"
+    assert _item(html, "to-route") == ""
+    html = _login(api_client, "pia").get("/").text
+    assert _item(html, "drafts") == "/proposals?state=draft 1 draft proposal is not submitted yet →"
+    card = html.split('data-testid="how-to-run"', 1)[1].split("</details>", 1)[0]
+    assert "rechenwerk login --url http://testserver -u pia" in card
+    assert "rechenwerk recipe init gpt-pretrain gpt --project alpha" in card
+    html = _login(api_client, "vic").get("/").text
+    assert 'data-testid="worklist"' not in html
+    assert 'data-testid="how-to-run"' not in html  # a viewer cannot submit jobs
