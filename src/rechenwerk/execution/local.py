@@ -43,6 +43,7 @@ from rechenwerk.execution.base import (
 )
 from rechenwerk.execution.local_supervisor import write_atomic
 from rechenwerk.execution.sandbox import Sandbox
+from rechenwerk.job_files import open_dir_chain, split_attempt_dir
 
 # Environment variables of the server that never leak into jobs.
 _PRIVATE_ENV_PREFIXES = ("RECHENWERK_",)
@@ -323,10 +324,16 @@ class LocalExecutor:
         account = self.sandbox.account(request.user_id, request.project_id)
         script = run_dir / "job.sh"
         files = [str(script)] if request.script and not request.command else []
+        owner = (account.uid, account.gid) if account is not None else None
+        # The job's own folders belong to its account, private. An earlier run may have
+        # planted a link as this attempt's folder: created and chowned without following
+        # links (job_files.py).
+        root, parts = split_attempt_dir(request.log_dir)
+        with open_dir_chain(root, parts, create=True, owner=owner):
+            pass
         own_dir.mkdir(parents=True, exist_ok=True)
         if account is not None:
-            # The job's own folders (and script) belong to its account, private.
-            for path in (own_dir, Path(request.log_dir), *(Path(f) for f in files)):
+            for path in (own_dir, *(Path(f) for f in files)):  # the script: server-private
                 os.chown(path, account.uid, account.gid)
                 path.chmod(0o700)
         env["HOME"] = request.workdir

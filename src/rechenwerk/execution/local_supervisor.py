@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rechenwerk.execution.cgroups import JobCgroup
+from rechenwerk.job_files import UnsafeJobPath, open_job_file, split_attempt_dir
 
 POLL_S = 0.05
 # A labelled line longer than this is written in pieces (each piece labelled), so a
@@ -213,8 +214,9 @@ def run(run_dir: Path) -> int:
         return finish("preempted" if kind == "preempt" else "cancelled", None,
                       f"{kind} requested before the command started")
 
-    log_dir = Path(launch["log_dir"])
-    log_dir.mkdir(parents=True, exist_ok=True)
+    # <logs>/<job>/<attempt>: the job's account owns both folders, so an earlier run may
+    # have planted links there; open without following them (job_files.py)
+    log_root, log_parts = split_attempt_dir(launch["log_dir"])
     workdir = launch["workdir"]
     master_port = str(free_port())
     if launch.get("sandboxed"):
@@ -223,7 +225,17 @@ def run(run_dir: Path) -> int:
         problem = _precheck(argv[0], workdir, env0.get("PATH", os.defpath))
         if problem is not None:
             return finish("failed", *problem)
-    with open(log_dir / "stdout.log", "ab") as out, open(log_dir / "stderr.log", "ab") as err:
+    fds: list[int] = []
+    try:
+        for name in ("stdout.log", "stderr.log"):
+            fds.append(open_job_file(log_root, log_parts, name, append=True,
+                                     create_dirs=True))
+    except UnsafeJobPath as exc:
+        for fd in fds:
+            os.close(fd)
+        return finish("failed", None, exc.message)
+    out_fd, err_fd = fds
+    with open(out_fd, "ab") as out, open(err_fd, "ab") as err:
         logs = (_LabelledLog(out), _LabelledLog(err)) if labelled else None
         for rank, spec in enumerate(node_specs):
             env = dict(launch["env"])

@@ -26,6 +26,7 @@ from rechenwerk.execution.base import (
     GpuSlice,
     LaunchRequest,
 )
+from rechenwerk.job_files import open_dir_chain
 from rechenwerk.jobs.dependencies import backend_dependencies
 from rechenwerk.jobs.logs import log_dir_for
 from rechenwerk.jobs.models import Job, JobArray
@@ -72,8 +73,11 @@ class Launcher:
         user = session.get(User, job.user_id)
         log_dir = log_dir_for(self.data_dir, job.id, job.attempt)
         workdir = spec.get("workdir") or str(log_dir.parent)
-        Path(workdir if not spec.get("workdir") else log_dir).mkdir(parents=True, exist_ok=True)
-        log_dir.mkdir(parents=True, exist_ok=True)
+        # <logs>/<job>/<attempt>: the job owns <job>, so an earlier run may have put a
+        # link where this attempt's folder goes; never follow it (job_files.py)
+        with open_dir_chain(self.data_dir / "logs", (str(job.id), str(job.attempt)),
+                            create=True):
+            pass
         placement = (
             tuple(GpuSlice(str(n), tuple(int(i) for i in idx)) for n, idx in job.placement)
             if job.placement else None

@@ -13,6 +13,7 @@ from rechenwerk.web.pages import (
     auth,
     cluster,
     directory,
+    job_logs,
     jobs,
     oidc,
     ops,
@@ -28,6 +29,6 @@ from rechenwerk.web.pages import (
 
 router = APIRouter(include_in_schema=False)
 # directory before projects: /projects/new is not a project slug
-for _module in (static, auth, oidc, directory, projects, jobs, proposals, reviews, cluster,
-                ops, reports, settings, aup, tokens, reservations):
+for _module in (static, auth, oidc, directory, projects, job_logs, jobs, proposals, reviews,
+                cluster, ops, reports, settings, aup, tokens, reservations):
     router.include_router(_module.router)

@@ -36,6 +36,7 @@ from rechenwerk.execution.slurm.types import (
     split_job_ref,
     task_indices,
 )
+from rechenwerk.job_files import open_dir_chain, write_new_job_file
 
 log = logging.getLogger(__name__)
 # How often slurmdbd is asked again for a requeued job's earlier run it has not recorded.
@@ -322,7 +323,6 @@ class SlurmBackend:
                        script: bool = True) -> None:
         """Create the log directory (owned by the job's user) and the user's script file."""
         log_dir = Path(request.log_dir)
-        log_dir.mkdir(parents=True, exist_ok=True)
         uid = gid = -1
         if user is not None and os.geteuid() == 0:
             try:
@@ -334,17 +334,23 @@ class SlurmBackend:
                     "RECHENWERK_SLURM_SUBMIT_AS=service.",
                 ) from None
             uid, gid = pw.pw_uid, pw.pw_gid
-            os.chown(log_dir, uid, gid)
-            if log_dir.parent.name == str(request.job_id):
-                # <data>/logs/<job>/: the default working directory (checkpoints), and
-                # where a run Slurm requeued creates its own attempt's log directory
-                os.chown(log_dir.parent, uid, gid)
+        owner = (uid, gid) if uid >= 0 else None
+        if log_dir.parent.name == str(request.job_id):
+            # <data>/logs/<job>/<attempt>: <job> is the default working directory
+            # (checkpoints) and where a run Slurm requeued creates its own attempt's
+            # folder, so both belong to the user; and so an earlier run may have planted
+            # links in them: created, chowned and written without following any
+            # (job_files.py), or root would chown or write through them.
+            root = log_dir.parent.parent
+            parts: tuple[str, ...] = (log_dir.parent.name, log_dir.name)
+        else:
+            root, parts = log_dir.parent, (log_dir.name,)
+        root.mkdir(parents=True, exist_ok=True)
+        with open_dir_chain(root, parts, create=True, owner=owner):
+            pass
         if script and request.script is not None and not request.command:
-            path = user_script_path(request)
-            path.write_text(request.script)
-            path.chmod(0o700)
-            if uid >= 0:
-                os.chown(path, uid, gid)
+            write_new_job_file(root, parts, user_script_path(request).name,
+                               request.script.encode(), mode=0o700, owner=owner)
 
 
 def _job_id(handle: str) -> str:

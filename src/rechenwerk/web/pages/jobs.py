@@ -39,6 +39,7 @@ from rechenwerk.web.session import set_flash
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
 PAGE_SIZE = 50
+STDERR_TAIL = 12  # lines of stderr shown beside a failed job's state
 LOG_TAIL_BYTES = 64 * 1024
 STATES = [s.value for s in JobState]
 
@@ -92,21 +93,28 @@ def job_list(
 
 def _log_chunks(request: Request, db: Session, user: User, job_id: int) -> dict[str, Any]:
     """The tail of stdout and stderr (``jobs.logs.read_log``: the job's authorisation)."""
+    from rechenwerk.job_files import UnsafeJobPath
     from rechenwerk.jobs.logs import read_log
 
     data_dir = Path(settings_of(request).data_dir)
     out: dict[str, Any] = {}
     for stream in ("stdout", "stderr"):
         # Reading from far past the end returns no data, only the file's size.
-        probe = read_log(db, user, job_id, data_dir=data_dir, stream=stream, offset=1 << 62,
-                         limit=0)
+        try:
+            probe = read_log(db, user, job_id, data_dir=data_dir, stream=stream,
+                             offset=1 << 62, limit=0)
+        except UnsafeJobPath as exc:  # the rest of the page still shows
+            out[stream] = {"text": "", "truncated": False, "attempt": -1,
+                           "error": exc.message}
+            continue
         if probe.attempt < 1:  # never started: no log yet
-            out[stream] = {"text": "", "truncated": False, "attempt": 0}
+            out[stream] = {"text": "", "truncated": False, "attempt": 0, "next_offset": 0}
             continue
         offset = max(probe.size - LOG_TAIL_BYTES, 0)
         chunk = read_log(db, user, job_id, data_dir=data_dir, stream=stream, offset=offset,
                          limit=LOG_TAIL_BYTES)
-        out[stream] = {"text": chunk.data, "truncated": offset > 0, "attempt": chunk.attempt}
+        out[stream] = {"text": chunk.data, "truncated": offset > 0, "attempt": chunk.attempt,
+                       "next_offset": chunk.next_offset}
     return out
 
 
@@ -126,6 +134,11 @@ def _detail_context(request: Request, db: Session, user: User, job_id: int,
     if job.state == JobState.PENDING.value:
         _job, queue = job_priority(db, user, job.id, backend=backend_of(request),
                                    clock=get_clock(request), settings=settings_of(request))
+    logs = _log_chunks(request, db, user, job.id)
+    # an ended job that did not complete: its last words first, where people look
+    stderr_tail = ""
+    if not running and job.state != JobState.COMPLETED.value:
+        stderr_tail = "\n".join(logs["stderr"]["text"].rstrip("\n").splitlines()[-STDERR_TAIL:])
     array: dict[str, Any] | None = None
     if jobs.is_array_head(job):
         info = jobs.array_infos(db, [job.id])[job.id]
@@ -142,7 +155,9 @@ def _detail_context(request: Request, db: Session, user: User, job_id: int,
         "title": f"Job {jobs.display_id(job)}", "section": "jobs", "job": job,
         "events": events,
         "project_slug": slug, "owner": owner, "running": running,
-        "logs": _log_chunks(request, db, user, job.id), "spec_text": spec_text,
+        "logs": logs, "spec_text": spec_text, "stderr_tail": stderr_tail,
+        "run_time": format_duration(int((job.ended_at - job.started_at).total_seconds()))
+        if job.started_at and job.ended_at else None,
         "dependencies": dependencies_of(db, user, job.id),
         "dependents": dependents_of(db, user, job.id),
         "committed": job.gpus * job.walltime_s / 3600.0, "now": now, "charged": charged,
