@@ -102,7 +102,7 @@ def can_see(session: Session, user: User, req: SupportRequest) -> bool:
             or is_project_pi(session, user, req.project))
 
 
-def _not_found(request_id: int | str) -> NotFound:
+def not_found(request_id: int | str) -> NotFound:
     return NotFound(f"support request {request_id} not found", field="request",
                     hint="List yours with `rechenwerk support list`.")
 
@@ -111,7 +111,7 @@ def visible_request(session: Session, user: User, request_id: int) -> SupportReq
     """The request if ``user`` may see it (see :func:`can_see`); NotFound otherwise."""
     req = session.get(SupportRequest, request_id)
     if req is None or not can_see(session, user, req):
-        raise _not_found(request_id)
+        raise not_found(request_id)
     return req
 
 
@@ -279,8 +279,8 @@ def open_request(
         issues.insert(0, FieldIssue(("project",), f"you are not a member of project "
                                                   f"{proj.slug!r}"))
     if issues:
-        not_found = proj is None and issues[0].loc == ("project",)
-        if not_found and len(issues) == 1:
+        missing = proj is None and issues[0].loc == ("project",)
+        if missing and len(issues) == 1:
             raise NotFound(issues[0].message, field="project",
                            hint="List your projects with `rechenwerk project list`.")
         if proj is not None and issues[0].loc == ("project",) and len(issues) == 1:

@@ -22,10 +22,11 @@ from rechenwerk.web.pages import (
     reviews,
     settings,
     static,
+    support,
     tokens,
 )
 
 router = APIRouter(include_in_schema=False)
 for _module in (static, auth, oidc, projects, jobs, proposals, reviews, cluster, ops, reports,
-                settings, aup, tokens, reservations):
+                settings, aup, tokens, reservations, support):
     router.include_router(_module.router)
