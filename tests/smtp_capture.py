@@ -4,12 +4,13 @@
     with SmtpCapture() as smtp:
         sender = SmtpSender(smtp.host, smtp.port, "rechenwerk@centre.example")
         ...
-        smtp.wait_for(lambda m: m["To"] == "pi@uni.example")
+        smtp.wait_for(lambda m: m["To"] == "pi@uni.example", "the mail to the PI")
 """
 
 from __future__ import annotations
 
 import email
+import email.policy
 import socketserver
 import threading
 from collections.abc import Callable
@@ -41,7 +42,9 @@ class _Handler(socketserver.StreamRequestHandler):
                         return
                     data += chunk
                 with capture.lock:
-                    capture.messages.append(email.message_from_bytes(data[:-3]))
+                    # The default policy unfolds long headers (a Subject beyond 78 characters).
+                    capture.messages.append(email.message_from_bytes(
+                        data[:-3], policy=email.policy.default))
                 self.wfile.write(b"250 queued\r\n")
             elif cmd == "QUIT":
                 self.wfile.write(b"221 bye\r\n")
@@ -79,6 +82,11 @@ class SmtpCapture:
                 return next((m for m in self.messages if match(m)), None)
 
         return wait_for(found, what)
+
+
+def subject_of(message: Message) -> str:
+    """The Subject as one line (a long one arrives folded, its parts joined by spaces)."""
+    return " ".join(str(message["Subject"] or "").split())
 
 
 def text_of(message: Message) -> str:

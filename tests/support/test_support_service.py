@@ -18,7 +18,7 @@ from rechenwerk.notifications import service as notes
 from rechenwerk.notifications.models import OutboxMessage
 from rechenwerk.notifications.senders import SmtpSender
 from rechenwerk.support import service as support
-from smtp_capture import SmtpCapture, text_of
+from smtp_capture import SmtpCapture, subject_of, text_of
 
 
 def _centre(session: Session) -> dict[str, Any]:
@@ -221,7 +221,7 @@ def test_mails_reach_an_smtp_server(session: Session) -> None:
         sender.close()
         assert (report.sent, report.failed) == (5, 0)  # 2 new, 1 assigned, answer, close
         to_member = smtp.to(c["member"].email)
-        assert [m["Subject"] for m in to_member] == [
+        assert [subject_of(m) for m in to_member] == [
             f"Answer to your support request {req.id}: Scaling help",
             f"Support request {req.id} closed: Scaling help"]
         assert "Try FSDP." in text_of(to_member[0])
