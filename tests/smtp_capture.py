@@ -43,8 +43,9 @@ class _Handler(socketserver.StreamRequestHandler):
                     data += chunk
                 with capture.lock:
                     # The default policy unfolds long headers (a Subject beyond 78 characters).
-                    capture.messages.append(email.message_from_bytes(
-                        data[:-3], policy=email.policy.default))
+                    capture.messages.append(
+                        email.message_from_bytes(data[:-3], policy=email.policy.default)
+                    )
                 self.wfile.write(b"250 queued\r\n")
             elif cmd == "QUIT":
                 self.wfile.write(b"221 bye\r\n")
@@ -67,8 +68,7 @@ class SmtpCapture:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None
-                 ) -> None:
+    def __exit__(self, *exc: type[BaseException] | BaseException | TracebackType | None) -> None:
         self._server.shutdown()
         self._server.server_close()
 

@@ -20,14 +20,25 @@ def _people(session: Session) -> dict[str, dict[str, str]]:
     viewer = make_user(session, username="vik")
     stranger = make_user(session, username="stan")
     make_project(session, pi=pi, slug="vision", members={member: "member", viewer: "viewer"})
-    return {name: bearer(make_token(session, u)) for name, u in
-            (("op", op), ("pi", pi), ("member", member), ("viewer", viewer),
-             ("stranger", stranger))}
+    return {
+        name: bearer(make_token(session, u))
+        for name, u in (
+            ("op", op),
+            ("pi", pi),
+            ("member", member),
+            ("viewer", viewer),
+            ("stranger", stranger),
+        )
+    }
 
 
 def _open(client: Any, headers: dict[str, str], **over: Any) -> Any:
-    body = {"project": "vision", "kind": "onboarding", "subject": "First job",
-            "body": "How do I submit?"} | over
+    body = {
+        "project": "vision",
+        "kind": "onboarding",
+        "subject": "First job",
+        "body": "How do I submit?",
+    } | over
     return client.post(BASE, json=body, headers=headers)
 
 
@@ -41,10 +52,10 @@ def test_conversation_through_the_api(api_client: Any, session: Session) -> None
     assert [m["body"] for m in req["messages"]] == ["How do I submit?"]
 
     r = api_client.post(f"{BASE}/{rid}/assign", json={}, headers=h["op"])
-    assert r.status_code == 200 and (r.json()["state"], r.json()["assignee"]) == (
-        "assigned", "sam")
-    r = api_client.post(f"{BASE}/{rid}/replies", json={"body": "rechenwerk submit job.yaml"},
-                        headers=h["op"])
+    assert r.status_code == 200 and (r.json()["state"], r.json()["assignee"]) == ("assigned", "sam")
+    r = api_client.post(
+        f"{BASE}/{rid}/replies", json={"body": "rechenwerk submit job.yaml"}, headers=h["op"]
+    )
     assert r.status_code == 201 and r.json()["state"] == "answered"
     assert r.json()["first_answered_at"] is not None
     r = api_client.post(f"{BASE}/{rid}/replies", json={"body": "Thanks!"}, headers=h["pi"])
@@ -54,28 +65,38 @@ def test_conversation_through_the_api(api_client: Any, session: Session) -> None
     assert [m["author"] for m in r.json()["messages"]] == ["mika", "sam", "paula", "mika"]
     again = api_client.post(f"{BASE}/{rid}/close", headers=h["op"])
     assert again.status_code == 409 and again.json()["code"] == "invalid_transition"
-    answer_closed = api_client.post(f"{BASE}/{rid}/replies", json={"body": "more"},
-                                    headers=h["op"])
+    answer_closed = api_client.post(f"{BASE}/{rid}/replies", json={"body": "more"}, headers=h["op"])
     assert answer_closed.status_code == 409 and "reopen" in answer_closed.json()["hint"]
     r = api_client.post(f"{BASE}/{rid}/reopen", headers=h["member"])
     assert r.status_code == 200 and r.json()["state"] == "assigned"
 
-    listed = api_client.get(BASE, params={"state": "assigned", "kind": "onboarding"},
-                            headers=h["op"]).json()
+    listed = api_client.get(
+        BASE, params={"state": "assigned", "kind": "onboarding"}, headers=h["op"]
+    ).json()
     assert [x["id"] for x in listed["items"]] == [rid] and listed["items"][0]["messages"] is None
-    audit = api_client.get("/api/v1/audit", params={"entity": "support_request"},
-                           headers=h["op"]).json()["items"]
+    audit = api_client.get(
+        "/api/v1/audit", params={"entity": "support_request"}, headers=h["op"]
+    ).json()["items"]
     assert [e["action"] for e in reversed(audit)] == [
-        "support.open", "support.assign", "support.answer", "support.reply", "support.close",
-        "support.reopen"]
+        "support.open",
+        "support.assign",
+        "support.answer",
+        "support.reply",
+        "support.close",
+        "support.reopen",
+    ]
 
 
 def test_others_get_404_and_operators_alone_assign(api_client: Any, session: Session) -> None:
     h = _people(session)
     rid = _open(api_client, h["member"]).json()["id"]
     for who in ("viewer", "stranger"):
-        for method, path in (("GET", f"{BASE}/{rid}"), ("POST", f"{BASE}/{rid}/replies"),
-                             ("POST", f"{BASE}/{rid}/close"), ("POST", f"{BASE}/{rid}/reopen")):
+        for method, path in (
+            ("GET", f"{BASE}/{rid}"),
+            ("POST", f"{BASE}/{rid}/replies"),
+            ("POST", f"{BASE}/{rid}/close"),
+            ("POST", f"{BASE}/{rid}/reopen"),
+        ):
             kw: dict[str, Any] = {"json": {"body": "x"}} if path.endswith("replies") else {}
             r = api_client.request(method, path, headers=h[who], **kw)
             assert r.status_code == 404, (who, path, r.text)
@@ -83,8 +104,7 @@ def test_others_get_404_and_operators_alone_assign(api_client: Any, session: Ses
         assert api_client.get(BASE, headers=h[who]).json()["total"] == 0
     assert api_client.get(f"{BASE}/999999", headers=h["op"]).status_code == 404
     assert api_client.get(f"{BASE}/{rid}", headers=h["pi"]).status_code == 200
-    denied = api_client.post(f"{BASE}/{rid}/assign", json={"assignee": "sam"},
-                             headers=h["pi"])
+    denied = api_client.post(f"{BASE}/{rid}/assign", json={"assignee": "sam"}, headers=h["pi"])
     assert denied.status_code == 403
     bad = api_client.post(f"{BASE}/{rid}/assign", json={"assignee": "mika"}, headers=h["op"])
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "assignee"

@@ -22,7 +22,8 @@ def test_demo_has_plausible_support_requests(session: Session) -> None:
     assert sorted((r.project.slug, r.kind, r.state) for r in items) == [
         ("lumen-vision", "onboarding", "closed"),
         ("nordlicht-llm", "porting", "answered"),
-        ("nordstadt-climate", "data", "open")]
+        ("nordstadt-climate", "data", "open"),
+    ]
     events = set(session.scalars(select(OutboxMessage.event)))
     assert {"support_new", "support_answered"} <= events
     totals = support_report(session, op, start=T0.replace(year=2025), end=T0).totals
@@ -30,4 +31,5 @@ def test_demo_has_plausible_support_requests(session: Session) -> None:
     assert totals["median_close_h"] == 5.0
     greta = session.scalars(select(User).where(User.username == "greta")).one()
     assert [r.subject for r in support.list_requests(session, greta).items] == [
-        "NCCL all-reduce stalls beyond 4 nodes"]  # her project's, as its PI
+        "NCCL all-reduce stalls beyond 4 nodes"
+    ]  # her project's, as its PI

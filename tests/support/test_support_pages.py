@@ -34,67 +34,98 @@ def _csrf(html: str) -> str:
 def _login(client: Any, username: str) -> Any:
     client.cookies.clear()
     page = client.get("/login")
-    r = client.post("/login", data={"username": username, "password": PASSWORD,
-                                    "csrf_token": _csrf(page.text)}, follow_redirects=False)
+    r = client.post(
+        "/login",
+        data={"username": username, "password": PASSWORD, "csrf_token": _csrf(page.text)},
+        follow_redirects=False,
+    )
     assert r.status_code == 303, r.text
     return client
 
 
 def _post(client: Any, path: str, data: dict[str, str], page: str) -> Any:
-    return client.post(path, data={**data, "csrf_token": _csrf(client.get(page).text)},
-                       follow_redirects=False)
+    return client.post(
+        path, data={**data, "csrf_token": _csrf(client.get(page).text)}, follow_redirects=False
+    )
 
 
 @pytest.fixture
 def people(session: Session) -> dict[str, Any]:
     uni = make_org(session, name="Uni S", kind="university")
-    users = {name: make_user(session, username=name, org=uni, password_hash=_hash(),
-                             operator=name in ("olaf", "oda"))
-             for name in ("pia", "mem", "vie", "olaf", "oda")}
-    make_project(session, pi=users["pia"], slug="sigma", title="Sigma",
-                 members={users["mem"]: "member", users["vie"]: "viewer"})
+    users = {
+        name: make_user(
+            session, username=name, org=uni, password_hash=_hash(), operator=name in ("olaf", "oda")
+        )
+        for name in ("pia", "mem", "vie", "olaf", "oda")
+    }
+    make_project(
+        session,
+        pi=users["pia"],
+        slug="sigma",
+        title="Sigma",
+        members={users["mem"]: "member", users["vie"]: "viewer"},
+    )
     session.commit()
     return users
 
 
-def test_new_request_form_reports_every_error_at_once(api_client: Any,
-                                                       people: dict[str, Any]) -> None:
+def test_new_request_form_reports_every_error_at_once(
+    api_client: Any, people: dict[str, Any]
+) -> None:
     _login(api_client, "mem")
     home = api_client.get("/").text
     assert re.search(r'<a href="/support"[^>]*>Support</a>', home)
     form = api_client.get("/support/new").text
-    for name, label in (("project", "Project"), ("kind", "Kind of help"),
-                        ("subject", "Subject"), ("body", "Message")):
+    for name, label in (
+        ("project", "Project"),
+        ("kind", "Kind of help"),
+        ("subject", "Subject"),
+        ("body", "Message"),
+    ):
         assert f'<label class="" for="f-{name}">{label}' in form  # each field labelled
-    r = _post(api_client, "/support/new", {"project": "", "kind": "", "subject": "",
-                                           "body": ""}, "/support/new")
+    r = _post(
+        api_client,
+        "/support/new",
+        {"project": "", "kind": "", "subject": "", "body": ""},
+        "/support/new",
+    )
     assert r.status_code == 422
     for name in ("project", "kind", "subject", "body"):
         assert f'data-testid="error-{name}"' in r.text
         assert f'aria-describedby="err-{name}"' in r.text
     assert "Subject: must not be empty" in r.text
-    r = _post(api_client, "/support/new", {"project": "sigma", "kind": "gpus",
-                                           "subject": "x" * 201, "body": "Hi"},
-              "/support/new")
+    r = _post(
+        api_client,
+        "/support/new",
+        {"project": "sigma", "kind": "gpus", "subject": "x" * 201, "body": "Hi"},
+        "/support/new",
+    )
     assert r.status_code == 422 and 'data-testid="error-kind"' in r.text
     assert "at most 200 characters" in r.text
     assert 'value="' + "x" * 201 + '"' in r.text  # the input is kept
     assert 'data-testid="error-body"' not in r.text
-    r = _post(api_client, "/support/new", {"project": "sigma", "kind": "data",
-                                           "subject": "Moving 5 TB", "body": "Which tool?"},
-              "/support/new")
+    r = _post(
+        api_client,
+        "/support/new",
+        {"project": "sigma", "kind": "data", "subject": "Moving 5 TB", "body": "Which tool?"},
+        "/support/new",
+    )
     assert r.status_code == 303
     detail = api_client.get(r.headers["location"]).text
     assert "Moving 5 TB" in detail and "Which tool?" in detail
     assert 'data-testid="assign-form"' not in detail  # operators only
 
 
-def test_operator_flow_visibility_and_confirmed_close(api_client: Any, session: Session,
-                                                      people: dict[str, Any]) -> None:
+def test_operator_flow_visibility_and_confirmed_close(
+    api_client: Any, session: Session, people: dict[str, Any]
+) -> None:
     _login(api_client, "mem")
-    r = _post(api_client, "/support/new", {"project": "sigma", "kind": "porting",
-                                           "subject": "JAX on 16 GPUs", "body": "Slow."},
-              "/support/new")
+    r = _post(
+        api_client,
+        "/support/new",
+        {"project": "sigma", "kind": "porting", "subject": "JAX on 16 GPUs", "body": "Slow."},
+        "/support/new",
+    )
     path = r.headers["location"]
     rid = int(path.rsplit("/", 1)[1])
     for name in ("vie", "oda"):
@@ -102,8 +133,13 @@ def test_operator_flow_visibility_and_confirmed_close(api_client: Any, session: 
         if name == "vie":  # a fellow member who is no PI: not found
             assert api_client.get(path).status_code == 404
             assert "JAX on 16 GPUs" not in api_client.get("/support").text
-            assert api_client.post(f"{path}/reply", data={"body": "x", "csrf_token": _csrf(
-                api_client.get("/support").text)}).status_code == 404
+            assert (
+                api_client.post(
+                    f"{path}/reply",
+                    data={"body": "x", "csrf_token": _csrf(api_client.get("/support").text)},
+                ).status_code
+                == 404
+            )
     assert api_client.get("/support/12345").status_code == 404
     assert api_client.get("/support/abc").status_code == 404
 
@@ -130,16 +166,21 @@ def test_operator_flow_visibility_and_confirmed_close(api_client: Any, session: 
     assert r.status_code == 422 and "was not closed" in r.text
     session.expire_all()
     assert session.scalars(select(SupportRequest.state)).one() == "answered"
-    r = _post(api_client, f"{path}/close", {"confirm": "yes", "comment": "Solved."},
-              f"{path}/close")
+    r = _post(
+        api_client, f"{path}/close", {"confirm": "yes", "comment": "Solved."}, f"{path}/close"
+    )
     assert r.status_code == 303
     page = api_client.get(path).text
     assert 'data-testid="reopen"' in page and "Solved." in page
     assert "Reopen it to answer again" in page
 
     audit = api_client.get("/ops/audit?entity=support_request").text
-    for words in ("opened a support request", "assigned a support request",
-                  "answered a support request", "closed a support request"):
+    for words in (
+        "opened a support request",
+        "assigned a support request",
+        "answered a support request",
+        "closed a support request",
+    ):
         assert words in audit
     assert f'<a href="/support/{rid}">support request {rid}</a>' in audit
     assert "<dd>— → olaf</dd>" in audit

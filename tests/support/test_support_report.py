@@ -29,16 +29,31 @@ def _history(session: Session) -> dict[str, Any]:
     # 4, 6 and 20 hours; one onboarding request never answered.
     for i, (answer_h, close_h) in enumerate(((1, 4), (2, 6), (3, None), (10, 20))):
         opened = T0 + i * 24 * H
-        req = support.open_request(session, member, project="alpha", kind="porting",
-                                   subject=f"r{i}", body="help", now=opened)
+        req = support.open_request(
+            session,
+            member,
+            project="alpha",
+            kind="porting",
+            subject=f"r{i}",
+            body="help",
+            now=opened,
+        )
         support.reply(session, op, req, body="answer", now=opened + answer_h * H)
         support.reply(session, op, req, body="again", now=opened + (answer_h + 1) * H)
         if close_h is not None:
             support.close(session, member, req, now=opened + close_h * H)
-    support.open_request(session, other, project="beta", kind="onboarding", subject="new",
-                         body="hi", now=T0 + 5 * H)
-    support.open_request(session, other, project="beta", kind="data", subject="too late",
-                         body="x", now=T0 + 40 * 24 * H)  # outside the range
+    support.open_request(
+        session, other, project="beta", kind="onboarding", subject="new", body="hi", now=T0 + 5 * H
+    )
+    support.open_request(
+        session,
+        other,
+        project="beta",
+        kind="data",
+        subject="too late",
+        body="x",
+        now=T0 + 40 * 24 * H,
+    )  # outside the range
     return {"op": op, "pi": pi, "member": member, "other": other}
 
 
@@ -49,8 +64,12 @@ def test_counts_and_response_times(session: Session) -> None:
     rows = {r["kind"]: r for r in table.rows}
     assert list(rows) == ["onboarding", "porting"]  # the kinds' order, only those present
     porting = rows["porting"]
-    assert (porting["requests"], porting["not_closed"], porting["answered"],
-            porting["closed"]) == (4, 1, 4, 3)
+    assert (porting["requests"], porting["not_closed"], porting["answered"], porting["closed"]) == (
+        4,
+        1,
+        4,
+        3,
+    )
     assert porting["median_first_answer_h"] == pytest.approx(2.5)  # of 1, 2, 3, 10
     assert porting["p90_first_answer_h"] == pytest.approx(7.9)  # 3 + 0.7 * 7
     assert porting["median_close_h"] == pytest.approx(6.0)  # of 4, 6, 20
@@ -58,14 +77,20 @@ def test_counts_and_response_times(session: Session) -> None:
     assert rows["onboarding"]["answered"] == 0
     assert rows["onboarding"]["median_first_answer_h"] is None
     assert table.totals["requests"] == 5
-    by_state = {r["state"]: r["requests"] for r in support_report(
-        session, u["op"], start=T0, end=end, by="state").rows}
+    by_state = {
+        r["state"]: r["requests"]
+        for r in support_report(session, u["op"], start=T0, end=end, by="state").rows
+    }
     assert by_state == {"open": 1, "answered": 1, "closed": 3}
     # Others count only what they may see: the PI their project's, the stranger theirs.
-    assert [(r["project"], r["requests"]) for r in support_report(
-        session, u["pi"], start=T0, end=end, by="project").rows] == [("alpha", 4)]
-    assert [(r["project"], r["requests"]) for r in support_report(
-        session, u["other"], start=T0, end=end, by="project").rows] == [("beta", 1)]
+    assert [
+        (r["project"], r["requests"])
+        for r in support_report(session, u["pi"], start=T0, end=end, by="project").rows
+    ] == [("alpha", 4)]
+    assert [
+        (r["project"], r["requests"])
+        for r in support_report(session, u["other"], start=T0, end=end, by="project").rows
+    ] == [("beta", 1)]
     with pytest.raises(InvalidInput) as e:
         support_report(session, u["op"], start=T0, end=end, by="month")
     assert e.value.field == "by"
@@ -80,8 +105,7 @@ def test_report_api_json_and_csv(api_client: Any, session: Session) -> None:
     data = r.json()
     assert data["report"] == "support" and data["totals"]["closed"] == 3
     assert [c["label"] for c in data["columns"]][5] == "Median first answer (hours)"
-    csv = api_client.get("/api/v1/reports/support", params=params | {"format": "csv"},
-                         headers=h)
+    csv = api_client.get("/api/v1/reports/support", params=params | {"format": "csv"}, headers=h)
     assert csv.text.splitlines()[2].startswith("porting,4,1,4,3,2.500,7.900,6.000,17.200")
     bad = api_client.get("/api/v1/reports/support", params={"by": "week"}, headers=h)
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "by"

@@ -28,11 +28,17 @@ def _centre(session: Session) -> dict[str, Any]:
     member = make_user(session, username="max")
     viewer = make_user(session, username="vera")
     other = make_user(session, username="eve")
-    project = make_project(session, pi=pi, slug="llm",
-                           members={member: "member", viewer: "viewer"})
+    project = make_project(session, pi=pi, slug="llm", members={member: "member", viewer: "viewer"})
     make_project(session, pi=other, slug="elsewhere")
-    return {"op": op, "op2": op2, "pi": pi, "member": member, "viewer": viewer,
-            "other": other, "project": project}
+    return {
+        "op": op,
+        "op2": op2,
+        "pi": pi,
+        "member": member,
+        "viewer": viewer,
+        "other": other,
+        "project": project,
+    }
 
 
 def _outbox(session: Session) -> list[OutboxMessage]:
@@ -40,18 +46,31 @@ def _outbox(session: Session) -> list[OutboxMessage]:
 
 
 def _actions(session: Session, request_id: int) -> list[str]:
-    return list(session.scalars(select(AuditEntry.action).where(
-        AuditEntry.entity == "support_request", AuditEntry.entity_id == str(request_id))
-        .order_by(AuditEntry.id)))
+    return list(
+        session.scalars(
+            select(AuditEntry.action)
+            .where(AuditEntry.entity == "support_request", AuditEntry.entity_id == str(request_id))
+            .order_by(AuditEntry.id)
+        )
+    )
 
 
 def test_lifecycle_states_audit_and_mail(session: Session) -> None:
     c = _centre(session)
-    req = support.open_request(session, c["member"], project="llm", kind="porting",
-                               subject="  NCCL hangs at 64 GPUs ",
-                               body="Our all-reduce stalls.", now=T0)
-    assert (req.state, req.subject, req.first_answered_at) == ("open", "NCCL hangs at 64 GPUs",
-                                                               None)
+    req = support.open_request(
+        session,
+        c["member"],
+        project="llm",
+        kind="porting",
+        subject="  NCCL hangs at 64 GPUs ",
+        body="Our all-reduce stalls.",
+        now=T0,
+    )
+    assert (req.state, req.subject, req.first_answered_at) == (
+        "open",
+        "NCCL hangs at 64 GPUs",
+        None,
+    )
     mails = _outbox(session)
     assert {m.to_address for m in mails} == {c["op"].email, c["op2"].email}
     assert all(m.event == "support_new" and "Our all-reduce stalls." in m.body for m in mails)
@@ -61,21 +80,20 @@ def test_lifecycle_states_audit_and_mail(session: Session) -> None:
     assert _outbox(session)[-1].event == "support_assigned"
     assert _outbox(session)[-1].to_address == c["op2"].email
 
-    support.reply(session, c["op2"], req, body="Set NCCL_IB_HCA=mlx5.",
-                  now=T0 + timedelta(hours=2))
+    support.reply(session, c["op2"], req, body="Set NCCL_IB_HCA=mlx5.", now=T0 + timedelta(hours=2))
     assert req.state == "answered" and req.first_answered_at == T0 + timedelta(hours=2)
     answer = _outbox(session)[-1]
     assert (answer.event, answer.to_address) == ("support_answered", c["member"].email)
     assert "NCCL_IB_HCA" in answer.body
 
-    support.reply(session, c["member"], req, body="Still slow at 128.",
-                  now=T0 + timedelta(hours=3))
+    support.reply(session, c["member"], req, body="Still slow at 128.", now=T0 + timedelta(hours=3))
     assert req.state == "assigned"  # back with the assignee
     back = _outbox(session)[-1]
     assert (back.event, back.to_address) == ("support_reply", c["op2"].email)
 
-    support.reply(session, c["op2"], req, body="Use the fat-tree partition.",
-                  now=T0 + timedelta(hours=4))
+    support.reply(
+        session, c["op2"], req, body="Use the fat-tree partition.", now=T0 + timedelta(hours=4)
+    )
     assert req.first_answered_at == T0 + timedelta(hours=2)  # the first answer stays
     support.close(session, c["op2"], req, comment="Solved.", now=T0 + timedelta(hours=5))
     assert req.state == "closed" and req.closed_at == T0 + timedelta(hours=5)
@@ -98,21 +116,29 @@ def test_lifecycle_states_audit_and_mail(session: Session) -> None:
         support.reopen(session, c["pi"], req, now=T0 + timedelta(days=3))
 
     assert _actions(session, req.id) == [
-        "support.open", "support.assign", "support.answer", "support.reply", "support.answer",
-        "support.close", "support.reopen", "support.close", "support.reopen"]
+        "support.open",
+        "support.assign",
+        "support.answer",
+        "support.reply",
+        "support.answer",
+        "support.close",
+        "support.reopen",
+        "support.close",
+        "support.reopen",
+    ]
     entries = list_audit(session, c["op"], entity="support_request").items
     assign_entry = next(e for e in entries if e.action == "support.assign")
     assert assign_entry.changes == {"assignee": [None, "otto"], "state": ["open", "assigned"]}
     thread = support.thread(session, c["pi"], req.id)
     assert [m.author for m in thread.messages] == ["max", "otto", "max", "otto", "otto", "max"]
-    assert [m.from_operator for m in thread.messages] == [False, True, False, True, True,
-                                                          False]
+    assert [m.from_operator for m in thread.messages] == [False, True, False, True, True, False]
 
 
 def test_answer_without_assignment_and_replies_to_every_operator(session: Session) -> None:
     c = _centre(session)
-    req = support.open_request(session, c["pi"], project="llm", kind="data",
-                               subject="Upload 40 TB", body="How?", now=T0)
+    req = support.open_request(
+        session, c["pi"], project="llm", kind="data", subject="Upload 40 TB", body="How?", now=T0
+    )
     support.reply(session, c["op"], req, body="Use the data mover.", now=T0)
     assert req.state == "answered"
     support.reply(session, c["pi"], req, body="Thanks, and the quota?", now=T0)
@@ -138,10 +164,24 @@ def test_answer_without_assignment_and_replies_to_every_operator(session: Sessio
 
 def test_visibility_requester_pis_and_operators_only(session: Session) -> None:
     c = _centre(session)
-    mine = support.open_request(session, c["member"], project="llm", kind="onboarding",
-                                subject="First steps", body="Where do I start?", now=T0)
-    theirs = support.open_request(session, c["other"], project="elsewhere", kind="other",
-                                  subject="Invoice", body="Where is it?", now=T0)
+    mine = support.open_request(
+        session,
+        c["member"],
+        project="llm",
+        kind="onboarding",
+        subject="First steps",
+        body="Where do I start?",
+        now=T0,
+    )
+    theirs = support.open_request(
+        session,
+        c["other"],
+        project="elsewhere",
+        kind="other",
+        subject="Invoice",
+        body="Where is it?",
+        now=T0,
+    )
     for who in ("member", "pi", "op"):
         assert support.visible_request(session, c[who], mine.id) is mine
     for who in ("viewer", "other"):  # a fellow member and an outsider: not found
@@ -177,31 +217,52 @@ def test_visibility_requester_pis_and_operators_only(session: Session) -> None:
 def test_validation_names_every_field(session: Session) -> None:
     c = _centre(session)
     with pytest.raises(InvalidInput) as e:
-        support.open_request(session, c["member"], project="llm", kind="hardware",
-                             subject="x" * 201, body="  ", now=T0)
+        support.open_request(
+            session,
+            c["member"],
+            project="llm",
+            kind="hardware",
+            subject="x" * 201,
+            body="  ",
+            now=T0,
+        )
     assert [i.path for i in e.value.issues] == ["kind", "subject", "body"]
     assert e.value.field == "kind"
     with pytest.raises(InvalidInput) as e:
-        support.open_request(session, c["member"], project="llm", kind="data",
-                             subject="two\nlines", body="b" * (support.BODY_MAX + 1), now=T0)
+        support.open_request(
+            session,
+            c["member"],
+            project="llm",
+            kind="data",
+            subject="two\nlines",
+            body="b" * (support.BODY_MAX + 1),
+            now=T0,
+        )
     assert [i.path for i in e.value.issues] == ["subject", "body"]
     # Not a member: the project is not found (its existence does not leak) ...
     with pytest.raises(NotFound) as nf:
-        support.open_request(session, c["other"], project="llm", kind="data", subject="s",
-                             body="b", now=T0)
+        support.open_request(
+            session, c["other"], project="llm", kind="data", subject="s", body="b", now=T0
+        )
     assert nf.value.field == "project"
     # ... and an operator, who sees every project, is told they are no member.
     with pytest.raises(PermissionDenied) as pd:
-        support.open_request(session, c["op"], project="llm", kind="data", subject="s",
-                             body="b", now=T0)
+        support.open_request(
+            session, c["op"], project="llm", kind="data", subject="s", body="b", now=T0
+        )
     assert pd.value.field == "project"
     with pytest.raises(InvalidInput) as e:  # several problems: all of them, project first
-        support.open_request(session, c["other"], project="llm", kind="", subject="",
-                             body="b", now=T0)
+        support.open_request(
+            session, c["other"], project="llm", kind="", subject="", body="b", now=T0
+        )
     assert [i.path for i in e.value.issues] == ["project", "kind", "subject"]
     # A viewer is a member too and may ask.
-    assert support.open_request(session, c["viewer"], project="llm", kind="other",
-                                subject="s", body="b", now=T0).state == "open"
+    assert (
+        support.open_request(
+            session, c["viewer"], project="llm", kind="other", subject="s", body="b", now=T0
+        ).state
+        == "open"
+    )
     req = support.list_requests(session, c["op"]).items[0]
     with pytest.raises(InvalidInput) as e:
         support.reply(session, c["op"], req, body=" \n ", now=T0)
@@ -210,8 +271,15 @@ def test_validation_names_every_field(session: Session) -> None:
 
 def test_mails_reach_an_smtp_server(session: Session) -> None:
     c = _centre(session)
-    req = support.open_request(session, c["member"], project="llm", kind="porting",
-                               subject="Scaling help", body="Please help us scale.", now=T0)
+    req = support.open_request(
+        session,
+        c["member"],
+        project="llm",
+        kind="porting",
+        subject="Scaling help",
+        body="Please help us scale.",
+        now=T0,
+    )
     support.assign(session, c["op"], req, assignee="otto", now=T0)
     support.reply(session, c["op2"], req, body="Try FSDP.", now=T0)
     support.close(session, c["op2"], req, now=T0)
@@ -223,7 +291,8 @@ def test_mails_reach_an_smtp_server(session: Session) -> None:
         to_member = smtp.to(c["member"].email)
         assert [subject_of(m) for m in to_member] == [
             f"Answer to your support request {req.id}: Scaling help",
-            f"Support request {req.id} closed: Scaling help"]
+            f"Support request {req.id} closed: Scaling help",
+        ]
         assert "Try FSDP." in text_of(to_member[0])
         assert f"rechenwerk support show {req.id}" in text_of(to_member[0])
         assert len(smtp.to(c["op2"].email)) == 2  # new request, then the assignment

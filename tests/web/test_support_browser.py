@@ -52,19 +52,27 @@ def support_portal(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Support
         load_demo(session, now=datetime.now(UTC))
     # No scheduler loop, hence no notifier thread: the test runs the notifier's round
     # itself, with an SMTP sender, whenever it wants the mail delivered.
-    app = create_app(Settings(data_dir=tmp / "var", database_url=db_url,
-                              scheduler_enabled=False, secret_key=secrets.token_hex(16)))
+    app = create_app(
+        Settings(
+            data_dir=tmp / "var",
+            database_url=db_url,
+            scheduler_enabled=False,
+            secret_key=secrets.token_hex(16),
+        )
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = int(s.getsockname()[1])
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    )
     thread = threading.Thread(target=server.run, name="support-test-server", daemon=True)
     thread.start()
     wait_for(lambda: bool(server.started), "the support test server to start")
     with SmtpCapture() as smtp:
-        notifier = Notifier(factory, SmtpSender(smtp.host, smtp.port,
-                                                "support@centre.example", tls="off"))
+        notifier = Notifier(
+            factory, SmtpSender(smtp.host, smtp.port, "support@centre.example", tls="off")
+        )
         try:
             yield SupportPortal(f"http://127.0.0.1:{port}", smtp, notifier.run_once)
         finally:
@@ -78,8 +86,9 @@ def page_for(browser: Any, support_portal: SupportPortal) -> Iterator[Any]:
     contexts: list[Any] = []
 
     def make(username: str) -> Any:
-        ctx = browser.new_context(viewport={"width": 1280, "height": 900},
-                                  base_url=support_portal.url)
+        ctx = browser.new_context(
+            viewport={"width": 1280, "height": 900}, base_url=support_portal.url
+        )
         ctx.set_default_timeout(60_000)  # a failure guard: a loaded machine is slow
         contexts.append(ctx)
         page = ctx.new_page()
@@ -94,13 +103,13 @@ def page_for(browser: Any, support_portal: SupportPortal) -> Iterator[Any]:
 def _mail(portal: SupportPortal, to: str, subject: str) -> str:
     """Deliver the outbox, then the body of the mail to ``to`` with ``subject``."""
     portal.deliver()
-    found = portal.smtp.wait_for(lambda m: m["To"] == to and subject_of(m) == subject,
-                                 f"the mail {subject!r} to {to}")
+    found = portal.smtp.wait_for(
+        lambda m: m["To"] == to and subject_of(m) == subject, f"the mail {subject!r} to {to}"
+    )
     return text_of(found)
 
 
-def test_open_assign_answer_close_with_mail(page_for: Any,
-                                            support_portal: SupportPortal) -> None:
+def test_open_assign_answer_close_with_mail(page_for: Any, support_portal: SupportPortal) -> None:
     jonas = page_for("jonas")
     jonas.click("nav >> text=Support")
     jonas.click("[data-testid=new-request]")
@@ -117,11 +126,16 @@ def test_open_assign_answer_close_with_mail(page_for: Any,
     jonas.wait_for_url(re.compile(r".*/support/\d+$"))
     rid = int(jonas.url.rsplit("/", 1)[1])
     assert "the operators have been told" in jonas.locator(".flash").inner_text()
-    assert "open (waiting for an operator)" in jonas.locator(
-        "[data-testid=support-state]").inner_text()
+    assert (
+        "open (waiting for an operator)"
+        in jonas.locator("[data-testid=support-state]").inner_text()
+    )
     subject = "Checkpoints are slow on 16 nodes"
-    new = _mail(support_portal, "operator@demo.rechenwerk.example.eu",
-                f"New support request {rid} (Porting and scaling): {subject}")
+    new = _mail(
+        support_portal,
+        "operator@demo.rechenwerk.example.eu",
+        f"New support request {rid} (Porting and scaling): {subject}",
+    )
     assert "Saving a 7B checkpoint takes 20 minutes." in new
 
     op = page_for("operator")
@@ -133,10 +147,15 @@ def test_open_assign_answer_close_with_mail(page_for: Any,
     assert op.locator("[data-testid=support-assignee]").inner_text() == "operator"
     op.get_by_label("Your answer").fill("Write checkpoints to /scratch, not $HOME.")
     op.click("form[data-testid=reply-form] button[type=submit]")
-    assert "answered (waiting for the requester)" in op.locator(
-        "[data-testid=support-state]").inner_text()
-    answer = _mail(support_portal, "jonas@demo.rechenwerk.example.eu",
-                   f"Answer to your support request {rid}: {subject}")
+    assert (
+        "answered (waiting for the requester)"
+        in op.locator("[data-testid=support-state]").inner_text()
+    )
+    answer = _mail(
+        support_portal,
+        "jonas@demo.rechenwerk.example.eu",
+        f"Answer to your support request {rid}: {subject}",
+    )
     assert "Write checkpoints to /scratch" in answer
 
     op.click("[data-testid=close-link]")
@@ -146,8 +165,11 @@ def test_open_assign_answer_close_with_mail(page_for: Any,
     op.click("[data-testid=confirm-close]")
     op.wait_for_url(re.compile(rf".*/support/{rid}$"))
     assert op.locator("h1 .badge").inner_text() == "closed"
-    closed = _mail(support_portal, "jonas@demo.rechenwerk.example.eu",
-                   f"Support request {rid} closed: {subject}")
+    closed = _mail(
+        support_portal,
+        "jonas@demo.rechenwerk.example.eu",
+        f"Support request {rid} closed: {subject}",
+    )
     assert "Solved by using /scratch." in closed
 
     jonas.reload()

@@ -48,7 +48,8 @@ class SupportRequest(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     project_id: Mapped[int] = mapped_column(
-        ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+        ForeignKey("projects.id", ondelete="CASCADE"), index=True
+    )
     requester_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     subject: Mapped[str] = mapped_column(String(200))
@@ -61,8 +62,7 @@ class SupportRequest(Base):
 
     project: Mapped[Project] = relationship(lazy="joined")
     requester: Mapped[User] = relationship(lazy="joined", foreign_keys=[requester_user_id])
-    assignee: Mapped[User | None] = relationship(lazy="joined",
-                                                 foreign_keys=[assignee_user_id])
+    assignee: Mapped[User | None] = relationship(lazy="joined", foreign_keys=[assignee_user_id])
 
 
 class SupportMessage(Base):
@@ -72,9 +72,9 @@ class SupportMessage(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     request_id: Mapped[int] = mapped_column(
-        ForeignKey("support_requests.id", ondelete="CASCADE"), index=True)
-    author_user_id: Mapped[int | None] = mapped_column(
-        ForeignKey("users.id", ondelete="SET NULL"))
+        ForeignKey("support_requests.id", ondelete="CASCADE"), index=True
+    )
+    author_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     author: Mapped[str] = mapped_column(String(64))  # username at the time
     # Written as the centre (an operator who is not the requester): counts as an answer.
     from_operator: Mapped[bool] = mapped_column(Boolean)

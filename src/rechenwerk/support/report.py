@@ -37,36 +37,58 @@ def _stats(rows: list[tuple[float | None, float | None, str]]) -> dict[str, Any]
         "not_closed": sum(1 for _, _, state in rows if state != SupportState.CLOSED.value),
         "answered": int(answers.size),
         "closed": int(closes.size),
-        "median_first_answer_h": None, "p90_first_answer_h": None,
-        "median_close_h": None, "p90_close_h": None,
+        "median_first_answer_h": None,
+        "p90_first_answer_h": None,
+        "median_close_h": None,
+        "p90_close_h": None,
     }
     if answers.size:
-        out |= {"median_first_answer_h": float(np.percentile(answers, 50)),
-                "p90_first_answer_h": float(np.percentile(answers, 90))}
+        out |= {
+            "median_first_answer_h": float(np.percentile(answers, 50)),
+            "p90_first_answer_h": float(np.percentile(answers, 90)),
+        }
     if closes.size:
-        out |= {"median_close_h": float(np.percentile(closes, 50)),
-                "p90_close_h": float(np.percentile(closes, 90))}
+        out |= {
+            "median_close_h": float(np.percentile(closes, 50)),
+            "p90_close_h": float(np.percentile(closes, 90)),
+        }
     return out
 
 
-def support_report(session: Session, user: User, *, start: datetime, end: datetime,
-                   by: str = "kind", guard: Guard = NO_GUARD) -> ReportTable:
+def support_report(
+    session: Session,
+    user: User,
+    *,
+    start: datetime,
+    end: datetime,
+    by: str = "kind",
+    guard: Guard = NO_GUARD,
+) -> ReportTable:
     """Requests opened in [start, end) grouped by ``by`` (kind, state or project)."""
     check_choice(by, GROUPINGS, "by")
-    stmt = (visible_requests(session, user)
-            .where(SupportRequest.created_at >= start, SupportRequest.created_at < end)
-            .with_only_columns(SupportRequest.kind, SupportRequest.state, Project.slug,
-                               SupportRequest.created_at, SupportRequest.first_answered_at,
-                               SupportRequest.closed_at)
-            .join(Project, Project.id == SupportRequest.project_id))
+    stmt = (
+        visible_requests(session, user)
+        .where(SupportRequest.created_at >= start, SupportRequest.created_at < end)
+        .with_only_columns(
+            SupportRequest.kind,
+            SupportRequest.state,
+            Project.slug,
+            SupportRequest.created_at,
+            SupportRequest.first_answered_at,
+            SupportRequest.closed_at,
+        )
+        .join(Project, Project.id == SupportRequest.project_id)
+    )
     groups: dict[str, list[tuple[float | None, float | None, str]]] = {}
     every: list[tuple[float | None, float | None, str]] = []
     guard.check()
     for kind, state, slug, created, answered, closed in guard.every(session.execute(stmt)):
         key = {"kind": kind, "state": state, "project": slug}[by]
-        row = (_hours(answered, created),
-               _hours(closed, created) if state == SupportState.CLOSED.value else None,
-               str(state))
+        row = (
+            _hours(answered, created),
+            _hours(closed, created) if state == SupportState.CLOSED.value else None,
+            str(state),
+        )
         groups.setdefault(str(key), []).append(row)
         every.append(row)
     order = {"kind": KINDS, "state": STATES}.get(by, ())
@@ -74,17 +96,24 @@ def support_report(session: Session, user: User, *, start: datetime, end: dateti
     rows = [{by: k} | _stats(groups[k]) for k in keys]
     totals = _stats(every)
     return ReportTable(
-        name="support", title=f"Support requests by {by}",
-        columns=(Column(by, by.capitalize(), numeric=False),
-                 Column("requests", "Requests", digits=0),
-                 Column("not_closed", "Not closed", digits=0),
-                 Column("answered", "Answered", digits=0),
-                 Column("closed", "Closed", digits=0),
-                 Column("median_first_answer_h", "Median first answer (hours)", digits=2),
-                 Column("p90_first_answer_h", "p90 first answer (hours)", digits=2),
-                 Column("median_close_h", "Median time to close (hours)", digits=2),
-                 Column("p90_close_h", "p90 time to close (hours)", digits=2)),
-        rows=rows, start=start, end=end, grouping=by, totals=totals,
+        name="support",
+        title=f"Support requests by {by}",
+        columns=(
+            Column(by, by.capitalize(), numeric=False),
+            Column("requests", "Requests", digits=0),
+            Column("not_closed", "Not closed", digits=0),
+            Column("answered", "Answered", digits=0),
+            Column("closed", "Closed", digits=0),
+            Column("median_first_answer_h", "Median first answer (hours)", digits=2),
+            Column("p90_first_answer_h", "p90 first answer (hours)", digits=2),
+            Column("median_close_h", "Median time to close (hours)", digits=2),
+            Column("p90_close_h", "p90 time to close (hours)", digits=2),
+        ),
+        rows=rows,
+        start=start,
+        end=end,
+        grouping=by,
+        totals=totals,
         assumptions=(
             "Requests opened in the range. First answer = the first reply of an operator "
             "who is not the requester, minus the opening; requests without one are left "
@@ -92,5 +121,6 @@ def support_report(session: Session, user: User, *, start: datetime, end: dateti
             "Time to close = the latest close minus the opening, for requests closed now "
             "(a reopened request counts once it is closed again).",
             "Operators see every request; others those they opened and those of projects "
-            "they are PI of."),
+            "they are PI of.",
+        ),
     )

@@ -44,8 +44,13 @@ class SupportMessageOut(BaseModel):
 
     @classmethod
     def of(cls, m: SupportMessage) -> SupportMessageOut:
-        return cls(id=m.id, author=m.author, from_operator=m.from_operator, body=m.body,
-                   created_at=m.created_at)
+        return cls(
+            id=m.id,
+            author=m.author,
+            from_operator=m.from_operator,
+            body=m.body,
+            created_at=m.created_at,
+        )
 
 
 class SupportRequestOut(BaseModel):
@@ -61,15 +66,24 @@ class SupportRequestOut(BaseModel):
     first_answered_at: datetime | None
     closed_at: datetime | None
     messages: list[SupportMessageOut] | None = Field(
-        None, description="the conversation, oldest first (only for a single request)")
+        None, description="the conversation, oldest first (only for a single request)"
+    )
 
     @classmethod
-    def of(cls, r: SupportRequest,
-           messages: list[SupportMessage] | None = None) -> SupportRequestOut:
-        return cls(id=r.id, project=r.project.slug, kind=r.kind, subject=r.subject,
-                   state=r.state, requester=r.requester.username,
-                   assignee=r.assignee.username if r.assignee is not None else None,
-                   created_at=r.created_at, updated_at=r.updated_at,
-                   first_answered_at=r.first_answered_at, closed_at=r.closed_at,
-                   messages=[SupportMessageOut.of(m) for m in messages]
-                   if messages is not None else None)
+    def of(
+        cls, r: SupportRequest, messages: list[SupportMessage] | None = None
+    ) -> SupportRequestOut:
+        return cls(
+            id=r.id,
+            project=r.project.slug,
+            kind=r.kind,
+            subject=r.subject,
+            state=r.state,
+            requester=r.requester.username,
+            assignee=r.assignee.username if r.assignee is not None else None,
+            created_at=r.created_at,
+            updated_at=r.updated_at,
+            first_answered_at=r.first_answered_at,
+            closed_at=r.closed_at,
+            messages=[SupportMessageOut.of(m) for m in messages] if messages is not None else None,
+        )

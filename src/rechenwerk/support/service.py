@@ -66,8 +66,10 @@ STATES: tuple[str, ...] = tuple(s.value for s in SupportState)
 SUBJECT_MAX = 200
 BODY_MAX = 20_000
 ENTITY = "support_request"
-_SIGNATURE = "\n\n-- \nRechenwerk support (reply in the portal under Support, or with " \
-             "`rechenwerk support reply`)"
+_SIGNATURE = (
+    "\n\n-- \nRechenwerk support (reply in the portal under Support, or with "
+    "`rechenwerk support reply`)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,11 +85,17 @@ class Thread:
 
 def _pi_project_ids(user: User) -> Select[int]:
     """Projects ``user`` is a PI of (the project's PI, or a member in the PI role)."""
-    return select(Project.id).where(or_(
-        Project.pi_user_id == user.id,
-        Project.id.in_(select(ProjectMembership.project_id).where(
-            ProjectMembership.user_id == user.id,
-            ProjectMembership.role == ProjectRole.PI.value))))
+    return select(Project.id).where(
+        or_(
+            Project.pi_user_id == user.id,
+            Project.id.in_(
+                select(ProjectMembership.project_id).where(
+                    ProjectMembership.user_id == user.id,
+                    ProjectMembership.role == ProjectRole.PI.value,
+                )
+            ),
+        )
+    )
 
 
 def is_project_pi(session: Session, user: User, project: Project) -> bool:
@@ -98,13 +106,19 @@ def is_project_pi(session: Session, user: User, project: Project) -> bool:
 
 
 def can_see(session: Session, user: User, req: SupportRequest) -> bool:
-    return (user.is_operator or req.requester_user_id == user.id
-            or is_project_pi(session, user, req.project))
+    return (
+        user.is_operator
+        or req.requester_user_id == user.id
+        or is_project_pi(session, user, req.project)
+    )
 
 
 def not_found(request_id: int | str) -> NotFound:
-    return NotFound(f"support request {request_id} not found", field="request",
-                    hint="List yours with `rechenwerk support list`.")
+    return NotFound(
+        f"support request {request_id} not found",
+        field="request",
+        hint="List yours with `rechenwerk support list`.",
+    )
 
 
 def visible_request(session: Session, user: User, request_id: int) -> SupportRequest:
@@ -116,9 +130,13 @@ def visible_request(session: Session, user: User, request_id: int) -> SupportReq
 
 
 def messages_of(session: Session, req: SupportRequest) -> list[SupportMessage]:
-    return list(session.scalars(select(SupportMessage).where(
-        SupportMessage.request_id == req.id).order_by(SupportMessage.created_at,
-                                                      SupportMessage.id)))
+    return list(
+        session.scalars(
+            select(SupportMessage)
+            .where(SupportMessage.request_id == req.id)
+            .order_by(SupportMessage.created_at, SupportMessage.id)
+        )
+    )
 
 
 def thread(session: Session, user: User, request_id: int) -> Thread:
@@ -131,13 +149,23 @@ def visible_requests(session: Session, user: User) -> Select[SupportRequest]:
     stmt = select(SupportRequest)
     if user.is_operator:
         return stmt
-    return stmt.where(or_(SupportRequest.requester_user_id == user.id,
-                          SupportRequest.project_id.in_(_pi_project_ids(user))))
+    return stmt.where(
+        or_(
+            SupportRequest.requester_user_id == user.id,
+            SupportRequest.project_id.in_(_pi_project_ids(user)),
+        )
+    )
 
 
 def list_requests(
-    session: Session, user: User, *, state: str | None = None, kind: str | None = None,
-    project: str | None = None, assignee: str | None = None, limit: int = 50,
+    session: Session,
+    user: User,
+    *,
+    state: str | None = None,
+    kind: str | None = None,
+    project: str | None = None,
+    assignee: str | None = None,
+    limit: int = 50,
     offset: int = 0,
 ) -> Page[SupportRequest]:
     """The requests ``user`` may see, newest first. ``state`` may also be ``active``
@@ -184,22 +212,30 @@ def _body_issue(body: str, field: str = "body") -> FieldIssue | None:
     if not body.strip():
         return FieldIssue((field,), "must not be empty")
     if len(body) > BODY_MAX:
-        return FieldIssue((field,), f"must be at most {BODY_MAX:,} characters, "
-                                    f"got {len(body):,}")
+        return FieldIssue((field,), f"must be at most {BODY_MAX:,} characters, got {len(body):,}")
     return None
 
 
 def check_request_input(kind: str, subject: str, body: str) -> list[FieldIssue]:
     """Every problem with a new request's fields at once (the portal shows them all)."""
     issues: list[FieldIssue] = []
-    if kind not in KINDS:
-        issues.append(FieldIssue(("kind",), f"{kind!r} is not a kind of support; use one "
-                                            "of: " + ", ".join(KINDS)))
+    if not kind:
+        issues.append(FieldIssue(("kind",), "is required; choose one of: " + ", ".join(KINDS)))
+    elif kind not in KINDS:
+        issues.append(
+            FieldIssue(
+                ("kind",), f"{kind!r} is not a kind of support; use one of: " + ", ".join(KINDS)
+            )
+        )
     if not subject.strip():
         issues.append(FieldIssue(("subject",), "must not be empty"))
     elif len(subject.strip()) > SUBJECT_MAX:
-        issues.append(FieldIssue(("subject",), f"must be at most {SUBJECT_MAX} characters, "
-                                               f"got {len(subject.strip())}"))
+        issues.append(
+            FieldIssue(
+                ("subject",),
+                f"must be at most {SUBJECT_MAX} characters, got {len(subject.strip())}",
+            )
+        )
     elif "\n" in subject or "\r" in subject:
         issues.append(FieldIssue(("subject",), "must be one line"))
     problem = _body_issue(body)
@@ -219,25 +255,44 @@ def _title(req: SupportRequest) -> str:
     return f"Support request {req.id} ({req.project.slug}): {req.subject}"
 
 
-def _mail(session: Session, users: list[User], *, event: str, req: SupportRequest,
-          subject: str, text: str, key: str, now: datetime) -> None:
+def _mail(
+    session: Session,
+    users: list[User],
+    *,
+    event: str,
+    req: SupportRequest,
+    subject: str,
+    text: str,
+    key: str,
+    now: datetime,
+) -> None:
     """Queue one mail per active user (each at most once per ``key``)."""
     seen: set[int] = set()
     for user in users:
         if user.id in seen or not user.is_active:
             continue
         seen.add(user.id)
-        enqueue(session, user=user, event=event, subject=subject,
-                body=_greeting(user) + text + f"\n\nRequest: {_title(req)}\nSee it with "
-                f"`rechenwerk support show {req.id}`, or in the portal at "
-                f"/support/{req.id}." + _SIGNATURE,
-                dedup_key=f"support:{req.id}:{key}:{user.id}", now=now)
+        enqueue(
+            session,
+            user=user,
+            event=event,
+            subject=subject,
+            body=_greeting(user) + text + f"\n\nRequest: {_title(req)}\nSee it with "
+            f"`rechenwerk support show {req.id}`, or in the portal at "
+            f"/support/{req.id}." + _SIGNATURE,
+            dedup_key=f"support:{req.id}:{key}:{user.id}",
+            now=now,
+        )
 
 
 def _operators(session: Session) -> list[User]:
-    return list(session.scalars(select(User).where(User.is_operator.is_(True),
-                                                   User.is_active.is_(True))
-                                .order_by(User.id)))
+    return list(
+        session.scalars(
+            select(User)
+            .where(User.is_operator.is_(True), User.is_active.is_(True))
+            .order_by(User.id)
+        )
+    )
 
 
 def _quote(body: str) -> str:
@@ -247,11 +302,17 @@ def _quote(body: str) -> str:
 # --------------------------------------------------------------------------- changes
 
 
-def _add_message(session: Session, req: SupportRequest, actor: User, body: str,
-                 now: datetime) -> SupportMessage:
-    msg = SupportMessage(request_id=req.id, author_user_id=actor.id, author=actor.username,
-                         from_operator=actor.is_operator and actor.id != req.requester_user_id,
-                         body=body.strip(), created_at=now)
+def _add_message(
+    session: Session, req: SupportRequest, actor: User, body: str, now: datetime
+) -> SupportMessage:
+    msg = SupportMessage(
+        request_id=req.id,
+        author_user_id=actor.id,
+        author=actor.username,
+        from_operator=actor.is_operator and actor.id != req.requester_user_id,
+        body=body.strip(),
+        created_at=now,
+    )
     session.add(msg)
     session.flush()
     return msg
@@ -259,13 +320,20 @@ def _add_message(session: Session, req: SupportRequest, actor: User, body: str,
 
 def _waiting_state(req: SupportRequest) -> str:
     """The state of a request that waits for the operators."""
-    return (SupportState.ASSIGNED.value if req.assignee_user_id is not None
-            else SupportState.OPEN.value)
+    return (
+        SupportState.ASSIGNED.value if req.assignee_user_id is not None else SupportState.OPEN.value
+    )
 
 
 def open_request(
-    session: Session, actor: User, *, project: str | int, kind: str, subject: str,
-    body: str, now: datetime,
+    session: Session,
+    actor: User,
+    *,
+    project: str | int,
+    kind: str,
+    subject: str,
+    body: str,
+    now: datetime,
 ) -> SupportRequest:
     """Open a request for ``project`` (members of the project, any role)."""
     issues = check_request_input(kind, subject, body)
@@ -274,66 +342,102 @@ def open_request(
         proj = visible_project(session, actor, project)
     except NotFound as exc:
         issues.insert(0, FieldIssue(("project",), exc.message))
-    if proj is not None and membership(session, actor, proj) is None \
-            and proj.pi_user_id != actor.id:
-        issues.insert(0, FieldIssue(("project",), f"you are not a member of project "
-                                                  f"{proj.slug!r}"))
+    if (
+        proj is not None
+        and membership(session, actor, proj) is None
+        and proj.pi_user_id != actor.id
+    ):
+        issues.insert(0, FieldIssue(("project",), f"you are not a member of project {proj.slug!r}"))
     if issues:
         missing = proj is None and issues[0].loc == ("project",)
         if missing and len(issues) == 1:
-            raise NotFound(issues[0].message, field="project",
-                           hint="List your projects with `rechenwerk project list`.")
+            raise NotFound(
+                issues[0].message,
+                field="project",
+                hint="List your projects with `rechenwerk project list`.",
+            )
         if proj is not None and issues[0].loc == ("project",) and len(issues) == 1:
-            raise PermissionDenied(issues[0].message, field="project",
-                                   hint="Only members of a project may ask for support "
-                                        "for it; its PI adds members.")
-        raise_issues(issues, hint="Kinds: " + ", ".join(KINDS) + f"; a one-line subject "
-                                  f"up to {SUBJECT_MAX} characters; a body up to "
-                                  f"{BODY_MAX:,}.")
+            raise PermissionDenied(
+                issues[0].message,
+                field="project",
+                hint="Only members of a project may ask for support for it; its PI adds members.",
+            )
+        raise_issues(
+            issues,
+            hint="Kinds: " + ", ".join(KINDS) + f"; a one-line subject "
+            f"up to {SUBJECT_MAX} characters; a body up to "
+            f"{BODY_MAX:,}.",
+        )
     assert proj is not None
-    req = SupportRequest(project_id=proj.id, requester_user_id=actor.id, kind=kind,
-                         subject=subject.strip(), state=SupportState.OPEN.value,
-                         created_at=now, updated_at=now)
+    req = SupportRequest(
+        project_id=proj.id,
+        requester_user_id=actor.id,
+        kind=kind,
+        subject=subject.strip(),
+        state=SupportState.OPEN.value,
+        created_at=now,
+        updated_at=now,
+    )
     req.project = proj
     req.requester = actor
     session.add(req)
     session.flush()
     _add_message(session, req, actor, body, now)
-    record(session, actor, "support.open", ENTITY, req.id,
-           {"project": proj.slug, "kind": kind, "subject": req.subject, "state": req.state},
-           at=now)
-    _mail(session, _operators(session), event="support_new", req=req,
-          subject=f"New support request {req.id} ({KIND_LABELS[kind]}): {req.subject}",
-          text=f"{actor.full_name or actor.username} ({actor.username}) asked for "
-               f"{KIND_LABELS[kind].lower()} help for project {proj.slug}:\n\n"
-               f"{_quote(body)}\n\nAssign it with `rechenwerk support assign {req.id}`.",
-          key="open", now=now)
+    record(
+        session,
+        actor,
+        "support.open",
+        ENTITY,
+        req.id,
+        {"project": proj.slug, "kind": kind, "subject": req.subject, "state": req.state},
+        at=now,
+    )
+    _mail(
+        session,
+        _operators(session),
+        event="support_new",
+        req=req,
+        subject=f"New support request {req.id} ({KIND_LABELS[kind]}): {req.subject}",
+        text=f"{actor.full_name or actor.username} ({actor.username}) asked for "
+        f"{KIND_LABELS[kind].lower()} help for project {proj.slug}:\n\n"
+        f"{_quote(body)}\n\nAssign it with `rechenwerk support assign {req.id}`.",
+        key="open",
+        now=now,
+    )
     return req
 
 
 def _refuse_closed(req: SupportRequest, what: str) -> None:
     if req.state == SupportState.CLOSED.value:
-        raise InvalidTransition(f"support request {req.id} is closed; cannot {what}",
-                                field="state",
-                                hint=f"Reopen it first: `rechenwerk support reopen {req.id}`.")
+        raise InvalidTransition(
+            f"support request {req.id} is closed; cannot {what}",
+            field="state",
+            hint=f"Reopen it first: `rechenwerk support reopen {req.id}`.",
+        )
 
 
-def assign(session: Session, actor: User, req: SupportRequest, *,
-           assignee: str | int | None, now: datetime) -> SupportRequest:
+def assign(
+    session: Session, actor: User, req: SupportRequest, *, assignee: str | int | None, now: datetime
+) -> SupportRequest:
     """Assign the request to an operator (operators; ``assignee`` None: the actor)."""
     require_operator(actor)
     _refuse_closed(req, "assign it")
     try:
         target = actor if assignee is None or assignee == "" else get_user(session, assignee)
     except NotFound:
-        raise InvalidInput(f"user {assignee!r} not found", field="assignee",
-                           hint="Give an operator's username.") from None
+        raise InvalidInput(
+            f"user {assignee!r} not found", field="assignee", hint="Give an operator's username."
+        ) from None
     if not target.is_operator or not target.is_active:
-        raise InvalidInput(f"{target.username!r} is not an active operator",
-                           field="assignee", hint="Requests are assigned to operators.")
+        raise InvalidInput(
+            f"{target.username!r} is not an active operator",
+            field="assignee",
+            hint="Requests are assigned to operators.",
+        )
     if req.assignee_user_id == target.id:
-        raise InvalidTransition(f"support request {req.id} is already assigned to "
-                                f"{target.username!r}", field="assignee")
+        raise InvalidTransition(
+            f"support request {req.id} is already assigned to {target.username!r}", field="assignee"
+        )
     old_name = req.assignee.username if req.assignee is not None else None
     old_state = req.state
     req.assignee_user_id = target.id
@@ -347,15 +451,23 @@ def assign(session: Session, actor: User, req: SupportRequest, *,
     entry = record(session, actor, "support.assign", ENTITY, req.id, changes, at=now)
     session.flush()
     if target.id != actor.id:
-        _mail(session, [target], event="support_assigned", req=req,
-              subject=f"Support request {req.id} assigned to you: {req.subject}",
-              text=f"{actor.username} assigned support request {req.id} of project "
-                   f"{req.project.slug} to you.", key=f"assign:{entry.id}", now=now)
+        _mail(
+            session,
+            [target],
+            event="support_assigned",
+            req=req,
+            subject=f"Support request {req.id} assigned to you: {req.subject}",
+            text=f"{actor.username} assigned support request {req.id} of project "
+            f"{req.project.slug} to you.",
+            key=f"assign:{entry.id}",
+            now=now,
+        )
     return req
 
 
-def reply(session: Session, actor: User, req: SupportRequest, *, body: str,
-          now: datetime) -> SupportMessage:
+def reply(
+    session: Session, actor: User, req: SupportRequest, *, body: str, now: datetime
+) -> SupportMessage:
     """Add a message. An operator's (who is not the requester) answers the request; the
     requester's or a PI's puts it back with the operators, and reopens a closed one."""
     problem = _body_issue(body)
@@ -382,28 +494,42 @@ def reply(session: Session, actor: User, req: SupportRequest, *, body: str,
     req.updated_at = now
     record(session, actor, action, ENTITY, req.id, changes, at=now)
     if as_operator:
-        _mail(session, [req.requester], event="support_answered", req=req,
-              subject=f"Answer to your support request {req.id}: {req.subject}",
-              text=f"{actor.full_name or actor.username} of the centre answered your "
-                   f"support request:\n\n{_quote(body)}\n\nReply if you need more help, "
-                   f"or close the request when it is solved.", key=f"msg:{msg.id}", now=now)
+        _mail(
+            session,
+            [req.requester],
+            event="support_answered",
+            req=req,
+            subject=f"Answer to your support request {req.id}: {req.subject}",
+            text=f"{actor.full_name or actor.username} of the centre answered your "
+            f"support request:\n\n{_quote(body)}\n\nReply if you need more help, "
+            f"or close the request when it is solved.",
+            key=f"msg:{msg.id}",
+            now=now,
+        )
     else:
         to = [req.assignee] if req.assignee is not None else _operators(session)
-        _mail(session, [u for u in to if u.id != actor.id], event="support_reply", req=req,
-              subject=f"Reply to support request {req.id}: {req.subject}",
-              text=f"{actor.full_name or actor.username} ({actor.username}) replied"
-                   f"{' and reopened the request' if action == 'support.reopen' else ''}:"
-                   f"\n\n{_quote(body)}", key=f"msg:{msg.id}", now=now)
+        _mail(
+            session,
+            [u for u in to if u.id != actor.id],
+            event="support_reply",
+            req=req,
+            subject=f"Reply to support request {req.id}: {req.subject}",
+            text=f"{actor.full_name or actor.username} ({actor.username}) replied"
+            f"{' and reopened the request' if action == 'support.reopen' else ''}:"
+            f"\n\n{_quote(body)}",
+            key=f"msg:{msg.id}",
+            now=now,
+        )
     return msg
 
 
-def close(session: Session, actor: User, req: SupportRequest, *, comment: str = "",
-          now: datetime) -> SupportRequest:
+def close(
+    session: Session, actor: User, req: SupportRequest, *, comment: str = "", now: datetime
+) -> SupportRequest:
     """Close the request (anyone who may see it), with an optional closing comment that
     becomes a message of the conversation."""
     if req.state == SupportState.CLOSED.value:
-        raise InvalidTransition(f"support request {req.id} is already closed",
-                                field="state")
+        raise InvalidTransition(f"support request {req.id} is already closed", field="state")
     if comment.strip():
         problem = _body_issue(comment, "comment")
         if problem is not None:
@@ -413,33 +539,53 @@ def close(session: Session, actor: User, req: SupportRequest, *, comment: str = 
     req.state = SupportState.CLOSED.value
     req.closed_at = now
     req.updated_at = now
-    entry = record(session, actor, "support.close", ENTITY, req.id,
-                   {"state": [old_state, req.state]}, at=now)
+    entry = record(
+        session, actor, "support.close", ENTITY, req.id, {"state": [old_state, req.state]}, at=now
+    )
     session.flush()
     note = f"\n\nClosing comment:\n\n{_quote(comment)}" if comment.strip() else ""
     if req.requester_user_id != actor.id:
-        _mail(session, [req.requester], event="support_closed", req=req,
-              subject=f"Support request {req.id} closed: {req.subject}",
-              text=f"{actor.full_name or actor.username} closed your support request."
-                   f"{note}\n\nIf the problem is not solved, reply to reopen it.",
-              key=f"close:{entry.id}", now=now)
+        _mail(
+            session,
+            [req.requester],
+            event="support_closed",
+            req=req,
+            subject=f"Support request {req.id} closed: {req.subject}",
+            text=f"{actor.full_name or actor.username} closed your support request."
+            f"{note}\n\nIf the problem is not solved, reply to reopen it.",
+            key=f"close:{entry.id}",
+            now=now,
+        )
     if req.assignee is not None and req.assignee_user_id != actor.id:
-        _mail(session, [req.assignee], event="support_closed", req=req,
-              subject=f"Support request {req.id} closed: {req.subject}",
-              text=f"{actor.username} closed the support request assigned to you.{note}",
-              key=f"close:{entry.id}", now=now)
+        _mail(
+            session,
+            [req.assignee],
+            event="support_closed",
+            req=req,
+            subject=f"Support request {req.id} closed: {req.subject}",
+            text=f"{actor.username} closed the support request assigned to you.{note}",
+            key=f"close:{entry.id}",
+            now=now,
+        )
     return req
 
 
-def reopen(session: Session, actor: User, req: SupportRequest, *,
-           now: datetime) -> SupportRequest:
+def reopen(session: Session, actor: User, req: SupportRequest, *, now: datetime) -> SupportRequest:
     """Reopen a closed request (anyone who may see it), without a message."""
     if req.state != SupportState.CLOSED.value:
-        raise InvalidTransition(f"support request {req.id} is {req.state}, not closed",
-                                field="state")
+        raise InvalidTransition(
+            f"support request {req.id} is {req.state}, not closed", field="state"
+        )
     req.closed_at = None
     req.state = _waiting_state(req)
     req.updated_at = now
-    record(session, actor, "support.reopen", ENTITY, req.id,
-           {"state": [SupportState.CLOSED.value, req.state]}, at=now)
+    record(
+        session,
+        actor,
+        "support.reopen",
+        ENTITY,
+        req.id,
+        {"state": [SupportState.CLOSED.value, req.state]},
+        at=now,
+    )
     return req
