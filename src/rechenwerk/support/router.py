@@ -91,7 +91,7 @@ def show_request(request_id: int, session: DbSession, user: CurrentUser) -> s.Su
 def reply(
     request_id: int, body: s.SupportReply, session: DbSession, user: CurrentUser, now: Now
 ) -> s.SupportRequestOut:
-    req = service.visible_request(session, user, request_id)
+    req = service.visible_request(session, user, request_id, lock=True)
     service.reply(session, user, req, body=body.body, now=now)
     return _thread_out(session, user, request_id)
 
@@ -108,7 +108,7 @@ def assign(
     now: Now,
     body: s.SupportAssign | None = None,
 ) -> s.SupportRequestOut:
-    req = service.visible_request(session, user, request_id)
+    req = service.visible_request(session, user, request_id, lock=True)
     service.assign(session, user, req, assignee=body.assignee if body else None, now=now)
     return _thread_out(session, user, request_id)
 
@@ -125,7 +125,7 @@ def close(
     now: Now,
     body: s.SupportClose | None = None,
 ) -> s.SupportRequestOut:
-    req = service.visible_request(session, user, request_id)
+    req = service.visible_request(session, user, request_id, lock=True)
     service.close(session, user, req, comment=body.comment if body else "", now=now)
     return _thread_out(session, user, request_id)
 
@@ -136,6 +136,6 @@ def close(
     summary="Reopen a closed request",
 )
 def reopen(request_id: int, session: DbSession, user: CurrentUser, now: Now) -> s.SupportRequestOut:
-    req = service.visible_request(session, user, request_id)
+    req = service.visible_request(session, user, request_id, lock=True)
     service.reopen(session, user, req, now=now)
     return _thread_out(session, user, request_id)

@@ -121,9 +121,22 @@ def not_found(request_id: int | str) -> NotFound:
     )
 
 
-def visible_request(session: Session, user: User, request_id: int) -> SupportRequest:
-    """The request if ``user`` may see it (see :func:`can_see`); NotFound otherwise."""
-    req = session.get(SupportRequest, request_id)
+def visible_request(
+    session: Session, user: User, request_id: int, *, lock: bool = False
+) -> SupportRequest:
+    """The request if ``user`` may see it (see :func:`can_see`); NotFound otherwise.
+    ``lock``: its row is locked until the transaction ends (PostgreSQL; SQLite holds the
+    write lock anyway), so two changes at once (two closes, an answer and a close) are
+    checked against each other's state instead of both passing."""
+    if lock:
+        req = session.scalars(
+            select(SupportRequest)
+            .where(SupportRequest.id == request_id)
+            .with_for_update(of=SupportRequest)
+            .execution_options(populate_existing=True)
+        ).first()
+    else:
+        req = session.get(SupportRequest, request_id)
     if req is None or not can_see(session, user, req):
         raise not_found(request_id)
     return req

@@ -59,7 +59,7 @@ def _operators(db: Session) -> list[User]:
 
 
 def _page_number(raw: str) -> int:
-    return int(raw) if raw.isdigit() and 0 < len(raw) < 7 else 1
+    return int(raw) if raw.isascii() and raw.isdigit() and 0 < len(raw) < 7 else 1
 
 
 @router.get("/support")
@@ -255,10 +255,10 @@ def _detail(
     )
 
 
-def _visible(db: Session, user: User, request_id: str) -> SupportRequest:
-    if not (request_id.isdigit() and len(request_id) < 10):
+def _visible(db: Session, user: User, request_id: str, *, lock: bool = False) -> SupportRequest:
+    if not (request_id.isascii() and request_id.isdigit() and len(request_id) < 10):
         raise support.not_found(request_id)
-    return support.visible_request(db, user, int(request_id))
+    return support.visible_request(db, user, int(request_id), lock=lock)
 
 
 @router.get("/support/{request_id}")
@@ -286,7 +286,7 @@ def support_reply(
     db: Session = Depends(get_session),
     now: datetime = Depends(get_now),
 ) -> Response:
-    req = _visible(db, user, request_id)
+    req = _visible(db, user, request_id, lock=True)
     try:
         support.reply(db, user, req, body=form.get("body", ""), now=now)
     except InvalidInput as exc:
@@ -316,7 +316,7 @@ def support_assign(
     db: Session = Depends(get_session),
     now: datetime = Depends(get_now),
 ) -> Response:
-    req = _visible(db, user, request_id)
+    req = _visible(db, user, request_id, lock=True)
     try:
         support.assign(db, user, req, assignee=text(form, "assignee") or None, now=now)
     except InvalidInput as exc:
@@ -375,7 +375,7 @@ def support_close(
     db: Session = Depends(get_session),
     now: datetime = Depends(get_now),
 ) -> Response:
-    req = _visible(db, user, request_id)
+    req = _visible(db, user, request_id, lock=True)
     if form.get("confirm") != "yes":  # never on a stray click or a replayed form
         errors = FormErrors()
         errors.add(
@@ -405,6 +405,6 @@ def support_reopen(
     db: Session = Depends(get_session),
     now: datetime = Depends(get_now),
 ) -> Response:
-    req = _visible(db, user, request_id)
+    req = _visible(db, user, request_id, lock=True)
     support.reopen(db, user, req, now=now)
     return _back(request, req, f"Support request {req.id} reopened.")
