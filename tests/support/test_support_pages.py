@@ -189,3 +189,38 @@ def test_operator_flow_visibility_and_confirmed_close(
     r = _post(api_client, f"{path}/reply", {"body": "It is slow again."}, path)
     assert r.status_code == 303
     assert "assigned (waiting for the assignee)" in api_client.get(path).text
+
+
+def test_reports_page_has_the_support_table_and_csv(
+    api_client: Any, session: Session, people: dict[str, Any]
+) -> None:
+    from datetime import timedelta
+
+    from factories import T0
+    from rechenwerk.support import service as support
+
+    req = support.open_request(
+        session,
+        people["mem"],
+        project="sigma",
+        kind="data",
+        subject="Quota",
+        body="More space?",
+        now=T0 - timedelta(days=2),
+    )
+    support.reply(session, people["olaf"], req, body="Granted.", now=T0 - timedelta(days=1))
+    session.commit()
+    _login(api_client, "olaf")
+    html = api_client.get("/reports").text
+    section = html[html.index('data-testid="report-support"') :]
+    assert "1 opened, median first answer 24.0 h" in section
+    assert re.search(r"<td class=\"\">\s*data\s*</td>", section)
+    csv = api_client.get(
+        "/reports/support.csv?from=2025-12-01T00:00:00%2B00:00&to=2026-01-01T00:00:00%2B00:00"
+    )
+    assert csv.status_code == 200
+    assert csv.text.splitlines()[1].startswith("data,1,1,1,0,24.000,24.000,,")
+    assert api_client.get("/reports/chart/support.svg").status_code == 404
+    _login(api_client, "vie")  # a viewer of the project: the request is not theirs
+    html = api_client.get("/reports").text
+    assert "No support request opened in this range." in html
