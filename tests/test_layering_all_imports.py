@@ -3,9 +3,9 @@
 
 The rules (docs/architecture.md, "Rules the code keeps"):
 
-- a domain (access, accounting, jobs, planning, reports, notifications, recipes, store)
-  never imports a face (``api``, ``web``, ``cli``); its own ``router.py`` may use the
-  API's dependencies (``rechenwerk.api``) but no portal or CLI code;
+- a domain (access, accounting, jobs, planning, reports, notifications, recipes, store,
+  support) never imports a face (``api``, ``web``, ``cli``); its own ``router.py`` may use
+  the API's dependencies (``rechenwerk.api``) but no portal or CLI code;
 - ``execution`` (the backends) imports no domain: not access, accounting, jobs, nor a face;
 - ``accounting`` imports no ``jobs`` (jobs charge accounting, not the other way round);
 - ``scheduling`` and ``simulation`` stay pure (see ``test_layering.py`` for the details);
@@ -27,9 +27,9 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "rechenwerk"
 
 FACES = ("rechenwerk.api", "rechenwerk.web", "rechenwerk.cli")
 DOMAINS = ("access", "accounting", "jobs", "planning", "reports", "notifications",
-           "recipes", "store")
+           "recipes", "store", "support")
 DOMAIN_MODULES = tuple(f"rechenwerk.{d}" for d in ("access", "accounting", "jobs",
-                                                    "reports", "notifications"))
+                                                    "reports", "notifications", "support"))
 INSTRUMENTS = "rechenwerk.observability.instruments"
 PURE_FORBIDDEN = ("sqlalchemy", "fastapi", "starlette", "typer", "httpx",
                   "prometheus_client", "rechenwerk.observability", "rechenwerk.store",

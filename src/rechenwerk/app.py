@@ -47,6 +47,7 @@ ROUTER_MODULES: list[str] = [
     "rechenwerk.access.router",
     "rechenwerk.access.oidc.router",  # federated sign-in: providers, device flow
     "rechenwerk.reports.router",
+    "rechenwerk.support.router",  # support requests (issue 19)
     "rechenwerk.web.router",
 ]
 

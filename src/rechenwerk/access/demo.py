@@ -1,7 +1,7 @@
 """Demo data for ``rechenwerk admin demo``: a small European centre with organisations of
 every kind, users in every role, projects, open calls, reviewed proposals and awards in
-quarterly periods, and a pay-per-use account. Built through the services, so it is
-validated and audited like real input.
+quarterly periods, a pay-per-use account and a few support requests. Built through the
+services, so it is validated and audited like real input.
 
 Passwords are ``<username>-demo`` (documented in docs/access.md; demo only).
 """
@@ -80,6 +80,7 @@ class DemoResult:
     calls: list[str] = field(default_factory=list)
     proposals: int = 0
     awards: int = 0
+    support_requests: int = 0
 
 
 def is_empty(session: Session) -> bool:
@@ -204,6 +205,8 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
     create_account(session, op, project=projects["alpenwerk-cfd"], credit_limit_eur=25_000,
                    prices={"A100-80GB": 1.60, "H100-SXM": 2.80}, now=now)
 
+    out.support_requests = _support_requests(session, users, now)
+
     # The demo's users have accepted its AUP; a user created later must accept it first.
     aup = publish_aup(session, op, DEMO_AUP, now=now)
     for username, user in users.items():
@@ -211,3 +214,40 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
         _, secret = create_token(session, user, name="demo", now=now, actor=op)
         out.tokens[username] = secret
     return out
+
+
+def _support_requests(session: Session, users: dict[str, User], now: datetime) -> int:
+    """Three support requests in three states, opened over the last days so that the
+    support report has response times."""
+    from rechenwerk.support import service as support
+
+    op, h = users["operator"], timedelta(hours=1)
+    scaling = support.open_request(
+        session, users["jonas"], project="nordlicht-llm", kind="porting", now=now - 50 * h,
+        subject="NCCL all-reduce stalls beyond 4 nodes",
+        body="Our 7B pre-training runs fine on 4 nodes (32 GPUs) but stalls at the first "
+             "all-reduce on 8 nodes. NCCL_DEBUG=INFO shows it waiting on the IB "
+             "transport. Job 'pretrain-8n' reproduces it.")
+    support.assign(session, op, scaling, assignee=None, now=now - 49 * h)
+    support.reply(session, op, scaling, now=now - 46 * h,
+                  body="Nodes 5-8 sit on a second leaf switch. Please set "
+                       "NCCL_IB_HCA=mlx5_0,mlx5_1 and NCCL_CROSS_NIC=1 and run the "
+                       "allreduce_check recipe on 8 nodes; send us its output.")
+    support.open_request(
+        session, users["pieter"], project="nordstadt-climate", kind="data",
+        now=now - 5 * h, subject="Staging 30 TB of ERA5 reanalysis",
+        body="We need ERA5 hourly fields 1990-2020 (about 30 TB) on the project storage "
+             "before our training runs start next month. Is there a data mover we "
+             "should use, or can you stage it from the Copernicus mirror?")
+    onboarding = support.open_request(
+        session, users["amelie"], project="lumen-vision", kind="onboarding",
+        now=now - 75 * h, subject="First steps for two new team members",
+        body="Two students join the project next week. What do they need to do before "
+             "they can submit jobs?")
+    support.reply(session, op, onboarding, now=now - 72 * h,
+                  body="Add them as members of lumen-vision (Project page, Members); they "
+                       "accept the acceptable-use policy at their first login and can "
+                       "then submit jobs. docs/jobs.md has a first job spec.")
+    support.close(session, users["amelie"], onboarding, now=now - 70 * h,
+                  comment="Thanks, both are set up.")
+    return 3

@@ -157,7 +157,8 @@ def demo(
         return
     console.print(f"demo loaded: {result.organizations} organisations, {result.users} users, "
                   f"{len(result.projects)} projects, {len(result.calls)} calls, "
-                  f"{result.proposals} proposals, {result.awards} awards", highlight=False)
+                  f"{result.proposals} proposals, {result.awards} awards, "
+                  f"{result.support_requests} support requests", highlight=False)
     # Plain lines, not a table: tokens must never be truncated.
     console.print(f"demo credentials (passwords for the demo only; tokens also in {path}):",
                   highlight=False)

@@ -34,6 +34,7 @@ COMMAND_MODULES: list[str] = [
     "rechenwerk.cli.simulate",
     "rechenwerk.cli.recipe",
     "rechenwerk.cli.aup",  # acceptable-use policy (issue 14)
+    "rechenwerk.cli.support",  # support requests (issue 19)
 ]
 
 

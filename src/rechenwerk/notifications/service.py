@@ -7,7 +7,10 @@ Events (each queued once, thanks to a unique ``dedup_key``):
 - ``award_expiring``: an award expires within ``EXPIRY_NOTICE_DAYS`` -> the PI;
 - ``balance_low``: an active award period's available GPU-hours fell below the PI's
   threshold (``low_balance_percent`` of the period's award, default 10 %) -> the PI;
-- ``job_finished`` / ``job_failed``: opt-in per user, for their own jobs.
+- ``job_finished`` / ``job_failed``: opt-in per user, for their own jobs;
+- ``support_new``, ``support_reply``, ``support_assigned``, ``support_answered``,
+  ``support_closed``: queued by ``support.service`` in the transaction of the change
+  (not by the scan), to operators, the assignee or the requester.
 
 :func:`scan` looks at the database and queues what is due; it is idempotent, so the
 server's notifier thread can call it every few seconds and a restart loses nothing.
@@ -47,7 +50,8 @@ MAX_ATTEMPTS = 8
 BACKOFF_BASE_S = 60.0
 BACKOFF_MAX_S = 6 * 3600.0
 EVENTS = ("proposal_decided", "proposal_withdrawn", "award_expiring", "balance_low",
-          "job_finished", "job_failed")
+          "job_finished", "job_failed", "support_new", "support_reply", "support_assigned",
+          "support_answered", "support_closed")
 
 
 @dataclass(frozen=True, slots=True)

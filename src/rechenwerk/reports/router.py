@@ -1,4 +1,4 @@
-"""REST API for reports: ``/api/v1/reports/{usage,utilisation,waits,energy}`` as JSON, or
+"""REST API for reports: ``/api/v1/reports/{usage,utilisation,waits,energy,support}`` as JSON, or
 CSV with ``?format=csv``. Operators see the whole centre, others their own projects.
 
 The routes are async: each report is computed in a worker thread under a guard that
@@ -108,3 +108,20 @@ async def energy(
     return await _report(request, session, user, "energy", format, lambda scope, guard:
                          reports.energy_report(session, scope=scope, start=lo, end=hi,
                                                country=country, pue=pue, guard=guard))
+
+
+@router.get("/support")
+async def support(
+    request: Request, session: DbSession, user: CurrentUser, now: Now,
+    by: str = Query("kind", description="kind, state or project"),
+    start: datetime | None = Query(None, alias="from"),
+    end: datetime | None = Query(None, alias="to"),
+    format: Format = "json",
+) -> Any:
+    """Support requests opened in the range: counts and response times (median, p90)."""
+    from rechenwerk.support.report import support_report
+
+    lo, hi = _range(start, end, now)
+    return await _report(request, session, user, "support", format, lambda scope, guard:
+                         support_report(session, user, start=lo, end=hi, by=by,
+                                        guard=guard))

@@ -9,7 +9,8 @@ import rechenwerk.access.models
 import rechenwerk.access.oidc.models
 import rechenwerk.accounting.models
 import rechenwerk.jobs.models
-import rechenwerk.notifications.models  # noqa: F401
+import rechenwerk.notifications.models
+import rechenwerk.support.models  # noqa: F401
 from rechenwerk.store.base import Base
 
 metadata = Base.metadata

@@ -29,6 +29,7 @@ def nav_for(user: Any | None) -> list[NavItem]:
         NavItem("Submit job", "/jobs/new", "submit"),
         NavItem("Proposals", "/proposals", "proposals"),
         NavItem("Reservations", "/reservations", "reservations"),  # issue 16
+        NavItem("Support", "/support", "support"),  # issue 19
     ]
     if getattr(user, "is_reviewer", False):
         items.append(NavItem("Reviews", "/reviews", "reviews"))

@@ -98,6 +98,22 @@ def audit_value(value: Any) -> str:
     return str(value)
 
 
+# Audit actions in words for the audit page (the action's code is shown beside them).
+AUDIT_ACTION_WORDS: dict[str, str] = {
+    "support.open": "opened a support request",
+    "support.assign": "assigned a support request",
+    "support.answer": "answered a support request",
+    "support.reply": "replied to a support request",
+    "support.close": "closed a support request",
+    "support.reopen": "reopened a support request",
+}
+
+
+def audit_action(action: str) -> str:
+    """What an audit entry's ``action`` did, in words ("" when there are none yet)."""
+    return AUDIT_ACTION_WORDS.get(action, "")
+
+
 @lru_cache(maxsize=1)
 def environment() -> Environment:
     env = Environment(
@@ -114,6 +130,7 @@ def environment() -> Environment:
     env.filters["pct"] = fmt_pct
     env.filters["code_spans"] = code_spans
     env.filters["audit_value"] = audit_value
+    env.filters["audit_action"] = audit_action
     env.globals["query_with"] = query_with
     env.globals["Markup"] = Markup
     env.globals["starts_in"] = starts_in  # "in 2 h 10 min", as the scheduler's reasons

@@ -24,11 +24,12 @@ from rechenwerk.web.pages import (
     reviews,
     settings,
     static,
+    support,
     tokens,
 )
 
 router = APIRouter(include_in_schema=False)
 # directory before projects: /projects/new is not a project slug
 for _module in (static, auth, oidc, directory, projects, job_logs, jobs, proposals, reviews,
-                cluster, ops, reports, settings, aup, tokens, reservations):
+                cluster, ops, reports, settings, aup, tokens, reservations, support):
     router.include_router(_module.router)

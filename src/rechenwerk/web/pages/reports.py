@@ -1,6 +1,7 @@
 """Reports in the portal: GPU-hours by a chosen grouping, utilisation over time, waiting
-times by QOS and job size, energy and CO2 per project; every chart and table is also a
-CSV download. Operators see the whole centre, others their own projects.
+times by QOS and job size, energy and CO2 per project, support requests by kind with
+their response times; every chart and table is also a CSV download. Operators see the
+whole centre, others their own projects (and, of support, the requests they may see).
 
 Like the REST API's, the pages are async and compute (and render) in a worker thread
 under a guard that stops when the browser goes away or after
@@ -30,6 +31,7 @@ from rechenwerk.reports import tables as report_tables
 from rechenwerk.reports import utilisation as report_utilisation
 from rechenwerk.reports.guard import NO_GUARD, Guard, run_report
 from rechenwerk.reports.tables import ReportTable
+from rechenwerk.support.report import support_report
 from rechenwerk.web.charts import Chart, Series, chart_svg
 from rechenwerk.web.deps import portal_user
 from rechenwerk.web.rendering import render
@@ -110,12 +112,16 @@ def build_reports(request: Request, db: Session, user: User, now: datetime, *,
                                               guard=guard),
         "energy": lambda: reports.energy_report(db, scope=scope, start=lo, end=hi,
                                                 guard=guard),
+        "support": lambda: support_report(db, user, start=lo, end=hi, by="kind",
+                                          guard=guard),
     }
     out: dict[str, ReportTable] = {}
     for name, make in makers.items():
         if only not in (None, name):
             continue
-        key = (id(request.app), scope.project_ids, name, lo, hi, by, period)
+        # The support report is seen by requester and PI, not by project: keyed per user.
+        key: tuple[Any, ...] = (id(request.app), scope.project_ids, name, lo, hi, by, period,
+                                user.id if name == "support" else None)
         table = _recent.get(key)
         if table is None:
             table = make()
@@ -207,10 +213,15 @@ def _one_report(request: Request, db: Session, user: User, now: Any, name: str, 
                          guard=guard)[name]
 
 
+CHARTS = ("usage", "utilisation", "waits", "energy")
+CSVS = (*CHARTS, "support")  # the support report is a table without a chart
+
+
 def _known(name: str, what: str) -> None:
-    if name not in ("usage", "utilisation", "waits", "energy"):
+    names = CHARTS if what == "chart" else CSVS
+    if name not in names:
         raise NotFound(f"{what} {name!r} not found",
-                       hint=f"{what.capitalize()}s: usage, utilisation, waits, energy.")
+                       hint=f"{what.capitalize()}s: {', '.join(names)}.")
 
 
 @router.get("/reports/chart/{name}.svg")
