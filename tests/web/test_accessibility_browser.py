@@ -17,7 +17,7 @@ AXE = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "a
 TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 COMMON = ["/", "/jobs", "/proposals", "/reservations", "/reports", "/settings",
-          "/settings/tokens", "/projects/new"]
+          "/settings/tokens", "/projects/new", "/support", "/support/new"]
 PAGES: dict[str, list[str]] = {
     "greta": [*COMMON, "/jobs/new", "/proposals/new", "/projects/nordlicht-llm",
               "/jobs?state=completed"],
@@ -55,7 +55,8 @@ def axe_available() -> None:
 def _detail_pages(page: Any) -> list[str]:
     """A job page and a proposal page the user can see, found through the lists."""
     found = []
-    for listing, prefix in (("/jobs", "/jobs/"), ("/proposals", "/proposals/")):
+    for listing, prefix in (("/jobs", "/jobs/"), ("/proposals", "/proposals/"),
+                            ("/support", "/support/")):
         page.goto(listing)
         links = [h for h in page.eval_on_selector_all(
             "main a[href]", "els => els.map(e => e.getAttribute('href'))")

@@ -8,6 +8,7 @@ a pure function of it, and its CSV has one row per point: ``series, <x label>, <
 from __future__ import annotations
 
 import csv
+import html
 import io
 import re
 import threading
@@ -74,14 +75,17 @@ def chart_csv(chart: Chart) -> str:
     return buf.getvalue()
 
 
-def _clean_svg(svg: str) -> str:
-    """Inline-ready SVG: no XML prolog/doctype, scalable (viewBox only, no fixed size)."""
+def _clean_svg(svg: str, label: str) -> str:
+    """Inline-ready SVG: no XML prolog/doctype, scalable (viewBox only, no fixed size), an
+    image with the chart's title as its accessible name (WCAG 1.1.1)."""
     start = svg.find("<svg")
     svg = svg[start:]
     head_end = svg.find(">")
     head = svg[:head_end]
     head = re.sub(r'\s(width|height)="[^"]*"', "", head)
-    return head + ' preserveAspectRatio="xMidYMid meet" role="img"' + svg[head_end:]
+    name = html.escape(label, quote=True)
+    return (head + f' preserveAspectRatio="xMidYMid meet" role="img" aria-label="{name}"'
+            + svg[head_end:])
 
 
 def chart_svg(chart: Chart, *, width_in: float | None = None,
@@ -140,7 +144,7 @@ def chart_svg(chart: Chart, *, width_in: float | None = None,
             ax.legend(loc="best", frameon=False, fontsize=8)
         buf = io.StringIO()
         fig.savefig(buf, format="svg")
-    return _clean_svg(buf.getvalue())
+    return _clean_svg(buf.getvalue(), chart.title)
 
 
 def _draw_xy(ax: Any, chart: Chart) -> None:
