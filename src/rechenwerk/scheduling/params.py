@@ -18,6 +18,9 @@ class PolicyParams:
     # backfill (Slurm: bf_interval, bf_max_job_test)
     bf_interval_s: float = 30.0
     bf_max_job_test: int = 100
+    # Slurm's backfill thread is a timer: with a phase set, backfill passes run only at
+    # bf_phase_s + k * bf_interval_s (None: at the first event bf_interval_s after the last)
+    bf_phase_s: float | None = None
     # multifactor priority (Slurm: PriorityWeight*, PriorityMaxAge, PriorityDecayHalfLife,
     # PriorityCalcPeriod)
     weight_age: float = 1000.0
@@ -49,6 +52,8 @@ class PolicyParams:
                 issues.append(FieldIssue((name,), msg))
 
         check("bf_interval_s", self.bf_interval_s >= 0, "must be >= 0 seconds")
+        ph = self.bf_phase_s
+        check("bf_phase_s", ph is None or math.isfinite(ph), "must be a finite number or None")
         check("bf_max_job_test", self.bf_max_job_test >= 1, "must be >= 1")
         check("max_job_test", self.max_job_test >= 1, "must be >= 1")
         check("max_age_s", self.max_age_s > 0, "must be > 0 seconds")

@@ -188,13 +188,22 @@ class Backfill(QueueScheduler):
             resv_due = self._next_resv <= now
             if not (self._bf_dirty or resv_due):
                 return
-            due = self._last_bf + self.params.bf_interval_s
+            due = self._next_bf_due(now)
             if now < due and not resv_due:
                 res.wake_at = due if res.wake_at is None else min(res.wake_at, due)
                 return
         self._last_bf = now
         self._bf_dirty = False
         self._backfill_pass(head, now, res)
+
+    def _next_bf_due(self, now: float) -> float:
+        """When the next backfill pass may run: bf_interval after the last one; with a
+        phase, the next tick of Slurm's timer (phase + k * interval) from ``now`` on."""
+        p = self.params
+        if p.bf_phase_s is None or p.bf_interval_s <= 0:
+            return self._last_bf + p.bf_interval_s
+        k = math.ceil((now - p.bf_phase_s) / p.bf_interval_s - 1e-9)
+        return p.bf_phase_s + k * p.bf_interval_s
 
     _cycle = _passes  # an ordering's own ``_cycle`` calls ``_passes`` after refreshing
 
