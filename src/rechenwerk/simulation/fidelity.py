@@ -96,14 +96,11 @@ def utilisation(jobs: Mapping[str, JobTimes], capacity: int, t0: float, t1: floa
     return used / (capacity * (t1 - t0))
 
 
-def compare(
-    real: Mapping[str, JobTimes], sim: Mapping[str, JobTimes], capacity: int
-) -> Fidelity:
+def compare(real: Mapping[str, JobTimes], sim: Mapping[str, JobTimes], capacity: int) -> Fidelity:
     """Compare the jobs both schedules ran (refuses if they share none)."""
     common = sorted(real.keys() & sim.keys())
     if not common:
-        raise InvalidInput("the real and simulated schedules have no job in common",
-                           field="jobs")
+        raise InvalidInput("the real and simulated schedules have no job in common", field="jobs")
     errs = [abs(sim[j].start - real[j].start) for j in common]
     waits_real = [real[j].start - real[j].submit for j in common]
     waits_sim = [sim[j].start - sim[j].submit for j in common]

@@ -159,12 +159,17 @@ class SlurmConf:
 
 
 def _weights_numeric(keys: dict[str, str], source: str) -> None:
-    for k in ("priorityweightage", "priorityweightfairshare", "priorityweightjobsize",
-              "priorityweightqos"):
+    for k in (
+        "priorityweightage",
+        "priorityweightfairshare",
+        "priorityweightjobsize",
+        "priorityweightqos",
+    ):
         v = keys.get(k)
         if v is not None and not v.isdigit():
-            raise InvalidInput(f"{source}: {k}={v!r} is not a non-negative integer",
-                               field="slurm_conf")
+            raise InvalidInput(
+                f"{source}: {k}={v!r} is not a non-negative integer", field="slurm_conf"
+            )
 
 
 def parse_slurm_conf(text: str, source: str = "slurm.conf") -> SlurmConf:
@@ -178,8 +183,9 @@ def parse_slurm_conf(text: str, source: str = "slurm.conf") -> SlurmConf:
         for tok in line.split():
             k, sep, v = tok.partition("=")
             if not sep:
-                raise InvalidInput(f"{source}:{lineno}: expected Key=Value, got {tok!r}",
-                                   field="slurm_conf")
+                raise InvalidInput(
+                    f"{source}:{lineno}: expected Key=Value, got {tok!r}", field="slurm_conf"
+                )
             pairs[k.lower()] = v
         if "nodename" in pairs:
             if pairs["nodename"].upper() == "DEFAULT":
@@ -191,10 +197,12 @@ def parse_slurm_conf(text: str, source: str = "slurm.conf") -> SlurmConf:
                     gtype, gpus = m.group(1), int(m.group(2))
             cpus = pairs.get("cpus", "1")
             if not cpus.isdigit():
-                raise InvalidInput(f"{source}:{lineno}: CPUs={cpus!r} is not a number",
-                                   field="slurm_conf")
-            nodes.extend(SlurmNode(n, int(cpus), gpus, gtype)
-                         for n in _expand_nodes(pairs["nodename"]))
+                raise InvalidInput(
+                    f"{source}:{lineno}: CPUs={cpus!r} is not a number", field="slurm_conf"
+                )
+            nodes.extend(
+                SlurmNode(n, int(cpus), gpus, gtype) for n in _expand_nodes(pairs["nodename"])
+            )
         elif "partitionname" in pairs:
             continue
         else:
@@ -207,8 +215,9 @@ def parse_slurm_conf(text: str, source: str = "slurm.conf") -> SlurmConf:
             try:
                 sched[k] = float(v)
             except ValueError:
-                raise InvalidInput(f"{source}: SchedulerParameters {k}={v!r} is not a number",
-                                   field="slurm_conf") from None
+                raise InvalidInput(
+                    f"{source}: SchedulerParameters {k}={v!r} is not a number", field="slurm_conf"
+                ) from None
     defaulted = tuple(sorted({*DEFAULTS} - set(keys)))
     return SlurmConf(source, keys, tuple(nodes), sched, defaulted)
 
@@ -217,6 +226,7 @@ def read_slurm_conf(path: Path = DEFAULT_PATH) -> SlurmConf:
     try:
         text = path.read_text()
     except OSError as exc:
-        raise InvalidInput(f"cannot read {path}: {exc.strerror}", field="slurm_conf",
-                           hint="pass --slurm-conf PATH") from exc
+        raise InvalidInput(
+            f"cannot read {path}: {exc.strerror}", field="slurm_conf", hint="pass --slurm-conf PATH"
+        ) from exc
     return parse_slurm_conf(text, str(path))

@@ -74,8 +74,9 @@ def prepare_slice(
         raise InvalidInput("--max-duration must be >= 1 second", field="max_duration")
     picked = list(jobs[start : start + count])
     if not picked:
-        raise InvalidInput(f"the trace has only {len(jobs)} jobs; nothing after --skip {start}",
-                           field="skip")
+        raise InvalidInput(
+            f"the trace has only {len(jobs)} jobs; nothing after --skip {start}", field="skip"
+        )
     t_first = picked[0].submit_time
     out: list[TwinJob] = []
     for j in picked:
@@ -84,23 +85,31 @@ def prepare_slice(
         if n > 1:
             g = n * gpus_per_node
         dur = max(1, min(round(j.duration_s / scale), max_duration_s))
-        out.append(TwinJob(
-            job_id=j.job_id,
-            submit_s=round((j.submit_time - t_first) / scale),
-            duration_s=dur,
-            gpus=g,
-            nodes=n,
-            cpus_per_node=cpus_per_gpu * (g // n),
-            time_limit_min=math.ceil((dur + limit_margin_s) / 60),
-        ))
+        out.append(
+            TwinJob(
+                job_id=j.job_id,
+                submit_s=round((j.submit_time - t_first) / scale),
+                duration_s=dur,
+                gpus=g,
+                nodes=n,
+                cpus_per_node=cpus_per_gpu * (g // n),
+                time_limit_min=math.ceil((dur + limit_margin_s) / 60),
+            )
+        )
     return out
 
 
 def trace_of(jobs: Sequence[TwinJob], overhead_s: float = 0.0) -> list[TraceJob]:
     return [
-        TraceJob(job_id=j.job_id, submit_time=float(j.submit_s),
-                 duration_s=j.duration_s + overhead_s, gpus=j.gpus, project=PROJECT,
-                 walltime_s=j.time_limit_min * 60.0, gpus_per_node=j.gpus // j.nodes)
+        TraceJob(
+            job_id=j.job_id,
+            submit_time=float(j.submit_s),
+            duration_s=j.duration_s + overhead_s,
+            gpus=j.gpus,
+            project=PROJECT,
+            walltime_s=j.time_limit_min * 60.0,
+            gpus_per_node=j.gpus // j.nodes,
+        )
         for j in jobs
     ]
 
@@ -114,7 +123,10 @@ def simulate(
     if timing is not None:
         params = replace(params, bf_phase_s=timing.bf_phase_s)
         overhead = timing.job_overhead_s
-    res = run_simulation(trace_of(jobs, overhead), conf.cluster(), conf.policy, params=params,
-                         shares={PROJECT: 1.0})
-    return {o.job_id: JobTimes(o.submit_time, o.first_start_time, o.end_time, o.gpus)
-            for o in res.outcomes}
+    res = run_simulation(
+        trace_of(jobs, overhead), conf.cluster(), conf.policy, params=params, shares={PROJECT: 1.0}
+    )
+    return {
+        o.job_id: JobTimes(o.submit_time, o.first_start_time, o.end_time, o.gpus)
+        for o in res.outcomes
+    }

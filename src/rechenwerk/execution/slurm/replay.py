@@ -25,8 +25,17 @@ from rechenwerk.errors import InvalidInput, RechenwerkError
 from rechenwerk.simulation.fidelity import JobTimes
 from rechenwerk.simulation.twin import TwinJob
 
-_TERMINAL = ("COMPLETED", "FAILED", "TIMEOUT", "CANCELLED", "NODE_FAIL", "OUT_OF_MEMORY",
-             "PREEMPTED", "BOOT_FAIL", "DEADLINE")
+_TERMINAL = (
+    "COMPLETED",
+    "FAILED",
+    "TIMEOUT",
+    "CANCELLED",
+    "NODE_FAIL",
+    "OUT_OF_MEMORY",
+    "PREEMPTED",
+    "BOOT_FAIL",
+    "DEADLINE",
+)
 
 
 class ReplayError(RechenwerkError):
@@ -34,16 +43,16 @@ class ReplayError(RechenwerkError):
     title = "Slurm replay failed"
 
 
-def _run(argv: Sequence[str], *, timeout: float = 60.0,
-         env: dict[str, str] | None = None) -> str:
+def _run(argv: Sequence[str], *, timeout: float = 60.0, env: dict[str, str] | None = None) -> str:
     try:
-        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                              env=env)
+        proc = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, env=env)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise ReplayError(f"`{' '.join(argv[:3])} ...` failed: {exc}") from exc
     if proc.returncode != 0:
         msg = (proc.stderr or proc.stdout).strip().splitlines()
-        raise ReplayError(f"`{' '.join(argv[:3])} ...` failed: {msg[-1] if msg else proc.returncode}")
+        raise ReplayError(
+            f"`{' '.join(argv[:3])} ...` failed: {msg[-1] if msg else proc.returncode}"
+        )
     return proc.stdout
 
 
@@ -59,8 +68,9 @@ def temporary_account(user: str, prefix: str = "rwtwin") -> Iterator[str]:
         subprocess.run(["scancel", f"--account={name}"], capture_output=True)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            left = subprocess.run(["squeue", "-h", f"--account={name}", "-o", "%A"],
-                                  capture_output=True, text=True).stdout
+            left = subprocess.run(
+                ["squeue", "-h", f"--account={name}", "-o", "%A"], capture_output=True, text=True
+            ).stdout
             if not left.strip():
                 break
             time.sleep(0.5)
@@ -77,11 +87,27 @@ class ReplayResult:
 
 def sbatch_argv(job: TwinJob, account: str, workdir: str) -> list[str]:
     return [
-        "sbatch", "--parsable", "-A", account, "-J", job.job_id,
-        "-N", str(job.nodes), "--ntasks-per-node=1", "-c", str(job.cpus_per_node),
-        f"--gres=gpu:{job.gpus // job.nodes}", "-t", str(job.time_limit_min),
-        "-o", "/dev/null", "-e", "/dev/null", f"--chdir={workdir}",
-        "--wrap", f"exec sleep {job.duration_s}",
+        "sbatch",
+        "--parsable",
+        "-A",
+        account,
+        "-J",
+        job.job_id,
+        "-N",
+        str(job.nodes),
+        "--ntasks-per-node=1",
+        "-c",
+        str(job.cpus_per_node),
+        f"--gres=gpu:{job.gpus // job.nodes}",
+        "-t",
+        str(job.time_limit_min),
+        "-o",
+        "/dev/null",
+        "-e",
+        "/dev/null",
+        f"--chdir={workdir}",
+        "--wrap",
+        f"exec sleep {job.duration_s}",
     ]
 
 
@@ -117,11 +143,24 @@ def replay(
     by_slurm = {v: k for k, v in ids.items()}
     env = dict(os.environ, SLURM_TIME_FORMAT="%s")
     while True:
-        out = _run(["sacct", "-X", "-n", "-P", "-j", ",".join(ids.values()),
-                    "--format=JobID,Submit,Start,End,State"], env=env)
+        out = _run(
+            [
+                "sacct",
+                "-X",
+                "-n",
+                "-P",
+                "-j",
+                ",".join(ids.values()),
+                "--format=JobID,Submit,Start,End,State",
+            ],
+            env=env,
+        )
         rows = [r.split("|") for r in out.splitlines() if r.strip()]
-        done = {r[0]: r for r in rows
-                if r[0] in by_slurm and r[4].split()[0] in _TERMINAL and r[3].isdigit()}
+        done = {
+            r[0]: r
+            for r in rows
+            if r[0] in by_slurm and r[4].split()[0] in _TERMINAL and r[3].isdigit()
+        }
         if len(done) == len(ids):
             break
         if time.monotonic() > stop_at:

@@ -189,7 +189,8 @@ class Backfill(QueueScheduler):
             if not (self._bf_dirty or resv_due):
                 return
             due = self._next_bf_due(now)
-            if now < due and not resv_due:
+            # on Slurm's timer a planned start also waits for the next tick
+            if now < due and not (resv_due and self.params.bf_phase_s is None):
                 res.wake_at = due if res.wake_at is None else min(res.wake_at, due)
                 return
         self._last_bf = now
