@@ -121,3 +121,51 @@ def test_simulate_uses_the_conf_and_the_timing() -> None:
     assert plain["a"].end - plain["a"].start == 20
     assert timed["a"].end - timed["a"].start == 21  # the overhead lengthens every job
     assert all(plain[k].start >= plain[k].submit for k in plain)
+
+
+def _small_start(origin: float | None, small_walltime: float = 20.0) -> float:
+    trace = [
+        TraceJob("big", 0.0, 100.0, 3, walltime_s=100.0),
+        TraceJob("head", 1.0, 10.0, 4, walltime_s=10.0),
+        TraceJob("small", 5.0, small_walltime, 1, walltime_s=small_walltime),
+    ]
+    params = PolicyParams(
+        bf_interval_s=30.0,
+        bf_phase_s=0.0,
+        checkpoint_interval_s=None,
+        bf_resolution_s=None if origin is None else 60.0,
+        bf_grid_origin_s=origin or 0.0,
+    )
+    res = run_simulation(trace, uniform_cluster(1, 4), "conservative-backfill", params=params)
+    return next(o.first_start_time for o in res.outcomes if o.job_id == "small")
+
+
+def test_bf_resolution_widens_reservations_on_the_grid() -> None:
+    assert _small_start(None) == 30.0  # ends at 50, before the head's reservation at 100
+    assert _small_start(0.0) == 30.0  # reservation widened to start at 60: still clear
+    # grid at 45, 105 ...: the reservation now starts at 45 and the small job would
+    # overlap it, so it waits for the head (100 .. 110), as Slurm's bf_resolution does
+    assert _small_start(45.0) == 110.0
+    with pytest.raises(InvalidInput, match="bf_resolution_s"):
+        PolicyParams(bf_resolution_s=0.0)
+
+
+def test_scheduling_timer_and_release_delay() -> None:
+    trace = [
+        TraceJob("a", 0.2, 2.0, 1, walltime_s=60.0),
+        TraceJob("b", 0.2, 1.0, 1, walltime_s=60.0),
+    ]
+    cl = uniform_cluster(1, 1)
+    res = run_simulation(trace, cl, "fifo", sched_period_s=1.0, sched_phase_s=0.5)
+    got = {o.job_id: (o.first_start_time, o.end_time) for o in res.outcomes}
+    assert got == {"a": (0.5, 2.5), "b": (2.5, 3.5)}  # cycles only on the ticks
+    res = run_simulation(
+        trace, cl, "fifo", sched_period_s=1.0, sched_phase_s=0.5, release_delay_s=0.1
+    )
+    got = {o.job_id: (o.first_start_time, o.end_time) for o in res.outcomes}
+    assert got == {"a": (0.5, 2.5), "b": (3.5, 4.5)}  # a's GPU is free at 2.6: next tick
+    assert run_simulation(trace, cl, "fifo").outcomes[1].first_start_time == 2.2
+    with pytest.raises(InvalidInput, match="scheduling period"):
+        run_simulation(trace, cl, "fifo", sched_period_s=0.0)
+    with pytest.raises(InvalidInput, match="release delay"):
+        run_simulation(trace, cl, "fifo", release_delay_s=-1.0)

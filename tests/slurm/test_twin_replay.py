@@ -9,7 +9,7 @@ from rechenwerk.execution.slurm.replay import backfill_phase, replay
 from rechenwerk.simulation.fidelity import compare
 from rechenwerk.simulation.slurm_conf import read_slurm_conf
 from rechenwerk.simulation.traces.base import TraceJob
-from rechenwerk.simulation.twin import SlurmTiming, prepare_slice, simulate
+from rechenwerk.simulation.twin import prepare_slice, simulate, slurm_timing
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
@@ -51,7 +51,7 @@ def test_replay_tiny_slice_and_compare(slurm_account: SlurmAccount) -> None:
     big = res.times["j4"]
     assert all(t.end <= big.start or t.start >= big.end for k, t in res.times.items() if k != "j4")
     phase = backfill_phase(res.t0, conf.sched["bf_interval"])
-    sim = simulate(jobs, conf, SlurmTiming(bf_phase_s=phase))
+    sim = simulate(jobs, conf, slurm_timing(conf, res.t0, phase))
     f = compare(res.times, sim, conf.cluster().total_gpus)
     assert f.jobs == 8
     assert f.spearman > 0.5  # same order, up to the one-second waves

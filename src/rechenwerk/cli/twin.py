@@ -13,9 +13,9 @@ import math
 import os
 import platform
 import shlex
-import statistics
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,12 @@ def validate(
         "replaying (same slice options).",
     ),
     lock: str = typer.Option(LOCK, "--lock", help="flock held during the replay ('' = none)."),
+    job_overhead: float = typer.Option(
+        0.1,
+        "--job-overhead",
+        help="Seconds a batch job outlasts its sleep (allocation to completion in "
+        "slurmctld.log: 0.03-0.33 s, median 0.08 s here).",
+    ),
     deadline: float = typer.Option(
         480.0, "--deadline", help="Give up (and cancel) a replay after this many s."
     ),
@@ -102,10 +108,10 @@ def validate(
     )
 
     if real is not None:
-        real_times, phase, meta = _load_real(real, jobs)
+        real_times, _, meta = _load_real(real, jobs)
     else:
-        real_times, phase, meta = _replay(jobs, user, lock, deadline, conf)
-    figures, sims = _compare_all(jobs, conf, real_times, phase)
+        real_times, _, meta = _replay(jobs, user, lock, deadline, conf)
+    figures, sims = _compare_all(jobs, conf, real_times, meta, job_overhead)
     _print_table(figures, meta)
     cmd = "rechenwerk " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     if json_out is not None:
@@ -119,7 +125,7 @@ def validate(
             },
             "slurm_conf": str(conf.source),
             "policy": conf.policy,
-            "params": {k: v for k, v in vars_of(conf.params()).items()},
+            "params": vars_of(conf.params()),
             "sched": conf.sched,
             "defaulted": list(conf.defaulted),
             "slice": {
@@ -147,7 +153,7 @@ def validate(
             ],
         }
         json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(payload, indent=2, default=_json_default))
+        json_out.write_text(json.dumps(_plain(payload), indent=2, default=str))
         console.print(f"results written to {json_out}", highlight=False)
     if plot is not None:
         from rechenwerk.simulation.fidelity_plot import scatter
@@ -166,10 +172,15 @@ def vars_of(obj: object) -> dict[str, Any]:
     return {k: getattr(obj, k) for k in getattr(obj, "__slots__", ())}
 
 
-def _json_default(o: object) -> object:
+def _plain(o: object) -> object:
+    """JSON-safe: mappings and tuples as JSON, non-finite floats as strings ("inf")."""
     if isinstance(o, float) and not math.isfinite(o):
         return str(o)
-    return dict(o) if hasattr(o, "items") else str(o)
+    if isinstance(o, Mapping):
+        return {str(k): _plain(v) for k, v in o.items()}
+    if isinstance(o, (list, tuple)):
+        return [_plain(v) for v in o]
+    return o
 
 
 def _t(jt: Any) -> list[float] | None:
@@ -232,11 +243,12 @@ def _load_real(path: Path, jobs: list[Any]) -> tuple[dict[str, Any], float | Non
     try:
         data = json.loads(path.read_text())
         by_id = {j["id"]: j for j in data["jobs"]}
-        times = {
-            j.job_id: JobTimes(*by_id[j.job_id]["real"], j.gpus)
-            for j in jobs
-            if by_id.get(j.job_id, {}).get("real")
-        }
+        times: dict[str, JobTimes] = {}
+        for j in jobs:
+            got = by_id.get(j.job_id, {}).get("real")
+            if got:
+                sub, start, end = (float(x) for x in got)
+                times[j.job_id] = JobTimes(sub, start, end, j.gpus)
         meta = dict(data["replay"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(
@@ -253,17 +265,20 @@ def _load_real(path: Path, jobs: list[Any]) -> tuple[dict[str, Any], float | Non
 
 
 def _compare_all(
-    jobs: list[Any], conf: Any, real: dict[str, Any], phase: float | None
+    jobs: list[Any], conf: Any, real: dict[str, Any], meta: dict[str, Any], overhead: float
 ) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
+    """The simulator as it is, then with Slurm's timers, then also with bf_resolution:
+    each step's share of the gap shows in the figures."""
     from rechenwerk.simulation.fidelity import compare
-    from rechenwerk.simulation.twin import SlurmTiming, simulate
+    from rechenwerk.simulation.twin import simulate, slurm_timing
 
-    by_id = {j.job_id: j for j in jobs}
-    over = [r.end - r.start - by_id[k].duration_s for k, r in real.items()]
-    overhead = float(statistics.median(over)) if over else 0.0
+    t0, phase = float(meta.get("t0", 0.0)), meta.get("bf_phase_s")
     variants = {
         "event-driven": None,
-        "slurm-timing": SlurmTiming(bf_phase_s=phase, job_overhead_s=overhead),
+        "+ slurm timers": slurm_timing(
+            conf, t0, phase, job_overhead_s=overhead, with_resolution=False
+        ),
+        "+ bf_resolution": slurm_timing(conf, t0, phase, job_overhead_s=overhead),
     }
     cap = conf.cluster().total_gpus
     sims = {name: simulate(jobs, conf, t) for name, t in variants.items()}

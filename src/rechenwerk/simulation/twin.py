@@ -46,12 +46,41 @@ class SlurmTiming:
     ``bf_phase_s``: the backfill thread runs on its own timer, every bf_interval from its
     last cycle, not when something changed: passes only at ``bf_phase_s + k*bf_interval``
     (the phase of the real controller's timer, from ``sdiag``'s "Last cycle when").
-    ``job_overhead_s``: a batch job lasts longer than its ``sleep`` (launch of
-    slurmstepd and the script, completion messages); added to every run time.
+    ``release_delay_s``: the GPUs of an ended job go to the next job only this much later
+    (the batch script starts a fraction of a second after its allocation, its end is
+    handled by a later scheduling pass, and every time is a whole second: measured
+    here as one second per job generation). ``job_overhead_s``: a batch job lasts longer
+    than its ``sleep`` as sacct records it; added to every run time.
     """
 
     bf_phase_s: float | None = None
-    job_overhead_s: float = 0.0
+    bf_resolution_s: float | None = None
+    bf_grid_origin_s: float = 0.0
+    sched_period_s: float | None = 1.0
+    sched_phase_s: float = 0.5
+    release_delay_s: float = 0.0
+    job_overhead_s: float = 0.1
+    whole_seconds: bool = True
+
+
+def slurm_timing(
+    conf: SlurmConf,
+    t0: float,
+    bf_phase_s: float | None,
+    *,
+    job_overhead_s: float = 0.1,
+    with_resolution: bool = True,
+) -> SlurmTiming:
+    """The Slurm behaviours for a replay that began at epoch second ``t0``: the backfill
+    timer's phase (``sdiag``), bf_resolution from the slurm.conf on Slurm's epoch grid
+    (points at -(t0 mod resolution) + k * resolution on the replay's axis)."""
+    res = conf.sched["bf_resolution"]
+    return SlurmTiming(
+        bf_phase_s=bf_phase_s,
+        bf_resolution_s=res if with_resolution else None,
+        bf_grid_origin_s=-(t0 % res) if with_resolution else 0.0,
+        job_overhead_s=job_overhead_s,
+    )
 
 
 def prepare_slice(
@@ -119,14 +148,25 @@ def simulate(
 ) -> dict[str, JobTimes]:
     """Per job id its simulated times, with the policy and parameters of ``conf``."""
     params = conf.params()
-    overhead = 0.0
-    if timing is not None:
-        params = replace(params, bf_phase_s=timing.bf_phase_s)
-        overhead = timing.job_overhead_s
-    res = run_simulation(
-        trace_of(jobs, overhead), conf.cluster(), conf.policy, params=params, shares={PROJECT: 1.0}
+    t = timing or SlurmTiming(sched_period_s=None, job_overhead_s=0.0, whole_seconds=False)
+    params = replace(
+        params,
+        bf_phase_s=t.bf_phase_s,
+        bf_resolution_s=t.bf_resolution_s,
+        bf_grid_origin_s=t.bf_grid_origin_s,
     )
+    res = run_simulation(
+        trace_of(jobs, t.job_overhead_s),
+        conf.cluster(),
+        conf.policy,
+        params=params,
+        shares={PROJECT: 1.0},
+        release_delay_s=t.release_delay_s,
+        sched_period_s=t.sched_period_s,
+        sched_phase_s=t.sched_phase_s,
+    )
+    rnd = math.floor if t.whole_seconds else float  # Slurm records time(NULL): floor
     return {
-        o.job_id: JobTimes(o.submit_time, o.first_start_time, o.end_time, o.gpus)
+        o.job_id: JobTimes(o.submit_time, rnd(o.first_start_time), rnd(o.end_time), o.gpus)
         for o in res.outcomes
     }
