@@ -163,7 +163,7 @@ def validate(
             sims,
             figures,
             plot,
-            title=f"{len(jobs)} Philly jobs (#{skip}..), scale 1/{scale:g}",
+            title=f"{len(jobs)} jobs of {trace.name} (#{skip}..), scale 1/{scale:g}",
         )
         console.print(f"plot written to {plot}", highlight=False)
 
