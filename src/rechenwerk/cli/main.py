@@ -32,6 +32,7 @@ COMMAND_MODULES: list[str] = [
     "rechenwerk.cli.reservations",  # advance reservations (issue 16)
     "rechenwerk.cli.report",
     "rechenwerk.cli.simulate",
+    "rechenwerk.cli.twin",  # the simulator against real Slurm (issue 13)
     "rechenwerk.cli.recipe",
     "rechenwerk.cli.aup",  # acceptable-use policy (issue 14)
     "rechenwerk.cli.support",  # support requests (issue 19)

@@ -18,6 +18,14 @@ class PolicyParams:
     # backfill (Slurm: bf_interval, bf_max_job_test)
     bf_interval_s: float = 30.0
     bf_max_job_test: int = 100
+    # Slurm's backfill thread is a timer: with a phase set, backfill passes run only at
+    # bf_phase_s + k * bf_interval_s (None: at the first event bf_interval_s after the last)
+    bf_phase_s: float | None = None
+    # Slurm's bf_resolution: a pending job's reservation is widened to this grid (start
+    # rounded down, end up; grid points at bf_grid_origin_s + k * resolution), so a
+    # backfill candidate must clear it by up to one resolution step (None: exact times)
+    bf_resolution_s: float | None = None
+    bf_grid_origin_s: float = 0.0
     # multifactor priority (Slurm: PriorityWeight*, PriorityMaxAge, PriorityDecayHalfLife,
     # PriorityCalcPeriod)
     weight_age: float = 1000.0
@@ -49,6 +57,12 @@ class PolicyParams:
                 issues.append(FieldIssue((name,), msg))
 
         check("bf_interval_s", self.bf_interval_s >= 0, "must be >= 0 seconds")
+        ph = self.bf_phase_s
+        check("bf_phase_s", ph is None or math.isfinite(ph), "must be a finite number or None")
+        rs = self.bf_resolution_s
+        check("bf_resolution_s", rs is None or (rs > 0 and math.isfinite(rs)),
+              "must be a finite number > 0 seconds or None")
+        check("bf_grid_origin_s", math.isfinite(self.bf_grid_origin_s), "must be finite")
         check("bf_max_job_test", self.bf_max_job_test >= 1, "must be >= 1")
         check("max_job_test", self.max_job_test >= 1, "must be >= 1")
         check("max_age_s", self.max_age_s > 0, "must be > 0 seconds")

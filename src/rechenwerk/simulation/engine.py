@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from rechenwerk.errors import InvalidInput
+from rechenwerk.scheduling.cycle import CycleResult
 from rechenwerk.scheduling.model import (
     ClusterSpec,
     PendingJob,
@@ -121,6 +122,9 @@ def run_simulation(
     drop_oversized: bool = False,
     strict: bool = False,
     reservations: Sequence[Reservation] = (),
+    release_delay_s: float = 0.0,
+    sched_period_s: float | None = None,
+    sched_phase_s: float = 0.0,
 ) -> SimulationResult:
     """Replay ``trace_jobs`` on ``cluster`` under ``policy``.
 
@@ -138,6 +142,12 @@ def run_simulation(
     ``drop_oversized``: drop (and list) jobs larger than the cluster instead of failing.
     ``reservations``: advance reservations the scheduler plans around (trace jobs are
     outside all of them; ``simulation/reservations_file.py``).
+    ``release_delay_s``: a finished job's GPUs are free for the scheduler only this long
+    after its end (a real controller learns of the end, and starts the next job, in a
+    later pass; Slurm's clock has whole seconds). Its outcome still ends at its end.
+    ``sched_period_s``: cycles run only on a timer, at ``sched_phase_s + k * period``
+    (and when the policy asked to be woken), as slurmctld's main scheduler runs about
+    once a second; events in between only change the state (None: a cycle per event).
 
     The cyclic garbage collector is paused during the replay: the event loop creates
     millions of short-lived objects but no reference cycles (reference counting frees
@@ -160,6 +170,9 @@ def run_simulation(
             drop_oversized=drop_oversized,
             strict=strict,
             reservations=reservations,
+            release_delay_s=release_delay_s,
+            sched_period_s=sched_period_s,
+            sched_phase_s=sched_phase_s,
         )
     finally:
         if was_enabled:
@@ -180,6 +193,9 @@ def _run(
     drop_oversized: bool,
     strict: bool,
     reservations: Sequence[Reservation] = (),
+    release_delay_s: float = 0.0,
+    sched_period_s: float | None = None,
+    sched_phase_s: float = 0.0,
 ) -> SimulationResult:
     started_wall = time.perf_counter()
     started_cpu = time.process_time()
@@ -189,6 +205,13 @@ def _run(
             field="walltime_factor",
             hint="1.0 uses the exact run time as estimate; 2.0 doubles it",
         )
+    if not (release_delay_s >= 0 and math.isfinite(release_delay_s)):
+        raise InvalidInput("the release delay must be a finite number >= 0 seconds",
+                           field="release_delay_s")
+    if sched_period_s is not None and not (sched_period_s > 0 and math.isfinite(sched_period_s)
+                                           and math.isfinite(sched_phase_s)):
+        raise InvalidInput("the scheduling period must be a finite number > 0 seconds",
+                           field="sched_period_s")
     pol = make_policy(policy, params)
     params = pol.params
     jobs = list(trace_jobs)
@@ -379,7 +402,11 @@ def _run(
             occupied[name] &= ~m
         sched.submit(queued(k))
 
+    tick_wake = -math.inf  # the timer tick a wake-up is pushed for (sched_period_s)
+    idle = CycleResult()  # what a skipped cycle "returns": nothing
+
     while done < n:
+        woke = False
         t_sub = submit[nxt] if nxt < n else math.inf
         t_ev = heap[0][0] if heap else math.inf
         now = t_sub if t_sub < t_ev else t_ev
@@ -414,7 +441,7 @@ def _run(
                         j.gpus,
                         j.submit_time,
                         first_start[k],
-                        now,
+                        now - release_delay_s,
                         useful[k],
                         preempts[k],
                         lost[k],
@@ -425,6 +452,7 @@ def _run(
                     if k in waiters:
                         settle_dependents(waiters[k])
                 elif kind == _WAKE:
+                    woke = True
                     if now == next_wake:
                         next_wake = math.inf
                 elif kind == _FAIL:
@@ -448,7 +476,19 @@ def _run(
                     admit(nxt)
                 nxt += 1
                 events += 1
-            res = sched.schedule(now)
+            if sched_period_s is None or woke:
+                res = sched.schedule(now)
+            else:
+                k_tick = (now - sched_phase_s) / sched_period_s
+                if abs(k_tick - round(k_tick)) < 1e-9:
+                    res = sched.schedule(now)
+                else:  # wait for the timer: the next tick runs the cycle
+                    res = idle
+                    t_tick = sched_phase_s + (math.floor(k_tick) + 1) * sched_period_s
+                    if t_tick != tick_wake:
+                        tick_wake = t_tick
+                        seq += 1
+                        push(heap, (t_tick, _WAKE, seq, _WAKE, -1, 0))
         for rj, _why in res.preempted:
             requeue(index[rj.job_id], rj, now)
         for job, rj in res.starts:
@@ -473,7 +513,7 @@ def _run(
                 first_start[k] = now
             busy += got
             seq += 1
-            push(heap, (now + run_left[k], _END, seq, _END, k, epoch[k]))
+            push(heap, (now + run_left[k] + release_delay_s, _END, seq, _END, k, epoch[k]))
         w = res.wake_at
         if w is not None and now < w < next_wake:
             next_wake = w

@@ -188,13 +188,23 @@ class Backfill(QueueScheduler):
             resv_due = self._next_resv <= now
             if not (self._bf_dirty or resv_due):
                 return
-            due = self._last_bf + self.params.bf_interval_s
-            if now < due and not resv_due:
+            due = self._next_bf_due(now)
+            # on Slurm's timer a planned start also waits for the next tick
+            if now < due and not (resv_due and self.params.bf_phase_s is None):
                 res.wake_at = due if res.wake_at is None else min(res.wake_at, due)
                 return
         self._last_bf = now
         self._bf_dirty = False
         self._backfill_pass(head, now, res)
+
+    def _next_bf_due(self, now: float) -> float:
+        """When the next backfill pass may run: bf_interval after the last one; with a
+        phase, the next tick of Slurm's timer (phase + k * interval) from ``now`` on."""
+        p = self.params
+        if p.bf_phase_s is None or p.bf_interval_s <= 0:
+            return self._last_bf + p.bf_interval_s
+        k = math.ceil((now - p.bf_phase_s) / p.bf_interval_s - 1e-9)
+        return p.bf_phase_s + k * p.bf_interval_s
 
     _cycle = _passes  # an ordering's own ``_cycle`` calls ``_passes`` after refreshing
 
@@ -392,7 +402,8 @@ class ConservativeBackfill(Backfill):
         self._next_resv = math.inf
         if self.book is not None:
             self._forget_plan()  # planned afresh each pass around advance reservations
-        if self._prof is not None and not self.explain and self._incremental(head, now, res):
+        if (self._prof is not None and not self.explain and self.params.bf_resolution_s is None
+                and self._incremental(head, now, res)):
             self._wake_for_reservations(now, res)
             return
         self._prof = None
@@ -601,7 +612,7 @@ class ConservativeBackfill(Backfill):
             if s <= now:  # fits by count but fragmented now: reserve from the next step on
                 s2 = prof.earliest(job.gpus, d, 1)
                 s = s2 if s2 is not None else now
-            prof.reserve(s, s + d, job.gpus)
+            prof.reserve(*self._widened(s, s + d), job.gpus)
             self._resv[job.job_id] = (s, d, job.gpus)
             if not self.explain:
                 pass
@@ -621,6 +632,15 @@ class ConservativeBackfill(Backfill):
                 break
         if not self.explain and book is None:
             self._prof = prof
+
+    def _widened(self, start: float, end: float) -> tuple[float, float]:
+        """A reservation's span on Slurm's bf_resolution grid (itself without one)."""
+        r = self.params.bf_resolution_s
+        if r is None:
+            return start, end
+        o = self.params.bf_grid_origin_s
+        return (o + math.floor((start - o) / r + 1e-9) * r,
+                o + math.ceil((end - o) / r - 1e-9) * r)
 
     def _hold_reservations(self, prof: Profile, now: float) -> None:
         """Take the advance reservations' GPUs out of the profile over their windows

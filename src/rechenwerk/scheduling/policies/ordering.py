@@ -297,8 +297,11 @@ class MultifactorOrdering(QueueScheduler):
         if dt <= 0:
             return
         h = self.params.fairshare_half_life_s
-        d = 2.0 ** (-dt / h)
-        gain = h / LN2 * (1.0 - d)  # integral of the decay over dt, per GPU
+        if h == math.inf:  # no decay (Slurm's PriorityDecayHalfLife=0)
+            d, gain = 1.0, dt
+        else:
+            d = 2.0 ** (-dt / h)
+            gain = h / LN2 * (1.0 - d)  # integral of the decay over dt, per GPU
         usage = self._usage
         for p in usage:
             usage[p] *= d
