@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
@@ -114,18 +114,34 @@ def node_drain(
     return response
 
 
+QUEUE_PAGE = 100
+
+
 @router.get("/ops/queue")
 def queue_page(
-    request: Request, project: str = "", user: User = Depends(operator_user),
-    db: Session = Depends(get_session), now: Any = Depends(get_now),
+    request: Request, project: str = "", q: str = "", page: int = Query(1, ge=1),
+    user: User = Depends(operator_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
 ) -> Response:
-    q = ordered_queue(db, user, backend=backend_of(request), clock=get_clock(request),
-                      settings=settings_of(request), project=project or None)
-    shown = q.entries[:500]
+    queue = ordered_queue(db, user, backend=backend_of(request), clock=get_clock(request),
+                          settings=settings_of(request), project=project or None)
+    entries = queue.entries
+    needle = q.strip().lower()[:200]
+    if needle:
+        # the order is the whole queue's (positions stay); the search only picks rows
+        slugs_all = jobs.project_slugs(db, {e.job.project_id for e in entries})
+        names_all = jobs.usernames(db, {e.job.user_id for e in entries})
+        entries = [e for e in entries if needle in " ".join((
+            str(e.job.id), e.job.name, slugs_all.get(e.job.project_id, ""),
+            names_all.get(e.job.user_id, ""))).lower()]
+    pages = max(1, -(-len(entries) // QUEUE_PAGE))
+    page = min(page, pages)
+    shown = entries[(page - 1) * QUEUE_PAGE:page * QUEUE_PAGE]
     return render(request, "ops/queue.html", {
-        "title": "Queue", "section": "queue", "entries": shown, "total": len(q.entries),
-        "order": q.order, "length": q.length,
+        "title": "Queue", "section": "queue", "entries": shown, "total": len(queue.entries),
+        "order": queue.order, "length": queue.length,
         "slugs": jobs.project_slugs(db, {e.job.project_id for e in shown}),
         "names": jobs.usernames(db, {e.job.user_id for e in shown}), "now": now,
-        "project": project,
+        "project": project, "q": q,
+        "listing": {"total": len(entries), "page": page, "pages": pages},
     })
