@@ -227,7 +227,7 @@ def submit_payload(fmt: Format, spec: SubmitSpec) -> dict[str, Any]:
         "account": spec.account,
         "partition": spec.partition,
         "time_limit": num.no_val(spec.time_limit_min),
-        "nodes": [spec.nodes, spec.nodes],
+        "nodes": str(spec.nodes),  # "N": at least and at most N (sbatch -N N)
         "tasks_per_node": spec.ntasks_per_node,
         "tasks": spec.ntasks_per_node * spec.nodes,
         "current_working_directory": spec.workdir,
