@@ -349,3 +349,73 @@ def test_module_interface_is_complete() -> None:
             for p in dir(mod)
             if p.startswith("PATH_")
         )
+
+
+# ---------------------------------------------------------------------- transports choose
+def _fake_slurm(bin_dir: Path, release: str) -> Path:
+    """``scontrol version`` printing ``release``; ``squeue``/``sacct`` print the recorded
+    24.11 output of the format their ``--json[=<format>]`` asks for (and log their argv)."""
+    log = bin_dir / "argv.log"
+    (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "{release}"\n')
+    for cmd in ("squeue", "sacct"):
+        (bin_dir / cmd).write_text(
+            "#!/bin/sh\n"
+            f'echo "{cmd} $*" >> {log}\n'
+            'fmt=v0.0.42\ncase "$1" in --json=*) fmt="${1#--json=}";; esac\n'
+            f'exec cat "{REC}/cli/{cmd}-$fmt.json"\n'
+        )
+    for p in bin_dir.iterdir():
+        p.chmod(0o755)
+    return log
+
+
+def test_cli_transport_reads_the_release_format(tmp_path: Path) -> None:
+    from rechenwerk.execution.slurm.cli_transport import CliTransport
+
+    log = _fake_slurm(tmp_path, "slurm-wlm 24.11.5")
+    t = CliTransport(bin_dir=str(tmp_path))
+    jobs = by_id(t.live_jobs())
+    assert jobs[JOBS["running"]].gpus == 2 and t.schema is v0_0_42
+    assert by_id(t.accounted_jobs(job_ids=[JOBS["fail"]]))[JOBS["fail"]].exit_code == 3
+    assert log.read_text().splitlines()[0] == "squeue --json"
+    # an operator's older format: 24.11's commands print it when asked
+    pinned = CliTransport(bin_dir=str(tmp_path), data_format="v0.0.40")
+    assert by_id(pinned.live_jobs())[JOBS["held"]].reason == "JobHeldUser"
+    assert pinned.schema is v0_0_40 and "squeue --json=v0.0.40" in log.read_text()
+
+
+def test_cli_transport_refuses_unknown_releases(tmp_path: Path) -> None:
+    from rechenwerk.execution.slurm.cli_transport import CliTransport
+
+    _fake_slurm(tmp_path, "slurm 25.05.2")
+    with pytest.raises(BackendError, match=r"Slurm 25\.05 is not supported"):
+        CliTransport(bin_dir=str(tmp_path)).live_jobs()
+    _fake_slurm(tmp_path, "slurm-wlm 22.05.8")
+    with pytest.raises(BackendError, match=r"prints only its own JSON format \(v0\.0\.38\)"):
+        CliTransport(bin_dir=str(tmp_path), data_format="v0.0.42").live_jobs()
+
+
+def test_rest_transport_asks_slurmrestd_once() -> None:
+    import httpx
+
+    from rechenwerk.execution.slurm.rest_transport import RestTransport
+
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        if request.url.path == "/openapi/v3":
+            return httpx.Response(200, json=load("rest/openapi-v3-paths.json"))
+        version = request.url.path.split("/")[2]
+        return httpx.Response(200, json=load(f"rest/{version}/jobs.json")["body"])
+
+    t = RestTransport("unix:/nonexistent.sock")
+    t._client = httpx.Client(transport=httpx.MockTransport(answer), base_url="http://x")
+    assert by_id(t.live_jobs())[JOBS["running"]].gpus == 2
+    t.live_jobs()
+    assert asked == ["/openapi/v3", "/slurm/v0.0.42/jobs", "/slurm/v0.0.42/jobs"]
+    pinned = RestTransport("unix:/nonexistent.sock", api_version="v0.0.40")
+    pinned._client = httpx.Client(transport=httpx.MockTransport(answer), base_url="http://x")
+    asked.clear()
+    assert by_id(pinned.live_jobs())[JOBS["held"]].state == "PENDING"
+    assert asked == ["/slurm/v0.0.40/jobs"]
