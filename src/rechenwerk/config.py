@@ -225,6 +225,9 @@ class Settings(BaseSettings):
     # REST with per-user JWTs); "service": as the account the server runs under.
     slurm_submit_as: Literal["user", "service"] = "user"
     slurm_rest_token: str = ""  # JWT for TCP slurmrestd; empty -> `scontrol token` per user
+    # Slurm's JSON data format, e.g. "v0.0.41"; empty: the release's own for the CLI
+    # (`scontrol version`), the newest slurmrestd and Rechenwerk share for REST.
+    slurm_data_format: str = Field(default="", pattern=r"^(v\d+\.\d+\.\d+)?$")
     # Rechenwerk GPU type -> Slurm GRES type (gres.conf Type=), e.g. '{"A100-80GB": "a100"}':
     # jobs with a gpu_type then ask for --gres=gpu:<type>:N. Empty: untyped gpu:N for all.
     slurm_gpu_types: dict[str, str] = Field(default_factory=dict)

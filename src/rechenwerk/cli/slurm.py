@@ -152,23 +152,17 @@ def status_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Is slurmctld up, which nodes, and the managed accounts' GPU-minute limits."""
-    import json
-    import subprocess
-
     from rechenwerk.accounting.slurm_sync import desired_accounts, slurm_accounts
     from rechenwerk.config import get_settings
-    from rechenwerk.errors import BackendError
-    from rechenwerk.execution.slurm import make_transport, v0_0_38
+    from rechenwerk.execution.slurm import make_transport
+    from rechenwerk.execution.slurm.cli_transport import CliTransport
     from rechenwerk.store.session import session_scope
 
     settings = get_settings()
     transport = make_transport(settings)
     try:
         transport.ping()
-        proc = subprocess.run(["sinfo", "--json"], capture_output=True, text=True, timeout=30)
-        if proc.returncode != 0:
-            raise BackendError(f"sinfo failed: {proc.stderr.strip()}")
-        nodes = v0_0_38.parse_nodes(json.loads(proc.stdout))
+        nodes = CliTransport(data_format=settings.slurm_data_format or None).node_states()
         with session_scope(_session_factory()) as session:
             desired = desired_accounts(session, now=datetime.now(UTC))
         current = slurm_accounts(transport, (d.account for d in desired))

@@ -1,6 +1,7 @@
 """Slurm backend: Slurm schedules, Rechenwerk sets limits/priorities, submits, tracks and
 accounts. Transports: the CLI (``sbatch``/``squeue --json``/``sacct --json``) or
-slurmrestd (v0.0.38), chosen by ``settings.slurm_transport``."""
+slurmrestd, chosen by ``settings.slurm_transport``; Slurm's JSON data formats v0.0.38 to
+v0.0.42 are chosen per cluster in ``versions.py``."""
 
 from __future__ import annotations
 
@@ -29,10 +30,11 @@ def make_transport(settings: Settings) -> SlurmTransport:
         return RestTransport(
             settings.slurm_rest_url,
             token=settings.slurm_rest_token or None,
+            api_version=settings.slurm_data_format or None,
         )
     from rechenwerk.execution.slurm.cli_transport import CliTransport
 
-    return CliTransport()
+    return CliTransport(data_format=settings.slurm_data_format or None)
 
 
 def make_slurm_backend(settings: Settings) -> SlurmBackend:

@@ -1,7 +1,8 @@
 """Talk to Slurm through its commands: ``sbatch --parsable``, ``scancel``,
 ``squeue --json``, ``sacct --json``, ``sacctmgr --parsable2`` (all argv lists, never a
 shell). ``sacctmgr`` has no ``--json`` before Slurm 23.02, so its listings are read as
-``--noheader --parsable2`` with explicit ``format=`` columns."""
+``--noheader --parsable2`` with explicit ``format=`` columns. The ``--json`` format follows
+the release (``scontrol version``, asked once; ``versions.py``)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
+from types import ModuleType
 from typing import Any
 
 from rechenwerk.errors import BackendError, BackendUnavailable, InvalidInput
-from rechenwerk.execution.slurm import v0_0_38 as schema
+from rechenwerk.execution.slurm import versions
 from rechenwerk.execution.slurm.hostlist import expand_hostlist
 from rechenwerk.execution.slurm.types import (
     SlurmAccount,
@@ -66,10 +68,48 @@ def _slurm_time(dt: datetime) -> str:
 class CliTransport:
     name = "cli"
 
-    def __init__(self, *, timeout_s: float = 30.0, bin_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        timeout_s: float = 30.0,
+        bin_dir: str | None = None,
+        data_format: str | None = None,
+    ) -> None:
         self.timeout_s = timeout_s
         self.bin_dir = bin_dir
         self._controller_down = False
+        # an operator's choice of format (23.11+: passed as --json=<format>); None: the
+        # release's own, found on first use
+        self._data_format = versions.format_by_name(data_format) if data_format else None
+        self._schema: ModuleType | None = None
+        self._json_opt = "--json"
+
+    @property
+    def schema(self) -> ModuleType:
+        """The data format module for this Slurm's ``--json`` output."""
+        if self._schema is None:
+            proc = self._run([self._exe("scontrol"), "version"], what="scontrol version")
+            if proc.returncode != 0:
+                raise BackendError(f"scontrol version failed: {proc.stderr.strip()}")
+            release = versions.parse_release(proc.stdout)
+            if self._data_format is None:
+                self._schema = versions.format_for_release(release)
+                return self._schema
+            own = versions.RELEASES.get(release)
+            if own != self._data_format.VERSION:
+                if not versions.can_choose_json(release):
+                    raise BackendError(
+                        f"Slurm {release[0]}.{release[1]:02d} prints only its own JSON "
+                        f"format ({own}), not {self._data_format.VERSION}",
+                        hint="Leave RECHENWERK_SLURM_DATA_FORMAT empty on this cluster.",
+                    )
+                self._json_opt = f"--json={self._data_format.VERSION}"
+            self._schema = self._data_format
+        return self._schema
+
+    def _json_flag(self) -> str:
+        self.schema  # noqa: B018 - probes the release, which decides the flag
+        return self._json_opt
 
     def _check_controller(self, what: str) -> None:
         try:
@@ -111,7 +151,7 @@ class CliTransport:
     ) -> subprocess.CompletedProcess[str]:
         if user is not None:
             argv = self._as_user(user) + argv
-        if self._controller_down and what not in ("sacct", "scontrol ping"):
+        if self._controller_down and what not in ("sacct", "scontrol ping", "scontrol version"):
             # Slurm's commands need ~MessageTimeout (10 s) to give up on a dead
             # controller; after one such failure, ask `scontrol ping` (instant) first.
             self._check_controller(what)
@@ -257,7 +297,7 @@ class CliTransport:
             )
 
     def live_jobs(self) -> list[SlurmJob]:
-        proc = self._run([self._exe("squeue"), "--json"], what="squeue")
+        proc = self._run([self._exe("squeue"), self._json_flag()], what="squeue")
         doc = self._json(proc, "squeue --json")
         if doc.get("errors"):  # squeue takes no user input: an error means no controller
             self._controller_down = True
@@ -265,7 +305,8 @@ class CliTransport:
                 f"squeue: slurmctld did not answer ({doc['errors'][0]})",
                 hint="Check `scontrol ping`; Rechenwerk polls again next cycle.",
             )
-        return schema.parse_live_jobs(doc)
+        jobs: list[SlurmJob] = self.schema.parse_live_jobs(doc)
+        return jobs
 
     def accounted_jobs(
         self,
@@ -286,10 +327,10 @@ class CliTransport:
             filt.append(f"--endtime={_slurm_time(end)}")
         if accounts:
             filt.append("--accounts=" + ",".join(accounts))
-        proc = self._run([self._exe("sacct"), "--json", *filt], what="sacct")
+        proc = self._run([self._exe("sacct"), self._json_flag(), *filt], what="sacct")
         doc = self._json(proc, "sacct --json")
-        schema.check_errors(doc, "sacct")
-        jobs = schema.parse_accounted_jobs(doc)
+        self.schema.check_errors(doc, "sacct")
+        jobs: list[SlurmJob] = self.schema.parse_accounted_jobs(doc)
         if any(j.exit_code is None and j.end_time is not None for j in jobs):
             codes = self._exit_codes(filt)
             jobs = [
@@ -319,6 +360,12 @@ class CliTransport:
                 f"slurmctld does not answer: {proc.stdout.strip() or proc.stderr.strip()}",
                 hint="Start it (development: scripts/slurm-dev up).",
             )
+
+    def node_states(self) -> list[dict[str, Any]]:
+        """``sinfo --json`` -> name, state, GPUs, GRES in use, reason per node."""
+        proc = self._run([self._exe("sinfo"), self._json_flag()], what="sinfo")
+        nodes: list[dict[str, Any]] = self.schema.parse_nodes(self._json(proc, "sinfo --json"))
+        return nodes
 
     # ------------------------------------------------------------------ reservations
     def cluster_nodes(self) -> list[SlurmNode]:

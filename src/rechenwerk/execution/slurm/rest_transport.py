@@ -2,7 +2,9 @@
 the caller's uid is the job's user) or TCP with ``rest_auth/jwt`` (``X-SLURM-USER-NAME``
 and ``X-SLURM-USER-TOKEN``; tokens from the configured one or ``scontrol token``).
 
-The JSON schema is delegated to one version module (default ``v0_0_38``).
+The JSON schema is delegated to one data format module: the newest one both slurmrestd
+(``GET /openapi/v3``, asked once) and Rechenwerk know, or the configured one
+(``versions.py``).
 
 Accounts, associations and QOS go through ``/slurmdb/v0.0.38/...``. Two changes have no
 working REST form in Slurm 22.05 and use ``sacctmgr`` on this host instead (like
@@ -25,7 +27,7 @@ from typing import Any
 import httpx
 
 from rechenwerk.errors import BackendError, BackendUnavailable, InvalidInput
-from rechenwerk.execution.slurm import v0_0_38
+from rechenwerk.execution.slurm import versions
 from rechenwerk.execution.slurm.types import (
     SlurmAccount,
     SlurmJob,
@@ -41,7 +43,7 @@ _NO_RESERVATIONS = (
     "sync-reservations) on the submit host"
 )
 
-SCHEMAS: dict[str, ModuleType] = {"v0.0.38": v0_0_38}
+SCHEMAS: dict[str, ModuleType] = versions.FORMATS
 _TOKEN_LIFESPAN_S = 3600
 
 
@@ -52,18 +54,13 @@ class RestTransport:
         self,
         url: str,
         *,
-        api_version: str = "v0.0.38",
+        api_version: str | None = None,
         token: str | None = None,
         token_user: str | None = None,
         timeout_s: float = 30.0,
     ) -> None:
-        if api_version not in SCHEMAS:
-            raise InvalidInput(
-                f"slurmrestd API version {api_version!r} is not supported",
-                field="slurm_rest_api",
-                hint=f"Supported: {', '.join(SCHEMAS)}. A newer API is one added module.",
-            )
-        self.schema = SCHEMAS[api_version]
+        # None: ask slurmrestd on first use (``schema``)
+        self._schema = versions.format_by_name(api_version) if api_version else None
         self.url = url
         self.jwt = not url.startswith("unix:")
         if url.startswith("unix:"):
@@ -84,6 +81,15 @@ class RestTransport:
         self._tokens: dict[str, tuple[str, float]] = {}
         self._cli: Any = None  # CliTransport for what v0.0.38 cannot do (requeue)
         self._cluster: str | None = None
+
+    @property
+    def schema(self) -> ModuleType:
+        if self._schema is None:
+            doc = self._request("GET", "/openapi/v3", what="reading slurmrestd's API list")
+            self._schema = versions.newest_common(
+                versions.offered_by_openapi(doc), where=f"slurmrestd at {self.url}"
+            )
+        return self._schema
 
     # ------------------------------------------------------------------ auth
     def _headers(self, user: str | None) -> dict[str, str]:

@@ -1,0 +1,69 @@
+"""Slurm's data_parser v0.0.41: Slurm 24.05 (also in 24.11 and 25.05 slurmrestd). The only
+module that knows this format; the shared parts live in ``data_parser`` (bound here to
+``_FORMAT``).
+
+Same shapes as v0.0.40 for the fields used here; the top-level ``script`` of a
+submit request is deprecated (``job.script``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from rechenwerk.execution.slurm import data_parser as dp
+from rechenwerk.execution.slurm.types import SlurmJob, SubmitSpec
+
+VERSION = "v0.0.41"
+PATH_PING = "/slurm/v0.0.41/ping"
+PATH_SUBMIT = "/slurm/v0.0.41/job/submit"
+PATH_JOBS = "/slurm/v0.0.41/jobs"
+PATH_JOB = "/slurm/v0.0.41/job/{job_id}"
+PATH_NODES = "/slurm/v0.0.41/nodes"
+PATH_DB_JOBS = "/slurmdb/v0.0.41/jobs"
+PATH_DB_JOB = "/slurmdb/v0.0.41/job/{job_id}"
+PATH_DB_ACCOUNTS = "/slurmdb/v0.0.41/accounts"
+PATH_DB_ASSOCIATIONS = "/slurmdb/v0.0.41/associations"
+PATH_DB_ASSOCIATION = "/slurmdb/v0.0.41/association"  # DELETE ?account=&user=&cluster=
+PATH_DB_QOS = "/slurmdb/v0.0.41/qos"
+PATH_DB_CLUSTERS = "/slurmdb/v0.0.41/clusters"
+
+_FORMAT = dp.Format(
+    version=VERSION,
+    script_in_job=True,
+    verbose_exit_codes=True,
+    db_restart_cnt=False,
+    qos_request_key="qos",
+)
+
+check_errors = dp.check_errors
+gpus_from_tres = dp.gpus_from_tres
+parse_submit_response = dp.parse_submit_response
+parse_nodes = dp.parse_nodes
+gpu_minutes_tres = dp.gpu_minutes_tres
+parse_accounts = dp.parse_accounts
+account_payload = dp.account_payload
+account_association_payload = dp.account_association_payload
+user_association_payload = dp.user_association_payload
+parse_qos = dp.parse_qos
+parse_clusters = dp.parse_clusters
+
+
+def parse_live_jobs(doc: Mapping[str, Any]) -> list[SlurmJob]:
+    """``squeue --json`` / ``GET /slurm/v0.0.41/jobs`` -> jobs."""
+    return dp.parse_live_jobs(_FORMAT, doc)
+
+
+def parse_accounted_jobs(doc: Mapping[str, Any]) -> list[SlurmJob]:
+    """``sacct --json`` / ``GET /slurmdb/v0.0.41/jobs`` -> one record per job allocation."""
+    return dp.parse_accounted_jobs(_FORMAT, doc)
+
+
+def submit_payload(spec: SubmitSpec) -> dict[str, Any]:
+    """``POST /slurm/v0.0.41/job/submit`` body."""
+    return dp.submit_payload(_FORMAT, spec)
+
+
+def qos_payload(name: str, priority: int) -> dict[str, Any]:
+    """``POST /slurmdb/v0.0.41/qos``: creates or updates the QOS by name."""
+    return dp.qos_payload(_FORMAT, name, priority)
