@@ -174,3 +174,19 @@ def test_reviewer_sees_the_estimate_and_the_flagged_ratio(api_client: Any,
     # The proposal page shows the same to the reviewer (read only).
     detail = api_client.get(f"/proposals/{world['over']}").text
     assert "ratio-over" in detail and 'data-testid="remove-estimate"' not in detail
+
+
+def test_the_form_shows_the_calls_cap_and_only_the_centres_gpu_types(
+        api_client: Any, session: Session, world: dict[str, Any]) -> None:
+    login(api_client, "pia")
+    page = api_client.get("/proposals/new").text
+    assert "up to 100,000 GPU-hours" in page  # in the call's option and the hours' help
+    options = re.findall(r'<option value="([^"]+)"', page.split('id="f-gpu_type"', 1)[1]
+                         .split("</select>", 1)[0])
+    assert options == ["A100-80GB"]  # the test centre's nodes; not the whole catalogue
+    # an estimate over the chosen call's cap says so and offers the cap, not the estimate
+    over = _estimate_box(api_client, page, est_params="70e9", est_tokens="2e12",
+                         call=str(world["call"]))
+    assert 'data-testid="estimate-over-cap"' in over and "Use the call's cap, 100,000" in over
+    under = _estimate_box(api_client, page, call=str(world["call"]))
+    assert "estimate-over-cap" not in under and "in the proposal</button>" in under

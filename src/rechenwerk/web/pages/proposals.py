@@ -30,7 +30,7 @@ from rechenwerk.access.proposals import (
     withdraw_proposal,
 )
 from rechenwerk.access.reviews import assign_reviewer, list_reviews
-from rechenwerk.api.deps import get_now, get_session, rollback_request, settings_of
+from rechenwerk.api.deps import get_now, get_session, inventory_of, rollback_request, settings_of
 from rechenwerk.errors import Conflict, InvalidInput, RechenwerkError
 from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FormErrors, checkbox, errors_from, number, text
@@ -115,16 +115,37 @@ def _planner_available() -> bool:
     return True
 
 
-def _new_form_context(db: Session, user: User, now: Any) -> dict[str, Any]:
+def centre_gpu_types(request: Request) -> list[str]:
+    """The GPU types this centre has (its nodes'), in the catalogue's spelling; every
+    catalogue type where the inventory names none (a proposal for hardware the centre
+    does not run would be awarded hours no job can use)."""
+    known = known_gpu_types()
+    lowered = {k.lower(): k for k in known}
+    have: list[str] = []
+    for node in inventory_of(request):
+        name = lowered.get((node.gpu_type or "").lower())
+        if name and name not in have:
+            have.append(name)
+    return have or list(known)
+
+
+def _cap_text(c: Any) -> str:
+    return (f"up to {c.max_gpu_hours:,.0f} GPU-hours" if c.max_gpu_hours
+            else "no cap per proposal")
+
+
+def _new_form_context(request: Request, db: Session, user: User, now: Any) -> dict[str, Any]:
     calls = list_calls(db, now=now, status="open", limit=200).items
     projects = [p for p in list_projects(db, user, limit=500).items
                 if p.pi_user_id == user.id]
     return {
         "calls": calls,
-        "call_options": [(c.id, f"{c.title} ({c.access_mode.replace('_', ' ')}, closes "
-                                f"{c.closes_at:%Y-%m-%d})") for c in calls],
+        "call_options": [(c.id, f"{c.title} ({c.access_mode.replace('_', ' ')}, "
+                                f"{_cap_text(c)}, closes {c.closes_at:%Y-%m-%d})")
+                         for c in calls],
+        "caps_help": "; ".join(f"{c.title}: {_cap_text(c)}" for c in calls),
         "project_options": [(p.slug, f"{p.slug} — {p.title}") for p in projects],
-        "gpu_options": [(g, g) for g in known_gpu_types()],
+        "gpu_options": [(g, g) for g in centre_gpu_types(request)],
         "planner": _planner_available(),
     }
 
@@ -155,8 +176,8 @@ def proposal_new(
     request: Request, call: str = "", project: str = "", user: User = Depends(portal_user),
     db: Session = Depends(get_session), now: Any = Depends(get_now),
 ) -> Response:
-    ctx = _new_form_context(db, user, now)
-    form = {"call": call, "project": project, "gpu_type": "H100-SXM"}
+    ctx = _new_form_context(request, db, user, now)
+    form = {"call": call, "project": project, "gpu_type": ctx["gpu_options"][0][0]}
     return render(request, "proposals/new.html", {
         "title": "New proposal", "section": "proposals", "form": form, "errors": FormErrors(),
         **ctx,
@@ -195,7 +216,7 @@ def proposal_create(
     if errors or proposal is None:
         return render(request, "proposals/new.html", {
             "title": "New proposal", "section": "proposals", "form": form, "errors": errors,
-            **_new_form_context(db, user, now), **_box_state(form),
+            **_new_form_context(request, db, user, now), **_box_state(form),
         }, status_code=422)
     response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
     verb = "submitted" if proposal.state == "submitted" else "saved as a draft"
@@ -208,7 +229,7 @@ def proposal_create(
 @router.post("/proposals/estimate")
 def training_estimate(
     request: Request, form: dict[str, str] = Depends(form_data),
-    user: User = Depends(portal_user),
+    user: User = Depends(portal_user), db: Session = Depends(get_session),
 ) -> Response:
     """htmx fragment: GPU-hours of a training run from the planner (6·N·D and MFU), with
     the inputs as hidden fields of the proposal form and an "attach" checkbox."""
@@ -229,7 +250,21 @@ def training_estimate(
                                  | {"estimate.gpu": "gpu_type"})
         else:
             ctx = _fragment_context(est, {**inputs, "gpu": est.gpu})
+            ctx["cap"] = _call_cap(db, text(form, "call"))
     return render(request, "proposals/_estimate.html", {"box": ctx, "errors": errors})
+
+
+def _call_cap(db: Session, ref: str) -> dict[str, Any] | None:
+    """The chosen call's cap per proposal, so the estimate never offers more silently."""
+    if not ref.isdigit():
+        return None
+    try:
+        call = get_call(db, int(ref))
+    except RechenwerkError:
+        return None
+    if not call.max_gpu_hours:
+        return None
+    return {"title": call.title, "gpu_hours": float(call.max_gpu_hours)}
 
 
 def _reviewer_candidates(db: Session, proposal: Proposal) -> list[dict[str, Any]]:
@@ -293,7 +328,8 @@ def _detail(request: Request, db: Session, user: User, proposal: Proposal, error
         "errors": errors, "form": form or (_draft_form(proposal) if editable else {}),
         "editable": editable,
         "may_withdraw": may_change and proposal.state in WITHDRAWABLE,
-        "gpu_options": [(g, g) for g in known_gpu_types()] if editable else [],
+        "gpu_options": [(g, g) for g in dict.fromkeys(
+            [*centre_gpu_types(request), proposal.gpu_type])] if editable else [],
         "planner": editable and _planner_available(),
         "est": estimate_view(proposal),
         **(_box_state(form) if editable else {}),
