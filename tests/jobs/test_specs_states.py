@@ -73,7 +73,7 @@ def test_spec_from_json() -> None:
         ({"walltime": "forever"}, "walltime", "not a duration"),
         ({"qos": "urgent"}, "qos", "normal"),
         ({"colour": "red"}, "colour", "not a known field"),
-        ({"name": "bad name!"}, "name", "pattern"),
+        ({"name": "bad name!"}, "name", "not a valid job name"),
         ({"env": {"RECHENWERK_TOKEN": "x"}}, "env", "set by Rechenwerk"),
         ({"nodes": 3}, "(spec)", "multiple of nodes"),
         ({"script": "echo"}, "(spec)", "exactly one of"),

@@ -329,6 +329,9 @@ def _describe(err: Mapping[str, Any]) -> str:
         return "is required"
     if err.get("type") == "extra_forbidden":
         return "is not a known field (see docs/jobs.md)"
+    if err.get("type") == "string_pattern_mismatch" and tuple(err.get("loc", ())) == ("name",):
+        return (f"{err.get('input')!r} is not a valid job name: use letters, digits, '.', "
+                "'_', '+' or '-', starting with a letter or digit (no spaces)")
     return str(err.get("msg", "invalid")).removeprefix("Value error, ")
 
 

@@ -259,15 +259,23 @@ def submit_job(
 ) -> Response:
     doc, errors = spec_from_form(form)
     job = None
-    if not errors:
-        try:
-            spec = parse_spec(doc, source="job form")
-            result = jobs.submit_job(db, user, spec, clock=get_clock(request),
-                                     settings=settings_of(request))
-            job = result.job
-        except RechenwerkError as exc:
-            db.rollback()
-            errors = errors_from(exc, _FIELD_ALIASES, fields=JOB_FIELDS)
+    try:
+        # validated even when some fields did not convert, so every mistake comes back in
+        # one round (a field that did not convert keeps its conversion message)
+        spec = parse_spec(doc, source="job form")
+    except RechenwerkError as exc:
+        for name, message in errors_from(exc, _FIELD_ALIASES, fields=JOB_FIELDS).items():
+            if name not in errors:
+                errors.add(name, message)
+    else:
+        if not errors:
+            try:
+                result = jobs.submit_job(db, user, spec, clock=get_clock(request),
+                                         settings=settings_of(request))
+                job = result.job
+            except RechenwerkError as exc:
+                db.rollback()
+                errors = errors_from(exc, _FIELD_ALIASES, fields=JOB_FIELDS)
     if errors or job is None:
         return _submit_page(request, db, user, now, form, errors, status_code=422)
     response = RedirectResponse(f"/jobs/{job.id}", status_code=303)

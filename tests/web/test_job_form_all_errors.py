@@ -1,0 +1,56 @@
+"""The job form reports every mistake in one round, in words next to its field (it took
+three round trips for four mistakes, and the name's error was a regular expression)."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from factories import make_award, make_project, make_user
+from rechenwerk.access.security import hash_password
+from rechenwerk.jobs.models import Job
+
+PASSWORD = "correct-horse-battery"
+
+
+@lru_cache(maxsize=1)
+def _hash() -> str:
+    return hash_password(PASSWORD)
+
+
+def _csrf(html: str) -> str:
+    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert m
+    return m.group(1)
+
+
+def _error(html: str, name: str) -> str:
+    m = re.search(rf'data-testid="error-{re.escape(name)}">([^<]*)<', html)
+    return m.group(1) if m else ""
+
+
+def test_four_mistakes_come_back_at_once_in_words(api_client: Any, session: Session) -> None:
+    pi = make_user(session, username="pia", password_hash=_hash())
+    project = make_project(session, pi=pi, slug="alpha")
+    make_award(session, project, gpu_hours=100.0)
+    session.commit()
+    page = api_client.get("/login")
+    api_client.post("/login", data={"username": "pia", "password": PASSWORD,
+                                    "csrf_token": _csrf(page.text)})
+    form = api_client.get("/jobs/new?project=alpha").text
+    r = api_client.post("/jobs/new", data={
+        "name": "my run!", "project": "alpha", "kind": "command", "command": "python3 t.py",
+        "gpus": "four", "walltime": "ten minutes", "qos": "normal",
+        "env": "NOEQUALS", "csrf_token": _csrf(form)})
+    assert r.status_code == 422
+    html = r.text
+    assert "is not a valid job name" in _error(html, "name") and "^[" not in html
+    assert "whole number" in _error(html, "gpus")
+    assert "not a duration" in _error(html, "walltime")
+    assert "KEY=VALUE" in _error(html, "env")
+    assert 'value="my run!"' in html  # input kept
+    assert session.scalar(select(func.count()).select_from(Job)) == 0
