@@ -1,4 +1,4 @@
-"""``rechenwerk report usage|utilisation|waits|energy``: the usage reports of the REST API
+"""``rechenwerk report usage|utilisation|waits|energy|gpu-use``: the usage reports of the REST API
 (``/api/v1/reports``) as a table, ``--json`` or ``--csv``. Operators see the whole centre,
 others the projects they belong to."""
 
@@ -13,9 +13,10 @@ import typer
 from rechenwerk.cli.output import console, handle_errors, print_json, print_table
 from rechenwerk.errors import InvalidInput
 
-REPORTS = ("usage", "utilisation", "waits", "energy")
+REPORTS = ("usage", "utilisation", "waits", "energy", "gpu-use")
 USAGE_BY = ("project", "org", "kind", "call", "mode", "gpu-type", "period")
 WAITS_BY = ("qos", "size", "qos-size")
+GPU_USE_BY = ("project", "user")
 PERIODS = ("day", "week", "month")
 
 
@@ -23,7 +24,7 @@ def _cell(value: Any, key: str, label: str) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        if key in ("share", "utilisation"):
+        if key in ("share", "utilisation", "idle_share"):
             return f"{100 * value:.1f} %"
         digits = 3 if ("MWh" in label or "CO2" in label or "kWh" in label) else 2
         return f"{value:,.{digits}f}"
@@ -62,10 +63,11 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     @handle_errors
     def report(
-        name: str = typer.Argument(..., help="usage, utilisation, waits or energy"),
+        name: str = typer.Argument(..., help="usage, utilisation, waits, energy or gpu-use"),
         by: str | None = typer.Option(
             None, "--by", help="usage: project|org|kind|call|mode|gpu-type|period (default "
-            "project); waits: qos|size|qos-size (default qos-size)"),
+            "project); waits: qos|size|qos-size (default qos-size); gpu-use: project|user "
+            "(default project)"),
         period: str | None = typer.Option(
             None, "--period", help="time buckets: day|week|month (usage --by period: month; "
             "utilisation: day)"),
@@ -82,7 +84,7 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
         as_csv: bool = typer.Option(False, "--csv", help="Print CSV (column labels with units)."),
     ) -> None:
-        """Usage reports: GPU-hours, utilisation, waiting times, energy and CO2."""
+        """Usage reports: GPU-hours, utilisation, waiting times, energy and CO2, idle GPUs."""
         from rechenwerk.cli.client import call
 
         if name not in REPORTS:
@@ -91,7 +93,7 @@ def register(app: typer.Typer) -> None:
         if as_json and as_csv:
             raise InvalidInput("give --json or --csv, not both", field="format")
         if by is not None:
-            allowed = USAGE_BY if name == "usage" else WAITS_BY if name == "waits" else ()
+            allowed = {"usage": USAGE_BY, "waits": WAITS_BY, "gpu-use": GPU_USE_BY}.get(name, ())
             if by not in allowed:
                 raise InvalidInput(
                     f"--by {by!r} is not valid for the {name} report", field="by",
@@ -105,7 +107,7 @@ def register(app: typer.Typer) -> None:
             params |= {"by": by, "period": period}
         elif name == "utilisation":
             params |= {"period": period, "total_gpus": total_gpus}
-        elif name == "waits":
+        elif name in ("waits", "gpu-use"):
             params |= {"by": by}
         else:
             params |= {"country": country, "pue": pue}

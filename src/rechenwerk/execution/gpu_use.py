@@ -27,6 +27,7 @@ from typing import Any, Protocol
 DEFAULT_IDLE_BELOW_PCT = 5.0
 # A finished job that used its GPUs less than this on average gets a hint.
 LOW_USE_PCT = 20.0
+NOT_MEASURED = "not measured"
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,22 @@ def low_use_hint(mean_util_pct: float | None, gpus: int) -> str | None:
         "loader keeps them busy (more workers, faster storage)"
     )
     return f"this job used {mean_util_pct:.0f}% of {what} on average: {advice}"
+
+
+def describe_gpu_use(use: dict[str, Any] | None) -> str:
+    """The job resource's ``gpu_use`` in one line for people: ``14% mean utilisation
+    over 4 GPUs, max 21.3 GiB memory, 0.28 idle GPU-hours (measured by NVML)`` or
+    ``not measured: <why>``."""
+    if use is None:
+        return NOT_MEASURED + ": the job has not run"
+    if not use.get("measured"):
+        return f"{NOT_MEASURED}: {use.get('note') or 'no figures'}"
+    mem = use.get("max_mem_bytes")
+    mem_text = f", max {mem / (1 << 30):.1f} GiB memory" if mem is not None else ""
+    n = int(use.get("gpus_measured") or 0)
+    return (f"{float(use['mean_util_pct']):.0f}% mean utilisation over {n} "
+            f"GPU{'s' * (n != 1)}{mem_text}, {float(use['idle_gpu_hours']):.2f} idle "
+            f"GPU-hours (measured by {'NVML' if use.get('source') == 'nvml' else 'Slurm'})")
 
 
 class GpuUseAggregator:
