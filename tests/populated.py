@@ -23,9 +23,9 @@ from rechenwerk.access.oidc.models import OidcIdentity, OidcPending
 from rechenwerk.access.portal_sessions import start_portal_session
 from rechenwerk.access.proposals import withdraw_proposal
 from rechenwerk.accounting.charging import settle_usage
-from rechenwerk.execution.gpu_use import GpuUse
 from rechenwerk.clock import FakeClock
 from rechenwerk.config import Settings
+from rechenwerk.execution.gpu_use import GpuUse
 from rechenwerk.jobs.models import Job, NodeState, ReservationRecord
 from rechenwerk.jobs.service import submit_job
 from rechenwerk.jobs.specs import parse_spec

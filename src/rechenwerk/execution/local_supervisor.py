@@ -201,7 +201,9 @@ def run(run_dir: Path) -> int:
     started_at = _now_iso()
     tasks: list[_Task] = []
     sampling: dict[str, Any] = launch.get("gpu_sampling") or {}
-    gpu: dict[str, Any] = {"monitor": None, "note": "GPU use sampling is off"}
+    gpu: dict[str, Any] = {"monitor": None, "note": (
+        "the job's command did not start" if float(sampling.get("interval_s") or 0.0) > 0
+        else "GPU use sampling is off (RECHENWERK_GPU_SAMPLE_INTERVAL_S=0)")}
 
     def finish(state: str, exit_code: int | None, reason: str | None) -> int:
         monitor: GpuMonitor | None = gpu["monitor"]
