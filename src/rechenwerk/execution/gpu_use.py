@@ -110,9 +110,11 @@ def describe_gpu_use(use: dict[str, Any] | None) -> str:
     mem = use.get("max_mem_bytes")
     mem_text = f", max {mem / (1 << 30):.1f} GiB memory" if mem is not None else ""
     n = int(use.get("gpus_measured") or 0)
-    return (f"{float(use['mean_util_pct']):.0f}% mean utilisation over {n} "
-            f"GPU{'s' * (n != 1)}{mem_text}, {float(use['idle_gpu_hours']):.2f} idle "
-            f"GPU-hours (measured by {'NVML' if use.get('source') == 'nvml' else 'Slurm'})")
+    return (
+        f"{float(use['mean_util_pct']):.0f}% mean utilisation over {n} "
+        f"GPU{'s' * (n != 1)}{mem_text}, {float(use['idle_gpu_hours']):.2f} idle "
+        f"GPU-hours (measured by {'NVML' if use.get('source') == 'nvml' else 'Slurm'})"
+    )
 
 
 class GpuUseAggregator:
