@@ -25,6 +25,7 @@ from rechenwerk.access.proposals import withdraw_proposal
 from rechenwerk.accounting.charging import settle_usage
 from rechenwerk.clock import FakeClock
 from rechenwerk.config import Settings
+from rechenwerk.execution.gpu_use import GpuUse
 from rechenwerk.jobs.models import Job, NodeState, ReservationRecord
 from rechenwerk.jobs.service import submit_job
 from rechenwerk.jobs.specs import parse_spec
@@ -111,7 +112,8 @@ def populate(session: Session, *, now: datetime, settings: Settings) -> Populate
                  started_at=earlier, ended_at=earlier + timedelta(minutes=15), now=now,
                  source="slurm", external_id="slurm:4711:0",
                  award_period_id=completed.award_period_id, gpu_type="A100-80GB",
-                 energy_kwh=1.25, co2_kg=0.4)
+                 energy_kwh=1.25, co2_kg=0.4,
+                 gpu_use=GpuUse("slurm", 4, 37.5, 21 << 30, 120.0, 900.0))
 
     # A withdrawn proposal, and an estimate attached to the one under review.
     proposals = {p.title: p for p in session.scalars(select(Proposal))}

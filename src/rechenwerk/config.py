@@ -218,6 +218,12 @@ class Settings(BaseSettings):
     # and memory per GPU in MiB (0: no memory limit).
     local_pids_max: int = Field(default=4096, ge=64, le=4_194_304)
     local_mem_per_gpu_mb: int = Field(default=0, ge=0, le=64 * 1024 * 1024)
+    # --- GPU use (execution/gpu_use.py, docs/jobs.md "GPU use") ---------------------
+    # Seconds between NVML readings of a local job's GPUs (0: not sampled); GPU time
+    # below gpu_idle_below_pct utilisation counts as idle (local and Slurm figures).
+    gpu_sample_interval_s: float = Field(default=10.0, ge=0.0, le=3600.0,
+                                         allow_inf_nan=False)
+    gpu_idle_below_pct: float = Field(default=5.0, ge=0.0, le=100.0, allow_inf_nan=False)
     slurm_transport: Literal["cli", "rest"] = "cli"
     slurm_rest_url: str = "unix:/run/slurmrestd.sock"
     slurm_partition: str = "debug"

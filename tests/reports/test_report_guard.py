@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from rechenwerk.config import get_settings
 from rechenwerk.errors import InvalidInput
 from rechenwerk.reports import guard as report_guard
+from rechenwerk.reports.gpu_use import gpu_use_report
 from rechenwerk.reports.guard import (
     DISCONNECTED,
     Guard,
@@ -115,7 +116,7 @@ def test_time_limit_stops_a_python_loop_with_a_422_that_says_what_to_do(
         "report stopped: over the time limit of 0.2 s"]
 
 
-@pytest.mark.parametrize("report", ["usage", "utilisation", "waits", "energy"])
+@pytest.mark.parametrize("report", ["usage", "utilisation", "waits", "energy", "gpu-use"])
 def test_every_report_stops_at_a_stopped_guard(session: Session, centre: Centre,
                                                report: str) -> None:
     guard = Guard()
@@ -131,6 +132,8 @@ def test_every_report_stops_at_a_stopped_guard(session: Session, centre: Centre,
                                         guard=g),
         "energy": lambda g: energy_report(session, scope=everything, start=jan, end=feb,
                                           guard=g),
+        "gpu-use": lambda g: gpu_use_report(session, scope=everything, start=jan, end=feb,
+                                            guard=g),
     }[report]
     with pytest.raises(ReportCancelled):
         compute_guarded(session, guard, report, make)

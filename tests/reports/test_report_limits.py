@@ -54,7 +54,7 @@ def test_usage_by_period_obeys_the_bucket_limit(session: Session, centre: Centre
     ({"to": "0001-01-02"}, "to"),
     ({"from": "1900-01-01", "to": "2026-01-01"}, "from"),  # 126 years
 ])
-@pytest.mark.parametrize("report", ["usage", "utilisation", "waits", "energy"])
+@pytest.mark.parametrize("report", ["usage", "utilisation", "waits", "energy", "gpu-use"])
 def test_ranges_outside_the_bounds_are_422(session: Session, centre: Centre,
                                            api_client: Any, report: str,
                                            params: dict[str, str], field: str) -> None:

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from rechenwerk.accounting.balance import period_for
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.errors import InvalidInput
+from rechenwerk.execution.gpu_use import GpuUse
 
 
 def estimate_energy(gpu_type: str | None, gpu_hours: float) -> tuple[float, float] | None:
@@ -48,6 +49,8 @@ def settle_usage(
     gpu_type: str | None = None,
     energy_kwh: float | None = None,
     co2_kg: float | None = None,
+    gpu_use: GpuUse | None = None,
+    gpu_use_note: str | None = None,
 ) -> UsageRecord:
     """Record GPU-hours = gpus x (ended_at - started_at) for one run. Idempotent. Energy
     and CO2 are estimated from the GPU type unless given (e.g. measured by Slurm)."""
@@ -63,6 +66,7 @@ def settle_usage(
             select(UsageRecord).where(UsageRecord.external_id == external_id)
         ).first()
     if existing is not None:
+        record_gpu_use(existing, gpu_use, gpu_use_note)
         return existing
     if gpus < 0:
         raise InvalidInput(f"gpus must not be negative (got {gpus})", field="gpus")
@@ -93,6 +97,28 @@ def settle_usage(
         external_id=external_id,
         created_at=now,
     )
+    record_gpu_use(record, gpu_use, gpu_use_note)
     session.add(record)
     session.flush()
     return record
+
+
+def record_gpu_use(record: UsageRecord, use: GpuUse | None, note: str | None = None) -> bool:
+    """Keep the run's GPU use on its record, once: figures that arrive later (Slurm's
+    accounting after the run was settled from its live status) fill a record that has
+    none; a measured record is never overwritten. Returns True when it changed."""
+    if record.gpu_use_source is not None:
+        return False
+    if use is None:
+        if note and record.gpu_use_note is None:
+            record.gpu_use_note = note[:256]
+            return True
+        return False
+    record.gpu_use_source = use.source
+    record.gpu_measured = use.gpus
+    record.gpu_util_mean_pct = use.mean_util_pct
+    record.gpu_mem_max_bytes = use.max_mem_bytes
+    record.gpu_idle_s = use.idle_gpu_s
+    record.gpu_measured_s = use.measured_s
+    record.gpu_use_note = None
+    return True

@@ -4,7 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import CheckConstraint, Float, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rechenwerk.store.base import Base, UTCDateTime
@@ -38,3 +46,12 @@ class UsageRecord(Base):
     source: Mapped[str] = mapped_column(String(16))  # "local" | "slurm"
     external_id: Mapped[str | None] = mapped_column(String(128))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # How much of its GPUs the run used (execution/gpu_use.py, docs/jobs.md "GPU use"):
+    # source "nvml" | "slurm"; all NULL: not measured, gpu_use_note says why if known.
+    gpu_use_source: Mapped[str | None] = mapped_column(String(16))
+    gpu_measured: Mapped[int | None] = mapped_column(Integer)  # GPUs measured
+    gpu_util_mean_pct: Mapped[float | None] = mapped_column(Float)
+    gpu_mem_max_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    gpu_idle_s: Mapped[float | None] = mapped_column(Float)  # GPU-seconds below threshold
+    gpu_measured_s: Mapped[float | None] = mapped_column(Float)
+    gpu_use_note: Mapped[str | None] = mapped_column(String(256))

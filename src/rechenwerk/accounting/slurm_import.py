@@ -27,7 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import Project
-from rechenwerk.accounting.charging import settle_usage
+from rechenwerk.accounting.charging import record_gpu_use, settle_usage
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.execution.base import TERMINAL_BACKEND_STATES
 from rechenwerk.execution.slurm.types import SlurmJob, SlurmTransport
@@ -161,7 +161,10 @@ def import_accounting(
             now=now,
             source="slurm",
             external_id=ext,
+            gpu_use=sj.gpu_use,
         )
+        if existing is not None:
+            record_gpu_use(existing, sj.gpu_use)
         _count(report, sj, rec, new=existing is None, job_id=None)
     return report
 

@@ -12,6 +12,7 @@ import typer
 
 from rechenwerk.cli.output import console, handle_errors, print_json, print_table
 from rechenwerk.errors import InvalidInput
+from rechenwerk.execution.gpu_use import describe_gpu_use
 
 TERMINAL = {"completed", "failed", "cancelled", "timeout"}
 
@@ -241,6 +242,7 @@ def register(app: typer.Typer) -> None:
                 f"{d['kind']} {d['job_id']}" + (f" ({d['state']})" if d["state"] else "")
                 for d in j.get("dependencies") or [])),
             ("dependents", ", ".join(str(i) for i in j.get("dependents") or [])),
+            ("GPU use", describe_gpu_use(j.get("gpu_use"))),
         ]
         if j["state"] == "pending":
             p = _call("GET", f"/api/v1/jobs/{job_id}/priority")
@@ -259,6 +261,9 @@ def register(app: typer.Typer) -> None:
             rows.insert(1, ("array", f"{j['array']['display_id']}: "
                                      f"{array_states(j['array']['states'])}"))
         print_table(["FIELD", "VALUE"], rows, title=f"job {j.get('display_id') or j['id']}")
+        hint = (j.get("gpu_use") or {}).get("hint")
+        if hint:
+            console.print(f"[yellow]hint:[/] {hint}", highlight=False)
         if j.get("tasks"):
             print_table(["TASK", "JOB", "STATE", "EXIT", "STARTED", "ENDED", "REASON"],
                         [[t["display_id"], t["id"], t["state"],

@@ -1,4 +1,4 @@
-"""``rechenwerk report usage|utilisation|waits|energy|support``: the reports of the REST API
+"""``rechenwerk report usage|utilisation|waits|energy|support|gpu-use``: the reports of the REST API
 (``/api/v1/reports``) as a table, ``--json`` or ``--csv``. Operators see the whole centre,
 others the projects they belong to."""
 
@@ -13,10 +13,11 @@ import typer
 from rechenwerk.cli.output import console, handle_errors, print_json, print_table
 from rechenwerk.errors import InvalidInput
 
-REPORTS = ("usage", "utilisation", "waits", "energy", "support")
+REPORTS = ("usage", "utilisation", "waits", "energy", "support", "gpu-use")
 USAGE_BY = ("project", "org", "kind", "call", "mode", "gpu-type", "period")
 WAITS_BY = ("qos", "size", "qos-size")
 SUPPORT_BY = ("kind", "state", "project")
+GPU_USE_BY = ("project", "user")
 PERIODS = ("day", "week", "month")
 
 
@@ -24,7 +25,7 @@ def _cell(value: Any, key: str, label: str) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        if key in ("share", "utilisation"):
+        if key in ("share", "utilisation", "idle_share"):
             return f"{100 * value:.1f} %"
         digits = 3 if ("MWh" in label or "CO2" in label or "kWh" in label) else 2
         return f"{value:,.{digits}f}"
@@ -63,11 +64,12 @@ def register(app: typer.Typer) -> None:
     @app.command("report")
     @handle_errors
     def report(
-        name: str = typer.Argument(..., help="usage, utilisation, waits, energy or support"),
+        name: str = typer.Argument(..., help="usage, utilisation, waits, energy, support or "
+                                   "gpu-use"),
         by: str | None = typer.Option(
             None, "--by", help="usage: project|org|kind|call|mode|gpu-type|period (default "
             "project); waits: qos|size|qos-size (default qos-size); support: kind|state|"
-            "project (default kind)"),
+            "project (default kind); gpu-use: project|user (default project)"),
         period: str | None = typer.Option(
             None, "--period", help="time buckets: day|week|month (usage --by period: month; "
             "utilisation: day)"),
@@ -84,7 +86,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
         as_csv: bool = typer.Option(False, "--csv", help="Print CSV (column labels with units)."),
     ) -> None:
-        """Reports: GPU-hours, utilisation, waiting times, energy and CO2, support requests."""
+        """Reports: GPU-hours, utilisation, waiting times, energy and CO2, support requests,
+        idle GPUs."""
         from rechenwerk.cli.client import call
 
         if name not in REPORTS:
@@ -93,7 +96,8 @@ def register(app: typer.Typer) -> None:
         if as_json and as_csv:
             raise InvalidInput("give --json or --csv, not both", field="format")
         if by is not None:
-            allowed = {"usage": USAGE_BY, "waits": WAITS_BY, "support": SUPPORT_BY}.get(name, ())
+            allowed = {"usage": USAGE_BY, "waits": WAITS_BY, "support": SUPPORT_BY,
+                       "gpu-use": GPU_USE_BY}.get(name, ())
             if by not in allowed:
                 raise InvalidInput(
                     f"--by {by!r} is not valid for the {name} report", field="by",
@@ -107,7 +111,7 @@ def register(app: typer.Typer) -> None:
             params |= {"by": by, "period": period}
         elif name == "utilisation":
             params |= {"period": period, "total_gpus": total_gpus}
-        elif name in ("waits", "support"):
+        elif name in ("waits", "support", "gpu-use"):
             params |= {"by": by}
         else:
             params |= {"country": country, "pue": pue}

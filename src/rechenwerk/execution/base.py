@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from rechenwerk.execution.gpu_use import GpuUse
+
 
 @dataclass(frozen=True, slots=True)
 class GpuSlice:
@@ -135,6 +137,9 @@ class BackendJobStatus:
     # the backend never requeues on its own.
     attempt: int | None = None
     requeued_runs: tuple[BackendRun, ...] = ()
+    # How much of its GPUs the (ended) run used; None: not measured, and why if known.
+    gpu_use: GpuUse | None = None
+    gpu_use_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -73,6 +73,8 @@ def make_backend(settings: Settings) -> ExecutionBackend:
             sandbox=sandbox,
             pids_max=settings.local_pids_max if sandbox is not None else None,
             mem_per_gpu_mb=settings.local_mem_per_gpu_mb,
+            gpu_sample_interval_s=settings.gpu_sample_interval_s,
+            gpu_idle_below_pct=settings.gpu_idle_below_pct,
         )
     if settings.executor == "slurm":
         # Imported by name: an installation may lack the Slurm backend's dependencies.

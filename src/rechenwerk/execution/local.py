@@ -41,6 +41,7 @@ from rechenwerk.execution.base import (
     NodeInventory,
     ReconcileReport,
 )
+from rechenwerk.execution.gpu_use import DEFAULT_IDLE_BELOW_PCT, GpuUse
 from rechenwerk.execution.local_supervisor import write_atomic
 from rechenwerk.execution.sandbox import Sandbox
 from rechenwerk.job_files import open_dir_chain, split_attempt_dir
@@ -211,6 +212,8 @@ class LocalExecutor:
         sandbox: Sandbox | None = None,
         pids_max: int | None = None,
         mem_per_gpu_mb: int = 0,
+        gpu_sample_interval_s: float = 0.0,
+        gpu_idle_below_pct: float = DEFAULT_IDLE_BELOW_PCT,
     ) -> None:
         self.runs_dir = Path(data_dir) / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -225,6 +228,9 @@ class LocalExecutor:
         # Per-job cgroup limits (None: no cgroup); memory scales with the job's GPUs.
         self.pids_max = pids_max
         self.mem_per_gpu_mb = mem_per_gpu_mb
+        # NVML sampling of each job's GPUs by its supervisor (0: off).
+        self.gpu_sample_interval_s = gpu_sample_interval_s
+        self.gpu_idle_below_pct = gpu_idle_below_pct
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
 
@@ -267,6 +273,8 @@ class LocalExecutor:
             "kill_grace_s": self.kill_grace_s,
             "job_id": request.job_id,
             "attempt": request.attempt,
+            "gpu_sampling": {"interval_s": self.gpu_sample_interval_s,
+                             "idle_below_pct": self.gpu_idle_below_pct},
         }
         write_atomic(run_dir / "launch.json", json.dumps(launch))
         try:
@@ -473,6 +481,8 @@ class LocalExecutor:
                 ended_at=_parse_time(rec.get("ended_at")),
                 exit_code=rec.get("exit_code"),
                 reason=rec.get("reason"),
+                gpu_use=GpuUse.from_json(rec.get("gpu_use")),
+                gpu_use_note=rec.get("gpu_use_note"),
             )
         if not (run_dir / "launch.json").exists():
             return BackendJobStatus(handle, BackendJobState.UNKNOWN,

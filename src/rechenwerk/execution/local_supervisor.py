@@ -23,7 +23,13 @@ Files in RUN_DIR (all written atomically, tmp file + rename):
   started.json     {"pid": rank 0's pid, "pids": [one per node], "nodes": [...],
                     "master_port": port, "started_at": ISO time}  once the command runs;
                    every pid leads its own process group
-  status.json      final record: state, exit_code, started_at, ended_at, reason
+  status.json      final record: state, exit_code, started_at, ended_at, reason,
+                   gpu_use (the job's GPU use, None: not measured) and gpu_use_note
+
+GPU use (``launch["gpu_sampling"]``: interval and idle threshold) is sampled through
+NVML on a thread of this process (:class:`rechenwerk.execution.gpu_use.GpuMonitor`) for
+the GPUs in the node processes' ``CUDA_VISIBLE_DEVICES``; where NVML is missing the
+record says why and the job runs as ever.
 """
 
 from __future__ import annotations
@@ -45,6 +51,12 @@ from pathlib import Path
 from typing import IO, Any
 
 from rechenwerk.execution.cgroups import JobCgroup
+from rechenwerk.execution.gpu_use import (
+    DEFAULT_IDLE_BELOW_PCT,
+    GpuMonitor,
+    NvmlSampler,
+    visible_indices,
+)
 from rechenwerk.job_files import UnsafeJobPath, open_job_file, split_attempt_dir
 
 POLL_S = 0.05
@@ -189,8 +201,16 @@ def run(run_dir: Path) -> int:
     labelled = len(node_specs) > 1
     started_at = _now_iso()
     tasks: list[_Task] = []
+    sampling: dict[str, Any] = launch.get("gpu_sampling") or {}
+    gpu: dict[str, Any] = {"monitor": None, "note": (
+        "the job's command did not start" if float(sampling.get("interval_s") or 0.0) > 0
+        else "GPU use sampling is off (RECHENWERK_GPU_SAMPLE_INTERVAL_S=0)")}
 
     def finish(state: str, exit_code: int | None, reason: str | None) -> int:
+        monitor: GpuMonitor | None = gpu["monitor"]
+        gpu_use = monitor.stop() if monitor is not None else None
+        if monitor is not None and gpu_use is None:
+            gpu["note"] = "no GPU reading was taken (the job ended before the first sample)"
         if cgroup is not None:  # nothing the job started outlives it
             cgroup.kill_others()
             cgroup.remove()
@@ -204,6 +224,8 @@ def run(run_dir: Path) -> int:
             "started_at": started_at,
             "ended_at": _now_iso(),
             "reason": reason,
+            "gpu_use": gpu_use.to_json() if gpu_use is not None else None,
+            "gpu_use_note": None if gpu_use is not None else gpu["note"],
         }
         write_atomic(run_dir / "status.json", json.dumps(record))
         return 0
@@ -274,8 +296,26 @@ def run(run_dir: Path) -> int:
             "master_port": int(master_port),
             "started_at": started_at,
         }))
+        gpu["monitor"], gpu["note"] = _gpu_monitor(sampling, node_specs, gpu["note"])
         return _supervise(tasks, stop, finish, grace_s=grace_s, walltime_s=walltime_s,
                           labelled=labelled)
+
+
+def _gpu_monitor(sampling: dict[str, Any], node_specs: list[dict[str, Any]],
+                 note: str) -> tuple[GpuMonitor | None, str]:
+    """The running monitor of the job's GPUs, or None and why they are not measured."""
+    interval = float(sampling.get("interval_s") or 0.0)
+    if interval <= 0.0:
+        return None, note
+    indices = visible_indices(spec.get("env") or {} for spec in node_specs)
+    if not indices:
+        return None, "the job has no GPUs to measure"
+    sampler, why = NvmlSampler.open()
+    if sampler is None:
+        return None, why or "NVML is not available"
+    idle = float(sampling.get("idle_below_pct", DEFAULT_IDLE_BELOW_PCT))
+    return GpuMonitor(sampler, indices, interval_s=interval,
+                      idle_below_pct=idle).start(), note
 
 
 def _join_cgroup(name: str, spec: dict[str, Any] | None) -> JobCgroup | None:

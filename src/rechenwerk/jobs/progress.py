@@ -32,11 +32,13 @@ _TERMINAL_MAP = {
 
 
 def _settle(session: Session, job: Job, started: datetime | None, ended: datetime,
-            *, now: datetime, source: str) -> float:
-    """Settle the run that just ended; returns its GPU-seconds."""
+            *, now: datetime, source: str, status: BackendJobStatus | None = None) -> float:
+    """Settle the run that just ended (with its GPU use, where the backend measured
+    it); returns its GPU-seconds."""
     if started is None or job.attempt <= 0:
         return 0.0
-    return _settle_run(session, job, job.attempt, started, ended, now=now, source=source)
+    return _settle_run(session, job, job.attempt, started, ended, now=now, source=source,
+                       status=status)
 
 
 def apply_backend_status(
@@ -86,11 +88,12 @@ def apply_backend_status(
             "reason": None if target == JobState.COMPLETED else reason,
         }):
             return False
-        _settle(session, job, started, ended, now=now, source=source)
+        _settle(session, job, started, ended, now=now, source=source, status=status)
         return True
     if bstate == BackendJobState.PREEMPTED:
         return _requeue_after_preemption(session, job, started, ended, now=now,
-                                         reason=status.reason or "preempted", source=source)
+                                         reason=status.reason or "preempted", source=source,
+                                         status=status)
     if bstate == BackendJobState.UNKNOWN:
         reason = f"the {job.backend or 'execution'} backend no longer knows this job"
         if status.reason:
@@ -116,11 +119,12 @@ def _backend_reason_code(reason: str) -> str:
 
 def _requeue_after_preemption(session: Session, job: Job, started: datetime | None,
                               ended: datetime, *, now: datetime, reason: str,
-                              source: str) -> bool:
+                              source: str, status: BackendJobStatus) -> bool:
     if not transition(session, job, JobState.PREEMPTED, now=now, reason=reason,
                       values={"ended_at": ended, "started_at": started}):
         return False
-    used_gpu_s = _settle(session, job, started, ended, now=now, source=source)
+    used_gpu_s = _settle(session, job, started, ended, now=now, source=source,
+                         status=status)
     if job.cancel_requested_at is not None:
         return transition(session, job, JobState.CANCELLED, now=now,
                           reason="cancelled while being preempted",
@@ -183,7 +187,8 @@ def _requeued_by_backend(session: Session, job: Job, status: BackendJobStatus, *
 
 
 def _settle_run(session: Session, job: Job, attempt: int, started: datetime,
-                ended: datetime, *, now: datetime, source: str) -> float:
+                ended: datetime, *, now: datetime, source: str,
+                status: BackendJobStatus | None = None) -> float:
     """Settle run ``attempt`` of ``job`` (once; keyed by job and attempt)."""
     gpu_type = job.gpu_type
     if gpu_type is None and job.award_period_id is not None:
@@ -195,6 +200,8 @@ def _settle_run(session: Session, job: Job, attempt: int, started: datetime,
         session, project_id=job.project_id, gpus=job.gpus, started_at=started,
         ended_at=ended, now=now, source=source, job_id=job.id, attempt=attempt,
         award_period_id=job.award_period_id, gpu_type=gpu_type,
+        gpu_use=status.gpu_use if status is not None else None,
+        gpu_use_note=status.gpu_use_note if status is not None else None,
     )
     return record.gpu_hours * 3600.0
 

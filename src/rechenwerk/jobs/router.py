@@ -19,6 +19,7 @@ from starlette.concurrency import run_in_threadpool
 from rechenwerk.access.models import User
 from rechenwerk.access.projects import visible_project
 from rechenwerk.accounting.balance import project_balance
+from rechenwerk.accounting.gpu_use import job_gpu_use
 from rechenwerk.api.deps import (
     CurrentUser,
     DbSession,
@@ -118,6 +119,9 @@ def _dicts_detail(session: Session, job: Job, viewer: User, *,
     out["dependencies"] = [{"kind": d.kind, "job_id": d.job_id, "state": d.state}
                            for d in dependencies_of(session, viewer, job.id)]
     out["dependents"] = dependents_of(session, viewer, job.id)
+    # how much of its GPUs its last run used (docs/jobs.md "GPU use"); None: never ran
+    out["gpu_use"] = job_gpu_use(session, job_id=job.id, attempt=job.attempt,
+                                 gpus=job.gpus, state=job.state)
     if tasks and service.is_array_head(job):
         info = service.array_infos(session, [job.id])[job.id]
         rows = service.array_tasks(session, job)

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rechenwerk.accounting.charging import settle_usage
+from rechenwerk.accounting.charging import record_gpu_use, settle_usage
 from rechenwerk.accounting.slurm_import import (
     ImportReport,
     SettledRun,
@@ -110,4 +110,7 @@ def settle_own_job(session: Session, sj: SlurmJob, *, now: datetime) -> SettledR
             award_period_id=own.award_period_id,
             gpu_type=own.gpu_type,
         )
+    # Slurm's step usage reaches slurmdbd after the job ended: the run may have been
+    # settled from the live status already, without GPU figures.
+    record_gpu_use(rec, sj.gpu_use)
     return SettledRun(rec, before is None, own.id)

@@ -1,5 +1,5 @@
-"""REST API for reports: ``/api/v1/reports/{usage,utilisation,waits,energy,support}`` as JSON, or
-CSV with ``?format=csv``. Operators see the whole centre, others their own projects.
+"""REST API for reports: ``/api/v1/reports/{usage,utilisation,waits,energy,support,gpu-use}``
+as JSON, or CSV with ``?format=csv``. Operators see the whole centre, others their own projects.
 
 The routes are async: each report is computed in a worker thread under a guard that
 stops it when the client disconnects or after ``RECHENWERK_REPORT_TIMEOUT_S``
@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import User
 from rechenwerk.api.deps import CurrentUser, DbSession, Now, centre_gpus, settings_of
+from rechenwerk.reports import gpu_use as report_gpu_use
 from rechenwerk.reports import service as reports
 from rechenwerk.reports import tables as report_tables
 from rechenwerk.reports import utilisation as report_utilisation
@@ -125,3 +126,19 @@ async def support(
     return await _report(request, session, user, "support", format, lambda scope, guard:
                          support_report(session, user, start=lo, end=hi, by=by,
                                         guard=guard))
+
+
+@router.get("/gpu-use")
+async def gpu_use(
+    request: Request, session: DbSession, user: CurrentUser, now: Now,
+    by: str = Query("project", description="project or user"),
+    start: datetime | None = Query(None, alias="from"),
+    end: datetime | None = Query(None, alias="to"),
+    format: Format = "json",
+) -> Any:
+    """Idle GPU-hours and mean GPU utilisation per project or user (docs/jobs.md "GPU
+    use"); runs nobody measured are counted apart."""
+    lo, hi = _range(start, end, now)
+    return await _report(request, session, user, "gpu-use", format, lambda scope, guard:
+                         report_gpu_use.gpu_use_report(session, scope=scope, by=by, start=lo,
+                                                       end=hi, guard=guard))

@@ -24,6 +24,13 @@ __all__ = [
 
 
 def make_transport(settings: Settings) -> SlurmTransport:
+    transport = _make_transport(settings)
+    # a class default on both transports: idle GPU time as the operator defines it
+    transport.gpu_idle_below_pct = settings.gpu_idle_below_pct  # type: ignore[attr-defined]
+    return transport
+
+
+def _make_transport(settings: Settings) -> SlurmTransport:
     if settings.slurm_transport == "rest":
         from rechenwerk.execution.slurm.rest_transport import RestTransport
 

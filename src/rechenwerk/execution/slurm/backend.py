@@ -126,6 +126,7 @@ def to_status(job: SlurmJob, handle: str | None = None) -> BackendJobStatus:
         attempt=None if first is None else first + restarts,
         requeued_runs=() if first is None or not restarts
         else _earlier_runs(job, first, restarts),
+        gpu_use=job.gpu_use,
     )
 
 

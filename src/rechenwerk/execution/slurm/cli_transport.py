@@ -17,7 +17,8 @@ from types import ModuleType
 from typing import Any
 
 from rechenwerk.errors import BackendError, BackendUnavailable, InvalidInput
-from rechenwerk.execution.slurm import versions
+from rechenwerk.execution.gpu_use import DEFAULT_IDLE_BELOW_PCT
+from rechenwerk.execution.slurm import gpu_usage, versions
 from rechenwerk.execution.slurm.hostlist import expand_hostlist
 from rechenwerk.execution.slurm.types import (
     SlurmAccount,
@@ -67,6 +68,8 @@ def _slurm_time(dt: datetime) -> str:
 
 class CliTransport:
     name = "cli"
+    # GPU time below this utilisation counts as idle (settings.gpu_idle_below_pct)
+    gpu_idle_below_pct = DEFAULT_IDLE_BELOW_PCT
 
     def __init__(
         self,
@@ -337,7 +340,20 @@ class CliTransport:
                 _with_exit(j, codes.get(j.job_id)) if j.exit_code is None and j.end_time else j
                 for j in jobs
             ]
+        if any(j.end_time is not None for j in jobs):
+            jobs = gpu_usage.with_gpu_use(jobs, self._step_usage(filt),
+                                          idle_below_pct=self.gpu_idle_below_pct)
         return jobs
+
+    def _step_usage(self, filt: list[str]) -> dict[str, list[gpu_usage.StepTres]]:
+        """The steps' TRES usage (``sacct --json -X`` lists no steps): GPU use."""
+        proc = self._run(
+            [self._exe("sacct"), "--parsable2", "--noheader",
+             "--format=" + ",".join(gpu_usage.PARSABLE_FIELDS),
+             *(f for f in filt if f != "-X")],
+            what="sacct",
+        )
+        return gpu_usage.steps_from_parsable(proc.stdout) if proc.returncode == 0 else {}
 
     def _exit_codes(self, filt: list[str]) -> dict[str, int]:
         """``sacct --parsable2`` JobIDRaw|ExitCode (the JSON exit code is wrong in 22.05)."""

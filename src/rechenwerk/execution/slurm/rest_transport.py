@@ -27,7 +27,8 @@ from typing import Any
 import httpx
 
 from rechenwerk.errors import BackendError, BackendUnavailable, InvalidInput
-from rechenwerk.execution.slurm import versions
+from rechenwerk.execution.gpu_use import DEFAULT_IDLE_BELOW_PCT
+from rechenwerk.execution.slurm import gpu_usage, versions
 from rechenwerk.execution.slurm.types import (
     SlurmAccount,
     SlurmJob,
@@ -49,6 +50,8 @@ _TOKEN_LIFESPAN_S = 3600
 
 class RestTransport:
     name = "rest"
+    # GPU time below this utilisation counts as idle (settings.gpu_idle_below_pct)
+    gpu_idle_below_pct = DEFAULT_IDLE_BELOW_PCT
 
     def __init__(
         self,
@@ -211,11 +214,11 @@ class RestTransport:
                     what="accounting"
                 )
                 self.schema.check_errors(doc, "reading accounting")
-                jobs.extend(self.schema.parse_accounted_jobs(doc))
+                jobs.extend(self._with_gpu_use(self.schema.parse_accounted_jobs(doc), doc))
         else:
             doc = self._request("GET", self.schema.PATH_DB_JOBS, what="accounting", params=params)
             self.schema.check_errors(doc, "reading accounting")
-            jobs = self.schema.parse_accounted_jobs(doc)
+            jobs = self._with_gpu_use(self.schema.parse_accounted_jobs(doc), doc)
         if job_ids is not None:
             wanted = {str(j) for j in job_ids}  # an array task by its "<array>_<index>"
             jobs = [j for j in jobs if j.job_id in wanted
@@ -229,6 +232,11 @@ class RestTransport:
                 for j in jobs
             ]
         return jobs
+
+    def _with_gpu_use(self, jobs: list[SlurmJob], doc: Mapping[str, Any]) -> list[SlurmJob]:
+        """GPU use from the steps' TRES usage in slurmdbd's records (slurm/gpu_usage.py)."""
+        return gpu_usage.with_gpu_use(jobs, gpu_usage.steps_from_json(doc),
+                                      idle_below_pct=self.gpu_idle_below_pct)
 
     def ping(self) -> None:
         doc = self._request("GET", self.schema.PATH_PING, what="ping")

@@ -11,6 +11,7 @@ from typing import Protocol
 
 from rechenwerk.errors import BackendError
 from rechenwerk.execution.base import BackendJobState
+from rechenwerk.execution.gpu_use import GpuUse
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +77,9 @@ class SlurmJob:
     array_job_id: str = ""
     array_task_id: int | None = None
     array_task_string: str = ""
+    # GPU use from the steps' gres/gpuutil, gres/gpumem TRES usage (slurm/gpu_usage.py);
+    # None: the cluster records none (or the job has not ended).
+    gpu_use: GpuUse | None = None
 
     @property
     def backend_state(self) -> BackendJobState:

@@ -21,9 +21,11 @@ from starlette.responses import RedirectResponse, Response
 from rechenwerk.access.models import Project, ProjectMembership, User
 from rechenwerk.access.visibility import only_visible
 from rechenwerk.accounting.balance import project_balance
+from rechenwerk.accounting.gpu_use import job_gpu_use
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.api.deps import backend_of, get_clock, get_now, get_session, settings_of
 from rechenwerk.errors import RechenwerkError
+from rechenwerk.execution.gpu_use import describe_gpu_use
 from rechenwerk.jobs import service as jobs
 from rechenwerk.jobs.dependencies import dependencies_of, dependents_of
 from rechenwerk.jobs.policy_config import qos_limits
@@ -139,6 +141,8 @@ def _detail_context(request: Request, db: Session, user: User, job_id: int,
     stderr_tail = ""
     if not running and job.state != JobState.COMPLETED.value:
         stderr_tail = "\n".join(logs["stderr"]["text"].rstrip("\n").splitlines()[-STDERR_TAIL:])
+    gpu_use = job_gpu_use(db, job_id=job.id, attempt=job.attempt, gpus=job.gpus,
+                          state=job.state)
     array: dict[str, Any] | None = None
     if jobs.is_array_head(job):
         info = jobs.array_infos(db, [job.id])[job.id]
@@ -160,6 +164,7 @@ def _detail_context(request: Request, db: Session, user: User, job_id: int,
         if job.started_at and job.ended_at else None,
         "dependencies": dependencies_of(db, user, job.id),
         "dependents": dependents_of(db, user, job.id),
+        "gpu_use": gpu_use, "gpu_use_text": describe_gpu_use(gpu_use),
         "committed": job.gpus * job.walltime_s / 3600.0, "now": now, "charged": charged,
         "walltime": format_duration(job.walltime_s),
         "can_cancel": running and (user.is_operator or user.id == job.user_id
