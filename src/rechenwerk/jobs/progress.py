@@ -195,6 +195,7 @@ def _settle_run(session: Session, job: Job, attempt: int, started: datetime,
         session, project_id=job.project_id, gpus=job.gpus, started_at=started,
         ended_at=ended, now=now, source=source, job_id=job.id, attempt=attempt,
         award_period_id=job.award_period_id, gpu_type=gpu_type,
+        account_id=job.account_id, price_e4_per_gpu_hour=job.price_e4_per_gpu_hour,
     )
     return record.gpu_hours * 3600.0
 
