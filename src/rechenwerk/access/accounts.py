@@ -14,7 +14,7 @@ from rechenwerk.access.audit import record
 from rechenwerk.access.gpu_types import validate_gpu_type
 from rechenwerk.access.models import PayPerUseAccount, PayPerUsePrice, Project, User
 from rechenwerk.access.paging import Page, paginate
-from rechenwerk.access.projects import get_project
+from rechenwerk.access.projects import get_project, visible_project
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.validation import check_positive
 from rechenwerk.access.visibility import can_see_project, filter_id, only_visible
@@ -109,3 +109,14 @@ def list_accounts(session: Session, user: User, *, project: str | int | None = N
         pid = filter_id(session, user, get_project, project)
         stmt = stmt.where(PayPerUseAccount.project_id == pid)
     return paginate(session, stmt, limit, offset)
+
+
+def resolve_account(session: Session, user: User, ref: str) -> PayPerUseAccount:
+    """An account the user may see by its id or by its project's slug (CLI, API)."""
+    if ref.isdigit():
+        return visible_account(session, user, int(ref))
+    account = account_for_project(session, visible_project(session, user, ref))
+    if account is None:
+        raise NotFound(f"project {ref!r} has no pay-per-use account", field="account",
+                       hint="List accounts with `rechenwerk account list`.")
+    return account

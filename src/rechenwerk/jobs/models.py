@@ -189,7 +189,7 @@ def committed_gpu_seconds(award_period_id: Any) -> Select[Any]:
     )
 
 
-def committed_account_rows(account_id: Any) -> Select[Any]:
+def committed_account_rows(account_id: Any) -> Select[int, int, int | None, int]:
     """The live jobs charged to a pay-per-use account, grouped by what a job may cost
     (GPUs, walltime, price): few rows however many jobs (an array's tasks are alike)."""
     return (
