@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from rechenwerk.web.pages import (
+    accounts,
     aup,
     auth,
     cluster,
@@ -27,5 +28,5 @@ from rechenwerk.web.pages import (
 
 router = APIRouter(include_in_schema=False)
 for _module in (static, auth, oidc, projects, jobs, proposals, reviews, cluster, ops, reports,
-                settings, aup, tokens, reservations):
+                settings, aup, tokens, reservations, accounts):
     router.include_router(_module.router)
