@@ -193,3 +193,26 @@ def test_an_inactive_account_pays_nothing(session: Session, clock: FakeClock) ->
     account.is_active = False
     with pytest.raises(BudgetExceeded, match="has no award of GPU-hours"):
         service.submit(session, pi, _spec(project.slug), clock=clock, settings=SETTINGS)
+
+
+def test_fair_share_counts_what_the_credit_buys(session: Session, clock: FakeClock) -> None:
+    """A paying project is not ranked below every award by the fair-share factor: its
+    share is the GPU-hours its credit limit buys at its dearest price."""
+    from rechenwerk.jobs.snapshot import SnapshotBuilder
+
+    _, project, account = _account(
+        session, limit=2_800.0, prices={"A100-80GB": 1.60, "H100-SXM": 2.80}
+    )
+    awarded = make_project(session)
+    make_award(session, awarded, gpu_hours=500.0)
+    infos = SnapshotBuilder(None, clock, 86_400.0).project_infos(  # type: ignore[arg-type]
+        session, clock.now()
+    )
+    assert infos[project.id].share == pytest.approx(1_000.0)  # 2,800 EUR / 2.80 EUR
+    assert infos[awarded.id].share == pytest.approx(500.0)
+    account.is_active = False
+    session.flush()
+    infos = SnapshotBuilder(None, clock, 86_400.0).project_infos(  # type: ignore[arg-type]
+        session, clock.now()
+    )
+    assert project.id not in infos
