@@ -216,3 +216,32 @@ def test_fair_share_counts_what_the_credit_buys(session: Session, clock: FakeClo
         session, clock.now()
     )
     assert project.id not in infos
+
+
+def test_money_the_integers_cannot_hold_is_refused(session: Session) -> None:
+    op = make_user(session, operator=True)
+    project = make_project(session)
+    with pytest.raises(InvalidInput, match="more than 4 decimals") as exc:
+        create_account(
+            session,
+            op,
+            project=project,
+            credit_limit_eur=100.0,
+            prices={"A100-80GB": 2.12345},
+            now=T0,
+        )
+    assert exc.value.field == "prices.A100-80GB"
+    with pytest.raises(InvalidInput, match="more than 2 decimals") as exc:
+        create_account(
+            session,
+            op,
+            project=project,
+            credit_limit_eur=100.001,
+            prices={"A100-80GB": 2.1234},
+            now=T0,
+        )
+    assert exc.value.field == "credit_limit_eur"
+    account = create_account(
+        session, op, project=project, credit_limit_eur=1e6, prices={"A100-80GB": 2.1234}, now=T0
+    )
+    assert ppu.price_e4(account.prices[0].eur_per_gpu_hour) == 21_234

@@ -93,6 +93,15 @@ def test_account_page_statement_csv_and_print(api_client: Any, session: Session)
     assert f'href="/accounts/{account.id}"' in project_page.text
     assert 'data-testid="charged-to-account"' in project_page.text
 
+    job_page = api_client.get(f"/jobs/{job.id}")
+    assert job_page.status_code == 200, job_page.text
+    assert 'data-testid="job-account"' in job_page.text
+    assert (
+        f"pay-per-use account {account.id}</a> at 1.60 EUR per GPU-hour (this run may "
+        "cost up to 25.60 EUR)" in job_page.text
+    )
+    assert "credit limit 25,000.00 EUR" in project_page.text
+
     page = api_client.get(f"/accounts/{account.id}", params={"month": "2026-01"})
     assert page.status_code == 200, page.text
     assert _testid(page.text, "settled") == "25.60"  # 8 GPUs x 2 h x 1.60

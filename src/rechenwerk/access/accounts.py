@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -21,11 +22,21 @@ from rechenwerk.access.visibility import can_see_project, filter_id, only_visibl
 from rechenwerk.errors import Conflict, InvalidInput, NotFound
 
 
+def _check_places(value: float, places: int, field: str, what: str) -> None:
+    """Money is charged in integers (accounting/pay_per_use.py): refuse what they cannot
+    hold exactly instead of rounding it silently."""
+    exponent = Decimal(repr(float(value))).as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -places:
+        raise InvalidInput(f"{field} has more than {places} decimals ({value})", field=field,
+                           hint=f"Give {what} to at most {places} decimals.")
+
+
 def _check_prices(prices: Mapping[str, float]) -> dict[str, float]:
     out: dict[str, float] = {}
     for gpu_type, price in prices.items():
         name = validate_gpu_type(gpu_type, field=f"prices.{gpu_type}")
         check_positive(price, f"prices.{gpu_type}", allow_zero=True)
+        _check_places(price, 4, f"prices.{gpu_type}", "prices (EUR per GPU-hour)")
         out[name] = float(price)
     return out
 
@@ -36,6 +47,7 @@ def create_account(
 ) -> PayPerUseAccount:
     require_operator(actor)
     check_positive(credit_limit_eur, "credit_limit_eur", allow_zero=True)
+    _check_places(credit_limit_eur, 2, "credit_limit_eur", "the credit limit (EUR)")
     checked = _check_prices(prices)
     if not checked:
         raise InvalidInput("at least one price per GPU type is required", field="prices",
@@ -67,6 +79,7 @@ def update_account(
     # Validate everything before changing anything.
     if credit_limit_eur is not None:
         check_positive(credit_limit_eur, "credit_limit_eur", allow_zero=True)
+        _check_places(credit_limit_eur, 2, "credit_limit_eur", "the credit limit (EUR)")
     checked = _check_prices(prices) if prices is not None else None
     changes: dict[str, Any] = {}
     if credit_limit_eur is not None:
