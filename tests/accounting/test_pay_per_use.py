@@ -95,9 +95,10 @@ def test_money_is_exact_integers() -> None:
     assert ppu.price_text(21_000) == "2.10" and ppu.price_text(21_250) == "2.125"
     assert ppu.hours_text(5_400) == "1.5"
     assert ppu.parse_month("2026-12") == (T0.replace(month=12), T0.replace(year=2027))
-    with pytest.raises(InvalidInput) as exc:
-        ppu.parse_month("11/2026")
-    assert exc.value.field == "month"
+    for bad in ("11/2026", "2026-13", "9999-12", "0-01", "2026-11-01"):
+        with pytest.raises(InvalidInput) as exc:
+            ppu.parse_month(bad)
+        assert exc.value.field == "month"
 
 
 def test_submission_commits_then_settles_once(session: Session, clock: FakeClock) -> None:

@@ -17,7 +17,7 @@ from rechenwerk.access.models import PayPerUseAccount, PayPerUsePrice, Project, 
 from rechenwerk.access.paging import Page, paginate
 from rechenwerk.access.projects import get_project, visible_project
 from rechenwerk.access.security import require_operator
-from rechenwerk.access.validation import check_positive
+from rechenwerk.access.validation import check_positive, ref_is_id
 from rechenwerk.access.visibility import can_see_project, filter_id, only_visible
 from rechenwerk.errors import Conflict, InvalidInput, NotFound
 
@@ -126,8 +126,9 @@ def list_accounts(session: Session, user: User, *, project: str | int | None = N
 
 def resolve_account(session: Session, user: User, ref: str) -> PayPerUseAccount:
     """An account the user may see by its id or by its project's slug (CLI, API)."""
-    if ref.isdigit():
-        return visible_account(session, user, int(ref))
+    account_id = ref_is_id(ref)
+    if account_id is not None:
+        return visible_account(session, user, account_id)
     account = account_for_project(session, visible_project(session, user, ref))
     if account is None:
         raise NotFound(f"project {ref!r} has no pay-per-use account", field="account",

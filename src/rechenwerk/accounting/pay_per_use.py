@@ -246,9 +246,9 @@ def parse_month(text: str) -> tuple[datetime, datetime]:
         year_s, month_s = text.split("-")
         year, month = int(year_s), int(month_s)
         start = datetime(year, month, 1, tzinfo=UTC)
+        end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
     except ValueError:
         raise InvalidInput(
             f"month {text!r} is not YYYY-MM", field="month", hint="e.g. 2026-11"
         ) from None
-    end = datetime(year + (month == 12), month % 12 + 1, 1, tzinfo=UTC)
     return start, end
