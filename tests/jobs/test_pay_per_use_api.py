@@ -250,9 +250,15 @@ def test_cli_statement_balance_and_refusal(
     assert "Traceback" not in refused.output
 
     _run(session, job_id, clock, hours=1.5)
+    again = runner.invoke(cli, ["submit", str(spec)])  # 337.40 left: it fits again
+    assert again.exit_code == 0, again.output
+    assert (
+        f"charged to pay-per-use account {w['account']} at 2.10 EUR per GPU-hour, "
+        "commits up to 201.60 EUR"
+    ) in again.stdout
     bal = runner.invoke(cli, ["account", "balance", w["slug"]])
     assert bal.exit_code == 0, bal.output
-    assert "337.40" in bal.stdout and "12.60" in bal.stdout
+    assert "135.80" in bal.stdout and "12.60" in bal.stdout  # 350 - 12.60 - 201.60
     out = runner.invoke(cli, ["account", "statement", w["slug"], "--month", "2026-01", "--csv"])
     assert out.exit_code == 0, out.output
     rows = list(csv.reader(io.StringIO(out.stdout)))

@@ -74,6 +74,8 @@ def job_dict(job: Job, project: str, user: str, *, detail: bool = False) -> dict
         "account_id": job.account_id,
         "eur_per_gpu_hour": (None if job.price_e4_per_gpu_hour is None
                              else ppu.price_text(job.price_e4_per_gpu_hour)),
+        "committed_eur": (None if job.price_e4_per_gpu_hour is None else ppu.eur_plain(
+            ppu.job_max_cents(job.gpus, job.walltime_s, job.price_e4_per_gpu_hour))),
         # the forecast (pending jobs only; it assumes running jobs end at their walltime)
         "expected_start": (job.expected_start_at.isoformat()
                            if job.expected_start_at and job.state == "pending" else None),
