@@ -246,3 +246,40 @@ def test_money_the_integers_cannot_hold_is_refused(session: Session) -> None:
         session, op, project=project, credit_limit_eur=1e6, prices={"A100-80GB": 2.1234}, now=T0
     )
     assert ppu.price_e4(account.prices[0].eur_per_gpu_hour) == 21_234
+
+
+def test_slurm_limit_adds_what_the_credit_buys(session: Session, clock: FakeClock) -> None:
+    """``rechenwerk slurm sync`` gives a paying project a Slurm account: its GPU-minute
+    limit is what the credit (less charges of runs on other backends) buys at the
+    cheapest price, on top of its awards' hours."""
+    from rechenwerk.accounting.charging import settle_usage
+    from rechenwerk.accounting.slurm_sync import desired_accounts
+
+    pi, project, account = _account(
+        session, limit=160.0, prices={"A100-80GB": 1.60, "H100-SXM": 2.80}
+    )
+    only_award = make_project(session)
+    make_award(session, only_award, gpu_hours=10.0)
+    wanted = {d.account: d for d in desired_accounts(session, now=clock.now())}
+    assert wanted[project.slug].gpu_minutes == 100 * 60  # 160 EUR / 1.60 EUR
+    assert pi.username in wanted[project.slug].missing_unix_users  # no Unix user here
+    assert wanted[only_award.slug].gpu_minutes == 10 * 60
+    # a local run charged 16.00 EUR: Slurm does not count it, so the limit drops by it
+    settle_usage(
+        session,
+        project_id=project.id,
+        gpus=4,
+        started_at=T0,
+        ended_at=T0 + timedelta(hours=2.5),
+        now=T0,
+        job_id=None,
+        external_id="local-1",
+        account_id=account.id,
+        price_e4_per_gpu_hour=16_000,
+    )
+    make_award(session, project, gpu_hours=5.0)
+    wanted = {d.account: d for d in desired_accounts(session, now=clock.now())}
+    assert wanted[project.slug].gpu_minutes == 5 * 60 + 90 * 60
+    account.is_active = False
+    wanted = {d.account: d for d in desired_accounts(session, now=clock.now())}
+    assert wanted[project.slug].gpu_minutes == 5 * 60
