@@ -374,9 +374,10 @@ def _submit_job(
     over_budget = False
     account_id: int | None = None
     price: int | None = None
-    # Precedence (docs/jobs.md, "Pay-per-use balance"): an active award period with hours for the whole job
-    # pays; otherwise the project's active pay-per-use account, when it has one (read
-    # only then: the award path stays one round trip); otherwise the award rules below.
+    # Precedence (docs/jobs.md, "Pay-per-use balance"): an active award period with
+    # hours for the whole job pays; otherwise the project's active pay-per-use account,
+    # when it has one (read only then: the award path stays one round trip); otherwise
+    # the award rules below.
     covered = (period is not None
                and tasks * spec.gpu_hours_requested <= period.available_gpu_hours + 1e-9)
     account = None if covered else _active_account(session, project.id)
