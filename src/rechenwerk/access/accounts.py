@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import select
@@ -14,11 +15,20 @@ from rechenwerk.access.audit import record
 from rechenwerk.access.gpu_types import validate_gpu_type
 from rechenwerk.access.models import PayPerUseAccount, PayPerUsePrice, Project, User
 from rechenwerk.access.paging import Page, paginate
-from rechenwerk.access.projects import get_project
+from rechenwerk.access.projects import get_project, visible_project
 from rechenwerk.access.security import require_operator
-from rechenwerk.access.validation import check_positive
+from rechenwerk.access.validation import check_positive, ref_is_id
 from rechenwerk.access.visibility import can_see_project, filter_id, only_visible
 from rechenwerk.errors import Conflict, InvalidInput, NotFound
+
+
+def _check_places(value: float, places: int, field: str, what: str) -> None:
+    """Money is charged in integers (accounting/pay_per_use.py): refuse what they cannot
+    hold exactly instead of rounding it silently."""
+    exponent = Decimal(repr(float(value))).as_tuple().exponent
+    if isinstance(exponent, int) and exponent < -places:
+        raise InvalidInput(f"{field} has more than {places} decimals ({value})", field=field,
+                           hint=f"Give {what} to at most {places} decimals.")
 
 
 def _check_prices(prices: Mapping[str, float]) -> dict[str, float]:
@@ -26,6 +36,7 @@ def _check_prices(prices: Mapping[str, float]) -> dict[str, float]:
     for gpu_type, price in prices.items():
         name = validate_gpu_type(gpu_type, field=f"prices.{gpu_type}")
         check_positive(price, f"prices.{gpu_type}", allow_zero=True)
+        _check_places(price, 4, f"prices.{gpu_type}", "prices (EUR per GPU-hour)")
         out[name] = float(price)
     return out
 
@@ -36,6 +47,7 @@ def create_account(
 ) -> PayPerUseAccount:
     require_operator(actor)
     check_positive(credit_limit_eur, "credit_limit_eur", allow_zero=True)
+    _check_places(credit_limit_eur, 2, "credit_limit_eur", "the credit limit (EUR)")
     checked = _check_prices(prices)
     if not checked:
         raise InvalidInput("at least one price per GPU type is required", field="prices",
@@ -67,6 +79,7 @@ def update_account(
     # Validate everything before changing anything.
     if credit_limit_eur is not None:
         check_positive(credit_limit_eur, "credit_limit_eur", allow_zero=True)
+        _check_places(credit_limit_eur, 2, "credit_limit_eur", "the credit limit (EUR)")
     checked = _check_prices(prices) if prices is not None else None
     changes: dict[str, Any] = {}
     if credit_limit_eur is not None:
@@ -109,3 +122,15 @@ def list_accounts(session: Session, user: User, *, project: str | int | None = N
         pid = filter_id(session, user, get_project, project)
         stmt = stmt.where(PayPerUseAccount.project_id == pid)
     return paginate(session, stmt, limit, offset)
+
+
+def resolve_account(session: Session, user: User, ref: str) -> PayPerUseAccount:
+    """An account the user may see by its id or by its project's slug (CLI, API)."""
+    account_id = ref_is_id(ref)
+    if account_id is not None:
+        return visible_account(session, user, account_id)
+    account = account_for_project(session, visible_project(session, user, ref))
+    if account is None:
+        raise NotFound(f"project {ref!r} has no pay-per-use account", field="account",
+                       hint="List accounts with `rechenwerk account list`.")
+    return account

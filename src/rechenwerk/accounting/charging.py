@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from rechenwerk.accounting.balance import period_for
 from rechenwerk.accounting.models import UsageRecord
+from rechenwerk.accounting.pay_per_use import run_cents
 from rechenwerk.errors import InvalidInput
 from rechenwerk.execution.gpu_use import GpuUse
 
@@ -51,9 +52,15 @@ def settle_usage(
     co2_kg: float | None = None,
     gpu_use: GpuUse | None = None,
     gpu_use_note: str | None = None,
+    account_id: int | None = None,
+    price_e4_per_gpu_hour: int | None = None,
 ) -> UsageRecord:
     """Record GPU-hours = gpus x (ended_at - started_at) for one run. Idempotent. Energy
-    and CO2 are estimated from the GPU type unless given (e.g. measured by Slurm)."""
+    and CO2 are estimated from the GPU type unless given (e.g. measured by Slurm).
+
+    A run of a job charged to a pay-per-use account (``account_id`` with the job's
+    price) is charged GPU-hours x price in cents, once, with the record; it never
+    draws on an award period."""
     if (job_id is None) == (external_id is None):
         raise InvalidInput("settle_usage needs exactly one of job_id or external_id")
     if job_id is not None:
@@ -71,12 +78,16 @@ def settle_usage(
     if gpus < 0:
         raise InvalidInput(f"gpus must not be negative (got {gpus})", field="gpus")
     seconds = max(0.0, (ended_at - started_at).total_seconds())
-    if award_period_id is None:
+    if account_id is not None and price_e4_per_gpu_hour is None:
+        raise InvalidInput("a pay-per-use charge needs the job's price", field="price")
+    if award_period_id is None and account_id is None:
         period = period_for(session, project_id, started_at) or period_for(
             session, project_id, ended_at
         )
         award_period_id = period.id if period is not None else None
     gpu_hours = gpus * seconds / 3600.0
+    amount_cents = (None if account_id is None or price_e4_per_gpu_hour is None else
+                    run_cents(gpus, started_at, ended_at, price_e4_per_gpu_hour))
     if energy_kwh is None and co2_kg is None:
         estimate = estimate_energy(gpu_type, gpu_hours)
         if estimate is not None:
@@ -86,6 +97,9 @@ def settle_usage(
         attempt=attempt,
         project_id=project_id,
         award_period_id=award_period_id,
+        account_id=account_id,
+        price_e4_per_gpu_hour=price_e4_per_gpu_hour if account_id is not None else None,
+        amount_cents=amount_cents,
         gpu_type=gpu_type,
         gpus=gpus,
         started_at=started_at,

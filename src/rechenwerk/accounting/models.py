@@ -9,6 +9,7 @@ from sqlalchemy import (
     CheckConstraint,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     UniqueConstraint,
@@ -27,6 +28,7 @@ class UsageRecord(Base):
         UniqueConstraint("job_id", "attempt"),
         UniqueConstraint("external_id"),
         CheckConstraint("gpu_hours >= 0", name="gpu_hours_nonnegative"),
+        Index("ix_usage_records_account_ended", "account_id", "ended_at"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -36,6 +38,13 @@ class UsageRecord(Base):
     award_period_id: Mapped[int | None] = mapped_column(
         ForeignKey("award_periods.id", ondelete="SET NULL"), index=True
     )
+    # A run charged to a pay-per-use account: the price per GPU-hour (EUR x 10^4) and
+    # the amount (cents, rounded half up once, here) - integers, never float money.
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pay_per_use_accounts.id", ondelete="SET NULL")
+    )
+    price_e4_per_gpu_hour: Mapped[int | None] = mapped_column(Integer)
+    amount_cents: Mapped[int | None] = mapped_column(Integer)
     gpu_type: Mapped[str | None] = mapped_column(String(64))
     gpus: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -31,9 +31,10 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rechenwerk.access.models import Award, Project, ProjectMembership, User
+from rechenwerk.access.models import Award, PayPerUseAccount, Project, ProjectMembership, User
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.accounting.models import UsageRecord
+from rechenwerk.accounting.pay_per_use import cents, price_e4
 from rechenwerk.errors import InvalidInput
 from rechenwerk.execution.slurm.types import SlurmAccount, SlurmTransport
 
@@ -144,7 +145,10 @@ def desired_accounts(
 ) -> list[DesiredAccount]:
     stmt = (
         select(Project)
-        .where(Project.id.in_(select(Award.project_id).distinct()))
+        .where(
+            Project.id.in_(select(Award.project_id).distinct())
+            | Project.id.in_(select(PayPerUseAccount.project_id))
+        )
         .order_by(Project.slug)
     )
     if projects:
@@ -174,6 +178,7 @@ def desired_accounts(
                 or 0.0
             )
         hours = max(0.0, balance.awarded_gpu_hours - other_backends) if balance.periods else 0.0
+        minutes = math.floor(hours * 60.0 + 1e-9) + _pay_per_use_gpu_minutes(session, project)
         members = session.scalars(
             select(User.username)
             .join(ProjectMembership, ProjectMembership.user_id == User.id)
@@ -188,13 +193,38 @@ def desired_accounts(
         out.append(
             DesiredAccount(
                 account=project.slug,
-                gpu_minutes=math.floor(hours * 60.0 + 1e-9),
+                gpu_minutes=minutes,
                 users=frozenset(present) | extra,
                 missing_unix_users=missing,
                 periods=",".join(str(i) for i in sorted(period_ids)),
             )
         )
     return out
+
+
+def _pay_per_use_gpu_minutes(session: Session, project: Project) -> int:
+    """GPU-minutes an active pay-per-use account adds to the Slurm limit: what its credit
+    limit, less what runs on other backends were charged, buys at its cheapest price.
+    A backstop only: the exact EUR check is Rechenwerk's at submission, and the cheapest
+    price makes Slurm never refuse what that check accepted."""
+    account = session.scalars(
+        select(PayPerUseAccount).where(PayPerUseAccount.project_id == project.id)
+    ).first()
+    if account is None or not account.is_active:
+        return 0
+    prices = [e4 for e4 in (price_e4(p.eur_per_gpu_hour) for p in account.prices) if e4 > 0]
+    if not prices:
+        return 0
+    other_backends = int(
+        session.scalar(
+            select(func.coalesce(func.sum(UsageRecord.amount_cents), 0)).where(
+                UsageRecord.account_id == account.id, UsageRecord.source != "slurm"
+            )
+        )
+        or 0
+    )
+    credit = max(0, cents(account.credit_limit_eur) - other_backends)
+    return credit * 6000 // min(prices)  # cents x 100 / e4 = GPU-hours; x 60
 
 
 # ---------------------------------------------------------------------- Slurm state

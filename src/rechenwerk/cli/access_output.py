@@ -158,6 +158,28 @@ def print_account(a: dict[str, Any]) -> None:
                 [(g, f"{p:.2f}") for g, p in a["prices"].items()])
 
 
+def money(text: str) -> str:
+    """An exact EUR string of the API (``25000.00``) with thousands separators."""
+    whole, _, cents = text.partition(".")
+    sign = "-" if whole.startswith("-") else ""
+    return f"{sign}{int(whole.lstrip('-')):,}.{cents or '00'}"
+
+
+def print_statement(st: dict[str, Any]) -> None:
+    print_table(
+        ["job", "name", "user", "GPU type", "GPUs", "ended", "hours", "GPU-hours",
+         "EUR/GPU-h", "amount (EUR)"],
+        [(i["job_id"], i["job_name"], i["user"], i["gpu_type"], i["gpus"],
+          i["ended_at"][:16].replace("T", " "), i["hours"], i["gpu_hours"],
+          i["eur_per_gpu_hour"], money(i["amount_eur"])) for i in st["items"]],
+        title=f"statement of account {st['account_id']} ({st['project']}), {st['month']}")
+    kv([("opening balance (EUR)", money(st["opening_balance_eur"])),
+        (f"charged: {st['runs']} runs, {st['total_gpu_hours']} GPU-hours (EUR)",
+         money(st["total_eur"])),
+        ("closing balance (EUR)", money(st["closing_balance_eur"])),
+        ("credit limit (EUR)", money(st["credit_limit_eur"]))])
+
+
 def parse_prices(items: list[str]) -> dict[str, float]:
     from rechenwerk.errors import InvalidInput
 

@@ -183,7 +183,8 @@ def call(
     params: dict[str, Any] | None = None,
     client: httpx.Client | None = None,
 ) -> Any:
-    """Send one request; return the decoded JSON body (None for 204) or raise the matching
+    """Send one request; return the decoded JSON body (None for 204, the text of a CSV
+    download) or raise the matching
     RechenwerkError for a problem response."""
     own = client is None
     http = client or api_client()
@@ -207,4 +208,6 @@ def call(
         raise err
     if response.status_code == 204 or not response.content:
         return None
+    if response.headers.get("content-type", "").startswith("text/csv"):
+        return response.text  # a CSV download (e.g. an account statement)
     return response.json()

@@ -3,8 +3,10 @@ Every command that prints data has ``--json``."""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import typer
 
@@ -14,13 +16,16 @@ from rechenwerk.cli.access_output import (
     OFFSET_OPT,
     day,
     hours,
+    kv,
     load_estimate,
+    money,
     page,
     parse_prices,
     print_account,
     print_award,
     print_call,
     print_proposal,
+    print_statement,
     server_call,
     show,
 )
@@ -332,6 +337,40 @@ def register(app: typer.Typer) -> None:
               lambda a: (a["id"], a["project"], f"{a['credit_limit_eur']:,.2f}",
                          ", ".join(f"{g} {p:.2f}" for g, p in a["prices"].items()),
                          a["is_active"]), "accounts")
+
+    @account.command("balance")
+    @handle_errors
+    def account_balance(ref: str = typer.Argument(..., help="account id or project slug"),
+                        as_json: bool = JSON_OPT) -> None:
+        """Live EUR balance: credit limit, settled, committed, remaining."""
+        b = server_call("GET", f"/api/v1/accounts/{quote(ref, safe='')}/balance")
+        show(b, as_json, lambda b: kv([
+            ("account", f"{b['account_id']} ({b['project']})"),
+            ("active", b["is_active"]),
+            ("credit limit (EUR)", money(b["credit_limit_eur"])),
+            ("settled (EUR)", money(b["settled_eur"])),
+            ("committed (EUR)", money(b["committed_eur"])),
+            ("remaining (EUR)", money(b["remaining_eur"])),
+        ], title=f"balance at {b['at'][:19]}"))
+
+    @account.command("statement")
+    @handle_errors
+    def account_statement(
+        ref: str = typer.Argument(..., help="account id or project slug"),
+        month: str = typer.Option(..., "--month", help="YYYY-MM (UTC), e.g. 2026-11"),
+        as_csv: bool = typer.Option(False, "--csv", help="Print the statement as CSV."),
+        as_json: bool = JSON_OPT,
+    ) -> None:
+        """The month's statement: every charged run, totals, opening/closing balance."""
+        if as_json and as_csv:
+            raise InvalidInput("give --json or --csv, not both", field="format")
+        path = f"/api/v1/accounts/{quote(ref, safe='')}/statement"
+        params = {"month": month, "format": "csv" if as_csv else "json"}
+        data = server_call("GET", path, params=params)
+        if as_csv:
+            sys.stdout.write(data)
+            return
+        show(data, as_json, print_statement)
 
     @account.command("show")
     @handle_errors

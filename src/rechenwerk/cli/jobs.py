@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -168,18 +169,22 @@ def register(app: typer.Typer) -> None:
             return
         verb = "submitted" if job.get("created", True) else "already submitted (same key)"
         qos = job["qos"] + (" (over budget: low QOS)" if job.get("over_budget") else "")
+        tasks = int(job["tasks"]) if job.get("array") else 1
+        commits = f"commits {_gpu_h(tasks * job['committed_gpu_hours'])} GPU-hours"
+        if job.get("account_id") is not None:  # pay-per-use: money, exact decimals
+            most = Decimal(job["committed_eur"]) * tasks
+            commits = (f"charged to pay-per-use account {job['account_id']} at "
+                       f"{job['eur_per_gpu_hour']} EUR per GPU-hour, commits up to "
+                       f"{most:,.2f} EUR")
         if job.get("array"):
-            tasks = int(job["tasks"])
             console.print(f"array {job['array']['display_id']} {verb}: {tasks} tasks of "
                           f"{job['name']} in {job['project']}, {job['gpus']} GPUs each, "
-                          f"walltime {_dur(job['walltime_s'])}, QOS {qos}, commits "
-                          f"{_gpu_h(tasks * job['committed_gpu_hours'])} GPU-hours",
+                          f"walltime {_dur(job['walltime_s'])}, QOS {qos}, {commits}",
                           highlight=False)
             return
         console.print(f"job {job['id']} {verb}: {job['name']} in {job['project']}, "
                       f"{job['gpus']} GPUs, walltime {_dur(job['walltime_s'])}, QOS {qos}, "
-                      f"commits {_gpu_h(job['committed_gpu_hours'])} GPU-hours",
-                      highlight=False)
+                      f"{commits}", highlight=False)
 
     @app.command("jobs")
     @handle_errors

@@ -25,6 +25,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from rechenwerk.accounting.balance import COMMITTING_STATES, register_commitments
+from rechenwerk.accounting.pay_per_use import register_account_commitments
 from rechenwerk.store.base import Base, UTCDateTime
 
 
@@ -43,6 +44,8 @@ class Job(Base):
         Index("ix_jobs_dependency_wait_state", "dependency_wait", "state"),
         # An array's tasks (listing, counts by state, cancel all, a task by its index).
         Index("ix_jobs_array", "array_job_id", "array_task_id"),
+        # The pay-per-use account's committed EUR (one account, live states).
+        Index("ix_jobs_account_state", "account_id", "state"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -52,6 +55,12 @@ class Job(Base):
     award_period_id: Mapped[int | None] = mapped_column(
         ForeignKey("award_periods.id", ondelete="SET NULL")
     )
+    # Charged to a pay-per-use account instead of an award period (accounting/
+    # pay_per_use.py), at the price per GPU-hour it was accepted at (EUR x 10^4).
+    account_id: Mapped[int | None] = mapped_column(
+        ForeignKey("pay_per_use_accounts.id", ondelete="SET NULL")
+    )
+    price_e4_per_gpu_hour: Mapped[int | None] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(128))
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16))
@@ -180,4 +189,16 @@ def committed_gpu_seconds(award_period_id: Any) -> Select[Any]:
     )
 
 
+def committed_account_rows(account_id: Any) -> Select[int, int, int | None, int]:
+    """The live jobs charged to a pay-per-use account, grouped by what a job may cost
+    (GPUs, walltime, price): few rows however many jobs (an array's tasks are alike)."""
+    return (
+        select(Job.gpus, Job.walltime_s, Job.price_e4_per_gpu_hour, func.count(Job.id))
+        .where(Job.account_id == account_id,
+               Job.state.in_([literal_column(f"'{s}'") for s in COMMITTING_STATES]))
+        .group_by(Job.gpus, Job.walltime_s, Job.price_e4_per_gpu_hour)
+    )
+
+
 register_commitments(committed_gpu_seconds)
+register_account_commitments(committed_account_rows)

@@ -16,8 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from rechenwerk.access.accounts import resolve_account
 from rechenwerk.access.models import User
 from rechenwerk.access.projects import visible_project
+from rechenwerk.accounting import pay_per_use as ppu
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.accounting.gpu_use import job_gpu_use
 from rechenwerk.api.deps import (
@@ -37,6 +39,7 @@ from rechenwerk.jobs.models import Job, JobArray
 from rechenwerk.jobs.nodes import list_nodes, set_drained
 from rechenwerk.jobs.queue_order import OrderedQueue, job_priority, ordered_queue
 from rechenwerk.jobs.specs import parse_spec
+from rechenwerk.jobs.statements import account_statement as account_statement_of
 from rechenwerk.scheduling.model import PriorityFactors
 
 router = APIRouter(prefix="/api/v1", tags=["jobs"])
@@ -68,6 +71,12 @@ def job_dict(job: Job, project: str, user: str, *, detail: bool = False) -> dict
         "cancel_requested": job.cancel_requested_at is not None,
         "idempotency_key": job.idempotency_key,
         "committed_gpu_hours": round(job.gpus * job.walltime_s / 3600.0, 6),
+        # charged to a pay-per-use account (None: an award period), at this price
+        "account_id": job.account_id,
+        "eur_per_gpu_hour": (None if job.price_e4_per_gpu_hour is None
+                             else ppu.price_text(job.price_e4_per_gpu_hour)),
+        "committed_eur": (None if job.price_e4_per_gpu_hour is None else ppu.eur_plain(
+            ppu.job_max_cents(job.gpus, job.walltime_s, job.price_e4_per_gpu_hour))),
         # the forecast (pending jobs only; it assumes running jobs end at their walltime)
         "expected_start": (job.expected_start_at.isoformat()
                            if job.expected_start_at and job.state == "pending" else None),
@@ -290,6 +299,27 @@ def priority(job_id: int, request: Request, session: DbSession,
 def balance(ref: str, session: DbSession, user: CurrentUser, now: Now) -> dict[str, Any]:
     project = visible_project(session, user, ref)
     return project_balance(session, project, now).to_dict()
+
+
+@router.get("/accounts/{ref}/balance", summary="Live EUR balance of a pay-per-use account")
+def account_balance(ref: str, session: DbSession, user: CurrentUser, now: Now) -> dict[str, Any]:
+    """Credit limit, settled, committed and remaining (EUR strings and integer cents);
+    ``ref`` is the account id or its project's slug."""
+    return ppu.account_balance(session, resolve_account(session, user, ref), now).to_dict()
+
+
+@router.get("/accounts/{ref}/statement", summary="Monthly statement of a pay-per-use account",
+            response_model=None)
+def account_statement(ref: str, session: DbSession, user: CurrentUser,
+                      month: str = Query(description="YYYY-MM (UTC)", max_length=7),
+                      format: Literal["json", "csv"] = "json") -> dict[str, Any] | Response:
+    """Every run charged in the month (by its end), totals, opening and closing balance."""
+    statement = account_statement_of(session, resolve_account(session, user, ref), month)
+    if format == "csv":
+        name = f"statement-{statement.project}-{statement.month}.csv"
+        return Response(statement.to_csv(), media_type="text/csv; charset=utf-8",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
+    return statement.to_dict()
 
 
 @router.get("/nodes")

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
 from rechenwerk.access.audit import record
-from rechenwerk.access.models import Project, ProjectMembership, User
+from rechenwerk.access.models import PayPerUseAccount, Project, ProjectMembership, User
 from rechenwerk.access.projects import (
     check_role,
     get_project,
@@ -30,6 +30,7 @@ from rechenwerk.access.projects import (
 from rechenwerk.access.validation import ref_is_id
 from rechenwerk.access.visibility import can_see_project, only_visible
 from rechenwerk.accounting.balance import Balance, balance_from_rows, balance_stmt
+from rechenwerk.accounting.pay_per_use import check_credit
 from rechenwerk.clock import Clock
 from rechenwerk.config import Settings
 from rechenwerk.errors import (
@@ -368,7 +369,23 @@ def _submit_job(
                                 array_size(session, existing))
 
     balance = balance_from_rows(session, project, now, rows)
-    if not balance.periods:
+    period = balance.best_period(spec.gpu_type) if balance.periods else None
+    qos = spec.qos
+    over_budget = False
+    account_id: int | None = None
+    price: int | None = None
+    # Precedence (docs/jobs.md, "Pay-per-use balance"): an active award period with
+    # hours for the whole job pays; otherwise the project's active pay-per-use account,
+    # when it has one (read only then: the award path stays one round trip); otherwise
+    # the award rules below.
+    covered = (period is not None
+               and tasks * spec.gpu_hours_requested <= period.available_gpu_hours + 1e-9)
+    account = None if covered else _active_account(session, project.id)
+    if account is not None:
+        price = check_credit(session, account, gpus=spec.gpus, walltime_s=spec.walltime_s,
+                             gpu_type=spec.gpu_type, tasks=tasks, at=now)
+        account_id, period = account.id, None
+    elif not balance.periods:
         if balance.expired_award:
             raise BudgetExceeded(
                 f"project {project.slug!r} has no active award: its awards have expired",
@@ -378,20 +395,18 @@ def _submit_job(
         raise BudgetExceeded(
             f"project {project.slug!r} has no award of GPU-hours",
             field="project",
-            hint="A project needs an accepted proposal and an award before it can run jobs.",
+            hint="A project needs an accepted proposal and an award (or a pay-per-use "
+            "account) before it can run jobs.",
         )
-    period = balance.best_period(spec.gpu_type)
-    if period is None:
+    elif period is None:
         types = ", ".join(sorted({p.gpu_type for p in balance.periods}))
         raise BudgetExceeded(
             f"project {project.slug!r} has no active award for GPU type {spec.gpu_type!r}",
             field="gpu_type",
             hint=f"The project's awards cover: {types}.",
         )
-    qos = spec.qos
-    over_budget = False
-    # An array commits all its tasks at once: all of them fit, or none is stored.
-    if tasks * spec.gpu_hours_requested > period.available_gpu_hours + 1e-9:
+    elif not covered:
+        # An array commits all its tasks at once: all of them fit, or none is stored.
         message = _budget_message(spec, project, balance, period.available_gpu_hours, tasks)
         if settings.overdraft_policy != "low_qos":
             raise BudgetExceeded(
@@ -409,7 +424,9 @@ def _submit_job(
     values = dict(
         project_id=project.id,
         user_id=user.id,
-        award_period_id=period.award_period_id,
+        award_period_id=period.award_period_id if period is not None else None,
+        account_id=account_id,
+        price_e4_per_gpu_hour=price,
         name=spec.name,
         spec=spec.to_document(),
         state=JobState.PENDING.value,
@@ -439,6 +456,11 @@ def _submit_job(
         store_dependencies(session, ids, deps.pairs)
     wake_after_commit(session)
     return SubmitResult(job, True, project.slug, tasks)
+
+
+def _active_account(session: Session, project_id: int) -> PayPerUseAccount | None:
+    return session.scalars(select(PayPerUseAccount).where(
+        PayPerUseAccount.project_id == project_id, PayPerUseAccount.is_active)).first()
 
 
 def array_size(session: Session, job: Job) -> int:

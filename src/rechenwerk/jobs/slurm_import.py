@@ -109,6 +109,8 @@ def settle_own_job(session: Session, sj: SlurmJob, *, now: datetime) -> SettledR
             attempt=own.attempt,
             award_period_id=own.award_period_id,
             gpu_type=own.gpu_type,
+            account_id=own.account_id,
+            price_e4_per_gpu_hour=own.price_e4_per_gpu_hour,
         )
     # Slurm's step usage reaches slurmdbd after the job ended: the run may have been
     # settled from the live status already, without GPU figures.

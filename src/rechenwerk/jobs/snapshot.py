@@ -17,7 +17,13 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rechenwerk.access.models import Award, AwardPeriod, Project
+from rechenwerk.access.models import (
+    Award,
+    AwardPeriod,
+    PayPerUseAccount,
+    PayPerUsePrice,
+    Project,
+)
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.clock import Clock, ensure_utc
 from rechenwerk.execution.base import ExecutionBackend
@@ -173,7 +179,8 @@ class SnapshotBuilder:
         return [cache[r[0]][1] for r in rows]
 
     def project_infos(self, session: Session, now: datetime) -> dict[int, ProjectInfo]:
-        """Fair-share inputs by project id: share = GPU-hours of active award periods;
+        """Fair-share inputs by project id: share = GPU-hours of active award periods
+        (plus what an active pay-per-use account's credit limit buys);
         usage = settled GPU-seconds decayed with the policy's fair-share half-life."""
         shares: dict[int, float] = {}
         for pid, hours in session.execute(
@@ -184,6 +191,17 @@ class SnapshotBuilder:
             .group_by(Award.project_id)
         ):
             shares[int(pid)] = float(hours or 0.0)
+        # A pay-per-use account counts as the GPU-hours its credit limit buys at its
+        # dearest price: without it a project that pays would rank below every award.
+        for pid, limit, dearest in session.execute(
+            select(PayPerUseAccount.project_id, PayPerUseAccount.credit_limit_eur,
+                   func.max(PayPerUsePrice.eur_per_gpu_hour))
+            .join(PayPerUsePrice, PayPerUsePrice.account_id == PayPerUseAccount.id)
+            .where(PayPerUseAccount.is_active)
+            .group_by(PayPerUseAccount.project_id, PayPerUseAccount.credit_limit_eur)
+        ):
+            if dearest and dearest > 0:
+                shares[int(pid)] = shares.get(int(pid), 0.0) + float(limit) / float(dearest)
         usage: dict[int, float] = {}
         half_life = self.half_life_s
         since = now - timedelta(seconds=USAGE_WINDOW_HALF_LIVES * half_life)

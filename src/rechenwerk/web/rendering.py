@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from rechenwerk.accounting import pay_per_use as ppu
 from rechenwerk.scheduling.model import starts_in
 
 DASH = "\u2013"  # shown for missing values
@@ -131,6 +132,11 @@ def environment() -> Environment:
     env.filters["code_spans"] = code_spans
     env.filters["audit_value"] = audit_value
     env.filters["audit_action"] = audit_action
+    # Money of pay-per-use accounts: integer cents and 1/10,000 EUR, never floats.
+    env.filters["eur"] = ppu.eur
+    env.filters["price_e4"] = ppu.price_text
+    env.filters["eur_input"] = lambda v: ppu.eur(ppu.cents(v))  # an operator's float
+    env.globals["job_max_cents"] = ppu.job_max_cents
     env.globals["query_with"] = query_with
     env.globals["Markup"] = Markup
     env.globals["starts_in"] = starts_in  # "in 2 h 10 min", as the scheduler's reasons

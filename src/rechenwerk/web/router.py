@@ -9,6 +9,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from rechenwerk.web.pages import (
+    accounts,
     aup,
     auth,
     cluster,
@@ -31,5 +32,6 @@ from rechenwerk.web.pages import (
 router = APIRouter(include_in_schema=False)
 # directory before projects: /projects/new is not a project slug
 for _module in (static, auth, oidc, directory, projects, job_logs, jobs, proposals, reviews,
-                cluster, ops, reports, settings, aup, tokens, reservations, support):
+                cluster, ops, reports, settings, aup, tokens, reservations, support,
+                accounts):
     router.include_router(_module.router)

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from rechenwerk.access.accounts import account_for_project
 from rechenwerk.access.models import Project, ProjectMembership, User
 from rechenwerk.access.projects import (
     add_member,
@@ -61,6 +62,8 @@ def project_summary(db: Session, user: User, project: Project, now: datetime,
         # "Submit a job" only there, never to viewers.
         "can_submit": m is not None and m.role in jobs.SUBMIT_ROLES,
         "balance": balance,
+        # a pay-per-use account pays the jobs no award covers (docs/jobs.md)
+        "account": account_for_project(db, project),
         "burns": burns,
         "upcoming": award_history(db, project, now).upcoming,
         "charts": [chart_context(burndown_chart(b), f"/projects/{project.slug}/burndown/"

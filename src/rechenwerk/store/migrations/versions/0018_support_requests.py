@@ -12,7 +12,7 @@ from alembic import op
 from rechenwerk.store.base import UTCDateTime
 
 revision = "0018_support_requests"
-down_revision = "0016_awards_one_per_proposal"
+down_revision = "0017_pay_per_use_charges"
 branch_labels = None
 depends_on = None
 
