@@ -23,6 +23,7 @@ PAGES: dict[str, list[str]] = {
               "/jobs?state=completed"],
     "jonas": [*COMMON, "/jobs/new", "/projects/nordlicht-llm"],
     "lucia": [*COMMON, "/reviews"],
+    "sofia": [*COMMON, "/jobs/new", "/projects/alpenwerk-cfd"],  # a pay-per-use company
     "operator": [*COMMON, "/ops/cluster", "/ops/queue", "/ops/calls", "/ops/audit",
                  "/ops/notifications", "/ops/projects", "/ops/users", "/ops/organizations",
                  "/projects/nordlicht-llm"],
@@ -56,11 +57,11 @@ def _detail_pages(page: Any) -> list[str]:
     """A job page and a proposal page the user can see, found through the lists."""
     found = []
     for listing, prefix in (("/jobs", "/jobs/"), ("/proposals", "/proposals/"),
-                            ("/support", "/support/")):
+                            ("/support", "/support/"), ("/projects/alpenwerk-cfd", "/accounts/")):
         page.goto(listing)
         links = [h for h in page.eval_on_selector_all(
             "main a[href]", "els => els.map(e => e.getAttribute('href'))")
-            if h.startswith(prefix) and h[len(prefix):].isdigit()]
+            if h.startswith(prefix) and h[len(prefix):].split("?")[0].isdigit()]
         if links:
             found.append(links[0])
     return found
@@ -72,7 +73,10 @@ def test_every_page_of_every_role_meets_wcag_21_aa(new_page: Any, axe_available:
     page = new_page()
     login(page, user)
     problems: list[str] = []
-    for url in PAGES[user] + _detail_pages(page):
+    urls = PAGES[user] + _detail_pages(page)
+    if user == "sofia":
+        assert any(u.startswith("/accounts/") for u in urls), urls  # the account's page too
+    for url in urls:
         page.goto(url)
         page.wait_for_load_state("networkidle")
         problems += _describe(url, _axe(page))
