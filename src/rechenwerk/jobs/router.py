@@ -200,10 +200,15 @@ def list_jobs(
     offset: int = Query(0, ge=0),
     expand: bool = Query(False, description="List every task of job arrays (default: "
                          "one row per array, with its tasks per state)."),
+    sort: str = Query("-id", max_length=20, description="id, name, state, gpus or "
+                      "submitted; prefix - for descending (default: newest first)."),
+    q: str = Query("", max_length=200, description="Jobs whose name contains this (or "
+                   "whose id it is)."),
 ) -> dict[str, Any]:
     states = [s for item in state for s in item.split(",") if s]
     jobs, total = service.list_jobs(session, user, project=project, states=states, mine=mine,
-                                    limit=limit, offset=offset, group_arrays=not expand)
+                                    limit=limit, offset=offset, group_arrays=not expand,
+                                    sort=sort, q=q)
     return {"items": _dicts(session, jobs, arrays=not expand), "total": total,
             "limit": limit, "offset": offset}
 

@@ -507,11 +507,29 @@ def list_jobs(
     limit: int = 100,
     offset: int = 0,
     group_arrays: bool = False,
+    sort: str = "-id",
+    q: str = "",
 ) -> tuple[list[Job], int]:
-    """Jobs the user may see, newest first, and the total count. ``group_arrays``: one
-    row per array (its first task; the array is listed when any task has one of
-    ``states``), as ``rechenwerk jobs`` shows them."""
+    """Jobs the user may see, newest first (or by ``sort``: a column of JOB_SORTS, ``-``
+    for descending), and the total count; ``q`` keeps the jobs whose name contains it (or
+    whose id it is). ``group_arrays``: one row per array (its first task; the array is
+    listed when any task has one of ``states``), as ``rechenwerk jobs`` shows them."""
+    descending = sort.startswith("-")
+    column = JOB_SORTS.get(sort.removeprefix("-"))
+    if column is None:
+        raise InvalidInput(f"cannot sort jobs by {sort.removeprefix('-')!r}", field="sort",
+                           hint=f"Sort by one of: {', '.join(JOB_SORTS)} (prefix - for "
+                                "descending).")
     stmt = select(Job)
+    term = q.strip()
+    if len(term) > 200:
+        raise InvalidInput(f"the search term is {len(term)} characters long; at most 200",
+                           field="q")
+    if term:
+        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        by_name = Job.name.ilike(f"%{escaped}%", escape="\\")
+        stmt = stmt.where(or_(by_name, Job.id == int(term)) if term.isdigit()
+                          and len(term) < 10 else by_name)
     if project is not None:
         p = visible_project(session, user, project)
         stmt = stmt.where(Job.project_id == p.id)
@@ -538,8 +556,14 @@ def list_jobs(
     if mine:
         stmt = stmt.where(Job.user_id == user.id)
     total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
-    rows = session.scalars(stmt.order_by(Job.id.desc()).limit(limit).offset(offset))
+    order = column.desc() if descending else column.asc()
+    rows = session.scalars(stmt.order_by(order, Job.id.desc()).limit(limit).offset(offset))
     return list(rows), int(total)
+
+
+# the columns a job list can be sorted by (the database sorts, with the id as tiebreak)
+JOB_SORTS: dict[str, Any] = {"id": Job.id, "name": Job.name, "state": Job.state,
+                             "gpus": Job.gpus, "submitted": Job.submitted_at}
 
 
 def queue(session: Session, user: User, *, project: str | int | None = None) -> list[Job]:

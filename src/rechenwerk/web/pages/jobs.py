@@ -64,6 +64,7 @@ def _visible_projects(db: Session, user: User, roles: tuple[str, ...] | None = N
 @router.get("/jobs")
 def job_list(
     request: Request, project: str = "", state: str = "", mine: str = "", page: int = 1,
+    sort: str = "-id", q: str = "",
     user: User = Depends(portal_user), db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
@@ -71,7 +72,7 @@ def job_list(
     items, total = jobs.list_jobs(
         db, user, project=project or None, states=[state] if state else (),
         mine=mine in ("1", "on", "true"), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE,
-        group_arrays=True)
+        group_arrays=True, sort=sort, q=q)
     projects = _visible_projects(db, user)
     heads = [j.id for j in items if jobs.is_array_head(j)]
     counts = jobs.array_state_counts(db, heads)
@@ -81,7 +82,9 @@ def job_list(
     context = {
         "title": "Jobs", "section": "jobs", "jobs": items, "total": total, "page": page,
         "pages": max(1, -(-total // PAGE_SIZE)), "first": (page - 1) * PAGE_SIZE + 1,
-        "filters": {"project": project, "state": state, "mine": mine},
+        "filters": {"project": project, "state": state, "mine": mine, "q": q},
+        "listing": {"sort": sort.removeprefix("-"), "descending": sort.startswith("-")},
+        "sortable": True,
         "states": STATES, "project_options": [p.slug for p in projects],
         "slugs": jobs.project_slugs(db, {j.project_id for j in items}),
         "names": jobs.usernames(db, {j.user_id for j in items}), "now": now,

@@ -1,0 +1,69 @@
+"""Jobs lists sorted and searched by the database, in the portal and the API: any
+sortable column either way, a name search whose wildcards mean themselves, an id search,
+and a clear refusal of an unknown column."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from functools import lru_cache
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from factories import T0, bearer, make_project, make_token, make_user
+from rechenwerk.access.security import hash_password
+from rechenwerk.jobs.models import Job
+
+PASSWORD = "correct-horse-battery"
+
+
+@lru_cache(maxsize=1)
+def _hash() -> str:
+    return hash_password(PASSWORD)
+
+
+def _ids(html: str) -> list[int]:
+    table = html.split('data-testid="jobs-table"', 1)[1].split("</table>", 1)[0]
+    return [int(i) for i in re.findall(r'<tr[^>]*>\s*<td><a href="/jobs/(\d+)"', table)]
+
+
+def test_sort_and_search_in_the_portal_and_the_api(api_client: Any, session: Session) -> None:
+    pi = make_user(session, username="pia", password_hash=_hash())
+    project = make_project(session, pi=pi, slug="alpha")
+    ids = {}
+    for k, (name, gpus) in enumerate([("sweep-a", 8), ("train_100%", 1), ("sweep-b", 4),
+                                      ("eval", 2)]):
+        job = Job(project_id=project.id, user_id=pi.id, name=name, spec={}, state="completed",
+                  qos="normal", requested_qos="normal", over_budget=False, gpus=gpus,
+                  walltime_s=60, attempt=1, attained_gpu_s=0.0,
+                  submitted_at=T0 + timedelta(minutes=k), started_at=T0, ended_at=T0,
+                  updated_at=T0)
+        session.add(job)
+        session.flush()
+        ids[name] = job.id
+    token = make_token(session, pi)
+    session.commit()
+    page = api_client.get("/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf
+    api_client.post("/login", data={"username": "pia", "password": PASSWORD,
+                                    "csrf_token": csrf.group(1)})
+    html = api_client.get("/jobs").text
+    assert _ids(html) == sorted(ids.values(), reverse=True)  # newest first by default
+    html = api_client.get("/jobs?sort=-gpus").text
+    assert _ids(html) == [ids["sweep-a"], ids["sweep-b"], ids["eval"], ids["train_100%"]]
+    assert 'aria-sort="descending"' in html
+    assert _ids(api_client.get("/jobs?sort=name").text)[0] == ids["eval"]
+    assert sorted(_ids(api_client.get("/jobs?q=sweep").text)) == [ids["sweep-a"],
+                                                                    ids["sweep-b"]]
+    assert _ids(api_client.get("/jobs?q=100%25").text) == [ids["train_100%"]]
+    assert "No job matches" in api_client.get("/jobs?q=sweep_a").text  # "_" is no wildcard
+    assert _ids(api_client.get(f"/jobs?q={ids['eval']}").text) == [ids["eval"]]
+    r = api_client.get("/jobs?sort=password")
+    assert r.status_code == 422 and "cannot sort jobs by" in r.text
+    api = api_client.get("/api/v1/jobs", params={"sort": "gpus", "q": "sweep"},
+                         headers=bearer(token)).json()
+    assert [j["name"] for j in api["items"]] == ["sweep-b", "sweep-a"]
+    bad = api_client.get("/api/v1/jobs", params={"sort": "nope"}, headers=bearer(token))
+    assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "sort"
