@@ -67,3 +67,34 @@ def test_sort_and_search_in_the_portal_and_the_api(api_client: Any, session: Ses
     assert [j["name"] for j in api["items"]] == ["sweep-b", "sweep-a"]
     bad = api_client.get("/api/v1/jobs", params={"sort": "nope"}, headers=bearer(token))
     assert bad.status_code == 422 and bad.json()["errors"][0]["field"] == "sort"
+
+
+def test_proposals_sorted_and_searched(api_client: Any, session: Session) -> None:
+    from factories import make_call
+    from rechenwerk.access.models import Proposal
+
+    pi = make_user(session, username="pib", password_hash=_hash())
+    project = make_project(session, pi=pi, slug="beta")
+    call = make_call(session)
+    for title, hours in (("Vision at scale", 500.0), ("Speech 100% open", 9000.0),
+                         ("Vision small", 50.0)):
+        session.add(Proposal(call_id=call.id, project_id=project.id, applicant_user_id=pi.id,
+                             title=title, abstract="", justification="", gpu_type="A100-80GB",
+                             requested_gpu_hours=hours, state="draft", created_at=T0))
+    session.commit()
+    page = api_client.get("/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf
+    api_client.post("/login", data={"username": "pib", "password": PASSWORD,
+                                    "csrf_token": csrf.group(1)})
+
+    def titles(url: str) -> list[str]:
+        html = api_client.get(url).text
+        return re.findall(r'<td><a href="/proposals/\d+">([^<]+)</a></td>\s*<td>beta', html)
+
+    assert titles("/proposals?sort=-gpu_hours") == ["Speech 100% open", "Vision at scale",
+                                                    "Vision small"]
+    assert titles("/proposals?q=vision&sort=gpu_hours") == ["Vision small", "Vision at scale"]
+    assert titles("/proposals?q=100%25") == ["Speech 100% open"]
+    assert "No proposal matches" in api_client.get("/proposals?q=nothing").text
+    assert api_client.get("/proposals?sort=abstract").status_code == 422

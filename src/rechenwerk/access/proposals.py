@@ -113,12 +113,30 @@ def visible_proposal(session: Session, user: User, proposal_id: int) -> Proposal
                    hint="List the proposals you can see with `rechenwerk proposal list`.")
 
 
+# the columns a proposal list can be sorted by (the database sorts; the id breaks ties)
+PROPOSAL_SORTS = {"id": Proposal.id, "title": Proposal.title,
+                  "gpu_hours": Proposal.requested_gpu_hours, "state": Proposal.state,
+                  "submitted": Proposal.submitted_at}
+
+
 def list_proposals(
     session: Session, user: User, *, call: str | int | None = None,
     project: str | int | None = None, state: str | None = None,
-    limit: int = 50, offset: int = 0,
+    limit: int = 50, offset: int = 0, sort: str = "id", q: str = "",
 ) -> Page[Proposal]:
-    stmt = select(Proposal).order_by(Proposal.id)
+    """Proposals the user may see (their projects' and those they review), sorted by a
+    column of PROPOSAL_SORTS (``-`` for descending), ``q`` a title search."""
+    column = PROPOSAL_SORTS.get(sort.removeprefix("-"))
+    if column is None:
+        raise InvalidInput(f"cannot sort proposals by {sort.removeprefix('-')!r}",
+                           field="sort", hint=f"Sort by one of: {', '.join(PROPOSAL_SORTS)} "
+                           "(prefix - for descending).")
+    order = column.desc() if sort.startswith("-") else column.asc()
+    stmt = select(Proposal).order_by(order, Proposal.id)
+    term = q.strip()[:200]
+    if term:
+        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(Proposal.title.ilike(f"%{escaped}%", escape="\\"))
     project_ids = visible_project_ids(session, user)
     if project_ids is not None:
         stmt = stmt.where(or_(

@@ -155,16 +155,19 @@ def proposal_list(
     request: Request,
     state: str = "",
     page: int = 1,
+    sort: str = "id",
+    q: str = "",
     user: User = Depends(portal_user),
     db: Session = Depends(get_session),
 ) -> Response:
     page = max(page, 1)
     result = list_proposals(db, user, state=state or None, limit=PAGE_SIZE,
-                            offset=(page - 1) * PAGE_SIZE)
+                            offset=(page - 1) * PAGE_SIZE, sort=sort, q=q)
     return render(request, "proposals/list.html", {
         "title": "Proposals", "section": "proposals", "proposals": result.items,
         "total": result.total, "page": page, "pages": max(1, -(-result.total // PAGE_SIZE)),
-        "state": state, "states": [st.value for st in ProposalState],
+        "state": state, "states": [st.value for st in ProposalState], "q": q,
+        "listing": {"sort": sort.removeprefix("-"), "descending": sort.startswith("-")},
         # Only PIs create proposals (create_proposal); the new form lists their projects.
         "can_propose": db.scalar(select(Project.id).where(Project.pi_user_id == user.id)
                                  .limit(1)) is not None,
