@@ -185,6 +185,7 @@ def test_demo_loads_once(rw: Cli, tmp_path: Path) -> None:
                  "--json")
     tokens = json.loads((tmp_path / "t.json").read_text())
     assert tokens == out["tokens"] and {"operator", "lucia", "greta", "jonas"} <= set(tokens)
+    assert out["past_jobs"] > 50  # weeks of history, so a fresh centre shows figures
     again = rw.run("admin", "demo", "--if-empty")
     assert "not loaded" in again.stdout
     rw.run("admin", "demo", code=5)

@@ -132,12 +132,16 @@ def demo(
     tokens_file: Path = typer.Option(None, "--tokens-file",
                                      help="Where to write the demo API tokens "
                                           "(default: <data dir>/demo-tokens.json)."),
+    history: bool = typer.Option(True, "--history/--no-history",
+                                 help="Also three weeks of finished jobs, charged, so "
+                                      "balances, charts and reports show something."),
     as_json: bool = JSON_OPT,
 ) -> None:
     """Load demo organisations, users, projects, calls, proposals and awards."""
     from rechenwerk.access.demo import demo_password, is_empty, load_demo
     from rechenwerk.config import get_settings
     from rechenwerk.errors import Conflict
+    from rechenwerk.jobs.demo_history import add_demo_history
 
     with db_session() as session:
         if not is_empty(session):
@@ -147,18 +151,21 @@ def demo(
             raise Conflict("the database is not empty", hint="Use --if-empty to skip, or "
                            "point RECHENWERK_DATABASE_URL at an empty database.")
         result = load_demo(session, now=_now())
+        past_jobs = add_demo_history(session, now=_now()) if history else 0
     path = tokens_file or get_settings().data_dir / "demo-tokens.json"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(result.tokens, indent=2) + "\n")
     path.chmod(0o600)
     if as_json:
         print_json({"tokens": result.tokens, "tokens_file": str(path),
-                    "projects": result.projects, "calls": result.calls})
+                    "projects": result.projects, "calls": result.calls,
+                    "past_jobs": past_jobs})
         return
     console.print(f"demo loaded: {result.organizations} organisations, {result.users} users, "
                   f"{len(result.projects)} projects, {len(result.calls)} calls, "
                   f"{result.proposals} proposals, {result.awards} awards, "
-                  f"{result.support_requests} support requests", highlight=False)
+                  f"{result.support_requests} support requests, {past_jobs} finished jobs "
+                  "of the last three weeks", highlight=False)
     # Plain lines, not a table: tokens must never be truncated.
     console.print(f"demo credentials (passwords for the demo only; tokens also in {path}):",
                   highlight=False)
