@@ -56,8 +56,8 @@ def drop_database(admin_url: str, url: str) -> None:
     admin.dispose()
 
 
-def seed(url: str, n_jobs: int, now: datetime) -> dict[str, float]:
-    """Demo centre + 16 more projects + ``n_jobs`` jobs and their usage records."""
+def seed(url: str, n_jobs: int, now: datetime, n_projects: int = 16) -> dict[str, float]:
+    """Demo centre + ``n_projects`` more projects + ``n_jobs`` jobs and their usage."""
     engine = make_engine(url)
     factory = make_session_factory(engine)
     rng = random.Random(42)
@@ -68,11 +68,11 @@ def seed(url: str, n_jobs: int, now: datetime) -> dict[str, float]:
         op = s.scalars(select(User).where(User.username == "operator")).one()
         orgs = list(s.scalars(select(Organization).order_by(Organization.id)))[1:]
         q0 = now - timedelta(days=DAYS + 1)
-        for i in range(16):
+        for i in range(n_projects):
             org = orgs[i % len(orgs)]
-            pi = create_user(s, op, username=f"pi{i:02d}", email=f"pi{i:02d}@bench.eu",
+            pi = create_user(s, op, username=f"pi{i:04d}", email=f"pi{i:04d}@bench.eu",
                              organization=org.id, now=now)
-            p = create_project(s, pi, slug=f"bench-{i:02d}", title=f"Benchmark {i}",
+            p = create_project(s, pi, slug=f"bench-{i:04d}", title=f"Benchmark {i}",
                                now=now)
             if i % 2 == 0:
                 create_award(s, op, project=p, gpu_hours=50_000.0, starts_at=q0,
@@ -176,6 +176,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=100_000)
     ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--projects", type=int, default=16,
+                    help="projects added to the demo's (1000: the directory at scale)")
     ap.add_argument("--pg-url", default=os.environ.get(
         "RECHENWERK_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test"))
     ap.add_argument("--keep", action="store_true", help="keep the scratch database")
@@ -192,7 +194,7 @@ def main() -> None:
         t0 = time.perf_counter()
         upgrade(url)
         migrate_s = time.perf_counter() - t0
-        seeded = seed(url, args.jobs, now)
+        seeded = seed(url, args.jobs, now, args.projects)
         import tempfile
 
         with tempfile.TemporaryDirectory() as tmp:
@@ -217,7 +219,17 @@ def main() -> None:
                  "reports page, by org kind, daily"),
                 ("operator", f"/reports/usage.csv?from={frm}&to={to}&by=call",
                  "usage CSV by call"),
-                ("operator", "/ops/queue", "operator queue"),
+                ("operator", "/ops/queue", "operator queue, page 1 of 100 rows"),
+                ("operator", "/ops/queue?page=3", "operator queue, page 3"),
+                ("operator", "/jobs?sort=-gpus", "job list sorted by GPUs"),
+                ("operator", "/jobs?q=job-12", "job list, name search"),
+                ("operator", "/proposals?sort=-gpu_hours", "proposals sorted by GPU-hours"),
+                ("operator", "/ops/audit", "audit log, page 1"),
+                ("operator", "/ops/projects?sort=-used", "directory: projects by use"),
+                ("operator", "/ops/projects?q=bench-09", "directory: project search"),
+                ("operator", "/ops/users?sort=-projects", "directory: users by projects"),
+                ("operator", "/ops/organizations?sort=-awarded",
+                 "directory: organisations by award"),
             ]
             results = []
             clients: dict[str, Any] = {}
