@@ -156,3 +156,17 @@ def test_bad_input_names_the_field(session: Session, centre: Centre) -> None:
 def test_size_classes() -> None:
     assert [size_class(g) for g in (1, 2, 8, 9, 64, 65, 600)] == [
         "1 GPU", "2-8 GPUs", "2-8 GPUs", "9-64 GPUs", "9-64 GPUs", "65-512 GPUs", ">512 GPUs"]
+
+
+def test_waits_by_organisation_kind(session: Session, centre: Centre) -> None:
+    # do SMEs and startups wait longer than research groups? (issue 19, fair access)
+    t = waits_report(session, scope=ALL, by="kind", start=START, end=END)
+    rows = {r["kind"]: r for r in t.rows}
+    assert set(rows) == {"university", "sme"} and t.columns[0].label == "Organisation kind"
+    assert rows["university"]["jobs"] == 4  # alpha's waits 1, 2, 3 and 10 h
+    assert rows["university"]["median_wait_h"] == pytest.approx(2.5)
+    assert rows["sme"]["median_wait_h"] == pytest.approx(4.0)  # beta's started job
+    by_size = {(r["kind"], r["size"]): r["jobs"] for r in waits_report(
+        session, scope=ALL, by="kind-size", start=START, end=END).rows}
+    assert by_size == {("university", "1 GPU"): 3, ("university", "9-64 GPUs"): 1,
+                       ("sme", "2-8 GPUs"): 1}

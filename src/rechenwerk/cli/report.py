@@ -15,7 +15,7 @@ from rechenwerk.errors import InvalidInput
 
 REPORTS = ("usage", "utilisation", "waits", "energy", "support", "gpu-use")
 USAGE_BY = ("project", "org", "kind", "call", "mode", "gpu-type", "period")
-WAITS_BY = ("qos", "size", "qos-size")
+WAITS_BY = ("qos", "size", "qos-size", "kind", "kind-size")
 SUPPORT_BY = ("kind", "state", "project")
 GPU_USE_BY = ("project", "user")
 PERIODS = ("day", "week", "month")
@@ -68,7 +68,8 @@ def register(app: typer.Typer) -> None:
                                    "gpu-use"),
         by: str | None = typer.Option(
             None, "--by", help="usage: project|org|kind|call|mode|gpu-type|period (default "
-            "project); waits: qos|size|qos-size (default qos-size); support: kind|state|"
+            "project); waits: qos|size|qos-size|kind|kind-size (default qos-size); "
+            "support: kind|state|"
             "project (default kind); gpu-use: project|user (default project)"),
         period: str | None = typer.Option(
             None, "--period", help="time buckets: day|week|month (usage --by period: month; "

@@ -85,7 +85,8 @@ async def utilisation(
 @router.get("/waits")
 async def waits(
     request: Request, session: DbSession, user: CurrentUser, now: Now,
-    by: str = Query("qos-size", description="qos, size or qos-size"),
+    by: str = Query("qos-size", description="qos, size, qos-size, kind (the organisation "
+                    "kind of the job's project) or kind-size"),
     start: datetime | None = Query(None, alias="from"),
     end: datetime | None = Query(None, alias="to"),
     format: Format = "json",

@@ -46,7 +46,7 @@ from rechenwerk.reports.tables import Column, ReportTable, Scope, check_buckets,
 GROUPINGS: tuple[str, ...] = ("project", "org", "kind", "call", "mode", "gpu-type", "period")
 NO_AWARD = "no award (pay-per-use or overdraft)"
 NO_CALL = "direct award (no call)"
-WAIT_GROUPINGS: tuple[str, ...] = ("qos", "size", "qos-size")
+WAIT_GROUPINGS: tuple[str, ...] = ("qos", "size", "qos-size", "kind", "kind-size")
 # Job size classes (GPUs), as operators usually slice them.
 SIZE_CLASSES: tuple[tuple[int, int, str], ...] = (
     (1, 1, "1 GPU"),
@@ -203,9 +203,16 @@ def waits_report(
     wait = (epoch_s(Job.started_at, dialect) - epoch_s(Job.submitted_at, dialect)) / 3600.0
     size = case(*[(Job.gpus <= hi, literal(label)) for _, hi, label in SIZE_CLASSES[:-1]],
                 else_=literal(SIZE_CLASSES[-1][2]))
-    qos_key = Job.qos if by != "size" else literal("all")
-    size_key = size if by != "qos" else literal("all")
-    where = (Job.started_at.is_not(None), Job.started_at >= start, Job.started_at < end)
+    # the first key: the QOS, or the organisation kind of the job's project (do SMEs and
+    # startups wait longer than research groups?); the second: the job's size class
+    by_kind = by.startswith("kind")
+    first = "kind" if by_kind else "qos"
+    qos_key = (Organization.kind if by_kind else Job.qos) if by != "size" else literal("all")
+    size_key = size if by not in ("qos", "kind") else literal("all")
+    where: tuple[Any, ...] = (Job.started_at.is_not(None), Job.started_at >= start,
+                              Job.started_at < end)
+    if by_kind:
+        where += (Project.id == Job.project_id, Organization.id == Project.organization_id)
     order = {label: i for i, (_, _, label) in enumerate(SIZE_CLASSES)}
     rows: list[dict[str, Any]] = []
     totals: dict[str, Any]
@@ -228,7 +235,7 @@ def waits_report(
                 if count:
                     totals |= {"median_wait_h": float(med), "p90_wait_h": float(p90)}
                 continue
-            rows.append({"qos": str(qos), "size": str(sz), "jobs": int(count),
+            rows.append({first: str(qos), "size": str(sz), "jobs": int(count),
                          "median_wait_h": float(med), "p90_wait_h": float(p90),
                          "mean_wait_h": float(mean)})
     else:
@@ -241,7 +248,7 @@ def waits_report(
             groups.setdefault((str(qos), str(sz)), []).append(max(float(w), 0.0))
         for (qos, sz), waits in guard.every(groups.items(), 1):
             arr = np.asarray(waits)
-            rows.append({"qos": qos, "size": sz, "jobs": len(waits),
+            rows.append({first: qos, "size": sz, "jobs": len(waits),
                          "median_wait_h": float(np.percentile(arr, 50)),
                          "p90_wait_h": float(np.percentile(arr, 90)),
                          "mean_wait_h": float(arr.mean())})
@@ -250,10 +257,13 @@ def waits_report(
         if all_waits.size:
             totals |= {"median_wait_h": float(np.percentile(all_waits, 50)),
                        "p90_wait_h": float(np.percentile(all_waits, 90))}
-    rows.sort(key=lambda r: (r["qos"], order.get(r["size"], -1)))
+    rows.sort(key=lambda r: (r[first], order.get(r["size"], -1)))
     return ReportTable(
-        name="waits", title="Waiting time by QOS and job size",
-        columns=(Column("qos", "QOS", numeric=False), Column("size", "Job size", numeric=False),
+        name="waits",
+        title="Waiting time by organisation kind and job size" if by_kind
+        else "Waiting time by QOS and job size",
+        columns=(Column(first, "Organisation kind" if by_kind else "QOS", numeric=False),
+                 Column("size", "Job size", numeric=False),
                  Column("jobs", "Jobs", digits=0),
                  Column("median_wait_h", "Median wait (hours)", digits=2),
                  Column("p90_wait_h", "p90 wait (hours)", digits=2),
