@@ -159,13 +159,15 @@ def status_cmd(
     from rechenwerk.config import get_settings
     from rechenwerk.errors import BackendError
     from rechenwerk.execution.slurm import make_transport, v0_0_38
+    from rechenwerk.execution.slurm.cli_transport import with_prefix
     from rechenwerk.store.session import session_scope
 
     settings = get_settings()
     transport = make_transport(settings)
     try:
         transport.ping()
-        proc = subprocess.run(["sinfo", "--json"], capture_output=True, text=True, timeout=30)
+        proc = subprocess.run(with_prefix(settings.slurm_command_prefix_argv, ["sinfo", "--json"]),
+                              capture_output=True, text=True, timeout=30)
         if proc.returncode != 0:
             raise BackendError(f"sinfo failed: {proc.stderr.strip()}")
         nodes = v0_0_38.parse_nodes(json.loads(proc.stdout))

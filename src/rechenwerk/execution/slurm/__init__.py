@@ -29,10 +29,11 @@ def make_transport(settings: Settings) -> SlurmTransport:
         return RestTransport(
             settings.slurm_rest_url,
             token=settings.slurm_rest_token or None,
+            command_prefix=settings.slurm_command_prefix_argv,
         )
     from rechenwerk.execution.slurm.cli_transport import CliTransport
 
-    return CliTransport()
+    return CliTransport(command_prefix=settings.slurm_command_prefix_argv)
 
 
 def make_slurm_backend(settings: Settings) -> SlurmBackend:
