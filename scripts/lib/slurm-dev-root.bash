@@ -459,6 +459,17 @@ cmd_status() {
   return $rc
 }
 
+# build: only the cached part of `up` (root + packages), e.g. for a CI image; no daemons.
+cmd_build() {
+  [ "$(id -u)" = 0 ] || die "run as root"
+  make_root
+  local was_mounted=0; mountpoint -q "$ROOT/proc" && was_mounted=1
+  mount_root
+  install_root_packages
+  [ $was_mounted = 1 ] || umount_root
+  log "built $ROOT in $(elapsed) s"
+}
+
 cmd_sync_users() {
   [ "$(id -u)" = 0 ] || die "run as root"
   [ -f "$DONE_MARK" ] || die "no Slurm $REL root at $ROOT (run: SLURM_DEV_RELEASE=$REL $0 up)"
