@@ -52,8 +52,10 @@ def _no_job_output_in_the_checkout(request: pytest.FixtureRequest) -> Iterator[N
     yield
     if request.node.get_closest_marker("slurm") is not None:
         new = sorted(p.name for p in set(REPO.glob("slurm-*.out")) - before)
-        assert not new, (f"{new} appeared in the checkout during this test: a job submitted "
-                         "from it without --output (give it --output or --chdir)")
+        assert not new, (
+            f"{new} appeared in the checkout during this test: a job submitted "
+            "from it without --output (give it --output or --chdir)"
+        )
 
 
 @pytest.fixture(scope="session", params=list(CLUSTERS))

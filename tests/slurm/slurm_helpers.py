@@ -31,8 +31,22 @@ from waiting import DEADLINE_S, wait_for
 
 SLURM_DEV = Path(__file__).resolve().parents[2] / "scripts" / "slurm-dev"
 # what goes through a cluster's prefix (runuser: it then runs one of them)
-_SLURM_COMMANDS = frozenset({"sacct", "sacctmgr", "sbatch", "scancel", "scontrol", "sinfo",
-                             "squeue", "srun", "sshare", "sprio", "sdiag", "runuser"})
+_SLURM_COMMANDS = frozenset(
+    {
+        "sacct",
+        "sacctmgr",
+        "sbatch",
+        "scancel",
+        "scontrol",
+        "sinfo",
+        "squeue",
+        "srun",
+        "sshare",
+        "sprio",
+        "sdiag",
+        "runuser",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -80,13 +94,16 @@ class SlurmCluster:
 
     def slurm_dev(self, *args: str, timeout: float = 600) -> None:
         env = {**os.environ, "SLURM_DEV_RELEASE": self.id}
-        subprocess.run([str(SLURM_DEV), *args], check=True, capture_output=True,
-                       timeout=timeout, env=env)
+        subprocess.run(
+            [str(SLURM_DEV), *args], check=True, capture_output=True, timeout=timeout, env=env
+        )
 
     def problem(self) -> str | None:
         """Why the tests cannot use this cluster (None: they can)."""
-        if self.root is None and subprocess.run(["which", "sinfo"],
-                                                capture_output=True).returncode != 0:
+        if (
+            self.root is None
+            and subprocess.run(["which", "sinfo"], capture_output=True).returncode != 0
+        ):
             return f"Slurm is not installed (no `sinfo`); run `{self.up_command}`"
         if self.root is not None and not Path(self.root, ".rechenwerk-root-ready").exists():
             return f"no Slurm {self.id} root at {self.root}; run `{self.up_command}`"
@@ -97,17 +114,28 @@ class SlurmCluster:
         except (OSError, subprocess.TimeoutExpired) as exc:
             return f"Slurm {self.id}: `scontrol ping` failed ({exc}); run `{self.up_command}`"
         if "is UP" not in proc.stdout:
-            return (f"the Slurm {self.id} cluster is not up (`scontrol ping`); "
-                    f"run `{self.up_command}`")
+            return (
+                f"the Slurm {self.id} cluster is not up (`scontrol ping`); run `{self.up_command}`"
+            )
         return None
 
 
 CLUSTERS: dict[str, SlurmCluster] = {
-    "22.05": SlurmCluster("22.05", "rechenwerk", "unix:/run/slurmrestd.sock",
-                          "http://127.0.0.1:6820", ("node1", "node2")),
+    "22.05": SlurmCluster(
+        "22.05",
+        "rechenwerk",
+        "unix:/run/slurmrestd.sock",
+        "http://127.0.0.1:6820",
+        ("node1", "node2"),
+    ),
     "24.11": SlurmCluster(
-        "24.11", "rechenwerk2411", "unix:/var/lib/rechenwerk-slurm/24.11/run/slurmrestd.sock",
-        "http://127.0.0.1:6821", ("n2411a", "n2411b"), root="/var/lib/rechenwerk-slurm/24.11"),
+        "24.11",
+        "rechenwerk2411",
+        "unix:/var/lib/rechenwerk-slurm/24.11/run/slurmrestd.sock",
+        "http://127.0.0.1:6821",
+        ("n2411a", "n2411b"),
+        root="/var/lib/rechenwerk-slurm/24.11",
+    ),
 }
 _active: list[SlurmCluster] = [CLUSTERS["22.05"]]
 
@@ -200,8 +228,9 @@ def wait_state(
         raise AssertionError(f"{exc}: {last[0] if last else None}") from None
 
 
-def sh(*argv: str, check: bool = True, timeout: float = DEADLINE_S,
-       cluster: SlurmCluster | None = None) -> str:
+def sh(
+    *argv: str, check: bool = True, timeout: float = DEADLINE_S, cluster: SlurmCluster | None = None
+) -> str:
     """Run a command; Slurm's commands (and ``runuser``) on ``cluster`` (default: the
     active one), through its prefix."""
     proc = (cluster or active()).run(*argv, timeout=timeout)
@@ -214,10 +243,15 @@ def ensure_unix_user(name: str, cluster: SlurmCluster | None = None) -> None:
     """A Unix user on the host and, for a cluster in a root, in the root too."""
     c = cluster or active()
     if subprocess.run(["id", name], capture_output=True).returncode != 0:
-        subprocess.run(["useradd", "--no-create-home", "--shell", "/bin/bash", name],
-                       check=True, capture_output=True)
-    if c.root and subprocess.run(["chroot", c.root, "id", name],
-                                 capture_output=True).returncode != 0:
+        subprocess.run(
+            ["useradd", "--no-create-home", "--shell", "/bin/bash", name],
+            check=True,
+            capture_output=True,
+        )
+    if (
+        c.root
+        and subprocess.run(["chroot", c.root, "id", name], capture_output=True).returncode != 0
+    ):
         c.slurm_dev("sync-users", timeout=60)
 
 
@@ -235,8 +269,15 @@ class SlurmAccount:
     @classmethod
     def create(cls, name: str, user: str, tmp: Path, cluster: SlurmCluster) -> SlurmAccount:
         """The account in the cluster's slurmdbd, with ``user`` and root associated."""
-        sh("sacctmgr", "-i", "add", "account", name, f"Description=rechenwerk test {name}",
-           cluster=cluster)
+        sh(
+            "sacctmgr",
+            "-i",
+            "add",
+            "account",
+            name,
+            f"Description=rechenwerk test {name}",
+            cluster=cluster,
+        )
         acc = cls(name=name, user=user, tmp=tmp, cluster=cluster)
         acc.add_user(user)
         acc.add_user("root")
@@ -248,15 +289,32 @@ class SlurmAccount:
 
     def set_gpu_minutes(self, minutes: int | None) -> None:
         value = "-1" if minutes is None else str(minutes)
-        sh("sacctmgr", "-i", "modify", "account", self.name, "set",
-           f"GrpTRESMins=gres/gpu={value}", cluster=self.cluster)
+        sh(
+            "sacctmgr",
+            "-i",
+            "modify",
+            "account",
+            self.name,
+            "set",
+            f"GrpTRESMins=gres/gpu={value}",
+            cluster=self.cluster,
+        )
 
     def delete(self) -> None:
         """Cancel the account's jobs, wait until they are gone, remove the account."""
         self.cluster.run("scancel", f"--account={self.name}")
         for _ in range(40):  # a job still completing only delays the delete below
-            if not sh("squeue", "-h", f"--account={self.name}", "-t", "PD,R,CG", "-o", "%A",
-                      check=False, cluster=self.cluster).strip():
+            if not sh(
+                "squeue",
+                "-h",
+                f"--account={self.name}",
+                "-t",
+                "PD,R,CG",
+                "-o",
+                "%A",
+                check=False,
+                cluster=self.cluster,
+            ).strip():
                 break
             time.sleep(0.25)
         self.cluster.run("sacctmgr", "-i", "delete", "account", self.name)

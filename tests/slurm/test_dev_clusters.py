@@ -31,17 +31,45 @@ def test_plain_sbatch_as_the_test_user_through_the_prefix(slurm_account: SlurmAc
     assert set(assoc.split()) >= {acc.user, "root"}
     # chroot starts in "/" and ssh in $HOME: the job's directory and output are explicit
     job_id = sh(
-        "runuser", "-u", acc.user, "--", "sbatch", "--parsable", f"--account={acc.name}",
-        f"--chdir={tmp}", f"--output={tmp}/out-%j.txt", "--gres=gpu:2", "--time=5",
-        "--wrap", 'echo "$(id -un) $PWD $CUDA_VISIBLE_DEVICES $SLURM_CLUSTER_NAME"',
+        "runuser",
+        "-u",
+        acc.user,
+        "--",
+        "sbatch",
+        "--parsable",
+        f"--account={acc.name}",
+        f"--chdir={tmp}",
+        f"--output={tmp}/out-%j.txt",
+        "--gres=gpu:2",
+        "--time=5",
+        "--wrap",
+        'echo "$(id -un) $PWD $CUDA_VISIBLE_DEVICES $SLURM_CLUSTER_NAME"',
     ).strip()
     assert job_id.isdigit(), job_id
-    wait_until(lambda: not sh("squeue", "-h", "-j", job_id, "-o", "%T", check=False).strip(),
-               DEADLINE_S, f"job {job_id} to leave the queue")
-    wait_until(lambda: "COMPLETED" in sh("sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"),
-               DEADLINE_S, f"slurmdbd to record job {job_id}")
-    fields = sh("sacct", "-X", "-n", "-P", "-j", job_id,
-                "-o", "User,Account,State,ExitCode,AllocTRES,Cluster").strip().split("|")
+    wait_until(
+        lambda: not sh("squeue", "-h", "-j", job_id, "-o", "%T", check=False).strip(),
+        DEADLINE_S,
+        f"job {job_id} to leave the queue",
+    )
+    wait_until(
+        lambda: "COMPLETED" in sh("sacct", "-X", "-n", "-P", "-j", job_id, "-o", "State"),
+        DEADLINE_S,
+        f"slurmdbd to record job {job_id}",
+    )
+    fields = (
+        sh(
+            "sacct",
+            "-X",
+            "-n",
+            "-P",
+            "-j",
+            job_id,
+            "-o",
+            "User,Account,State,ExitCode,AllocTRES,Cluster",
+        )
+        .strip()
+        .split("|")
+    )
     user, account, state, exit_code, tres, cluster = fields
     assert (user, account, state, exit_code) == (acc.user, acc.name, "COMPLETED", "0:0")
     assert "gres/gpu=2" in tres and cluster == acc.cluster.name
@@ -59,6 +87,11 @@ def test_slurmrestd_socket_and_jwt(slurm_up: SlurmCluster) -> None:
     assert token.startswith("SLURM_JWT=")
     with httpx.Client(base_url=slurm_up.rest_jwt) as c:
         assert c.get("/openapi/v3").status_code == 401  # no token
-        ok = c.get("/openapi/v3", headers={"X-SLURM-USER-NAME": "root",
-                                           "X-SLURM-USER-TOKEN": token.removeprefix("SLURM_JWT=")})
+        ok = c.get(
+            "/openapi/v3",
+            headers={
+                "X-SLURM-USER-NAME": "root",
+                "X-SLURM-USER-TOKEN": token.removeprefix("SLURM_JWT="),
+            },
+        )
     assert ok.status_code == 200
