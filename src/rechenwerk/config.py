@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -241,6 +242,10 @@ class Settings(BaseSettings):
     # image goes, prefixed to the job's program (e.g. "apptainer exec --nv {image}",
     # "enroot start {image}"). Empty: jobs with an image are refused.
     slurm_container_runtime: str = Field(default="", max_length=1000)
+    # Put in front of every Slurm command the CLI transport runs (and `scontrol token`),
+    # split like a shell would: "chroot /var/lib/rechenwerk-slurm/24.11" (the dev
+    # cluster's Slurm 24.11), "ssh login1" (a centre's login node). Empty: run them here.
+    slurm_command_prefix: str = Field(default="", max_length=1000)
 
     # --- planning -------------------------------------------------------------------
     # Extra hardware catalogue YAML (same schema as planning/data/hardware.yaml) whose
@@ -285,6 +290,19 @@ class Settings(BaseSettings):
     # The public address of this server as browsers reach it (the OIDC redirect URI is
     # <public_url>/login/oidc/callback); empty -> taken from each request.
     public_url: str = ""
+
+    @field_validator("slurm_command_prefix")
+    @classmethod
+    def _command_prefix(cls, value: str) -> str:
+        try:
+            shlex.split(value)
+        except ValueError as exc:  # unbalanced quotes or a trailing backslash
+            raise ValueError(f"not a command line ({exc}): e.g. 'ssh login1'") from None
+        return value.strip()
+
+    @property
+    def slurm_command_prefix_argv(self) -> tuple[str, ...]:
+        return tuple(shlex.split(self.slurm_command_prefix))
 
     @field_validator("oidc_providers")
     @classmethod

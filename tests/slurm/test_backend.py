@@ -6,11 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from slurm_helpers import SlurmAccount, request, wait_state
+from slurm_helpers import SlurmAccount, SlurmCluster, cli, request, rest_jwt, rest_unix, wait_state
 
 from rechenwerk.execution.base import BackendJobState, ExecutionBackend
 from rechenwerk.execution.slurm import SlurmBackend
-from rechenwerk.execution.slurm.cli_transport import CliTransport
 from rechenwerk.execution.slurm.rest_transport import RestTransport
 
 # one xdist group: these tests share one cluster and some stop daemons
@@ -21,15 +20,15 @@ TRANSPORTS = ["cli", "rest-unix", "rest-jwt"]
 
 def make_backend(kind: str) -> SlurmBackend:
     if kind == "cli":
-        return SlurmBackend(CliTransport())
+        return SlurmBackend(cli())
     if kind == "rest-unix":
         # rest_auth/local: jobs run as slurmrestd's uid, so submit as the service
-        return SlurmBackend(RestTransport("unix:/run/slurmrestd.sock"), submit_as_user=False)
-    return SlurmBackend(RestTransport("http://127.0.0.1:6820"))
+        return SlurmBackend(rest_unix(), submit_as_user=False)
+    return SlurmBackend(rest_jwt())
 
 
 @pytest.fixture(params=TRANSPORTS)
-def backend(request: pytest.FixtureRequest, slurm_up: None) -> Iterator[SlurmBackend]:
+def backend(request: pytest.FixtureRequest, slurm_up: SlurmCluster) -> Iterator[SlurmBackend]:
     b = make_backend(request.param)
     yield b
     b.close()

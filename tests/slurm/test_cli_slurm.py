@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from slurm_helpers import ensure_unix_user
+from slurm_helpers import SlurmCluster, active, ensure_unix_user
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
@@ -25,7 +24,7 @@ runner = CliRunner()
 
 @pytest.fixture
 def cli_env(
-    slurm_up: None,
+    slurm_up: SlurmCluster,
     engine: Engine,
     session_factory: sessionmaker[Session],
     monkeypatch: pytest.MonkeyPatch,
@@ -46,12 +45,14 @@ def cli_env(
         s.commit()
     monkeypatch.setenv("RECHENWERK_DATABASE_URL", engine.url.render_as_string(hide_password=False))
     monkeypatch.setenv("RECHENWERK_DATA_DIR", str(tmp_path))
+    for var, value in slurm_up.env().items():  # the cluster of this test
+        monkeypatch.setenv(var, value)
     get_settings.cache_clear()
     try:
         yield slug
     finally:
         get_settings.cache_clear()
-        subprocess.run(["sacctmgr", "-i", "delete", "account", slug], capture_output=True)
+        active().run("sacctmgr", "-i", "delete", "account", slug)
 
 
 def test_sync_import_status_commands(cli_env: str) -> None:

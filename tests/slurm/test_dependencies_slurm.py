@@ -12,7 +12,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from slurm_helpers import ensure_unix_user, sh, wait_until
+from slurm_helpers import (
+    SlurmCluster,
+    active,
+    cli,
+    ensure_unix_user,
+    rest_jwt,
+    sh,
+    slurm_settings,
+    wait_until,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,10 +29,7 @@ from factories import make_award, make_project, make_user
 from rechenwerk.access.models import User
 from rechenwerk.accounting.slurm_sync import sync
 from rechenwerk.clock import WallClock
-from rechenwerk.config import Settings
 from rechenwerk.execution.slurm import SlurmBackend
-from rechenwerk.execution.slurm.cli_transport import CliTransport
-from rechenwerk.execution.slurm.rest_transport import RestTransport
 from rechenwerk.jobs.loop import SchedulerLoop
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.service import submit
@@ -35,7 +41,7 @@ USER = "rwtest"
 
 
 @pytest.fixture
-def env(slurm_up: None, session_factory: sessionmaker[Session]
+def env(slurm_up: SlurmCluster, session_factory: sessionmaker[Session]
         ) -> Iterator[tuple[sessionmaker[Session], str, Path, Path]]:
     ensure_unix_user(USER)
     slug = f"rwdep{uuid.uuid4().hex[:10]}"
@@ -51,11 +57,11 @@ def env(slurm_up: None, session_factory: sessionmaker[Session]
     try:
         yield session_factory, slug, data, work
     finally:
-        subprocess.run(["scancel", f"--account={slug}"], capture_output=True)
+        active().run("scancel", f"--account={slug}")
         wait_until(
             lambda: not sh("squeue", "-h", f"--account={slug}", "-o", "%A", check=False).strip(),
             DEADLINE_S, "test jobs to leave the queue")
-        subprocess.run(["sacctmgr", "-i", "delete", "account", slug], capture_output=True)
+        active().run("sacctmgr", "-i", "delete", "account", slug)
         subprocess.run(["rm", "-rf", str(data), str(work)])
 
 
@@ -64,7 +70,7 @@ def _submit(factory: sessionmaker[Session], data: Path, slug: str, **spec: objec
         user = s.scalars(select(User).where(User.username == USER)).one()
         job = submit(s, user, JobSpec.model_validate({"project": slug, "gpus": 1,
                                                        "walltime": 300, **spec}),
-                     clock=WallClock(), settings=Settings(data_dir=data, executor="slurm"))
+                     clock=WallClock(), settings=slurm_settings(data_dir=data, executor="slurm"))
         s.commit()
         return job.id
 
@@ -83,7 +89,7 @@ def test_train_evaluate_pipeline_on_slurm(
 ) -> None:
     factory, slug, data, work = env
     with factory() as s:
-        sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
+        sync(s, cli(), now=datetime.now(UTC), projects=[slug])
         s.commit()
     gate = work / "release"
     common = {"workdir": str(work)}
@@ -94,9 +100,9 @@ def test_train_evaluate_pipeline_on_slurm(
                        command=["bash", "-c", "echo evaluated $(cat model.txt)"])
     branch = _submit(factory, data, slug, name="on-failure", **common,
                      depends_on={"after_not_ok": [train]}, command=["echo", "train failed"])
-    transport = CliTransport() if kind == "cli" else RestTransport("http://127.0.0.1:6820")
+    transport = cli() if kind == "cli" else rest_jwt()
     loop = SchedulerLoop(factory, SlurmBackend(transport),
-                         settings=Settings(data_dir=data, executor="slurm",
+                         settings=slurm_settings(data_dir=data, executor="slurm",
                                            scheduler_interval_s=0.2),
                          clock=WallClock())
     try:

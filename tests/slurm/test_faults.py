@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from slurm_helpers import sh, wait_until
+from slurm_helpers import active, cli, sh, wait_until
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from test_platform import _job, _loop, _submit, env  # noqa: F401 - fixture re-export
@@ -22,13 +21,11 @@ from rechenwerk.accounting.slurm_sync import sync
 from rechenwerk.errors import BackendUnavailable
 from rechenwerk.execution.base import BackendJobState
 from rechenwerk.execution.slurm import SlurmBackend
-from rechenwerk.execution.slurm.cli_transport import CliTransport
 from rechenwerk.jobs.slurm_import import import_finished_jobs
 from waiting import DEADLINE_S
 
 # one xdist group: these tests share one cluster and some stop daemons
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
-SLURM_DEV = Path(__file__).resolve().parents[2] / "scripts" / "slurm-dev"
 
 
 def _alive(pid: int) -> bool:
@@ -40,13 +37,13 @@ def _alive(pid: int) -> bool:
 
 
 def _stop_slurmctld() -> None:
-    pid = int(Path("/run/slurmctld.pid").read_text().strip())
+    pid = int(active().ctld_pidfile.read_text().strip())
     os.kill(pid, signal.SIGTERM)
     wait_until(lambda: not _alive(pid), DEADLINE_S, "slurmctld to stop")
 
 
 def _slurm_dev_up() -> None:
-    subprocess.run([str(SLURM_DEV), "up"], check=True, capture_output=True, timeout=120)
+    active().slurm_dev("up", timeout=120)
 
 
 def test_controller_down_keeps_job_pending_with_reason_then_submits(
@@ -54,7 +51,7 @@ def test_controller_down_keeps_job_pending_with_reason_then_submits(
 ) -> None:
     factory, slug, data = env
     with factory() as s:
-        sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
+        sync(s, cli(), now=datetime.now(UTC), projects=[slug])
         s.commit()
     loop = _loop(factory, data)
     # a job already running when the controller goes away keeps running on its node;
@@ -74,7 +71,7 @@ def test_controller_down_keeps_job_pending_with_reason_then_submits(
     _stop_slurmctld()
     try:
         with pytest.raises(BackendUnavailable):
-            CliTransport(timeout_s=20).ping()
+            cli(timeout_s=20).ping()
         job_id = _submit(
             factory, data, slug, name="during-outage", command=["true"], gpus=1, walltime=120
         )
@@ -105,7 +102,7 @@ def test_node_down_under_running_job_requeues_and_settles_once(
 ) -> None:
     factory, slug, data = env
     with factory() as s:
-        sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
+        sync(s, cli(), now=datetime.now(UTC), projects=[slug])
         s.commit()
     # The first run lasts until its node goes down (a fixed sleep could end first on a
     # loaded machine); the run Slurm requeues finishes quickly.
@@ -115,7 +112,7 @@ def test_node_down_under_running_job_requeues_and_settles_once(
         command=["sh", "-c", f"if [ -e {ran} ]; then sleep 4; else touch {ran}; sleep 600; fi"],
     )
     loop = _loop(factory, data)
-    backend = SlurmBackend(CliTransport())
+    backend = SlurmBackend(cli())
     node = ""
     try:
 
@@ -134,7 +131,7 @@ def test_node_down_under_running_job_requeues_and_settles_once(
             DEADLINE_S,
             "Slurm to requeue the job",
         )
-        live = {j.job_id: j for j in CliTransport().live_jobs()}[handle]
+        live = {j.job_id: j for j in cli().live_jobs()}[handle]
         assert live.requeue_count >= 1
         seen_running = _job(factory, job_id)
 
@@ -166,22 +163,20 @@ def test_node_down_under_running_job_requeues_and_settles_once(
     finally:
         loop.backend.close()
         if node:
-            subprocess.run(
-                ["scontrol", "update", f"nodename={node}", "state=resume"], capture_output=True
-            )
+            active().run("scontrol", "update", f"nodename={node}", "state=resume")
     job = _job(factory, job_id)
-    final = CliTransport().accounted_jobs(job_ids=[handle])
+    final = cli().accounted_jobs(job_ids=[handle])
     wait_until(
-        lambda: bool(CliTransport().accounted_jobs(job_ids=[handle])[0].end_time),
+        lambda: bool(cli().accounted_jobs(job_ids=[handle])[0].end_time),
         DEADLINE_S,
         "slurmdbd to record the end",
     )
-    final = CliTransport().accounted_jobs(job_ids=[handle])
+    final = cli().accounted_jobs(job_ids=[handle])
     assert final[0].state == "COMPLETED"
     assert job.started_at == final[0].start_time  # the run that completed
     with factory() as s:
-        import_finished_jobs(s, CliTransport(), now=datetime.now(UTC), accounts=[slug])
-        import_finished_jobs(s, CliTransport(), now=datetime.now(UTC), accounts=[slug])
+        import_finished_jobs(s, cli(), now=datetime.now(UTC), accounts=[slug])
+        import_finished_jobs(s, cli(), now=datetime.now(UTC), accounts=[slug])
         s.commit()
         recs = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job_id)).all()
     assert sorted(r.attempt for r in recs) == [1, 2]  # each run settled once

@@ -11,7 +11,17 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from slurm_helpers import ensure_unix_user, sh, wait_until
+from slurm_helpers import (
+    SlurmCluster,
+    active,
+    cli,
+    ensure_unix_user,
+    rest_jwt,
+    rest_unix,
+    sh,
+    slurm_settings,
+    wait_until,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -19,10 +29,7 @@ from factories import make_award, make_project, make_user
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.accounting.slurm_sync import sync
 from rechenwerk.clock import WallClock
-from rechenwerk.config import Settings
 from rechenwerk.execution.slurm import SlurmBackend
-from rechenwerk.execution.slurm.cli_transport import CliTransport
-from rechenwerk.execution.slurm.rest_transport import RestTransport
 from rechenwerk.execution.slurm.types import SlurmTransport
 from rechenwerk.jobs.loop import SchedulerLoop
 from rechenwerk.jobs.models import Job
@@ -38,7 +45,9 @@ USER = "rwtest"
 
 @pytest.fixture
 def env(
-    slurm_up: None, session_factory: sessionmaker[Session], tmp_path_factory: pytest.TempPathFactory
+    slurm_up: SlurmCluster,
+    session_factory: sessionmaker[Session],
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[tuple[sessionmaker[Session], str, Path]]:
     ensure_unix_user(USER)
     slug = f"rwt{uuid.uuid4().hex[:10]}"
@@ -58,20 +67,20 @@ def env(
     try:
         yield session_factory, slug, data
     finally:
-        subprocess.run(["scancel", f"--account={slug}"], capture_output=True)
+        active().run("scancel", f"--account={slug}")
         wait_until(
             lambda: not sh("squeue", "-h", f"--account={slug}", "-o", "%A", check=False).strip(),
             DEADLINE_S,
             "test jobs to leave the queue",
         )
-        subprocess.run(["sacctmgr", "-i", "delete", "account", slug], capture_output=True)
+        active().run("sacctmgr", "-i", "delete", "account", slug)
         subprocess.run(["rm", "-rf", str(data)])
 
 
 def _loop(factory: sessionmaker[Session], data: Path) -> SchedulerLoop:
-    settings = Settings(data_dir=data, executor="slurm", scheduler_interval_s=0.2)
+    settings = slurm_settings(data_dir=data, executor="slurm", scheduler_interval_s=0.2)
     return SchedulerLoop(
-        factory, SlurmBackend(CliTransport()), settings=settings, clock=WallClock()
+        factory, SlurmBackend(cli()), settings=settings, clock=WallClock()
     )
 
 
@@ -85,7 +94,7 @@ def _submit(factory: sessionmaker[Session], data: Path, slug: str, **spec: objec
             user,
             JobSpec.model_validate({"project": slug, **spec}),
             clock=WallClock(),
-            settings=Settings(data_dir=data, executor="slurm"),
+            settings=slurm_settings(data_dir=data, executor="slurm"),
         )
         s.commit()
         return job.id
@@ -107,9 +116,9 @@ def test_sync_creates_accounts_and_reports_drift(
     factory, slug, _ = env
     now = datetime.now(UTC)
     t: SlurmTransport = {
-        "cli": CliTransport,
-        "rest-unix": lambda: RestTransport("unix:/run/slurmrestd.sock"),
-        "rest-jwt": lambda: RestTransport("http://127.0.0.1:6820"),
+        "cli": cli,
+        "rest-unix": rest_unix,
+        "rest-jwt": rest_jwt,
     }[kind]()
     with factory() as s:
         plan = sync(s, t, now=now, dry_run=True, projects=[slug])
@@ -168,7 +177,7 @@ def test_jobs_run_to_completion_and_usage_is_settled_once(
 ) -> None:
     factory, slug, data = env
     with factory() as s:
-        sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
+        sync(s, cli(), now=datetime.now(UTC), projects=[slug])
         s.commit()
     one = _submit(
         factory,
@@ -219,7 +228,7 @@ def test_jobs_run_to_completion_and_usage_is_settled_once(
         "--wrap",
         "sleep 2",
     ).strip()
-    backend = SlurmBackend(CliTransport())
+    backend = SlurmBackend(cli())
     wait_until(
         lambda: backend.poll([direct])[direct].state.value == "completed", DEADLINE_S,
         "the direct job",
@@ -230,14 +239,14 @@ def test_jobs_run_to_completion_and_usage_is_settled_once(
     ids = {one_h, multi_h, direct}
     since = datetime.now(UTC) - timedelta(hours=1)
     wait_until(
-        lambda: ids <= {j.job_id for j in CliTransport().accounted_jobs(start=since) if j.end_time},
+        lambda: ids <= {j.job_id for j in cli().accounted_jobs(start=since) if j.end_time},
         DEADLINE_S,
         "slurmdbd to record the three jobs",
     )
     with factory() as s:
-        report = import_finished_jobs(s, CliTransport(), now=datetime.now(UTC), accounts=[slug])
+        report = import_finished_jobs(s, cli(), now=datetime.now(UTC), accounts=[slug])
         s.commit()
-        again = import_finished_jobs(s, CliTransport(), now=datetime.now(UTC), accounts=[slug])
+        again = import_finished_jobs(s, cli(), now=datetime.now(UTC), accounts=[slug])
         s.commit()
         recs = s.scalars(select(UsageRecord).order_by(UsageRecord.id)).all()
     assert report.settled_new == 1 and report.already_settled == 2, report.to_dict()
@@ -261,7 +270,7 @@ def test_over_limit_waits_in_slurm_with_reason(
 ) -> None:
     factory, slug, data = env
     with factory() as s:
-        sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
+        sync(s, cli(), now=datetime.now(UTC), projects=[slug])
         s.commit()
     # by hand: only 5 GPU-minutes left in Slurm; the job needs 1 GPU x 10 min
     sh(

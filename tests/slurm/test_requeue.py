@@ -5,25 +5,31 @@ loop, on both transports, and typed GPU requests (``--gres=gpu:<type>:N``)."""
 from __future__ import annotations
 
 import json
-import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from slurm_helpers import SlurmAccount, request, sh, wait_state, wait_until
+from slurm_helpers import (
+    SlurmAccount,
+    active,
+    cli,
+    request,
+    rest_jwt,
+    sh,
+    slurm_settings,
+    wait_state,
+    wait_until,
+)
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 from test_platform import _job, _loop, _submit, env  # noqa: F401 - fixture re-export
 
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.accounting.slurm_sync import sync
-from rechenwerk.config import Settings
 from rechenwerk.errors import BackendError, InvalidInput
 from rechenwerk.execution.base import BackendJobState
 from rechenwerk.execution.slurm import SlurmBackend, make_slurm_backend
-from rechenwerk.execution.slurm.cli_transport import CliTransport
-from rechenwerk.execution.slurm.rest_transport import RestTransport
 from rechenwerk.jobs.models import JobEvent
 from rechenwerk.jobs.slurm_import import import_finished_jobs
 from waiting import DEADLINE_S
@@ -66,7 +72,7 @@ def test_preempt_sigterms_requeues_and_settles_each_run_once(
 ) -> None:
     factory, slug, data = env
     with factory() as s:
-        sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
+        sync(s, cli(), now=datetime.now(UTC), projects=[slug])
         s.commit()
     marker = data / "progress"
     job_id = _submit(
@@ -112,7 +118,7 @@ def test_preempt_sigterms_requeues_and_settles_each_run_once(
                                  ("pending", "starting")]
             recs = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job_id)).all()
         assert [r.attempt for r in recs] == [1]
-        rec = CliTransport().accounted_jobs(job_ids=[handle])[0]
+        rec = cli().accounted_jobs(job_ids=[handle])[0]
         killed = (*rec.earlier_runs, rec)[0]  # slurmdbd's record of the stopped run
         assert killed.state == "REQUEUED"
         # the run's start is Slurm's; the end is slurmdbd's when it had recorded the run
@@ -132,14 +138,14 @@ def test_preempt_sigterms_requeues_and_settles_each_run_once(
     assert (data / "logs" / str(job_id) / "2" / "stdout.log").read_text() == "out 2\n"
     assert (data / "logs" / str(job_id) / "1" / "stdout.log").read_text() == "out 1\n"
     wait_until(
-        lambda: CliTransport().accounted_jobs(job_ids=[handle])[0].state == "COMPLETED",
+        lambda: cli().accounted_jobs(job_ids=[handle])[0].state == "COMPLETED",
         DEADLINE_S, "slurmdbd to record the end",
     )
-    final = CliTransport().accounted_jobs(job_ids=[handle])[0]
+    final = cli().accounted_jobs(job_ids=[handle])[0]
     assert final.requeue_count == 1
     with factory() as s:
         for _ in range(2):
-            import_finished_jobs(s, CliTransport(), now=datetime.now(UTC), accounts=[slug])
+            import_finished_jobs(s, cli(), now=datetime.now(UTC), accounts=[slug])
             s.commit()
         recs = s.scalars(select(UsageRecord).where(UsageRecord.job_id == job_id)
                          .order_by(UsageRecord.attempt)).all()
@@ -155,7 +161,7 @@ def test_preempt_sigterms_requeues_and_settles_each_run_once(
 
 @pytest.mark.parametrize("kind", ["cli", "rest-jwt"])
 def test_backend_preempt_reports_the_requeue(kind: str, slurm_account: SlurmAccount) -> None:
-    transport = CliTransport() if kind == "cli" else RestTransport("http://127.0.0.1:6820")
+    transport = cli() if kind == "cli" else rest_jwt()
     backend = SlurmBackend(transport)
     acc = slurm_account
     try:
@@ -199,7 +205,7 @@ def test_typed_gpu_request(slurm_account: SlurmAccount, monkeypatch: pytest.Monk
     if "gpu:a100:" not in sh("sinfo", "-h", "-o", "%G"):
         pytest.skip("the dev cluster has no typed GPUs (SLURM_DEV_GPU_TYPE=a100 is the default)")
     monkeypatch.setenv("RECHENWERK_SLURM_GPU_TYPES", '{"A100-80GB": "a100", "H100": "h100"}')
-    backend = make_slurm_backend(Settings(executor="slurm"))
+    backend = make_slurm_backend(slurm_settings(executor="slurm"))
     assert backend.gpu_types == {"A100-80GB": "a100", "H100": "h100"}
     acc = slurm_account
     base = request(acc.name, acc.user, acc.tmp, command=("sleep", "2"), gpus_per_node=2,
@@ -226,4 +232,4 @@ def test_typed_gpu_request(slurm_account: SlurmAccount, monkeypatch: pytest.Monk
         assert wait_state(backend, plain).state is BackendJobState.COMPLETED
     finally:
         backend.close()
-        subprocess.run(["scancel", f"--account={acc.name}"], capture_output=True)
+        active().run("scancel", f"--account={acc.name}")

@@ -10,13 +10,11 @@ import uuid
 from pathlib import Path
 
 import pytest
-from slurm_helpers import SlurmAccount, request, wait_state
+from slurm_helpers import SlurmAccount, cli, request, rest_jwt, wait_state
 
 from rechenwerk.errors import InvalidInput
 from rechenwerk.execution.base import BackendJobState
 from rechenwerk.execution.slurm import SlurmBackend
-from rechenwerk.execution.slurm.cli_transport import CliTransport
-from rechenwerk.execution.slurm.rest_transport import RestTransport
 from rechenwerk.execution.slurm.script import build_submit_spec, sanitize_job_name
 
 
@@ -101,7 +99,7 @@ def test_hostile_job_on_real_slurm(slurm_account: SlurmAccount, transport: str) 
     marker = acc.tmp / f"pwned-{uuid.uuid4().hex[:6]}"
     evil = hostile(marker)
     backend = SlurmBackend(
-        CliTransport() if transport == "cli" else RestTransport("http://127.0.0.1:6820")
+        cli() if transport == "cli" else rest_jwt()
     )
     try:
         # the job prints its argv and env one per line, NUL-free; nothing is evaluated

@@ -9,21 +9,29 @@ from collections.abc import Iterator
 from dataclasses import replace
 
 import pytest
-from slurm_helpers import SlurmAccount, request, sh, wait_state
+from slurm_helpers import (
+    SlurmAccount,
+    SlurmCluster,
+    active,
+    cli,
+    request,
+    rest_jwt,
+    sh,
+    slurm_settings,
+    wait_state,
+)
 
 from rechenwerk.execution.base import ArrayTask, BackendJobState
 from rechenwerk.execution.slurm import SlurmBackend
-from rechenwerk.execution.slurm.cli_transport import CliTransport
-from rechenwerk.execution.slurm.rest_transport import RestTransport
 from waiting import wait_for
 
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 
 @pytest.fixture(params=["cli", "rest-jwt"])
-def backend(request: pytest.FixtureRequest, slurm_up: None) -> Iterator[SlurmBackend]:
-    b = SlurmBackend(CliTransport() if request.param == "cli"
-                     else RestTransport("http://127.0.0.1:6820"))
+def backend(request: pytest.FixtureRequest, slurm_up: SlurmCluster) -> Iterator[SlurmBackend]:
+    b = SlurmBackend(cli() if request.param == "cli"
+                     else rest_jwt())
     yield b
     b.close()
 
@@ -98,7 +106,7 @@ USER = "rwtest"
 
 
 def test_a_submitted_array_runs_as_one_slurm_array_through_the_scheduler_loop(
-        slurm_up: None, session_factory: object) -> None:
+        slurm_up: SlurmCluster, session_factory: object) -> None:
     import subprocess
     import uuid
     from datetime import UTC, datetime, timedelta
@@ -113,7 +121,6 @@ def test_a_submitted_array_runs_as_one_slurm_array_through_the_scheduler_loop(
     from rechenwerk.accounting.models import UsageRecord
     from rechenwerk.accounting.slurm_sync import sync
     from rechenwerk.clock import WallClock
-    from rechenwerk.config import Settings
     from rechenwerk.jobs.loop import SchedulerLoop
     from rechenwerk.jobs.models import Job
     from rechenwerk.jobs.service import submit_job
@@ -127,17 +134,17 @@ def test_a_submitted_array_runs_as_one_slurm_array_through_the_scheduler_loop(
     data = Path(f"/tmp/{slug}-data")
     data.mkdir(mode=0o777)
     data.chmod(0o777)
-    settings = Settings(data_dir=data, executor="slurm", scheduler_interval_s=0.2)
+    settings = slurm_settings(data_dir=data, executor="slurm", scheduler_interval_s=0.2)
     with factory() as s:
         user = make_user(s, username=USER)
         make_award(s, make_project(s, pi=user, slug=slug), gpu_hours=100.0,
                    starts_at=datetime.now(UTC) - timedelta(days=1))
         s.commit()
-    loop = SchedulerLoop(factory, SlurmBackend(CliTransport()), settings=settings,
+    loop = SchedulerLoop(factory, SlurmBackend(cli()), settings=settings,
                          clock=WallClock())
     try:
         with factory() as s:
-            sync(s, CliTransport(), now=datetime.now(UTC), projects=[slug])
+            sync(s, cli(), now=datetime.now(UTC), projects=[slug])
             u = s.scalars(select(User).where(User.username == USER)).one()
             head = submit_job(s, u, parse_spec({
                 "name": "sweep", "project": slug, "gpus": 1, "walltime": 300,
@@ -172,8 +179,8 @@ def test_a_submitted_array_runs_as_one_slurm_array_through_the_scheduler_loop(
         assert sorted(settled) == sorted(t.id for t in rows)
     finally:
         loop.backend.close()
-        subprocess.run(["scancel", f"--account={slug}"], capture_output=True)
+        active().run("scancel", f"--account={slug}")
         wait_until(lambda: not sh("squeue", "-h", f"--account={slug}", "-o", "%A",
                                   check=False).strip(), DEADLINE_S, "jobs to leave")
-        subprocess.run(["sacctmgr", "-i", "delete", "account", slug], capture_output=True)
+        active().run("sacctmgr", "-i", "delete", "account", slug)
         subprocess.run(["rm", "-rf", str(data)])

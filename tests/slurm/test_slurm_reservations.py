@@ -13,12 +13,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from slurm_helpers import SlurmAccount, request, sh, wait_state
+from slurm_helpers import (
+    SlurmAccount,
+    SlurmCluster,
+    active,
+    cli,
+    request,
+    sh,
+    slurm_settings,
+    wait_state,
+)
 from sqlalchemy.orm import Session
 
 from factories import make_project, make_user
 from rechenwerk.clock import WallClock
-from rechenwerk.config import Settings
 from rechenwerk.errors import BackendError
 from rechenwerk.execution.base import BackendJobState, NodeInventory
 from rechenwerk.execution.slurm import SlurmBackend
@@ -36,19 +44,19 @@ pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 
 @pytest.fixture
-def transport(slurm_up: None) -> Iterator[CliTransport]:
-    t = CliTransport()
+def transport(slurm_up: SlurmCluster) -> Iterator[CliTransport]:
+    t = cli()
     yield t
     t.close()
 
 
 @pytest.fixture
-def made() -> Iterator[list[str]]:
+def made(slurm_up: SlurmCluster) -> Iterator[list[str]]:
     """Slurm reservation names a test creates: deleted at the end whatever happens."""
     names: list[str] = []
     yield names
     for name in names:
-        sh("scontrol", "delete", f"ReservationName={name}", check=False)
+        sh("scontrol", "delete", f"ReservationName={name}", check=False, cluster=slurm_up)
 
 
 def _show(name: str) -> SlurmReservation | None:
@@ -60,7 +68,8 @@ def test_sync_creates_updates_and_deletes(transport: CliTransport, session: Sess
                                           slurm_account: SlurmAccount,
                                           made: list[str]) -> None:
     nodes = [NodeInventory(n.name, n.gpus, n.gpu_type) for n in transport.cluster_nodes()]
-    assert {n.name for n in nodes} >= {"node1"} and all(n.gpus == 4 for n in nodes)
+    first = active().nodes[0]
+    assert {n.name for n in nodes} >= {first} and all(n.gpus == 4 for n in nodes)
     project = make_project(session, pi=make_user(session), slug=slurm_account.name)
     now = datetime.now(UTC).replace(microsecond=0)
     tag = uuid.uuid4().hex[:8]
@@ -73,7 +82,7 @@ def test_sync_creates_updates_and_deletes(transport: CliTransport, session: Sess
         inventory=nodes, now=now, by="test")
     reservations.create(session, reservations.ReservationRequest(
         maint, start + timedelta(hours=3), start + timedelta(hours=4), maintenance=True,
-        nodes=("node1",)), inventory=nodes, now=now, by="test")
+        nodes=(first,)), inventory=nodes, now=now, by="test")
     session.commit()
 
     dry = sync(session, transport, now=now, dry_run=True, only=slurm_names)
@@ -86,7 +95,7 @@ def test_sync_creates_updates_and_deletes(transport: CliTransport, session: Sess
     assert got.start == start and got.end == start + timedelta(hours=2)
     assert len(got.nodes) == 1  # 4 GPUs = one whole 4-GPU node
     m = _show(f"rw-{maint}")
-    assert m is not None and m.maintenance and m.nodes == ("node1",)
+    assert m is not None and m.maintenance and m.nodes == (first,)
     assert sync(session, transport, now=now, only=slurm_names) == []  # idempotent
 
     rec = session.query(reservations.ReservationRecord).filter_by(name=hero).one()
@@ -112,7 +121,7 @@ def test_job_runs_inside_its_reservation(transport: CliTransport,
     now = datetime.now(UTC)
     made.append(f"rw-{name}")
     held = None
-    for node in ("node2", "node1"):  # whichever has no running job now
+    for node in reversed(active().nodes):  # whichever has no running job now
         r = SlurmReservation(f"rw-{name}", now, now + timedelta(minutes=3), (node,),
                              (slurm_account.name,))
         try:
@@ -156,14 +165,14 @@ def test_plan_and_arguments_without_slurm() -> None:
     assert parsed == SlurmReservation("rw-a", a.start, a.end, ("node1", "node2"), (), True)
 
 
-def test_the_scheduler_loop_keeps_slurm_in_step(slurm_up: None, session_factory: Any,
+def test_the_scheduler_loop_keeps_slurm_in_step(slurm_up: SlurmCluster, session_factory: Any,
                                                 slurm_account: SlurmAccount, made: list[str],
                                                 tmp_path: Path) -> None:
     """No command to remember: a cycle of the loop creates, and after the deletion in
     Rechenwerk removes, the Slurm reservation (future window: it holds no test's job)."""
     name = f"auto-{uuid.uuid4().hex[:8]}"
     made.append(f"rw-{name}")
-    transport = CliTransport()
+    transport = cli()
     nodes = [NodeInventory(n.name, n.gpus, n.gpu_type) for n in transport.cluster_nodes()]
     now = datetime.now(UTC).replace(microsecond=0)
     start = now + timedelta(days=401)
@@ -174,7 +183,7 @@ def test_the_scheduler_loop_keeps_slurm_in_step(slurm_up: None, session_factory:
             inventory=nodes, now=now, by="test")
         s.commit()
     loop = SchedulerLoop(session_factory, SlurmBackend(transport), clock=WallClock(),
-                         settings=Settings(data_dir=tmp_path, executor="slurm"))
+                         settings=slurm_settings(data_dir=tmp_path, executor="slurm"))
     try:
         loop.cycle()
         got = _show(f"rw-{name}")

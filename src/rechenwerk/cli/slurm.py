@@ -162,7 +162,8 @@ def status_cmd(
     transport = make_transport(settings)
     try:
         transport.ping()
-        nodes = CliTransport(data_format=settings.slurm_data_format or None).node_states()
+        nodes = CliTransport(data_format=settings.slurm_data_format or None,
+                             command_prefix=settings.slurm_command_prefix_argv).node_states()
         with session_scope(_session_factory()) as session:
             desired = desired_accounts(session, now=datetime.now(UTC))
         current = slurm_accounts(transport, (d.account for d in desired))

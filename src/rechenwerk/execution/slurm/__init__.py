@@ -38,10 +38,12 @@ def _make_transport(settings: Settings) -> SlurmTransport:
             settings.slurm_rest_url,
             token=settings.slurm_rest_token or None,
             api_version=settings.slurm_data_format or None,
+            command_prefix=settings.slurm_command_prefix_argv,
         )
     from rechenwerk.execution.slurm.cli_transport import CliTransport
 
-    return CliTransport(data_format=settings.slurm_data_format or None)
+    return CliTransport(data_format=settings.slurm_data_format or None,
+                        command_prefix=settings.slurm_command_prefix_argv)
 
 
 def make_slurm_backend(settings: Settings) -> SlurmBackend:

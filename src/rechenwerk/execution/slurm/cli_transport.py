@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from collections.abc import Mapping, Sequence
@@ -66,6 +67,22 @@ def _slurm_time(dt: datetime) -> str:
     return dt.astimezone().strftime("%Y-%m-%dT%H:%M:%S")
 
 
+def with_prefix(prefix: Sequence[str], argv: Sequence[str]) -> list[str]:
+    """``argv`` run through the operator's command prefix (RECHENWERK_SLURM_COMMAND_PREFIX:
+    ``chroot /srv/slurm-24.11``, ``ssh login1`` ...). ssh hands the far side one command
+    line for its shell, so there every argument is quoted to arrive unchanged."""
+    if not prefix:
+        return list(argv)
+    if shutil.which(prefix[0]) is None:
+        raise BackendUnavailable(
+            f"the Slurm command prefix's program {prefix[0]!r} is not found on PATH",
+            hint="Check RECHENWERK_SLURM_COMMAND_PREFIX.",
+        )
+    if os.path.basename(prefix[0]) == "ssh":
+        return [*prefix, *(shlex.quote(a) for a in argv)]
+    return [*prefix, *argv]
+
+
 class CliTransport:
     name = "cli"
     # GPU time below this utilisation counts as idle (settings.gpu_idle_below_pct)
@@ -77,9 +94,12 @@ class CliTransport:
         timeout_s: float = 30.0,
         bin_dir: str | None = None,
         data_format: str | None = None,
+        command_prefix: Sequence[str] = (),
     ) -> None:
         self.timeout_s = timeout_s
         self.bin_dir = bin_dir
+        # Put in front of every Slurm command, before any `runuser -u USER --`.
+        self.command_prefix = tuple(command_prefix)
         self._controller_down = False
         # an operator's choice of format (23.11+: passed as --json=<format>); None: the
         # release's own, found on first use
@@ -117,7 +137,7 @@ class CliTransport:
     def _check_controller(self, what: str) -> None:
         try:
             proc = subprocess.run(
-                [self._exe("scontrol"), "ping"],
+                with_prefix(self.command_prefix, [self._exe("scontrol"), "ping"]),
                 capture_output=True,
                 text=True,
                 timeout=self.timeout_s,
@@ -139,6 +159,8 @@ class CliTransport:
     def _exe(self, name: str) -> str:
         if self.bin_dir:
             return os.path.join(self.bin_dir, name)
+        if self.command_prefix:
+            return name  # found on the PATH where the prefix runs it (the root, the login node)
         found = shutil.which(name)
         if not found:
             raise BackendUnavailable(
@@ -154,6 +176,7 @@ class CliTransport:
     ) -> subprocess.CompletedProcess[str]:
         if user is not None:
             argv = self._as_user(user) + argv
+        argv = with_prefix(self.command_prefix, argv)
         if self._controller_down and what not in ("sacct", "scontrol ping", "scontrol version"):
             # Slurm's commands need ~MessageTimeout (10 s) to give up on a dead
             # controller; after one such failure, ask `scontrol ping` (instant) first.
@@ -427,7 +450,7 @@ class CliTransport:
     # ------------------------------------------------------------------ accounts (sacctmgr)
     def _sacctmgr(self, *args: str) -> str:
         """Run ``sacctmgr`` (it talks to slurmdbd, not slurmctld)."""
-        argv = [self._exe("sacctmgr"), *args]
+        argv = with_prefix(self.command_prefix, [self._exe("sacctmgr"), *args])
         try:
             proc = subprocess.run(
                 argv,

@@ -61,6 +61,7 @@ class RestTransport:
         token: str | None = None,
         token_user: str | None = None,
         timeout_s: float = 30.0,
+        command_prefix: Sequence[str] = (),
     ) -> None:
         # None: ask slurmrestd on first use (``schema``)
         self._schema = versions.format_by_name(api_version) if api_version else None
@@ -83,6 +84,8 @@ class RestTransport:
         self._service_user = token_user or _current_user()
         self._tokens: dict[str, tuple[str, float]] = {}
         self._cli: Any = None  # CliTransport for what v0.0.38 cannot do (requeue)
+        # RECHENWERK_SLURM_COMMAND_PREFIX, for `scontrol token` and the CLI fallback
+        self._command_prefix = tuple(command_prefix)
         self._cluster: str | None = None
 
     @property
@@ -103,7 +106,7 @@ class RestTransport:
             return {"X-SLURM-USER-NAME": name, "X-SLURM-USER-TOKEN": self._static_token}
         token, expires = self._tokens.get(name, ("", 0.0))
         if time.monotonic() > expires - 60:
-            token = _scontrol_token(name)
+            token = _scontrol_token(name, self._command_prefix)
             self._tokens[name] = (token, time.monotonic() + _TOKEN_LIFESPAN_S)
         return {"X-SLURM-USER-NAME": name, "X-SLURM-USER-TOKEN": token}
 
@@ -172,7 +175,7 @@ class RestTransport:
         if self._cli is None:
             from rechenwerk.execution.slurm.cli_transport import CliTransport
 
-            self._cli = CliTransport()
+            self._cli = CliTransport(command_prefix=self._command_prefix)
         try:
             self._cli.requeue(job_id)
         except BackendUnavailable as exc:
@@ -270,7 +273,7 @@ class RestTransport:
         from rechenwerk.execution.slurm.cli_transport import CliTransport
 
         if self._cli is None:
-            self._cli = CliTransport()
+            self._cli = CliTransport(command_prefix=self._command_prefix)
         try:
             self._cli._exe("sacctmgr")
         except BackendUnavailable as exc:
@@ -417,10 +420,13 @@ def _current_user() -> str:
     return pwd.getpwuid(os.geteuid()).pw_name
 
 
-def _scontrol_token(user: str) -> str:
+def _scontrol_token(user: str, prefix: Sequence[str] = ()) -> str:
+    from rechenwerk.execution.slurm.cli_transport import with_prefix
+
     try:
         proc = subprocess.run(
-            ["scontrol", "token", f"username={user}", f"lifespan={_TOKEN_LIFESPAN_S}"],
+            with_prefix(prefix, ["scontrol", "token", f"username={user}",
+                                 f"lifespan={_TOKEN_LIFESPAN_S}"]),
             capture_output=True,
             text=True,
             timeout=15,
