@@ -7,12 +7,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from slurm_helpers import SlurmAccount, request, wait_state
+from slurm_helpers import SlurmAccount, SlurmCluster, request, wait_state
 
 from rechenwerk.execution.base import BackendJobState
 from rechenwerk.execution.slurm.backend import SlurmBackend
 from rechenwerk.execution.slurm.cli_transport import CliTransport
-from rechenwerk.execution.slurm.rest_transport import RestTransport
 from rechenwerk.execution.slurm.types import SlurmJob
 from waiting import wait_for
 
@@ -20,11 +19,11 @@ pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 
 @pytest.fixture(params=["cli", "rest-unix"])
-def backend(request: pytest.FixtureRequest, slurm_up: None) -> Iterator[SlurmBackend]:
+def backend(request: pytest.FixtureRequest, slurm_up: SlurmCluster) -> Iterator[SlurmBackend]:
     if request.param == "cli":
-        b = SlurmBackend(CliTransport())
+        b = SlurmBackend(slurm_up.cli())
     else:  # rest_auth/local: jobs run as slurmrestd's uid, so submit as the service
-        b = SlurmBackend(RestTransport("unix:/run/slurmrestd.sock"), submit_as_user=False)
+        b = SlurmBackend(slurm_up.rest_transport(slurm_up.rest_unix), submit_as_user=False)
     yield b
     b.close()
 

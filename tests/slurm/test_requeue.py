@@ -64,7 +64,9 @@ def _release(job_id: str) -> None:
 
 
 def _gres_request(job_id: str) -> str:
-    return sh("squeue", "-h", f"--jobs={job_id}", "--format=%b").strip()
+    # squeue's %b: "gres:gpu:a100:2" on 22.05, "gres/gpu:a100:2" (the TRES name) on 24.11
+    return sh("squeue", "-h", f"--jobs={job_id}", "--format=%b").strip().replace(
+        "gres/", "gres:", 1)
 
 
 def test_preempt_sigterms_requeues_and_settles_each_run_once(

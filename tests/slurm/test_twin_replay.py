@@ -15,6 +15,10 @@ pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 
 
 def test_replay_tiny_slice_and_compare(slurm_account: SlurmAccount) -> None:
+    if slurm_account.cluster.root is not None:
+        # the twin drives the host's Slurm commands and its /etc/slurm/slurm.conf; a command
+        # prefix for a cluster behind chroot/ssh is not built yet (issue 13)
+        pytest.skip("rechenwerk twin validate runs against the host's own Slurm only")
     conf = read_slurm_conf()
     node = conf.nodes_with_gpus()[0]
     # 8 jobs: four 1-GPU, a whole-cluster job that must wait, then three more

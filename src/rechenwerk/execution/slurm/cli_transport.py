@@ -342,7 +342,9 @@ class CliTransport:
         end: datetime | None = None,
         accounts: Sequence[str] | None = None,
     ) -> list[SlurmJob]:
-        filt: list[str] = ["-X", "--allusers"]
+        # --duplicates: every run of a requeued job (24.11 lists only the latest without
+        # it, so a run Slurm requeued would never be charged; 22.05 lists them anyway)
+        filt: list[str] = ["-X", "--allusers", "--duplicates"]
         if job_ids:
             filt.append("--jobs=" + ",".join(_ref(j) for j in job_ids))
         if start is not None:
