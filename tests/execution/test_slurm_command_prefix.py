@@ -42,6 +42,8 @@ class Recorder:
             out = "Slurmctld(primary) at h is UP\n"
         elif "token" in argv:
             out = "SLURM_JWT=tok\n"
+        elif "version" in argv:  # the data-format probe (versions.py)
+            out = "slurm 22.05.8\n"
         elif "--json" in argv:
             out = json.dumps({"jobs": [], "errors": []})
         else:
@@ -85,8 +87,12 @@ def test_every_command_goes_through_the_prefix_before_runuser(
     t.accounted_jobs(job_ids=["4242"])
     t.ping()
     t.add_user("alice", "acct")
+    # the first JSON read probes the release (`scontrol version`) through the prefix too
+    probe = [c for c in recorder.calls if "version" in c]
+    assert len(probe) == 1 and probe[0][2:] == ["scontrol", "version"]
+    recorder.calls.remove(probe[0])
     assert len(recorder.calls) == 6
-    for argv in recorder.calls:
+    for argv in (*recorder.calls, *probe):
         assert argv[:2] == [str(prefix_bin), "/srv/root"], argv
     sbatch = recorder.calls[0]
     # the bare command name: it is looked up inside the root / on the far side

@@ -180,11 +180,13 @@ def test_drains_resumes_and_cancels_are_audited_and_shown_readably(
     rows = re.findall(r"<tr>(.*?)</tr>", audit, re.S)
 
     def row(action: str) -> str:
-        found = [x for x in rows if f'<td class="mono">{action}</td>' in x]
+        # the action in words, its code beside (web/rendering.py AUDIT_ACTION_WORDS)
+        found = [x for x in rows if f'<span class="mono small muted">{action}</span>' in x]
         assert len(found) == 1, (action, rows)
         return found[0]
 
     assert "mem" in row("job.cancel") and f"job {job_id}" in row("job.cancel")
+    assert "cancelled a job" in row("job.cancel") and "drained a node" in row("node.drain")
     assert "<dd>pending → cancelled</dd>" in row("job.cancel")
     assert f"node {node}" in row("node.drain") and "<dd>fan swap</dd>" in row("node.drain")
     assert f"node {node}" in row("node.resume")
