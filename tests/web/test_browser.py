@@ -110,7 +110,10 @@ def test_submit_job_from_form_runs_and_balance_drops(new_page: Any, portal: Any)
         "() => document.querySelector('[data-testid=job-state]')"
         ".innerText.includes('completed')", timeout=DEADLINE_S * 1000)
     window_s = time.monotonic() - before
-    assert "done" in page.inner_text("[data-testid=stdout]")
+    # the log box follows on its own 2 s poll (static/log-follow.js), not with the state
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=stdout]').textContent.includes('done')",
+        timeout=DEADLINE_S * 1000)
     assert "running" in page.inner_text("[data-testid=job-events]")
     charged = _value(page, "charged")
     assert 0 < charged <= 4 * window_s / 3600  # 4 GPUs for as long as it ran, no more
