@@ -52,8 +52,9 @@ def test_concurrent_closes_close_once(session_factory: sessionmaker[Session], db
         thread = threading.Thread(target=second)
         thread.start()
         with session_factory() as watcher:  # the second waits for the first's lock
+            # each poll in a new transaction: pg_stat_activity is a per-transaction snapshot
             wait_for(
-                lambda: watcher.scalar(
+                lambda: watcher.rollback() or watcher.scalar(
                     text(
                         "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
                         "AND datname = current_database()"
