@@ -279,6 +279,12 @@ class Settings(BaseSettings):
     metrics_port: int = Field(default=0, ge=0, le=65535)
     metrics_host: str = "127.0.0.1"
 
+    # --- access (access/workdays.py, docs/operations.md "Holidays") -----------------
+    # The centre's holiday calendar for working-day deadlines: ISO dates separated by
+    # commas or spaces, or the path of a file of ISO dates (one per line, # comments).
+    # Empty: only Saturdays and Sundays are skipped.
+    holidays: str = ""
+
     # --- federated sign-in (OpenID Connect; access/oidc/, docs/access.md) ------------
     # The centre's OpenID Providers, a list of tables in the TOML file
     # ([[oidc_providers]]) or a JSON list in RECHENWERK_OIDC_PROVIDERS. Empty: local
