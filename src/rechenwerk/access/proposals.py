@@ -33,7 +33,7 @@ from rechenwerk.access.projects import get_project, membership, require_project_
 from rechenwerk.access.proposal_states import transition
 from rechenwerk.access.reviews import assigned_review
 from rechenwerk.access.security import require_operator
-from rechenwerk.access.validation import check_choice
+from rechenwerk.access.validation import check_choice, search_pattern
 from rechenwerk.access.visibility import can_see_project, filter_id, visible_project_ids
 from rechenwerk.errors import (
     Conflict,
@@ -133,10 +133,9 @@ def list_proposals(
                            "(prefix - for descending).")
     order = column.desc() if sort.startswith("-") else column.asc()
     stmt = select(Proposal).order_by(order, Proposal.id)
-    term = q.strip()[:200]
-    if term:
-        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        stmt = stmt.where(Proposal.title.ilike(f"%{escaped}%", escape="\\"))
+    pattern = search_pattern(q)
+    if pattern is not None:
+        stmt = stmt.where(Proposal.title.ilike(pattern, escape="\\"))
     project_ids = visible_project_ids(session, user)
     if project_ids is not None:
         stmt = stmt.where(or_(

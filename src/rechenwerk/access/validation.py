@@ -62,3 +62,23 @@ def check_positive(value: float, field: str, *, allow_zero: bool = False) -> flo
             field=field,
         )
     return float(value)
+
+
+MAX_SEARCH = 200
+
+
+def search_pattern(q: str, field: str = "q") -> str | None:
+    """A case-insensitive ``LIKE`` pattern for a search box (use with ``escape="\\\\"``):
+    the term's own wildcards escaped, so a search for "50%" means those characters, not
+    "50 and anything". ``None`` for an empty term; too long a term is refused, never cut."""
+    term = q.strip()
+    if not term:
+        return None
+    if len(term) > MAX_SEARCH:
+        raise InvalidInput(
+            f"the search term is {len(term)} characters long; at most {MAX_SEARCH} are "
+            "allowed",
+            field=field,
+        )
+    escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"

@@ -27,7 +27,7 @@ from rechenwerk.access.projects import (
     require_project_role,
     visible_project,
 )
-from rechenwerk.access.validation import ref_is_id
+from rechenwerk.access.validation import ref_is_id, search_pattern
 from rechenwerk.access.visibility import can_see_project, only_visible
 from rechenwerk.accounting.balance import Balance, balance_from_rows, balance_stmt
 from rechenwerk.accounting.pay_per_use import check_credit
@@ -522,12 +522,9 @@ def list_jobs(
                                 "descending).")
     stmt = select(Job)
     term = q.strip()
-    if len(term) > 200:
-        raise InvalidInput(f"the search term is {len(term)} characters long; at most 200",
-                           field="q")
-    if term:
-        escaped = term.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-        by_name = Job.name.ilike(f"%{escaped}%", escape="\\")
+    pattern = search_pattern(term)
+    if pattern is not None:
+        by_name = Job.name.ilike(pattern, escape="\\")
         stmt = stmt.where(or_(by_name, Job.id == int(term)) if term.isdigit()
                           and len(term) < 10 else by_name)
     if project is not None:

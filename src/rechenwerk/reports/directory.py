@@ -20,13 +20,13 @@ from rechenwerk.access.models import (
     User,
 )
 from rechenwerk.access.security import require_operator
+from rechenwerk.access.validation import search_pattern
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.errors import InvalidInput
 
 T = TypeVar("T")
 
 MAX_PAGE_SIZE = 200
-MAX_QUERY = 200
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +71,6 @@ class OrganizationRow:
     projects: int
     awarded_gpu_hours: float
     used_gpu_hours: float
-
-
-def _pattern(q: str) -> str | None:
-    """A LIKE pattern for a search term, its own wildcards escaped (a search for "50%"
-    means those characters, not "50 and anything")."""
-    q = q.strip()
-    if not q:
-        return None
-    if len(q) > MAX_QUERY:
-        raise InvalidInput(f"the search term is {len(q)} characters long; at most "
-                           f"{MAX_QUERY} are allowed", field="q")
-    escaped = q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return f"%{escaped}%"
 
 
 def _like(column: Any, pattern: str) -> ColumnElement[bool]:
@@ -163,7 +150,7 @@ def list_projects_directory(
     count = (select(func.count()).select_from(Project)
              .join(Organization, Organization.id == Project.organization_id)
              .join(pi, pi.c.id == Project.pi_user_id))
-    pattern = _pattern(q)
+    pattern = search_pattern(q)
     if pattern:
         match = or_(_like(Project.slug, pattern), _like(Project.title, pattern),
                     _like(Organization.name, pattern), _like(pi.c.username, pattern))
@@ -194,7 +181,7 @@ def list_users_directory(
             .outerjoin(n_projects, n_projects.c.user_id == User.id))
     count = (select(func.count()).select_from(User)
              .outerjoin(Organization, Organization.id == User.organization_id))
-    pattern = _pattern(q)
+    pattern = search_pattern(q)
     if pattern:
         match = or_(_like(User.username, pattern), _like(User.full_name, pattern),
                     _like(User.email, pattern), _like(Organization.name, pattern))
@@ -240,7 +227,7 @@ def list_organizations_directory(
             .outerjoin(per_org, per_org.c.org_id == Organization.id)
             .outerjoin(users, users.c.org_id == Organization.id))
     count = select(func.count()).select_from(Organization)
-    pattern = _pattern(q)
+    pattern = search_pattern(q)
     if pattern:
         match = or_(_like(Organization.name, pattern), _like(Organization.country, pattern))
         stmt, count = stmt.where(match), count.where(match)
