@@ -98,3 +98,5 @@ def test_proposals_sorted_and_searched(api_client: Any, session: Session) -> Non
     assert titles("/proposals?q=100%25") == ["Speech 100% open"]
     assert "No proposal matches" in api_client.get("/proposals?q=nothing").text
     assert api_client.get("/proposals?sort=abstract").status_code == 422
+    long = api_client.get("/proposals", params={"q": "v" * 201})
+    assert long.status_code == 422 and "at most 200" in long.text
