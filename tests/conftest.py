@@ -154,8 +154,16 @@ def shared_dir() -> Path:
 
 
 @pytest.fixture
+def api_settings() -> dict[str, Any]:
+    """Settings of ``api_client`` beyond the database and data dir; a test module
+    overrides this fixture to run the API with e.g. a holiday calendar."""
+    return {}
+
+
+@pytest.fixture
 def api_client(db_url: str, session_factory: sessionmaker[Session], session: Session,
-               clock: FakeClock, tmp_path: Path) -> Iterator[object]:
+               clock: FakeClock, tmp_path: Path,
+               api_settings: dict[str, Any]) -> Iterator[object]:
     """A FastAPI TestClient over ``create_app`` bound to the test database (SQLite and
     PostgreSQL) and the ``clock`` fixture. Lifespan (background loops) does not run.
     Authenticate with ``headers=bearer(make_token(session, user))``
@@ -176,11 +184,26 @@ def api_client(db_url: str, session_factory: sessionmaker[Session], session: Ses
                 session.commit()
             return super().request(*args, **kwargs)
 
-    settings = Settings(data_dir=tmp_path / "var", database_url=db_url)
+    settings = Settings(data_dir=tmp_path / "var", database_url=db_url, **api_settings)
     app = create_app(settings, session_factory=session_factory, clock=clock)
     client = _Client(app, raise_server_exceptions=False)
     yield client
     client.close()
+
+
+@pytest.fixture
+def live_server(db_url: str, session_factory: sessionmaker[Session], tmp_path: Path,
+                api_settings: dict[str, Any]) -> Iterator[str]:
+    """The app on a real uvicorn server (wall clock, no background loops) over the test
+    database; yields its URL. Run the CLI against it with ``live_server.run_cli``.
+    Commit what the test wrote before the server reads it."""
+    from live_server import serving
+    from rechenwerk.app import create_app
+    from rechenwerk.config import Settings
+
+    settings = Settings(data_dir=tmp_path / "var", database_url=db_url, **api_settings)
+    with serving(create_app(settings, session_factory=session_factory)) as url:
+        yield url
 
 
 CHROMIUM = Path("/usr/bin/chromium")

@@ -6,49 +6,16 @@ periods, the PI adds a member. Also the CLI's error lines and exit codes."""
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from rechenwerk.app import create_app
+from live_server import free_port
 from rechenwerk.cli.main import app as cli
-from rechenwerk.config import Settings, get_settings
-from waiting import wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def live_server(db_url: str, session_factory: sessionmaker[Session],
-                tmp_path: Path) -> Iterator[str]:
-    app = create_app(Settings(data_dir=tmp_path / "var", database_url=db_url),
-                     session_factory=session_factory)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-
-    def started() -> bool:
-        assert thread.is_alive(), "the test server died while starting"
-        return bool(server.started)
-
-    wait_for(started, "the test server to start", step=0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+from rechenwerk.config import get_settings
 
 
 class Cli:
@@ -174,7 +141,7 @@ def test_cli_bad_input_names_the_field(rw: Cli) -> None:
 def test_cli_without_server_says_so(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(cli, ["whoami"], env={
-        "RECHENWERK_API_URL": f"http://127.0.0.1:{_free_port()}", "RECHENWERK_TOKEN": "x",
+        "RECHENWERK_API_URL": f"http://127.0.0.1:{free_port()}", "RECHENWERK_TOKEN": "x",
         "XDG_CONFIG_HOME": str(tmp_path)})
     assert result.exit_code == 8
     assert "cannot reach the Rechenwerk server" in result.stderr

@@ -6,52 +6,23 @@ refused a token until `rechenwerk aup accept`, and `rechenwerk token create --sc
 from __future__ import annotations
 
 import json
-import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
-from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
 
-from rechenwerk.app import create_app
 from rechenwerk.cli.main import app as cli
-from rechenwerk.config import Settings, get_settings
-from waiting import wait_for
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from rechenwerk.config import get_settings
 
 
 @pytest.fixture
-def server_url(db_url: str, session_factory: sessionmaker[Session],
-               tmp_path: Path) -> Iterator[str]:
-    app = create_app(Settings(data_dir=tmp_path / "var", database_url=db_url),
-                     session_factory=session_factory)
-    port = _free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="off"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: server.started, "the test server to start", step=0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-@pytest.fixture
-def rw(server_url: str, db_url: str, tmp_path: Path) -> Any:
+def rw(live_server: str, db_url: str, tmp_path: Path) -> Any:
     runner = CliRunner()
 
     def run(*args: str, token: str = "", code: int = 0, stdin: str | None = None) -> Any:
         env = {"RECHENWERK_DATABASE_URL": db_url, "XDG_CONFIG_HOME": str(tmp_path / "home"),
-               "RECHENWERK_API_URL": server_url, "RECHENWERK_TOKEN": token}
+               "RECHENWERK_API_URL": live_server, "RECHENWERK_TOKEN": token}
         get_settings.cache_clear()
         result = runner.invoke(cli, list(args), env=env, input=stdin)
         get_settings.cache_clear()

@@ -4,58 +4,15 @@ and bad input ends with one line and an exit code, never a traceback."""
 
 from __future__ import annotations
 
-import json
-import socket
-import threading
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
-import pytest
-import uvicorn
-from sqlalchemy.orm import Session, sessionmaker
-from typer.testing import CliRunner
+from sqlalchemy.orm import Session
 
 from factories import make_project, make_token, make_user
-from rechenwerk.app import create_app
-from rechenwerk.cli.main import app as cli
-from rechenwerk.config import Settings, get_settings
-from waiting import wait_for
+from live_server import run_cli as _run
 
 
-@pytest.fixture
-def server_url(
-    session_factory: sessionmaker[Session], db_url: str, tmp_path: Path
-) -> Iterator[str]:
-    app = create_app(
-        Settings(data_dir=tmp_path / "var", database_url=db_url), session_factory=session_factory
-    )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for(lambda: bool(server.started), "the test server to start", step=0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
-
-
-def _run(
-    url: str, home: Path, token: str, *args: str, code: int = 0, stdin: str | None = None
-) -> Any:
-    env = {"XDG_CONFIG_HOME": str(home), "RECHENWERK_API_URL": url, "RECHENWERK_TOKEN": token}
-    get_settings.cache_clear()
-    result = CliRunner().invoke(cli, list(args), env=env, input=stdin)
-    assert result.exit_code == code, (args, result.output)
-    assert "Traceback" not in result.output
-    return json.loads(result.stdout) if code == 0 and "--json" in args else result
-
-
-def test_support_commands(server_url: str, session: Session, tmp_path: Path) -> None:
+def test_support_commands(live_server: str, session: Session, tmp_path: Path) -> None:
     op = make_user(session, username="oscar", operator=True)
     pi, member, other = (make_user(session, username=n) for n in ("pia", "mo", "ola"))
     make_project(session, pi=pi, slug="fluid", members={member: "member"})
@@ -66,7 +23,7 @@ def test_support_commands(server_url: str, session: Session, tmp_path: Path) -> 
     body.write_text("Our solver needs 4 nodes.\nHow do we start?\n", encoding="utf-8")
 
     made = _run(
-        server_url,
+        live_server,
         home,
         t_member,
         "support",
@@ -83,12 +40,12 @@ def test_support_commands(server_url: str, session: Session, tmp_path: Path) -> 
     )
     rid = str(made["id"])
     assert made["state"] == "open" and made["messages"][0]["body"].startswith("Our solver")
-    listed = _run(server_url, home, t_op, "support", "list", "--state", "open")
+    listed = _run(live_server, home, t_op, "support", "list", "--state", "open")
     assert "Multi-node runs" in listed.output and "mo" in listed.output
-    out = _run(server_url, home, t_op, "support", "assign", rid)
+    out = _run(live_server, home, t_op, "support", "assign", rid)
     assert f"support request {rid} assigned to oscar; state assigned" in out.output
     _run(
-        server_url,
+        live_server,
         home,
         t_op,
         "support",
@@ -98,32 +55,32 @@ def test_support_commands(server_url: str, session: Session, tmp_path: Path) -> 
         "-",
         stdin="Use nodes: 4 in your job spec.",
     )
-    shown = _run(server_url, home, t_pi, "support", "show", rid)
+    shown = _run(live_server, home, t_pi, "support", "show", rid)
     assert "oscar (operator)" in shown.output and "Use nodes: 4" in shown.output
     assert "answered" in shown.output
-    out = _run(server_url, home, t_member, "support", "close", rid, "-c", "Works, thanks.")
+    out = _run(live_server, home, t_member, "support", "close", rid, "-c", "Works, thanks.")
     assert f"support request {rid} closed; state closed" in out.output
     assert (
-        _run(server_url, home, t_member, "support", "list", "--state", "closed", "--json")["total"]
+        _run(live_server, home, t_member, "support", "list", "--state", "closed", "--json")["total"]
         == 1
     )
-    out = _run(server_url, home, t_member, "support", "reopen", rid)
+    out = _run(live_server, home, t_member, "support", "reopen", rid)
     assert "state assigned" in out.output
 
-    report = _run(server_url, home, t_op, "report", "support", "--by", "state", "--json")
+    report = _run(live_server, home, t_op, "report", "support", "--by", "state", "--json")
     assert report["report"] == "support"
     assert [(r["state"], r["requests"]) for r in report["rows"]] == [("assigned", 1)]
     assert report["totals"]["answered"] == 1
-    table = _run(server_url, home, t_op, "report", "support")
+    table = _run(live_server, home, t_op, "report", "support")
     assert "Support requests by kind" in table.output and "porting" in table.output
-    bad_by = _run(server_url, home, t_op, "report", "support", "--by", "qos", code=2)
+    bad_by = _run(live_server, home, t_op, "report", "support", "--by", "qos", code=2)
     assert "--by 'qos' is not valid for the support report" in bad_by.output
 
     # Errors: a line naming the problem, the exit code of its kind.
-    hidden = _run(server_url, home, t_other, "support", "show", rid, code=3)
+    hidden = _run(live_server, home, t_other, "support", "show", rid, code=3)
     assert f"support request {rid} not found" in hidden.output
     bad = _run(
-        server_url,
+        live_server,
         home,
         t_member,
         "support",
@@ -141,7 +98,7 @@ def test_support_commands(server_url: str, session: Session, tmp_path: Path) -> 
     assert "kind" in bad.output and "subject: must not be empty" in bad.output
     assert (
         _run(
-            server_url,
+            live_server,
             home,
             t_member,
             "support",
@@ -157,7 +114,7 @@ def test_support_commands(server_url: str, session: Session, tmp_path: Path) -> 
         == 1
     )
     missing = _run(
-        server_url,
+        live_server,
         home,
         t_member,
         "support",
@@ -168,13 +125,13 @@ def test_support_commands(server_url: str, session: Session, tmp_path: Path) -> 
         code=2,
     )
     assert "cannot read" in missing.output
-    denied = _run(server_url, home, t_pi, "support", "assign", rid, code=4)
+    denied = _run(live_server, home, t_pi, "support", "assign", rid, code=4)
     assert "only operators" in denied.output
-    _run(server_url, home, t_op, "support", "close", rid)
-    again = _run(server_url, home, t_op, "support", "close", rid, code=5)
+    _run(live_server, home, t_op, "support", "close", rid)
+    again = _run(live_server, home, t_op, "support", "close", rid, code=5)
     assert "already closed" in again.output
     no_member = _run(
-        server_url,
+        live_server,
         home,
         t_other,
         "support",
