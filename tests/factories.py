@@ -18,11 +18,13 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.awards import split_periods
+from rechenwerk.access.call_types import type_for_access_mode
 from rechenwerk.access.calls import DEFAULT_ELIGIBILITY
 from rechenwerk.access.models import (
     Award,
     AwardPeriod,
     Call,
+    CallType,
     Organization,
     Project,
     ProjectMembership,
@@ -90,13 +92,16 @@ def make_project(session: Session, *, pi: User | None = None, slug: str | None =
 def make_call(session: Session, *, slug: str | None = None, access_mode: str = "research",
               opens_at: datetime | None = None, closes_at: datetime | None = None,
               eligible_kinds: list[str] | None = None,
-              max_gpu_hours: float | None = None) -> Call:
+              max_gpu_hours: float | None = None, call_type: CallType | None = None) -> Call:
+    """A call of ``access_mode`` with that mode's default type unless ``call_type``."""
     opens = opens_at or T0 - timedelta(days=30)
+    ctype = call_type or type_for_access_mode(session, access_mode, actor=None, now=T0)
     call = Call(slug=slug or f"call{_n()}", title="Test call", description="",
                 access_mode=access_mode,
                 eligible_kinds=eligible_kinds or list(DEFAULT_ELIGIBILITY[access_mode]),
                 opens_at=opens, closes_at=closes_at or T0 + timedelta(days=60),
-                closed_at=None, max_gpu_hours=max_gpu_hours, created_at=T0)
+                closed_at=None, max_gpu_hours=max_gpu_hours, created_at=T0,
+                call_type_id=ctype.id, call_type=ctype)
     session.add(call)
     session.flush()
     return call

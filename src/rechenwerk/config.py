@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
+from datetime import date
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -18,6 +19,7 @@ from pydantic.fields import FieldInfo
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 from pydantic_settings.exceptions import SettingsError
 
+from rechenwerk.access.workdays import parse_holidays
 from rechenwerk.config_file import config_path, read_config
 from rechenwerk.errors import InvalidInput, issues_from_validation
 
@@ -318,11 +320,30 @@ class Settings(BaseSettings):
             raise ValueError("provider names must be unique")
         return value
 
+    @field_validator("holidays")
+    @classmethod
+    def _holidays(cls, value: str) -> str:
+        try:
+            parse_holidays(value)  # refuse a bad calendar at start-up, not on a submit
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    @property
+    def holiday_dates(self) -> frozenset[date]:
+        return _parsed_holidays(self.holidays)
+
     @property
     def effective_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite:///{self.data_dir / 'rechenwerk.db'}"
+
+
+@lru_cache(maxsize=8)
+def _parsed_holidays(value: str) -> frozenset[date]:
+    # read once per value: a holiday file is read at start-up, not on every submission
+    return parse_holidays(value)
 
 
 def check_secret_key(settings: Settings) -> str | None:

@@ -188,6 +188,9 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
      {"slug": "c2", "title": "t", "access_mode": "research",
       "closes_at": "2030-01-01T00:00:00Z"}, 403),
     ("reviewer", "POST", "/api/v1/calls/inno/close", None, 403),
+    # call types: everyone reads the rules, operators create types
+    ("pi", "POST", "/api/v1/call-types", {"key": "t2", "title": "t"}, 403),
+    ("outsider", "GET", "/api/v1/call-types/innovation", None, 200),
     # proposals: project members and assigned reviewers see them
     ("outsider", "GET", "/api/v1/proposals/{proposal}", None, 404),
     ("reviewer2", "GET", "/api/v1/proposals/{proposal}", None, 404),
@@ -248,6 +251,7 @@ OPEN_TO_USERS = {
     ("GET", "/api/v1/me"), ("GET", "/api/v1/gpu-types"), ("GET", "/api/v1/tokens"),
     ("GET", "/api/v1/organizations"), ("GET", "/api/v1/organizations/{ref}"),
     ("GET", "/api/v1/projects"), ("GET", "/api/v1/calls"), ("GET", "/api/v1/calls/{ref}"),
+    ("GET", "/api/v1/call-types"),
     ("GET", "/api/v1/proposals"), ("GET", "/api/v1/awards"), ("GET", "/api/v1/accounts"),
 }
 

@@ -46,7 +46,7 @@ class CallTypeSpec:
     description: str = ""
     min_gpu_hours: float | None = None
     max_gpu_hours: float | None = None
-    duration_months: tuple[int, ...] = (1, 2, 3)  # the allowed durations
+    duration_months: tuple[int, ...] = (1, 2, 3)  # the allowed durations; () not asked
     eligible_kinds: tuple[str, ...] = tuple(k.value for k in OrgKind)
     countries: str = ANY_COUNTRY  # a key of COUNTRY_LISTS or "any"
     review_steps: tuple[str, ...] = REVIEW_STEPS
@@ -64,8 +64,8 @@ def spec_issues(spec: CallTypeSpec) -> list[FieldIssue]:
             out.append(FieldIssue((name,), f"must be a positive number, got {v}"))
     if lo is not None and hi is not None and lo > hi:
         out.append(FieldIssue(("max_gpu_hours",), f"{hi:g} is below min_gpu_hours {lo:g}"))
-    if not spec.duration_months:
-        out.append(FieldIssue(("duration_months",), "must allow at least one duration"))
+    if len(set(spec.duration_months)) != len(spec.duration_months):
+        out.append(FieldIssue(("duration_months",), "must not repeat a duration"))
     for i, m in enumerate(spec.duration_months):
         if not 1 <= m <= 60:
             out.append(FieldIssue(("duration_months", i), f"must be 1..60 months, got {m}"))
@@ -106,9 +106,10 @@ def spec_issues(spec: CallTypeSpec) -> list[FieldIssue]:
 
 def proposal_issues(spec: CallTypeSpec, *, requested_gpu_hours: float,
                     duration_months: int | None, org_kind: str,
-                    country: str) -> list[FieldIssue]:
+                    country: str, require_duration: bool = True) -> list[FieldIssue]:
     """Why a proposal does not fit the call type, each issue naming the field and the
-    limit (empty: it fits)."""
+    limit (empty: it fits). A type with no ``duration_months`` does not ask for one;
+    ``require_duration`` False lets a draft leave it out until submission."""
     out: list[FieldIssue] = []
     if spec.min_gpu_hours is not None and requested_gpu_hours < spec.min_gpu_hours:
         out.append(FieldIssue(("requested_gpu_hours",), (
@@ -119,8 +120,15 @@ def proposal_issues(spec: CallTypeSpec, *, requested_gpu_hours: float,
             f"{requested_gpu_hours:g} GPU-hours exceed the maximum of "
             f"{spec.max_gpu_hours:g} of call type {spec.key!r}")))
     allowed = ", ".join(str(m) for m in spec.duration_months)
-    if duration_months is None:
-        out.append(FieldIssue(("duration_months",), f"is required: one of {allowed} months"))
+    if not spec.duration_months:  # the type does not ask; a duration given must be sane
+        if duration_months is not None and not 1 <= duration_months <= 60:
+            out.append(FieldIssue(("duration_months",),
+                                  f"must be 1..60 months, got {duration_months}"))
+    elif duration_months is None:
+        if require_duration:
+            out.append(FieldIssue(("duration_months",),
+                                  f"is required by call type {spec.key!r}: one of "
+                                  f"{allowed} months"))
     elif duration_months not in spec.duration_months:
         out.append(FieldIssue(("duration_months",), (
             f"{duration_months} months is not allowed by call type {spec.key!r}: "
@@ -195,3 +203,24 @@ EUROHPC_TYPES: tuple[CallTypeSpec, ...] = (
                  decision_working_days=60, submission_mode="cutoffs",
                  cutoff_period="quarterly"),
 )
+
+
+# The type of each access mode's calls from before call types existed (migration 0020
+# gives existing calls these): the call's own window, eligible kinds and cap decide as
+# before; no duration is asked; the deadlines are Rechenwerk's defaults.
+ACCESS_MODE_TYPES: dict[str, CallTypeSpec] = {
+    "research": CallTypeSpec("research", "Research access",
+                             "Peer-reviewed access for research groups.",
+                             duration_months=(), decision_working_days=60),
+    "innovation": CallTypeSpec("innovation", "Innovation access",
+                               "Access for SMEs and startups developing AI products.",
+                               duration_months=(), decision_working_days=20),
+    "fast_lane": CallTypeSpec("fast_lane", "Fast lane",
+                              "Small grants decided quickly.", duration_months=(),
+                              review_steps=("eligibility", "technical", "decision"),
+                              decision_working_days=5),
+    "pay_per_use": CallTypeSpec("pay_per_use", "Pay-per-use",
+                                "Paid access at the centre's prices.", duration_months=(),
+                                review_steps=("eligibility", "decision"),
+                                decision_working_days=5),
+}

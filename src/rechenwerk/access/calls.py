@@ -10,6 +10,7 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.audit import record
+from rechenwerk.access.call_types import get_call_type, type_for_access_mode
 from rechenwerk.access.models import AccessMode, Call, OrgKind, User
 from rechenwerk.access.organizations import ORG_KINDS
 from rechenwerk.access.paging import Page, paginate
@@ -57,34 +58,59 @@ def create_call(
     session: Session, actor: User, *, slug: str, title: str, access_mode: str,
     opens_at: datetime, closes_at: datetime, now: datetime, description: str = "",
     eligible_kinds: Sequence[str] | None = None, max_gpu_hours: float | None = None,
+    call_type: str | int | None = None,
 ) -> Call:
+    """Open a call (operators). ``call_type`` (key or id) sets the rules its proposals
+    are held to; without it the call gets its access mode's type. Eligible kinds default
+    to the type's (named type) or the access mode's default, and must be kinds the type
+    admits."""
     require_operator(actor)
     check_slug(slug)
     check_choice(access_mode, ACCESS_MODES, "access_mode")
-    kinds = (list(eligible_kinds) if eligible_kinds is not None
-             else list(DEFAULT_ELIGIBILITY[access_mode]))
+    ctype = (get_call_type(session, call_type) if call_type is not None
+             else type_for_access_mode(session, access_mode, actor=actor, now=now))
+    if eligible_kinds is not None:
+        kinds = list(eligible_kinds)
+    elif call_type is not None:
+        kinds = list(ctype.eligible_kinds)
+    else:
+        kinds = list(DEFAULT_ELIGIBILITY[access_mode])
     if not kinds:
         raise InvalidInput("eligible_kinds must name at least one organisation kind",
                            field="eligible_kinds",
-                           hint="Leave it out to use the access mode's default.")
+                           hint="Leave it out to use the call type's or access mode's "
+                                "default.")
     for i, k in enumerate(kinds):
         check_choice(k, ORG_KINDS, f"eligible_kinds.{i}")
+    outside = sorted(set(kinds) - set(ctype.eligible_kinds))
+    if outside:
+        raise InvalidInput(
+            f"eligible_kinds: call type {ctype.key!r} does not admit {', '.join(outside)}",
+            field="eligible_kinds",
+            hint="The type admits: " + ", ".join(ctype.eligible_kinds) + ".")
     opens_at, closes_at = ensure_utc(opens_at), ensure_utc(closes_at)
     if closes_at <= opens_at:
         raise InvalidInput("closes_at must be after opens_at", field="closes_at")
     if max_gpu_hours is not None:
         check_positive(max_gpu_hours, "max_gpu_hours")
+        if ctype.min_gpu_hours is not None and max_gpu_hours < ctype.min_gpu_hours:
+            raise InvalidInput(
+                f"max_gpu_hours {max_gpu_hours:g} is below the minimum of call type "
+                f"{ctype.key!r} ({ctype.min_gpu_hours:g}): no proposal could fit",
+                field="max_gpu_hours")
     if not title.strip():
         raise InvalidInput("title must not be empty", field="title")
     if session.scalars(select(Call).where(Call.slug == slug)).first():
         raise Conflict(f"call {slug!r} already exists", field="slug")
     call = Call(slug=slug, title=title.strip(), description=description,
                 access_mode=access_mode, eligible_kinds=sorted(set(kinds)), opens_at=opens_at,
-                closes_at=closes_at, max_gpu_hours=max_gpu_hours, created_at=now)
+                closes_at=closes_at, max_gpu_hours=max_gpu_hours, created_at=now,
+                call_type_id=ctype.id, call_type=ctype)
     session.add(call)
     session.flush()
     record(session, actor, "call.create", "call", call.id,
-           {"slug": slug, "access_mode": access_mode, "eligible_kinds": call.eligible_kinds,
+           {"slug": slug, "access_mode": access_mode, "call_type": ctype.key,
+            "eligible_kinds": call.eligible_kinds,
             "opens_at": opens_at, "closes_at": closes_at}, at=now)
     return call
 

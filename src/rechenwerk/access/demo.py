@@ -18,6 +18,8 @@ from rechenwerk.access.accounts import create_account
 from rechenwerk.access.audit import record
 from rechenwerk.access.aup import accept_aup, publish_aup
 from rechenwerk.access.awards import create_award
+from rechenwerk.access.call_type_rules import EUROHPC_TYPES
+from rechenwerk.access.call_types import ensure_call_types
 from rechenwerk.access.calls import create_call
 from rechenwerk.access.models import Call, Organization, User
 from rechenwerk.access.organizations import create_organization
@@ -147,6 +149,8 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
     add_member(session, users["jan"], projects["nordstadt-climate"], username="clara",
                role="viewer", now=now)
 
+    # Call types: the EuroHPC AI Factory and classic access modes, as published.
+    ensure_call_types(session, op, EUROHPC_TYPES, now=now)
     # Calls
     q0 = quarter_start(now)
     opened = now - timedelta(days=30)
@@ -161,10 +165,22 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
         description="Peer-reviewed access for universities and research institutes.",
         opens_at=opened, closes_at=now + timedelta(days=60), max_gpu_hours=100_000)
     fast = create_call(
-        session, op, slug="fast-lane", access_mode="fast_lane", now=now,
-        title="Fast lane: up to 2,000 GPU-hours within a week",
+        session, op, slug="fast-lane", access_mode="fast_lane", call_type="fast-lane",
+        now=now, title="Fast Lane: up to 2,000 GPU-hours, decided within 4 working days",
         opens_at=opened, closes_at=now + timedelta(days=365), max_gpu_hours=2_000)
-    out.calls = [innovation.slug, research.slug, fast.slug]
+    playground = create_call(
+        session, op, slug="playground", access_mode="innovation", call_type="playground",
+        now=now, title="AI Factory Playground: first GPU-hours for startups and SMEs",
+        description="Free entry-level access; short application, access within 2 "
+                    "working days.",
+        opens_at=opened, closes_at=now + timedelta(days=365), max_gpu_hours=1_000)
+    large = create_call(
+        session, op, slug=f"large-scale-{now.year}", access_mode="research",
+        call_type="large-scale", now=now,
+        title=f"AI Factory Large Scale {now.year}: over 50,000 GPU-hours",
+        description="Full peer review after each monthly cut-off.",
+        opens_at=opened, closes_at=now + timedelta(days=180), max_gpu_hours=500_000)
+    out.calls = [innovation.slug, research.slug, fast.slug, playground.slug, large.slug]
 
     def accepted(project: str, call_: Call, applicant: str, title: str, hours: float,
                  reviewer: str, scores: tuple[int, int], periods: int) -> None:
@@ -199,7 +215,7 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
     assign_reviewer(session, op, p, reviewer="henrik", now=now)
     create_proposal(session, users["amelie"], call=fast, project=projects["lumen-vision"],
                     title="Ablation runs for the data pipeline", gpu_type=DEMO_GPU_TYPE,
-                    requested_gpu_hours=1_500, now=now)
+                    requested_gpu_hours=1_500, duration_months=2, now=now)
     out.proposals += 2
 
     create_account(session, op, project=projects["alpenwerk-cfd"], credit_limit_eur=25_000,

@@ -8,13 +8,14 @@ roles. Quantities are typed numbers (float GPU-hours, EUR) — never strings.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     Boolean,
     CheckConstraint,
+    Date,
     Float,
     ForeignKey,
     Integer,
@@ -160,6 +161,29 @@ class ProjectMembership(Base):
     user: Mapped[User] = relationship(lazy="joined")
 
 
+class CallType(Base):
+    """A kind of call as data (``access.call_type_rules.CallTypeSpec`` in a row): its
+    GPU-hour range, durations, eligibility, review steps, decision deadline and how
+    proposals are collected. Calls name one; its rules apply to their proposals."""
+
+    __tablename__ = "call_types"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    min_gpu_hours: Mapped[float | None] = mapped_column(Float)
+    max_gpu_hours: Mapped[float | None] = mapped_column(Float)
+    duration_months: Mapped[list[int]] = mapped_column(JSON)  # empty: not asked
+    eligible_kinds: Mapped[list[str]] = mapped_column(JSON)
+    countries: Mapped[str] = mapped_column(String(32))  # "any" or a country list's key
+    review_steps: Mapped[list[str]] = mapped_column(JSON)
+    decision_working_days: Mapped[int] = mapped_column(Integer)
+    submission_mode: Mapped[str] = mapped_column(String(16))  # window, cutoffs, rolling
+    cutoff_period: Mapped[str | None] = mapped_column(String(16))  # monthly, quarterly
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class Call(Base):
     __tablename__ = "calls"
 
@@ -174,6 +198,9 @@ class Call(Base):
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)  # closed early by hand
     max_gpu_hours: Mapped[float | None] = mapped_column(Float)  # per proposal
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    call_type_id: Mapped[int] = mapped_column(ForeignKey("call_types.id"), index=True)
+
+    call_type: Mapped[CallType] = relationship(lazy="joined")
 
 
 class Proposal(Base):
@@ -198,6 +225,10 @@ class Proposal(Base):
     decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     withdrawn_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    duration_months: Mapped[int | None] = mapped_column(Integer)  # asked by the call type
+    # The decision is due on this day (set on submission from the call type's deadline in
+    # working days; null before submission and for proposals submitted before call types).
+    due_on: Mapped[date | None] = mapped_column(Date, index=True)
     # The training-compute estimate the applicant attached (``access.estimates``): the
     # planner's inputs (schema of POST /api/v1/plan/train), its result as computed then
     # (``TrainingEstimate.to_dict()``; kept, so later planner changes do not rewrite what

@@ -5,7 +5,7 @@ and reviews (the first assignment starts the review)."""
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy.orm import Session
@@ -40,3 +40,13 @@ def transition(session: Session, actor: User, proposal: Proposal, to: ProposalSt
     proposal.state = to.value
     record(session, actor, f"proposal.{to.value}", "proposal", proposal.id,
            {"state": [current.value, to.value], **(extra or {})}, at=now)
+
+
+# Proposals whose decision can be overdue (``due_on`` passed, not decided yet).
+OPEN_STATES = (ProposalState.SUBMITTED.value, ProposalState.UNDER_REVIEW.value)
+
+
+def is_overdue(proposal: Proposal, today: date) -> bool:
+    """The decision was due before ``today`` and has not been taken."""
+    return (proposal.due_on is not None and proposal.state in OPEN_STATES
+            and proposal.due_on < today)

@@ -8,8 +8,8 @@ everyone else gets NotFound.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from datetime import datetime
+from collections.abc import Collection, Mapping
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import func, or_, select
@@ -17,6 +17,8 @@ from sqlalchemy.orm import Session
 
 from rechenwerk.access import estimates
 from rechenwerk.access.audit import record
+from rechenwerk.access.call_type_rules import due_date, proposal_issues
+from rechenwerk.access.call_types import spec_of
 from rechenwerk.access.calls import get_call, require_open
 from rechenwerk.access.gpu_types import validate_gpu_type
 from rechenwerk.access.models import (
@@ -30,7 +32,7 @@ from rechenwerk.access.models import (
 )
 from rechenwerk.access.paging import Page, paginate
 from rechenwerk.access.projects import get_project, membership, require_project_role
-from rechenwerk.access.proposal_states import transition
+from rechenwerk.access.proposal_states import OPEN_STATES, transition
 from rechenwerk.access.reviews import assigned_review
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.validation import check_choice, search_pattern
@@ -47,7 +49,7 @@ from rechenwerk.errors import (
 
 # Fields a PI may change while the proposal is a draft (PATCH /proposals/{id}).
 EDITABLE_PROPOSAL_FIELDS = ("title", "abstract", "justification", "gpu_type",
-                            "requested_gpu_hours", "estimate")
+                            "requested_gpu_hours", "duration_months", "estimate")
 
 
 # --------------------------------------------------------------------------- checks
@@ -70,6 +72,22 @@ def _proposal_issues(call: Call, *, title: str | None = None,
         issues.append(FieldIssue(("requested_gpu_hours",),
                                  f"{requested_gpu_hours:g} GPU-hours exceed the call's "
                                  f"maximum of {call.max_gpu_hours:g}"))
+    return issues
+
+
+def _type_issues(call: Call, project: Project, *, requested_gpu_hours: float | None,
+                 duration_months: int | None, submitting: bool) -> list[FieldIssue]:
+    """What the call's type says against a proposal of ``project`` with these values
+    (``call_type_rules.proposal_issues``); a draft may leave the duration out."""
+    if requested_gpu_hours is None or not requested_gpu_hours > 0:
+        requested_gpu_hours = None  # reported by _proposal_issues
+    org = project.organization
+    issues = proposal_issues(spec_of(call.call_type),
+                             requested_gpu_hours=requested_gpu_hours or 0.0,
+                             duration_months=duration_months, org_kind=org.kind,
+                             country=org.country, require_duration=submitting)
+    if requested_gpu_hours is None:
+        issues = [i for i in issues if i.loc != ("requested_gpu_hours",)]
     return issues
 
 
@@ -123,9 +141,11 @@ def list_proposals(
     session: Session, user: User, *, call: str | int | None = None,
     project: str | int | None = None, state: str | None = None,
     limit: int = 50, offset: int = 0, sort: str = "id", q: str = "",
+    overdue_on: date | None = None,
 ) -> Page[Proposal]:
     """Proposals the user may see (their projects' and those they review), sorted by a
-    column of PROPOSAL_SORTS (``-`` for descending), ``q`` a title search."""
+    column of PROPOSAL_SORTS (``-`` for descending), ``q`` a title search;
+    ``overdue_on`` a day: only those whose decision was due before it and is not taken."""
     column = PROPOSAL_SORTS.get(sort.removeprefix("-"))
     if column is None:
         raise InvalidInput(f"cannot sort proposals by {sort.removeprefix('-')!r}",
@@ -150,6 +170,8 @@ def list_proposals(
     if state is not None:
         stmt = stmt.where(Proposal.state == check_choice(
             state, {s.value for s in ProposalState}, "state"))
+    if overdue_on is not None:
+        stmt = stmt.where(Proposal.due_on < overdue_on, Proposal.state.in_(OPEN_STATES))
     return paginate(session, stmt, limit, offset)
 
 
@@ -175,13 +197,16 @@ def create_proposal(
     session: Session, actor: User, *, call: Call, project: Project, title: str,
     gpu_type: str, requested_gpu_hours: float, now: datetime, abstract: str = "",
     justification: str = "", estimate: Mapping[str, Any] | None = None,
+    duration_months: int | None = None,
 ) -> Proposal:
     """A draft proposal of ``project`` (its PI or an operator) to an open call that admits
     the project's organisation kind. ``estimate``: optional training-estimate inputs (the
     schema of ``POST /api/v1/plan/train``) for the proposal's GPU type; the planner's
     result is computed and stored with them."""
     require_project_role(session, actor, project, {ProjectRole.PI.value})
-    raise_issues(_proposal_issues(call, title=title, requested_gpu_hours=requested_gpu_hours))
+    raise_issues(_proposal_issues(call, title=title, requested_gpu_hours=requested_gpu_hours)
+                 + _type_issues(call, project, requested_gpu_hours=requested_gpu_hours,
+                                duration_months=duration_months, submitting=False))
     gpu_type = validate_gpu_type(gpu_type)
     est, issues = _estimate_issues(estimate, gpu_type)
     raise_issues(issues)
@@ -198,7 +223,7 @@ def create_proposal(
         applicant_user_id=actor.id, applicant=actor, title=title.strip(), abstract=abstract,
         justification=justification, gpu_type=gpu_type,
         requested_gpu_hours=float(requested_gpu_hours), state=ProposalState.DRAFT.value,
-        created_at=now,
+        created_at=now, duration_months=duration_months,
     )
     _set_estimate(proposal, est, now)
     session.add(proposal)
@@ -206,6 +231,8 @@ def create_proposal(
     changes: dict[str, Any] = {"call": call.slug, "project": project.slug,
                                "gpu_type": gpu_type,
                                "requested_gpu_hours": proposal.requested_gpu_hours}
+    if duration_months is not None:
+        changes["duration_months"] = duration_months
     if est is not None:
         changes["estimate"] = estimates.audit_value(est.inputs, est.result)
     record(session, actor, "proposal.create", "proposal", proposal.id, changes, at=now)
@@ -217,6 +244,7 @@ def update_proposal(
     title: str | None = None, abstract: str | None = None, justification: str | None = None,
     gpu_type: str | None = None, requested_gpu_hours: float | None = None,
     estimate: Mapping[str, Any] | None = None, remove_estimate: bool = False,
+    duration_months: int | None = None,
 ) -> Proposal:
     """Change a draft (its PI or an operator); None leaves a field as it is. The same
     checks as :func:`create_proposal` (title, GPU type, the call's maximum, the estimate);
@@ -226,6 +254,7 @@ def update_proposal(
     require_proposal_pi(session, actor, proposal, "edit")
     given = {"title": title, "abstract": abstract, "justification": justification,
              "gpu_type": gpu_type, "requested_gpu_hours": requested_gpu_hours,
+             "duration_months": duration_months,
              "estimate": estimate if estimate is not None else (True if remove_estimate
                                                                  else None)}
     if proposal.state != ProposalState.DRAFT.value:
@@ -246,6 +275,13 @@ def update_proposal(
                            "both", field="estimate")
     issues = _proposal_issues(proposal.call, title=title,
                               requested_gpu_hours=requested_gpu_hours)
+    if requested_gpu_hours is not None or duration_months is not None:
+        issues += _type_issues(
+            proposal.call, proposal.project,
+            requested_gpu_hours=(requested_gpu_hours if requested_gpu_hours is not None
+                                 else proposal.requested_gpu_hours),
+            duration_months=(duration_months if duration_months is not None
+                             else proposal.duration_months), submitting=False)
     canonical_gpu = None
     gpu_ok = True
     if gpu_type is not None:
@@ -273,6 +309,7 @@ def update_proposal(
         "abstract": abstract, "justification": justification, "gpu_type": canonical_gpu,
         "requested_gpu_hours": (float(requested_gpu_hours)
                                 if requested_gpu_hours is not None else None),
+        "duration_months": duration_months,
     }
     changes: dict[str, Any] = {}
     for name in EDITABLE_PROPOSAL_FIELDS:
@@ -326,12 +363,24 @@ def withdraw_proposal(session: Session, actor: User, proposal: Proposal, *, now:
 
 
 def submit_proposal(session: Session, actor: User, proposal: Proposal, *,
-                    now: datetime) -> Proposal:
+                    now: datetime, holidays: Collection[date] = frozenset()) -> Proposal:
+    """Submit a draft (its PI) to its open call: it must fit the call type in full (the
+    duration too, where the type asks), and gets its decision due date from the type's
+    deadline in working days (``holidays``: the centre's calendar) after submission, or
+    after the next cut-off for types with cut-offs."""
     require_project_role(session, actor, proposal.project, {ProjectRole.PI.value})
     if proposal.state == ProposalState.DRAFT.value:
         require_open(proposal.call, now)
-    transition(session, actor, proposal, ProposalState.SUBMITTED, now)
+        raise_issues(_type_issues(proposal.call, proposal.project,
+                                  requested_gpu_hours=proposal.requested_gpu_hours,
+                                  duration_months=proposal.duration_months,
+                                  submitting=True),
+                     hint=f"Change the draft first: `rechenwerk proposal edit {proposal.id}`.")
+    due = due_date(spec_of(proposal.call.call_type), now.date(), holidays)
+    transition(session, actor, proposal, ProposalState.SUBMITTED, now,
+               {"due_on": due.isoformat()})
     proposal.submitted_at = now
+    proposal.due_on = due
     return proposal
 
 

@@ -15,6 +15,7 @@ from rechenwerk.access import (
     audit,
     aup,
     awards,
+    call_types,
     calls,
     organizations,
     paging,
@@ -228,6 +229,29 @@ def remove_member(ref: str, username: str, session: DbSession, user: CurrentUser
     return Response(status_code=204)
 
 
+# --------------------------------------------------------------------------- call types
+
+
+@router.get("/call-types", response_model=s.PageOut[s.CallTypeOut],
+            summary="Call types: the rules each kind of call holds its proposals to")
+def list_call_types(session: DbSession, user: CurrentUser, limit: int = Limit,
+                    offset: int = Offset) -> s.PageOut[s.CallTypeOut]:
+    page = call_types.list_call_types(session, limit=limit, offset=offset)
+    return s.page_out(page, [s.CallTypeOut.of(t) for t in page.items])
+
+
+@router.post("/call-types", response_model=s.CallTypeOut, status_code=201,
+             summary="Create a call type (operators); types are not changed once created")
+def create_call_type(body: s.CallTypeCreate, session: DbSession, user: Operator,
+                     now: Now) -> s.CallTypeOut:
+    return s.CallTypeOut.of(call_types.create_call_type(session, user, body.spec(), now=now))
+
+
+@router.get("/call-types/{ref}", response_model=s.CallTypeOut)
+def show_call_type(ref: str, session: DbSession, user: CurrentUser) -> s.CallTypeOut:
+    return s.CallTypeOut.of(call_types.get_call_type(session, ref))
+
+
 # --------------------------------------------------------------------------- calls
 
 
@@ -248,7 +272,7 @@ def create_call(body: s.CallCreate, session: DbSession, user: Operator, now: Now
         eligible_kinds=[k.value for k in body.eligible_kinds]
         if body.eligible_kinds is not None else None,
         opens_at=body.opens_at or now, closes_at=body.closes_at,
-        max_gpu_hours=body.max_gpu_hours, now=now)
+        max_gpu_hours=body.max_gpu_hours, call_type=body.call_type, now=now)
     return s.CallOut.of(call, now)
 
 
@@ -266,23 +290,27 @@ def close_call(ref: str, session: DbSession, user: Operator, now: Now) -> s.Call
 # --------------------------------------------------------------------------- proposals
 
 
-def _proposal_out(session: DbSession, user: CurrentUser, proposal_id: int) -> s.ProposalOut:
+def _proposal_out(session: DbSession, user: CurrentUser, proposal_id: int,
+                  now: datetime) -> s.ProposalOut:
     p = proposals.visible_proposal(session, user, proposal_id)
     reviewers: list[str] = []
     if user.is_operator:
         reviewers = [r.reviewer.username for r in session.scalars(
             select(Review).where(Review.proposal_id == p.id).order_by(Review.id))]
-    return s.ProposalOut.of(p, reviewers)
+    return s.ProposalOut.of(p, now, reviewers)
 
 
 @router.get("/proposals", response_model=s.PageOut[s.ProposalOut],
             summary="Proposals of my projects or assigned to me for review")
-def list_proposals(session: DbSession, user: CurrentUser, call: str | None = None,
+def list_proposals(session: DbSession, user: CurrentUser, now: Now, call: str | None = None,
                    project: str | None = None, state: str | None = None,
+                   overdue: bool = Query(False, description="only those whose decision "
+                                         "is overdue"),
                    limit: int = Limit, offset: int = Offset) -> s.PageOut[s.ProposalOut]:
     page = proposals.list_proposals(session, user, call=call, project=project, state=state,
+                                    overdue_on=now.date() if overdue else None,
                                     limit=limit, offset=offset)
-    return s.page_out(page, [s.ProposalOut.of(p) for p in page.items])
+    return s.page_out(page, [s.ProposalOut.of(p, now) for p in page.items])
 
 
 @router.post("/proposals", response_model=s.ProposalOut, status_code=201,
@@ -295,13 +323,15 @@ def create_proposal(body: s.ProposalCreate, session: DbSession, user: CurrentUse
                                   abstract=body.abstract, justification=body.justification,
                                   gpu_type=body.gpu_type,
                                   requested_gpu_hours=body.requested_gpu_hours,
+                                  duration_months=body.duration_months,
                                   estimate=body.estimate_inputs(), now=now)
-    return s.ProposalOut.of(p)
+    return s.ProposalOut.of(p, now)
 
 
 @router.get("/proposals/{proposal_id}", response_model=s.ProposalOut)
-def show_proposal(proposal_id: int, session: DbSession, user: CurrentUser) -> s.ProposalOut:
-    return _proposal_out(session, user, proposal_id)
+def show_proposal(proposal_id: int, session: DbSession, user: CurrentUser,
+                  now: Now) -> s.ProposalOut:
+    return _proposal_out(session, user, proposal_id, now)
 
 
 @router.patch("/proposals/{proposal_id}", response_model=s.ProposalOut,
@@ -313,9 +343,10 @@ def update_proposal(proposal_id: int, body: s.ProposalUpdate, session: DbSession
     proposals.update_proposal(session, user, p, title=body.title, abstract=body.abstract,
                               justification=body.justification, gpu_type=body.gpu_type,
                               requested_gpu_hours=body.requested_gpu_hours,
+                              duration_months=body.duration_months,
                               estimate=body.estimate_inputs(),
                               remove_estimate=body.remove_estimate, now=now)
-    return _proposal_out(session, user, proposal_id)
+    return _proposal_out(session, user, proposal_id, now)
 
 
 @router.post("/proposals/{proposal_id}/withdraw", response_model=s.ProposalOut,
@@ -324,15 +355,16 @@ def withdraw_proposal(proposal_id: int, session: DbSession, user: CurrentUser, n
                       body: s.WithdrawIn | None = None) -> s.ProposalOut:
     p = proposals.visible_proposal(session, user, proposal_id)
     proposals.withdraw_proposal(session, user, p, reason=body.reason if body else "", now=now)
-    return _proposal_out(session, user, proposal_id)
+    return _proposal_out(session, user, proposal_id, now)
 
 
 @router.post("/proposals/{proposal_id}/submit", response_model=s.ProposalOut)
-def submit_proposal(proposal_id: int, session: DbSession, user: CurrentUser,
-                    now: Now) -> s.ProposalOut:
+def submit_proposal(proposal_id: int, request: Request, session: DbSession,
+                    user: CurrentUser, now: Now) -> s.ProposalOut:
     p = proposals.visible_proposal(session, user, proposal_id)
-    proposals.submit_proposal(session, user, p, now=now)
-    return _proposal_out(session, user, proposal_id)
+    proposals.submit_proposal(session, user, p, now=now,
+                              holidays=settings_of(request).holiday_dates)
+    return _proposal_out(session, user, proposal_id, now)
 
 
 @router.post("/proposals/{proposal_id}/reviewers", response_model=s.ReviewOut,
@@ -369,7 +401,7 @@ def decide(proposal_id: int, body: s.DecisionIn, session: DbSession, user: Opera
     p = proposals.visible_proposal(session, user, proposal_id)
     proposals.decide_proposal(session, user, p, decision=body.decision, comment=body.comment,
                               now=now)
-    return _proposal_out(session, user, proposal_id)
+    return _proposal_out(session, user, proposal_id, now)
 
 
 # --------------------------------------------------------------------------- awards

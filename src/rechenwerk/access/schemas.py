@@ -3,13 +3,21 @@ their unit in the name (``gpu_hours``, ``credit_limit_eur``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
 from types import UnionType
 from typing import Annotated, Any, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from rechenwerk.access import estimates
+from rechenwerk.access.call_type_rules import (
+    ANY_COUNTRY,
+    COUNTRY_LISTS,
+    CUTOFF_PERIODS,
+    REVIEW_STEPS,
+    SUBMISSION_MODES,
+    CallTypeSpec,
+)
 from rechenwerk.access.calls import call_status
 from rechenwerk.access.models import (
     AccessMode,
@@ -17,6 +25,7 @@ from rechenwerk.access.models import (
     AuditEntry,
     Award,
     Call,
+    CallType,
     Organization,
     OrgKind,
     PayPerUseAccount,
@@ -27,6 +36,7 @@ from rechenwerk.access.models import (
     User,
 )
 from rechenwerk.access.paging import Page
+from rechenwerk.access.proposal_states import is_overdue
 from rechenwerk.access.security import MAX_TOKEN_DAYS
 from rechenwerk.access.validation import MAX_ID, MIN_ID
 from rechenwerk.planning.schemas import TrainRequest
@@ -298,6 +308,66 @@ class ProjectOut(BaseModel):
 # --------------------------------------------------------------------------- calls
 
 
+class CallTypeCreate(_In):
+    """A call type's rules; every inconsistency is reported at once, naming its field."""
+
+    key: str = Field(min_length=2, max_length=63, description="e.g. fast-lane")
+    title: str = Field(min_length=1, max_length=300)
+    description: str = ""
+    min_gpu_hours: float | None = Field(default=None, gt=0, description="per proposal")
+    max_gpu_hours: float | None = Field(default=None, gt=0, description="per proposal")
+    duration_months: list[int] = Field(
+        default_factory=lambda: [1, 2, 3],
+        description="the durations a proposal may ask for; [] asks for none")
+    eligible_kinds: list[OrgKind] = Field(default_factory=lambda: list(OrgKind))
+    countries: str = Field(default=ANY_COUNTRY, description="any, " + ", ".join(COUNTRY_LISTS))
+    review_steps: list[str] = Field(default_factory=lambda: list(REVIEW_STEPS),
+                                    description="in order, from: " + ", ".join(REVIEW_STEPS))
+    decision_working_days: int = Field(default=10, ge=0, le=365)
+    submission_mode: str = Field(default="window",
+                                 description=", ".join(SUBMISSION_MODES))
+    cutoff_period: str | None = Field(default=None, description="with submission_mode "
+                                      "cutoffs: " + ", ".join(CUTOFF_PERIODS))
+
+    def spec(self) -> CallTypeSpec:
+        return CallTypeSpec(
+            key=self.key, title=self.title, description=self.description,
+            min_gpu_hours=self.min_gpu_hours, max_gpu_hours=self.max_gpu_hours,
+            duration_months=tuple(self.duration_months),
+            eligible_kinds=tuple(k.value for k in self.eligible_kinds),
+            countries=self.countries, review_steps=tuple(self.review_steps),
+            decision_working_days=self.decision_working_days,
+            submission_mode=self.submission_mode, cutoff_period=self.cutoff_period)
+
+
+class CallTypeOut(BaseModel):
+    id: int
+    key: str
+    title: str
+    description: str
+    min_gpu_hours: float | None
+    max_gpu_hours: float | None
+    duration_months: list[int]
+    eligible_kinds: list[str]
+    countries: str
+    review_steps: list[str]
+    decision_working_days: int
+    submission_mode: str
+    cutoff_period: str | None
+    created_at: datetime
+
+    @classmethod
+    def of(cls, t: CallType) -> CallTypeOut:
+        return cls(id=t.id, key=t.key, title=t.title, description=t.description,
+                   min_gpu_hours=t.min_gpu_hours, max_gpu_hours=t.max_gpu_hours,
+                   duration_months=list(t.duration_months),
+                   eligible_kinds=list(t.eligible_kinds), countries=t.countries,
+                   review_steps=list(t.review_steps),
+                   decision_working_days=t.decision_working_days,
+                   submission_mode=t.submission_mode, cutoff_period=t.cutoff_period,
+                   created_at=t.created_at)
+
+
 class CallCreate(_In):
     slug: str = Field(min_length=2, max_length=63)
     title: str = Field(min_length=1, max_length=300)
@@ -308,6 +378,8 @@ class CallCreate(_In):
     opens_at: datetime | None = Field(default=None, description="default: now")
     closes_at: datetime
     max_gpu_hours: float | None = Field(default=None, gt=0, description="per proposal")
+    call_type: Ref | None = Field(default=None, description="key or id; default: the "
+                                  "access mode's type")
 
 
 class CallOut(BaseModel):
@@ -323,6 +395,7 @@ class CallOut(BaseModel):
     max_gpu_hours: float | None
     status: str
     created_at: datetime
+    call_type: CallTypeOut
 
     @classmethod
     def of(cls, c: Call, now: datetime) -> CallOut:
@@ -330,7 +403,7 @@ class CallOut(BaseModel):
                    access_mode=c.access_mode, eligible_kinds=list(c.eligible_kinds),
                    opens_at=c.opens_at, closes_at=c.closes_at, closed_at=c.closed_at,
                    max_gpu_hours=c.max_gpu_hours, status=call_status(c, now),
-                   created_at=c.created_at)
+                   created_at=c.created_at, call_type=CallTypeOut.of(c.call_type))
 
 
 # --------------------------------------------------------------------------- proposals
@@ -344,6 +417,8 @@ class ProposalCreate(_In):
     justification: str = ""
     gpu_type: str = Field(min_length=1)
     requested_gpu_hours: float = Field(gt=0)
+    duration_months: int | None = Field(default=None, ge=1, le=60,
+                                        description="where the call type asks for one")
     estimate: TrainRequest | None = Field(
         default=None, description="training-estimate inputs (as POST /api/v1/plan/train) "
                                   "on the proposal's GPU type; the result is computed and kept")
@@ -361,6 +436,7 @@ class ProposalUpdate(_In):
     justification: str | None = None
     gpu_type: str | None = Field(default=None, min_length=1)
     requested_gpu_hours: float | None = Field(default=None, gt=0)
+    duration_months: int | None = Field(default=None, ge=1, le=60)
     estimate: TrainRequest | None = Field(
         default=None, description="new training-estimate inputs (replace the attached "
                                   "estimate); null removes it")
@@ -444,6 +520,11 @@ class ProposalOut(BaseModel):
     decided_at: datetime | None
     withdrawn_at: datetime | None = None
     withdrawn_by: str | None = None
+    duration_months: int | None = None
+    call_type: str
+    due_on: date | None = Field(default=None, description="the decision is due on this day "
+                                "(set on submission from the call type's deadline)")
+    overdue: bool = Field(default=False, description="due_on has passed, no decision yet")
     reviewers: list[str] = Field(default_factory=list, description="visible to operators")
     estimate: EstimateOut | None = None
     requested_vs_estimate: float | None = Field(
@@ -451,7 +532,8 @@ class ProposalOut(BaseModel):
                                   "an estimate); the planner is good to about ±30 %")
 
     @classmethod
-    def of(cls, p: Proposal, reviewers: list[str] | None = None) -> ProposalOut:
+    def of(cls, p: Proposal, now: datetime,
+           reviewers: list[str] | None = None) -> ProposalOut:
         est = EstimateOut.of(p)
         return cls(id=p.id, call=p.call.slug, call_id=p.call_id, project=p.project.slug,
                    project_id=p.project_id, organization=p.project.organization.name,
@@ -462,6 +544,8 @@ class ProposalOut(BaseModel):
                    submitted_at=p.submitted_at, decided_at=p.decided_at,
                    withdrawn_at=p.withdrawn_at,
                    withdrawn_by=p.withdrawn_by.username if p.withdrawn_by else None,
+                   duration_months=p.duration_months, call_type=p.call.call_type.key,
+                   due_on=p.due_on, overdue=is_overdue(p, now.date()),
                    reviewers=reviewers or [], estimate=est,
                    requested_vs_estimate=None if est is None else estimates.requested_vs_estimate(
                        p.requested_gpu_hours, est.gpu_hours))

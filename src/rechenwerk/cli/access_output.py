@@ -70,10 +70,29 @@ def print_project(p: dict[str, Any]) -> None:
 
 
 def print_call(c: dict[str, Any]) -> None:
+    t = c["call_type"]
     kv([("slug", c["slug"]), ("title", c["title"]), ("access mode", c["access_mode"]),
+         ("call type", f"{t['key']} ({t['title']})"),
          ("eligible kinds", ", ".join(c["eligible_kinds"])), ("status", c["status"]),
          ("opens", day(c["opens_at"])), ("closes", day(c["closes_at"])),
-         ("max GPU-hours per proposal", hours(c["max_gpu_hours"]))], title=f"call {c['slug']}")
+         ("max GPU-hours per proposal", hours(c["max_gpu_hours"])),
+         ("durations (months)", ", ".join(map(str, t["duration_months"])) or "not asked"),
+         ("decision within", f"{t['decision_working_days']} working days"
+          + (f" after each {t['cutoff_period']} cut-off" if t["cutoff_period"]
+             else " of submission"))], title=f"call {c['slug']}")
+
+
+def print_call_type(t: dict[str, Any]) -> None:
+    kv([("key", t["key"]), ("title", t["title"]), ("description", t["description"]),
+         ("min GPU-hours", hours(t["min_gpu_hours"])),
+         ("max GPU-hours", hours(t["max_gpu_hours"])),
+         ("durations (months)", ", ".join(map(str, t["duration_months"])) or "not asked"),
+         ("eligible kinds", ", ".join(t["eligible_kinds"])), ("countries", t["countries"]),
+         ("review steps", " -> ".join(t["review_steps"])),
+         ("decision within", f"{t['decision_working_days']} working days"),
+         ("submission", t["submission_mode"]
+          + (f" ({t['cutoff_period']} cut-offs)" if t["cutoff_period"] else ""))],
+       title=f"call type {t['key']}")
 
 
 def print_proposal(p: dict[str, Any]) -> None:
@@ -81,7 +100,12 @@ def print_proposal(p: dict[str, Any]) -> None:
          ("project", f"{p['project']} ({p['organization']})"), ("applicant", p["applicant"]),
          ("state", p["state"]), ("GPU type", p["gpu_type"]),
          ("requested GPU-hours", hours(p["requested_gpu_hours"])),
-         ("submitted", day(p["submitted_at"])), ("decided", day(p["decided_at"])),
+         *([("duration", f"{p['duration_months']} months")] if p.get("duration_months")
+           else []),
+         ("submitted", day(p["submitted_at"])),
+         *([("decision due", p["due_on"] + (" (overdue)" if p.get("overdue") else ""))]
+           if p.get("due_on") else []),
+         ("decided", day(p["decided_at"])),
          ("decision comment", p["decision_comment"]),
          *([("withdrawn", f"{day(p['withdrawn_at'])} by {p.get('withdrawn_by') or '?'}")]
            if p.get("withdrawn_at") else []),

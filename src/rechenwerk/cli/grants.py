@@ -49,9 +49,10 @@ def register(app: typer.Typer) -> None:
         """List calls."""
         data = server_call("GET", "/api/v1/calls", params={
             "status": status, "access_mode": mode, "limit": limit, "offset": offset})
-        page(data, as_json, ["slug", "title", "mode", "eligible", "status", "closes"],
-              lambda c: (c["slug"], c["title"], c["access_mode"], ", ".join(c["eligible_kinds"]),
-                         c["status"], day(c["closes_at"])), "calls")
+        page(data, as_json, ["slug", "title", "mode", "type", "eligible", "status", "closes"],
+              lambda c: (c["slug"], c["title"], c["access_mode"], c["call_type"]["key"],
+                         ", ".join(c["eligible_kinds"]), c["status"], day(c["closes_at"])),
+              "calls")
 
     @call_app.command("show")
     @handle_errors
@@ -70,12 +71,15 @@ def register(app: typer.Typer) -> None:
                                                        help="Org kind; repeatable."),
                     max_gpu_hours: float = typer.Option(None, "--max-gpu-hours"),
                     description: str = typer.Option("", "--description"),
+                    call_type: str = typer.Option(None, "--type", help="Call type (see "
+                                                  "`call-type list`); default: the mode's."),
                     as_json: bool = JSON_OPT) -> None:
         """Open a call (operators)."""
         c = server_call("POST", "/api/v1/calls", json={
             "slug": slug, "title": title, "access_mode": mode, "closes_at": closes,
             "opens_at": opens, "eligible_kinds": eligible or None,
-            "max_gpu_hours": max_gpu_hours, "description": description})
+            "max_gpu_hours": max_gpu_hours, "description": description,
+            "call_type": call_type})
         show(c, as_json, print_call)
 
     @call_app.command("close")
@@ -100,6 +104,8 @@ def register(app: typer.Typer) -> None:
                                                         help="Requested GPU-hours."),
                         abstract: str = typer.Option("", "--abstract"),
                         justification: str = typer.Option("", "--justification"),
+                        months: int = typer.Option(None, "--months", help="Duration in "
+                                                   "months, where the call type asks."),
                         estimate: Path = typer.Option(
                             None, "--estimate", help="Attach a training-compute estimate: "
                             "YAML/JSON with the inputs of `plan train` (params, tokens, "
@@ -109,7 +115,7 @@ def register(app: typer.Typer) -> None:
         body: dict[str, Any] = {
             "call": call, "project": project, "title": title, "gpu_type": gpu_type,
             "requested_gpu_hours": gpu_hours, "abstract": abstract,
-            "justification": justification}
+            "justification": justification, "duration_months": months}
         if estimate is not None:
             body["estimate"] = load_estimate(estimate)
         p = server_call("POST", "/api/v1/proposals", json=body)
@@ -132,6 +138,7 @@ def register(app: typer.Typer) -> None:
                       gpu_type: str = typer.Option(None, "--gpu-type"),
                       gpu_hours: float = typer.Option(None, "--gpu-hours",
                                                       help="Requested GPU-hours."),
+                      months: int = typer.Option(None, "--months", help="Duration in months."),
                       estimate: Path = typer.Option(
                           None, "--estimate", help="Attach (replace) the training-compute "
                           "estimate from a YAML/JSON file of `plan train` inputs."),
@@ -143,7 +150,8 @@ def register(app: typer.Typer) -> None:
         changes: dict[str, Any] = {
             k: v for k, v in (("title", title), ("abstract", abstract),
                               ("justification", justification), ("gpu_type", gpu_type),
-                              ("requested_gpu_hours", gpu_hours)) if v is not None}
+                              ("requested_gpu_hours", gpu_hours),
+                              ("duration_months", months)) if v is not None}
         if estimate is not None and no_estimate:
             raise InvalidInput("give --estimate FILE or --no-estimate, not both",
                                field="estimate")
@@ -154,8 +162,8 @@ def register(app: typer.Typer) -> None:
         if not changes:
             raise InvalidInput("nothing to change", field="proposal",
                                hint="Give at least one of --title, --abstract, "
-                                    "--justification, --gpu-type, --gpu-hours, --estimate, "
-                                    "--no-estimate.")
+                                    "--justification, --gpu-type, --gpu-hours, --months, "
+                                    "--estimate, --no-estimate.")
         show(server_call("PATCH", f"/api/v1/proposals/{proposal_id}", json=changes), as_json,
               print_proposal)
 
@@ -223,16 +231,20 @@ def register(app: typer.Typer) -> None:
     def proposal_list(call: str = typer.Option(None, "--call"),
                       project: str = typer.Option(None, "--project"),
                       state: str = typer.Option(None, "--state"),
+                      overdue: bool = typer.Option(False, "--overdue", help="Only those "
+                                                   "past their decision deadline."),
                       limit: int = LIMIT_OPT, offset: int = OFFSET_OPT,
                       as_json: bool = JSON_OPT) -> None:
         """List proposals of your projects or assigned to you."""
         data = server_call("GET", "/api/v1/proposals", params={
             "call": call, "project": project, "state": state, "limit": limit,
-            "offset": offset})
+            "offset": offset, "overdue": "true" if overdue else None})
         page(data, as_json, ["id", "title", "call", "project", "state", "GPU type",
-                              "GPU-hours"],
+                              "GPU-hours", "due"],
               lambda p: (p["id"], p["title"], p["call"], p["project"], p["state"],
-                         p["gpu_type"], hours(p["requested_gpu_hours"])), "proposals")
+                         p["gpu_type"], hours(p["requested_gpu_hours"]),
+                         (p["due_on"] or "-") + (" overdue" if p["overdue"] else "")),
+              "proposals")
 
     @prop.command("show")
     @handle_errors

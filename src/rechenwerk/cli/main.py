@@ -22,6 +22,7 @@ app = typer.Typer(
 COMMAND_MODULES: list[str] = [
     "rechenwerk.cli.people",
     "rechenwerk.cli.grants",
+    "rechenwerk.cli.call_types",  # call types as data (issue 15)
     "rechenwerk.cli.admin",
     "rechenwerk.cli.config_cmd",
     "rechenwerk.cli.server",

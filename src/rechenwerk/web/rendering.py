@@ -108,6 +108,7 @@ AUDIT_ACTION_WORDS: dict[str, str] = {
     "award.create": "awarded GPU-hours",
     "call.close": "closed a call for proposals",
     "call.create": "opened a call for proposals",
+    "call_type.create": "created a call type",
     "job.cancel": "cancelled a job",
     "login.failed": "failed to log in",
     "login.oidc": "signed in through the institution's provider",

@@ -1,7 +1,8 @@
 """What needs this person, for the top of their dashboard: an operator's proposals to
-route and decide, drained nodes, failed jobs and undelivered mail; a reviewer's open
-reviews; a PI's unsubmitted drafts. Each item is a count, a sentence and the page where
-the work is done; one small query each, so the dashboard stays fast on a big centre."""
+route and decide and those past their decision deadline, drained nodes, failed jobs and
+undelivered mail; a reviewer's open reviews; a PI's unsubmitted drafts. Each item is a
+count, a sentence and the page where the work is done; one small query each, so the
+dashboard stays fast on a big centre."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import Proposal, ProposalState, Review, User
+from rechenwerk.access.proposal_states import OPEN_STATES
 from rechenwerk.jobs.models import Job
 from rechenwerk.notifications.models import OutboxMessage
 
@@ -75,6 +77,13 @@ def operator_items(db: Session, now: datetime, drained_nodes: list[str]) -> list
             "to-decide", to_decide,
             f"{_plural(to_decide, 'proposal has', 'proposals have')} all reviews in: "
             "ready to decide", "/proposals?state=under_review"))
+    overdue = _count(db, select(func.count()).select_from(Proposal).where(
+        Proposal.due_on < now.date(), Proposal.state.in_(OPEN_STATES)))
+    if overdue:
+        items.append(WorkItem(
+            "overdue", overdue,
+            f"{_plural(overdue, 'proposal is', 'proposals are')} past the decision "
+            "deadline of their call type", "/proposals?overdue=true"))
     if drained_nodes:
         shown = ", ".join(drained_nodes[:5]) + (" ..." if len(drained_nodes) > 5 else "")
         items.append(WorkItem(

@@ -16,8 +16,9 @@ from starlette.responses import RedirectResponse, Response
 from rechenwerk.access import estimates
 from rechenwerk.access.calls import get_call, list_calls
 from rechenwerk.access.gpu_types import known_gpu_types
-from rechenwerk.access.models import Project, Proposal, ProposalState, Review, User
+from rechenwerk.access.models import Call, Project, Proposal, ProposalState, Review, User
 from rechenwerk.access.projects import list_projects, membership, visible_project
+from rechenwerk.access.proposal_states import is_overdue
 from rechenwerk.access.proposals import (
     EDITABLE_PROPOSAL_FIELDS,
     create_proposal,
@@ -42,7 +43,7 @@ router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
 PAGE_SIZE = 50
 PROPOSAL_FIELDS = {"call", "project", "title", "abstract", "justification", "gpu_type",
-                   "requested_gpu_hours"}
+                   "requested_gpu_hours", "duration_months"}
 EDIT_FIELDS = set(EDITABLE_PROPOSAL_FIELDS)
 WITHDRAWABLE = (ProposalState.DRAFT.value, ProposalState.SUBMITTED.value,
                 ProposalState.UNDER_REVIEW.value)
@@ -129,9 +130,32 @@ def centre_gpu_types(request: Request) -> list[str]:
     return have or list(known)
 
 
-def _cap_text(c: Any) -> str:
-    return (f"up to {c.max_gpu_hours:,.0f} GPU-hours" if c.max_gpu_hours
-            else "no cap per proposal")
+def _cap_text(c: Call) -> str:
+    """The GPU-hours a proposal to ``c`` may ask for: the call's cap and its type's range."""
+    t = c.call_type
+    caps = [v for v in (c.max_gpu_hours, t.max_gpu_hours) if v]
+    hi = min(caps) if caps else None
+    if t.min_gpu_hours and hi:
+        return f"{t.min_gpu_hours:,.0f} to {hi:,.0f} GPU-hours"
+    if t.min_gpu_hours:
+        return f"at least {t.min_gpu_hours:,.0f} GPU-hours"
+    return f"up to {hi:,.0f} GPU-hours" if hi else "no cap per proposal"
+
+
+def duration_text(c: Call) -> str:
+    months = c.call_type.duration_months
+    if not months:
+        return "no duration asked"
+    return ", ".join(str(m) for m in months) + " months"
+
+
+def rules_text(c: Call) -> str:
+    """One line of what a call's type asks, for form help and the call's pages."""
+    t = c.call_type
+    return (f"{t.title}: {_cap_text(c)}; duration {duration_text(c)}; decision within "
+            f"{t.decision_working_days} working days"
+            + (f" after each {t.cutoff_period} cut-off" if t.submission_mode == "cutoffs"
+               else " of submission"))
 
 
 def _new_form_context(request: Request, db: Session, user: User, now: Any) -> dict[str, Any]:
@@ -144,6 +168,8 @@ def _new_form_context(request: Request, db: Session, user: User, now: Any) -> di
                                 f"{_cap_text(c)}, closes {c.closes_at:%Y-%m-%d})")
                          for c in calls],
         "caps_help": "; ".join(f"{c.title}: {_cap_text(c)}" for c in calls),
+        "duration_help": "; ".join(f"{c.title}: {duration_text(c)}" for c in calls),
+        "rules": [(c.title, rules_text(c)) for c in calls],
         "project_options": [(p.slug, f"{p.slug} — {p.title}") for p in projects],
         "gpu_options": [(g, g) for g in centre_gpu_types(request)],
         "planner": _planner_available(),
@@ -157,16 +183,20 @@ def proposal_list(
     page: int = 1,
     sort: str = "id",
     q: str = "",
+    overdue: bool = False,
     user: User = Depends(portal_user),
     db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
 ) -> Response:
     page = max(page, 1)
     result = list_proposals(db, user, state=state or None, limit=PAGE_SIZE,
-                            offset=(page - 1) * PAGE_SIZE, sort=sort, q=q)
+                            offset=(page - 1) * PAGE_SIZE, sort=sort, q=q,
+                            overdue_on=now.date() if overdue else None)
     return render(request, "proposals/list.html", {
         "title": "Proposals", "section": "proposals", "proposals": result.items,
         "total": result.total, "page": page, "pages": max(1, -(-result.total // PAGE_SIZE)),
         "state": state, "states": [st.value for st in ProposalState], "q": q,
+        "overdue": overdue, "today": now.date(),
         "listing": {"sort": sort.removeprefix("-"), "descending": sort.startswith("-")},
         # Only PIs create proposals (create_proposal); the new form lists their projects.
         "can_propose": db.scalar(select(Project.id).where(Project.pi_user_id == user.id)
@@ -197,6 +227,8 @@ def proposal_create(
 ) -> Response:
     errors = FormErrors()
     hours = number(form, "requested_gpu_hours", errors, label="Requested GPU-hours")
+    months = number(form, "duration_months", errors, label="Duration", required=False,
+                    integer=True, minimum=1)
     for name, label in (("call", "Call"), ("project", "Project"), ("title", "Title")):
         if not text(form, name):
             errors.add(name, f"{label} is required")
@@ -209,10 +241,11 @@ def proposal_create(
                 db, user, call=call, project=project, title=text(form, "title"),
                 gpu_type=text(form, "gpu_type"), requested_gpu_hours=float(hours),
                 abstract=text(form, "abstract"), justification=text(form, "justification"),
-                estimate=_attached_inputs(form), now=now,
+                estimate=_attached_inputs(form), duration_months=months, now=now,
             )
             if form.get("action") == "submit":
-                submit_proposal(db, user, proposal, now=now)
+                submit_proposal(db, user, proposal, now=now,
+                                holidays=settings_of(request).holiday_dates)
         except RechenwerkError as exc:
             db.rollback()
             errors = errors_from(exc, fields=PROPOSAL_FIELDS)
@@ -307,7 +340,8 @@ def _may_change(db: Session, user: User, proposal: Proposal) -> bool:
 def _draft_form(proposal: Proposal) -> dict[str, str]:
     form = {"title": proposal.title, "abstract": proposal.abstract,
             "justification": proposal.justification, "gpu_type": proposal.gpu_type,
-            "requested_gpu_hours": f"{proposal.requested_gpu_hours:g}"}
+            "requested_gpu_hours": f"{proposal.requested_gpu_hours:g}",
+            "duration_months": str(proposal.duration_months or "")}
     # The estimate box starts from the attached estimate's inputs, ready to adjust.
     for key, name in BOX_FIELDS.items():
         value = (proposal.estimate_inputs or {}).get(key)
@@ -335,6 +369,8 @@ def _detail(request: Request, db: Session, user: User, proposal: Proposal, error
             [*centre_gpu_types(request), proposal.gpu_type])] if editable else [],
         "planner": editable and _planner_available(),
         "est": estimate_view(proposal),
+        "rules": rules_text(proposal.call),
+        "overdue": is_overdue(proposal, get_now(request).date()),
         **(_box_state(form) if editable else {}),
     }, status_code=status_code)
 
@@ -345,7 +381,14 @@ def proposal_submit(
     db: Session = Depends(get_session), now: Any = Depends(get_now),
 ) -> Response:
     proposal = visible_proposal(db, user, proposal_id)
-    submit_proposal(db, user, proposal, now=now)
+    try:
+        submit_proposal(db, user, proposal, now=now,
+                        holidays=settings_of(request).holiday_dates)
+    except InvalidInput as exc:  # the draft does not fit the call type: say where
+        rollback_request(request)
+        proposal = visible_proposal(db, user, proposal_id)
+        return _detail(request, db, user, proposal, errors_from(exc, fields=EDIT_FIELDS), {},
+                       exc.http_status)
     response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
     set_flash(response, settings_of(request), "success",
               f"Proposal {proposal.id} submitted; an operator will assign reviewers.")
@@ -410,6 +453,8 @@ def proposal_edit(
     proposal = visible_proposal(db, user, proposal_id)
     errors = FormErrors()
     hours = number(form, "requested_gpu_hours", errors, label="Requested GPU-hours")
+    months = number(form, "duration_months", errors, label="Duration", required=False,
+                    integer=True, minimum=1)
     for name, label in (("title", "Title"), ("gpu_type", "GPU type")):
         if not text(form, name):
             errors.add(name, f"{label} is required")
@@ -422,7 +467,7 @@ def proposal_edit(
             update_proposal(
                 db, user, proposal, title=text(form, "title"), abstract=text(form, "abstract"),
                 justification=text(form, "justification"), gpu_type=text(form, "gpu_type"),
-                requested_gpu_hours=float(hours), estimate=attach,
+                requested_gpu_hours=float(hours), duration_months=months, estimate=attach,
                 # a new estimate replaces the old one anyway
                 remove_estimate=attach is None and checkbox(form, "remove_estimate"),
                 now=now)
