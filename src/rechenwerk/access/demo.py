@@ -130,15 +130,19 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
     projects = {
         "nordlicht-llm": create_project(
             session, users["greta"], slug="nordlicht-llm", now=now,
+            field_of_science="1.2",  # OECD FORD
             title="Domain-adapted German-language LLM for industrial maintenance"),
         "lumen-vision": create_project(
             session, users["amelie"], slug="lumen-vision", now=now,
+            field_of_science="2.2",  # OECD FORD
             title="Vision foundation model for warehouse robots"),
         "nordstadt-climate": create_project(
             session, users["jan"], slug="nordstadt-climate", now=now,
+            field_of_science="1.5",  # OECD FORD
             title="Machine-learned emulators for regional climate downscaling"),
         "alpenwerk-cfd": create_project(
             session, users["sofia"], slug="alpenwerk-cfd", now=now,
+            field_of_science="2.3",  # OECD FORD
             title="Neural surrogate models for turbine CFD"),
     }
     out.projects = list(projects)

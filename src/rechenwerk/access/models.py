@@ -137,6 +137,8 @@ class Project(Base):
     organization_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     pi_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # OECD FORD code, e.g. "1.2" (access/fields_of_science.py); None = not given
+    field_of_science: Mapped[str | None] = mapped_column(String(8))
 
     organization: Mapped[Organization] = relationship(lazy="joined")
     pi: Mapped[User] = relationship(lazy="joined", foreign_keys=[pi_user_id])

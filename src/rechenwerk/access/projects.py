@@ -9,11 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.audit import record
+from rechenwerk.access.fields_of_science import check_field
 from rechenwerk.access.models import Project, ProjectMembership, ProjectRole, User
 from rechenwerk.access.organizations import get_organization
 from rechenwerk.access.paging import Page, paginate
@@ -88,10 +90,13 @@ def visible_project(session: Session, user: User, ref: str | int) -> Project:
 def create_project(
     session: Session, actor: User, *, slug: str, title: str, now: datetime,
     description: str = "", pi: str | int | None = None,
+    field_of_science: str | None = None,
 ) -> Project:
     """Create a project. Anyone may create one with themselves as PI; operators may name
-    another PI. The project belongs to the PI's organisation."""
+    another PI. The project belongs to the PI's organisation. ``field_of_science`` is an
+    OECD FORD code (``access.fields_of_science``) or None."""
     check_slug(slug)
+    field = check_field(field_of_science)
     if not title.strip():
         raise InvalidInput("title must not be empty", field="title")
     pi_user = actor if pi is None else get_user(session, pi)
@@ -105,14 +110,48 @@ def create_project(
                        hint="Pick another slug; it becomes the Slurm account name.")
     project = Project(slug=slug, title=title.strip(), description=description,
                       organization_id=pi_user.organization_id, pi_user_id=pi_user.id,
-                      created_at=now)
+                      created_at=now, field_of_science=field)
     session.add(project)
     session.flush()
     session.add(ProjectMembership(project_id=project.id, user_id=pi_user.id,
                                   role=ProjectRole.PI.value, created_at=now))
     session.flush()
     record(session, actor, "project.create", "project", project.id,
-           {"slug": slug, "title": project.title, "pi": pi_user.username}, at=now)
+           {"slug": slug, "title": project.title, "pi": pi_user.username,
+            "field_of_science": field}, at=now)
+    return project
+
+
+UNSET: Any = object()  # update_project: "leave this as it is"
+
+
+def update_project(
+    session: Session, actor: User, project: Project, *, now: datetime,
+    title: str | None = None, description: str | None = None,
+    field_of_science: str | None = UNSET,
+) -> Project:
+    """Change a project's title, description or field of science (the PI or an operator).
+    None leaves title and description as they are; ``field_of_science=None`` or "" clears
+    the field, leaving it out keeps it."""
+    require_project_role(session, actor, project, {ProjectRole.PI.value})
+    changes: dict[str, Any] = {}
+    if title is not None:
+        if not title.strip():
+            raise InvalidInput("title must not be empty", field="title")
+        if title.strip() != project.title:
+            changes["title"] = [project.title, title.strip()]
+            project.title = title.strip()
+    if description is not None and description != project.description:
+        changes["description"] = True  # the text itself stays out of the audit log
+        project.description = description
+    if field_of_science is not UNSET:
+        field = check_field(field_of_science)
+        if field != project.field_of_science:
+            changes["field_of_science"] = [project.field_of_science, field]
+            project.field_of_science = field
+    if changes:
+        session.flush()
+        record(session, actor, "project.update", "project", project.id, changes, at=now)
     return project
 
 

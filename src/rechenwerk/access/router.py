@@ -26,6 +26,7 @@ from rechenwerk.access import (
     users,
 )
 from rechenwerk.access import schemas as s
+from rechenwerk.access.fields_of_science import FIELDS, major_of
 from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import AupVersion, Project, ProjectMembership, Review, User
 from rechenwerk.access.oidc.flows import password_login_allowed
@@ -195,7 +196,8 @@ def list_projects(session: DbSession, user: CurrentUser, organization: str | Non
 def create_project(body: s.ProjectCreate, session: DbSession, user: CurrentUser,
                    now: Now) -> s.ProjectOut:
     project = projects.create_project(session, user, slug=body.slug, title=body.title,
-                                      description=body.description, pi=body.pi, now=now)
+                                      description=body.description, pi=body.pi, now=now,
+                                      field_of_science=body.field_of_science)
     return s.ProjectOut.of(project, projects.project_members(session, project))
 
 
@@ -203,6 +205,28 @@ def create_project(body: s.ProjectCreate, session: DbSession, user: CurrentUser,
 def show_project(ref: str, session: DbSession, user: CurrentUser) -> s.ProjectOut:
     project = projects.visible_project(session, user, ref)
     return s.ProjectOut.of(project, projects.project_members(session, project))
+
+
+@router.patch("/projects/{ref}", response_model=s.ProjectOut,
+              summary="Change a project's title, description or field of science (PI or "
+              "operators)")
+def update_project(ref: str, body: s.ProjectUpdate, session: DbSession, user: CurrentUser,
+                   now: Now) -> s.ProjectOut:
+    project = projects.visible_project(session, user, ref)
+    sent = body.model_fields_set
+    project = projects.update_project(
+        session, user, project, now=now, title=body.title, description=body.description,
+        field_of_science=body.field_of_science if "field_of_science" in sent
+        else projects.UNSET)
+    return s.ProjectOut.of(project, projects.project_members(session, project))
+
+
+@router.get("/fields-of-science", response_model=list[s.FieldOfScienceOut],
+            summary="The fields of science a project may name (OECD FORD, Frascati Manual "
+            "2015)")
+def list_fields_of_science(user: CurrentUser) -> list[s.FieldOfScienceOut]:
+    return [s.FieldOfScienceOut(code=code, name=name, major=major_of(code))
+            for code, name in FIELDS.items()]
 
 
 @router.get("/projects/{ref}/members", response_model=list[s.MemberOut])

@@ -19,6 +19,7 @@ from rechenwerk.access.call_type_rules import (
     CallTypeSpec,
 )
 from rechenwerk.access.calls import call_status
+from rechenwerk.access.fields_of_science import label as fos_label
 from rechenwerk.access.models import (
     AccessMode,
     ApiToken,
@@ -265,6 +266,25 @@ class ProjectCreate(_In):
     title: str = Field(min_length=1, max_length=300)
     description: str = ""
     pi: str | None = Field(default=None, description="operators: the PI's username")
+    field_of_science: str | None = Field(
+        default=None, max_length=64,
+        description="OECD FORD code, e.g. 1.2 (GET /api/v1/fields-of-science)")
+
+
+class ProjectUpdate(_In):
+    """Only the fields sent change; ``field_of_science: null`` clears it."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    description: str | None = None
+    field_of_science: str | None = Field(
+        default=None, max_length=64,
+        description="OECD FORD code, e.g. 1.2 (GET /api/v1/fields-of-science); null clears")
+
+
+class FieldOfScienceOut(BaseModel):
+    code: str
+    name: str
+    major: str
 
 
 class MemberAdd(_In):
@@ -294,6 +314,8 @@ class ProjectOut(BaseModel):
     organization_kind: str
     pi: str
     created_at: datetime
+    field_of_science: str | None = None
+    field_of_science_label: str = ""
     members: list[MemberOut] | None = None
 
     @classmethod
@@ -301,7 +323,8 @@ class ProjectOut(BaseModel):
         return cls(id=p.id, slug=p.slug, title=p.title, description=p.description,
                    organization=p.organization.name, organization_id=p.organization_id,
                    organization_kind=p.organization.kind, pi=p.pi.username,
-                   created_at=p.created_at,
+                   created_at=p.created_at, field_of_science=p.field_of_science,
+                   field_of_science_label=fos_label(p.field_of_science),
                    members=[MemberOut.of(m) for m in members] if members is not None else None)
 
 

@@ -62,7 +62,9 @@ def day(ts: str | None) -> str:
 def print_project(p: dict[str, Any]) -> None:
     kv([("slug (Slurm account)", p["slug"]), ("title", p["title"]),
          ("organisation", f"{p['organization']} ({p['organization_kind']})"),
-         ("PI", p["pi"]), ("created", day(p["created_at"]))], title=f"project {p['slug']}")
+         ("PI", p["pi"]),
+         ("field of science", p.get("field_of_science_label") or "(not given)"),
+         ("created", day(p["created_at"]))], title=f"project {p['slug']}")
     if p.get("members") is not None:
         print_table(["member", "name", "role", "since"],
                     [(m["username"], m["full_name"], m["role"], day(m["since"]))

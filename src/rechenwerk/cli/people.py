@@ -227,11 +227,50 @@ def register(app: typer.Typer) -> None:
                        title: str = typer.Option(..., "--title"),
                        description: str = typer.Option("", "--description"),
                        pi: str = typer.Option(None, "--pi", help="Operators: the PI."),
+                       field: str = typer.Option(
+                           None, "--field", help="Field of science, an OECD FORD code such "
+                           "as 1.2 (see `rechenwerk project fields`)."),
                        as_json: bool = JSON_OPT) -> None:
         """Create a project; you become its PI."""
         p = server_call("POST", "/api/v1/projects",
-                  json={"slug": slug, "title": title, "description": description, "pi": pi})
+                  json={"slug": slug, "title": title, "description": description, "pi": pi,
+                        "field_of_science": field})
         show(p, as_json, print_project)
+
+    @project.command("edit")
+    @handle_errors
+    def project_edit(ref: str = typer.Argument(..., help="Slug or id."),
+                     title: str = typer.Option(None, "--title"),
+                     description: str = typer.Option(None, "--description"),
+                     field: str = typer.Option(
+                         None, "--field", help="Field of science, an OECD FORD code such as "
+                         "1.2 (see `rechenwerk project fields`)."),
+                     clear_field: bool = typer.Option(False, "--clear-field",
+                                                      help="Remove the field of science."),
+                     as_json: bool = JSON_OPT) -> None:
+        """Change a project's title, description or field of science (PI or operators)."""
+        if field is not None and clear_field:
+            raise InvalidInput("give --field or --clear-field, not both", field="field")
+        body: dict[str, Any] = {k: v for k, v in (("title", title),
+                                                  ("description", description))
+                                if v is not None}
+        if field is not None or clear_field:
+            body["field_of_science"] = None if clear_field else field
+        if not body:
+            raise InvalidInput("nothing to change", field="project",
+                               hint="Give --title, --description, --field or --clear-field.")
+        show(server_call("PATCH", f"/api/v1/projects/{ref}", json=body), as_json,
+             print_project)
+
+    @project.command("fields")
+    @handle_errors
+    def project_fields(as_json: bool = JSON_OPT) -> None:
+        """The fields of science a project may name (OECD FORD, Frascati Manual 2015)."""
+        data = server_call("GET", "/api/v1/fields-of-science")
+        show(data, as_json, lambda rows: print_table(
+            ["code", "field of science"],
+            [(f["code"], f["name"] if "." in f["code"] else f["name"].upper())
+             for f in rows]))
 
     @project.command("list")
     @handle_errors
