@@ -1,11 +1,12 @@
-"""``rechenwerk report usage|utilisation|waits|energy|support|gpu-use``: the reports of the REST API
-(``/api/v1/reports``) as a table, ``--json`` or ``--csv``. Operators see the whole centre,
-others the projects they belong to."""
+"""``rechenwerk report usage|utilisation|waits|energy|support|gpu-use|funder``: the reports of
+the REST API (``/api/v1/reports``) as a table, ``--json`` or ``--csv``. Operators see the
+whole centre, others the projects they belong to; the funder report is for operators."""
 
 from __future__ import annotations
 
 import csv
 import sys
+from datetime import date
 from typing import Any
 
 import typer
@@ -13,7 +14,9 @@ import typer
 from rechenwerk.cli.output import console, handle_errors, print_json, print_table
 from rechenwerk.errors import InvalidInput
 
-REPORTS = ("usage", "utilisation", "waits", "energy", "support", "gpu-use")
+REPORTS = ("usage", "utilisation", "waits", "energy", "support", "gpu-use", "funder")
+FUNDER_SECTIONS = ("country", "field", "field-detail", "kind", "mode", "people",
+                   "decisions", "waits", "energy")
 USAGE_BY = ("project", "org", "kind", "call", "mode", "gpu-type", "period")
 WAITS_BY = ("qos", "size", "qos-size", "kind", "kind-size")
 SUPPORT_BY = ("kind", "state", "project")
@@ -60,12 +63,55 @@ def _show(data: dict[str, Any]) -> None:
         console.print(f"[dim]- {a}[/]", highlight=False)
 
 
+def check_day(value: str | None, option: str) -> str | None:
+    """``value`` if it is a day YYYY-MM-DD (or None); else InvalidInput naming ``option``."""
+    if value is None:
+        return None
+    try:
+        date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInput(f"{option} must be a day like 2026-01-01, got {value!r}",
+                           field=option.lstrip("-"),
+                           hint="Dates are UTC days: YYYY-MM-DD.") from None
+    if len(value) != 10:
+        raise InvalidInput(f"{option} must be a day like 2026-01-01, got {value!r}",
+                           field=option.lstrip("-"), hint="Dates are UTC days: YYYY-MM-DD.")
+    return value
+
+
+def _funder(params: dict[str, Any], section: str | None, as_json: bool,
+            as_csv: bool) -> None:
+    from rechenwerk.cli.client import call
+
+    if section is not None and section not in FUNDER_SECTIONS:
+        raise InvalidInput(f"--section {section!r} is not valid", field="section",
+                           hint="Use one of: " + ", ".join(FUNDER_SECTIONS) + ".")
+    params = {**params, "from": check_day(params["from"], "--from"),
+              "to": check_day(params["to"], "--to")}
+    if as_csv:
+        text = call("GET", "/api/v1/reports/funder",
+                    params={**params, "section": section, "format": "csv"})
+        sys.stdout.write(text)
+        return
+    data = call("GET", "/api/v1/reports/funder", params=params)
+    sections = data["sections"]
+    if section is not None:
+        sections = {section: sections[section]}
+    if as_json:
+        print_json(data if section is None else sections[section])
+        return
+    console.print(f"Funder report {data['from'][:10]} to {data['to'][:10]} (UTC); energy "
+                  f"is {data['energy_basis']}", highlight=False)
+    for t in sections.values():
+        _show(t)
+
+
 def register(app: typer.Typer) -> None:
     @app.command("report")
     @handle_errors
     def report(
-        name: str = typer.Argument(..., help="usage, utilisation, waits, energy, support or "
-                                   "gpu-use"),
+        name: str = typer.Argument(..., help="usage, utilisation, waits, energy, support, "
+                                   "gpu-use or funder (operators)"),
         by: str | None = typer.Option(
             None, "--by", help="usage: project|org|kind|call|mode|gpu-type|period (default "
             "project); waits: qos|size|qos-size|kind|kind-size (default qos-size); "
@@ -84,11 +130,14 @@ def register(app: typer.Typer) -> None:
         total_gpus: int | None = typer.Option(None, "--total-gpus",
                                               help="utilisation: capacity (default: the "
                                               "backend's GPUs)"),
+        section: str | None = typer.Option(
+            None, "--section", help="funder: only this section (" + ", ".join(FUNDER_SECTIONS)
+            + ")"),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
         as_csv: bool = typer.Option(False, "--csv", help="Print CSV (column labels with units)."),
     ) -> None:
         """Reports: GPU-hours, utilisation, waiting times, energy and CO2, support requests,
-        idle GPUs."""
+        idle GPUs; the funder report (operators)."""
         from rechenwerk.cli.client import call
 
         if name not in REPORTS:
@@ -107,7 +156,17 @@ def register(app: typer.Typer) -> None:
         if period is not None and period not in PERIODS:
             raise InvalidInput(f"--period {period!r} is not valid", field="period",
                                hint="Use day, week or month.")
+        if section is not None and name != "funder":
+            raise InvalidInput(f"the {name} report has no --section", field="section",
+                               hint="--section is for the funder report.")
         params: dict[str, Any] = {"from": start, "to": end}
+        if name == "funder":
+            if by is not None or period is not None:
+                raise InvalidInput("the funder report has no --by or --period",
+                                   field="by" if by is not None else "period",
+                                   hint="Give --from and --to; --section for one part.")
+            _funder(params, section, as_json, as_csv)
+            return
         if name == "usage":
             params |= {"by": by, "period": period}
         elif name == "utilisation":

@@ -1,5 +1,6 @@
 """REST API for reports: ``/api/v1/reports/{usage,utilisation,waits,energy,support,gpu-use}``
 as JSON, or CSV with ``?format=csv``. Operators see the whole centre, others their own projects.
+``/api/v1/reports/funder`` (``reports/funder.py``) is for operators only (403 otherwise).
 
 The routes are async: each report is computed in a worker thread under a guard that
 stops it when the client disconnects or after ``RECHENWERK_REPORT_TIMEOUT_S``
@@ -16,7 +17,9 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import User
+from rechenwerk.access.security import require_operator
 from rechenwerk.api.deps import CurrentUser, DbSession, Now, centre_gpus, settings_of
+from rechenwerk.reports import funder as report_funder
 from rechenwerk.reports import gpu_use as report_gpu_use
 from rechenwerk.reports import service as reports
 from rechenwerk.reports import tables as report_tables
@@ -143,3 +146,33 @@ async def gpu_use(
     return await _report(request, session, user, "gpu-use", format, lambda scope, guard:
                          report_gpu_use.gpu_use_report(session, scope=scope, by=by, start=lo,
                                                        end=hi, guard=guard))
+
+
+@router.get("/funder")
+async def funder(
+    request: Request, session: DbSession, user: CurrentUser, now: Now,
+    start: datetime | None = Query(None, alias="from"),
+    end: datetime | None = Query(None, alias="to"),
+    section: str | None = Query(None, description="CSV of one section: "
+                                + ", ".join(report_funder.SECTIONS)),
+    format: Format = "json",
+) -> Any:
+    """The funder report (operators): awarded and used GPU-hours by country, field of
+    science, organisation kind (SME + startup share) and access mode; projects and users
+    per kind; decision times; waits by kind; estimated energy per month (docs/portal.md,
+    "Funder report")."""
+    require_operator(user)
+    lo, hi = _range(start, end, now)
+    if section is not None:
+        report_tables.check_choice(section, report_funder.SECTIONS, "section")
+
+    def make(guard: Guard) -> Response:
+        rep = report_funder.funder_report(session, start=lo, end=hi, guard=guard)
+        if format == "csv":
+            return Response(rep.to_csv(section), media_type="text/csv")
+        if section is not None:
+            return JSONResponse(rep.section(section).to_dict())
+        return JSONResponse(rep.to_dict())
+
+    return await run_report(request, session, "funder report", make,
+                            timeout_s=settings_of(request).report_timeout_s)

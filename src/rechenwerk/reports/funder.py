@@ -1,0 +1,415 @@
+"""The funder report: what a centre's funders ask of it for a period, in sections.
+
+- ``country``, ``field``, ``field-detail``, ``kind``, ``mode``: awarded and used GPU-hours
+  by the country and kind of the project's organisation, the project's field of science
+  (OECD FORD major field, and the code as given) and the access mode of the award's call;
+  ``kind`` also gives the SME + startup share of the awarded and of the used GPU-hours.
+- ``people``: projects and users per organisation kind.
+- ``decisions``: days from submission to decision of the proposals decided in the period,
+  per access mode (median, p90, count).
+- ``waits``: waiting time of jobs (p50, p90) per organisation kind (``waits_report``).
+- ``energy``: energy (kWh) and CO2 (kg) per month, **estimated**: the usage records'
+  ``energy_kwh``/``co2_kg`` are the TDP estimate made when a run is charged
+  (``accounting.charging.estimate_energy``), not a meter reading.
+
+Rules (also in docs/portal.md, "Funder report"):
+
+- *Used* GPU-hours are the settled usage records ending in [from, to), as in the usage
+  report. *Awarded* GPU-hours are the award periods overlapping [from, to), each counted
+  in proportion to the part of its time that lies in the range (a quarterly period half in
+  the range counts half).
+- Grand totals are over the whole centre: the report is for operators only.
+
+Awarded and used GPU-hours are summed by the database (one GROUP BY per section and
+source); proposals (few) are fetched for their decision times.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, case, distinct, func, literal, select, union
+from sqlalchemy.orm import Session
+
+from rechenwerk.access.fields_of_science import FIELDS, SOURCE, major_of
+from rechenwerk.access.models import (
+    Award,
+    AwardPeriod,
+    Call,
+    Organization,
+    Project,
+    ProjectMembership,
+    Proposal,
+    User,
+)
+from rechenwerk.accounting.models import UsageRecord
+from rechenwerk.reports.guard import NO_GUARD, Guard
+from rechenwerk.reports.service import NO_AWARD, NO_CALL, waits_report
+from rechenwerk.reports.sql import bucket_start, bucket_value, dialect_of, epoch_s
+from rechenwerk.reports.tables import Column, ReportTable, Scope, check_choice
+
+SME_KINDS: tuple[str, ...] = ("sme", "startup")
+NOT_GIVEN = "(not given)"
+ENERGY_BASIS = "estimated"
+ENERGY_NOTE = ("Energy and CO2 are estimated, not measured: each run's kWh is its "
+               "GPU-hours x the GPU type's TDP-based power (hardware catalogue) x PUE, "
+               "set when the run is charged; CO2 uses the default grid's intensity.")
+AWARD_NOTE = ("Awarded: award periods overlapping the range, each in proportion to the "
+              "share of its time inside the range. Used: settled usage records ending in "
+              "the range.")
+SECTIONS: tuple[str, ...] = ("country", "field", "field-detail", "kind", "mode", "people",
+                             "decisions", "waits", "energy")
+
+
+@dataclass(frozen=True, slots=True)
+class FunderReport:
+    """The sections of the funder report for [start, end), in ``SECTIONS`` order."""
+
+    start: datetime
+    end: datetime
+    sections: tuple[ReportTable, ...]
+
+    def section(self, name: str) -> ReportTable:
+        check_choice(name, SECTIONS, "section")
+        return next(t for t in self.sections if t.grouping == name)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "report": "funder",
+            "title": "Funder report",
+            "from": self.start.isoformat(),
+            "to": self.end.isoformat(),
+            "energy_basis": ENERGY_BASIS,
+            "notes": [AWARD_NOTE, ENERGY_NOTE],
+            "sections": {t.grouping: t.to_dict() for t in self.sections},
+        }
+
+    def to_csv(self, section: str | None = None) -> str:
+        """One section's CSV, or all of them, each after a ``# title`` line."""
+        if section is not None:
+            return self.section(section).to_csv()
+        return "\n".join(f"# {t.title}\n{t.to_csv()}" for t in self.sections)
+
+
+# --------------------------------------------------------------------------- sums
+
+
+def _award_hours(start: datetime, end: datetime, dialect: str) -> Any:
+    """SUM of the award periods' GPU-hours, each times the share of its time in range."""
+    ap = AwardPeriod
+    s0, e0 = start.timestamp(), end.timestamp()
+    ps, pe = epoch_s(ap.starts_at, dialect), epoch_s(ap.ends_at, dialect)
+    lo = case((ps > s0, ps), else_=literal(s0))
+    hi = case((pe < e0, pe), else_=literal(e0))
+    share = case((pe > ps, (hi - lo) / (pe - ps)), else_=literal(1.0))
+    return func.coalesce(func.sum(ap.gpu_hours * share), 0.0)
+
+
+def awarded_by(session: Session, key: Any, start: datetime, end: datetime, *,
+               via_call: bool = False, guard: Guard = NO_GUARD) -> dict[str, float]:
+    """Awarded GPU-hours in [start, end) by ``key`` (a column of Project, Organization or,
+    with ``via_call``, Call)."""
+    ap = AwardPeriod
+    stmt: Select[Any] = (
+        select(key, _award_hours(start, end, dialect_of(session))).select_from(ap)
+        .join(Award, Award.id == ap.award_id)
+        .join(Project, Project.id == Award.project_id)
+        .join(Organization, Organization.id == Project.organization_id))
+    if via_call:
+        stmt = (stmt.outerjoin(Proposal, Proposal.id == Award.proposal_id)
+                .outerjoin(Call, Call.id == Proposal.call_id))
+    stmt = stmt.where(ap.starts_at < end, ap.ends_at > start).group_by(key)
+    guard.check()
+    return {_key(k): float(h or 0.0) for k, h in session.execute(stmt)}
+
+
+def used_by(session: Session, key: Any, start: datetime, end: datetime, *,
+            via_call: bool = False, guard: Guard = NO_GUARD) -> dict[str, float]:
+    """Settled GPU-hours of the usage records ending in [start, end) by ``key``."""
+    ur = UsageRecord
+    stmt: Select[Any] = (
+        select(key, func.coalesce(func.sum(ur.gpu_hours), 0.0)).select_from(ur)
+        .join(Project, Project.id == ur.project_id)
+        .join(Organization, Organization.id == Project.organization_id))
+    if via_call:
+        stmt = (stmt.outerjoin(AwardPeriod, AwardPeriod.id == ur.award_period_id)
+                .outerjoin(Award, Award.id == AwardPeriod.award_id)
+                .outerjoin(Proposal, Proposal.id == Award.proposal_id)
+                .outerjoin(Call, Call.id == Proposal.call_id))
+    stmt = stmt.where(ur.ended_at >= start, ur.ended_at < end).group_by(key)
+    guard.check()
+    return {_key(k): float(h or 0.0) for k, h in session.execute(stmt)}
+
+
+def _key(value: Any) -> str:
+    return NOT_GIVEN if value is None else str(value)
+
+
+def merge(awarded: Mapping[str, float], used: Mapping[str, float],
+          labels: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Rows of key, label, awarded and used GPU-hours and their shares of the totals,
+    largest awards first."""
+    total_a, total_u = sum(awarded.values()), sum(used.values())
+    rows: list[dict[str, Any]] = []
+    for k in set(awarded) | set(used):
+        a, u = awarded.get(k, 0.0), used.get(k, 0.0)
+        rows.append({"key": k, "label": (labels or {}).get(k, k.replace("_", " ")),
+                     "awarded_gpu_hours": a,
+                     "awarded_share": a / total_a if total_a > 0 else 0.0,
+                     "used_gpu_hours": u,
+                     "used_share": u / total_u if total_u > 0 else 0.0})
+    rows.sort(key=lambda r: (-r["awarded_gpu_hours"], -r["used_gpu_hours"], r["key"]))
+    return rows
+
+
+def rollup_majors(by_code: Mapping[str, float]) -> dict[str, float]:
+    """GPU-hours by field code summed per major field ("1.2" and "1.5" under "1")."""
+    out: dict[str, float] = {}
+    for code, hours in by_code.items():
+        major = major_of(code) if code in FIELDS else code
+        out[major] = out.get(major, 0.0) + hours
+    return out
+
+
+def sme_share(by_kind: Mapping[str, float]) -> float:
+    """The SME + startup share of the GPU-hours by organisation kind (0 when none)."""
+    total = sum(by_kind.values())
+    return sum(by_kind.get(k, 0.0) for k in SME_KINDS) / total if total > 0 else 0.0
+
+
+def percentile(values: list[float], q: float) -> float | None:
+    """The ``q``-th percentile by linear interpolation (NumPy's default, PostgreSQL's
+    ``percentile_cont``); None for no values."""
+    if not values:
+        return None
+    xs = sorted(values)
+    pos = (len(xs) - 1) * q / 100.0
+    lo = int(pos)
+    hi = min(lo + 1, len(xs) - 1)
+    return xs[lo] + (xs[hi] - xs[lo]) * (pos - lo)
+
+
+# --------------------------------------------------------------------------- sections
+
+_HOURS_COLUMNS = (
+    Column("awarded_gpu_hours", "Awarded GPU-hours"),
+    Column("awarded_share", "Share of awarded", digits=3),
+    Column("used_gpu_hours", "Used GPU-hours"),
+    Column("used_share", "Share of used", digits=3),
+)
+
+
+def _hours_table(name: str, title: str, key_label: str, rows: list[dict[str, Any]],
+                 start: datetime, end: datetime, *, with_label: bool,
+                 totals: dict[str, Any] | None = None,
+                 assumptions: Iterable[str] = ()) -> ReportTable:
+    cols = (Column("key", key_label, numeric=False),
+            *((Column("label", "Name", numeric=False),) if with_label else ()),
+            *_HOURS_COLUMNS)
+    return ReportTable(
+        name="funder", title=title, columns=cols, rows=rows, start=start, end=end,
+        grouping=name, totals={"awarded_gpu_hours": sum(r["awarded_gpu_hours"] for r in rows),
+                               "used_gpu_hours": sum(r["used_gpu_hours"] for r in rows),
+                               **(totals or {})},
+        assumptions=(AWARD_NOTE, *assumptions))
+
+
+def by_country(session: Session, start: datetime, end: datetime,
+               guard: Guard = NO_GUARD) -> ReportTable:
+    key = Organization.country
+    rows = merge(awarded_by(session, key, start, end, guard=guard),
+                 used_by(session, key, start, end, guard=guard))
+    return _hours_table("country", "GPU-hours by organisation country", "Country (ISO)",
+                        rows, start, end, with_label=False,
+                        assumptions=("The country of the project's organisation.",))
+
+
+def by_field(session: Session, start: datetime, end: datetime, guard: Guard = NO_GUARD
+             ) -> tuple[ReportTable, ReportTable]:
+    """(by major field, by the code as given) of the projects' fields of science."""
+    key = Project.field_of_science
+    awarded = awarded_by(session, key, start, end, guard=guard)
+    used = used_by(session, key, start, end, guard=guard)
+    labels = {code: name for code, name in FIELDS.items()} | {NOT_GIVEN: NOT_GIVEN}
+    source = (f"Fields of science: {SOURCE}; projects without one count as "
+              f"{NOT_GIVEN}.",)
+    major = _hours_table(
+        "field", "GPU-hours by field of science (major field)", "Field", merge(
+            rollup_majors(awarded), rollup_majors(used), labels), start, end,
+        with_label=True, assumptions=source)
+    detail = _hours_table(
+        "field-detail", "GPU-hours by field of science (as given)", "Field",
+        merge(awarded, used, labels), start, end, with_label=True, assumptions=source)
+    return major, detail
+
+
+def by_kind(session: Session, start: datetime, end: datetime,
+            guard: Guard = NO_GUARD) -> ReportTable:
+    key = Organization.kind
+    awarded = awarded_by(session, key, start, end, guard=guard)
+    used = used_by(session, key, start, end, guard=guard)
+    return _hours_table(
+        "kind", "GPU-hours by organisation kind", "Organisation kind",
+        merge(awarded, used), start, end, with_label=False,
+        totals={"sme_startup_awarded_share": sme_share(awarded),
+                "sme_startup_used_share": sme_share(used)},
+        assumptions=("SME + startup share: GPU-hours of projects of organisations of kind "
+                     "sme or startup over all GPU-hours (totals "
+                     "sme_startup_awarded_share, sme_startup_used_share).",))
+
+
+def by_mode(session: Session, start: datetime, end: datetime,
+            guard: Guard = NO_GUARD) -> ReportTable:
+    awarded = awarded_by(session, func.coalesce(Call.access_mode, literal(NO_CALL)), start,
+                         end, via_call=True, guard=guard)
+    used_key = func.coalesce(Call.access_mode, case(
+        (UsageRecord.award_period_id.is_(None), literal(NO_AWARD)), else_=literal(NO_CALL)))
+    used = used_by(session, used_key, start, end, via_call=True, guard=guard)
+    return _hours_table(
+        "mode", "GPU-hours by access mode of the call", "Access mode", merge(awarded, used),
+        start, end, with_label=False,
+        assumptions=("The access mode of the call of the award's proposal; awards made "
+                     f"without a proposal are '{NO_CALL}', usage outside any award "
+                     f"'{NO_AWARD}'.",))
+
+
+def people_by_kind(session: Session, start: datetime, end: datetime,
+                   guard: Guard = NO_GUARD) -> ReportTable:
+    """Active projects per kind of their organisation; their members per kind of the
+    member's own organisation."""
+    ap, ur = AwardPeriod, UsageRecord
+    active = union(
+        select(Award.project_id.label("pid")).join(ap, ap.award_id == Award.id)
+        .where(ap.starts_at < end, ap.ends_at > start),
+        select(ur.project_id.label("pid")).where(ur.ended_at >= start, ur.ended_at < end),
+    ).subquery()
+    guard.check()
+    projects: dict[str, int] = {str(k): int(n) for k, n in session.execute(
+        select(Organization.kind, func.count(distinct(Project.id)))
+        .join(Project, Project.organization_id == Organization.id)
+        .where(Project.id.in_(select(active.c.pid))).group_by(Organization.kind))}
+    members = (select(ProjectMembership.user_id)
+               .where(ProjectMembership.project_id.in_(select(active.c.pid)),
+                      ProjectMembership.created_at < end))
+    guard.check()
+    users: dict[str, int] = {str(k): int(n) for k, n in session.execute(
+        select(func.coalesce(Organization.kind, literal(NOT_GIVEN)),
+               func.count(distinct(User.id)))
+        .select_from(User).outerjoin(Organization, Organization.id == User.organization_id)
+        .where(User.id.in_(members)).group_by(Organization.kind))}
+    rows = [{"kind": k, "projects": projects.get(k, 0), "users": users.get(k, 0)}
+            for k in sorted(set(projects) | set(users))]
+    return ReportTable(
+        name="funder", title="Projects and users per organisation kind",
+        columns=(Column("kind", "Organisation kind", numeric=False),
+                 Column("projects", "Active projects", digits=0),
+                 Column("users", "Users", digits=0)),
+        rows=rows, start=start, end=end, grouping="people",
+        totals={"projects": sum(r["projects"] for r in rows),
+                "users": sum(r["users"] for r in rows)},
+        assumptions=("Active project: an award period overlapping the range or usage ending "
+                     "in it; counted under its organisation's kind.",
+                     "Users: the members (PI, member, viewer) of the active projects who "
+                     "joined before the end of the range, each once, under the kind of "
+                     "their own organisation."))
+
+
+def decision_times(session: Session, start: datetime, end: datetime,
+                   guard: Guard = NO_GUARD) -> ReportTable:
+    """Days from submission to decision of proposals decided in [start, end), per access
+    mode of their call."""
+    dialect = dialect_of(session)
+    days = (epoch_s(Proposal.decided_at, dialect)
+            - epoch_s(Proposal.submitted_at, dialect)) / 86400.0
+    stmt = (select(Call.access_mode, Proposal.state, days)
+            .join(Call, Call.id == Proposal.call_id)
+            .where(Proposal.decided_at.is_not(None), Proposal.submitted_at.is_not(None),
+                   Proposal.decided_at >= start, Proposal.decided_at < end))
+    guard.check()
+    groups: dict[str, list[tuple[str, float]]] = {}
+    for mode, state, d in guard.every(session.execute(stmt)):
+        groups.setdefault(str(mode), []).append((str(state), max(float(d), 0.0)))
+    rows = []
+    for mode, items in sorted(groups.items()):
+        ds = [d for _, d in items]
+        rows.append({"mode": mode, "decided": len(items),
+                     "accepted": sum(1 for s, _ in items if s == "accepted"),
+                     "median_days": percentile(ds, 50), "p90_days": percentile(ds, 90)})
+    every = [d for items in groups.values() for _, d in items]
+    return ReportTable(
+        name="funder", title="Decision times per access mode",
+        columns=(Column("mode", "Access mode", numeric=False),
+                 Column("decided", "Decided", digits=0),
+                 Column("accepted", "Accepted", digits=0),
+                 Column("median_days", "Median (days)", digits=1),
+                 Column("p90_days", "p90 (days)", digits=1)),
+        rows=rows, start=start, end=end, grouping="decisions",
+        totals={"decided": len(every), "median_days": percentile(every, 50),
+                "p90_days": percentile(every, 90)},
+        assumptions=("Proposals decided (accepted or rejected) in the range; time from "
+                     "submitted_at to decided_at in calendar days; percentiles by linear "
+                     "interpolation.",))
+
+
+def waits_by_kind(session: Session, start: datetime, end: datetime,
+                  guard: Guard = NO_GUARD) -> ReportTable:
+    """``waits_report(by="kind")`` over the whole centre, without its size column."""
+    t = waits_report(session, scope=Scope(None), start=start, end=end, by="kind",
+                     guard=guard)
+    return replace(t, name="funder", grouping="waits",
+                   title="Waiting time by organisation kind",
+                   columns=tuple(c for c in t.columns if c.key != "size"),
+                   rows=[{k: v for k, v in r.items() if k != "size"} for r in t.rows])
+
+
+def energy_per_month(session: Session, start: datetime, end: datetime,
+                     guard: Guard = NO_GUARD) -> ReportTable:
+    """kWh and kg CO2e per month of the usage records ending in it (estimated)."""
+    ur = UsageRecord
+    month = bucket_start(ur.ended_at, "month", dialect_of(session))
+    stmt = (select(month, func.coalesce(func.sum(ur.gpu_hours), 0.0),
+                   func.coalesce(func.sum(ur.energy_kwh), 0.0),
+                   func.coalesce(func.sum(ur.co2_kg), 0.0),
+                   func.coalesce(func.sum(case((ur.energy_kwh.is_(None), ur.gpu_hours),
+                                               else_=0.0)), 0.0))
+            .where(ur.ended_at >= start, ur.ended_at < end).group_by(month))
+    guard.check()
+    rows: list[dict[str, Any]] = [
+        {"month": f"{bucket_value(m):%Y-%m}", "gpu_hours": float(h), "energy_kwh": float(e),
+         "co2_kg": float(c), "basis": ENERGY_BASIS, "gpu_hours_without_energy": float(n)}
+        for m, h, e, c, n in guard.every(session.execute(stmt))]
+    rows.sort(key=lambda r: r["month"])
+    return ReportTable(
+        name="funder", title="Energy per month (estimated)",
+        columns=(Column("month", "Month (UTC)", numeric=False),
+                 Column("gpu_hours", "GPU-hours"),
+                 Column("energy_kwh", "Estimated energy (kWh)"),
+                 Column("co2_kg", "Estimated kg CO2e"),
+                 Column("basis", "Measured or estimated", numeric=False),
+                 Column("gpu_hours_without_energy", "GPU-hours without an estimate")),
+        rows=rows, start=start, end=end, grouping="energy",
+        totals={"energy_kwh": sum(r["energy_kwh"] for r in rows),
+                "co2_kg": sum(r["co2_kg"] for r in rows), "basis": ENERGY_BASIS},
+        assumptions=(ENERGY_NOTE, "Runs on GPU types outside the hardware catalogue have no "
+                     "estimate; their GPU-hours are counted apart."))
+
+
+def funder_report(session: Session, *, start: datetime, end: datetime,
+                  guard: Guard = NO_GUARD) -> FunderReport:
+    """Every section for [start, end) over the whole centre (operators only: the caller
+    checks)."""
+    field_major, field_detail = by_field(session, start, end, guard)
+    tables = {
+        "country": by_country(session, start, end, guard),
+        "field": field_major, "field-detail": field_detail,
+        "kind": by_kind(session, start, end, guard),
+        "mode": by_mode(session, start, end, guard),
+        "people": people_by_kind(session, start, end, guard),
+        "decisions": decision_times(session, start, end, guard),
+        "waits": waits_by_kind(session, start, end, guard),
+        "energy": energy_per_month(session, start, end, guard),
+    }
+    return FunderReport(start=start, end=end, sections=tuple(tables[n] for n in SECTIONS))
