@@ -14,6 +14,7 @@ from rechenwerk.web.pages import (
     auth,
     cluster,
     directory,
+    funder_report,
     job_logs,
     jobs,
     oidc,
@@ -32,6 +33,6 @@ from rechenwerk.web.pages import (
 router = APIRouter(include_in_schema=False)
 # directory before projects: /projects/new is not a project slug
 for _module in (static, auth, oidc, directory, projects, job_logs, jobs, proposals, reviews,
-                cluster, ops, reports, settings, aup, tokens, reservations, support,
+                cluster, ops, funder_report, reports, settings, aup, tokens, reservations, support,
                 accounts):
     router.include_router(_module.router)

@@ -1,0 +1,87 @@
+"""The funder report in the portal (operators): every section of ``reports/funder.py`` as
+a table with its CSV download, for a chosen range (default: the current calendar year up
+to today). Computed in a worker thread under the report guard, like the reports page."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends
+from sqlalchemy.orm import Session
+from starlette.requests import Request
+from starlette.responses import Response
+
+from rechenwerk.access.models import User
+from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.reports import funder
+from rechenwerk.reports import tables as report_tables
+from rechenwerk.reports.guard import Guard
+from rechenwerk.web.deps import operator_user
+from rechenwerk.web.pages.reports import _guarded, parse_day
+from rechenwerk.web.rendering import render
+from rechenwerk.web.routing import PortalRoute
+
+router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+
+
+def funder_range(start: str, end: str, now: datetime) -> tuple[datetime, datetime]:
+    """[from, to + 1 day) of the form's days (``to`` is inclusive); by default the year
+    of ``now`` from January 1 up to ``now``."""
+    end_dt = parse_day(end, "to")
+    if end_dt is not None and len(end) == 10 and end_dt < report_tables.LATEST:
+        end_dt += timedelta(days=1)
+    start_dt = parse_day(start, "from")
+    if start_dt is None and end_dt is None:
+        start_dt = datetime(now.year, 1, 1, tzinfo=UTC)
+        if start_dt >= now:  # at the very start of a year: the year before
+            start_dt = datetime(now.year - 1, 1, 1, tzinfo=UTC)
+    return report_tables.resolve_range(start_dt, end_dt, now=now)
+
+
+def _report(db: Session, now: datetime, start: str, end: str,
+            guard: Guard) -> funder.FunderReport:
+    lo, hi = funder_range(start, end, now)
+    return funder.funder_report(db, start=lo, end=hi, guard=guard)
+
+
+@router.get("/reports/funder")
+async def funder_page(
+    request: Request, start: str = "", end: str = "", user: User = Depends(operator_user),
+    db: Session = Depends(get_session), now: Any = Depends(get_now),
+) -> Response:
+    q = request.query_params
+
+    def page(guard: Guard) -> Response:
+        rep = _report(db, now, q.get("from", start), q.get("to", end), guard)
+        query = urlencode({"from": rep.start.isoformat(), "to": rep.end.isoformat()})
+        shown_end = (rep.end - timedelta(days=1)
+                     if rep.end.time() == datetime.min.time() and rep.end > rep.start
+                     else rep.end)
+        return render(request, "reports/funder.html", {
+            "title": "Funder report", "section": "reports", "report": rep,
+            "start": rep.start, "end": shown_end, "query": query,
+            "notes": (funder.AWARD_NOTE, funder.ENERGY_NOTE),
+        })
+
+    return await _guarded(request, db, "funder report page", page)
+
+
+@router.get("/reports/funder/{name}.csv")
+async def funder_csv(
+    request: Request, name: str, user: User = Depends(operator_user),
+    db: Session = Depends(get_session), now: Any = Depends(get_now),
+) -> Response:
+    """One section as CSV, or every section (``all.csv``) each after a ``# title`` line."""
+    q = request.query_params
+    if name != "all":
+        report_tables.check_choice(name, funder.SECTIONS, "section")
+
+    def csv(guard: Guard) -> Response:
+        rep = _report(db, now, q.get("from", ""), q.get("to", ""), guard)
+        filename = f"rechenwerk-funder-{name}-{rep.start:%Y%m%d}-{rep.end:%Y%m%d}.csv"
+        return Response(rep.to_csv(None if name == "all" else name), media_type="text/csv",
+                        headers={"Content-Disposition": f'attachment; filename="{filename}"'})
+
+    return await _guarded(request, db, "funder report CSV", csv)
