@@ -10,7 +10,14 @@ from report_data import add_job, add_usage
 from sqlalchemy.orm import Session
 
 from factories import make_call, make_org, make_project, make_user
-from rechenwerk.access.models import Award, AwardPeriod, Project, ProjectMembership, Proposal
+from rechenwerk.access.models import (
+    Award,
+    AwardPeriod,
+    Project,
+    ProjectMembership,
+    Proposal,
+    User,
+)
 from rechenwerk.reports.service import NO_AWARD, NO_CALL
 
 Q1 = (datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
@@ -56,7 +63,7 @@ def build(session: Session) -> FunderCentre:
     alpha.field_of_science, beta.field_of_science = "1.2", "2.3"
     delta.field_of_science = "1.5"  # gamma: none
     session.add(ProjectMembership(project_id=beta.id, user_id=late.id, role="member",
-                                  created_at=d(4, 5)))  # joined after the range
+                                  created_at=d(4, 5)))  # joined after Q1: still counted
     research = make_call(session, slug="research", access_mode="research")
     innovation = make_call(session, slug="innovation", access_mode="innovation")
 
@@ -87,16 +94,22 @@ def build(session: Session) -> FunderCentre:
     _award(session, delta, 100.0, d(2, 1), d(3, 1), p3)
 
     def use(project: Project, start: datetime, hours: float, gpus: int,
-            period: AwardPeriod | None, kwh: float | None, co2: float | None) -> None:
+            period: AwardPeriod | None, kwh: float | None, co2: float | None,
+            by: User | None = None) -> None:
         rec = add_usage(session, project, start=start, hours=hours, gpus=gpus,
                         period_id=period.id if period else None)
         rec.energy_kwh, rec.co2_kg = kwh, co2
+        if by is not None:  # a run of a Rechenwerk job (else as if imported from Slurm)
+            job = add_job(session, project, by, submitted=start, wait_h=None, state="pending")
+            session.flush()
+            rec.job_id = job.id
 
-    use(alpha, d(1, 4), 100.0, 4, pa, 60.0, 23.0)
+    # runs by sam (startup user in a university project), pib (sme) and pig (startup)
+    use(alpha, d(1, 4), 100.0, 4, pa, 60.0, 23.0, by=sam)
     use(alpha, d(3, 10), 50.0, 5, pa, 40.0, 15.0)
-    use(beta, d(3, 18), 40.0, 4, pb, 20.0, 8.0)
-    use(gamma, d(1, 10), 10.0, 1, None, None, None)  # no award, no estimate
-    use(gamma, d(2, 10), 20.0, 2, pg, 12.0, 5.0)
+    use(beta, d(3, 18), 40.0, 4, pb, 20.0, 8.0, by=pib)
+    use(gamma, d(1, 10), 10.0, 1, None, None, None, by=pig)  # no award, no estimate
+    use(gamma, d(2, 10), 20.0, 2, pg, 12.0, 5.0, by=pig)
     use(alpha, d(11, 1, 2025), 999.0, 1, pa, 1.0, 1.0)  # ends Dec 12: before Q1
     use(alpha, d(4, 1) - timedelta(hours=5), 5.0, 1, pa, 1.0, 1.0)  # ends at Apr 1: out
 

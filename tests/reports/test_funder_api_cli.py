@@ -86,11 +86,13 @@ def test_cli_json_csv_table(cli_env: CliRunner) -> None:
                          "sections"}
     assert list(data["sections"]) == ["country", "field", "field-detail", "kind", "mode",
                                       "people", "decisions", "waits", "energy"]
-    assert data["sections"]["people"]["totals"] == {"projects": 4, "users": 4}
+    assert data["sections"]["people"]["totals"] == {"projects": 4, "members": 5,
+                                                    "users_with_runs": 3}
     r = cli_env.invoke(cli, [*args, "--csv", "--section", "people"])
     assert r.exit_code == 0, r.output
-    assert r.output.splitlines() == ["Organisation kind,Active projects,Users", "sme,1,1",
-                                     "startup,1,2", "university,2,1"]
+    assert r.output.splitlines() == [
+        "Organisation kind,Active projects,Members of active projects,Users with runs",
+        "sme,1,2,1", "startup,1,2,2", "university,2,1,0"]
     r = cli_env.invoke(cli, args)
     assert r.exit_code == 0, r.output
     assert "energy is estimated" in r.output and "Decision times per access mode" in r.output

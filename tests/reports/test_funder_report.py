@@ -42,13 +42,15 @@ def test_shares_and_sme_startup_share(report: funder.FunderReport) -> None:
 
 def test_people_per_kind(report: funder.FunderReport) -> None:
     t = report.section("people")
-    # alpha, delta (university), beta (sme), gamma (startup); epsilon has nothing in Q1.
-    # users by their own organisation: pia (uni, PI of two), pib; pig and sam (startup);
-    # "late" joined beta after the range.
-    assert t.rows == [{"kind": "sme", "projects": 1, "users": 1},
-                      {"kind": "startup", "projects": 1, "users": 2},
-                      {"kind": "university", "projects": 2, "users": 1}]
-    assert t.totals == {"projects": 4, "users": 4}
+    # active: alpha, delta (university), beta (sme), gamma (startup); epsilon has nothing
+    # in Q1. Members by their own organisation: pia (uni, PI of two), pib and late (sme),
+    # pig and sam (startup). Runs: sam, pib, pig (pia's run is an imported one).
+    assert t.rows == [{"kind": "sme", "projects": 1, "members": 2, "users_with_runs": 1},
+                      {"kind": "startup", "projects": 1, "members": 2,
+                       "users_with_runs": 2},
+                      {"kind": "university", "projects": 2, "members": 1,
+                       "users_with_runs": 0}]
+    assert t.totals == {"projects": 4, "members": 5, "users_with_runs": 3}
 
 
 def test_decision_times(report: funder.FunderReport) -> None:
@@ -103,8 +105,8 @@ def test_json_and_csv_shape(report: funder.FunderReport) -> None:
     assert csv_all.count("\n# ") == len(funder.SECTIONS) - 1
     assert csv_all.startswith("# GPU-hours by organisation country\nCountry (ISO),")
     assert report.to_csv("people").splitlines() == [
-        "Organisation kind,Active projects,Users", "sme,1,1", "startup,1,2",
-        "university,2,1"]
+        "Organisation kind,Active projects,Members of active projects,Users with runs",
+        "sme,1,2,1", "startup,1,2,2", "university,2,1,0"]
     with pytest.raises(InvalidInput) as exc:
         report.section("planets")
     assert exc.value.field == "section"

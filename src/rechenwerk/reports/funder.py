@@ -291,30 +291,48 @@ def people_by_kind(session: Session, start: datetime, end: datetime,
         select(Organization.kind, func.count(distinct(Project.id)))
         .join(Project, Project.organization_id == Organization.id)
         .where(Project.id.in_(select(active.c.pid))).group_by(Organization.kind))}
-    members = (select(ProjectMembership.user_id)
-               .where(ProjectMembership.project_id.in_(select(active.c.pid)),
-                      ProjectMembership.created_at < end))
-    guard.check()
-    users: dict[str, int] = {str(k): int(n) for k, n in session.execute(
-        select(func.coalesce(Organization.kind, literal(NOT_GIVEN)),
-               func.count(distinct(User.id)))
-        .select_from(User).outerjoin(Organization, Organization.id == User.organization_id)
-        .where(User.id.in_(members)).group_by(Organization.kind))}
-    rows = [{"kind": k, "projects": projects.get(k, 0), "users": users.get(k, 0)}
-            for k in sorted(set(projects) | set(users))]
+    members = select(ProjectMembership.user_id).where(
+        ProjectMembership.project_id.in_(select(active.c.pid)))
+    users_of_members = _users_by_kind(session, members, guard)
+    users_with_runs = _users_by_kind(session, _users_with_runs(start, end), guard)
+    kinds = sorted(set(projects) | set(users_of_members) | set(users_with_runs))
+    rows = [{"kind": k, "projects": projects.get(k, 0), "members": users_of_members.get(k, 0),
+             "users_with_runs": users_with_runs.get(k, 0)} for k in kinds]
     return ReportTable(
         name="funder", title="Projects and users per organisation kind",
         columns=(Column("kind", "Organisation kind", numeric=False),
                  Column("projects", "Active projects", digits=0),
-                 Column("users", "Users", digits=0)),
+                 Column("members", "Members of active projects", digits=0),
+                 Column("users_with_runs", "Users with runs", digits=0)),
         rows=rows, start=start, end=end, grouping="people",
-        totals={"projects": sum(r["projects"] for r in rows),
-                "users": sum(r["users"] for r in rows)},
+        totals={key: sum(r[key] for r in rows)
+                for key in ("projects", "members", "users_with_runs")},
         assumptions=("Active project: an award period overlapping the range or usage ending "
                      "in it; counted under its organisation's kind.",
-                     "Users: the members (PI, member, viewer) of the active projects who "
-                     "joined before the end of the range, each once, under the kind of "
-                     "their own organisation."))
+                     "Members: today's members (PI, member, viewer) of the active projects "
+                     "(memberships keep no history), each once, under the kind of their own "
+                     "organisation.",
+                     "Users with runs: the submitters of the jobs whose settled runs end in "
+                     "the range, under the kind of their own organisation (jobs imported "
+                     "from Slurm without a Rechenwerk job are not counted)."))
+
+
+def _users_with_runs(start: datetime, end: datetime) -> Select[Any]:
+    from rechenwerk.jobs.models import Job
+
+    ur = UsageRecord
+    return (select(Job.user_id).join(ur, ur.job_id == Job.id)
+            .where(ur.ended_at >= start, ur.ended_at < end))
+
+
+def _users_by_kind(session: Session, user_ids: Select[Any], guard: Guard) -> dict[str, int]:
+    """How many distinct users of ``user_ids`` per kind of their own organisation."""
+    guard.check()
+    return {str(k): int(n) for k, n in session.execute(
+        select(func.coalesce(Organization.kind, literal(NOT_GIVEN)),
+               func.count(distinct(User.id)))
+        .select_from(User).outerjoin(Organization, Organization.id == User.organization_id)
+        .where(User.id.in_(user_ids)).group_by(Organization.kind))}
 
 
 def decision_times(session: Session, start: datetime, end: datetime,
