@@ -78,3 +78,18 @@ def test_default_range_is_the_year_so_far() -> None:
     assert funder_range("", "", new_year) == (datetime(2025, 1, 1, tzinfo=UTC), new_year)
     assert funder_range("2026-01-01", "2026-03-31", now) == (
         datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 4, 1, tzinfo=UTC))
+
+
+def test_charts(api_client: Any, centre: None) -> None:
+    login(api_client, "op")
+    html = api_client.get("/reports/funder?from=2026-01-01&to=2026-03-31").text
+    for name in ("country", "field", "kind", "mode", "energy"):
+        assert f'hx-get="/reports/funder/chart/{name}.svg?from=2026-01-01' in html
+    svg = api_client.get("/reports/funder/chart/kind.svg?from=2026-01-01&to=2026-04-01")
+    assert svg.headers["content-type"].startswith("image/svg+xml")
+    assert svg.text.startswith("<svg") and "awarded" in svg.text and "sme" in svg.text
+    energy = api_client.get("/reports/funder/chart/energy.svg?from=2026-01-01&to=2026-04-01")
+    assert "estimated" in energy.text and "2026-01" in energy.text
+    assert api_client.get("/reports/funder/chart/people.svg").status_code == 404
+    login(api_client, "pia")
+    assert api_client.get("/reports/funder/chart/kind.svg").status_code == 403

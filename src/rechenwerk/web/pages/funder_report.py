@@ -15,15 +15,40 @@ from starlette.responses import Response
 
 from rechenwerk.access.models import User
 from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.errors import NotFound
 from rechenwerk.reports import funder
 from rechenwerk.reports import tables as report_tables
 from rechenwerk.reports.guard import Guard
+from rechenwerk.reports.tables import ReportTable
+from rechenwerk.web.charts import Chart, Series, chart_svg
 from rechenwerk.web.deps import operator_user
 from rechenwerk.web.pages.reports import _guarded, parse_day
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
+
+CHARTS = ("country", "field", "kind", "mode", "energy")
+TOP_N = 15
+
+
+def funder_chart(table: ReportTable) -> Chart:
+    """Awarded next to used GPU-hours per group, or estimated kWh per month (the data of
+    each chart is exactly its section's CSV)."""
+    name = table.grouping
+    if name == "energy":
+        months = [str(r["month"]) for r in table.rows]
+        return Chart("funder-energy", table.title, "", "kWh (estimated)", (
+            Series("kWh (estimated)", months, [r["energy_kwh"] for r in table.rows], "bar"),
+        ), kind="category", note="estimated from TDP, not measured")
+    rows = table.rows[:TOP_N]
+    labels = [str(r["label"] if "label" in r and name == "field" else r["key"])
+              for r in rows]
+    suffix = f" (top {TOP_N})" if len(table.rows) > TOP_N else ""
+    return Chart(f"funder-{name}", table.title + suffix, "", "GPU-hours", (
+        Series("awarded", labels, [r["awarded_gpu_hours"] for r in rows], "bar"),
+        Series("used", labels, [r["used_gpu_hours"] for r in rows], "bar"),
+    ), kind="category", horizontal=True)
 
 
 def funder_range(start: str, end: str, now: datetime) -> tuple[datetime, datetime]:
@@ -63,6 +88,12 @@ async def funder_page(
             "title": "Funder report", "section": "reports", "report": rep,
             "start": rep.start, "end": shown_end, "query": query,
             "notes": (funder.AWARD_NOTE, funder.ENERGY_NOTE),
+            "charts": {name: {"key": f"funder-{name}", "title": rep.section(name).title,
+                              "svg": None,
+                              "lazy_url": f"/reports/funder/chart/{name}.svg?{query}",
+                              "svg_url": f"/reports/funder/chart/{name}.svg?{query}",
+                              "csv_url": f"/reports/funder/{name}.csv?{query}", "note": ""}
+                       for name in CHARTS if rep.section(name).rows},
         })
 
     return await _guarded(request, db, "funder report page", page)
@@ -85,3 +116,21 @@ async def funder_csv(
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
 
     return await _guarded(request, db, "funder report CSV", csv)
+
+
+@router.get("/reports/funder/chart/{name}.svg")
+async def funder_chart_svg(
+    request: Request, name: str, user: User = Depends(operator_user),
+    db: Session = Depends(get_session), now: Any = Depends(get_now),
+) -> Response:
+    if name not in CHARTS:
+        raise NotFound(f"chart {name!r} not found", hint=f"Charts: {', '.join(CHARTS)}.")
+    q = request.query_params
+
+    def chart(guard: Guard) -> Response:
+        rep = _report(db, now, q.get("from", ""), q.get("to", ""), guard)
+        return Response(chart_svg(funder_chart(rep.section(name))),
+                        media_type="image/svg+xml",
+                        headers={"Cache-Control": "private, max-age=60"})
+
+    return await _guarded(request, db, "funder report chart", chart)
