@@ -96,6 +96,9 @@ def test_cli_json_csv_table(cli_env: CliRunner) -> None:
     r = cli_env.invoke(cli, args)
     assert r.exit_code == 0, r.output
     assert "energy is estimated" in r.output and "Decision times per access mode" in r.output
+    assert "66.7 %" in r.output  # DE's share of the awarded GPU-hours
+    assert "sme_startup_awarded_share 33.3 %" in r.output
+    assert "Basis (measured or estimated)" in r.output
     # the other reports still work as before
     r = cli_env.invoke(cli, ["report", "usage", "--by", "kind", "--from", "2026-01-01",
                              "--to", "2026-04-01", "--json"])

@@ -28,7 +28,7 @@ def _cell(value: Any, key: str, label: str) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        if key in ("share", "utilisation", "idle_share"):
+        if key in ("share", "utilisation") or key.endswith("_share"):
             return f"{100 * value:.1f} %"
         digits = 3 if ("MWh" in label or "CO2" in label or "kWh" in label) else 2
         return f"{value:,.{digits}f}"
