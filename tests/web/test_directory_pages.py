@@ -212,3 +212,26 @@ def test_operator_creates_a_project_for_another_pi(api_client: Any, session: Ses
     session.expire_all()
     project = session.scalars(select(Project).where(Project.slug == "for-pia")).one()
     assert project.pi.username == "pia" and project.organization.name == "Uni Nord"
+
+
+def test_new_project_form_takes_a_field_of_science(api_client: Any, session: Session,
+                                                   centre: dict[str, Any]) -> None:
+    client = _login(api_client, "pib")
+    page = client.get("/projects/new")
+    assert '<option value="1.2" >1.2 Computer and information sciences</option>' in page.text
+    r = client.post("/projects/new", data={"slug": "tagged", "title": "Tagged",
+                                           "field_of_science": "1.2",
+                                           "csrf_token": _csrf(page.text)},
+                    follow_redirects=False)
+    assert r.status_code == 303
+    assert "field of science 1.2 Computer and information sciences" in client.get(
+        "/projects/tagged").text
+    r = client.post("/projects/new", data={"slug": "forged", "title": "Forged",
+                                           "field_of_science": "9.9",
+                                           "csrf_token": _csrf(page.text)})
+    assert r.status_code == 422
+    assert "not a field of the OECD FORD list" in _error(r.text, "field_of_science")
+    session.expire_all()
+    assert session.scalars(select(Project.field_of_science).where(
+        Project.slug == "tagged")).one() == "1.2"
+    assert session.scalars(select(Project).where(Project.slug == "forged")).first() is None

@@ -15,6 +15,7 @@ from markupsafe import Markup, escape
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from rechenwerk.access.fields_of_science import label as fos_label
 from rechenwerk.accounting import pay_per_use as ppu
 from rechenwerk.scheduling.model import starts_in
 
@@ -167,6 +168,7 @@ def environment() -> Environment:
     env.filters["code_spans"] = code_spans
     env.filters["audit_value"] = audit_value
     env.filters["audit_action"] = audit_action
+    env.filters["fos_label"] = fos_label  # "1.2 Computer and information sciences"
     # Money of pay-per-use accounts: integer cents and 1/10,000 EUR, never floats.
     env.filters["eur"] = ppu.eur
     env.filters["price_e4"] = ppu.price_text

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from rechenwerk.access.fields_of_science import FIELDS, label
 from rechenwerk.access.models import OrgKind, User
 from rechenwerk.access.projects import create_project
 from rechenwerk.access.validation import SLUG_RE
@@ -32,7 +33,7 @@ from rechenwerk.web.session import set_flash
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
 PAGE_SIZE = 50
-PROJECT_FIELDS = {"slug", "title", "description", "pi"}
+PROJECT_FIELDS = {"slug", "title", "description", "pi", "field_of_science"}
 TITLE_MAX = 300
 DESCRIPTION_MAX = 5000
 
@@ -79,6 +80,8 @@ def _new_project_page(request: Request, user: User, *, form: dict[str, str] | No
         "title": "New project", "section": "dashboard", "form": form or {},
         "errors": errors or FormErrors(),
         "title_max": TITLE_MAX, "description_max": DESCRIPTION_MAX,
+        "fields_of_science": [("", "(not given)")] + [
+            (code, label(code)) for code in FIELDS],
     }, status_code=status_code)
 
 
@@ -125,7 +128,8 @@ def project_create(
             project = create_project(
                 db, user, slug=text(form, "slug"), title=text(form, "title"), now=now,
                 description=form.get("description", "").strip(),
-                pi=text(form, "pi") or None)
+                pi=text(form, "pi") or None,
+                field_of_science=text(form, "field_of_science") or None)
             db.commit()
         except RechenwerkError as exc:
             db.rollback()
