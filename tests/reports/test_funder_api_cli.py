@@ -56,6 +56,11 @@ def test_api_csv_and_bad_input(session: Session, api_client: Any) -> None:
     assert r.text.startswith("# GPU-hours by organisation country\n")
     assert "# Energy per month (estimated)\nMonth (UTC),GPU-hours,Estimated energy (kWh)" \
         in r.text
+    r = api_client.get("/api/v1/reports/funder", params={**Q1, "section": "decisions"},
+                       headers=bearer(op))
+    one = r.json()
+    assert one["grouping"] == "decisions" and one["totals"]["decided"] == 4
+    assert [row["mode"] for row in one["rows"]] == ["innovation", "research"]
     r = api_client.get("/api/v1/reports/funder", params={**Q1, "section": "planets"},
                        headers=bearer(op))
     assert r.status_code == 422 and r.json()["errors"][0]["field"] == "section"
@@ -114,3 +119,18 @@ def test_cli_errors_are_one_line(cli_env: CliRunner) -> None:
     assert r.exit_code == 2 and "country, field" in r.output
     r = cli_env.invoke(cli, ["report", "usage", "--section", "kind"])
     assert r.exit_code == 2 and "no --section" in r.output
+
+
+def test_cli_refuses_a_non_operator(session: Session, api_client: Any,
+                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from rechenwerk.cli import client
+
+    _, pi = _tokens(session)
+    client.use_transport(api_client._transport)
+    monkeypatch.setenv("RECHENWERK_API_URL", "http://testserver")
+    monkeypatch.setenv("RECHENWERK_TOKEN", pi)
+    try:
+        r = CliRunner().invoke(cli, ["report", "funder", "--json"])
+    finally:
+        client.use_transport(None)
+    assert r.exit_code == 4 and "only operators" in r.output and "Traceback" not in r.output
