@@ -129,3 +129,15 @@ def test_an_empty_centre_gives_empty_sections(session: Session) -> None:
     assert all(t.rows == [] for t in r.sections)
     assert r.section("kind").totals["sme_startup_used_share"] == 0.0
     assert r.section("decisions").totals["median_days"] is None
+
+
+def test_awards_split_pro_rata_across_ranges(session: Session) -> None:
+    build(session)
+    april = (Q1[1], Q1[1] + (Q1[1] - Q1[1].replace(month=3)))  # Apr 1 - May 1 (31 days)
+    kind_april = funder.by_kind(session, *april).rows
+    # beta's 400 over Mar 17 - Apr 16: 15 of 30 days in Q1 (200), the other 15 in April;
+    # alpha's run ending at Apr 1 00:00 counts in April (used, no award in April)
+    assert {r["key"]: (r["awarded_gpu_hours"], r["used_gpu_hours"]) for r in kind_april} == {
+        "sme": pytest.approx((200.0, 0.0)), "university": pytest.approx((0.0, 5.0))}
+    whole = funder.by_kind(session, Q1[0], april[1]).totals["awarded_gpu_hours"]
+    assert whole == pytest.approx(1500.0 + 200.0)
