@@ -174,6 +174,10 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     ("member", "DELETE", "/api/v1/projects/alpha/members/viewer", None, 403),
     ("outsider", "DELETE", "/api/v1/projects/alpha/members/viewer", None, 404),
     ("pi", "POST", "/api/v1/projects", {"slug": "gamma", "title": "t", "pi": "member"}, 403),
+    ("member", "PATCH", "/api/v1/projects/alpha", {"field_of_science": "1.2"}, 403),
+    ("viewer", "PATCH", "/api/v1/projects/alpha", {"title": "mine"}, 403),
+    ("outsider", "PATCH", "/api/v1/projects/alpha", {"field_of_science": "1.2"}, 404),
+    ("pi", "PATCH", "/api/v1/projects/alpha", {"field_of_science": "1.2"}, 200),
     # organisations, users: operators create
     ("pi", "POST", "/api/v1/organizations", {"name": "N", "kind": "sme", "country": "DE"},
      403),
@@ -253,6 +257,7 @@ OPEN_TO_USERS = {
     ("GET", "/api/v1/projects"), ("GET", "/api/v1/calls"), ("GET", "/api/v1/calls/{ref}"),
     ("GET", "/api/v1/call-types"),
     ("GET", "/api/v1/proposals"), ("GET", "/api/v1/awards"), ("GET", "/api/v1/accounts"),
+    ("GET", "/api/v1/fields-of-science"),  # the OECD FORD list, the same for everyone
 }
 
 
