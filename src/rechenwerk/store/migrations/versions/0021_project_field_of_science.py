@@ -5,7 +5,7 @@ Nullable: projects created before it have none until their PI or an operator set
 ``rechenwerk.access.fields_of_science``.
 
 Revision ID: 0021_project_field_of_science
-Revises: 0019_job_gpu_use
+Revises: 0020_call_types
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0021_project_field_of_science"
-down_revision = "0019_job_gpu_use"
+down_revision = "0020_call_types"
 branch_labels = None
 depends_on = None
 
