@@ -25,6 +25,7 @@ from rechenwerk.api.bounds import RequestBoundsMiddleware, check_parameters
 from rechenwerk.clock import Clock, WallClock
 from rechenwerk.config import Settings, get_settings
 from rechenwerk.execution.base import ExecutionBackend, NodeInventory
+from rechenwerk.jobs.queue_order import QueueOrderBoard
 from rechenwerk.jobs.wakeup import install_wake_hook
 from rechenwerk.log_format import RequestIdMiddleware
 from rechenwerk.observability.backend import instrumented
@@ -76,6 +77,8 @@ class Runtime:
         self._backend = instrumented(backend) if backend is not None else None
         self._backend_lock = threading.Lock()
         self.scheduler: SchedulerLoop | None = None
+        # the scheduler loop's last order, for the queue views (jobs/queue_order.py)
+        self.queue_orders = QueueOrderBoard()
         self.notifier: Notifier | None = None
         self.metrics = StateCollector(session_factory, self.inventory, self.clock)
         self.metrics_server: MetricsServer | None = None
@@ -111,7 +114,7 @@ class Runtime:
         from rechenwerk.notifications.worker import Notifier
 
         loop = SchedulerLoop(self.session_factory, self.backend, settings=self.settings,
-                             clock=self.clock)
+                             clock=self.clock, queue_orders=self.queue_orders)
         loop.start()
         self.scheduler = loop
         sender = make_sender(self.settings)

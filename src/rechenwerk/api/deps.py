@@ -10,8 +10,8 @@ the authenticated user.
 
 Everything long-lived (settings, session factory, clock, backend) comes from the one
 :class:`rechenwerk.app.Runtime` the composition root put on ``app.state.runtime``;
-``runtime_of``, ``settings_of``, ``backend_of``, ``inventory_of`` and ``centre_gpus`` are
-the only ways routers and pages reach it.
+``runtime_of``, ``settings_of``, ``backend_of``, ``inventory_of``, ``queue_orders_of`` and
+``centre_gpus`` are the only ways routers and pages reach it.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from rechenwerk.log_format import note_user
 
 if TYPE_CHECKING:
     from rechenwerk.app import Runtime
+    from rechenwerk.jobs.queue_order import QueueOrderBoard
 
 
 def runtime_of(request: Request) -> Runtime:
@@ -52,6 +53,11 @@ def settings_of(request: Request) -> Settings:
 
 def backend_of(request: Request) -> ExecutionBackend:
     return runtime_of(request).backend
+
+
+def queue_orders_of(request: Request) -> QueueOrderBoard:
+    """The scheduler loop's last queue order (``jobs/queue_order.py``)."""
+    return runtime_of(request).queue_orders
 
 
 def inventory_of(request: Request) -> Sequence[NodeInventory]:

@@ -16,7 +16,10 @@ scheduler cycle:
     nodes (drained ones too), running allocations, pending jobs, fair-share inputs
     (``jobs/snapshot.py``);
 ``decide``
-    the pure core (``scheduling/incremental.py`` keeps its scheduler between cycles);
+    the pure core (``scheduling/incremental.py`` keeps its scheduler between cycles); the
+    jobs left waiting, in the order of this pass, go to ``queue_orders``, which the queue
+    pages and the API serve instead of computing the order per request
+    (``jobs/queue_order.py``);
 ``apply``
     preemptions and starts (``jobs/apply.py``, ``jobs/launch.py``);
 ``reasons``
@@ -43,7 +46,7 @@ import threading
 import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +64,7 @@ from rechenwerk.jobs.launch import Launcher
 from rechenwerk.jobs.leadership import Leadership
 from rechenwerk.jobs.models import Job, JobEvent
 from rechenwerk.jobs.progress import active_jobs, apply_backend_status
+from rechenwerk.jobs.queue_order import QueueOrderBoard
 from rechenwerk.jobs.reasons import ReasonWriter, waiting_reasons
 from rechenwerk.jobs.slurm_reservations import ReservationAutoSync
 from rechenwerk.jobs.snapshot import SnapshotBuilder, running_placements
@@ -155,6 +159,7 @@ class SchedulerLoop:
         clock: Clock | None = None,
         policy: Policy | None = None,
         incremental: bool = True,
+        queue_orders: QueueOrderBoard | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.backend = backend
@@ -174,6 +179,8 @@ class SchedulerLoop:
         self.applier = DecisionApplier(session_factory, backend, self.clock, self.launcher)
         self.reasons = ReasonWriter(session_factory)
         self.core = IncrementalCore(self.policy)
+        # the order of each cycle, for the queue views (jobs/queue_order.py)
+        self.queue_orders = queue_orders if queue_orders is not None else QueueOrderBoard()
         transport: Any = getattr(backend, "transport", None)
         self.reservation_sync = (
             ReservationAutoSync(session_factory, transport, self.clock,
@@ -322,6 +329,9 @@ class SchedulerLoop:
             # Array tasks beyond their array's %N limit never reach the policy.
             snap, array_held = hold_array_excess(snap)
             decision = self.core.decide(snap) if self.incremental else self.policy.decide(snap)
+            view = self.core.queue_view(snap.now) if self.incremental else None
+            if view is not None:  # the queue pages serve this order (no recomputation)
+                self.queue_orders.publish(view, datetime.fromtimestamp(snap.now, UTC))
             lap("decide")
             applied = self.applier.apply(decision, running_placements(snap))
             stats.started, stats.preempted = applied.started, applied.preempted

@@ -30,6 +30,7 @@ from rechenwerk.api.deps import (
     backend_of,
     get_clock,
     inventory_of,
+    queue_orders_of,
     settings_of,
 )
 from rechenwerk.jobs import reservations, service
@@ -274,7 +275,9 @@ def _queue_dict(session: Session, q: OrderedQueue) -> dict[str, Any]:
         item["position"] = e.position
         item["priority"] = _priority_dict(e.priority)
     return {"items": items, "total": len(items), "queue_length": q.length,
-            "policy": q.policy, "order": q.order}
+            "policy": q.policy, "order": q.order,
+            # the scheduler cycle whose order this is (None: computed for this request)
+            "as_of": q.as_of.isoformat() if q.as_of is not None else None}
 
 
 @router.get("/queue")
@@ -283,7 +286,8 @@ def queue(request: Request, session: DbSession, user: CurrentUser,
     """Pending jobs in the order the configured policy considers them (``position`` counts
     every pending job of the centre), each with its priority term by term (``sprio``)."""
     q = ordered_queue(session, user, backend=backend_of(request), clock=get_clock(request),
-                      settings=settings_of(request), project=project)
+                      settings=settings_of(request), project=project,
+                      board=queue_orders_of(request))
     return _queue_dict(session, q)
 
 
@@ -292,12 +296,13 @@ def priority(job_id: int, request: Request, session: DbSession,
              user: CurrentUser) -> dict[str, Any]:
     """A pending job's queue position and priority factors (409 when it is not pending)."""
     _job, q = job_priority(session, user, job_id, backend=backend_of(request),
-                           clock=get_clock(request), settings=settings_of(request))
+                           clock=get_clock(request), settings=settings_of(request),
+                           board=queue_orders_of(request))
     out = _queue_dict(session, q)
     item = out["items"][0]
     return {"job": item["id"], "position": item["position"], "priority": item["priority"],
             "queue_length": out["queue_length"], "policy": out["policy"],
-            "order": out["order"]}
+            "order": out["order"], "as_of": out["as_of"]}
 
 
 @router.get("/projects/{ref}/balance")

@@ -15,7 +15,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import Row, Select, Table, and_, bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -569,6 +569,19 @@ def queue(session: Session, user: User, *, project: str | int | None = None) -> 
     jobs, _ = list_jobs(session, user, project=project, states=("pending",), limit=100_000)
     rank = {"high": 0, "normal": 1, "low": 2}
     return sorted(jobs, key=lambda j: (rank.get(j.qos, 3), j.submitted_at, j.id))
+
+
+def pending_summaries(session: Session, user: User, *,
+                      project: str | int | None = None) -> list[Row[Any]]:
+    """Id, name, project and user of every pending job ``user`` may see (of ``project``):
+    the queue pages' one narrow query (``ix_jobs_state_id``), no full rows."""
+    stmt = cast(Select[Any], select(Job.id, Job.name, Job.project_id, Job.user_id).where(
+        Job.state == JobState.PENDING.value))
+    if project is not None:
+        stmt = stmt.where(Job.project_id == visible_project(session, user, project).id)
+    else:
+        stmt = only_visible(stmt, Job.project_id, session, user)
+    return list(session.execute(stmt))
 
 
 def job_events(session: Session, job: Job) -> list[JobEvent]:

@@ -283,6 +283,12 @@ class Scheduler:
         """Pending jobs in the order the next main pass considers them."""
         return list(self.queue)
 
+    def current_order(self, now: float) -> list[PendingJob]:
+        """The order as held now, recalculating nothing (what the last pass used). Unlike
+        ``queue_order`` it leaves the scheduler as it is, so the live loop can publish it
+        between cycles without changing when priorities are recalculated."""
+        return self.queue_order(now)
+
     def priority_factors(self, job: PendingJob, now: float) -> PriorityFactors | None:
         """The job's priority term by term; None where the policy has no such number."""
         return None

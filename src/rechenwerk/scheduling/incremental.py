@@ -25,6 +25,7 @@ from rechenwerk.scheduling.model import (
     PendingJob,
     Preemption,
     ProjectInfo,
+    QueueView,
     Reservation,
     Snapshot,
     Start,
@@ -149,3 +150,13 @@ class IncrementalCore:
                 log.warning("incremental scheduler out of step (%s); rebuilding", exc)
                 sched = self._rebuild(snap)
         return decision_of(sched.schedule(snap.now, full=True), snap.pending)
+
+    def queue_view(self, now: float) -> QueueView | None:
+        """The jobs still pending after the last :meth:`decide`, in the order its pass
+        used, each with its priority (None before the first cycle). Reads the kept
+        scheduler without changing it; the loop publishes this for the queue pages."""
+        if self._sched is None:
+            return None
+        from rechenwerk.scheduling.queue_view import held_queue
+
+        return held_queue(self.policy.name, self._sched, now)

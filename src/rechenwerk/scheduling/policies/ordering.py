@@ -362,6 +362,10 @@ class MultifactorOrdering(QueueScheduler):
         self._maybe_recalc(now, True)
         return list(self.queue)
 
+    def current_order(self, now: float) -> list[PendingJob]:
+        """The order of the last recalculation (no recalculation here)."""
+        return list(self.queue)
+
     def priority_factors(self, job: PendingJob, now: float) -> PriorityFactors:
         p = self.params
         age = now - job.submit_time

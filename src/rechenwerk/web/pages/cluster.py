@@ -21,12 +21,13 @@ from rechenwerk.api.deps import (
     get_now,
     get_session,
     inventory_of,
+    queue_orders_of,
     settings_of,
 )
 from rechenwerk.jobs import service as jobs
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.nodes import list_nodes, set_drained
-from rechenwerk.jobs.queue_order import ordered_queue
+from rechenwerk.jobs.queue_order import QueueEntry, queue_slots
 from rechenwerk.web.deps import form_data, operator_user
 from rechenwerk.web.forms import text
 from rechenwerk.web.rendering import render
@@ -123,25 +124,32 @@ def queue_page(
     user: User = Depends(operator_user), db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
-    queue = ordered_queue(db, user, backend=backend_of(request), clock=get_clock(request),
-                          settings=settings_of(request), project=project or None)
-    entries = queue.entries
+    # The last scheduler cycle's order (else computed now); job rows for the page only.
+    queue = queue_slots(db, user, backend=backend_of(request), clock=get_clock(request),
+                        settings=settings_of(request), project=project or None,
+                        board=queue_orders_of(request))
+    slots = queue.slots
     needle = q.strip().lower()[:200]
     if needle:
         # the order is the whole queue's (positions stay); the search only picks rows
-        slugs_all = jobs.project_slugs(db, {e.job.project_id for e in entries})
-        names_all = jobs.usernames(db, {e.job.user_id for e in entries})
-        entries = [e for e in entries if needle in " ".join((
-            str(e.job.id), e.job.name, slugs_all.get(e.job.project_id, ""),
-            names_all.get(e.job.user_id, ""))).lower()]
-    pages = max(1, -(-len(entries) // QUEUE_PAGE))
+        slugs_all = jobs.project_slugs(db, {s.project_id for s in slots})
+        names_all = jobs.usernames(db, {s.user_id for s in slots})
+        slots = [s for s in slots if needle in " ".join((
+            str(s.job_id), s.name, slugs_all.get(s.project_id, ""),
+            names_all.get(s.user_id, ""))).lower()]
+    pages = max(1, -(-len(slots) // QUEUE_PAGE))
     page = min(page, pages)
-    shown = entries[(page - 1) * QUEUE_PAGE:page * QUEUE_PAGE]
+    shown = slots[(page - 1) * QUEUE_PAGE:page * QUEUE_PAGE]
+    rows = {j.id: j for j in db.scalars(select(Job).where(
+        Job.id.in_([s.job_id for s in shown])))} if shown else {}
+    # a job that left the queue between the two queries is not shown
+    entries = [QueueEntry(rows[s.job_id], s.position, s.priority) for s in shown
+               if s.job_id in rows and rows[s.job_id].state == "pending"]
     return render(request, "ops/queue.html", {
-        "title": "Queue", "section": "queue", "entries": shown, "total": len(queue.entries),
-        "order": queue.order, "length": queue.length,
-        "slugs": jobs.project_slugs(db, {e.job.project_id for e in shown}),
-        "names": jobs.usernames(db, {e.job.user_id for e in shown}), "now": now,
+        "title": "Queue", "section": "queue", "entries": entries, "total": len(queue.slots),
+        "order": queue.order, "length": queue.length, "as_of": queue.as_of,
+        "slugs": jobs.project_slugs(db, {e.job.project_id for e in entries}),
+        "names": jobs.usernames(db, {e.job.user_id for e in entries}), "now": now,
         "project": project, "q": q,
-        "listing": {"total": len(entries), "page": page, "pages": pages},
+        "listing": {"total": len(slots), "page": page, "pages": pages},
     })

@@ -23,7 +23,14 @@ from rechenwerk.access.visibility import only_visible
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.accounting.gpu_use import job_gpu_use
 from rechenwerk.accounting.models import UsageRecord
-from rechenwerk.api.deps import backend_of, get_clock, get_now, get_session, settings_of
+from rechenwerk.api.deps import (
+    backend_of,
+    get_clock,
+    get_now,
+    get_session,
+    queue_orders_of,
+    settings_of,
+)
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.execution.gpu_use import describe_gpu_use
 from rechenwerk.jobs import service as jobs
@@ -138,7 +145,8 @@ def _detail_context(request: Request, db: Session, user: User, job_id: int,
     queue = None
     if job.state == JobState.PENDING.value:
         _job, queue = job_priority(db, user, job.id, backend=backend_of(request),
-                                   clock=get_clock(request), settings=settings_of(request))
+                                   clock=get_clock(request), settings=settings_of(request),
+                                   board=queue_orders_of(request))
     logs = _log_chunks(request, db, user, job.id)
     # an ended job that did not complete: its last words first, where people look
     stderr_tail = ""
