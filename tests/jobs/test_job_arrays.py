@@ -157,8 +157,19 @@ def test_list_groups_an_array_into_one_row(session: Session, clock: FakeClock) -
     rows, total = service.list_jobs(session, pi)
     assert total == 11
     service.cancel_task(session, pi, head.id, 3, clock=clock)
-    rows, _ = service.list_jobs(session, pi, states=["cancelled"], group_arrays=True)
+    rows, total = service.list_jobs(session, pi, states=["cancelled"], group_arrays=True)
     assert [j.id for j in rows] == [head.id]  # listed: one of its tasks is cancelled
+    assert total == 1
+    # counted once each, whatever the number of states and tasks that match
+    for states in (["pending"], ["pending", "cancelled"]):
+        rows, total = service.list_jobs(session, pi, states=states, group_arrays=True,
+                                        project=slug)
+        assert [j.id for j in rows] == [head.id, single.id] and total == 2
+    rows, total = service.list_jobs(session, pi, states=["pending"], group_arrays=True,
+                                    q="nothing-like-it")
+    assert rows == [] and total == 0
+    rows, total = service.list_jobs(session, pi, states=["completed"], group_arrays=True)
+    assert rows == [] and total == 0
     assert service.array_state_counts(session, [head.id]) == {
         head.id: {"pending": 9, "cancelled": 1}}
 

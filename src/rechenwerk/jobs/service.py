@@ -15,7 +15,19 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, cast
 
-from sqlalchemy import Row, Select, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy import (
+    Row,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    union_all,
+    update,
+)
 from sqlalchemy.orm import Session, aliased, make_transient_to_detached
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -532,6 +544,8 @@ def list_jobs(
         stmt = stmt.where(Job.project_id == p.id)
     else:
         stmt = only_visible(stmt, Job.project_id, session, user)
+    if mine:
+        stmt = stmt.where(Job.user_id == user.id)
     if states:
         bad = [s for s in states if s not in JobState.__members__.values()]
         if bad:
@@ -539,20 +553,30 @@ def list_jobs(
                 f"unknown job state {bad[0]!r}", field="state",
                 hint="Use one of: " + ", ".join(s.value for s in JobState) + ".",
             )
+    wanted = list(states)
+    if states and group_arrays:
+        # Two parts, each on an index: jobs outside arrays in one of the states (the
+        # state index), and arrays (by their first task) with a task in one of them. One
+        # OR of both with its EXISTS made PostgreSQL scan every job for the count.
+        task = aliased(Job)
+        singles = stmt.where(Job.array_job_id.is_(None), Job.state.in_(wanted))
+        arrays = stmt.where(Job.array_job_id == Job.id, select(task.id).where(
+            task.array_job_id == Job.id, task.state.in_(wanted)).exists())
+        counted = union_all(singles.with_only_columns(Job.id),
+                            arrays.with_only_columns(Job.id)).subquery()
+        total = session.scalar(select(func.count()).select_from(counted)) or 0
+        any_task = (select(task.id).where(task.array_job_id == Job.id,
+                                          task.state.in_(wanted)).exists())
+        stmt = stmt.where(or_(and_(Job.array_job_id.is_(None), Job.state.in_(wanted)),
+                              and_(Job.array_job_id == Job.id, any_task)))
+    else:
+        if states:
+            stmt = stmt.where(Job.state.in_(wanted))
         if group_arrays:
-            task = aliased(Job)
-            any_task = (select(task.id).where(task.array_job_id == Job.id,
-                                              task.state.in_(list(states))).exists())
-            stmt = stmt.where(or_(and_(Job.array_job_id.is_(None),
-                                       Job.state.in_(list(states))),
-                                  and_(Job.array_job_id == Job.id, any_task)))
-        else:
-            stmt = stmt.where(Job.state.in_(list(states)))
-    if group_arrays:
-        stmt = stmt.where(or_(Job.array_job_id.is_(None), Job.array_job_id == Job.id))
-    if mine:
-        stmt = stmt.where(Job.user_id == user.id)
-    total = session.scalar(select(func.count()).select_from(stmt.subquery())) or 0
+            stmt = stmt.where(or_(Job.array_job_id.is_(None), Job.array_job_id == Job.id))
+        # over the ids only (an index-only scan where the filters allow it)
+        total = session.scalar(select(func.count()).select_from(
+            stmt.with_only_columns(Job.id).subquery())) or 0
     order = column.desc() if descending else column.asc()
     rows = session.scalars(stmt.order_by(order, Job.id.desc()).limit(limit).offset(offset))
     return list(rows), int(total)
