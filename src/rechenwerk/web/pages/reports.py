@@ -40,6 +40,9 @@ from rechenwerk.web.routing import PortalRoute
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
 TOP_N = 15
+# Rows of a report table on the page (a row per project is 1,000 rows at a large centre);
+# the rest are in the table's CSV, which the page links.
+TABLE_ROWS = 25
 GROUP_LABELS = {"project": "project", "org": "organisation", "kind": "organisation kind",
                 "call": "call", "mode": "access mode", "gpu-type": "GPU type", "period": "period"}
 
@@ -195,6 +198,7 @@ def _reports_page(request: Request, db: Session, user: User, now: datetime, *, s
                   for name, t in tables.items()}
     return render(request, "reports/index.html", {
         "title": "Reports", "section": "reports", "tables": tables, "charts": ctx_charts,
+        "table_rows": TABLE_ROWS,
         # "to" is inclusive in the form: a range ending at midnight shows the day before
         "start": usage.start, "end": usage.end - timedelta(days=1)
         if usage.end.time() == datetime.min.time() and usage.end > usage.start
