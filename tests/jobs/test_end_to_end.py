@@ -5,6 +5,7 @@ exactly the GPU-hours it used. Runs on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,8 @@ def test_demo_job_from_the_cli(session_factory: sessionmaker[Session], db_url: s
         queue_text = cli("queue").stdout
         assert "waiting" in queue_text.lower() or saw_reason in queue_text
         assert "1 pending jobs of 1 in the centre, by submit time" in queue_text  # fifo
+        # the running loop's last cycle, not an order computed for the request
+        assert re.search(r"order as of \d\d:\d\d:\d\d UTC", queue_text), queue_text
         # The forecast companion (every 0.5 s here): behind the blocker's walltime.
         expected = wait_for(lambda: demo_job()["expected_start"], "the demo job's forecast",
                             step=0.2)

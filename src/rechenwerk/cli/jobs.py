@@ -366,6 +366,8 @@ def register(app: typer.Typer) -> None:
             return
         title = (f"{data['total']} pending jobs of {data['queue_length']} in the centre, "
                  f"{data['order']}")
+        if data.get("as_of"):  # the scheduler cycle's order (older servers: no as_of)
+            title += f", order as of {data['as_of'][11:19]} UTC"
         if factors:
             print_table(["#", "ID", "PROJECT", "USER", "PRIORITY", "AGE", "FAIRSHARE",
                          "JOBSIZE", "QOS"],
