@@ -20,7 +20,7 @@ from rechenwerk.access.models import User
 from rechenwerk.access.security import hash_password
 from rechenwerk.clock import FakeClock
 from rechenwerk.jobs import queue_order, service
-from rechenwerk.jobs.loop import SchedulerLoop
+from rechenwerk.jobs.loop import ORDER_REFRESH_S, SchedulerLoop
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.queue_order import MAX_AGE_S, QueueOrderBoard
 from rechenwerk.jobs.specs import parse_spec
@@ -175,3 +175,28 @@ def test_the_board_keeps_the_last_order_until_it_is_stale() -> None:
     assert got is not None and got.ids == frozenset({"7"}) and got.at == t
     assert board.latest(t, max_age_s=0.0) is not None
     assert board.latest(t + timedelta(seconds=11), max_age_s=10.0) is None
+
+
+def test_the_loop_republishes_when_the_order_changes_or_it_ages(
+        api_client: Any, session: Session, clock: FakeClock) -> None:
+    c = _centre(api_client, session)
+    for i in range(3):
+        _submit(session, c["pi"], clock, c["settings"], c["slug"], f"j{i}")
+    board = c["runtime"].queue_orders
+    loop = SchedulerLoop(c["runtime"].session_factory, FakeBackend("1x8:A100-80GB"),
+                         settings=c["settings"], clock=clock, queue_orders=board)
+    loop.cycle()
+    first = board.latest(clock.now())
+    assert first is not None and len(first.view.jobs) == 2
+    clock.advance(1)
+    loop.cycle()  # the same order a second later: not recomputed
+    assert board.latest(clock.now()) is first
+    late = _submit(session, c["pi"], clock, c["settings"], c["slug"], "late")
+    clock.advance(1)
+    loop.cycle()  # a new job in the queue: published at once
+    second = board.latest(clock.now())
+    assert second is not None and second.at == clock.now() and str(late) in second.ids
+    clock.advance(ORDER_REFRESH_S)
+    loop.cycle()  # unchanged, but old enough: fresh priorities (the age term moved)
+    third = board.latest(clock.now())
+    assert third is not None and third.at == clock.now() and third.ids == second.ids

@@ -151,6 +151,12 @@ class IncrementalCore:
                 sched = self._rebuild(snap)
         return decision_of(sched.schedule(snap.now, full=True), snap.pending)
 
+    def queue_ids(self, now: float) -> tuple[str, ...]:
+        """The ids of :meth:`queue_view`'s jobs in its order (cheap: no priorities)."""
+        if self._sched is None:
+            return ()
+        return tuple(j.job_id for j in self._sched.current_order(now))
+
     def queue_view(self, now: float) -> QueueView | None:
         """The jobs still pending after the last :meth:`decide`, in the order its pass
         used, each with its priority (None before the first cycle). Reads the kept
