@@ -5,15 +5,15 @@ in the order the configured policy's next main pass considers them, not by QOS a
 submit time. Positions count every pending job of the centre, so a user sees how many
 jobs are ahead of theirs without seeing whose they are.
 
-Where the order comes from: the scheduler loop publishes its order after every cycle on
-the runtime's :class:`QueueOrderBoard` (the jobs its pass left pending, each with its
-priority); the views serve that order, "as of" its cycle, while it is fresh
-(:data:`MAX_AGE_S`). Jobs that left the queue since are dropped, jobs that joined it
-since follow at the end without a position. Without a fresh order (no cycle has run in
-this process: the scheduler is off, another process leads, a self-scheduling backend)
-the order is computed from a fresh snapshot (``scheduling.queue_view``), which costs a
-snapshot and a scheduler build per request (about 0.3 s with 4,000 pending jobs over
-1,000 projects).
+Where the order comes from: the scheduler loop publishes its order on the runtime's
+:class:`QueueOrderBoard` when it changed, else every ``ORDER_REFRESH_S`` (the jobs its
+pass left pending, each with its priority); the views serve that order, "as of" its
+cycle, while it is fresh (:data:`MAX_AGE_S`). Jobs that left the queue since are
+dropped, jobs that joined it since follow at the end without a position. Without a
+fresh order (no cycle has run in this process: the scheduler is off, another process
+leads, a self-scheduling backend) the order is computed from a fresh snapshot
+(``scheduling.queue_view``), which costs a snapshot and a scheduler build per request
+(about 0.3 s with 4,000 pending jobs over 1,000 projects).
 """
 
 from __future__ import annotations
