@@ -26,7 +26,7 @@ from rechenwerk.accounting.charging import settle_usage
 from rechenwerk.clock import FakeClock
 from rechenwerk.config import Settings
 from rechenwerk.execution.gpu_use import GpuUse
-from rechenwerk.jobs.models import Job, NodeState, ReservationRecord
+from rechenwerk.jobs.models import Job, NodeState, QueueOrderRecord, ReservationRecord
 from rechenwerk.jobs.service import submit_job
 from rechenwerk.jobs.specs import parse_spec
 from rechenwerk.jobs.states import JobState
@@ -141,6 +141,11 @@ def populate(session: Session, *, now: datetime, settings: Settings) -> Populate
         name="hero-monday", starts_at=now + timedelta(days=5), ends_at=now + timedelta(days=6),
         maintenance=False, project_ids=[completed.project_id], gpu_type=None,
         requested_gpus=8, gpus=[["node01", 8]], created_by="operator", created_at=now))
+    # the scheduler loop's last order: the pending job and the array's task 0 waiting
+    session.add(QueueOrderRecord(
+        id=1, at=now, policy="multifactor+easy-backfill",
+        order_rule="by multifactor priority, highest first (age, fair share, size, QOS)",
+        jobs=[[sweep.id, 1.5, 9000.0, 1.0, 500.0], [pending.id, 2.0, 8000.0, 1.0, 500.0]]))
     start_portal_session(session, greta, now=now, max_age_s=3600)
     # Federated sign-in: jonas linked to a provider account, a membership its claims
     # granted, and a browser sign-in under way.

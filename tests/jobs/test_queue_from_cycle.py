@@ -20,7 +20,7 @@ from rechenwerk.access.models import User
 from rechenwerk.access.security import hash_password
 from rechenwerk.clock import FakeClock
 from rechenwerk.jobs import queue_order, service
-from rechenwerk.jobs.loop import ORDER_REFRESH_S, SchedulerLoop
+from rechenwerk.jobs.loop import ORDER_MIN_S, ORDER_REFRESH_S, SchedulerLoop
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.queue_order import MAX_AGE_S, QueueOrderBoard
 from rechenwerk.jobs.specs import parse_spec
@@ -192,11 +192,55 @@ def test_the_loop_republishes_when_the_order_changes_or_it_ages(
     loop.cycle()  # the same order a second later: not recomputed
     assert board.latest(clock.now()) is first
     late = _submit(session, c["pi"], clock, c["settings"], c["slug"], "late")
-    clock.advance(1)
-    loop.cycle()  # a new job in the queue: published at once
+    loop.cycle()  # a new job in the queue, but within ORDER_MIN_S of the last order
+    assert board.latest(clock.now()) is first
+    clock.advance(ORDER_MIN_S)
+    loop.cycle()  # published now
     second = board.latest(clock.now())
     assert second is not None and second.at == clock.now() and str(late) in second.ids
     clock.advance(ORDER_REFRESH_S)
     loop.cycle()  # unchanged, but old enough: fresh priorities (the age term moved)
     third = board.latest(clock.now())
     assert third is not None and third.at == clock.now() and third.ids == second.ids
+
+
+def test_a_process_without_the_loop_serves_the_order_the_leader_stored(
+        api_client: Any, session: Session, clock: FakeClock,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    c = _centre(api_client, session)
+    ids = [_submit(session, c["pi"], clock, c["settings"], c["slug"], f"j{i}")
+           for i in range(4)]
+    # the leader is another process: its own board; only the table is shared
+    leader_board = QueueOrderBoard()
+    loop = SchedulerLoop(c["runtime"].session_factory, FakeBackend("1x8:A100-80GB"),
+                         settings=c["settings"], clock=clock, queue_orders=leader_board)
+    loop.cycle()
+    published = leader_board.latest(clock.now())
+    assert published is not None
+    order = [int(q.job_id) for q in published.view.jobs]
+    assert len(order) == 3 and set(order) < set(ids)
+    assert c["runtime"].queue_orders.latest(clock.now()) is None  # this process: no cycle
+
+    _no_computing(monkeypatch)
+    clock.advance(5)
+    client = _login(api_client, "op")
+    page = client.get("/ops/queue").text
+    assert "Order as of 00:00:00 UTC" in page
+    assert _rows(page) == [(str(i), jid) for i, jid in enumerate(order, start=1)]
+    api = api_client.get("/api/v1/queue",
+                         headers=bearer(make_token(session, c["pi"]))).json()
+    mine = {j["id"]: j for j in api["items"]}
+    first = published.view.jobs[0].priority
+    assert first is not None and mine[order[0]]["priority"]["fairshare"] == pytest.approx(
+        first.fairshare, abs=1e-3)
+    assert api["as_of"] == datetime(2026, 1, 1, tzinfo=UTC).isoformat()
+    # read again only when the leader stores a newer order
+    stored = c["runtime"].queue_orders.fresh(session, clock.now())
+    assert stored is not None and c["runtime"].queue_orders.fresh(
+        session, clock.now()) is stored
+
+    monkeypatch.undo()
+    calls = _count_computing(monkeypatch)
+    clock.advance(MAX_AGE_S)  # the leader went away: its order gets too old
+    assert "Order computed for this page" in client.get("/ops/queue").text
+    assert calls == [1]

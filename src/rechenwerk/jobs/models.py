@@ -1,5 +1,6 @@
 """Jobs tables: the job record (spec, state, placement, backend handle), its state
-history, and the operator's drain state of nodes."""
+history, the operator's drain state of nodes, and the scheduler loop's last queue
+order."""
 
 from __future__ import annotations
 
@@ -151,6 +152,22 @@ class NodeState(Base):
     reason: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     updated_by: Mapped[str | None] = mapped_column(String(64))
+
+
+class QueueOrderRecord(Base):
+    """The scheduler loop's last queue order (one row, id 1), for the server processes
+    that do not run the loop (other ``--workers``, replicas, API-only servers): the
+    pending jobs in the order of the loop's pass, position = place in ``jobs``, each
+    ``[job id, age, fair share, job size, QOS]`` (weighted priority terms) or
+    ``[job id]`` where the policy has no priority number (``jobs/queue_order.py``)."""
+
+    __tablename__ = "queue_orders"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)  # the cycle's snapshot time
+    policy: Mapped[str] = mapped_column(String(64))
+    order_rule: Mapped[str] = mapped_column(Text)
+    jobs: Mapped[list[Any]] = mapped_column(JSON)
 
 
 class ReservationRecord(Base):

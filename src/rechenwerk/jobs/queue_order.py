@@ -5,15 +5,16 @@ in the order the configured policy's next main pass considers them, not by QOS a
 submit time. Positions count every pending job of the centre, so a user sees how many
 jobs are ahead of theirs without seeing whose they are.
 
-Where the order comes from: the scheduler loop publishes its order on the runtime's
-:class:`QueueOrderBoard` when it changed, else every ``ORDER_REFRESH_S`` (the jobs its
-pass left pending, each with its priority); the views serve that order, "as of" its
-cycle, while it is fresh (:data:`MAX_AGE_S`). Jobs that left the queue since are
-dropped, jobs that joined it since follow at the end without a position. Without a
-fresh order (no cycle has run in this process: the scheduler is off, another process
-leads, a self-scheduling backend) the order is computed from a fresh snapshot
-(``scheduling.queue_view``), which costs a snapshot and a scheduler build per request
-(about 0.3 s with 4,000 pending jobs over 1,000 projects).
+Where the order comes from: the scheduler loop publishes its order (the jobs its pass
+left pending, each with its priority) on its runtime's :class:`QueueOrderBoard` and in
+the ``queue_orders`` row (:func:`store_order`) for the other server processes, when it
+changed, else every ``ORDER_REFRESH_S`` (``jobs/loop.py``); the views serve that order,
+"as of" its cycle, while it is fresh (:data:`MAX_AGE_S`). Jobs that left the queue since
+are dropped, jobs that joined it since follow at the end without a position. Without a
+fresh order (no loop runs cycles: the scheduler is off, a self-scheduling backend, the
+leader stopped) the order is computed from a fresh snapshot (``scheduling.queue_view``),
+a snapshot and a scheduler build per request (about 0.3 s with 4,000 pending jobs over
+1,000 projects).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import threading
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import User
@@ -30,12 +32,12 @@ from rechenwerk.config import Settings
 from rechenwerk.errors import InvalidTransition
 from rechenwerk.execution.base import ExecutionBackend
 from rechenwerk.jobs import service
-from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.models import Job, QueueOrderRecord
 from rechenwerk.jobs.policy_config import configured_policy
 from rechenwerk.jobs.snapshot import SnapshotBuilder
 from rechenwerk.jobs.states import JobState
 from rechenwerk.scheduling.arrays import hold_array_excess
-from rechenwerk.scheduling.model import PriorityFactors, QueueView
+from rechenwerk.scheduling.model import PriorityFactors, QueuedJob, QueueView
 from rechenwerk.scheduling.queue_view import explain_queue
 
 
@@ -70,16 +72,23 @@ class PublishedOrder:
     ids: frozenset[str]  # the view's job ids
 
 
+def _published(view: QueueView, at: datetime) -> PublishedOrder:
+    return PublishedOrder(view, at, frozenset(q.job_id for q in view.jobs))
+
+
 class QueueOrderBoard:
     """The last scheduler cycle's queue order: written by the loop (its thread), read by
-    the request handlers; one per runtime (process)."""
+    the request handlers; one per runtime (process). A process whose loop does not run
+    cycles reads the order the leading loop stored (:func:`store_order`), and keeps the
+    last one it read until a newer one is stored."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._latest: PublishedOrder | None = None
+        self._stored: PublishedOrder | None = None  # read from the database
 
     def publish(self, view: QueueView, at: datetime) -> None:
-        order = PublishedOrder(view, at, frozenset(q.job_id for q in view.jobs))
+        order = _published(view, at)
         with self._lock:
             self._latest = order
 
@@ -90,6 +99,54 @@ class QueueOrderBoard:
         if order is None or now - order.at > timedelta(seconds=max_age_s):
             return None
         return order
+
+    def fresh(self, session: Session, now: datetime,
+              max_age_s: float = MAX_AGE_S) -> PublishedOrder | None:
+        """This process's loop's order, else the one the leading loop stored, while
+        fresh; the stored one is read again only when a newer one is there (one
+        primary-key look-up per call)."""
+        order = self.latest(now, max_age_s)
+        if order is not None:
+            return order
+        at = session.scalar(select(QueueOrderRecord.at).where(QueueOrderRecord.id == 1))
+        if at is None or now - at > timedelta(seconds=max_age_s):
+            return None
+        with self._lock:
+            cached = self._stored
+        if cached is not None and cached.at == at:
+            return cached
+        record = session.get(QueueOrderRecord, 1)
+        if record is None:
+            return None
+        order = _published(view_of_record(record), record.at)
+        with self._lock:
+            self._stored = order
+        return order
+
+
+def _terms(p: PriorityFactors | None) -> list[float]:
+    return [] if p is None else [round(p.age, 3), round(p.fairshare, 3),
+                                 round(p.jobsize, 3), round(p.qos, 3)]
+
+
+def store_order(session: Session, view: QueueView, at: datetime) -> None:
+    """The loop's order where every server process reads it (the one row of
+    ``queue_orders``); priority terms rounded to 3 decimals, as the API gives them."""
+    jobs = [[int(q.job_id), *_terms(q.priority)] for q in view.jobs]
+    record = session.get(QueueOrderRecord, 1)
+    if record is None:
+        session.add(QueueOrderRecord(id=1, at=at, policy=view.policy,
+                                     order_rule=view.order, jobs=jobs))
+    else:
+        record.at, record.policy, record.order_rule, record.jobs = (
+            at, view.policy, view.order, jobs)
+
+
+def view_of_record(record: QueueOrderRecord) -> QueueView:
+    return QueueView(policy=record.policy, order=record.order_rule, jobs=tuple(
+        QueuedJob(job_id=str(row[0]), position=i,
+                  priority=PriorityFactors(*row[1:5]) if len(row) >= 5 else None)
+        for i, row in enumerate(record.jobs, start=1)))
 
 
 def core_view(session: Session, *, backend: ExecutionBackend, clock: Clock,
@@ -106,7 +163,7 @@ def queue_view(session: Session, *, backend: ExecutionBackend, clock: Clock,
                ) -> tuple[QueueView, datetime | None]:
     """The last cycle's order from ``board`` with its time, while fresh; else the order
     computed now (time None)."""
-    published = board.latest(clock.now()) if board is not None else None
+    published = board.fresh(session, clock.now()) if board is not None else None
     if published is not None:
         return published.view, published.at
     return core_view(session, backend=backend, clock=clock, settings=settings), None
@@ -181,7 +238,7 @@ def job_priority(session: Session, user: User, job_id: int, *, backend: Executio
             f"job {job.id} is {job.state}, not waiting in the queue", field="job",
             hint="Only pending jobs have a queue position; `rechenwerk job show` tells "
                  "where the job is.")
-    published = board.latest(clock.now()) if board is not None else None
+    published = board.fresh(session, clock.now()) if board is not None else None
     if published is not None and str(job.id) in published.ids:
         view, as_of = published.view, published.at
     else:  # no fresh order, or the job joined the queue after it: compute the order
