@@ -7,8 +7,13 @@ record for every job that ran. Then it logs in through the portal's form and tim
 page in-process (FastAPI TestClient: routing, queries, Jinja2 and SVG rendering; no
 network), best and median of ``--repeat`` runs after one warm-up.
 
+The operator queue is timed three ways (``prepare_queue``): with the order this
+process's scheduler loop published, with the one another process's loop stored, and
+computed per request (no loop publishes); the benchmark runs no loop itself.
+
 Usage: .venv/bin/python benchmarks/bench_portal.py [--jobs 100000] [--repeat 5]
-       [--pg-url postgresql+psycopg://postgres@127.0.0.1:5432/test] [--keep]
+       [--projects 16] [--pg-url postgresql+psycopg://postgres@127.0.0.1:5432/test]
+       [--keep]
 """
 
 from __future__ import annotations
@@ -163,18 +168,30 @@ def seed(url: str, n_jobs: int, now: datetime, n_projects: int = 16) -> dict[str
     return timings
 
 
-def publish_order(app: Any) -> None:
-    """The queue order on the runtime's board, as the scheduler loop publishes it after a
-    cycle (here from a snapshot of the seeded queue: the benchmark runs no loop)."""
-    from rechenwerk.jobs.queue_order import core_view
+def prepare_queue(app: Any, what: str) -> None:
+    """Where the queue pages get their order: computed per request ("computed"), the
+    order the scheduler loop of this process published after its cycle (the default),
+    or the one the leading loop of another process stored ("stored"). The benchmark runs
+    no loop: the order comes from a snapshot of the seeded queue, as a cycle's would."""
+    from rechenwerk.jobs.queue_order import QueueOrderBoard, core_view, store_order
+    from rechenwerk.store.session import session_scope
 
     runtime = app.state.runtime
-    if runtime.queue_orders.latest(runtime.clock.now()) is not None:
+    now = runtime.clock.now()
+    if "computed" in what:
+        runtime.queue_orders = QueueOrderBoard()
         return
-    with runtime.session_factory() as s:
-        view = core_view(s, backend=runtime.backend, clock=runtime.clock,
-                         settings=runtime.settings)
-    runtime.queue_orders.publish(view, runtime.clock.now())
+    if "stored" in what:  # this process runs no loop: an empty board, the stored row
+        runtime.queue_orders = QueueOrderBoard()
+        with session_scope(runtime.session_factory) as s:
+            store_order(s, core_view(s, backend=runtime.backend, clock=runtime.clock,
+                                     settings=runtime.settings), now)
+        return
+    if runtime.queue_orders.latest(now) is None:
+        with runtime.session_factory() as s:
+            view = core_view(s, backend=runtime.backend, clock=runtime.clock,
+                             settings=runtime.settings)
+        runtime.queue_orders.publish(view, now)
 
 
 def login(client: Any, username: str) -> None:
@@ -237,6 +254,7 @@ def main() -> None:
                 ("operator", "/ops/queue", "operator queue, page 1 of 100 rows"),
                 ("operator", "/ops/queue?page=3", "operator queue, page 3"),
                 ("operator", "/ops/queue?q=job-12", "operator queue, search"),
+                ("operator", "/ops/queue", "operator queue, order stored by the leader"),
                 ("operator", "/jobs?sort=-gpus", "job list sorted by GPUs"),
                 ("operator", "/jobs?q=job-12", "job list, name search"),
                 ("operator", "/proposals?sort=-gpu_hours", "proposals sorted by GPU-hours"),
@@ -258,8 +276,8 @@ def main() -> None:
             from rechenwerk.web.pages.reports import _recent
 
             for user, path, what in pages:
-                if path.startswith("/ops/queue") and "computed" not in what:
-                    publish_order(app)  # as the scheduler loop does after each cycle
+                if path.startswith("/ops/queue"):
+                    prepare_queue(app, what)
                 c = clients[user]
                 r = c.get(path)  # warm-up (imports, caches)
                 assert r.status_code == 200, (path, r.status_code, r.text[:500])
