@@ -5,7 +5,7 @@ does not; the queue pages and the API of every other server process (uvicorn wor
 replicas, API-only servers) read it instead of computing the order per request.
 
 Revision ID: 0022_queue_orders
-Revises: 0019_job_gpu_use
+Revises: 0021_project_field_of_science
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from alembic import op
 from rechenwerk.store.base import UTCDateTime
 
 revision = "0022_queue_orders"
-down_revision = "0019_job_gpu_use"
+down_revision = "0021_project_field_of_science"
 branch_labels = None
 depends_on = None
 
