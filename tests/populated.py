@@ -17,8 +17,16 @@ from sqlalchemy import Table, func, select
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.orm import Session
 
+from rechenwerk.access.award_changes import decide_change, request_change
 from rechenwerk.access.demo import load_demo
-from rechenwerk.access.models import LoginAttempt, ProjectMembership, Proposal, User
+from rechenwerk.access.models import (
+    Award,
+    LoginAttempt,
+    Project,
+    ProjectMembership,
+    Proposal,
+    User,
+)
 from rechenwerk.access.oidc.models import OidcIdentity, OidcPending
 from rechenwerk.access.portal_sessions import start_portal_session
 from rechenwerk.access.proposals import withdraw_proposal
@@ -141,6 +149,15 @@ def populate(session: Session, *, now: datetime, settings: Settings) -> Populate
         name="hero-monday", starts_at=now + timedelta(days=5), ends_at=now + timedelta(days=6),
         maintenance=False, project_ids=[completed.project_id], gpu_type=None,
         requested_gpus=8, gpus=[["node01", 8]], created_by="operator", created_at=now))
+    # an approved extension of greta's award: its second version
+    award = session.scalars(select(Award).join(Project, Project.id == Award.project_id)
+                            .where(Project.pi_user_id == greta.id).order_by(Award.id)).first()
+    assert award is not None
+    extension = request_change(session, greta, award, kind="extension",
+                               until=award.expires_at + timedelta(days=30),
+                               reason="two weeks of cluster outage", now=now)
+    decide_change(session, users["operator"], extension, decision="approved",
+                  note="Agreed: the outage was ours.", now=now)
     # the scheduler loop's last order: the pending job and the array's task 0 waiting
     session.add(QueueOrderRecord(
         id=1, at=now, policy="multifactor+easy-backfill",

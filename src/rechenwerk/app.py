@@ -46,6 +46,7 @@ ROUTER_MODULES: list[str] = [
     "rechenwerk.jobs.router",
     "rechenwerk.planning.router",
     "rechenwerk.access.router",
+    "rechenwerk.access.award_change_router",  # award changes and versions (issue 15)
     "rechenwerk.access.oidc.router",  # federated sign-in: providers, device flow
     "rechenwerk.reports.router",
     "rechenwerk.support.router",  # support requests (issue 19)

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.audit import record
+from rechenwerk.access.award_changes import record_version
 from rechenwerk.access.gpu_types import validate_gpu_type
 from rechenwerk.access.models import Award, AwardPeriod, Project, Proposal, ProposalState, User
 from rechenwerk.access.paging import Page, paginate
@@ -136,6 +137,7 @@ def create_award(
                      for s, e, h in sorted(periods)]
     session.add(award)
     session.flush()
+    record_version(session, award, actor=actor, now=now)  # version 1: what was awarded
     record(session, actor, "award.create", "award", award.id,
            {"project": project.slug, "gpu_type": gpu_type, "gpu_hours": award.gpu_hours,
             "proposal": proposal.id if proposal else None,

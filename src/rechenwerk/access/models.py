@@ -296,6 +296,7 @@ class Award(Base):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
     carry_over_limit_gpu_hours: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    version: Mapped[int] = mapped_column(Integer, default=1)  # see AwardVersion
 
     project: Mapped[Project] = relationship(lazy="joined")
     periods: Mapped[list[AwardPeriod]] = relationship(
@@ -320,6 +321,75 @@ class AwardPeriod(Base):
     gpu_hours: Mapped[float] = mapped_column(Float)
 
     award: Mapped[Award] = relationship(back_populates="periods")
+
+
+class AwardChangeKind(enum.StrEnum):
+    EXTENSION = "extension"  # a later end, the same GPU-hours
+    SUPPLEMENT = "supplement"  # more GPU-hours, the same end
+    EARLY_END = "early_end"  # end before expires_at; later periods' hours are released
+
+
+class AwardChangeState(enum.StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    WITHDRAWN = "withdrawn"
+
+
+class AwardChange(Base):
+    """A PI's request to change an award, and the operator's decision on it. An approved
+    change makes a new :class:`AwardVersion`."""
+
+    __tablename__ = "award_changes"
+    __table_args__ = (
+        CheckConstraint("extra_gpu_hours IS NULL OR extra_gpu_hours > 0",
+                        name="extra_positive"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    award_id: Mapped[int] = mapped_column(ForeignKey("awards.id", ondelete="CASCADE"),
+                                          index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    reason: Mapped[str] = mapped_column(Text, default="")
+    # What was asked: the new end (extension, early end) or the extra GPU-hours.
+    requested_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    extra_gpu_hours: Mapped[float | None] = mapped_column(Float)
+    requested_by_user_id: Mapped[int] = mapped_column(ForeignKey("users.id"))
+    requested_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # What was decided (an operator may grant less than asked, or another date).
+    decided_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    decision_note: Mapped[str] = mapped_column(Text, default="")
+    granted_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    granted_gpu_hours: Mapped[float | None] = mapped_column(Float)
+    version: Mapped[int | None] = mapped_column(Integer)  # the award version it made
+
+    award: Mapped[Award] = relationship(lazy="joined")
+    requested_by: Mapped[User] = relationship(lazy="joined",
+                                              foreign_keys=[requested_by_user_id])
+    decided_by: Mapped[User | None] = relationship(lazy="joined",
+                                                   foreign_keys=[decided_by_user_id])
+
+
+class AwardVersion(Base):
+    """The award as it was after its creation (version 1) and after each approved change:
+    GPU-hours, end and periods, so its history can be shown and audited."""
+
+    __tablename__ = "award_versions"
+    __table_args__ = (UniqueConstraint("award_id", "version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    award_id: Mapped[int] = mapped_column(ForeignKey("awards.id", ondelete="CASCADE"),
+                                          index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    change_id: Mapped[int | None] = mapped_column(ForeignKey("award_changes.id"))
+    gpu_hours: Mapped[float] = mapped_column(Float)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # [[starts_at ISO, ends_at ISO, gpu_hours], ...]
+    periods: Mapped[list[list[Any]]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
 class PayPerUseAccount(Base):

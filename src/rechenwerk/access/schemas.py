@@ -25,6 +25,8 @@ from rechenwerk.access.models import (
     ApiToken,
     AuditEntry,
     Award,
+    AwardChange,
+    AwardVersion,
     Call,
     CallType,
     Organization,
@@ -634,6 +636,7 @@ class AwardOut(BaseModel):
     carry_over_limit_gpu_hours: float
     created_at: datetime
     periods: list[PeriodOut]
+    version: int = Field(default=1, description="1 as awarded; +1 per approved change")
 
     @classmethod
     def of(cls, a: Award) -> AwardOut:
@@ -641,9 +644,69 @@ class AwardOut(BaseModel):
                    proposal_id=a.proposal_id, gpu_type=a.gpu_type, gpu_hours=a.gpu_hours,
                    starts_at=a.starts_at, expires_at=a.expires_at,
                    carry_over_limit_gpu_hours=a.carry_over_limit_gpu_hours,
-                   created_at=a.created_at,
+                   created_at=a.created_at, version=a.version,
                    periods=[PeriodOut(id=p.id, starts_at=p.starts_at, ends_at=p.ends_at,
                                       gpu_hours=p.gpu_hours) for p in a.periods])
+
+
+class AwardChangeCreate(_In):
+    kind: Literal["extension", "supplement", "early_end"]
+    reason: str = Field(min_length=1, max_length=5000, description="why (for the operator)")
+    until: datetime | None = Field(default=None, description="the new end (extension; "
+                                   "early end, default now)")
+    gpu_hours: float | None = Field(default=None, gt=0,
+                                    description="the extra GPU-hours (supplement)")
+
+
+class AwardChangeDecision(_In):
+    decision: Literal["approved", "rejected"]
+    note: str = Field(min_length=1, max_length=5000, description="for the PI")
+    until: datetime | None = Field(default=None, description="grant another end")
+    gpu_hours: float | None = Field(default=None, gt=0, description="grant fewer GPU-hours")
+
+
+class AwardChangeOut(BaseModel):
+    id: int
+    award_id: int
+    project: str
+    kind: str
+    state: str
+    reason: str
+    requested_until: datetime | None
+    extra_gpu_hours: float | None
+    requested_by: str
+    requested_at: datetime
+    decided_by: str | None
+    decided_at: datetime | None
+    decision_note: str
+    granted_until: datetime | None
+    granted_gpu_hours: float | None
+    version: int | None
+
+    @classmethod
+    def of(cls, c: AwardChange) -> AwardChangeOut:
+        return cls(id=c.id, award_id=c.award_id, project=c.award.project.slug, kind=c.kind,
+                   state=c.state, reason=c.reason, requested_until=c.requested_until,
+                   extra_gpu_hours=c.extra_gpu_hours, requested_by=c.requested_by.username,
+                   requested_at=c.requested_at,
+                   decided_by=c.decided_by.username if c.decided_by else None,
+                   decided_at=c.decided_at, decision_note=c.decision_note,
+                   granted_until=c.granted_until, granted_gpu_hours=c.granted_gpu_hours,
+                   version=c.version)
+
+
+class AwardVersionOut(BaseModel):
+    version: int
+    change_id: int | None
+    gpu_hours: float
+    expires_at: datetime
+    periods: list[list[Any]] = Field(description="[starts_at, ends_at, gpu_hours]")
+    created_at: datetime
+
+    @classmethod
+    def of(cls, v: AwardVersion) -> AwardVersionOut:
+        return cls(version=v.version, change_id=v.change_id, gpu_hours=v.gpu_hours,
+                   expires_at=v.expires_at, periods=v.periods, created_at=v.created_at)
 
 
 # --------------------------------------------------------------------------- pay-per-use

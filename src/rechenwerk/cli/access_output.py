@@ -169,7 +169,8 @@ def print_award(a: dict[str, Any]) -> None:
     kv([("id", a["id"]), ("project", a["project"]), ("proposal", a["proposal_id"]),
          ("GPU type", a["gpu_type"]), ("GPU-hours", hours(a["gpu_hours"])),
          ("starts", day(a["starts_at"])), ("expires", day(a["expires_at"])),
-         ("carry-over limit (GPU-hours)", hours(a["carry_over_limit_gpu_hours"]))],
+         ("carry-over limit (GPU-hours)", hours(a["carry_over_limit_gpu_hours"])),
+         ("version", a.get("version", 1))],
         title=f"award {a['id']}")
     print_table(["period", "starts", "ends", "GPU-hours"],
                 [(i + 1, day(p["starts_at"]), day(p["ends_at"]), hours(p["gpu_hours"]))

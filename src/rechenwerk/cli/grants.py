@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import typer
 
+from rechenwerk.cli import award_changes
 from rechenwerk.cli.access_output import (
     JSON_OPT,
     LIMIT_OPT,
@@ -254,8 +255,10 @@ def register(app: typer.Typer) -> None:
 
     # ------------------------------------------------------------------ award
 
-    award = typer.Typer(help="Awards of GPU-hours, split into periods.", no_args_is_help=True)
+    award = typer.Typer(help="Awards of GPU-hours, split into periods; change requests.",
+                        no_args_is_help=True)
     app.add_typer(award, name="award")
+    award_changes.register(award)
 
     @award.command("create")
     @handle_errors

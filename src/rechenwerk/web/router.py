@@ -12,6 +12,7 @@ from rechenwerk.web.pages import (
     accounts,
     aup,
     auth,
+    award_changes,
     cluster,
     directory,
     funder_report,
@@ -34,5 +35,5 @@ router = APIRouter(include_in_schema=False)
 # directory before projects: /projects/new is not a project slug
 for _module in (static, auth, oidc, directory, projects, job_logs, jobs, proposals, reviews,
                 cluster, ops, funder_report, reports, settings, aup, tokens, reservations, support,
-                accounts):
+                accounts, award_changes):
     router.include_router(_module.router)

@@ -1,8 +1,8 @@
 """What needs this person, for the top of their dashboard: an operator's proposals to
-route and decide and those past their decision deadline, drained nodes, failed jobs and
-undelivered mail; a reviewer's open reviews; a PI's unsubmitted drafts. Each item is a
-count, a sentence and the page where the work is done; one small query each, so the
-dashboard stays fast on a big centre."""
+route and decide and those past their decision deadline, award change requests, drained
+nodes, failed jobs and undelivered mail; a reviewer's open reviews; a PI's unsubmitted
+drafts. Each item is a count, a sentence and the page where the work is done; one small
+query each, so the dashboard stays fast on a big centre."""
 
 from __future__ import annotations
 
@@ -12,7 +12,14 @@ from datetime import datetime, timedelta
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
-from rechenwerk.access.models import Proposal, ProposalState, Review, User
+from rechenwerk.access.models import (
+    AwardChange,
+    AwardChangeState,
+    Proposal,
+    ProposalState,
+    Review,
+    User,
+)
 from rechenwerk.access.proposal_states import OPEN_STATES
 from rechenwerk.jobs.models import Job
 from rechenwerk.notifications.models import OutboxMessage
@@ -84,6 +91,13 @@ def operator_items(db: Session, now: datetime, drained_nodes: list[str]) -> list
             "overdue", overdue,
             f"{_plural(overdue, 'proposal is', 'proposals are')} past the decision "
             "deadline of their call type", "/proposals?overdue=true"))
+    changes = _count(db, select(func.count()).select_from(AwardChange).where(
+        AwardChange.state == AwardChangeState.REQUESTED.value))
+    if changes:
+        items.append(WorkItem(
+            "award-changes", changes,
+            f"{_plural(changes, 'award change request waits', 'award change requests wait')}"
+            " for a decision", "/award-changes"))
     if drained_nodes:
         shown = ", ".join(drained_nodes[:5]) + (" ..." if len(drained_nodes) > 5 else "")
         items.append(WorkItem(
