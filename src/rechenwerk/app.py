@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from rechenwerk import __version__
+from rechenwerk.access.report_task_router import DOCUMENT_PATH
 from rechenwerk.api.bounds import RequestBoundsMiddleware, check_parameters
 from rechenwerk.clock import Clock, WallClock
 from rechenwerk.config import Settings, get_settings
@@ -32,6 +33,7 @@ from rechenwerk.observability.backend import instrumented
 from rechenwerk.observability.collector import StateCollector
 from rechenwerk.observability.http import HttpMetricsMiddleware, MetricsServer
 from rechenwerk.observability.http import router as metrics_router
+from rechenwerk.web.pages.award_reports import PORTAL_DOCUMENT_PATH
 
 if TYPE_CHECKING:
     from rechenwerk.jobs.loop import SchedulerLoop
@@ -47,6 +49,7 @@ ROUTER_MODULES: list[str] = [
     "rechenwerk.planning.router",
     "rechenwerk.access.router",
     "rechenwerk.access.award_change_router",  # award changes and versions (issue 15)
+    "rechenwerk.access.report_task_router",  # award reports (issue 15)
     "rechenwerk.access.oidc.router",  # federated sign-in: providers, device flow
     "rechenwerk.reports.router",
     "rechenwerk.support.router",  # support requests (issue 19)
@@ -121,7 +124,8 @@ class Runtime:
         sender = make_sender(self.settings)
         if isinstance(sender, LogSender):
             log.info("notifications are logged only (set RECHENWERK_SMTP_HOST to send e-mail)")
-        self.notifier = Notifier(self.session_factory, sender, clock=self.clock)
+        self.notifier = Notifier(self.session_factory, sender, clock=self.clock,
+                                 report_reminder_days=self.settings.report_reminder_days)
         self.notifier.start()
 
     def start_metrics_server(self) -> None:
@@ -174,8 +178,11 @@ def create_app(settings: Settings | None = None, *,
         # NUL characters and out-of-range integers in path and query parameters
         dependencies=[Depends(check_parameters)],
     )
-    # bodies above 1 MiB (413) and NUL characters in JSON and form strings (422)
-    app.add_middleware(RequestBoundsMiddleware)
+    # bodies above 1 MiB (413; a report's PDF up to report_max_bytes) and NUL characters
+    # in JSON and form strings (422)
+    app.add_middleware(RequestBoundsMiddleware, large_bodies=[
+        (DOCUMENT_PATH, settings.report_max_bytes),
+        (PORTAL_DOCUMENT_PATH, settings.report_max_bytes + 64 * 1024)])  # + form fields
     # request latency by route template (rechenwerk_http_request_duration_seconds)
     app.add_middleware(HttpMetricsMiddleware)
     # outermost: every request's log lines and its response carry one X-Request-ID

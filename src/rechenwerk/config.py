@@ -287,6 +287,20 @@ class Settings(BaseSettings):
     # Empty: only Saturdays and Sundays are skipped.
     holidays: str = ""
 
+    # --- award reports (access/report_tasks.py, docs/access.md "Award reports") ------
+    # The final report is due this many months after an award ends.
+    final_report_months: int = Field(default=2, ge=0, le=12)
+    # The PI is reminded by e-mail this many days before a report is due.
+    report_reminder_days: int = Field(default=14, ge=0, le=365)
+    # The largest report document (PDF) accepted, in bytes.
+    report_max_bytes: int = Field(default=20 * 1024 * 1024, ge=1024, le=1024**3)
+    # Refuse new proposals of a project while one of its final reports is overdue.
+    block_proposals_on_overdue_report: bool = False
+    # How publications acknowledge the centre; {award} and {project} are filled in.
+    award_acknowledgement: str = Field(default=(
+        "We acknowledge the compute time granted by the Rechenwerk compute centre under "
+        "award {award} (project {project})."), max_length=2000)
+
     # --- federated sign-in (OpenID Connect; access/oidc/, docs/access.md) ------------
     # The centre's OpenID Providers, a list of tables in the TOML file
     # ([[oidc_providers]]) or a JSON list in RECHENWERK_OIDC_PROVIDERS. Empty: local

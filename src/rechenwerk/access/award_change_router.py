@@ -3,12 +3,12 @@ and award versions. Thin: the rules are ``access.award_changes``'."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 
 from rechenwerk.access import award_changes, awards, paging
 from rechenwerk.access import schemas as s
 from rechenwerk.access.validation import MAX_ID, MIN_ID
-from rechenwerk.api.deps import CurrentUser, DbSession, Now, Operator
+from rechenwerk.api.deps import CurrentUser, DbSession, Now, Operator, settings_of
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
 
@@ -58,12 +58,13 @@ def show_change(change_id: int, session: DbSession, user: CurrentUser) -> s.Awar
 
 @router.post("/award-changes/{change_id}/decision", response_model=s.AwardChangeOut,
              summary="Approve (possibly granting less) or reject, with a note (operators)")
-def decide_change(change_id: int, body: s.AwardChangeDecision, session: DbSession,
-                  user: Operator, now: Now) -> s.AwardChangeOut:
+def decide_change(change_id: int, body: s.AwardChangeDecision, request: Request,
+                  session: DbSession, user: Operator, now: Now) -> s.AwardChangeOut:
     change = award_changes.visible_change(session, user, change_id)
-    award_changes.decide_change(session, user, change, decision=body.decision,
-                                note=body.note, until=body.until, gpu_hours=body.gpu_hours,
-                                now=now)
+    award_changes.decide_change(
+        session, user, change, decision=body.decision, note=body.note, until=body.until,
+        gpu_hours=body.gpu_hours,
+        final_report_months=settings_of(request).final_report_months, now=now)
     return s.AwardChangeOut.of(change)
 
 

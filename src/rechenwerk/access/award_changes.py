@@ -29,6 +29,7 @@ from rechenwerk.access.models import (
 )
 from rechenwerk.access.paging import Page, paginate
 from rechenwerk.access.projects import require_project_role
+from rechenwerk.access.report_tasks import sync_report_tasks
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.validation import check_choice
 from rechenwerk.access.visibility import can_see_project, only_visible
@@ -139,7 +140,8 @@ def _apply(award: Award, kind: str, until: datetime | None, extra: float | None,
 
 def decide_change(session: Session, actor: User, change: AwardChange, *, decision: str,
                   note: str, now: datetime, until: datetime | None = None,
-                  gpu_hours: float | None = None) -> AwardChange:
+                  gpu_hours: float | None = None,
+                  final_report_months: int = 2) -> AwardChange:
     """Approve or reject a request (operators), with a note. On approval ``until`` /
     ``gpu_hours`` grant another end or fewer GPU-hours than asked (default: as asked)."""
     require_operator(actor)
@@ -185,6 +187,8 @@ def decide_change(session: Session, actor: User, change: AwardChange, *, decisio
     session.flush()
     if decision == "approved":
         record_version(session, award, actor=actor, now=now, change=change)
+        # the reports follow the new periods and end
+        sync_report_tasks(session, award, final_report_months=final_report_months, now=now)
     record(session, actor, "award_change.decide", "award", award.id, changes, at=now)
     return change
 

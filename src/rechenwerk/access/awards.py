@@ -4,7 +4,6 @@ next up to the award's carry-over limit."""
 
 from __future__ import annotations
 
-import calendar
 import itertools
 from collections.abc import Sequence
 from datetime import datetime
@@ -16,8 +15,10 @@ from rechenwerk.access.audit import record
 from rechenwerk.access.award_changes import record_version
 from rechenwerk.access.gpu_types import validate_gpu_type
 from rechenwerk.access.models import Award, AwardPeriod, Project, Proposal, ProposalState, User
+from rechenwerk.access.months import add_months
 from rechenwerk.access.paging import Page, paginate
 from rechenwerk.access.projects import get_project
+from rechenwerk.access.report_tasks import sync_report_tasks
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.validation import check_positive
 from rechenwerk.access.visibility import can_see_project, filter_id, only_visible
@@ -30,13 +31,6 @@ from rechenwerk.errors import (
     NotFound,
     raise_issues,
 )
-
-
-def add_months(when: datetime, months: int) -> datetime:
-    y, m = divmod(when.month - 1 + months, 12)
-    year, month = when.year + y, m + 1
-    day = min(when.day, calendar.monthrange(year, month)[1])
-    return when.replace(year=year, month=month, day=day)
 
 
 def split_periods(starts_at: datetime, gpu_hours: float, count: int,
@@ -88,6 +82,7 @@ def create_award(
     periods: Sequence[tuple[datetime, datetime, float]] | None = None,
     period_count: int | None = None, period_months: int = 3,
     expires_at: datetime | None = None, carry_over_limit_gpu_hours: float = 0.0,
+    final_report_months: int = 2,
 ) -> Award:
     """Award GPU-hours to a project (operators), split into explicit ``periods`` or into
     ``period_count`` periods of ``period_months`` months (default: one period)."""
@@ -138,6 +133,7 @@ def create_award(
     session.add(award)
     session.flush()
     record_version(session, award, actor=actor, now=now)  # version 1: what was awarded
+    sync_report_tasks(session, award, final_report_months=final_report_months, now=now)
     record(session, actor, "award.create", "award", award.id,
            {"project": project.slug, "gpu_type": gpu_type, "gpu_hours": award.gpu_hours,
             "proposal": proposal.id if proposal else None,

@@ -392,6 +392,38 @@ class AwardVersion(Base):
     created_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
 
+class ReportTask(Base):
+    """A report an award's PI owes the centre: a status report at the end of each award
+    period but the last (for continuation) and a final report some months after the
+    award ends (results, use of the machine, publications). Operators accept it or send
+    it back for changes."""
+
+    __tablename__ = "report_tasks"
+    __table_args__ = (UniqueConstraint("award_id", "kind", "period_index"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    award_id: Mapped[int] = mapped_column(ForeignKey("awards.id", ondelete="CASCADE"),
+                                          index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # status | final
+    period_index: Mapped[int] = mapped_column(Integer)  # status: the period; final: -1
+    due_on: Mapped[date] = mapped_column(Date, index=True)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # open|submitted|accepted
+    summary: Mapped[str] = mapped_column(Text, default="")
+    # [{"doi": "10.1234/x", "title": "..."}]
+    publications: Mapped[list[dict[str, str]]] = mapped_column(JSON, default=list)
+    document_name: Mapped[str | None] = mapped_column(String(200))  # as uploaded, cleaned
+    document_bytes: Mapped[int | None] = mapped_column(Integer)
+    document_sha256: Mapped[str | None] = mapped_column(String(64))
+    submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    submitted_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    reviewed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    reviewed_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    review_note: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    award: Mapped[Award] = relationship(lazy="joined")
+
+
 class PayPerUseAccount(Base):
     """A project's pay-per-use account: used GPU-hours are billed at a price per GPU type,
     up to a credit limit (EUR)."""

@@ -33,6 +33,7 @@ from rechenwerk.access.models import (
 from rechenwerk.access.paging import Page, paginate
 from rechenwerk.access.projects import get_project, membership, require_project_role
 from rechenwerk.access.proposal_states import OPEN_STATES, transition
+from rechenwerk.access.report_tasks import require_no_overdue_final_report
 from rechenwerk.access.reviews import assigned_review
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.validation import check_choice, search_pattern
@@ -197,7 +198,7 @@ def create_proposal(
     session: Session, actor: User, *, call: Call, project: Project, title: str,
     gpu_type: str, requested_gpu_hours: float, now: datetime, abstract: str = "",
     justification: str = "", estimate: Mapping[str, Any] | None = None,
-    duration_months: int | None = None,
+    duration_months: int | None = None, block_on_overdue_report: bool = False,
 ) -> Proposal:
     """A draft proposal of ``project`` (its PI or an operator) to an open call that admits
     the project's organisation kind. ``estimate``: optional training-estimate inputs (the
@@ -211,6 +212,8 @@ def create_proposal(
     est, issues = _estimate_issues(estimate, gpu_type)
     raise_issues(issues)
     require_open(call, now)
+    if block_on_overdue_report:
+        require_no_overdue_final_report(session, project.id, project.slug, now.date())
     kind = project.organization.kind
     if kind not in call.eligible_kinds:
         raise PermissionDenied(
@@ -363,7 +366,8 @@ def withdraw_proposal(session: Session, actor: User, proposal: Proposal, *, now:
 
 
 def submit_proposal(session: Session, actor: User, proposal: Proposal, *,
-                    now: datetime, holidays: Collection[date] = frozenset()) -> Proposal:
+                    now: datetime, holidays: Collection[date] = frozenset(),
+                    block_on_overdue_report: bool = False) -> Proposal:
     """Submit a draft (its PI) to its open call: it must fit the call type in full (the
     duration too, where the type asks), and gets its decision due date from the type's
     deadline in working days (``holidays``: the centre's calendar) after submission, or
@@ -371,6 +375,9 @@ def submit_proposal(session: Session, actor: User, proposal: Proposal, *,
     require_project_role(session, actor, proposal.project, {ProjectRole.PI.value})
     if proposal.state == ProposalState.DRAFT.value:
         require_open(proposal.call, now)
+        if block_on_overdue_report:
+            require_no_overdue_final_report(session, proposal.project_id,
+                                            proposal.project.slug, now.date())
         raise_issues(_type_issues(proposal.call, proposal.project,
                                   requested_gpu_hours=proposal.requested_gpu_hours,
                                   duration_months=proposal.duration_months,

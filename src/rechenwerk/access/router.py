@@ -339,8 +339,8 @@ def list_proposals(session: DbSession, user: CurrentUser, now: Now, call: str | 
 
 @router.post("/proposals", response_model=s.ProposalOut, status_code=201,
              summary="Draft a proposal (PI of the project)")
-def create_proposal(body: s.ProposalCreate, session: DbSession, user: CurrentUser,
-                    now: Now) -> s.ProposalOut:
+def create_proposal(body: s.ProposalCreate, request: Request, session: DbSession,
+                    user: CurrentUser, now: Now) -> s.ProposalOut:
     project = projects.visible_project(session, user, body.project)
     call = calls.get_call(session, body.call)
     p = proposals.create_proposal(session, user, call=call, project=project, title=body.title,
@@ -348,7 +348,9 @@ def create_proposal(body: s.ProposalCreate, session: DbSession, user: CurrentUse
                                   gpu_type=body.gpu_type,
                                   requested_gpu_hours=body.requested_gpu_hours,
                                   duration_months=body.duration_months,
-                                  estimate=body.estimate_inputs(), now=now)
+                                  estimate=body.estimate_inputs(),
+                                  block_on_overdue_report=settings_of(
+                                      request).block_proposals_on_overdue_report, now=now)
     return s.ProposalOut.of(p, now)
 
 
@@ -386,8 +388,9 @@ def withdraw_proposal(proposal_id: int, session: DbSession, user: CurrentUser, n
 def submit_proposal(proposal_id: int, request: Request, session: DbSession,
                     user: CurrentUser, now: Now) -> s.ProposalOut:
     p = proposals.visible_proposal(session, user, proposal_id)
-    proposals.submit_proposal(session, user, p, now=now,
-                              holidays=settings_of(request).holiday_dates)
+    settings = settings_of(request)
+    proposals.submit_proposal(session, user, p, now=now, holidays=settings.holiday_dates,
+                              block_on_overdue_report=settings.block_proposals_on_overdue_report)
     return _proposal_out(session, user, proposal_id, now)
 
 
@@ -445,7 +448,7 @@ def list_awards(session: DbSession, user: CurrentUser, project: str | None = Non
 
 @router.post("/awards", response_model=s.AwardOut, status_code=201,
              summary="Award GPU-hours split into periods (operators)")
-def create_award(body: s.AwardCreate, session: DbSession, user: Operator,
+def create_award(body: s.AwardCreate, request: Request, session: DbSession, user: Operator,
                  now: Now) -> s.AwardOut:
     project = projects.get_project(session, body.project)
     proposal = proposals.visible_proposal(session, user, body.proposal) if body.proposal else None
@@ -456,7 +459,7 @@ def create_award(body: s.AwardCreate, session: DbSession, user: Operator,
         period_count=body.period_count, period_months=body.period_months,
         periods=[(p.starts_at, p.ends_at, p.gpu_hours) for p in body.periods]
         if body.periods is not None else None,
-        now=now)
+        final_report_months=settings_of(request).final_report_months, now=now)
     return s.AwardOut.of(award)
 
 

@@ -35,6 +35,7 @@ from rechenwerk.access.models import (
     Project,
     ProjectMembership,
     Proposal,
+    ReportTask,
     Review,
     User,
 )
@@ -693,6 +694,52 @@ class AwardChangeOut(BaseModel):
                    decided_at=c.decided_at, decision_note=c.decision_note,
                    granted_until=c.granted_until, granted_gpu_hours=c.granted_gpu_hours,
                    version=c.version)
+
+
+class Publication(_In):
+    doi: str = Field(min_length=1, max_length=300, description="e.g. 10.1234/abc.5678")
+    title: str = Field(min_length=1, max_length=500)
+
+
+class ReportSubmit(_In):
+    summary: str = Field(min_length=1, max_length=20_000,
+                         description="results and use of the GPU-hours")
+    publications: list[Publication] = Field(default_factory=list, max_length=200)
+
+
+class ReportReview(_In):
+    decision: Literal["accepted", "returned"]
+    note: str = Field(default="", max_length=5000, description="required when returned")
+
+
+class ReportTaskOut(BaseModel):
+    id: int
+    award_id: int
+    project: str
+    kind: str
+    period_index: int | None = Field(description="the award period (status reports)")
+    due_on: date
+    state: str
+    overdue: bool
+    summary: str
+    publications: list[dict[str, str]]
+    document_name: str | None
+    document_bytes: int | None
+    document_sha256: str | None
+    submitted_at: datetime | None
+    reviewed_at: datetime | None
+    review_note: str
+
+    @classmethod
+    def of(cls, t: ReportTask, today: date) -> ReportTaskOut:
+        return cls(id=t.id, award_id=t.award_id, project=t.award.project.slug, kind=t.kind,
+                   period_index=t.period_index if t.kind == "status" else None,
+                   due_on=t.due_on, state=t.state,
+                   overdue=t.state == "open" and t.due_on < today, summary=t.summary,
+                   publications=list(t.publications), document_name=t.document_name,
+                   document_bytes=t.document_bytes, document_sha256=t.document_sha256,
+                   submitted_at=t.submitted_at, reviewed_at=t.reviewed_at,
+                   review_note=t.review_note)
 
 
 class AwardVersionOut(BaseModel):

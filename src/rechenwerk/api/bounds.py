@@ -14,7 +14,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import re
+from collections.abc import Iterator, Sequence
 from typing import Any, get_args
 from urllib.parse import parse_qsl
 
@@ -37,9 +38,16 @@ def _mib(n: int) -> str:
 class RequestBoundsMiddleware:
     """413 for a body above ``max_body_bytes``; 422 for a NUL in a JSON or form string."""
 
-    def __init__(self, app: ASGIApp, *, max_body_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, *, max_body_bytes: int = MAX_BODY_BYTES,
+                 large_bodies: Sequence[tuple[str, int]] = ()) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        # (path regex, limit): uploads that may be larger (a report's PDF)
+        self.large_bodies = [(re.compile(p), n) for p, n in large_bodies]
+
+    def _limit(self, scope: Scope) -> int:
+        path = str(scope.get("path", ""))
+        return next((n for p, n in self.large_bodies if p.match(path)), self.max_body_bytes)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,8 +56,9 @@ class RequestBoundsMiddleware:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1")
                    for k, v in scope.get("headers", ())}
         declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._too_large(scope, receive, send)
+        limit = self._limit(scope)
+        if declared.isdigit() and int(declared) > limit:
+            await self._too_large(scope, receive, send, limit)
             return
         if scope.get("method", "GET") in ("GET", "HEAD", "OPTIONS") and not declared:
             await self.app(scope, receive, send)
@@ -63,8 +72,8 @@ class RequestBoundsMiddleware:
                 return
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.max_body_bytes:
-                await self._too_large(scope, receive, send)
+            if size > limit:
+                await self._too_large(scope, receive, send, limit)
                 return
             chunks.append(chunk)
             more = bool(message.get("more_body", False))
@@ -86,14 +95,15 @@ class RequestBoundsMiddleware:
 
         await self.app(scope, replay, send)
 
-    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send,
+                         max_bytes: int) -> None:
         from rechenwerk.api.problems import problem
 
-        limit = _mib(self.max_body_bytes)
+        limit = _mib(max_bytes)
         response = problem(
             413, "payload_too_large", "Request body too large",
             f"the request body is larger than the limit of {limit} "
-            f"({self.max_body_bytes} bytes)",
+            f"({max_bytes} bytes)",
             hint=f"Send at most {limit}; large job scripts belong in files in the job's "
                  "workdir, not in the request.",
             instance=str(scope.get("path", "")))

@@ -1,8 +1,10 @@
 """``award request|changes|change-show|decide-change|change-withdraw|history``: change
-requests of awards (extension, supplement, early end) and the award's versions."""
+requests of awards (extension, supplement, early end) and the award's versions; and
+``award reports|report-submit|report-review|report-get``: the status and final reports."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -128,3 +130,95 @@ def register(award: typer.Typer) -> None:
                     [(v["version"], v["change_id"] or "awarded", hours(v["gpu_hours"]),
                       day(v["expires_at"]), len(v["periods"]), day(v["created_at"]))
                      for v in data])
+
+
+def _task_name(t: dict[str, Any]) -> str:
+    return ("final report" if t["kind"] == "final"
+            else f"status report, period {t['period_index'] + 1}")
+
+
+def print_task(t: dict[str, Any]) -> None:
+    kv([("id", t["id"]), ("award", t["award_id"]), ("project", t["project"]),
+        ("report", _task_name(t)),
+        ("due", t["due_on"] + (" (overdue)" if t["overdue"] else "")), ("state", t["state"]),
+        ("submitted", day(t["submitted_at"])), ("summary", t["summary"]),
+        ("publications", "; ".join(f"{p['doi']} {p['title']}" for p in t["publications"])),
+        ("document", f"{t['document_name']} ({t['document_bytes']:,} bytes)"
+         if t["document_name"] else ""),
+        ("review note", t["review_note"])], title=f"report task {t['id']}")
+
+
+def register_reports(award: typer.Typer) -> None:
+    @award.command("reports")
+    @handle_errors
+    def award_reports(award_id: int = typer.Option(None, "--award"),
+                      state: str = typer.Option(None, "--state",
+                                                help="open | submitted | accepted"),
+                      overdue: bool = typer.Option(False, "--overdue",
+                                                   help="Only open ones past their due date."),
+                      limit: int = LIMIT_OPT, offset: int = OFFSET_OPT,
+                      as_json: bool = JSON_OPT) -> None:
+        """Status and final reports owed (operators: all; others: their projects')."""
+        data = server_call("GET", "/api/v1/report-tasks", params={
+            "award": award_id, "state": state, "overdue": "true" if overdue else None,
+            "limit": limit, "offset": offset})
+        page(data, as_json, ["id", "award", "project", "report", "due", "state"],
+             lambda t: (t["id"], t["award_id"], t["project"], _task_name(t),
+                        t["due_on"] + (" overdue" if t["overdue"] else ""), t["state"]),
+             "award reports")
+
+    @award.command("report-submit")
+    @handle_errors
+    def award_report_submit(
+        task_id: int = typer.Argument(...),
+        summary: str = typer.Option(..., "--summary", help="Results and use of the "
+                                    "GPU-hours."),
+        publications: list[str] = typer.Option(None, "--publication", help='"DOI title"; '
+                                               "repeatable."),
+        document: Path = typer.Option(None, "--file", help="The report as PDF."),
+        as_json: bool = JSON_OPT,
+    ) -> None:
+        """Submit a report of your award (PI), with its PDF."""
+        pubs = []
+        for i, line in enumerate(publications or []):
+            doi, _, title = line.strip().partition(" ")
+            if not title.strip():
+                raise InvalidInput(f"publication {i + 1}: give the DOI, a space and the "
+                                   "title", field="publications",
+                                   hint='--publication "10.1234/abc.5678 The title"')
+            pubs.append({"doi": doi, "title": title.strip()})
+        if document is not None:
+            try:
+                data = document.read_bytes()
+            except OSError as exc:
+                raise InvalidInput(f"--file {document}: {exc.strerror or exc}",
+                                   field="document") from None
+            server_call("PUT", f"/api/v1/report-tasks/{task_id}/document", content=data,
+                        content_type="application/pdf", params={"name": document.name})
+        t = server_call("POST", f"/api/v1/report-tasks/{task_id}/submit",
+                        json={"summary": summary, "publications": pubs})
+        show(t, as_json, print_task)
+
+    @award.command("report-review")
+    @handle_errors
+    def award_report_review(task_id: int = typer.Argument(...),
+                            decision: str = typer.Argument(..., help="accept | return"),
+                            note: str = typer.Option("", "--note",
+                                                     help="Required to return it."),
+                            as_json: bool = JSON_OPT) -> None:
+        """Accept a submitted report or return it for changes (operators)."""
+        choice = _pick(decision, {"accept": "accepted", "accepted": "accepted",
+                                  "return": "returned", "returned": "returned"}, "decision")
+        t = server_call("POST", f"/api/v1/report-tasks/{task_id}/review",
+                        json={"decision": choice, "note": note})
+        show(t, as_json, print_task)
+
+    @award.command("report-get")
+    @handle_errors
+    def award_report_get(task_id: int = typer.Argument(...),
+                         out: Path = typer.Option(..., "--out", help="Where to write the PDF.")
+                         ) -> None:
+        """Download a report's PDF."""
+        data = server_call("GET", f"/api/v1/report-tasks/{task_id}/document", raw=True)
+        out.write_bytes(data)
+        console.print(f"wrote {out} ({len(data):,} bytes)")

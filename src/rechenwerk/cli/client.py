@@ -182,16 +182,25 @@ def call(
     json: Any = None,
     params: dict[str, Any] | None = None,
     client: httpx.Client | None = None,
+    content: bytes | None = None,
+    content_type: str | None = None,
+    raw: bool = False,
 ) -> Any:
     """Send one request; return the decoded JSON body (None for 204, the text of a CSV
-    download) or raise the matching
-    RechenwerkError for a problem response."""
+    download, the bytes of any answer with ``raw``) or raise the matching
+    RechenwerkError for a problem response. ``content``: a raw body (an upload) of
+    ``content_type``."""
     own = client is None
     http = client or api_client()
     try:
         clean = {k: v for k, v in (params or {}).items() if v is not None}
         try:
-            response = http.request(method, path, json=json, params=clean)
+            if content is not None:
+                response = http.request(method, path, content=content, params=clean,
+                                        headers={"Content-Type": content_type or
+                                                 "application/octet-stream"})
+            else:
+                response = http.request(method, path, json=json, params=clean)
         except httpx.TransportError as exc:
             raise ServiceUnavailable(
                 f"cannot reach the Rechenwerk server at {http.base_url} ({exc})",
@@ -206,6 +215,8 @@ def call(
         if isinstance(err, Unauthenticated) and not err.hint:
             err.hint = "Run `rechenwerk login` with a valid API token."
         raise err
+    if raw:
+        return response.content
     if response.status_code == 204 or not response.content:
         return None
     if response.headers.get("content-type", "").startswith("text/csv"):

@@ -259,6 +259,7 @@ def register(app: typer.Typer) -> None:
                         no_args_is_help=True)
     app.add_typer(award, name="award")
     award_changes.register(award)
+    award_changes.register_reports(award)
 
     @award.command("create")
     @handle_errors

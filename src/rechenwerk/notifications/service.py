@@ -33,7 +33,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from rechenwerk.access.models import Award, Project, Proposal, Review, User
+from rechenwerk.access.models import Award, Project, Proposal, ReportTask, Review, User
 from rechenwerk.errors import InvalidInput
 from rechenwerk.notifications.models import NotificationPreference, OutboxMessage
 
@@ -51,7 +51,7 @@ BACKOFF_BASE_S = 60.0
 BACKOFF_MAX_S = 6 * 3600.0
 EVENTS = ("proposal_decided", "proposal_withdrawn", "award_expiring", "balance_low",
           "job_finished", "job_failed", "support_new", "support_reply", "support_assigned",
-          "support_answered", "support_closed")
+          "support_answered", "support_closed", "report_due")
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,13 +308,43 @@ def _array_ended(session: Session, task: Job, wants: dict[int, tuple[bool, bool]
         dedup_key=f"array-ended:{task.array_job_id}", now=now) is not None)
 
 
-def scan(session: Session, *, now: datetime, since: datetime | None = None) -> int:
+def _scan_reports_due(session: Session, now: datetime, reminder_days: int) -> int:
+    """Remind the PI once per report that is due within ``reminder_days`` (or overdue)
+    and not submitted."""
+    n = 0
+    rows = session.scalars(select(ReportTask).where(
+        ReportTask.state == "open",
+        ReportTask.due_on <= (now + timedelta(days=reminder_days)).date()))
+    for t in rows:
+        pi = session.get(User, t.award.project.pi_user_id)
+        if pi is None or not pi.is_active:
+            continue
+        what = ("final report" if t.kind == "final"
+                else f"status report for period {t.period_index + 1}")
+        late = t.due_on < now.date()
+        if enqueue(session, user=pi, event="report_due",
+                   subject=f"The {what} of award {t.award_id} ({t.award.project.slug}) is "
+                           + ("overdue" if late else f"due on {t.due_on.isoformat()}"),
+                   body=_greeting(pi) + f"the {what} of award {t.award_id} (project "
+                   f"{t.award.project.slug}) is due on {t.due_on.isoformat()}"
+                   + (" and has not been submitted yet" if late else "") + ". Submit it on "
+                   "the award's page in the portal (results, use of the GPU-hours, "
+                   f"publications, the PDF) or with `rechenwerk award report-submit {t.id}`."
+                   + _SIGNATURE,
+                   dedup_key=f"report-due:{t.id}:{t.due_on.isoformat()}", now=now):
+            n += 1
+    return n
+
+
+def scan(session: Session, *, now: datetime, since: datetime | None = None,
+         report_reminder_days: int = 14) -> int:
     """Queue every notification that is due; returns how many were queued. ``since`` (the
     previous scan) limits the look at ended jobs to those that ended after it (minus a
     margin for late commits); without it the last ``LOOKBACK`` is scanned."""
     return (_scan_proposals(session, now) + _scan_withdrawn_proposals(session, now)
             + _scan_expiring_awards(session, now)
-            + _scan_low_balances(session, now) + _scan_jobs(session, now, since))
+            + _scan_low_balances(session, now) + _scan_jobs(session, now, since)
+            + _scan_reports_due(session, now, report_reminder_days))
 
 
 # --------------------------------------------------------------------------- deliver

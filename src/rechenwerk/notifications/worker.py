@@ -22,8 +22,10 @@ DEFAULT_INTERVAL_S = 15.0
 
 class Notifier:
     def __init__(self, session_factory: sessionmaker[Session], sender: Sender, *,
-                 clock: Clock | None = None, interval_s: float = DEFAULT_INTERVAL_S) -> None:
+                 clock: Clock | None = None, interval_s: float = DEFAULT_INTERVAL_S,
+                 report_reminder_days: int = 14) -> None:
         self.session_factory = session_factory
+        self.report_reminder_days = report_reminder_days
         self.sender = sender
         self.clock = clock or WallClock()
         self.interval_s = interval_s
@@ -35,7 +37,8 @@ class Notifier:
         """Queue what is due, then send; returns (queued, sent)."""
         started = self.clock.now()
         with session_scope(self.session_factory) as session:
-            queued = scan(session, now=started, since=self._last_scan)
+            queued = scan(session, now=started, since=self._last_scan,
+                          report_reminder_days=self.report_reminder_days)
         self._last_scan = started
         with session_scope(self.session_factory) as session:
             report = deliver_due(session, self.sender, now=self.clock.now())

@@ -13,6 +13,7 @@ from rechenwerk.web.pages import (
     aup,
     auth,
     award_changes,
+    award_reports,
     cluster,
     directory,
     funder_report,
@@ -35,5 +36,5 @@ router = APIRouter(include_in_schema=False)
 # directory before projects: /projects/new is not a project slug
 for _module in (static, auth, oidc, directory, projects, job_logs, jobs, proposals, reviews,
                 cluster, ops, funder_report, reports, settings, aup, tokens, reservations, support,
-                accounts, award_changes):
+                accounts, award_changes, award_reports):
     router.include_router(_module.router)

@@ -7,16 +7,19 @@ query each, so the dashboard stays fast on a big centre."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 from sqlalchemy import and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import (
+    Award,
     AwardChange,
     AwardChangeState,
+    Project,
     Proposal,
     ProposalState,
+    ReportTask,
     Review,
     User,
 )
@@ -56,13 +59,30 @@ def reviewer_items(db: Session, user: User) -> list[WorkItem]:
                      "your review", "/reviews")]
 
 
-def pi_items(db: Session, user: User) -> list[WorkItem]:
+def pi_items(db: Session, user: User, today: date | None = None,
+             soon_days: int = 14) -> list[WorkItem]:
+    items: list[WorkItem] = []
     n = _count(db, select(func.count()).select_from(Proposal).where(
         Proposal.applicant_user_id == user.id, Proposal.state == ProposalState.DRAFT.value))
-    if not n:
-        return []
-    return [WorkItem("drafts", n, f"{_plural(n, 'draft proposal is', 'draft proposals are')} "
-                     "not submitted yet", "/proposals?state=draft")]
+    if n:
+        items.append(WorkItem(
+            "drafts", n, f"{_plural(n, 'draft proposal is', 'draft proposals are')} "
+            "not submitted yet", "/proposals?state=draft"))
+    if today is not None:
+        due = db.scalars(select(ReportTask).join(Award, Award.id == ReportTask.award_id)
+                         .join(Project, Project.id == Award.project_id)
+                         .where(Project.pi_user_id == user.id, ReportTask.state == "open",
+                                ReportTask.due_on <= today + timedelta(days=soon_days))
+                         .order_by(ReportTask.due_on)).all()
+        if due:
+            first = due[0]
+            late = sum(1 for t in due if t.due_on < today)
+            items.append(WorkItem(
+                "reports", len(due),
+                f"{_plural(len(due), 'award report is', 'award reports are')} due"
+                + (f" ({late} overdue)" if late else "") + f", the first on "
+                f"{first.due_on.isoformat()}", f"/awards/{first.award_id}"))
+    return items
 
 
 def operator_items(db: Session, now: datetime, drained_nodes: list[str]) -> list[WorkItem]:
@@ -91,6 +111,21 @@ def operator_items(db: Session, now: datetime, drained_nodes: list[str]) -> list
             "overdue", overdue,
             f"{_plural(overdue, 'proposal is', 'proposals are')} past the decision "
             "deadline of their call type", "/proposals?overdue=true"))
+    submitted = _count(db, select(func.count()).select_from(ReportTask).where(
+        ReportTask.state == "submitted"))
+    if submitted:
+        items.append(WorkItem(
+            "reports-to-review", submitted,
+            f"{_plural(submitted, 'award report waits', 'award reports wait')} for review",
+            "/report-tasks"))
+    late = _count(db, select(func.count()).select_from(ReportTask).where(
+        ReportTask.state == "open", ReportTask.kind == "final",
+        ReportTask.due_on < now.date()))
+    if late:
+        items.append(WorkItem(
+            "reports-overdue", late,
+            f"{_plural(late, 'final report is', 'final reports are')} overdue",
+            "/report-tasks?state=open"))
     changes = _count(db, select(func.count()).select_from(AwardChange).where(
         AwardChange.state == AwardChangeState.REQUESTED.value))
     if changes:

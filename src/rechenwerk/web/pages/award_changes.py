@@ -25,6 +25,7 @@ from rechenwerk.access.award_changes import (
 from rechenwerk.access.awards import visible_award
 from rechenwerk.access.models import Award, ProjectRole, User
 from rechenwerk.access.projects import membership
+from rechenwerk.access.report_tasks import list_tasks
 from rechenwerk.api.deps import get_now, get_session, rollback_request, settings_of
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.web.deps import form_data, portal_user
@@ -49,22 +50,32 @@ def _is_pi(db: Session, user: User, award: Award) -> bool:
     return m is not None and m.role == ProjectRole.PI.value
 
 
-def _award_page(request: Request, db: Session, user: User, award: Award, now: datetime,
-                form: dict[str, str], errors: FormErrors, status_code: int = 200) -> Response:
+def award_page_response(
+    request: Request, db: Session, user: User, award: Award, now: datetime, *,
+    form: dict[str, str] | None = None, errors: FormErrors | None = None,
+    report_form: tuple[int, dict[str, str], FormErrors] | None = None,
+    status_code: int = 200,
+) -> Response:
+    """The award's page: change requests, reports, history; ``form``/``errors`` refill
+    the change form, ``report_form`` (task id, fields, errors) one report's form."""
+    is_pi = _is_pi(db, user, award)
     return render(request, "awards/change.html", {
         "title": f"Award {award.id}", "section": "projects", "award": award,
-        "may_request": _is_pi(db, user, award) and award.expires_at > now,
+        "may_request": is_pi and award.expires_at > now, "is_pi": is_pi,
         "changes": list_changes(db, user, award_id=award.id, limit=200).items,
         "versions": award_versions(db, award), "kind_options": KIND_OPTIONS,
-        "form": form, "errors": errors,
+        "form": form or {"kind": "extension"}, "errors": errors or FormErrors(),
+        "tasks": list_tasks(db, user, award_id=award.id, limit=200).items,
+        "today": now.date(), "report_form": report_form,
+        "acknowledgement": settings_of(request).award_acknowledgement.format(
+            award=award.id, project=award.project.slug),
     }, status_code=status_code)
 
 
 @router.get("/awards/{award_id}")
 def award_page(request: Request, award_id: int, user: User = Depends(portal_user),
                db: Session = Depends(get_session), now: Any = Depends(get_now)) -> Response:
-    award = visible_award(db, user, award_id)
-    return _award_page(request, db, user, award, now, {"kind": "extension"}, FormErrors())
+    return award_page_response(request, db, user, visible_award(db, user, award_id), now)
 
 
 @router.post("/awards/{award_id}/changes")
@@ -85,10 +96,12 @@ def award_change_request(request: Request, award_id: int,
         except RechenwerkError as exc:
             rollback_request(request)
             award = visible_award(db, user, award_id)
-            return _award_page(request, db, user, award, now, form,
-                               errors_from(exc, fields=REQUEST_FIELDS), exc.http_status)
+            return award_page_response(request, db, user, award, now, form=form,
+                                       errors=errors_from(exc, fields=REQUEST_FIELDS),
+                                       status_code=exc.http_status)
     if errors:
-        return _award_page(request, db, user, award, now, form, errors, 422)
+        return award_page_response(request, db, user, award, now, form=form, errors=errors,
+                                   status_code=422)
     response = RedirectResponse(f"/awards/{award_id}", status_code=303)
     set_flash(response, settings_of(request), "success",
               "Request sent; an operator decides it (you will see the decision here).")
@@ -138,7 +151,9 @@ def award_change_decide(request: Request, change_id: int,
     if not errors:
         try:
             decide_change(db, user, change, decision=text(form, "decision"),
-                          note=text(form, "note"), until=until, gpu_hours=hours, now=now)
+                          note=text(form, "note"), until=until, gpu_hours=hours,
+                          final_report_months=settings_of(request).final_report_months,
+                          now=now)
         except RechenwerkError as exc:
             rollback_request(request)
             errors = errors_from(exc, fields=DECISION_FIELDS)

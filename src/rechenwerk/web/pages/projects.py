@@ -87,7 +87,8 @@ def dashboard(
     summaries = [project_summary(db, user, p, now, charts=i < DASHBOARD_CHARTS)
                  for i, p in enumerate(mine)]
     recent, _ = jobs.list_jobs(db, user, mine=True, limit=8)
-    work = reviewer_items(db, user) + pi_items(db, user)
+    work = reviewer_items(db, user) + pi_items(
+        db, user, now.date(), settings_of(request).report_reminder_days)
     cluster = None
     if user.is_operator:
         from rechenwerk.web.pages.cluster import cluster_summary

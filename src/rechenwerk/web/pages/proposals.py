@@ -233,6 +233,7 @@ def proposal_create(
         if not text(form, name):
             errors.add(name, f"{label} is required")
     proposal = None
+    settings = settings_of(request)
     if not errors:
         try:
             call = get_call(db, text(form, "call"))
@@ -242,10 +243,13 @@ def proposal_create(
                 gpu_type=text(form, "gpu_type"), requested_gpu_hours=float(hours),
                 abstract=text(form, "abstract"), justification=text(form, "justification"),
                 estimate=_attached_inputs(form), duration_months=months, now=now,
+                block_on_overdue_report=settings.block_proposals_on_overdue_report,
             )
             if form.get("action") == "submit":
                 submit_proposal(db, user, proposal, now=now,
-                                holidays=settings_of(request).holiday_dates)
+                                holidays=settings.holiday_dates,
+                                block_on_overdue_report=(
+                                    settings.block_proposals_on_overdue_report))
         except RechenwerkError as exc:
             db.rollback()
             errors = errors_from(exc, fields=PROPOSAL_FIELDS)
@@ -383,7 +387,9 @@ def proposal_submit(
     proposal = visible_proposal(db, user, proposal_id)
     try:
         submit_proposal(db, user, proposal, now=now,
-                        holidays=settings_of(request).holiday_dates)
+                        holidays=settings_of(request).holiday_dates,
+                        block_on_overdue_report=(
+                            settings_of(request).block_proposals_on_overdue_report))
     except InvalidInput as exc:  # the draft does not fit the call type: say where
         rollback_request(request)
         proposal = visible_proposal(db, user, proposal_id)
