@@ -4,8 +4,9 @@
 The rules (docs/architecture.md, "Rules the code keeps"):
 
 - a domain (access, accounting, jobs, planning, reports, notifications, recipes, store,
-  support) never imports a face (``api``, ``web``, ``cli``); its own ``router.py`` may use
-  the API's dependencies (``rechenwerk.api``) but no portal or CLI code;
+  support) never imports a face (``api``, ``web``, ``cli``); its own routers
+  (``router.py``, ``*_router.py``) may use the API's dependencies (``rechenwerk.api``) but
+  no portal or CLI code;
 - ``execution`` (the backends) imports no domain: not access, accounting, jobs, nor a face;
 - ``accounting`` imports no ``jobs`` (jobs charge accounting, not the other way round);
 - ``scheduling`` and ``simulation`` stay pure (see ``test_layering.py`` for the details);
@@ -76,7 +77,7 @@ def violations(path: Path) -> list[str]:
             continue
         why = None
         if top in DOMAINS:
-            if rel.name == "router.py":
+            if rel.name == "router.py" or rel.name.endswith("_router.py"):
                 if _within(module, ("rechenwerk.web", "rechenwerk.cli")):
                     why = "a domain's router uses the API's dependencies only"
             elif _within(module, FACES):
