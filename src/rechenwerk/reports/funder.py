@@ -7,6 +7,9 @@
 - ``people``: projects and users per organisation kind.
 - ``decisions``: days from submission to decision of the proposals decided in the period,
   per access mode (median, p90, count).
+- ``deadlines``: the same per call type in working days (``access/workdays.py``, the
+  centre's holidays), against the type's deadline: decided by the proposal's ``due_on``
+  or late; proposals without ``due_on`` (submitted before call types) apart.
 - ``waits``: waiting time of jobs (p50, p90) per organisation kind (``waits_report``).
 - ``energy``: energy (kWh) and CO2 (kg) per month, **estimated**: the usage records'
   ``energy_kwh``/``co2_kg`` are the TDP estimate made when a run is charged
@@ -26,9 +29,9 @@ source); proposals (few) are fetched for their decision times.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from sqlalchemy import Select, case, distinct, func, literal, select, union
@@ -39,12 +42,14 @@ from rechenwerk.access.models import (
     Award,
     AwardPeriod,
     Call,
+    CallType,
     Organization,
     Project,
     ProjectMembership,
     Proposal,
     User,
 )
+from rechenwerk.access.workdays import working_days_between
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.reports.guard import NO_GUARD, Guard
 from rechenwerk.reports.service import NO_AWARD, NO_CALL, waits_report
@@ -61,7 +66,7 @@ AWARD_NOTE = ("Awarded: award periods overlapping the range, each in proportion 
               "share of its time inside the range. Used: settled usage records ending in "
               "the range.")
 SECTIONS: tuple[str, ...] = ("country", "field", "field-detail", "kind", "mode", "people",
-                             "decisions", "waits", "energy")
+                             "decisions", "deadlines", "waits", "energy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -372,6 +377,72 @@ def decision_times(session: Session, start: datetime, end: datetime,
                      "interpolation.",))
 
 
+def deadline_times(session: Session, start: datetime, end: datetime,
+                   holidays: Collection[date] = frozenset(),
+                   guard: Guard = NO_GUARD) -> ReportTable:
+    """Working days from submission to decision of proposals decided in [start, end), per
+    call type of their call, against the type's deadline: on time when decided on or
+    before the proposal's ``due_on``, late after it; without ``due_on`` (submitted before
+    call types) "no deadline recorded". ``holidays``: the centre's calendar."""
+    stmt = (select(CallType.key, CallType.title, CallType.decision_working_days,
+                   Proposal.submitted_at, Proposal.decided_at, Proposal.due_on)
+            .join(Call, Call.id == Proposal.call_id)
+            .join(CallType, CallType.id == Call.call_type_id)
+            .where(Proposal.decided_at.is_not(None), Proposal.submitted_at.is_not(None),
+                   Proposal.decided_at >= start, Proposal.decided_at < end))
+    guard.check()
+    types: dict[str, tuple[str, int]] = {}
+    groups: dict[str, list[tuple[int, bool | None]]] = {}
+    for key, title, deadline, submitted, decided, due in guard.every(session.execute(stmt)):
+        if submitted is None or decided is None:  # excluded by the query already
+            continue
+        types[key] = (str(title), int(deadline))
+        days = working_days_between(submitted.date(), decided.date(), holidays)
+        groups.setdefault(key, []).append(
+            (days, None if due is None else decided.date() <= due))
+    rows = []
+    for key in sorted(groups):
+        items = groups[key]
+        rows.append({"key": key, "title": types[key][0],
+                     "deadline_working_days": types[key][1], **_deadline_counts(items)})
+    every = [i for items in groups.values() for i in items]
+    totals = _deadline_counts(every)
+    return ReportTable(
+        name="funder", title="Decision times per call type against their deadline",
+        columns=(Column("key", "Call type", numeric=False),
+                 Column("title", "Name", numeric=False),
+                 Column("deadline_working_days", "Deadline (working days)", digits=0),
+                 Column("decided", "Decided", digits=0),
+                 Column("median_working_days", "Median (working days)", digits=1),
+                 Column("p90_working_days", "p90 (working days)", digits=1),
+                 Column("on_time", "Decided by the due date", digits=0),
+                 Column("late", "Late", digits=0),
+                 Column("no_deadline", "No deadline recorded", digits=0),
+                 Column("on_time_share", "Share on time", digits=3)),
+        rows=rows, start=start, end=end, grouping="deadlines",
+        totals=totals,
+        assumptions=("Proposals decided (accepted or rejected) in the range, by the call "
+                     "type of their call. Working days from the day of submission to the "
+                     "day of decision (UTC days; Saturdays, Sundays and the centre's "
+                     "holidays, RECHENWERK_HOLIDAYS, skipped; the submission day does not "
+                     "count).",
+                     "On time: decided on or before the proposal's due date (due_on, set "
+                     "on submission from the type's deadline, after the next cut-off for "
+                     "types with cut-offs); late: after it. Proposals submitted before call "
+                     "types have no due date: 'no deadline recorded', not in the share. "
+                     "Share on time = on time / (on time + late)."))
+
+
+def _deadline_counts(items: list[tuple[int, bool | None]]) -> dict[str, Any]:
+    days = [float(d) for d, _ in items]
+    on_time = sum(1 for _, ok in items if ok is True)
+    late = sum(1 for _, ok in items if ok is False)
+    return {"decided": len(items), "median_working_days": percentile(days, 50),
+            "p90_working_days": percentile(days, 90), "on_time": on_time, "late": late,
+            "no_deadline": sum(1 for _, ok in items if ok is None),
+            "on_time_share": on_time / (on_time + late) if on_time + late else None}
+
+
 def waits_by_kind(session: Session, start: datetime, end: datetime,
                   guard: Guard = NO_GUARD) -> ReportTable:
     """``waits_report(by="kind")`` over the whole centre, without its size column."""
@@ -416,9 +487,10 @@ def energy_per_month(session: Session, start: datetime, end: datetime,
 
 
 def funder_report(session: Session, *, start: datetime, end: datetime,
-                  guard: Guard = NO_GUARD) -> FunderReport:
+                  guard: Guard = NO_GUARD,
+                  holidays: Collection[date] = frozenset()) -> FunderReport:
     """Every section for [start, end) over the whole centre (operators only: the caller
-    checks)."""
+    checks); ``holidays``: the centre's calendar for working days."""
     field_major, field_detail = by_field(session, start, end, guard)
     tables = {
         "country": by_country(session, start, end, guard),
@@ -427,6 +499,7 @@ def funder_report(session: Session, *, start: datetime, end: datetime,
         "mode": by_mode(session, start, end, guard),
         "people": people_by_kind(session, start, end, guard),
         "decisions": decision_times(session, start, end, guard),
+        "deadlines": deadline_times(session, start, end, holidays, guard),
         "waits": waits_by_kind(session, start, end, guard),
         "energy": energy_per_month(session, start, end, guard),
     }

@@ -167,7 +167,9 @@ async def funder(
         report_tables.check_choice(section, report_funder.SECTIONS, "section")
 
     def make(guard: Guard) -> Response:
-        rep = report_funder.funder_report(session, start=lo, end=hi, guard=guard)
+        rep = report_funder.funder_report(
+            session, start=lo, end=hi, guard=guard,
+            holidays=settings_of(request).holiday_dates)
         if format == "csv":
             return Response(rep.to_csv(section), media_type="text/csv")
         if section is not None:

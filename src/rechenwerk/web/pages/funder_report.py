@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rechenwerk.access.models import User
-from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.api.deps import get_now, get_session, settings_of
 from rechenwerk.errors import NotFound
 from rechenwerk.reports import funder
 from rechenwerk.reports import tables as report_tables
@@ -65,10 +65,11 @@ def funder_range(start: str, end: str, now: datetime) -> tuple[datetime, datetim
     return report_tables.resolve_range(start_dt, end_dt, now=now)
 
 
-def _report(db: Session, now: datetime, start: str, end: str,
+def _report(request: Request, db: Session, now: datetime, start: str, end: str,
             guard: Guard) -> funder.FunderReport:
     lo, hi = funder_range(start, end, now)
-    return funder.funder_report(db, start=lo, end=hi, guard=guard)
+    return funder.funder_report(db, start=lo, end=hi, guard=guard,
+                                holidays=settings_of(request).holiday_dates)
 
 
 @router.get("/reports/funder")
@@ -79,7 +80,7 @@ async def funder_page(
     q = request.query_params
 
     def page(guard: Guard) -> Response:
-        rep = _report(db, now, q.get("from", start), q.get("to", end), guard)
+        rep = _report(request, db, now, q.get("from", start), q.get("to", end), guard)
         query = urlencode({"from": rep.start.isoformat(), "to": rep.end.isoformat()})
         shown_end = (rep.end - timedelta(days=1)
                      if rep.end.time() == datetime.min.time() and rep.end > rep.start
@@ -110,7 +111,7 @@ async def funder_csv(
         report_tables.check_choice(name, funder.SECTIONS, "section")
 
     def csv(guard: Guard) -> Response:
-        rep = _report(db, now, q.get("from", ""), q.get("to", ""), guard)
+        rep = _report(request, db, now, q.get("from", ""), q.get("to", ""), guard)
         filename = f"rechenwerk-funder-{name}-{rep.start:%Y%m%d}-{rep.end:%Y%m%d}.csv"
         return Response(rep.to_csv(None if name == "all" else name), media_type="text/csv",
                         headers={"Content-Disposition": f'attachment; filename="{filename}"'})
@@ -128,7 +129,7 @@ async def funder_chart_svg(
     q = request.query_params
 
     def chart(guard: Guard) -> Response:
-        rep = _report(db, now, q.get("from", ""), q.get("to", ""), guard)
+        rep = _report(request, db, now, q.get("from", ""), q.get("to", ""), guard)
         return Response(chart_svg(funder_chart(rep.section(name))),
                         media_type="image/svg+xml",
                         headers={"Cache-Control": "private, max-age=60"})
