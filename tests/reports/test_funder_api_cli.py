@@ -90,7 +90,8 @@ def test_cli_json_csv_table(cli_env: CliRunner) -> None:
     assert set(data) == {"report", "title", "from", "to", "energy_basis", "notes",
                          "sections"}
     assert list(data["sections"]) == ["country", "field", "field-detail", "kind", "mode",
-                                      "people", "decisions", "deadlines", "waits", "energy"]
+                                      "people", "decisions", "deadlines", "capacity", "waits",
+                                      "energy"]
     assert data["sections"]["people"]["totals"] == {"projects": 4, "members": 5,
                                                     "users_with_runs": 3}
     r = cli_env.invoke(cli, [*args, "--csv", "--section", "people"])

@@ -19,7 +19,7 @@ def test_operator_opens_the_funder_report(new_page: Any) -> None:
     page.wait_for_url("**/reports/funder")
     page.wait_for_load_state("networkidle")
     assert page.locator(".chart-loading").count() == 0  # every chart was drawn
-    assert page.locator("[data-testid^=chart-funder-] svg").count() == 5
+    assert page.locator("[data-testid^=chart-funder-] svg").count() == 6
     main = page.inner_text("main")
     assert "Computer and information sciences" in main  # nordlicht-llm's field
     assert "SME + startup share" in main and "estimated" in main

@@ -56,7 +56,7 @@ def test_operator_sees_every_section_with_csv(api_client: Any, centre: None) -> 
         "Organisation kind,Awarded GPU-hours,Share of awarded,Used GPU-hours,Share of used",
         "sme,400.000,1.000,40.000,1.000"]
     every = api_client.get("/reports/funder/all.csv?from=2026-01-01&to=2026-04-01").text
-    assert every.count("# ") == 10 and "2026-01,40.000,18.000,7.000,estimated,0.000" in every
+    assert every.count("# ") == 11 and "2026-01,40.000,18.000,7.000,estimated,0.000" in every
 
 
 def test_others_and_bad_input_are_refused(api_client: Any, centre: None) -> None:
@@ -93,3 +93,18 @@ def test_charts(api_client: Any, centre: None) -> None:
     assert api_client.get("/reports/funder/chart/people.svg").status_code == 404
     login(api_client, "pia")
     assert api_client.get("/reports/funder/chart/kind.svg").status_code == 403
+
+
+def test_capacity_per_quarter_from_the_inventory(api_client: Any, centre: None) -> None:
+    login(api_client, "op")
+    gpus = sum(n.gpus for n in api_client.app.state.runtime.inventory())
+    html = api_client.get("/reports/funder?from=2026-01-01&to=2026-03-31").text
+    assert 'data-testid="funder-capacity"' in html
+    assert f"({gpus} GPUs)" in html
+    assert 'hx-get="/reports/funder/chart/capacity.svg?from=2026-01-01' in html
+    csv = api_client.get("/reports/funder/capacity.csv?from=2026-01-01&to=2026-04-01")
+    assert csv.text.splitlines()[1] == (
+        f"2026-Q1,2026-01-01,2026-04-01,{gpus * 90 * 24:.3f},400.000,40.000,"
+        f"{400 / (gpus * 90 * 24):.3f},{40 / (gpus * 90 * 24):.3f}")
+    svg = api_client.get("/reports/funder/chart/capacity.svg?from=2026-01-01&to=2026-04-01")
+    assert "capacity" in svg.text and "2026-Q1" in svg.text

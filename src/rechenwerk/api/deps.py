@@ -65,6 +65,12 @@ def inventory_of(request: Request) -> Sequence[NodeInventory]:
     return runtime_of(request).inventory()
 
 
+def inventory_gpus(request: Request) -> int | None:
+    """Total GPUs of the centre's inventory; None when the backend reports none (a
+    capacity is then unknown, not 1 GPU)."""
+    return sum(int(n.gpus) for n in runtime_of(request).inventory()) or None
+
+
 def centre_gpus(request: Request) -> int:
     """Total GPUs of the centre's inventory (at least 1, so ratios stay defined)."""
     return runtime_of(request).centre_gpus()

@@ -16,7 +16,8 @@ from rechenwerk.errors import InvalidInput
 
 REPORTS = ("usage", "utilisation", "waits", "energy", "support", "gpu-use", "funder")
 FUNDER_SECTIONS = ("country", "field", "field-detail", "kind", "mode", "people",
-                   "decisions", "deadlines", "waits", "energy")
+                   "decisions", "deadlines", "capacity", "waits",
+                   "energy")
 USAGE_BY = ("project", "org", "kind", "call", "mode", "gpu-type", "period")
 WAITS_BY = ("qos", "size", "qos-size", "kind", "kind-size")
 SUPPORT_BY = ("kind", "state", "project")

@@ -10,6 +10,10 @@
 - ``deadlines``: the same per call type in working days (``access/workdays.py``, the
   centre's holidays), against the type's deadline: decided by the proposal's ``due_on``
   or late; proposals without ``due_on`` (submitted before call types) apart.
+- ``capacity``: per calendar quarter of the range, the centre's capacity in GPU-hours
+  (the GPUs of the backend's node inventory x the hours of the quarter inside the range),
+  the awarded GPU-hours of the award periods overlapping it (pro rata, as above) and the
+  used GPU-hours of the runs ending in it, and both over the capacity.
 - ``waits``: waiting time of jobs (p50, p90) per organisation kind (``waits_report``).
 - ``energy``: energy (kWh) and CO2 (kg) per month, **estimated**: the usage records'
   ``energy_kwh``/``co2_kg`` are the TDP estimate made when a run is charged
@@ -31,7 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, replace
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 
 from sqlalchemy import Select, case, distinct, func, literal, select, union
@@ -66,7 +70,7 @@ AWARD_NOTE = ("Awarded: award periods overlapping the range, each in proportion 
               "share of its time inside the range. Used: settled usage records ending in "
               "the range.")
 SECTIONS: tuple[str, ...] = ("country", "field", "field-detail", "kind", "mode", "people",
-                             "decisions", "deadlines", "waits", "energy")
+                             "decisions", "deadlines", "capacity", "waits", "energy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,7 +113,9 @@ def _award_hours(start: datetime, end: datetime, dialect: str) -> Any:
     ps, pe = epoch_s(ap.starts_at, dialect), epoch_s(ap.ends_at, dialect)
     lo = case((ps > s0, ps), else_=literal(s0))
     hi = case((pe < e0, pe), else_=literal(e0))
-    share = case((pe > ps, (hi - lo) / (pe - ps)), else_=literal(1.0))
+    # 0 for a period outside the range (the callers' WHERE keeps most of them out)
+    share = case((hi <= lo, literal(0.0)), (pe > ps, (hi - lo) / (pe - ps)),
+                 else_=literal(1.0))
     return func.coalesce(func.sum(ap.gpu_hours * share), 0.0)
 
 
@@ -443,6 +449,80 @@ def _deadline_counts(items: list[tuple[int, bool | None]]) -> dict[str, Any]:
             "on_time_share": on_time / (on_time + late) if on_time + late else None}
 
 
+def quarters(start: datetime, end: datetime) -> list[tuple[str, datetime, datetime]]:
+    """The calendar quarters (UTC) [start, end) touches, each as (``2026-Q1``, its start,
+    its end), clipped to the range."""
+    out: list[tuple[str, datetime, datetime]] = []
+    year, q = start.year, (start.month - 1) // 3
+    while True:
+        q_start = datetime(year, 3 * q + 1, 1, tzinfo=UTC)
+        q_end = (datetime(year + 1, 1, 1, tzinfo=UTC) if q == 3
+                 else datetime(year, 3 * q + 4, 1, tzinfo=UTC))
+        if q_start >= end:
+            return out
+        out.append((f"{year}-Q{q + 1}", max(q_start, start), min(q_end, end)))
+        year, q = (year + 1, 0) if q == 3 else (year, q + 1)
+
+
+def capacity_per_quarter(session: Session, start: datetime, end: datetime,
+                         total_gpus: int | None, guard: Guard = NO_GUARD) -> ReportTable:
+    """Per calendar quarter of [start, end): capacity (``total_gpus`` x hours of the
+    quarter inside the range; None when the inventory is unknown), awarded GPU-hours (award
+    periods overlapping it, pro rata) and used GPU-hours (runs ending in it), and both
+    over the capacity. One query for every quarter's awards, one for the usage."""
+    periods = quarters(start, end)
+    ap, ur = AwardPeriod, UsageRecord
+    dialect = dialect_of(session)
+    guard.check()
+    awarded = session.execute(
+        select(*(_award_hours(lo, hi, dialect) for _, lo, hi in periods))
+        .select_from(ap).where(ap.starts_at < end, ap.ends_at > start)).one()
+    month = bucket_start(ur.ended_at, "month", dialect)
+    used: dict[str, float] = {}
+    guard.check()
+    for m, hours in guard.every(session.execute(
+            select(month, func.coalesce(func.sum(ur.gpu_hours), 0.0))
+            .where(ur.ended_at >= start, ur.ended_at < end).group_by(month))):
+        first = bucket_value(m)
+        label = f"{first.year}-Q{(first.month - 1) // 3 + 1}"
+        used[label] = used.get(label, 0.0) + float(hours or 0.0)
+    rows: list[dict[str, Any]] = []
+    for (label, lo, hi), a in zip(periods, awarded, strict=True):
+        cap = (total_gpus * (hi - lo).total_seconds() / 3600.0
+               if total_gpus is not None else None)
+        a_h, u_h = float(a or 0.0), used.get(label, 0.0)
+        rows.append({"period": label, "from": lo.date().isoformat(),
+                     "to": hi.date().isoformat(), "capacity_gpu_hours": cap,
+                     "awarded_gpu_hours": a_h, "used_gpu_hours": u_h,
+                     "awarded_capacity_share": a_h / cap if cap else None,
+                     "used_capacity_share": u_h / cap if cap else None})
+    cap_total = (sum(r["capacity_gpu_hours"] for r in rows)
+                 if total_gpus is not None else None)
+    a_total = sum(r["awarded_gpu_hours"] for r in rows)
+    u_total = sum(r["used_gpu_hours"] for r in rows)
+    gpus = (f"{total_gpus} GPUs, the backend's node inventory today, for every quarter "
+            "(nodes added or removed earlier are not known; drained nodes count)"
+            if total_gpus is not None else "unknown: the backend reports no nodes")
+    return ReportTable(
+        name="funder", title="Awarded and used GPU-hours against capacity per quarter",
+        columns=(Column("period", "Quarter", numeric=False),
+                 Column("from", "From (UTC)", numeric=False),
+                 Column("to", "To (UTC, exclusive)", numeric=False),
+                 Column("capacity_gpu_hours", "Capacity GPU-hours"),
+                 Column("awarded_gpu_hours", "Awarded GPU-hours"),
+                 Column("used_gpu_hours", "Used GPU-hours"),
+                 Column("awarded_capacity_share", "Awarded / capacity", digits=3),
+                 Column("used_capacity_share", "Used / capacity", digits=3)),
+        rows=rows, start=start, end=end, grouping="capacity",
+        totals={"total_gpus": total_gpus, "capacity_gpu_hours": cap_total,
+                "awarded_gpu_hours": a_total, "used_gpu_hours": u_total,
+                "awarded_capacity_share": a_total / cap_total if cap_total else None,
+                "used_capacity_share": u_total / cap_total if cap_total else None},
+        assumptions=(AWARD_NOTE,
+                     f"Capacity: {gpus} x the hours of the quarter inside the range (the "
+                     "whole quarter, also the part still to come)."))
+
+
 def waits_by_kind(session: Session, start: datetime, end: datetime,
                   guard: Guard = NO_GUARD) -> ReportTable:
     """``waits_report(by="kind")`` over the whole centre, without its size column."""
@@ -488,9 +568,11 @@ def energy_per_month(session: Session, start: datetime, end: datetime,
 
 def funder_report(session: Session, *, start: datetime, end: datetime,
                   guard: Guard = NO_GUARD,
-                  holidays: Collection[date] = frozenset()) -> FunderReport:
+                  holidays: Collection[date] = frozenset(),
+                  total_gpus: int | None = None) -> FunderReport:
     """Every section for [start, end) over the whole centre (operators only: the caller
-    checks); ``holidays``: the centre's calendar for working days."""
+    checks); ``holidays``: the centre's calendar for working days; ``total_gpus``: the
+    GPUs of the node inventory (None: capacity unknown)."""
     field_major, field_detail = by_field(session, start, end, guard)
     tables = {
         "country": by_country(session, start, end, guard),
@@ -500,6 +582,7 @@ def funder_report(session: Session, *, start: datetime, end: datetime,
         "people": people_by_kind(session, start, end, guard),
         "decisions": decision_times(session, start, end, guard),
         "deadlines": deadline_times(session, start, end, holidays, guard),
+        "capacity": capacity_per_quarter(session, start, end, total_gpus, guard),
         "waits": waits_by_kind(session, start, end, guard),
         "energy": energy_per_month(session, start, end, guard),
     }

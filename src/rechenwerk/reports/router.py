@@ -18,7 +18,14 @@ from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import User
 from rechenwerk.access.security import require_operator
-from rechenwerk.api.deps import CurrentUser, DbSession, Now, centre_gpus, settings_of
+from rechenwerk.api.deps import (
+    CurrentUser,
+    DbSession,
+    Now,
+    centre_gpus,
+    inventory_gpus,
+    settings_of,
+)
 from rechenwerk.reports import funder as report_funder
 from rechenwerk.reports import gpu_use as report_gpu_use
 from rechenwerk.reports import service as reports
@@ -169,7 +176,8 @@ async def funder(
     def make(guard: Guard) -> Response:
         rep = report_funder.funder_report(
             session, start=lo, end=hi, guard=guard,
-            holidays=settings_of(request).holiday_dates)
+            holidays=settings_of(request).holiday_dates,
+            total_gpus=inventory_gpus(request))
         if format == "csv":
             return Response(rep.to_csv(section), media_type="text/csv")
         if section is not None:

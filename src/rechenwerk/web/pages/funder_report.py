@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from rechenwerk.access.models import User
-from rechenwerk.api.deps import get_now, get_session, settings_of
+from rechenwerk.api.deps import get_now, get_session, inventory_gpus, settings_of
 from rechenwerk.errors import NotFound
 from rechenwerk.reports import funder
 from rechenwerk.reports import tables as report_tables
@@ -28,19 +28,27 @@ from rechenwerk.web.routing import PortalRoute
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
-CHARTS = ("country", "field", "kind", "mode", "energy")
+CHARTS = ("country", "field", "kind", "mode", "capacity", "energy")
 TOP_N = 15
 
 
 def funder_chart(table: ReportTable) -> Chart:
-    """Awarded next to used GPU-hours per group, or estimated kWh per month (the data of
-    each chart is exactly its section's CSV)."""
+    """Awarded next to used GPU-hours per group, capacity, awarded and used per quarter,
+    or estimated kWh per month (the data of each chart is exactly its section's CSV)."""
     name = table.grouping
     if name == "energy":
         months = [str(r["month"]) for r in table.rows]
         return Chart("funder-energy", table.title, "", "kWh (estimated)", (
             Series("kWh (estimated)", months, [r["energy_kwh"] for r in table.rows], "bar"),
         ), kind="category", note="estimated from TDP, not measured")
+    if name == "capacity":
+        quarters = [str(r["period"]) for r in table.rows]
+        return Chart("funder-capacity", table.title, "", "GPU-hours", (
+            Series("capacity", quarters,
+                   [r["capacity_gpu_hours"] or 0.0 for r in table.rows], "bar"),
+            Series("awarded", quarters, [r["awarded_gpu_hours"] for r in table.rows], "bar"),
+            Series("used", quarters, [r["used_gpu_hours"] for r in table.rows], "bar"),
+        ), kind="category")
     rows = table.rows[:TOP_N]
     labels = [str(r["label"] if "label" in r and name == "field" else r["key"])
               for r in rows]
@@ -69,7 +77,8 @@ def _report(request: Request, db: Session, now: datetime, start: str, end: str,
             guard: Guard) -> funder.FunderReport:
     lo, hi = funder_range(start, end, now)
     return funder.funder_report(db, start=lo, end=hi, guard=guard,
-                                holidays=settings_of(request).holiday_dates)
+                                holidays=settings_of(request).holiday_dates,
+                                total_gpus=inventory_gpus(request))
 
 
 @router.get("/reports/funder")
