@@ -53,6 +53,7 @@ ROUTER_MODULES: list[str] = [
     "rechenwerk.access.oidc.router",  # federated sign-in: providers, device flow
     "rechenwerk.reports.router",
     "rechenwerk.support.router",  # support requests (issue 19)
+    "rechenwerk.web.yearly_api",  # /api/v1/reports/yearly: renders HTML and PDF documents
     "rechenwerk.web.router",
 ]
 

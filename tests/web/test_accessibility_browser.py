@@ -29,7 +29,7 @@ PAGES: dict[str, list[str]] = {
     "sofia": [*COMMON, "/jobs/new", "/projects/alpenwerk-cfd"],  # a pay-per-use company
     "operator": [*COMMON, "/ops/cluster", "/ops/queue", "/ops/calls", "/ops/audit",
                  "/ops/notifications", "/ops/projects", "/ops/users", "/ops/organizations",
-                 "/projects/nordlicht-llm", "/reports/funder"],
+                 "/projects/nordlicht-llm", "/reports/funder", "/reports/yearly"],
 }
 
 

@@ -186,8 +186,8 @@ def call(
     content_type: str | None = None,
     raw: bool = False,
 ) -> Any:
-    """Send one request; return the decoded JSON body (None for 204, the text of a CSV
-    download, the bytes of any answer with ``raw``) or raise the matching
+    """Send one request; return the decoded JSON body (None for 204, the text of a CSV or
+    HTML download, the bytes of a PDF or of any answer with ``raw``) or raise the matching
     RechenwerkError for a problem response. ``content``: a raw body (an upload) of
     ``content_type``."""
     own = client is None
@@ -219,6 +219,9 @@ def call(
         return response.content
     if response.status_code == 204 or not response.content:
         return None
-    if response.headers.get("content-type", "").startswith("text/csv"):
-        return response.text  # a CSV download (e.g. an account statement)
+    kind = response.headers.get("content-type", "")
+    if kind.startswith(("text/csv", "text/html")):
+        return response.text  # a CSV download (e.g. an account statement), a document
+    if kind.startswith("application/pdf"):
+        return response.content
     return response.json()

@@ -1,12 +1,15 @@
-"""``rechenwerk report usage|utilisation|waits|energy|support|gpu-use|funder``: the reports of
-the REST API (``/api/v1/reports``) as a table, ``--json`` or ``--csv``. Operators see the
-whole centre, others the projects they belong to; the funder report is for operators."""
+"""``rechenwerk report usage|utilisation|waits|energy|support|gpu-use|funder|yearly``: the
+reports of the REST API (``/api/v1/reports``) as a table, ``--json`` or ``--csv``. Operators
+see the whole centre, others the projects they belong to; the funder report is for
+operators, and so is the yearly report (``--year 2026 --out report.html --pdf report.pdf``:
+the documents written to files)."""
 
 from __future__ import annotations
 
 import csv
 import sys
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -14,7 +17,8 @@ import typer
 from rechenwerk.cli.output import console, handle_errors, print_json, print_table
 from rechenwerk.errors import InvalidInput
 
-REPORTS = ("usage", "utilisation", "waits", "energy", "support", "gpu-use", "funder")
+REPORTS = ("usage", "utilisation", "waits", "energy", "support", "gpu-use", "funder",
+           "yearly")
 FUNDER_SECTIONS = ("country", "field", "field-detail", "kind", "mode", "people",
                    "decisions", "deadlines", "capacity", "waits",
                    "energy")
@@ -107,12 +111,52 @@ def _funder(params: dict[str, Any], section: str | None, as_json: bool,
         _show(t)
 
 
+def check_year(value: str | None) -> str | None:
+    """``value`` if it is a year of four digits (the server checks its range)."""
+    if value is not None and not (value.isdigit() and len(value) == 4):
+        raise InvalidInput(f"--year must be a calendar year like 2026, got {value!r}",
+                           field="year", hint="Give four digits, e.g. --year 2026.")
+    return value
+
+
+def _write(path: Path, content: str | bytes, what: str) -> None:
+    try:
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8")
+    except OSError as exc:
+        raise InvalidInput(f"cannot write the {what} to {str(path)!r}: "
+                           f"{exc.strerror or exc}", field="out" if what == "HTML" else "pdf",
+                           hint="Give a file in a directory you can write to.") from None
+    console.print(f"wrote the {what} to {path} ({len(content):,} bytes)", highlight=False)
+
+
+def _yearly(year: str | None, out: Path | None, pdf: Path | None, as_json: bool) -> None:
+    from rechenwerk.cli.client import call
+
+    params = {"year": check_year(year)}
+    if as_json:
+        print_json(call("GET", "/api/v1/reports/yearly", params=params))
+        return
+    if out is None and pdf is None:
+        raise InvalidInput("the yearly report needs --out FILE.html and/or --pdf FILE.pdf",
+                           field="out", hint="e.g. rechenwerk report yearly --year 2026 "
+                           "--out report.html --pdf report.pdf (or --json).")
+    if out is not None:
+        _write(out, call("GET", "/api/v1/reports/yearly", params={**params, "format": "html"}),
+               "HTML")
+    if pdf is not None:
+        _write(pdf, call("GET", "/api/v1/reports/yearly", params={**params, "format": "pdf"}),
+               "PDF")
+
+
 def register(app: typer.Typer) -> None:
     @app.command("report")
     @handle_errors
     def report(
         name: str = typer.Argument(..., help="usage, utilisation, waits, energy, support, "
-                                   "gpu-use or funder (operators)"),
+                                   "gpu-use, funder or yearly (operators)"),
         by: str | None = typer.Option(
             None, "--by", help="usage: project|org|kind|call|mode|gpu-type|period (default "
             "project); waits: qos|size|qos-size|kind|kind-size (default qos-size); "
@@ -134,11 +178,17 @@ def register(app: typer.Typer) -> None:
         section: str | None = typer.Option(
             None, "--section", help="funder: only this section (" + ", ".join(FUNDER_SECTIONS)
             + ")"),
+        year: str | None = typer.Option(None, "--year", help="yearly: the calendar year "
+                                        "(default: this year)"),
+        out: Path | None = typer.Option(None, "--out", help="yearly: write the HTML "
+                                        "document to this file"),
+        pdf: Path | None = typer.Option(None, "--pdf", help="yearly: write the PDF to this "
+                                        "file"),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
         as_csv: bool = typer.Option(False, "--csv", help="Print CSV (column labels with units)."),
     ) -> None:
         """Reports: GPU-hours, utilisation, waiting times, energy and CO2, support requests,
-        idle GPUs; the funder report (operators)."""
+        idle GPUs; the funder report and the yearly report document (operators)."""
         from rechenwerk.cli.client import call
 
         if name not in REPORTS:
@@ -160,6 +210,22 @@ def register(app: typer.Typer) -> None:
         if section is not None and name != "funder":
             raise InvalidInput(f"the {name} report has no --section", field="section",
                                hint="--section is for the funder report.")
+        yearly_only = {"--year": year, "--out": out, "--pdf": pdf}
+        if name != "yearly" and any(v is not None for v in yearly_only.values()):
+            option = next(k for k, v in yearly_only.items() if v is not None)
+            raise InvalidInput(f"the {name} report has no {option}", field=option[2:],
+                               hint="--year, --out and --pdf are for the yearly report.")
+        if name == "yearly":
+            given = {"--by": by, "--period": period, "--from": start, "--to": end,
+                     "--section": section}
+            extra = next((k for k, v in given.items() if v is not None), None)
+            if extra is not None or as_csv:
+                option = extra or "--csv"
+                raise InvalidInput(f"the yearly report has no {option}",
+                                   field=option[2:],
+                                   hint="Give --year with --out and/or --pdf, or --json.")
+            _yearly(year, out, pdf, as_json)
+            return
         params: dict[str, Any] = {"from": start, "to": end}
         if name == "funder":
             if by is not None or period is not None:

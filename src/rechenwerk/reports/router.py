@@ -1,6 +1,7 @@
 """REST API for reports: ``/api/v1/reports/{usage,utilisation,waits,energy,support,gpu-use}``
 as JSON, or CSV with ``?format=csv``. Operators see the whole centre, others their own projects.
-``/api/v1/reports/funder`` (``reports/funder.py``) is for operators only (403 otherwise).
+``/api/v1/reports/funder`` (``reports/funder.py``) is for operators only (403 otherwise);
+so is ``/api/v1/reports/yearly``, served by ``web/yearly_api.py`` (it renders documents).
 
 The routes are async: each report is computed in a worker thread under a guard that
 stops it when the client disconnects or after ``RECHENWERK_REPORT_TIMEOUT_S``

@@ -23,6 +23,8 @@ from rechenwerk.reports.burndown import BurnDown
 XValue = datetime | float | int | str
 
 _LOCK = threading.Lock()
+# matplotlib is not thread-safe: every drawing (SVG here, the yearly PDF) holds this lock.
+DRAW_LOCK = _LOCK
 _PALETTE = ("#1f5fbf", "#d9822b", "#2e9d5b", "#b3261e", "#7b4fc9", "#5d6778", "#0f8a9d")
 
 
@@ -88,60 +90,74 @@ def _clean_svg(svg: str, label: str) -> str:
             + svg[head_end:])
 
 
-def chart_svg(chart: Chart, *, width_in: float | None = None,
-              height_in: float | None = None) -> str:
-    """Render ``chart`` to an inline SVG string (category charts get a height that fits
-    their bars, so labels stay readable when the figure is scaled to its column)."""
+def chart_size(chart: Chart, width_in: float | None = None,
+               height_in: float | None = None) -> tuple[float, float]:
+    """Inches of ``chart``: category charts get a height that fits their bars, so labels
+    stay readable when the figure is scaled to its column."""
     if chart.kind == "category":
         bars = max((len(s.x) for s in chart.series), default=1) * max(len(chart.series), 1)
         width_in = width_in or 5.4
         height_in = height_in or min(max(2.0, 0.28 * bars + 1.1), 7.0)
-    width_in = width_in or 7.2
-    height_in = height_in or 3.2
+    return width_in or 7.2, height_in or 3.2
+
+
+def chart_style(chart: Chart) -> Any:
+    """The matplotlib rc parameters every chart is drawn with."""
+    return {
+        "svg.fonttype": "none",
+        "svg.hashsalt": f"rechenwerk-{chart.key}",
+        "font.size": 9,
+        "axes.spines.top": False,
+        "axes.spines.right": False,
+        "axes.titleweight": "bold",
+        "axes.titlesize": 10,
+    }
+
+
+def draw_chart(fig: Any, chart: Chart) -> None:
+    """Draw ``chart`` on a matplotlib ``Figure`` (under ``chart_style``): the SVG of the
+    portal and the pages of the yearly report's PDF are drawn alike."""
+    ax = fig.add_subplot()
+    ax.set_title(chart.title, loc="left")
+    ax.grid(True, axis="y" if not chart.horizontal else "x", color="#e3e6eb", linewidth=0.7)
+    ax.set_axisbelow(True)
+    if chart.empty:
+        ax.text(
+            0.5, 0.5, "no data yet", ha="center", va="center",
+            transform=ax.transAxes, color="#5d6778",
+        )
+        ax.set_xticks([])
+        ax.set_yticks([])
+    elif chart.kind == "category":
+        _draw_categories(ax, chart)
+    else:
+        _draw_xy(ax, chart)
+    for x, y, text in chart.annotations:
+        ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 6),
+                    fontsize=8, color="#1d2330")
+    if chart.kind != "category" or not chart.horizontal:
+        ax.set_xlabel(chart.x_label)
+        ax.set_ylabel(chart.y_label)
+    else:
+        ax.set_xlabel(chart.y_label)
+    if sum(1 for s in chart.series if s.label) > 1 and not chart.empty:
+        ax.legend(loc="best", frameon=False, fontsize=8)
+
+
+def chart_svg(chart: Chart, *, width_in: float | None = None,
+              height_in: float | None = None) -> str:
+    """Render ``chart`` to an inline SVG string."""
+    width_in, height_in = chart_size(chart, width_in, height_in)
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from matplotlib.backends.backend_svg import FigureCanvasSVG
     from matplotlib.figure import Figure
 
-    with _LOCK, matplotlib.rc_context(
-        {
-            "svg.fonttype": "none",
-            "svg.hashsalt": f"rechenwerk-{chart.key}",
-            "font.size": 9,
-            "axes.spines.top": False,
-            "axes.spines.right": False,
-            "axes.titleweight": "bold",
-            "axes.titlesize": 10,
-        }
-    ):
+    with _LOCK, matplotlib.rc_context(chart_style(chart)):
         fig = Figure(figsize=(width_in, height_in), layout="constrained")
         FigureCanvasSVG(fig)
-        ax = fig.add_subplot()
-        ax.set_title(chart.title, loc="left")
-        ax.grid(True, axis="y" if not chart.horizontal else "x", color="#e3e6eb", linewidth=0.7)
-        ax.set_axisbelow(True)
-        if chart.empty:
-            ax.text(
-                0.5, 0.5, "no data yet", ha="center", va="center",
-                transform=ax.transAxes, color="#5d6778",
-            )
-            ax.set_xticks([])
-            ax.set_yticks([])
-        elif chart.kind == "category":
-            _draw_categories(ax, chart)
-        else:
-            _draw_xy(ax, chart)
-        for x, y, text in chart.annotations:
-            ax.annotate(text, (x, y), textcoords="offset points", xytext=(4, 6),
-                        fontsize=8, color="#1d2330")
-        if chart.kind != "category" or not chart.horizontal:
-            ax.set_xlabel(chart.x_label)
-            ax.set_ylabel(chart.y_label)
-        else:
-            ax.set_xlabel(chart.y_label)
-        if sum(1 for s in chart.series if s.label) > 1 and not chart.empty:
-            ax.legend(loc="best", frameon=False, fontsize=8)
+        draw_chart(fig, chart)
         buf = io.StringIO()
         fig.savefig(buf, format="svg")
     return _clean_svg(buf.getvalue(), chart.title)

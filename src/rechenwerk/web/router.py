@@ -30,11 +30,12 @@ from rechenwerk.web.pages import (
     static,
     support,
     tokens,
+    yearly_report,
 )
 
 router = APIRouter(include_in_schema=False)
 # directory before projects: /projects/new is not a project slug
 for _module in (static, auth, oidc, directory, projects, job_logs, jobs, proposals, reviews,
-                cluster, ops, funder_report, reports, settings, aup, tokens, reservations, support,
-                accounts, award_changes, award_reports):
+                cluster, ops, funder_report, yearly_report, reports, settings, aup, tokens,
+                reservations, support, accounts, award_changes, award_reports):
     router.include_router(_module.router)
