@@ -100,8 +100,8 @@ def test_decision_times_per_call_type(session: Session, centre: None) -> None:
                         "p90_working_days": pytest.approx(5 + 0.6 * 5),  # 2, 2, 4, 5, 10
                         "on_time": 2, "late": 2, "no_deadline": 1, "on_time_share": 0.5}
     assert t.to_csv().splitlines()[0] == (
-        "Call type,Name,Deadline (working days),Decided,Median (working days),"
-        "p90 (working days),Decided by the due date,Late,No deadline recorded,Share on time")
+        "Call type,Name,Deadline (work days),Decided,Median (work days),p90 (work days),"
+        "On time,Late,No deadline recorded,Share on time")
 
 
 def test_holidays_count_as_working_days_when_not_given(session: Session,
