@@ -100,3 +100,28 @@ def test_proposals_sorted_and_searched(api_client: Any, session: Session) -> Non
     assert api_client.get("/proposals?sort=abstract").status_code == 422
     long = api_client.get("/proposals", params={"q": "v" * 201})
     assert long.status_code == 422 and "at most 200" in long.text
+
+
+def test_the_project_filter_is_a_field_with_suggestions(api_client: Any,
+                                                        session: Session) -> None:
+    """A search field with the user's own projects as suggestions (not a <select> of
+    every project of the centre); a slug that names no project the user may see is
+    said beside the field (404, no hint whether it exists)."""
+    pi = make_user(session, username="pia", password_hash=_hash())
+    make_project(session, pi=pi, slug="alpha")
+    make_project(session, slug="beta")  # someone else's
+    session.commit()
+    page = api_client.get("/login")
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf
+    api_client.post("/login", data={"username": "pia", "password": PASSWORD,
+                                    "csrf_token": csrf.group(1)})
+    page = api_client.get("/jobs").text
+    assert '<option value="alpha">' in page and "beta" not in page
+    assert '<input id="f-project" type="search" name="project"' in page
+    assert '<datalist id="job-project-options">' in page
+    for slug in ("no-such-project", "beta"):  # the same answer: existence does not leak
+        r = api_client.get(f"/jobs?project={slug}")
+        assert r.status_code == 404
+        assert f"no project '{slug}' you may see" in r.text.replace("&#39;", "'")
+        assert 'aria-invalid="true"' in r.text

@@ -31,7 +31,7 @@ from rechenwerk.api.deps import (
     queue_orders_of,
     settings_of,
 )
-from rechenwerk.errors import RechenwerkError
+from rechenwerk.errors import NotFound, RechenwerkError
 from rechenwerk.execution.gpu_use import describe_gpu_use
 from rechenwerk.jobs import service as jobs
 from rechenwerk.jobs.dependencies import dependencies_of, dependents_of
@@ -48,6 +48,7 @@ from rechenwerk.web.session import set_flash
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
 PAGE_SIZE = 50
+PROJECT_SUGGESTIONS = 200
 STDERR_TAIL = 12  # lines of stderr shown beside a failed job's state
 LOG_TAIL_BYTES = 64 * 1024
 STATES = [s.value for s in JobState]
@@ -76,11 +77,22 @@ def job_list(
     now: Any = Depends(get_now),
 ) -> Response:
     page = max(page, 1)
-    items, total = jobs.list_jobs(
-        db, user, project=project or None, states=[state] if state else (),
-        mine=mine in ("1", "on", "true"), limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE,
-        group_arrays=True, sort=sort, q=q)
-    projects = _visible_projects(db, user)
+    project = project.strip()
+    project_error = ""
+    try:
+        items, total = jobs.list_jobs(
+            db, user, project=project or None, states=[state] if state else (),
+            mine=mine in ("1", "on", "true"), limit=PAGE_SIZE,
+            offset=(page - 1) * PAGE_SIZE, group_arrays=True, sort=sort, q=q)
+    except NotFound as exc:
+        if exc.field != "project":
+            raise
+        # a typed slug that names no project the user may see: say so beside the field
+        project_error = f"no project {project!r} you may see; pick one from the list"
+        items, total = [], 0
+    # The field suggests one's own projects (all of them for most users; an operator
+    # types any slug): a centre's 1,000 projects are not sent with every page.
+    projects = _visible_projects(db, user, roles=())[:PROJECT_SUGGESTIONS]
     heads = [j.id for j in items if jobs.is_array_head(j)]
     counts = jobs.array_state_counts(db, heads)
     arrays = {aid: {"display": f"{aid}_[{info.expression}]",
@@ -90,6 +102,7 @@ def job_list(
         "title": "Jobs", "section": "jobs", "jobs": items, "total": total, "page": page,
         "pages": max(1, -(-total // PAGE_SIZE)), "first": (page - 1) * PAGE_SIZE + 1,
         "filters": {"project": project, "state": state, "mine": mine, "q": q},
+        "project_error": project_error,
         "listing": {"sort": sort.removeprefix("-"), "descending": sort.startswith("-")},
         "sortable": True,
         "states": STATES, "project_options": [p.slug for p in projects],
@@ -99,8 +112,8 @@ def job_list(
         "can_submit": bool(_visible_projects(db, user, roles=tuple(jobs.SUBMIT_ROLES))),
     }
     if request.headers.get("hx-request") and request.headers.get("hx-target") == "job-results":
-        return render(request, "jobs/_results.html", context)
-    return render(request, "jobs/list.html", context)
+        return render(request, "jobs/_results.html", context)  # htmx swaps 200s only
+    return render(request, "jobs/list.html", context, status_code=404 if project_error else 200)
 
 
 def _log_chunks(request: Request, db: Session, user: User, job_id: int) -> dict[str, Any]:
