@@ -287,6 +287,10 @@ class Settings(BaseSettings):
     # Empty: only Saturdays and Sundays are skipped.
     holidays: str = ""
 
+    # New projects of PIs wait for an operator's approval before they run jobs or apply
+    # (access/projects.py, docs/access.md "Project approval"). Off: they work at once.
+    project_approval: bool = False
+
     # --- award reports (access/report_tasks.py, docs/access.md "Award reports") ------
     # The final report is due this many months after an award ends.
     final_report_months: int = Field(default=2, ge=0, le=12)

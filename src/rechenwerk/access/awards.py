@@ -17,7 +17,7 @@ from rechenwerk.access.gpu_types import validate_gpu_type
 from rechenwerk.access.models import Award, AwardPeriod, Project, Proposal, ProposalState, User
 from rechenwerk.access.months import add_months
 from rechenwerk.access.paging import Page, paginate
-from rechenwerk.access.projects import get_project
+from rechenwerk.access.projects import get_project, require_approved
 from rechenwerk.access.report_tasks import sync_report_tasks
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.validation import check_positive
@@ -87,6 +87,7 @@ def create_award(
     """Award GPU-hours to a project (operators), split into explicit ``periods`` or into
     ``period_count`` periods of ``period_months`` months (default: one period)."""
     require_operator(actor)
+    require_approved(project, "receive GPU-hours")
     check_positive(gpu_hours, "gpu_hours")
     check_positive(carry_over_limit_gpu_hours, "carry_over_limit_gpu_hours", allow_zero=True)
     if proposal is not None:

@@ -139,9 +139,19 @@ class Project(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     # OECD FORD code, e.g. "1.2" (access/fields_of_science.py); None = not given
     field_of_science: Mapped[str | None] = mapped_column(String(8))
+    # approved | pending | rejected: where the centre approves new projects
+    # (``project_approval``), a PI's project waits for an operator before it works.
+    approval: Mapped[str] = mapped_column(String(16), default="approved", index=True)
+    approval_note: Mapped[str] = mapped_column(Text, default="")
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    approved_by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
 
     organization: Mapped[Organization] = relationship(lazy="joined")
     pi: Mapped[User] = relationship(lazy="joined", foreign_keys=[pi_user_id])
+
+    @property
+    def is_approved(self) -> bool:
+        return self.approval == "approved"
 
 
 class ProjectMembership(Base):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -90,7 +90,7 @@ def visible_project(session: Session, user: User, ref: str | int) -> Project:
 def create_project(
     session: Session, actor: User, *, slug: str, title: str, now: datetime,
     description: str = "", pi: str | int | None = None,
-    field_of_science: str | None = None,
+    field_of_science: str | None = None, require_approval: bool = False,
 ) -> Project:
     """Create a project. Anyone may create one with themselves as PI; operators may name
     another PI. The project belongs to the PI's organisation. ``field_of_science`` is an
@@ -108,9 +108,15 @@ def create_project(
     if session.scalars(select(Project).where(Project.slug == slug)).first():
         raise Conflict(f"project {slug!r} already exists", field="slug",
                        hint="Pick another slug; it becomes the Slurm account name.")
+    # Where the centre approves projects, a PI's new project waits for an operator;
+    # an operator's own are approved at once.
+    pending = require_approval and not actor.is_operator
     project = Project(slug=slug, title=title.strip(), description=description,
                       organization_id=pi_user.organization_id, pi_user_id=pi_user.id,
-                      created_at=now, field_of_science=field)
+                      created_at=now, field_of_science=field,
+                      approval="pending" if pending else "approved", approval_note="",
+                      approved_at=None if pending else now,
+                      approved_by_user_id=None if pending else actor.id)
     session.add(project)
     session.flush()
     session.add(ProjectMembership(project_id=project.id, user_id=pi_user.id,
@@ -118,8 +124,59 @@ def create_project(
     session.flush()
     record(session, actor, "project.create", "project", project.id,
            {"slug": slug, "title": project.title, "pi": pi_user.username,
-            "field_of_science": field}, at=now)
+            "field_of_science": field, "approval": project.approval}, at=now)
     return project
+
+
+APPROVALS = ("approved", "pending", "rejected")
+
+
+def decide_project(session: Session, actor: User, project: Project, *, decision: str,
+                   note: str, now: datetime) -> Project:
+    """An operator approves or rejects a pending project (a rejection needs a note; a
+    rejected project may be approved later, e.g. after the PI fixed its description)."""
+    require_operator(actor)
+    check_choice(decision, {"approved", "rejected"}, "decision")
+    if project.approval == decision:
+        raise Conflict(f"project {project.slug!r} is already {decision}", field="decision")
+    if project.approval == "approved":
+        raise Conflict(f"project {project.slug!r} is approved and in use; it is not "
+                       "rejected afterwards", field="decision",
+                       hint="Remove its members or end its awards instead.")
+    note = note.strip()
+    if decision == "rejected" and not note:
+        raise InvalidInput("note: say why, for the PI", field="note")
+    before = project.approval
+    project.approval, project.approval_note = decision, note
+    project.approved_at, project.approved_by_user_id = now, actor.id
+    session.flush()
+    record(session, actor, "project.approval", "project", project.id,
+           {"approval": [before, decision], "note": note}, at=now)
+    return project
+
+
+class ApprovalView(Protocol):
+    """What :func:`require_approved` reads (a Project, or the submit path's row)."""
+
+    @property
+    def slug(self) -> str: ...
+    @property
+    def approval(self) -> str: ...
+    @property
+    def approval_note(self) -> str: ...
+
+
+def require_approved(project: ApprovalView, doing: str) -> None:
+    """Conflict unless ``project`` is approved (a pending or rejected project neither
+    runs jobs nor applies for or receives GPU-hours)."""
+    if project.approval != "approved":
+        state = "waits for an operator's approval" if project.approval == "pending" else (
+            "was not approved" + (f": {project.approval_note}" if project.approval_note
+                                  else ""))
+        raise Conflict(f"project {project.slug!r} {state}; it cannot {doing} yet",
+                       field="project",
+                       hint="Operators approve new projects on the portal's Projects page "
+                            f"or with `rechenwerk project approve {project.slug}`.")
 
 
 UNSET: Any = object()  # update_project: "leave this as it is"
@@ -158,8 +215,12 @@ def update_project(
 def list_projects(
     session: Session, user: User, *, organization: str | int | None = None,
     member: str | None = None, limit: int = 50, offset: int = 0,
+    approval: str | None = None,
 ) -> Page[Project]:
     stmt = only_visible(select(Project).order_by(Project.slug), Project.id, session, user)
+    if approval is not None:
+        stmt = stmt.where(Project.approval == check_choice(approval, set(APPROVALS),
+                                                           "approval"))
     if organization is not None:
         stmt = stmt.where(Project.organization_id == get_organization(session, organization).id)
     if member is not None:

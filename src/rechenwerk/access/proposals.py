@@ -31,7 +31,12 @@ from rechenwerk.access.models import (
     User,
 )
 from rechenwerk.access.paging import Page, paginate
-from rechenwerk.access.projects import get_project, membership, require_project_role
+from rechenwerk.access.projects import (
+    get_project,
+    membership,
+    require_approved,
+    require_project_role,
+)
 from rechenwerk.access.proposal_states import OPEN_STATES, transition
 from rechenwerk.access.report_tasks import require_no_overdue_final_report
 from rechenwerk.access.reviews import assigned_review
@@ -212,6 +217,7 @@ def create_proposal(
     est, issues = _estimate_issues(estimate, gpu_type)
     raise_issues(issues)
     require_open(call, now)
+    require_approved(project, "apply for GPU-hours")
     if block_on_overdue_report:
         require_no_overdue_final_report(session, project.id, project.slug, now.date())
     kind = project.organization.kind

@@ -184,20 +184,33 @@ def update_user(ref: str, body: s.UserUpdate, session: DbSession, user: Operator
 @router.get("/projects", response_model=s.PageOut[s.ProjectOut],
             summary="Projects I am a member of (operators: all)")
 def list_projects(session: DbSession, user: CurrentUser, organization: str | None = None,
-                  member: str | None = None, limit: int = Limit,
-                  offset: int = Offset) -> s.PageOut[s.ProjectOut]:
+                  member: str | None = None,
+                  approval: str | None = Query(None, description="approved, pending or "
+                                               "rejected"),
+                  limit: int = Limit, offset: int = Offset) -> s.PageOut[s.ProjectOut]:
     page = projects.list_projects(session, user, organization=organization, member=member,
-                                  limit=limit, offset=offset)
+                                  approval=approval, limit=limit, offset=offset)
     return s.page_out(page, [s.ProjectOut.of(p) for p in page.items])
 
 
 @router.post("/projects", response_model=s.ProjectOut, status_code=201,
              summary="Create a project (you become its PI; operators may name the PI)")
-def create_project(body: s.ProjectCreate, session: DbSession, user: CurrentUser,
+def create_project(body: s.ProjectCreate, request: Request, session: DbSession,
+                   user: CurrentUser, now: Now) -> s.ProjectOut:
+    project = projects.create_project(
+        session, user, slug=body.slug, title=body.title, description=body.description,
+        pi=body.pi, now=now, field_of_science=body.field_of_science,
+        require_approval=settings_of(request).project_approval)
+    return s.ProjectOut.of(project, projects.project_members(session, project))
+
+
+@router.post("/projects/{ref}/approval", response_model=s.ProjectOut,
+             summary="Approve or reject a pending project (operators)")
+def decide_project(ref: str, body: s.ProjectDecision, session: DbSession, user: Operator,
                    now: Now) -> s.ProjectOut:
-    project = projects.create_project(session, user, slug=body.slug, title=body.title,
-                                      description=body.description, pi=body.pi, now=now,
-                                      field_of_science=body.field_of_science)
+    project = projects.get_project(session, ref)
+    projects.decide_project(session, user, project, decision=body.decision, note=body.note,
+                            now=now)
     return s.ProjectOut.of(project, projects.project_members(session, project))
 
 

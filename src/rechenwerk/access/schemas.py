@@ -319,6 +319,8 @@ class ProjectOut(BaseModel):
     created_at: datetime
     field_of_science: str | None = None
     field_of_science_label: str = ""
+    approval: str = Field(default="approved", description="approved, pending or rejected")
+    approval_note: str = ""
     members: list[MemberOut] | None = None
 
     @classmethod
@@ -328,7 +330,13 @@ class ProjectOut(BaseModel):
                    organization_kind=p.organization.kind, pi=p.pi.username,
                    created_at=p.created_at, field_of_science=p.field_of_science,
                    field_of_science_label=fos_label(p.field_of_science),
+                   approval=p.approval, approval_note=p.approval_note,
                    members=[MemberOut.of(m) for m in members] if members is not None else None)
+
+
+class ProjectDecision(_In):
+    decision: Literal["approved", "rejected"]
+    note: str = Field(default="", max_length=5000, description="required for a rejection")
 
 
 # --------------------------------------------------------------------------- calls

@@ -64,7 +64,11 @@ def print_project(p: dict[str, Any]) -> None:
          ("organisation", f"{p['organization']} ({p['organization_kind']})"),
          ("PI", p["pi"]),
          ("field of science", p.get("field_of_science_label") or "(not given)"),
-         ("created", day(p["created_at"]))], title=f"project {p['slug']}")
+         ("created", day(p["created_at"])),
+         *([("approval", p["approval"] + (f": {p['approval_note']}"
+                                          if p.get("approval_note") else ""))]
+           if p.get("approval", "approved") != "approved" else [])],
+       title=f"project {p['slug']}")
     if p.get("members") is not None:
         print_table(["member", "name", "role", "since"],
                     [(m["username"], m["full_name"], m["role"], day(m["since"]))

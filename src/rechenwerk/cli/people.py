@@ -237,6 +237,18 @@ def register(app: typer.Typer) -> None:
                         "field_of_science": field})
         show(p, as_json, print_project)
 
+    @project.command("approve")
+    @handle_errors
+    def project_approve(ref: str = typer.Argument(..., help="Slug or id."),
+                        reject: bool = typer.Option(False, "--reject",
+                                                    help="Reject it instead (say why)."),
+                        note: str = typer.Option("", "--note", help="For the PI."),
+                        as_json: bool = JSON_OPT) -> None:
+        """Approve (or --reject) a project waiting for approval (operators)."""
+        p = server_call("POST", f"/api/v1/projects/{ref}/approval", json={
+            "decision": "rejected" if reject else "approved", "note": note})
+        show(p, as_json, print_project)
+
     @project.command("edit")
     @handle_errors
     def project_edit(ref: str = typer.Argument(..., help="Slug or id."),
@@ -276,13 +288,17 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def project_list(organization: str = typer.Option(None, "--org"),
                      member: str = typer.Option(None, "--member"),
+                     approval: str = typer.Option(None, "--approval",
+                                                  help="approved | pending | rejected"),
                      limit: int = LIMIT_OPT, offset: int = OFFSET_OPT,
                      as_json: bool = JSON_OPT) -> None:
         """List your projects (operators: all)."""
         data = server_call("GET", "/api/v1/projects", params={
-            "organization": organization, "member": member, "limit": limit, "offset": offset})
-        page(data, as_json, ["slug", "title", "organisation", "PI"],
-              lambda p: (p["slug"], p["title"], p["organization"], p["pi"]), "projects")
+            "organization": organization, "member": member, "approval": approval,
+            "limit": limit, "offset": offset})
+        page(data, as_json, ["slug", "title", "organisation", "PI", "approval"],
+              lambda p: (p["slug"], p["title"], p["organization"], p["pi"],
+                         p.get("approval", "approved")), "projects")
 
     @project.command("show")
     @handle_errors

@@ -36,6 +36,7 @@ from rechenwerk.access.models import PayPerUseAccount, Project, ProjectMembershi
 from rechenwerk.access.projects import (
     check_role,
     get_project,
+    require_approved,
     require_project_role,
     visible_project,
 )
@@ -114,10 +115,13 @@ class SubmitResult:
 
 @dataclass(frozen=True, slots=True)
 class _SubmitProject:
-    """The project as the submit path reads it: id and slug (a :class:`ProjectRef`)."""
+    """The project as the submit path reads it: id and slug (a :class:`ProjectRef`), and
+    whether it is approved (``access.projects.require_approved``)."""
 
     id: int
     slug: str
+    approval: str = "approved"
+    approval_note: str = ""
 
 
 def _project_stmt(by_id: bool, lock: bool) -> Any:
@@ -125,7 +129,8 @@ def _project_stmt(by_id: bool, lock: bool) -> Any:
     user's role, and loading two mapped objects per submission cost ~15% of its CPU."""
     ref = Project.id == bindparam("ref_id") if by_id else Project.slug == bindparam("ref")
     stmt = (
-        select(Project.id, Project.slug, ProjectMembership.role)
+        select(Project.id, Project.slug, ProjectMembership.role, Project.approval,
+               Project.approval_note)
         .outerjoin(ProjectMembership, (ProjectMembership.project_id == Project.id)
                    & (ProjectMembership.user_id == bindparam("user_id")))
         .where(ref)
@@ -182,7 +187,7 @@ def _get_project_for_update(
     if row is None:
         get_project(session, ref)  # raises the platform's NotFound
         raise AssertionError("unreachable: the project exists but was not selected")
-    return _SubmitProject(row[0], row[1]), row[2]
+    return _SubmitProject(row[0], row[1], row[3], row[4]), row[2]
 
 
 @lru_cache(maxsize=16)
@@ -316,6 +321,7 @@ def _submit_job(
     # writers already (BEGIN IMMEDIATE in store/session.py).
     project, role = _get_project_for_update(session, spec.project, user)
     check_role(user, project.slug, role, SUBMIT_ROLES)
+    require_approved(project, "run jobs")
     shape = shape if shape is not None else centre_shape(settings)
     limits = qos_limits(settings)
     if shape is not None:

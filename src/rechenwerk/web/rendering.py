@@ -125,6 +125,7 @@ AUDIT_ACTION_WORDS: dict[str, str] = {
     "notification.requeue": "queued a failed notification again",
     "oidc.link": "linked an institution account",
     "organization.create": "added an organisation",
+    "project.approval": "decided on a new project",
     "project.create": "created a project",
     "project.update": "changed a project",
     "report.document": "uploaded an award report's PDF",

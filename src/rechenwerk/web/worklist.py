@@ -111,6 +111,13 @@ def operator_items(db: Session, now: datetime, drained_nodes: list[str]) -> list
             "overdue", overdue,
             f"{_plural(overdue, 'proposal is', 'proposals are')} past the decision "
             "deadline of their call type", "/proposals?overdue=true"))
+    pending = _count(db, select(func.count()).select_from(Project).where(
+        Project.approval == "pending"))
+    if pending:
+        items.append(WorkItem(
+            "projects-pending", pending,
+            f"{_plural(pending, 'new project waits', 'new projects wait')} for approval",
+            "/ops/projects"))
     submitted = _count(db, select(func.count()).select_from(ReportTask).where(
         ReportTask.state == "submitted"))
     if submitted:

@@ -15,9 +15,14 @@ from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access.fields_of_science import FIELDS, label
 from rechenwerk.access.models import OrgKind, User
-from rechenwerk.access.projects import create_project
+from rechenwerk.access.projects import (
+    create_project,
+    decide_project,
+    get_project,
+    list_projects,
+)
 from rechenwerk.access.validation import SLUG_RE
-from rechenwerk.api.deps import get_now, get_session, settings_of
+from rechenwerk.api.deps import get_now, get_session, rollback_request, settings_of
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.reports.directory import (
     list_organizations_directory,
@@ -43,10 +48,40 @@ def projects_directory(
     request: Request, q: str = "", sort: str = "slug", page: int = 1,
     user: User = Depends(operator_user), db: Session = Depends(get_session),
 ) -> Response:
+    return _projects_page(request, db, user, q=q, sort=sort, page=page)
+
+
+def _projects_page(request: Request, db: Session, user: User, *, q: str = "",
+                   sort: str = "slug", page: int = 1,
+                   forms: dict[str, tuple[dict[str, str], FormErrors]] | None = None,
+                   status_code: int = 200) -> Response:
     listing = list_projects_directory(db, user, q=q, sort=sort, page=page, size=PAGE_SIZE)
+    pending = list_projects(db, user, approval="pending", limit=200).items
     return render(request, "ops/directory_projects.html", {
         "title": "Projects", "section": "directory", "listing": listing, "q": q,
-    })
+        "pending": pending, "forms": forms or {},
+    }, status_code=status_code)
+
+
+@router.post("/ops/projects/{slug}/approval")
+def project_decide(
+    request: Request, slug: str, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(operator_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    project = get_project(db, slug)
+    try:
+        decide_project(db, user, project, decision=text(form, "decision"),
+                       note=text(form, "note"), now=now)
+    except RechenwerkError as exc:
+        rollback_request(request)
+        return _projects_page(request, db, user, forms={
+            slug: (form, errors_from(exc, fields={"decision", "note"}))},
+            status_code=exc.http_status)
+    response = RedirectResponse("/ops/projects", status_code=303)
+    set_flash(response, settings_of(request), "success",
+              f"Project {slug} {project.approval}.")
+    return response
 
 
 @router.get("/ops/users")
@@ -129,7 +164,8 @@ def project_create(
                 db, user, slug=text(form, "slug"), title=text(form, "title"), now=now,
                 description=form.get("description", "").strip(),
                 pi=text(form, "pi") or None,
-                field_of_science=text(form, "field_of_science") or None)
+                field_of_science=text(form, "field_of_science") or None,
+                require_approval=settings_of(request).project_approval)
             db.commit()
         except RechenwerkError as exc:
             db.rollback()
@@ -139,6 +175,9 @@ def project_create(
         return _new_project_page(request, user, form=form, errors=errors, status_code=status)
     response = RedirectResponse(f"/projects/{project.slug}", status_code=303)
     set_flash(response, settings_of(request), "success",
+              f"Project {project.slug} created with {project.pi.username} as PI; it waits "
+              "for an operator's approval before it runs jobs or applies for GPU-hours."
+              if project.approval == "pending" else
               f"Project {project.slug} created with {project.pi.username} as PI. Next: add "
               "members, then write a proposal for GPU-hours.")
     return response

@@ -60,7 +60,8 @@ def project_summary(db: Session, user: User, project: Project, now: datetime,
         "role": m.role if m else ("operator" if user.is_operator else ""),
         # The submit form lists the projects one works in (operators included): offer
         # "Submit a job" only there, never to viewers.
-        "can_submit": m is not None and m.role in jobs.SUBMIT_ROLES,
+        "can_submit": (m is not None and m.role in jobs.SUBMIT_ROLES
+                       and project.approval == "approved"),
         "balance": balance,
         # a pay-per-use account pays the jobs no award covers (docs/jobs.md)
         "account": account_for_project(db, project),
