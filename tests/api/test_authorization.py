@@ -177,6 +177,8 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     ("member", "PATCH", "/api/v1/projects/alpha", {"field_of_science": "1.2"}, 403),
     ("viewer", "PATCH", "/api/v1/projects/alpha", {"title": "mine"}, 403),
     ("outsider", "PATCH", "/api/v1/projects/alpha", {"field_of_science": "1.2"}, 404),
+    # project approval: operators only
+    ("pi", "POST", "/api/v1/projects/alpha/approval", {"decision": "approved"}, 403),
     ("pi", "PATCH", "/api/v1/projects/alpha", {"field_of_science": "1.2"}, 200),
     # organisations, users: operators create
     ("pi", "POST", "/api/v1/organizations", {"name": "N", "kind": "sme", "country": "DE"},
