@@ -23,8 +23,19 @@ from typing import Any
 import pytest
 from alembic.script import ScriptDirectory
 from fastapi.testclient import TestClient
-from sqlalchemy import Column, MetaData, Table, and_, bindparam, inspect, text, update
-from sqlalchemy.engine import Engine
+from sqlalchemy import (
+    Column,
+    MetaData,
+    Table,
+    and_,
+    bindparam,
+    delete,
+    inspect,
+    select,
+    text,
+    update,
+)
+from sqlalchemy.engine import Connection, Engine
 
 from factories import bearer
 from populated import PROJECT, Populated, populate, snapshot
@@ -122,7 +133,7 @@ def _fill(engine: Engine, full: Rows, before: Schema, now: Schema) -> None:
             if name not in now or not full[name]:
                 continue
             if name not in before:
-                conn.execute(_table(name, now[name]).insert(), _project(full, now)[name])
+                _fill_new_table(conn, model, _table(name, now[name]), _project(full, now)[name])
                 continue
             added = now[name] - before[name]
             if not added:
@@ -141,6 +152,30 @@ def _fill(engine: Engine, full: Rows, before: Schema, now: Schema) -> None:
                     conn.execute(text(
                         f"SELECT setval(pg_get_serial_sequence('{name}', 'id'), "
                         f"(SELECT COALESCE(MAX(id), 1) FROM {name}))"))
+
+
+def _fill_new_table(conn: Connection, model: Table, table: Table,
+                    rows: list[dict[str, Any]]) -> None:
+    """The populated rows into a table the migration just made. A migration may have
+    seeded it (call types) or filled it from existing data (award versions, report
+    tasks): rows with the same key take the populated values, others go, the rest are
+    inserted, so the table then holds exactly the populated rows."""
+    pk = [c.name for c in model.primary_key.columns]
+    present = {tuple(r) for r in conn.execute(select(*(table.c[k] for k in pk)))}
+    wanted = {tuple(r[k] for k in pk) for r in rows}
+    for key in present - wanted:
+        conn.execute(delete(table).where(and_(*(table.c[k] == v for k, v in zip(pk, key,
+                                                                                 strict=True)))))
+    same = [r for r in rows if tuple(r[k] for k in pk) in present]
+    if same:
+        values = [c.name for c in table.c if c.name not in pk]
+        stmt = (update(table).where(and_(*(table.c[k] == bindparam(f"pk_{k}") for k in pk)))
+                .values({c: bindparam(f"new_{c}") for c in values}))
+        conn.execute(stmt, [{**{f"pk_{k}": r[k] for k in pk},
+                             **{f"new_{c}": r[c] for c in values}} for r in same])
+    fresh = [r for r in rows if tuple(r[k] for k in pk) not in present]
+    if fresh:
+        conn.execute(table.insert(), fresh)
 
 
 def _assert_kept(engine: Engine, full: Rows, kept: Schema, step: str) -> None:

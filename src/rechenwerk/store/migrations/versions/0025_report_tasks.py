@@ -79,7 +79,8 @@ def upgrade() -> None:
     for award_id, ends in bind.execute(sa.text(
             "SELECT award_id, ends_at FROM award_periods ORDER BY award_id, starts_at")):
         periods.setdefault(award_id, []).append(_when(ends))
-    for award_id, expires in bind.execute(sa.text("SELECT id, expires_at FROM awards")):
+    for award_id, expires in bind.execute(sa.text(
+            "SELECT id, expires_at FROM awards ORDER BY id")):
         base = {"award_id": award_id, "state": "open", "summary": "", "publications": [],
                 "review_note": "", "created_at": now}
         for i, end in enumerate(periods.get(award_id, [])[:-1]):
