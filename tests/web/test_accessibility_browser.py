@@ -23,13 +23,15 @@ COMMON = ["/", "/jobs", "/proposals", "/reservations", "/reports", "/settings",
           "/settings/tokens", "/projects/new", "/support", "/support/new"]
 PAGES: dict[str, list[str]] = {
     "greta": [*COMMON, "/jobs/new", "/proposals/new", "/projects/nordlicht-llm",
-              "/jobs?state=completed"],
+              "/jobs?state=completed", "/awards/1"],  # award 1: nordlicht-llm's
     "jonas": [*COMMON, "/jobs/new", "/projects/nordlicht-llm"],
     "lucia": [*COMMON, "/reviews"],
     "sofia": [*COMMON, "/jobs/new", "/projects/alpenwerk-cfd"],  # a pay-per-use company
     "operator": [*COMMON, "/ops/cluster", "/ops/queue", "/ops/calls", "/ops/audit",
                  "/ops/notifications", "/ops/projects", "/ops/users", "/ops/organizations",
-                 "/projects/nordlicht-llm", "/reports/funder", "/reports/yearly"],
+                 "/projects/nordlicht-llm", "/reports/funder", "/reports/yearly",
+                 "/awards/1", "/award-changes", "/report-tasks?state=open",
+                 "/proposals?overdue=true"],
 }
 
 
