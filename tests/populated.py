@@ -120,7 +120,7 @@ def populate(session: Session, *, now: datetime, settings: Settings) -> Populate
                  started_at=earlier, ended_at=earlier + timedelta(minutes=15), now=now,
                  source="slurm", external_id="slurm:4711:0",
                  award_period_id=completed.award_period_id, gpu_type="A100-80GB",
-                 energy_kwh=1.25, co2_kg=0.4,
+                 energy_kwh=1.25, co2_kg=0.4, energy_measured=True,
                  gpu_use=GpuUse("slurm", 4, 37.5, 21 << 30, 120.0, 900.0))
 
     # A withdrawn proposal, and an estimate attached to the one under review.

@@ -34,6 +34,35 @@ def estimate_energy(gpu_type: str | None, gpu_hours: float) -> tuple[float, floa
     return cost.energy_mwh * 1000.0, cost.co2_t * 1000.0
 
 
+JOULES_PER_KWH = 3.6e6
+
+
+def grid_g_per_kwh() -> float:
+    """The grid intensity (g CO2e/kWh) the estimate uses: planning's default country."""
+    from rechenwerk.planning.energy import EnergyParams, resolve_grid
+
+    params = EnergyParams()
+    return resolve_grid(params.country, params.grid_intensity_g_per_kwh).g_per_kwh
+
+
+def measured_energy(joules: float) -> tuple[float, float]:
+    """(kWh, kg CO2e) of a measured energy in joules (Slurm's ConsumedEnergy): IT energy
+    at the nodes as measured, no PUE added; CO2 with the estimate's grid intensity."""
+    kwh = joules / JOULES_PER_KWH
+    return kwh, kwh * grid_g_per_kwh() / 1000.0
+
+
+def record_measured_energy(record: UsageRecord, joules: float | None) -> bool:
+    """Replace a record's estimated energy by a measured one arriving later (Slurm's
+    accounting after the run was settled from its live status); a measured figure is
+    never overwritten. Returns True when it changed."""
+    if joules is None or record.energy_source == "measured":
+        return False
+    record.energy_kwh, record.co2_kg = measured_energy(joules)
+    record.energy_source = "measured"
+    return True
+
+
 def settle_usage(
     session: Session,
     *,
@@ -50,13 +79,16 @@ def settle_usage(
     gpu_type: str | None = None,
     energy_kwh: float | None = None,
     co2_kg: float | None = None,
+    energy_measured: bool = False,
     gpu_use: GpuUse | None = None,
     gpu_use_note: str | None = None,
     account_id: int | None = None,
     price_e4_per_gpu_hour: int | None = None,
 ) -> UsageRecord:
     """Record GPU-hours = gpus x (ended_at - started_at) for one run. Idempotent. Energy
-    and CO2 are estimated from the GPU type unless given (e.g. measured by Slurm).
+    and CO2 are estimated from the GPU type unless given; a given ``energy_kwh`` is
+    recorded as measured only with ``energy_measured=True`` (Slurm's ConsumedEnergy,
+    :func:`measured_energy`), otherwise as an estimate.
 
     A run of a job charged to a pay-per-use account (``account_id`` with the job's
     price) is charged GPU-hours x price in cents, once, with the record; it never
@@ -88,10 +120,14 @@ def settle_usage(
     gpu_hours = gpus * seconds / 3600.0
     amount_cents = (None if account_id is None or price_e4_per_gpu_hour is None else
                     run_cents(gpus, started_at, ended_at, price_e4_per_gpu_hour))
+    if energy_measured and energy_kwh is None:
+        raise InvalidInput("a measured energy needs its kWh", field="energy_kwh")
     if energy_kwh is None and co2_kg is None:
         estimate = estimate_energy(gpu_type, gpu_hours)
         if estimate is not None:
             energy_kwh, co2_kg = estimate
+    energy_source = (None if energy_kwh is None else
+                     "measured" if energy_measured else "estimated")
     record = UsageRecord(
         job_id=job_id,
         attempt=attempt,
@@ -107,6 +143,7 @@ def settle_usage(
         gpu_hours=gpu_hours,
         energy_kwh=energy_kwh,
         co2_kg=co2_kg,
+        energy_source=energy_source,
         source=source,
         external_id=external_id,
         created_at=now,

@@ -200,6 +200,10 @@ def _settle_run(session: Session, job: Job, attempt: int, started: datetime,
         session, project_id=job.project_id, gpus=job.gpus, started_at=started,
         ended_at=ended, now=now, source=source, job_id=job.id, attempt=attempt,
         award_period_id=job.award_period_id, gpu_type=gpu_type,
+        # Estimated here, always: the local executor reads no power (no NVML energy
+        # counter or RAPL on this path) and a Slurm job's live status carries no
+        # ConsumedEnergy; Slurm's accounting replaces it later (jobs/slurm_import.py).
+        energy_measured=False,
         gpu_use=status.gpu_use if status is not None else None,
         gpu_use_note=status.gpu_use_note if status is not None else None,
         account_id=job.account_id, price_e4_per_gpu_hour=job.price_e4_per_gpu_hour,
