@@ -27,7 +27,12 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import Project
-from rechenwerk.accounting.charging import record_gpu_use, settle_usage
+from rechenwerk.accounting.charging import (
+    measured_energy,
+    record_gpu_use,
+    record_measured_energy,
+    settle_usage,
+)
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.execution.base import TERMINAL_BACKEND_STATES
 from rechenwerk.execution.slurm.types import SlurmJob, SlurmTransport
@@ -161,12 +166,23 @@ def import_accounting(
             now=now,
             source="slurm",
             external_id=ext,
+            **_measured(sj),
             gpu_use=sj.gpu_use,
         )
         if existing is not None:
             record_gpu_use(existing, sj.gpu_use)
+            record_measured_energy(existing, sj.consumed_energy_j)
         _count(report, sj, rec, new=existing is None, job_id=None)
     return report
+
+
+def _measured(sj: SlurmJob) -> dict[str, Any]:
+    """settle_usage's energy arguments: Slurm's ConsumedEnergy where it recorded one
+    (kWh = J / 3.6e6, CO2 with the estimate's grid); else none (estimated, if it can)."""
+    if sj.consumed_energy_j is None:
+        return {"energy_measured": False}
+    kwh, co2 = measured_energy(sj.consumed_energy_j)
+    return {"energy_kwh": kwh, "co2_kg": co2, "energy_measured": True}
 
 
 def usage_for_run(session: Session, job_id: int, attempt: int) -> UsageRecord | None:

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rechenwerk.accounting.charging import record_gpu_use, settle_usage
+from rechenwerk.accounting.charging import record_gpu_use, record_measured_energy, settle_usage
 from rechenwerk.accounting.slurm_import import (
     ImportReport,
     SettledRun,
@@ -112,6 +112,8 @@ def settle_own_job(session: Session, sj: SlurmJob, *, now: datetime) -> SettledR
             account_id=own.account_id,
             price_e4_per_gpu_hour=own.price_e4_per_gpu_hour,
         )
+    # Slurm's measured energy replaces the estimate the live status settled with (once).
+    record_measured_energy(rec, sj.consumed_energy_j)
     # Slurm's step usage reaches slurmdbd after the job ended: the run may have been
     # settled from the live status already, without GPU figures.
     record_gpu_use(rec, sj.gpu_use)

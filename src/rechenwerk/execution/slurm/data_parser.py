@@ -14,6 +14,7 @@ from typing import Any
 
 from rechenwerk.errors import BackendError
 from rechenwerk.execution.slurm import slurm_numbers as num
+from rechenwerk.execution.slurm.energy import consumed_energy_j
 from rechenwerk.execution.slurm.hostlist import expand_hostlist
 from rechenwerk.execution.slurm.types import SlurmAccount, SlurmJob, SubmitSpec
 
@@ -196,6 +197,7 @@ def parse_accounted_jobs(fmt: Format, doc: Mapping[str, Any]) -> list[SlurmJob]:
                 end_time=num.timestamp(t.get("end")),
                 exit_code=_db_exit(fmt, state, j.get("exit_code")),
                 gpus=_db_gpus(j.get("tres")) if started else None,
+                consumed_energy_j=consumed_energy_j(j) if started else None,
                 nodes=expand_hostlist(j.get("nodes")) if started else (),
                 requeue_count=restarts or 0,
                 comment=str((j.get("comment") or {}).get("job") or ""),

@@ -80,6 +80,9 @@ class SlurmJob:
     # GPU use from the steps' gres/gpuutil, gres/gpumem TRES usage (slurm/gpu_usage.py);
     # None: the cluster records none (or the job has not ended).
     gpu_use: GpuUse | None = None
+    # Slurm's ConsumedEnergy of the job in joules (slurm/energy.py); None: the cluster
+    # records none (no acct_gather_energy plugin: Slurm reports 0) or it is not known.
+    consumed_energy_j: float | None = None
 
     @property
     def backend_state(self) -> BackendJobState:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rechenwerk.errors import BackendError
+from rechenwerk.execution.slurm.energy import consumed_energy_j as _consumed_energy_j
 from rechenwerk.execution.slurm.hostlist import expand_hostlist
 from rechenwerk.execution.slurm.types import SlurmAccount, SlurmJob, SubmitSpec
 
@@ -192,6 +193,7 @@ def parse_accounted_jobs(doc: Mapping[str, Any]) -> list[SlurmJob]:
                 end_time=_time(t.get("end")),
                 exit_code=code,
                 gpus=_db_gpus(j.get("tres")) if started else None,
+                consumed_energy_j=_consumed_energy_j(j) if started else None,
                 nodes=expand_hostlist(j.get("nodes")) if started else (),
                 comment=str((j.get("comment") or {}).get("job") or ""),
                 cluster=str(j.get("cluster") or ""),

@@ -1,0 +1,90 @@
+"""Slurm's ConsumedEnergy from ``sacct --json`` / slurmdbd documents, and the measured
+kWh the accounting import charges (no Slurm needed).
+
+The development clusters run no acct_gather_energy plugin (their recorded documents,
+fixtures/slurm-24.11, carry energy -2 = NO_VAL64 and 0 per step), so the samples in
+data/sacct_energy_v0.0.*.json are written with the field names of Slurm's data_parser
+(22.05 openapi/dbv0.0.38 parse.c; 24.05+ data_parser v0.0.41/42 parsers.c): the job's
+``tres.allocated`` ``energy`` count, each step's ``statistics.energy.consumed`` and the
+steps' energy TRES (joules in ``tres.requested``, watts in ``tres.consumed``).
+Job 4711 carries the job figure, 4712 only its steps' figures, 4713 none."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from factories import make_project
+from rechenwerk.accounting.models import UsageRecord
+from rechenwerk.accounting.slurm_import import import_accounting
+from rechenwerk.execution.slurm import v0_0_38, v0_0_40, v0_0_41, v0_0_42
+from rechenwerk.execution.slurm.energy import consumed_energy_j
+from rechenwerk.execution.slurm.types import SlurmJob
+
+DATA = Path(__file__).parent / "data"
+FIXTURES = Path(__file__).parent / "fixtures" / "slurm-24.11" / "rest"
+
+
+def _doc(version: str) -> dict[str, Any]:
+    return dict(json.loads((DATA / f"sacct_energy_{version}.json").read_text()))
+
+
+@pytest.mark.parametrize(("module", "sample"), [
+    (v0_0_38, "v0.0.38"), (v0_0_40, "v0.0.41"), (v0_0_41, "v0.0.41"), (v0_0_42, "v0.0.41")])
+def test_consumed_energy_per_version(module: ModuleType, sample: str) -> None:
+    jobs = {j.job_id: j for j in module.parse_accounted_jobs(_doc(sample))}
+    assert jobs["4711"].consumed_energy_j == 10_800_000.0  # the allocation's energy TRES
+    assert jobs["4712"].consumed_energy_j == 5_400_000.0  # 3.6 MJ + 1.8 MJ of its steps
+    assert jobs["4713"].consumed_energy_j is None  # 0 / NO_VAL64: not measured
+    assert jobs["4711"].gpus == 4
+
+
+@pytest.mark.parametrize("version", ["v0.0.40", "v0.0.41", "v0.0.42"])
+def test_recorded_documents_without_an_energy_plugin_give_none(version: str) -> None:
+    doc = json.loads((FIXTURES / version / "db-jobs-finished.json").read_text())["body"]
+    jobs = doc["jobs"]
+    assert jobs and all(consumed_energy_j(j) is None for j in jobs)
+
+
+def test_watts_of_the_written_usage_are_not_read_as_energy() -> None:
+    job = _doc("v0.0.38")["jobs"][1]  # no allocation figure
+    for step in job["steps"]:
+        step["statistics"]["energy"]["consumed"] = 0
+    # tres.consumed.total holds the current power (W), never joules
+    assert consumed_energy_j(job) is None
+
+
+class _Transport:
+    def __init__(self, jobs: Sequence[SlurmJob]) -> None:
+        self.jobs = list(jobs)
+
+    def accounted_jobs(self, **_: Any) -> list[SlurmJob]:
+        return self.jobs
+
+
+def test_import_charges_measured_kwh_and_co2(session: Session) -> None:
+    make_project(session, slug="p-energy")
+    jobs = v0_0_41.parse_accounted_jobs(_doc("v0.0.41"))
+    now = max(j.end_time for j in jobs if j.end_time is not None) + timedelta(hours=1)
+
+    def not_ours(session: Session, sj: SlurmJob, *, now: datetime) -> None:
+        return None
+
+    report = import_accounting(session, _Transport(jobs), own_jobs=not_ours,  # type: ignore[arg-type]
+                               now=now)
+    assert report.settled_new == 3
+    recs = {r.external_id: r for r in session.scalars(select(UsageRecord))}
+    by_job = {str(k).rsplit(":", 1)[1]: v for k, v in recs.items()}
+    assert (by_job["4711"].energy_source, by_job["4711"].energy_kwh) == ("measured", 3.0)
+    assert by_job["4711"].co2_kg == pytest.approx(3.0 * 0.381)  # DE grid, 381 g/kWh
+    assert (by_job["4712"].energy_source, by_job["4712"].energy_kwh) == ("measured", 1.5)
+    # no figure from Slurm and no GPU type to estimate with: no energy at all
+    assert (by_job["4713"].energy_source, by_job["4713"].energy_kwh) == (None, None)
