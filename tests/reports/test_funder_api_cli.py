@@ -54,7 +54,8 @@ def test_api_csv_and_bad_input(session: Session, api_client: Any) -> None:
     r = api_client.get("/api/v1/reports/funder", params={**Q1, "format": "csv"},
                        headers=bearer(op))
     assert r.text.startswith("# GPU-hours by organisation country\n")
-    assert "# Energy per month (estimated)\nMonth (UTC),GPU-hours,Estimated energy (kWh)" \
+    assert ("# Energy per month (measured and estimated)\nMonth (UTC),GPU-hours,Energy (kWh),"
+            "Measured (kWh),Estimated (kWh)") \
         in r.text
     r = api_client.get("/api/v1/reports/funder", params={**Q1, "section": "decisions"},
                        headers=bearer(op))
@@ -104,7 +105,7 @@ def test_cli_json_csv_table(cli_env: CliRunner) -> None:
     assert "energy is estimated" in r.output and "Decision times per access mode" in r.output
     assert "66.7 %" in r.output  # DE's share of the awarded GPU-hours
     assert "sme_startup_awarded_share 33.3 %" in r.output
-    assert "Basis (measured or estimated)" in r.output
+    assert "Basis (measured/estimated/mixed)" in r.output
     # the other reports still work as before
     r = cli_env.invoke(cli, ["report", "usage", "--by", "kind", "--from", "2026-01-01",
                              "--to", "2026-04-01", "--json"])

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 from funder_data import EXPECTED_HOURS, Q1, build, hours_of
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.errors import InvalidInput
 from rechenwerk.reports import funder
 
@@ -92,7 +94,23 @@ def test_energy_per_month_is_labelled_estimated(report: funder.FunderReport) -> 
     ]
     assert t.totals["energy_kwh"] == pytest.approx(132.0)
     assert "estimated" in t.title and "Estimated" in t.to_csv().splitlines()[0]
-    assert any("not measured" in a for a in t.assumptions)
+    assert any("estimated otherwise" in a for a in t.assumptions)
+    assert t.totals["basis"] == "estimated" and t.totals["measured_kwh"] == 0.0
+
+
+def test_energy_per_month_parts_measured_and_estimated(session: Session) -> None:
+    build(session)
+    beta = session.scalars(select(UsageRecord).where(UsageRecord.gpu_hours == 40.0,
+                                                     UsageRecord.energy_kwh == 20.0)).one()
+    beta.energy_source = "measured"  # as if Slurm had recorded its ConsumedEnergy
+    report = funder.funder_report(session, start=Q1[0], end=Q1[1])
+    t = report.section("energy")
+    rows = {r["month"]: r for r in t.rows}
+    assert (rows["2026-03"]["measured_kwh"], rows["2026-03"]["estimated_kwh"],
+            rows["2026-03"]["basis"]) == (20.0, 40.0, "mixed")
+    assert rows["2026-01"]["basis"] == "estimated"
+    assert (t.totals["measured_kwh"], t.totals["estimated_kwh"]) == (20.0, 112.0)
+    assert t.totals["basis"] == "mixed" and report.to_dict()["energy_basis"] == "mixed"
 
 
 def test_json_and_csv_shape(report: funder.FunderReport) -> None:

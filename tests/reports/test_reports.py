@@ -170,3 +170,23 @@ def test_waits_by_organisation_kind(session: Session, centre: Centre) -> None:
         session, scope=ALL, by="kind-size", start=START, end=END).rows}
     assert by_size == {("university", "1 GPU"): 3, ("university", "9-64 GPUs"): 1,
                        ("sme", "2-8 GPUs"): 1}
+
+
+def test_energy_report_takes_measured_figures_and_says_which(
+        session: Session, centre: Centre) -> None:
+    rec = add_usage(session, centre.beta, start=JAN + timedelta(days=3), hours=8.0, gpus=4)
+    rec.energy_kwh, rec.energy_source = 2500.0, "measured"  # Slurm's ConsumedEnergy
+    session.flush()
+    t = energy_report(session, scope=ALL, start=START, end=END, country="FR")
+    a100 = default_catalogue().get("A100-80GB")
+    estimated_beta = 5.0 * (a100.tdp_w * DEFAULT_POWER_FRACTION + a100.node_overhead_w) \
+        * DEFAULT_PUE / 1e6
+    rows = {r["project"]: r for r in t.rows}
+    beta = rows["beta"]
+    assert beta["measured_mwh"] == pytest.approx(2.5)  # as measured, no PUE, no model
+    assert beta["estimated_mwh"] == pytest.approx(estimated_beta)
+    assert beta["energy_mwh"] == pytest.approx(2.5 + estimated_beta)
+    assert beta["co2_t"] == pytest.approx((2.5 + estimated_beta) * 56 / 1000)  # FR grid
+    assert beta["basis"] == "mixed" and rows["alpha"]["basis"] == "estimated"
+    assert t.totals["measured_mwh"] == pytest.approx(2.5) and t.totals["basis"] == "mixed"
+    assert any(a.startswith("Measured: 2.500 MWh") for a in t.assumptions)

@@ -103,7 +103,8 @@ def test_cli_report_table_json_csv(cli_env: CliRunner) -> None:
     r = cli_env.invoke(cli, ["report", "energy", "--csv", *args])
     assert r.exit_code == 0, r.output
     assert r.output.splitlines()[0] == ("Project,GPU-hours,Energy (MWh),t CO2e,"
-                                        "kWh per GPU-hour")
+                                        "Measured (MWh),Estimated (MWh),"
+                                        "Basis (measured/estimated/mixed),kWh per GPU-hour")
 
 
 def test_cli_report_errors_are_one_line(cli_env: CliRunner) -> None:

@@ -46,7 +46,7 @@ def test_operator_sees_every_section_with_csv(api_client: Any, centre: None) -> 
         assert f'href="/reports/funder/{name}.csv?from=2026-01-01' in html
     assert "SME + startup share: 100.0 % of awarded, 100.0 % of used GPU-hours" in html
     assert "Computer and information sciences" in html
-    assert "18.0 kWh, 7.0 kg CO2e, estimated" in html
+    assert "18.0 kWh (0.0 measured, 18.0 estimated), 7.0 kg CO2e, estimated" in html
     csv = api_client.get("/reports/funder/kind.csv?from=2026-01-01T00:00:00%2B00:00"
                          "&to=2026-04-01T00:00:00%2B00:00")
     assert csv.headers["content-type"].startswith("text/csv")
@@ -56,7 +56,7 @@ def test_operator_sees_every_section_with_csv(api_client: Any, centre: None) -> 
         "Organisation kind,Awarded GPU-hours,Share of awarded,Used GPU-hours,Share of used",
         "sme,400.000,1.000,40.000,1.000"]
     every = api_client.get("/reports/funder/all.csv?from=2026-01-01&to=2026-04-01").text
-    assert every.count("# ") == 11 and "2026-01,40.000,18.000,7.000,estimated,0.000" in every
+    assert every.count("# ") == 11 and "2026-01,40.000,18.000,0.000,18.000,7.000,estimated,0.000" in every
 
 
 def test_others_and_bad_input_are_refused(api_client: Any, centre: None) -> None:

@@ -26,7 +26,7 @@ def test_operator_opens_the_yearly_report(new_page: Any) -> None:
     headings = page.locator("main section h2").all_inner_texts()
     assert len(headings) == len(SECTIONS)
     assert any(h.startswith("GPU-hours by organisation country") for h in headings)
-    assert any(h.startswith("Energy per month (estimated)") and h.endswith("estimated")
+    assert any(h.startswith("Energy per month (measured and estimated)") and h.endswith("estimated")
                for h in headings)
     assert page.inner_text("[data-testid=basis-energy]") == "estimated"
     assert page.inner_text("[data-testid=basis-kind]") == "measured"

@@ -51,7 +51,7 @@ def test_operator_sees_the_printable_page(api_client: Any, centre: None) -> None
         assert f'data-testid="source-{name}">Source: ' in html
     assert 'data-testid="basis-energy">estimated<' in html
     assert "400.0 awarded, 40.0 used GPU-hours" in html
-    assert "18.0 kWh, 7.0 kg CO2e, estimated" in html
+    assert "18.0 kWh (0.0 measured, 18.0 estimated), 7.0 kg CO2e, estimated" in html
     assert 'href="/reports/yearly.pdf?year=2026"' in html
     assert html.count("<svg") >= 5  # the charts are inline: the page prints as it is
     assert "@media print" in api_client.get("/static/portal.css").text

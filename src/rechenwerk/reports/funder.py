@@ -15,9 +15,10 @@
   the awarded GPU-hours of the award periods overlapping it (pro rata, as above) and the
   used GPU-hours of the runs ending in it, and both over the capacity.
 - ``waits``: waiting time of jobs (p50, p90) per organisation kind (``waits_report``).
-- ``energy``: energy (kWh) and CO2 (kg) per month, **estimated**: the usage records'
-  ``energy_kwh``/``co2_kg`` are the TDP estimate made when a run is charged
-  (``accounting.charging.estimate_energy``), not a meter reading.
+- ``energy``: energy (kWh) and CO2 (kg) per month, the usage records' ``energy_kwh`` /
+  ``co2_kg``: measured (``energy_source``: Slurm's ConsumedEnergy) or estimated (the TDP
+  estimate made when a run is charged, ``accounting.charging.estimate_energy``), each
+  share apart, the basis 'measured', 'estimated' or 'mixed'.
 
 Rules (also in docs/portal.md, "Funder report"):
 
@@ -56,16 +57,17 @@ from rechenwerk.access.models import (
 from rechenwerk.access.workdays import working_days_between
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.reports.guard import NO_GUARD, Guard
-from rechenwerk.reports.service import NO_AWARD, NO_CALL, waits_report
+from rechenwerk.reports.service import NO_AWARD, NO_CALL, energy_basis, waits_report
 from rechenwerk.reports.sql import bucket_start, bucket_value, dialect_of, epoch_s
 from rechenwerk.reports.tables import Column, ReportTable, Scope, check_choice
 
 SME_KINDS: tuple[str, ...] = ("sme", "startup")
 NOT_GIVEN = "(not given)"
-ENERGY_BASIS = "estimated"
-ENERGY_NOTE = ("Energy and CO2 are estimated, not measured: each run's kWh is its "
-               "GPU-hours x the GPU type's TDP-based power (hardware catalogue) x PUE, "
-               "set when the run is charged; CO2 uses the default grid's intensity.")
+ENERGY_NOTE = ("Energy and CO2 are measured where Slurm recorded the run's ConsumedEnergy "
+               "(the nodes' IT energy as metered, no PUE added) and estimated otherwise: "
+               "GPU-hours x the GPU type's TDP-based power (hardware catalogue) x the PUE "
+               "of the run's period, set when the run is charged; CO2 uses the default "
+               "grid's intensity for both. Each month says which share is which.")
 AWARD_NOTE = ("Awarded: award periods overlapping the range, each in proportion to the "
               "share of its time inside the range. Used: settled usage records ending in "
               "the range.")
@@ -91,7 +93,7 @@ class FunderReport:
             "title": "Funder report",
             "from": self.start.isoformat(),
             "to": self.end.isoformat(),
-            "energy_basis": ENERGY_BASIS,
+            "energy_basis": self.section("energy").totals.get("basis") or "estimated",
             "notes": [AWARD_NOTE, ENERGY_NOTE],
             "sections": {t.grouping: t.to_dict() for t in self.sections},
         }
@@ -536,34 +538,47 @@ def waits_by_kind(session: Session, start: datetime, end: datetime,
 
 def energy_per_month(session: Session, start: datetime, end: datetime,
                      guard: Guard = NO_GUARD) -> ReportTable:
-    """kWh and kg CO2e per month of the usage records ending in it (estimated)."""
+    """kWh and kg CO2e per month of the usage records ending in it, the measured and the
+    estimated kWh apart, and the basis: 'measured', 'estimated' or 'mixed'."""
     ur = UsageRecord
     month = bucket_start(ur.ended_at, "month", dialect_of(session))
+    is_measured = ur.energy_source == "measured"
     stmt = (select(month, func.coalesce(func.sum(ur.gpu_hours), 0.0),
                    func.coalesce(func.sum(ur.energy_kwh), 0.0),
                    func.coalesce(func.sum(ur.co2_kg), 0.0),
                    func.coalesce(func.sum(case((ur.energy_kwh.is_(None), ur.gpu_hours),
+                                               else_=0.0)), 0.0),
+                   func.coalesce(func.sum(case((is_measured, ur.energy_kwh),
                                                else_=0.0)), 0.0))
             .where(ur.ended_at >= start, ur.ended_at < end).group_by(month))
     guard.check()
-    rows: list[dict[str, Any]] = [
-        {"month": f"{bucket_value(m):%Y-%m}", "gpu_hours": float(h), "energy_kwh": float(e),
-         "co2_kg": float(c), "basis": ENERGY_BASIS, "gpu_hours_without_energy": float(n)}
-        for m, h, e, c, n in guard.every(session.execute(stmt))]
+    rows: list[dict[str, Any]] = []
+    for m, h, e, c, n, meas in guard.every(session.execute(stmt)):
+        measured, estimated = float(meas), float(e) - float(meas)
+        rows.append({"month": f"{bucket_value(m):%Y-%m}", "gpu_hours": float(h),
+                     "energy_kwh": float(e), "measured_kwh": measured,
+                     "estimated_kwh": estimated, "co2_kg": float(c),
+                     "basis": energy_basis(measured, estimated),
+                     "gpu_hours_without_energy": float(n)})
     rows.sort(key=lambda r: r["month"])
+    measured = sum(r["measured_kwh"] for r in rows)
+    estimated = sum(r["estimated_kwh"] for r in rows)
     return ReportTable(
-        name="funder", title="Energy per month (estimated)",
+        name="funder", title="Energy per month (measured and estimated)",
         columns=(Column("month", "Month (UTC)", numeric=False),
                  Column("gpu_hours", "GPU-hours"),
-                 Column("energy_kwh", "Estimated energy (kWh)"),
-                 Column("co2_kg", "Estimated kg CO2e"),
-                 Column("basis", "Basis (measured or estimated)", numeric=False),
-                 Column("gpu_hours_without_energy", "GPU-hours without an estimate")),
+                 Column("energy_kwh", "Energy (kWh)"),
+                 Column("measured_kwh", "Measured (kWh)"),
+                 Column("estimated_kwh", "Estimated (kWh)"),
+                 Column("co2_kg", "kg CO2e"),
+                 Column("basis", "Basis (measured/estimated/mixed)", numeric=False),
+                 Column("gpu_hours_without_energy", "GPU-hours without a figure")),
         rows=rows, start=start, end=end, grouping="energy",
-        totals={"energy_kwh": sum(r["energy_kwh"] for r in rows),
-                "co2_kg": sum(r["co2_kg"] for r in rows), "basis": ENERGY_BASIS},
+        totals={"energy_kwh": sum(r["energy_kwh"] for r in rows), "measured_kwh": measured,
+                "estimated_kwh": estimated, "co2_kg": sum(r["co2_kg"] for r in rows),
+                "basis": energy_basis(measured, estimated)},
         assumptions=(ENERGY_NOTE, "Runs on GPU types outside the hardware catalogue have no "
-                     "estimate; their GPU-hours are counted apart."))
+                     "estimate and no measurement; their GPU-hours are counted apart."))
 
 
 def funder_report(session: Session, *, start: datetime, end: datetime,

@@ -280,12 +280,21 @@ def waits_report(
 # --------------------------------------------------------------------------- energy
 
 
+def energy_basis(measured: float, estimated: float) -> str:
+    """'measured', 'estimated' or 'mixed' for energy figures with these shares ('' for
+    none)."""
+    if measured > 0 and estimated > 0:
+        return "mixed"
+    return "measured" if measured > 0 else "estimated" if estimated > 0 else ""
+
+
 def energy_report(
     session: Session, *, scope: Scope, start: datetime, end: datetime,
     country: str | None = None, pue: float | None = None, guard: Guard = NO_GUARD,
 ) -> ReportTable:
-    """Energy (MWh) and CO2 (t CO2e) per project from settled GPU-hours per GPU type and the
-    hardware catalogue's power figures."""
+    """Energy (MWh) and CO2 (t CO2e) per project: measured where the run's record carries
+    a measured figure (Slurm's ConsumedEnergy), else estimated from its GPU-hours per GPU
+    type and the hardware catalogue's power figures; each row says which share is which."""
     from rechenwerk.planning.energy import EnergyParams, energy_and_cost, it_power_per_gpu_w
     from rechenwerk.planning.hardware import default_catalogue
 
@@ -295,20 +304,34 @@ def energy_report(
     params.validate()
     catalogue = default_catalogue()
     ur = UsageRecord
+    measured = ur.energy_source == "measured"
     stmt = scope.apply(
-        select(Project.slug, ur.gpu_type, func.sum(ur.gpu_hours))
+        select(Project.slug, ur.gpu_type, measured, func.sum(ur.gpu_hours),
+               func.sum(ur.energy_kwh))
         .join(Project, Project.id == ur.project_id)
         .where(ur.ended_at >= start, ur.ended_at < end)
-        .group_by(Project.slug, ur.gpu_type),
+        .group_by(Project.slug, ur.gpu_type, measured),
         ur.project_id,
     )
     fallback = catalogue.names[0] if "A100-80GB" not in catalogue.gpus else "A100-80GB"
     per_project: dict[str, dict[str, float]] = {}
     unknown_types: set[str] = set()
     powers: dict[str, float] = {}
-    grid = None
+    from rechenwerk.planning.energy import resolve_grid
+
+    grid = resolve_grid(params.country, params.grid_intensity_g_per_kwh)
     guard.check()
-    for slug, gpu_type, hours in guard.every(session.execute(stmt)):
+    for slug, gpu_type, is_measured, hours, kwh in guard.every(session.execute(stmt)):
+        acc = per_project.setdefault(str(slug), {
+            "gpu_hours": 0.0, "energy_mwh": 0.0, "co2_t": 0.0, "measured_mwh": 0.0,
+            "estimated_mwh": 0.0})
+        acc["gpu_hours"] += float(hours or 0.0)
+        if is_measured:
+            mwh = float(kwh or 0.0) / 1000.0
+            acc["measured_mwh"] += mwh
+            acc["energy_mwh"] += mwh
+            acc["co2_t"] += mwh * grid.g_per_kwh / 1000.0
+            continue
         name = str(gpu_type or "")
         try:
             spec = catalogue.get(name) if name else catalogue.get(fallback)
@@ -316,25 +339,25 @@ def energy_report(
             unknown_types.add(name)
             spec = catalogue.get(fallback)
         cost = energy_and_cost(spec, float(hours or 0.0), params)
-        grid = cost.grid
         powers[spec.name] = it_power_per_gpu_w(spec, params)
-        acc = per_project.setdefault(str(slug), {"gpu_hours": 0.0, "energy_mwh": 0.0,
-                                                 "co2_t": 0.0})
-        acc["gpu_hours"] += float(hours or 0.0)
+        acc["estimated_mwh"] += cost.energy_mwh
         acc["energy_mwh"] += cost.energy_mwh
         acc["co2_t"] += cost.co2_t
-    rows = [{"project": slug, **vals, "kwh_per_gpu_hour": (vals["energy_mwh"] * 1000.0 /
-                                                         vals["gpu_hours"]
-                                                         if vals["gpu_hours"] else 0.0)}
+    rows = [{"project": slug, **vals,
+             "basis": energy_basis(vals["measured_mwh"], vals["estimated_mwh"]),
+             "kwh_per_gpu_hour": (vals["energy_mwh"] * 1000.0 / vals["gpu_hours"]
+                                  if vals["gpu_hours"] else 0.0)}
             for slug, vals in sorted(per_project.items(), key=lambda kv: -kv[1]["energy_mwh"])]
-    from rechenwerk.planning.energy import resolve_grid
-
-    grid = grid or resolve_grid(params.country, params.grid_intensity_g_per_kwh)
+    total_measured = sum(v["measured_mwh"] for v in per_project.values())
+    total_estimated = sum(v["estimated_mwh"] for v in per_project.values())
     assumptions = [
+        f"Measured: {total_measured:.3f} MWh (Slurm's ConsumedEnergy of the run, the "
+        "nodes' IT energy as metered, no PUE added); estimated: "
+        f"{total_estimated:.3f} MWh (every other run, from its GPU-hours as below).",
         f"IT power per GPU = TDP x {params.power_fraction:g} (mean board power during "
         "training) + the catalogue's node overhead (host, network) per GPU; "
         + "; ".join(f"{n}: {w:.0f} W" for n, w in sorted(powers.items())),
-        f"PUE {params.pue:g} (cooling and power distribution).",
+        f"PUE {params.pue:g} (cooling and power distribution) on estimated energy.",
         f"Grid carbon intensity {grid.g_per_kwh:g} g CO2e/kWh ({grid.name}, "
         f"{grid.source}).",
         "GPU-hours are the settled usage records ending in the range.",
@@ -349,10 +372,15 @@ def energy_report(
                  Column("gpu_hours", "GPU-hours"),
                  Column("energy_mwh", "Energy (MWh)", digits=3),
                  Column("co2_t", "t CO2e", digits=3),
+                 Column("measured_mwh", "Measured (MWh)", digits=3),
+                 Column("estimated_mwh", "Estimated (MWh)", digits=3),
+                 Column("basis", "Basis (measured/estimated/mixed)", numeric=False),
                  Column("kwh_per_gpu_hour", "kWh per GPU-hour", digits=3)),
         rows=rows, start=start, end=end, grouping="project",
         totals={"gpu_hours": sum(r["gpu_hours"] for r in rows),
                 "energy_mwh": sum(r["energy_mwh"] for r in rows),
-                "co2_t": sum(r["co2_t"] for r in rows)},
+                "co2_t": sum(r["co2_t"] for r in rows),
+                "measured_mwh": total_measured, "estimated_mwh": total_estimated,
+                "basis": energy_basis(total_measured, total_estimated)},
         assumptions=tuple(assumptions),
     )

@@ -6,8 +6,9 @@ report yearly`` serve it, for operators only.
 
 *Measured* here means counted from the centre's own records (usage records of settled
 runs, award periods, proposals, jobs, memberships); *estimated* means derived from a
-model: energy and CO2 (the TDP estimate made when a run is charged) and capacity (today's
-node inventory taken for the whole year)."""
+model: capacity (today's node inventory taken for the whole year) and energy and CO2 where
+no meter reading exists (the TDP estimate made when a run is charged); energy is
+*measured* where Slurm recorded the runs' ConsumedEnergy, *mixed* when some was."""
 
 from __future__ import annotations
 
@@ -52,9 +53,18 @@ FIGURES: dict[str, tuple[str, str]] = {
                  "(no inventory history); awarded and used GPU-hours as above, measured."),
     "waits": (MEASURED, "Jobs that started in the year: start minus submit, per organisation "
               "kind of the job's project."),
-    "energy": (ESTIMATED, "usage_records.energy_kwh / co2_kg: GPU-hours x TDP-based power "
-               "(hardware catalogue) x PUE, set when a run is charged; not a meter reading."),
+    "energy": (ESTIMATED, "usage_records.energy_kwh / co2_kg, set when a run is charged: "
+               "measured where Slurm recorded its ConsumedEnergy (IT energy, no PUE), "
+               "otherwise GPU-hours x TDP-based power (hardware catalogue) x the period's "
+               "PUE; measured and estimated kWh per month apart."),
 }
+
+
+def _basis(t: ReportTable) -> str:
+    """A section's basis; energy's from its figures: measured, estimated or mixed."""
+    if t.grouping == "energy":
+        return str(t.totals.get("basis") or ESTIMATED)
+    return FIGURES[t.grouping][0]
 
 
 def parse_year(value: str | int) -> int:
@@ -89,7 +99,7 @@ class YearlyReport:
 
     @property
     def figures(self) -> list[Figure]:
-        return [Figure(t, *FIGURES[t.grouping]) for t in self.report.sections]
+        return [Figure(t, _basis(t), FIGURES[t.grouping][1]) for t in self.report.sections]
 
     def to_dict(self) -> dict[str, Any]:
         data = self.report.to_dict()

@@ -90,8 +90,9 @@ def summary(fig: Figure) -> str:
         return (f"{t['decided']} decided, {t['on_time']} on time, {t['late']} late, "
                 f"{t['no_deadline']} without a deadline recorded")
     if name == "energy":
-        return (f"{fmt_hours(t['energy_kwh'])} kWh, {fmt_hours(t['co2_kg'])} kg CO2e, "
-                "estimated")
+        return (f"{fmt_hours(t['energy_kwh'])} kWh ({fmt_hours(t['measured_kwh'])} "
+                f"measured, {fmt_hours(t['estimated_kwh'])} estimated), "
+                f"{fmt_hours(t['co2_kg'])} kg CO2e, {t.get('basis') or 'estimated'}")
     return "no data in this year" if not fig.table.rows else ""
 
 

@@ -34,13 +34,15 @@ TOP_N = 15
 
 def funder_chart(table: ReportTable) -> Chart:
     """Awarded next to used GPU-hours per group, capacity, awarded and used per quarter,
-    or estimated kWh per month (the data of each chart is exactly its section's CSV)."""
+    or measured and estimated kWh per month (the data of each chart is exactly its
+    section's CSV)."""
     name = table.grouping
     if name == "energy":
         months = [str(r["month"]) for r in table.rows]
-        return Chart("funder-energy", table.title, "", "kWh (estimated)", (
-            Series("kWh (estimated)", months, [r["energy_kwh"] for r in table.rows], "bar"),
-        ), kind="category", note="estimated from TDP, not measured")
+        return Chart("funder-energy", table.title, "", "kWh", (
+            Series("measured", months, [r["measured_kwh"] for r in table.rows], "bar"),
+            Series("estimated", months, [r["estimated_kwh"] for r in table.rows], "bar"),
+        ), kind="category", note="measured: Slurm ConsumedEnergy; estimated: from TDP")
     if name == "capacity":
         quarters = [str(r["period"]) for r in table.rows]
         return Chart("funder-capacity", table.title, "", "GPU-hours", (
