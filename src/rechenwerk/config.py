@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from datetime import date
+from datetime import date, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
@@ -287,6 +287,11 @@ class Settings(BaseSettings):
     # Empty: only Saturdays and Sundays are skipped.
     holidays: str = ""
 
+    # The PUE the energy estimate of a run uses, per period: comma-separated YYYY-MM:PUE,
+    # each from that month (UTC) on, e.g. "2026-01:1.35,2026-07:1.25"; before the first
+    # month and when empty, planning's default 1.2 (docs/operations.md "Energy").
+    pue_by_period: str = ""
+
     # New projects of PIs wait for an operator's approval before they run jobs or apply
     # (access/projects.py, docs/access.md "Project approval"). Off: they work at once.
     project_approval: bool = False
@@ -346,6 +351,23 @@ class Settings(BaseSettings):
         except InvalidInput as exc:
             raise ValueError(exc.message) from None
         return value
+
+    @field_validator("pue_by_period")
+    @classmethod
+    def _pue_by_period(cls, value: str) -> str:
+        from rechenwerk.planning.energy import parse_pue_by_period
+
+        try:
+            parse_pue_by_period(value)  # refuse a bad schedule at start-up
+        except InvalidInput as exc:
+            raise ValueError(f"{exc.message} ({exc.hint})") from None
+        return value
+
+    def pue_at(self, at: datetime | None) -> float:
+        """The PUE of ``pue_by_period`` for a run starting ``at``."""
+        from rechenwerk.planning.energy import parse_pue_by_period, pue_at
+
+        return pue_at(parse_pue_by_period(self.pue_by_period), at)
 
     @property
     def holiday_dates(self) -> frozenset[date]:

@@ -18,17 +18,21 @@ from rechenwerk.errors import InvalidInput
 from rechenwerk.execution.gpu_use import GpuUse
 
 
-def estimate_energy(gpu_type: str | None, gpu_hours: float) -> tuple[float, float] | None:
+def estimate_energy(gpu_type: str | None, gpu_hours: float, *,
+                    at: datetime | None = None) -> tuple[float, float] | None:
     """(kWh incl. PUE, kg CO2e) for ``gpu_hours`` on ``gpu_type`` from the planning
-    catalogue's power model and default grid; None for an unknown GPU type."""
+    catalogue's power model and default grid, with the PUE of ``RECHENWERK_PUE_BY_PERIOD``
+    for a run starting ``at`` (planning's default without); None for an unknown GPU type."""
     if not gpu_type or gpu_hours <= 0:
         return (0.0, 0.0) if gpu_type and gpu_hours == 0 else None
+    from rechenwerk.config import get_settings
     from rechenwerk.errors import RechenwerkError
     from rechenwerk.planning.energy import EnergyParams, energy_and_cost
     from rechenwerk.planning.hardware import get_gpu
 
     try:
-        cost = energy_and_cost(get_gpu(gpu_type), gpu_hours, EnergyParams())
+        params = EnergyParams(pue=get_settings().pue_at(at))
+        cost = energy_and_cost(get_gpu(gpu_type), gpu_hours, params)
     except (RechenwerkError, KeyError, ValueError):
         return None
     return cost.energy_mwh * 1000.0, cost.co2_t * 1000.0
@@ -123,7 +127,7 @@ def settle_usage(
     if energy_measured and energy_kwh is None:
         raise InvalidInput("a measured energy needs its kWh", field="energy_kwh")
     if energy_kwh is None and co2_kg is None:
-        estimate = estimate_energy(gpu_type, gpu_hours)
+        estimate = estimate_energy(gpu_type, gpu_hours, at=started_at)
         if estimate is not None:
             energy_kwh, co2_kg = estimate
     energy_source = (None if energy_kwh is None else

@@ -13,8 +13,10 @@ capex per year) + energy x electricity price.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from functools import lru_cache
 from importlib import resources
 from typing import Any
@@ -35,6 +37,53 @@ DEFAULT_ELECTRICITY_EUR_PER_KWH = 0.20  # EU industrial price incl. taxes, 2024 
 DEFAULT_AMORTISATION_YEARS = 5.0
 DEFAULT_CENTRE_UTILISATION = 0.80  # share of owned GPU-hours that are sold/used
 DEFAULT_MAINTENANCE_FRACTION = 0.08  # maintenance and support per year, share of capex
+
+
+PueSchedule = tuple[tuple[str, float], ...]  # ((first month "YYYY-MM", PUE), ...) sorted
+_PUE_MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
+
+
+def parse_pue_by_period(text: str) -> PueSchedule:
+    """``"2026-01:1.35,2026-07:1.25"`` (each PUE from that month on, UTC) -> sorted
+    schedule; InvalidInput naming ``pue_by_period`` for anything else."""
+    out: dict[str, float] = {}
+    hint = ('give comma-separated YYYY-MM:PUE pairs, each PUE from that month on, '
+            'e.g. "2026-01:1.35,2026-07:1.25"')
+    for item in (i.strip() for i in text.replace(";", ",").split(",")):
+        if not item:
+            continue
+        month, sep, value = item.partition(":")
+        m = _PUE_MONTH_RE.match(month.strip())
+        if not sep or m is None or not 1 <= int(m.group(2)) <= 12:
+            raise InvalidInput(f"pue_by_period: {item!r} is not YYYY-MM:PUE",
+                               field="pue_by_period", hint=hint)
+        try:
+            pue = float(value)
+        except ValueError:
+            raise InvalidInput(f"pue_by_period: the PUE of {item!r} is not a number",
+                               field="pue_by_period", hint=hint) from None
+        if not 1.0 <= pue <= 3.0:
+            raise InvalidInput(f"pue_by_period: PUE {pue:g} of {month} is out of range "
+                               "[1.0, 3.0]", field="pue_by_period",
+                               hint="PUE is >= 1.0 (1.0 = no cooling overhead)")
+        if month in out:
+            raise InvalidInput(f"pue_by_period: {month} is given twice",
+                               field="pue_by_period", hint=hint)
+        out[month.strip()] = pue
+    return tuple(sorted(out.items()))
+
+
+def pue_at(schedule: PueSchedule, at: datetime | None) -> float:
+    """The PUE for a run starting ``at``: the latest schedule entry whose month has begun
+    by then; DEFAULT_PUE before the first entry, without a schedule or without ``at``."""
+    if at is None:
+        return DEFAULT_PUE
+    key = f"{at.astimezone(UTC):%Y-%m}"
+    pue = DEFAULT_PUE
+    for month, value in schedule:
+        if month <= key:
+            pue = value
+    return pue
 
 
 @dataclass(frozen=True, slots=True)
