@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from types import ModuleType
@@ -22,12 +23,14 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from factories import make_project
+from factories import make_award, make_project, make_user
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.accounting.slurm_import import import_accounting
 from rechenwerk.execution.slurm import v0_0_38, v0_0_40, v0_0_41, v0_0_42
 from rechenwerk.execution.slurm.energy import consumed_energy_j
 from rechenwerk.execution.slurm.types import SlurmJob
+from rechenwerk.jobs.models import Job
+from rechenwerk.jobs.slurm_import import settle_own_job
 
 DATA = Path(__file__).parent / "data"
 FIXTURES = Path(__file__).parent / "fixtures" / "slurm-24.11" / "rest"
@@ -88,3 +91,29 @@ def test_import_charges_measured_kwh_and_co2(session: Session) -> None:
     assert (by_job["4712"].energy_source, by_job["4712"].energy_kwh) == ("measured", 1.5)
     # no figure from Slurm and no GPU type to estimate with: no energy at all
     assert (by_job["4713"].energy_source, by_job["4713"].energy_kwh) == (None, None)
+
+
+def test_own_job_settled_estimated_then_measured_once(session: Session) -> None:
+    pi = make_user(session)
+    project = make_project(session, pi=pi, slug="p-energy")
+    make_award(session, project)
+    sj = next(j for j in v0_0_41.parse_accounted_jobs(_doc("v0.0.41")) if j.job_id == "4711")
+    assert sj.start_time is not None and sj.end_time is not None
+    job = Job(project_id=project.id, user_id=pi.id, name="train", spec={}, state="running",
+              qos="normal", requested_qos="normal", over_budget=False, gpus=4,
+              walltime_s=7200, attempt=1, attained_gpu_s=0.0, gpu_type="A100-80GB",
+              submitted_at=sj.start_time, started_at=sj.start_time, backend="slurm",
+              backend_handle="4711", updated_at=sj.start_time)
+    session.add(job)
+    session.flush()
+    sj = replace(sj, comment=f"rechenwerk:{job.id}.1")
+    now = sj.end_time + timedelta(minutes=5)
+    # the poll saw the end first, without Slurm's accounting: estimated
+    settled = settle_own_job(session, replace(sj, consumed_energy_j=None), now=now)
+    assert settled is not None and settled.record.energy_source == "estimated"
+    again = settle_own_job(session, sj, now=now)
+    assert again is not None and again.record.id == settled.record.id
+    assert (again.record.energy_source, again.record.energy_kwh) == ("measured", 3.0)
+    assert again.record.co2_kg == pytest.approx(3.0 * 0.381)
+    settle_own_job(session, replace(sj, consumed_energy_j=1.0e9), now=now)
+    assert again.record.energy_kwh == 3.0  # a measured figure is kept
