@@ -78,3 +78,27 @@ def test_runs_are_estimated_with_their_periods_pue(monkeypatch: pytest.MonkeyPat
     at = datetime(2026, 7, 1, tzinfo=UTC)
     assert estimate_energy("A100-80GB", 1.0, at=at) == (
         pytest.approx(it_kw * 1.25), pytest.approx(it_kw * 1.25 * 0.381))
+
+
+@pytest.mark.usefixtures("_fresh_settings")
+def test_energy_report_estimates_each_run_with_its_months_pue(
+        monkeypatch: pytest.MonkeyPatch, session: Session) -> None:
+    from rechenwerk.reports.service import energy_report
+    from rechenwerk.reports.tables import Scope
+
+    monkeypatch.setenv("RECHENWERK_PUE_BY_PERIOD", SCHEDULE)
+    a100 = get_gpu("A100-80GB")
+    it_kw = (a100.tdp_w * 0.85 + a100.node_overhead_w) / 1000.0
+    project = make_project(session)
+    for day in (datetime(2026, 2, 1, tzinfo=UTC), datetime(2026, 8, 1, tzinfo=UTC)):
+        settle_usage(session, project_id=project.id, gpus=1, started_at=day,
+                     ended_at=day + timedelta(hours=10), now=day,
+                     external_id=f"r-{day:%m}", gpu_type="A100-80GB")
+    start, end = datetime(2026, 1, 1, tzinfo=UTC), datetime(2027, 1, 1, tzinfo=UTC)
+    t = energy_report(session, scope=Scope(None), start=start, end=end)
+    expected_mwh = 10 * it_kw * (1.35 + 1.25) / 1000.0
+    assert t.rows[0]["estimated_mwh"] == pytest.approx(expected_mwh)
+    assert any("1.25, 1.35" in a for a in t.assumptions)
+    fixed = energy_report(session, scope=Scope(None), start=start, end=end, pue=1.1)
+    assert fixed.rows[0]["estimated_mwh"] == pytest.approx(20 * it_kw * 1.1 / 1000.0)
+    assert any(a.startswith("PUE 1.1 ") for a in fixed.assumptions)

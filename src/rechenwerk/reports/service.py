@@ -23,6 +23,7 @@ result, so its cost is linear in the rows the database scans; ``guard`` (see
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -295,6 +296,7 @@ def energy_report(
     """Energy (MWh) and CO2 (t CO2e) per project: measured where the run's record carries
     a measured figure (Slurm's ConsumedEnergy), else estimated from its GPU-hours per GPU
     type and the hardware catalogue's power figures; each row says which share is which."""
+    from rechenwerk.config import get_settings
     from rechenwerk.planning.energy import EnergyParams, energy_and_cost, it_power_per_gpu_w
     from rechenwerk.planning.hardware import default_catalogue
 
@@ -302,17 +304,20 @@ def energy_report(
     params = EnergyParams(country=country or base.country, pue=pue if pue is not None
                           else base.pue)
     params.validate()
+    settings = get_settings()
     catalogue = default_catalogue()
     ur = UsageRecord
     measured = ur.energy_source == "measured"
+    month = bucket_start(ur.started_at, "month", dialect_of(session))
     stmt = scope.apply(
-        select(Project.slug, ur.gpu_type, measured, func.sum(ur.gpu_hours),
+        select(Project.slug, ur.gpu_type, measured, month, func.sum(ur.gpu_hours),
                func.sum(ur.energy_kwh))
         .join(Project, Project.id == ur.project_id)
         .where(ur.ended_at >= start, ur.ended_at < end)
-        .group_by(Project.slug, ur.gpu_type, measured),
+        .group_by(Project.slug, ur.gpu_type, measured, month),
         ur.project_id,
     )
+    pues: set[float] = set()
     fallback = catalogue.names[0] if "A100-80GB" not in catalogue.gpus else "A100-80GB"
     per_project: dict[str, dict[str, float]] = {}
     unknown_types: set[str] = set()
@@ -321,7 +326,8 @@ def energy_report(
 
     grid = resolve_grid(params.country, params.grid_intensity_g_per_kwh)
     guard.check()
-    for slug, gpu_type, is_measured, hours, kwh in guard.every(session.execute(stmt)):
+    for slug, gpu_type, is_measured, started, hours, kwh in guard.every(
+            session.execute(stmt)):
         acc = per_project.setdefault(str(slug), {
             "gpu_hours": 0.0, "energy_mwh": 0.0, "co2_t": 0.0, "measured_mwh": 0.0,
             "estimated_mwh": 0.0})
@@ -338,7 +344,11 @@ def energy_report(
         except InvalidInput:
             unknown_types.add(name)
             spec = catalogue.get(fallback)
-        cost = energy_and_cost(spec, float(hours or 0.0), params)
+        # --pue for every run, else the PUE of the month the run started in
+        run_params = params if pue is not None else replace(
+            params, pue=settings.pue_at(bucket_value(started)))
+        pues.add(run_params.pue)
+        cost = energy_and_cost(spec, float(hours or 0.0), run_params)
         powers[spec.name] = it_power_per_gpu_w(spec, params)
         acc["estimated_mwh"] += cost.energy_mwh
         acc["energy_mwh"] += cost.energy_mwh
@@ -357,7 +367,12 @@ def energy_report(
         f"IT power per GPU = TDP x {params.power_fraction:g} (mean board power during "
         "training) + the catalogue's node overhead (host, network) per GPU; "
         + "; ".join(f"{n}: {w:.0f} W" for n, w in sorted(powers.items())),
-        f"PUE {params.pue:g} (cooling and power distribution) on estimated energy.",
+        (f"PUE {params.pue:g} (cooling and power distribution) on estimated energy."
+         if pue is not None or not settings.pue_by_period else
+         "PUE (cooling and power distribution) on estimated energy: that of the month each "
+         f"run started in (RECHENWERK_PUE_BY_PERIOD {settings.pue_by_period}; "
+         f"{', '.join(f'{p:g}' for p in sorted(pues)) or 'none used'}), "
+         f"{base.pue:g} before its first month."),
         f"Grid carbon intensity {grid.g_per_kwh:g} g CO2e/kWh ({grid.name}, "
         f"{grid.source}).",
         "GPU-hours are the settled usage records ending in the range.",
