@@ -8,7 +8,6 @@ import json
 import re
 from collections.abc import Iterator
 from datetime import timedelta
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +17,8 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from factories import T0, bearer, make_award, make_org, make_project, make_token, make_user
-from rechenwerk.access.security import hash_password
+from portal_login import PASSWORD
+from portal_login import password_hash as _hash
 from rechenwerk.accounting.charging import record_gpu_use, settle_usage
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.cli.main import app as cli
@@ -28,13 +28,7 @@ from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.progress import apply_backend_status
 
 LOG = Path(__file__).parents[1] / "execution" / "data" / "nvidia_smi_4gpu_starved.csv"
-PASSWORD = "correct-horse-battery"
 RANGE = {"from": "2026-01-01T00:00:00Z", "to": "2026-03-01T00:00:00Z"}
-
-
-@lru_cache(maxsize=1)
-def _hash() -> str:
-    return hash_password(PASSWORD)
 
 
 def _recorded() -> GpuUse:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
 import pytest
@@ -16,8 +15,9 @@ from jobs_fake_backend import FakeBackend
 from sqlalchemy.orm import Session
 
 from factories import bearer, make_award, make_project, make_token, make_user
+from portal_login import login as _login
+from portal_login import password_hash as _hash
 from rechenwerk.access.models import User
-from rechenwerk.access.security import hash_password
 from rechenwerk.clock import FakeClock
 from rechenwerk.jobs import queue_order, service
 from rechenwerk.jobs.loop import ORDER_MIN_S, ORDER_REFRESH_S, SchedulerLoop
@@ -25,24 +25,6 @@ from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.queue_order import MAX_AGE_S, QueueOrderBoard
 from rechenwerk.jobs.specs import parse_spec
 from rechenwerk.scheduling.model import QueuedJob, QueueView
-
-PASSWORD = "correct-horse-battery"
-
-
-@lru_cache(maxsize=1)
-def _hash() -> str:
-    return hash_password(PASSWORD)
-
-
-def _login(client: Any, username: str) -> Any:
-    client.cookies.clear()
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token
-    r = client.post("/login", data={"username": username, "password": PASSWORD,
-                                    "csrf_token": token.group(1)}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return client
 
 
 def _rows(html: str) -> list[tuple[str, int]]:

@@ -6,7 +6,6 @@ audit page in words."""
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any
 
 import pytest
@@ -14,33 +13,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from factories import make_org, make_project, make_user
-from rechenwerk.access.security import hash_password
+from portal_login import login as _login
+from portal_login import password_hash as _hash
 from rechenwerk.support.models import SupportRequest
-
-PASSWORD = "correct-horse-battery"
-
-
-@lru_cache(maxsize=1)
-def _hash() -> str:
-    return hash_password(PASSWORD)
 
 
 def _csrf(html: str) -> str:
     m = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert m, "no CSRF token in the page"
     return m.group(1)
-
-
-def _login(client: Any, username: str) -> Any:
-    client.cookies.clear()
-    page = client.get("/login")
-    r = client.post(
-        "/login",
-        data={"username": username, "password": PASSWORD, "csrf_token": _csrf(page.text)},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
-    return client
 
 
 def _post(client: Any, path: str, data: dict[str, str], page: str) -> Any:

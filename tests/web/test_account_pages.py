@@ -12,12 +12,11 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from factories import T0, make_org, make_project, make_user
+from portal_login import PASSWORD
 from rechenwerk.access.accounts import create_account
 from rechenwerk.access.security import hash_password
 from rechenwerk.accounting.charging import settle_usage
 from rechenwerk.jobs.models import Job
-
-PASSWORD = "correct-horse-battery"
 
 
 def _login(client: Any, username: str) -> None:

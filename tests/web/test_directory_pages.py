@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
 import pytest
@@ -13,8 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from factories import T0, make_award, make_org, make_project, make_user
+from portal_login import login as _login
+from portal_login import password_hash as _hash
 from rechenwerk.access.models import AuditEntry, Project, ProjectMembership
-from rechenwerk.access.security import hash_password
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.errors import InvalidInput, PermissionDenied
 from rechenwerk.reports.directory import (
@@ -23,27 +23,11 @@ from rechenwerk.reports.directory import (
     list_users_directory,
 )
 
-PASSWORD = "correct-horse-battery"
-
-
-@lru_cache(maxsize=1)
-def _hash() -> str:
-    return hash_password(PASSWORD)
-
 
 def _csrf(html: str) -> str:
     m = re.search(r'name="csrf_token" value="([^"]+)"', html)
     assert m, "no CSRF token in the page"
     return m.group(1)
-
-
-def _login(client: Any, username: str) -> Any:
-    client.cookies.clear()
-    page = client.get("/login")
-    r = client.post("/login", data={"username": username, "password": PASSWORD,
-                                    "csrf_token": _csrf(page.text)}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return client
 
 
 def _error(html: str, name: str) -> str:

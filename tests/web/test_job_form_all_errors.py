@@ -4,22 +4,15 @@ three round trips for four mistakes, and the name's error was a regular expressi
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from factories import make_award, make_project, make_user
-from rechenwerk.access.security import hash_password
+from portal_login import PASSWORD
+from portal_login import password_hash as _hash
 from rechenwerk.jobs.models import Job
-
-PASSWORD = "correct-horse-battery"
-
-
-@lru_cache(maxsize=1)
-def _hash() -> str:
-    return hash_password(PASSWORD)
 
 
 def _csrf(html: str) -> str:

@@ -6,21 +6,14 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy.orm import Session
 
 from factories import T0, bearer, make_project, make_token, make_user
-from rechenwerk.access.security import hash_password
+from portal_login import PASSWORD
+from portal_login import password_hash as _hash
 from rechenwerk.jobs.models import Job
-
-PASSWORD = "correct-horse-battery"
-
-
-@lru_cache(maxsize=1)
-def _hash() -> str:
-    return hash_password(PASSWORD)
 
 
 def _ids(html: str) -> list[int]:

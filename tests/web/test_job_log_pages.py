@@ -4,7 +4,6 @@ inside a UTF-8 character), the whole-log download, and who may read them."""
 from __future__ import annotations
 
 import re
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -12,28 +11,11 @@ import pytest
 from sqlalchemy.orm import Session
 
 from factories import T0, make_project, make_user
+from portal_login import login as _login
+from portal_login import password_hash as _hash
 from rechenwerk.access.models import User
-from rechenwerk.access.security import hash_password
 from rechenwerk.jobs.logs import read_log
 from rechenwerk.jobs.models import Job
-
-PASSWORD = "correct-horse-battery"
-
-
-@lru_cache(maxsize=1)
-def _hash() -> str:
-    return hash_password(PASSWORD)
-
-
-def _login(client: Any, username: str) -> Any:
-    client.cookies.clear()
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token
-    r = client.post("/login", data={"username": username, "password": PASSWORD,
-                                    "csrf_token": token.group(1)}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return client
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
 import pytest
@@ -13,31 +12,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from factories import T0, make_award, make_call, make_org, make_project, make_user
+from portal_login import PASSWORD, csrf, login
+from portal_login import password_hash as _hash
 from rechenwerk.access.models import Project, ProjectMembership, User
 from rechenwerk.access.security import hash_password
 from rechenwerk.jobs.models import Job
-
-PASSWORD = "correct-horse-battery"
-
-
-@lru_cache(maxsize=1)
-def _hash() -> str:
-    return hash_password(PASSWORD)
-
-
-def csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m, "no CSRF token in the page"
-    return m.group(1)
-
-
-def login(client: Any, username: str) -> Any:
-    client.cookies.clear()
-    page = client.get("/login")
-    r = client.post("/login", data={"username": username, "password": PASSWORD,
-                                    "csrf_token": csrf(page.text)}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return client
 
 
 def post(client: Any, path: str, data: dict[str, str], page: str | None = None) -> Any:

@@ -5,34 +5,16 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
 
 from factories import T0, make_award, make_project, make_user
-from rechenwerk.access.security import hash_password
+from portal_login import login as _login
+from portal_login import password_hash as _hash
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.web.pages import reports as report_pages
-
-PASSWORD = "correct-horse-battery"
-
-
-@lru_cache(maxsize=1)
-def _hash() -> str:
-    return hash_password(PASSWORD)
-
-
-def _login(client: Any, username: str) -> Any:
-    client.cookies.clear()
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token
-    r = client.post("/login", data={"username": username, "password": PASSWORD,
-                                    "csrf_token": token.group(1)}, follow_redirects=False)
-    assert r.status_code == 303, r.text
-    return client
 
 
 def _table(html: str, name: str) -> str:

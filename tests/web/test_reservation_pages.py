@@ -5,23 +5,16 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
-from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from factories import make_project, make_user
-from rechenwerk.access.security import hash_password
+from portal_login import PASSWORD
+from portal_login import password_hash as _hash
 from rechenwerk.clock import FakeClock
 from rechenwerk.jobs.models import ReservationRecord
-
-PASSWORD = "correct-horse-battery"
-
-
-@lru_cache(maxsize=1)
-def _hash() -> str:
-    return hash_password(PASSWORD)
 
 
 def _csrf(html: str) -> str:
