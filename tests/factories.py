@@ -28,8 +28,10 @@ from rechenwerk.access.models import (
     Organization,
     Project,
     ProjectMembership,
+    Proposal,
     User,
 )
+from rechenwerk.access.review_pipeline import record_assessment, steps_of
 from rechenwerk.access.security import create_token
 
 # The FakeClock's default start: factories stamp objects with it unless told otherwise.
@@ -127,3 +129,13 @@ def make_token(session: Session, user: User, *, name: str = "test",
     """Create an API token for ``user``; returns the secret."""
     _, secret = create_token(session, user, name=name, now=now, expires_at=expires_at)
     return secret
+
+
+def pass_checks(session: Session, operator: User, proposal: Proposal, *,
+                now: datetime = T0) -> None:
+    """Record a passing eligibility check and technical assessment, where the proposal's
+    call type lists them (the review pipeline's operator steps)."""
+    for step in ("eligibility", "technical"):
+        if step in steps_of(proposal):
+            record_assessment(session, operator, proposal, step=step, outcome="pass",
+                              note="ok", now=now)

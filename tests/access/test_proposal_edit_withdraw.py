@@ -12,7 +12,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from factories import T0, make_call, make_org, make_project, make_user
+from factories import T0, make_call, make_org, make_project, make_user, pass_checks
 from rechenwerk.access.models import AuditEntry, Proposal, ProposalState
 from rechenwerk.access.proposals import (
     create_proposal,
@@ -70,8 +70,8 @@ def _in_state(session: Session, w: dict[str, Any], state: str) -> Proposal:
     assign_reviewer(session, w["op"], p, reviewer="rev", now=T0)
     if state == "under_review":
         return p
-    if state == "accepted":
-        submit_review(session, w["rev"], p, technical_score=4, scientific_score=4, now=T0)
+    pass_checks(session, w["op"], p)
+    submit_review(session, w["rev"], p, technical_score=4, scientific_score=4, now=T0)
     decide_proposal(session, w["op"], p, decision=state, now=T0)
     return p
 

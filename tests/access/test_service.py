@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from factories import T0, make_call, make_org, make_project, make_user
+from factories import T0, make_call, make_org, make_project, make_user, pass_checks
 from rechenwerk.access.accounts import create_account, update_account
 from rechenwerk.access.awards import (
     _check_periods,
@@ -95,6 +95,10 @@ def test_proposal_life_cycle_and_illegal_moves(session: Session) -> None:
     submit_review(session, reviewer, p, technical_score=3, scientific_score=4, now=T0)
     with pytest.raises(Conflict):
         submit_review(session, reviewer, p, technical_score=3, scientific_score=4, now=T0)
+    with pytest.raises(Conflict) as early:  # the operators' checks come first
+        decide_proposal(session, op, p, decision="rejected", comment="budget", now=T0)
+    assert early.value.field == "decision" and "eligibility step" in early.value.message
+    pass_checks(session, op, p)
     decide_proposal(session, op, p, decision="rejected", comment="budget", now=T0)
     assert p.state == "rejected" and p.decided_at == T0
     with pytest.raises(InvalidTransition):
@@ -102,7 +106,8 @@ def test_proposal_life_cycle_and_illegal_moves(session: Session) -> None:
     actions = session.scalars(select(AuditEntry.action).where(
         AuditEntry.entity == "proposal").order_by(AuditEntry.id)).all()
     assert actions == ["proposal.create", "proposal.submitted", "proposal.under_review",
-                       "proposal.review", "proposal.rejected"]
+                       "proposal.review", "proposal.assessment", "proposal.assessment",
+                       "proposal.rejected"]
 
 
 def test_conflict_of_interest_and_non_reviewers(session: Session) -> None:

@@ -83,6 +83,13 @@ def test_demo_flow_through_the_api(api_client: TestClient, world: dict[str, Any]
                json={"technical_score": 4, "scientific_score": 5, "comment": "solid"})
     assert r.status_code == 200, r.text
     r = c.post(f"/api/v1/proposals/{pid}/decision", headers=h(world, "operator"),
+               json={"decision": "accepted"})  # the operators' checks are missing
+    assert r.status_code == 409 and "eligibility step" in r.json()["detail"]
+    for step in ("eligibility", "technical"):
+        r = c.post(f"/api/v1/proposals/{pid}/assessments", headers=h(world, "operator"),
+                   json={"step": step, "outcome": "pass"})
+        assert r.status_code == 201, r.text
+    r = c.post(f"/api/v1/proposals/{pid}/decision", headers=h(world, "operator"),
                json={"decision": "accepted", "comment": "welcome"})
     assert r.json()["state"] == "accepted" and r.json()["reviewers"] == ["lucia"]
     # illegal transition
@@ -115,7 +122,8 @@ def test_demo_flow_through_the_api(api_client: TestClient, world: dict[str, Any]
                   params={"entity": "proposal", "entity_id": str(pid)}).json()
     actions = [e["action"] for e in reversed(audit["items"])]
     assert actions == ["proposal.create", "proposal.submitted", "proposal.under_review",
-                       "proposal.review", "proposal.accepted"]
+                       "proposal.review", "proposal.assessment", "proposal.assessment",
+                       "proposal.accepted"]
     assert c.get("/api/v1/audit", headers=h(world, "greta")).status_code == 403
 
 

@@ -121,7 +121,11 @@ def test_decided_proposal_cannot_be_withdrawn(api_client: TestClient,
     p = _draft(api_client, w)
     url = f"/api/v1/proposals/{p['id']}"
     api_client.post(url + "/submit", headers=w["pi"])
-    api_client.post(url + "/decision", headers=w["op"], json={"decision": "rejected"})
+    r = api_client.post(url + "/assessments", headers=w["op"],
+                        json={"step": "eligibility", "outcome": "fail", "note": "not an SME"})
+    assert r.status_code == 201, r.text
+    r = api_client.post(url + "/decision", headers=w["op"], json={"decision": "rejected"})
+    assert r.status_code == 200, r.text
     r = api_client.post(url + "/withdraw", headers=w["pi"], json={})
     assert r.status_code == 409
     assert "already rejected" in r.json()["detail"]

@@ -92,6 +92,18 @@ def test_demo_flow_through_the_cli(rw: Cli) -> None:
     assert "technical_score" in out_of_range.stderr
     rw.run("proposal", "review", pid, "--technical", "4", "--scientific", "5", "--comment",
            "Solid plan.", token=lucia)
+    early = rw.run("proposal", "decide", pid, "accepted", token=op, code=5)
+    assert "eligibility step" in early.stderr
+    bad_step = rw.run("proposal", "assess", pid, "scientific", "pass", token=op, code=2)
+    assert "step" in bad_step.stderr
+    no_note = rw.run("proposal", "assess", pid, "eligibility", "fail", token=op, code=2)
+    assert "note" in no_note.stderr
+    rw.run("proposal", "assess", pid, "eligibility", "pass", token=op)
+    steps = rw.run("proposal", "assess", pid, "technical", "pass", "--note", "fits the GPUs",
+                   "--json", token=op)
+    assert steps["step"] == "decision"
+    shown = rw.run("proposal", "pipeline", pid, token=greta)
+    assert "technical" in shown.stdout and "fits the GPUs" in shown.stdout
     decided = rw.run("proposal", "decide", pid, "accepted", "--json", token=op)
     assert decided["state"] == "accepted"
 
@@ -124,7 +136,7 @@ def test_demo_flow_through_the_cli(rw: Cli) -> None:
     audit = rw.run("admin", "audit", "--entity", "proposal", "--id", pid, "--json", token=op)
     assert [e["action"] for e in reversed(audit["items"])] == [
         "proposal.create", "proposal.submitted", "proposal.under_review", "proposal.review",
-        "proposal.accepted"]
+        "proposal.assessment", "proposal.assessment", "proposal.accepted"]
 
 
 def test_cli_bad_input_names_the_field(rw: Cli) -> None:

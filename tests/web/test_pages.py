@@ -255,6 +255,22 @@ def test_reviewer_and_operator_flow(api_client: Any, world: dict[str, Any]) -> N
     login(api_client, "op")
     r = post(api_client, f"/proposals/{pid}/decide", {"decision": "accepted", "comment": "ok"},
              page=f"/proposals/{pid}")
+    assert r.status_code == 409 and "eligibility step" in r.text  # the checks come first
+    page = api_client.get(f"/proposals/{pid}").text
+    assert 'data-testid="assessment-form"' in page and "Record the eligibility check" in page
+    r = post(api_client, f"/proposals/{pid}/assess", {"step": "eligibility",
+                                                      "outcome": "fail"},
+             page=f"/proposals/{pid}")
+    assert r.status_code == 422 and "say why" in error_of(r.text, "note")
+    for step in ("eligibility", "technical"):
+        r = post(api_client, f"/proposals/{pid}/assess", {"step": step, "outcome": "pass",
+                                                          "note": "fine"},
+                 page=f"/proposals/{pid}")
+        assert r.status_code == 303, r.text
+    page = api_client.get(f"/proposals/{pid}").text
+    assert "assessment-form" not in page and "(now: decision)" in page
+    r = post(api_client, f"/proposals/{pid}/decide", {"decision": "accepted", "comment": "ok"},
+             page=f"/proposals/{pid}")
     assert r.status_code == 303
     r = post(api_client, "/ops/awards", {"project": "alpha", "proposal": str(pid),
                                          "gpu_hours": "abc", "starts_at": "2026-01-01",

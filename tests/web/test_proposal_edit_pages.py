@@ -20,6 +20,7 @@ from rechenwerk.access.proposals import (
     submit_proposal,
     visible_proposal,
 )
+from rechenwerk.access.review_pipeline import record_assessment
 from rechenwerk.access.reviews import assign_reviewer
 from rechenwerk.access.users import get_user
 
@@ -155,8 +156,10 @@ def test_withdraw_with_confirmation(api_client: Any, world: dict[str, Any],
 def test_decided_proposal_offers_no_withdrawal(api_client: Any, world: dict[str, Any],
                                                session: Session) -> None:
     op = get_user(session, "op")
-    decide_proposal(session, op, visible_proposal(session, op, world["submitted"]),
-                    decision="rejected", now=T0)
+    proposal = visible_proposal(session, op, world["submitted"])
+    record_assessment(session, op, proposal, step="eligibility", outcome="fail",
+                      note="not eligible", now=T0)
+    decide_proposal(session, op, proposal, decision="rejected", now=T0)
     session.commit()
     login(api_client, "pia")
     url = f"/proposals/{world['submitted']}"

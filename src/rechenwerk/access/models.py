@@ -280,6 +280,29 @@ class Review(Base):
     reviewer: Mapped[User] = relationship(lazy="joined")
 
 
+class ProposalAssessment(Base):
+    """An operator's check at one review step (eligibility, technical): pass or fail with
+    a note. The latest of a step counts; ``by_user_id`` None: implied by migration 0024
+    for proposals already under review (see docs/access.md "Review pipeline")."""
+
+    __tablename__ = "proposal_assessments"
+    __table_args__ = (
+        CheckConstraint("outcome IN ('pass', 'fail')", name="outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(
+        ForeignKey("proposals.id", ondelete="CASCADE"), index=True
+    )
+    step: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(8))
+    note: Mapped[str] = mapped_column(Text, default="")
+    by_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    by: Mapped[User | None] = relationship(lazy="joined")
+
+
 class Award(Base):
     """GPU-hours granted to a project, split into periods (see :class:`AwardPeriod`).
 

@@ -12,7 +12,7 @@ from collections.abc import Collection, Mapping
 from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access import estimates
@@ -39,6 +39,7 @@ from rechenwerk.access.projects import (
 )
 from rechenwerk.access.proposal_states import OPEN_STATES, transition
 from rechenwerk.access.report_tasks import require_no_overdue_final_report
+from rechenwerk.access.review_pipeline import require_ready_for_decision
 from rechenwerk.access.reviews import assigned_review
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.validation import check_choice, search_pattern
@@ -402,12 +403,7 @@ def decide_proposal(session: Session, actor: User, proposal: Proposal, *, decisi
     require_operator(actor)
     check_choice(decision, {"accepted", "rejected"}, "decision")
     target = ProposalState(decision)
-    if target is ProposalState.ACCEPTED and proposal.state == ProposalState.UNDER_REVIEW.value:
-        done = session.scalar(select(func.count()).select_from(Review).where(
-            Review.proposal_id == proposal.id, Review.submitted_at.is_not(None)))
-        if not done:
-            raise Conflict(f"proposal {proposal.id} has no submitted review yet",
-                           field="decision", hint="Wait for at least one review.")
+    require_ready_for_decision(session, proposal, decision)
     transition(session, actor, proposal, target, now, {"comment": comment} if comment else {})
     proposal.decided_at = now
     proposal.decision_comment = comment

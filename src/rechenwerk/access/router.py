@@ -21,6 +21,7 @@ from rechenwerk.access import (
     paging,
     projects,
     proposals,
+    review_pipeline,
     reviews,
     security,
     users,
@@ -28,7 +29,14 @@ from rechenwerk.access import (
 from rechenwerk.access import schemas as s
 from rechenwerk.access.fields_of_science import FIELDS, major_of
 from rechenwerk.access.gpu_types import known_gpu_types
-from rechenwerk.access.models import AupVersion, Project, ProjectMembership, Review, User
+from rechenwerk.access.models import (
+    AupVersion,
+    Project,
+    ProjectMembership,
+    Proposal,
+    Review,
+    User,
+)
 from rechenwerk.access.oidc.flows import password_login_allowed
 from rechenwerk.api.deps import (
     CurrentUser,
@@ -432,6 +440,34 @@ def list_reviews(proposal_id: int, session: DbSession, user: CurrentUser) -> lis
     p = proposals.visible_proposal(session, user, proposal_id)
     return [s.ReviewOut.of(r, show_reviewer=user.is_operator or r.reviewer_user_id == user.id)
             for r in reviews.list_reviews(session, user, p)]
+
+
+def _pipeline_out(session: Session, user: User, p: Proposal) -> s.PipelineOut:
+    statuses = review_pipeline.pipeline(session, p)
+    return s.PipelineOut(
+        proposal_id=p.id, state=p.state, call_type=p.call.call_type.key,
+        step=review_pipeline.current_step(session, p, statuses),
+        steps=[s.StepOut(step=st.step, done=st.done, detail=st.detail) for st in statuses],
+        assessments=[s.AssessmentOut.of(a, show_by=user.is_operator)
+                     for a in review_pipeline.assessments(session, p)])
+
+
+@router.get("/proposals/{proposal_id}/pipeline", response_model=s.PipelineOut,
+            summary="The review steps of a proposal: which are done, the one it is at")
+def proposal_pipeline(proposal_id: int, session: DbSession,
+                      user: CurrentUser) -> s.PipelineOut:
+    return _pipeline_out(session, user, proposals.visible_proposal(session, user, proposal_id))
+
+
+@router.post("/proposals/{proposal_id}/assessments", response_model=s.PipelineOut,
+             status_code=201, summary="Record the eligibility check or the technical "
+                                      "assessment: pass or fail with a note (operators)")
+def record_assessment(proposal_id: int, body: s.AssessmentIn, session: DbSession,
+                      user: Operator, now: Now) -> s.PipelineOut:
+    p = proposals.visible_proposal(session, user, proposal_id)
+    review_pipeline.record_assessment(session, user, p, step=body.step, outcome=body.outcome,
+                                      note=body.note, now=now)
+    return _pipeline_out(session, user, p)
 
 
 @router.post("/proposals/{proposal_id}/decision", response_model=s.ProposalOut,

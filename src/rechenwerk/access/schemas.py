@@ -35,6 +35,7 @@ from rechenwerk.access.models import (
     Project,
     ProjectMembership,
     Proposal,
+    ProposalAssessment,
     ReportTask,
     Review,
     User,
@@ -496,6 +497,45 @@ class ReviewCreate(_In):
     technical_score: int = Field(ge=1, le=5)
     scientific_score: int = Field(ge=1, le=5)
     comment: str = ""
+
+
+class AssessmentIn(_In):
+    step: Literal["eligibility", "technical"]
+    outcome: Literal["pass", "fail"]
+    note: str = Field(default="", max_length=4000,
+                      description="required with fail: why; shown to the applicant")
+
+
+class AssessmentOut(BaseModel):
+    id: int
+    proposal_id: int
+    step: str
+    outcome: str
+    note: str
+    by: str | None = Field(description="the operator; null when implied by migration 0024 "
+                                       "or hidden from applicants")
+    at: datetime
+
+    @classmethod
+    def of(cls, a: ProposalAssessment, *, show_by: bool) -> AssessmentOut:
+        return cls(id=a.id, proposal_id=a.proposal_id, step=a.step, outcome=a.outcome,
+                   note=a.note, by=a.by.username if show_by and a.by else None, at=a.at)
+
+
+class StepOut(BaseModel):
+    step: str
+    done: bool
+    detail: str
+
+
+class PipelineOut(BaseModel):
+    proposal_id: int
+    state: str
+    call_type: str
+    step: str | None = Field(description="the step the proposal is at; null unless "
+                                         "submitted or under review")
+    steps: list[StepOut] = Field(description="the call type's steps in order")
+    assessments: list[AssessmentOut]
 
 
 class DecisionIn(_In):

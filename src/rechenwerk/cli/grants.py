@@ -215,6 +215,38 @@ def register(app: typer.Typer) -> None:
             [(r["reviewer"] or "(anonymous)", r["technical_score"], r["scientific_score"],
               r["comment"], day(r["submitted_at"])) for r in rows]))
 
+    def print_pipeline(d: dict[str, Any]) -> None:
+        console.print(f"proposal {d['proposal_id']} ({d['call_type']}, {d['state']}): "
+                      + (f"at the {d['step']} step" if d["step"] else "not in review"),
+                      highlight=False)
+        print_table(["step", "done", "detail"],
+                    [(st["step"], "yes" if st["done"] else "no", st["detail"])
+                     for st in d["steps"]])
+        if d["assessments"]:
+            print_table(["assessed", "step", "outcome", "by", "note"],
+                        [(day(a["at"]), a["step"], a["outcome"], a["by"] or "", a["note"])
+                         for a in d["assessments"]])
+
+    @prop.command("pipeline")
+    @handle_errors
+    def proposal_pipeline(proposal_id: int = typer.Argument(...),
+                          as_json: bool = JSON_OPT) -> None:
+        """The review steps of a proposal: which are done, the one it is at."""
+        show(server_call("GET", f"/api/v1/proposals/{proposal_id}/pipeline"), as_json,
+             print_pipeline)
+
+    @prop.command("assess")
+    @handle_errors
+    def proposal_assess(proposal_id: int = typer.Argument(...),
+                        step: str = typer.Argument(..., help="eligibility|technical"),
+                        outcome: str = typer.Argument(..., help="pass|fail"),
+                        note: str = typer.Option("", "--note",
+                                                 help="Why (required with fail)."),
+                        as_json: bool = JSON_OPT) -> None:
+        """Record the eligibility check or the technical assessment (operators)."""
+        show(server_call("POST", f"/api/v1/proposals/{proposal_id}/assessments", json={
+            "step": step, "outcome": outcome, "note": note}), as_json, print_pipeline)
+
     @prop.command("decide")
     @handle_errors
     def proposal_decide(proposal_id: int = typer.Argument(...),

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from rechenwerk.access import estimates
+from rechenwerk.access import estimates, review_pipeline
 from rechenwerk.access.calls import get_call, list_calls
 from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import Call, Project, Proposal, ProposalState, Review, User
@@ -361,7 +361,10 @@ def _detail(request: Request, db: Session, user: User, proposal: Proposal, error
     may_change = _may_change(db, user, proposal)
     editable = may_change and proposal.state == ProposalState.DRAFT.value
     own_review = next((r for r in reviews if r.reviewer_user_id == user.id), None)
+    steps = review_pipeline.pipeline(db, proposal)
     return render(request, "proposals/detail.html", {
+        "steps": steps, "step": review_pipeline.current_step(db, proposal, steps),
+        "assessments": review_pipeline.assessments(db, proposal),
         "title": f"Proposal {proposal.id}", "section": "proposals", "p": proposal,
         "reviews": reviews, "is_pi": is_pi, "own_review": own_review,
         "show_reviewer_names": user.is_operator,
@@ -407,7 +410,8 @@ def _detail_with_error(request: Request, db: Session, user: User, proposal_id: i
     db.rollback()
     proposal = visible_proposal(db, user, proposal_id)
     return _detail(request, db, user, proposal,
-                   errors_from(exc, fields={"reviewer", "decision", "comment"}), form,
+                   errors_from(exc, fields={"reviewer", "decision", "comment", "step",
+                                             "outcome", "note"}), form,
                    exc.http_status)
 
 
@@ -426,6 +430,28 @@ def proposal_assign(
     response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
     set_flash(response, settings_of(request), "success",
               f"{review.reviewer.username} assigned to review proposal {proposal.id}.")
+    return response
+
+
+@router.post("/proposals/{proposal_id}/assess")
+def proposal_assess(
+    request: Request, proposal_id: int, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(portal_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    proposal = visible_proposal(db, user, proposal_id)
+    try:
+        row = review_pipeline.record_assessment(
+            db, user, proposal, step=text(form, "step"), outcome=text(form, "outcome"),
+            note=text(form, "note"), now=now)
+    except RechenwerkError as exc:
+        return _detail_with_error(request, db, user, proposal_id, exc, form)
+    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
+    after = review_pipeline.current_step(db, proposal)
+    set_flash(response, settings_of(request), "success",
+              f"{row.step.capitalize()} of proposal {proposal.id}: {row.outcome}."
+              + (" You may reject it now." if row.outcome == "fail"
+                 else f" Next step: {(after or '').replace('_', ' ')}."))
     return response
 
 

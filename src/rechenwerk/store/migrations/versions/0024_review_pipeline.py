@@ -1,0 +1,77 @@
+"""access: the review pipeline (issue 15 item 2)
+
+``proposal_assessments`` keeps the operators' eligibility checks and technical
+assessments (pass or fail, a note). Proposals already under review when this runs had
+their review started by an operator: they get an implied pass of the eligibility and
+technical steps their call type lists (no operator, a note saying so), so they stay
+where they were (at the scientific step or later) and can be decided as before.
+Submitted proposals not under review yet start at their type's first step.
+
+Revision ID: 0024_review_pipeline
+Revises: 0023_award_changes
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from alembic import op
+
+from rechenwerk.store.base import UTCDateTime
+
+revision = "0024_review_pipeline"
+down_revision = "0023_award_changes"
+branch_labels = None
+depends_on = None
+
+IMPLIED_NOTE = ("implied by migration 0024: the proposal was under review before the "
+                "review pipeline existed")
+
+
+def _steps(value: Any) -> list[str]:
+    if isinstance(value, str):  # SQLite hands JSON back as text
+        value = json.loads(value)
+    return [str(s) for s in value or []]
+
+
+def upgrade() -> None:
+    assessments = op.create_table(
+        "proposal_assessments",
+        sa.Column("id", sa.Integer(), primary_key=True),
+        sa.Column("proposal_id", sa.Integer(), nullable=False),
+        sa.Column("step", sa.String(length=16), nullable=False),
+        sa.Column("outcome", sa.String(length=8), nullable=False),
+        sa.Column("note", sa.Text(), nullable=False),
+        sa.Column("by_user_id", sa.Integer(), nullable=True),
+        sa.Column("at", UTCDateTime(), nullable=False),
+        sa.CheckConstraint("outcome IN ('pass', 'fail')",
+                           name=op.f("ck_proposal_assessments_outcome")),
+        sa.ForeignKeyConstraint(["proposal_id"], ["proposals.id"], ondelete="CASCADE",
+                                name=op.f("fk_proposal_assessments_proposal_id_proposals")),
+        sa.ForeignKeyConstraint(["by_user_id"], ["users.id"],
+                                name=op.f("fk_proposal_assessments_by_user_id_users")),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_proposal_assessments")),
+    )
+    op.create_index(op.f("ix_proposal_assessments_proposal_id"), "proposal_assessments",
+                    ["proposal_id"])
+    bind = op.get_bind()
+    rows = bind.execute(sa.text(
+        "SELECT p.id, t.review_steps FROM proposals p JOIN calls c ON c.id = p.call_id "
+        "JOIN call_types t ON t.id = c.call_type_id WHERE p.state = 'under_review' "
+        "ORDER BY p.id")).all()
+    now = datetime.now(UTC)
+    implied = [{"proposal_id": pid, "step": step, "outcome": "pass", "note": IMPLIED_NOTE,
+                "by_user_id": None, "at": now}
+               for pid, steps in rows for step in ("eligibility", "technical")
+               if step in _steps(steps)]
+    if implied:
+        op.bulk_insert(assessments, implied)
+
+
+def downgrade() -> None:
+    op.drop_index(op.f("ix_proposal_assessments_proposal_id"),
+                  table_name="proposal_assessments")
+    op.drop_table("proposal_assessments")
