@@ -32,7 +32,9 @@ from rechenwerk.access.models import (
     User,
 )
 from rechenwerk.access.review_pipeline import record_assessment, steps_of
+from rechenwerk.access.reviews import respond_to_invitation
 from rechenwerk.access.security import create_token
+from rechenwerk.access.users import get_user
 
 # The FakeClock's default start: factories stamp objects with it unless told otherwise.
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -139,3 +141,10 @@ def pass_checks(session: Session, operator: User, proposal: Proposal, *,
         if step in steps_of(proposal):
             record_assessment(session, operator, proposal, step=step, outcome="pass",
                               note="ok", now=now)
+
+
+def accept_invitation(session: Session, reviewer: User | str, proposal: Proposal, *,
+                      now: datetime = T0) -> None:
+    """The invited reviewer (a user or a username) accepts the invitation to review."""
+    user = reviewer if isinstance(reviewer, User) else get_user(session, reviewer)
+    respond_to_invitation(session, user, proposal, accept=True, now=now)

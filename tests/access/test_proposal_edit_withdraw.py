@@ -12,7 +12,15 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from factories import T0, make_call, make_org, make_project, make_user, pass_checks
+from factories import (
+    T0,
+    accept_invitation,
+    make_call,
+    make_org,
+    make_project,
+    make_user,
+    pass_checks,
+)
 from rechenwerk.access.models import AuditEntry, Proposal, ProposalState
 from rechenwerk.access.proposals import (
     create_proposal,
@@ -68,6 +76,7 @@ def _in_state(session: Session, w: dict[str, Any], state: str) -> Proposal:
     if state == "submitted":
         return p
     assign_reviewer(session, w["op"], p, reviewer="rev", now=T0)
+    accept_invitation(session, w["rev"], p)
     if state == "under_review":
         return p
     pass_checks(session, w["op"], p)
@@ -194,6 +203,7 @@ def test_withdrawn_is_terminal_and_reviews_are_refused(session: Session,
                                                        w: dict[str, Any]) -> None:
     p = _in_state(session, w, "under_review")
     assign_reviewer(session, w["op"], p, reviewer="rev2", now=T0)
+    accept_invitation(session, w["rev2"], p)
     submit_review(session, w["rev2"], p, technical_score=3, scientific_score=3, now=T0)
     withdraw_proposal(session, w["pi"], p, now=LATER)
     with pytest.raises(InvalidTransition, match="already withdrawn"):
@@ -216,6 +226,7 @@ def test_withdrawn_is_terminal_and_reviews_are_refused(session: Session,
 def test_assigned_reviewers_are_told_once(session: Session, w: dict[str, Any]) -> None:
     p = _in_state(session, w, "under_review")
     assign_reviewer(session, w["op"], p, reviewer="rev2", now=T0)
+    accept_invitation(session, w["rev2"], p)
     submit_review(session, w["rev2"], p, technical_score=3, scientific_score=3, now=T0)
     draft = _draft(session, w)
     withdraw_proposal(session, w["pi"], p, now=LATER)

@@ -11,7 +11,16 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from factories import T0, bearer, make_call, make_org, make_project, make_token, make_user
+from factories import (
+    T0,
+    accept_invitation,
+    bearer,
+    make_call,
+    make_org,
+    make_project,
+    make_token,
+    make_user,
+)
 from rechenwerk.access.models import ProjectMembership, Proposal, Review, User
 from rechenwerk.access.proposals import create_proposal, submit_proposal
 from rechenwerk.access.reviews import assign_reviewer, submit_review
@@ -33,6 +42,7 @@ def _assigned(session: Session) -> tuple[Proposal, User]:
                         gpu_type="H100", requested_gpu_hours=1, now=T0)
     submit_proposal(session, pi, p, now=T0)
     assign_reviewer(session, op, p, reviewer=reviewer.username, now=T0)
+    accept_invitation(session, reviewer, p)
     session.flush()
     return p, reviewer
 

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from factories import T0, make_call, make_org, make_project, make_user
+from factories import T0, accept_invitation, make_call, make_org, make_project, make_user
 from rechenwerk.access.call_type_rules import EUROHPC_TYPES
 from rechenwerk.access.call_types import ensure_call_types, type_for_access_mode
 from rechenwerk.access.models import Proposal, ProposalAssessment, User
@@ -132,6 +132,7 @@ def test_large_scale_runs_every_step(session: Session) -> None:
     with pytest.raises(Conflict, match="scientific step"):
         decide_proposal(session, op, p, decision="accepted", now=T0)
     assign_reviewer(session, op, p, reviewer=reviewer.username, now=T0)
+    accept_invitation(session, reviewer, p)
     submit_review(session, reviewer, p, technical_score=4, scientific_score=5, now=T0)
     assert current_step(session, p) not in ("eligibility", "technical", "scientific")
 
@@ -167,8 +168,17 @@ def test_migration_implies_the_checks_of_proposals_under_review(tmp_path: Path) 
                     "decision_comment, created_at) VALUES (:id, 1, 1, 1, 't', '', '', "
                     "'A100-80GB', 10, :s, '', '2026-01-01 00:00:00')"),
                     {"id": pid, "s": state})
+            conn.execute(text(
+                "INSERT INTO reviews (proposal_id, reviewer_user_id, assigned_at, comment) "
+                "VALUES (1, 1, '2026-01-02 00:00:00', '')"))
         upgrade(url)
         with engine.connect() as conn:
+            review = conn.execute(text(
+                "SELECT accepted, invited_at = assigned_at, responded_at = assigned_at, "
+                "decline_reason FROM reviews")).one()
+            assert tuple(review) == (1, 1, 1, "")  # reviews from before count as accepted
+            assert set(conn.execute(text(
+                "SELECT DISTINCT min_reviews FROM call_types")).scalars()) == {1}
             rows = conn.execute(text(
                 "SELECT proposal_id, step, outcome, by_user_id FROM proposal_assessments "
                 "ORDER BY id")).all()

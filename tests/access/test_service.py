@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from factories import T0, make_call, make_org, make_project, make_user, pass_checks
+from factories import (
+    T0,
+    accept_invitation,
+    make_call,
+    make_org,
+    make_project,
+    make_user,
+    pass_checks,
+)
 from rechenwerk.access.accounts import create_account, update_account
 from rechenwerk.access.awards import (
     _check_periods,
@@ -87,6 +95,7 @@ def test_proposal_life_cycle_and_illegal_moves(session: Session) -> None:
     assert exc.value.field == "state" and "submitted" in (exc.value.hint or "")
     assign_reviewer(session, op, p, reviewer=reviewer.username, now=T0)
     assert p.state == "under_review"
+    accept_invitation(session, reviewer, p)
     with pytest.raises(Conflict):
         assign_reviewer(session, op, p, reviewer=reviewer.username, now=T0)
     with pytest.raises(InvalidInput) as bad:
@@ -106,8 +115,8 @@ def test_proposal_life_cycle_and_illegal_moves(session: Session) -> None:
     actions = session.scalars(select(AuditEntry.action).where(
         AuditEntry.entity == "proposal").order_by(AuditEntry.id)).all()
     assert actions == ["proposal.create", "proposal.submitted", "proposal.under_review",
-                       "proposal.review", "proposal.assessment", "proposal.assessment",
-                       "proposal.rejected"]
+                       "proposal.review_accepted", "proposal.review", "proposal.assessment",
+                       "proposal.assessment", "proposal.rejected"]
 
 
 def test_conflict_of_interest_and_non_reviewers(session: Session) -> None:

@@ -70,6 +70,13 @@ def test_demo_flow_through_the_api(api_client: TestClient, world: dict[str, Any]
     r = c.post(f"/api/v1/proposals/{pid}/reviewers", headers=h(world, "operator"),
                json={"reviewer": "lucia"})
     assert r.status_code == 201, r.text
+    assert r.json()["accepted"] is None and r.json()["due_on"] is not None
+    r = c.post(f"/api/v1/proposals/{pid}/reviews", headers=h(world, "lucia"),
+               json={"technical_score": 4, "scientific_score": 5})
+    assert r.status_code == 409 and "accept the invitation" in r.json()["detail"]
+    r = c.post(f"/api/v1/proposals/{pid}/invitation", headers=h(world, "lucia"),
+               json={"accept": True})
+    assert r.status_code == 200 and r.json()["accepted"] is True, r.text
     # the reviewer sees it now; the other reviewer does not
     assert c.get(f"/api/v1/proposals/{pid}", headers=h(world, "lucia")).status_code == 200
     assert c.get(f"/api/v1/proposals/{pid}", headers=h(world, "rev-same")).status_code == 404
@@ -122,8 +129,8 @@ def test_demo_flow_through_the_api(api_client: TestClient, world: dict[str, Any]
                   params={"entity": "proposal", "entity_id": str(pid)}).json()
     actions = [e["action"] for e in reversed(audit["items"])]
     assert actions == ["proposal.create", "proposal.submitted", "proposal.under_review",
-                       "proposal.review", "proposal.assessment", "proposal.assessment",
-                       "proposal.accepted"]
+                       "proposal.review_accepted", "proposal.review",
+                       "proposal.assessment", "proposal.assessment", "proposal.accepted"]
     assert c.get("/api/v1/audit", headers=h(world, "greta")).status_code == 403
 
 
@@ -220,7 +227,8 @@ def test_scores_out_of_range(api_client: TestClient, world: dict[str, Any],
     prop = session.get(Proposal, pid)
     assert prop is not None
     prop.state = "under_review"
-    session.add(Review(proposal_id=pid, reviewer_user_id=lucia_id, assigned_at=T0))
+    session.add(Review(proposal_id=pid, reviewer_user_id=lucia_id, assigned_at=T0,
+                       invited_at=T0, accepted=True))
     session.commit()
     before = _counts(session)
     r = api_client.post(f"/api/v1/proposals/{pid}/reviews", headers=bearer(lucia),

@@ -145,7 +145,7 @@ def world(session: Session) -> dict[str, Any]:
     session.add(proposal)
     session.flush()
     session.add(Review(proposal_id=proposal.id, reviewer_user_id=users["reviewer"].id,
-                       assigned_at=T0))
+                       assigned_at=T0, invited_at=T0))
     award = make_award(session, project)
     account = PayPerUseAccount(project_id=project.id, credit_limit_eur=100.0, is_active=True,
                                created_at=T0)
@@ -224,6 +224,10 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     ("reviewer2", "POST", "/api/v1/proposals/{proposal}/reviews",
      {"technical_score": 5, "scientific_score": 5}, 404),
     ("outsider", "GET", "/api/v1/proposals/{proposal}/reviews", None, 404),
+    # invitations: only the invited reviewer answers
+    ("pi", "POST", "/api/v1/proposals/{proposal}/invitation", {"accept": True}, 403),
+    ("reviewer2", "POST", "/api/v1/proposals/{proposal}/invitation", {"accept": True}, 404),
+    ("outsider", "POST", "/api/v1/proposals/{proposal}/invitation", {"accept": True}, 404),
     # review pipeline: whoever sees the proposal sees its steps; operators assess
     ("outsider", "GET", "/api/v1/proposals/{proposal}/pipeline", None, 404),
     ("viewer", "GET", "/api/v1/proposals/{proposal}/pipeline", None, 200),

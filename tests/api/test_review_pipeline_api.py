@@ -83,3 +83,38 @@ def test_bad_assessments_name_the_field_and_write_nothing(
     r = api_client.post(url + "/assessments", headers=w["op"],
                         json={"step": "eligibility", "outcome": "pass"})
     assert r.status_code == 409 and r.json()["code"] == "invalid_transition"
+
+
+def test_reviewers_answer_the_invitation(api_client: TestClient, session: Session) -> None:
+    uni, other = make_org(session, kind="university"), make_org(session, kind="university")
+    pi = make_user(session, username="pia", org=uni)
+    op = make_user(session, username="op", org=other, operator=True)
+    rev = make_user(session, username="rev", org=other, reviewer=True)
+    make_project(session, pi=pi, slug="alpha")
+    make_call(session, slug="res", access_mode="research")
+    t = {name: bearer(make_token(session, u)) for name, u in
+         (("pi", pi), ("op", op), ("rev", rev))}
+    session.commit()
+    r = api_client.post("/api/v1/proposals", headers=t["pi"], json={
+        "call": "res", "project": "alpha", "title": "LLM", "gpu_type": "A100-80GB",
+        "requested_gpu_hours": 500})
+    url = f"/api/v1/proposals/{r.json()['id']}"
+    api_client.post(url + "/submit", headers=t["pi"])
+    r = api_client.post(url + "/reviewers", headers=t["op"],
+                        json={"reviewer": "rev", "due_on": "2020-01-01"})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "due_on"
+    r = api_client.post(url + "/reviewers", headers=t["op"],
+                        json={"reviewer": "rev", "due_on": "2099-01-01"})
+    assert r.status_code == 201 and r.json()["due_on"] == "2099-01-01"
+    r = api_client.post(url + "/invitation", headers=t["rev"], json={"accept": False})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "reason"
+    r = api_client.post(url + "/invitation", headers=t["rev"],
+                        json={"accept": False, "reason": "no time"})
+    assert r.status_code == 200 and r.json()["accepted"] is False
+    r = api_client.post(url + "/invitation", headers=t["rev"], json={"accept": True})
+    assert r.status_code == 409 and "already declined" in r.json()["detail"]
+    r = api_client.post(url + "/reviews", headers=t["rev"],
+                        json={"technical_score": 4, "scientific_score": 4})
+    assert r.status_code == 409 and "declined" in r.json()["detail"]
+    reviews = api_client.get(url + "/reviews", headers=t["op"]).json()
+    assert [(x["reviewer"], x["decline_reason"]) for x in reviews] == [("rev", "no time")]

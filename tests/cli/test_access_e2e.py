@@ -84,7 +84,12 @@ def test_demo_flow_through_the_cli(rw: Cli) -> None:
     # Review: the same-organisation reviewer is refused (conflict of interest).
     bad = rw.run("proposal", "assign-reviewer", pid, "sven", token=op, code=5)
     assert "conflict of interest" in bad.stderr and "reviewer" in bad.stderr
-    rw.run("proposal", "assign-reviewer", pid, "lucia", token=op)
+    invited = rw.run("proposal", "assign-reviewer", pid, "lucia", token=op)
+    assert "invited" in invited.stdout and "answer by" in invited.stdout
+    early_review = rw.run("proposal", "review", pid, "--technical", "4", "--scientific", "5",
+                          token=lucia, code=5)
+    assert "accept the invitation" in early_review.stderr
+    rw.run("proposal", "accept-review", pid, token=lucia)
     assert rw.run("proposal", "list", "--json", token=sven)["total"] == 0
     assert rw.run("proposal", "list", "--json", token=lucia)["total"] == 1
     out_of_range = rw.run("proposal", "review", pid, "--technical", "7", "--scientific", "4",
@@ -135,8 +140,9 @@ def test_demo_flow_through_the_cli(rw: Cli) -> None:
 
     audit = rw.run("admin", "audit", "--entity", "proposal", "--id", pid, "--json", token=op)
     assert [e["action"] for e in reversed(audit["items"])] == [
-        "proposal.create", "proposal.submitted", "proposal.under_review", "proposal.review",
-        "proposal.assessment", "proposal.assessment", "proposal.accepted"]
+        "proposal.create", "proposal.submitted", "proposal.under_review",
+        "proposal.review_accepted", "proposal.review", "proposal.assessment",
+        "proposal.assessment", "proposal.accepted"]
 
 
 def test_cli_bad_input_names_the_field(rw: Cli) -> None:

@@ -144,6 +144,9 @@ def test_reviewer_scores_a_proposal(new_page: Any) -> None:
     assert "none" in row.inner_text()  # no conflict of interest
     row.locator("a.button").click()
     assert "No conflict of interest" in page.inner_text("[data-testid=coi]")
+    # the assignment is an invitation: accept it, then the review form appears
+    page.click("form[data-testid=invitation-form] button[value=accept]")
+    page.wait_for_selector("form[data-testid=review-form]")
     page.click("form[data-testid=review-form] button[type=submit]")  # no scores yet
     assert "required" in page.inner_text("[data-testid=error-technical_score]")
     page.goto(page.url)  # a fresh form for the screenshot

@@ -50,8 +50,10 @@ def centre(session: Session) -> None:
     waiting = _proposal(session, project, pi, call, "under_review")
     session.add_all([
         Review(proposal_id=ready.id, reviewer_user_id=rev.id, assigned_at=T0,
-               technical_score=4, scientific_score=5, comment="", submitted_at=T0),
-        Review(proposal_id=waiting.id, reviewer_user_id=rev.id, assigned_at=T0),
+               invited_at=T0, accepted=True, technical_score=4, scientific_score=5,
+               comment="", submitted_at=T0),
+        Review(proposal_id=waiting.id, reviewer_user_id=rev.id, assigned_at=T0,
+               invited_at=T0, accepted=True),
     ])
     for ended in (T0 - timedelta(hours=2), T0 - timedelta(days=3)):  # one within 24 h
         session.add(Job(project_id=project.id, user_id=pi.id, name="x", spec={},

@@ -246,7 +246,16 @@ def test_reviewer_and_operator_flow(api_client: Any, world: dict[str, Any]) -> N
              page=f"/proposals/{pid}")
     assert r.status_code == 303
     login(api_client, "rev")
-    assert "No conflict of interest" in api_client.get(f"/reviews/{pid}").text
+    page = api_client.get(f"/reviews/{pid}").text
+    assert "No conflict of interest" in page and 'data-testid="invitation-form"' in page
+    assert "review-form" not in page  # the invitation is answered first
+    r = post(api_client, f"/reviews/{pid}/invitation", {"action": "decline"},
+             page=f"/reviews/{pid}")
+    assert r.status_code == 422 and "say why" in error_of(r.text, "reason")
+    r = post(api_client, f"/reviews/{pid}/invitation", {"action": "accept"},
+             page=f"/reviews/{pid}")
+    assert r.status_code == 303
+    assert 'data-testid="review-form"' in api_client.get(f"/reviews/{pid}").text
     r = post(api_client, f"/reviews/{pid}", {"technical_score": "9", "scientific_score": "4"})
     assert r.status_code == 422 and "1..5" in error_of(r.text, "technical_score")
     r = post(api_client, f"/reviews/{pid}", {"technical_score": "5", "scientific_score": "4",

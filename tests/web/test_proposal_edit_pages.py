@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from test_pages import _hash, csrf, error_of, login, post
 
-from factories import T0, make_call, make_org, make_project, make_user
+from factories import T0, accept_invitation, make_call, make_org, make_project, make_user
 from rechenwerk.access.models import AuditEntry
 from rechenwerk.access.proposals import (
     create_proposal,
@@ -47,6 +47,7 @@ def world(session: Session) -> dict[str, Any]:
     submit_proposal(session, pi, visible_proposal(session, pi, submitted), now=T0)
     assign_reviewer(session, op, visible_proposal(session, op, submitted),
                     reviewer="rev", now=T0)
+    accept_invitation(session, "rev", visible_proposal(session, op, submitted))
     session.commit()
     return {"draft": draft, "submitted": submitted}
 

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 from test_pages import _hash, csrf, login, post
 
-from factories import T0, make_call, make_org, make_project, make_user
+from factories import T0, accept_invitation, make_call, make_org, make_project, make_user
 from rechenwerk.access.models import AuditEntry, Proposal
 from rechenwerk.access.proposals import create_proposal, submit_proposal, visible_proposal
 from rechenwerk.access.reviews import assign_reviewer
@@ -46,6 +46,7 @@ def world(session: Session) -> dict[str, Any]:
         submit_proposal(session, pi, visible_proposal(session, pi, pid), now=T0)
         assign_reviewer(session, op, visible_proposal(session, op, pid),
                         reviewer="rev", now=T0)
+        accept_invitation(session, "rev", visible_proposal(session, op, pid))
     session.commit()
     return {"draft": draft, "over": over, "under": under, "call": call.id}
 

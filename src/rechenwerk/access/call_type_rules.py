@@ -53,6 +53,7 @@ class CallTypeSpec:
     decision_working_days: int = 10
     submission_mode: str = "window"
     cutoff_period: str | None = None  # with submission_mode "cutoffs"
+    min_reviews: int = 1  # submitted reviews the scientific step needs
 
 
 def spec_issues(spec: CallTypeSpec) -> list[FieldIssue]:
@@ -89,6 +90,8 @@ def spec_issues(spec: CallTypeSpec) -> list[FieldIssue]:
     if positions != sorted(set(positions)):
         out.append(FieldIssue(("review_steps",), "steps must be distinct and in the order "
                               + ", ".join(REVIEW_STEPS)))
+    if not 1 <= spec.min_reviews <= 20:
+        out.append(FieldIssue(("min_reviews",), f"must be 1..20, got {spec.min_reviews}"))
     if not 0 <= spec.decision_working_days <= 365:
         out.append(FieldIssue(("decision_working_days",),
                               f"must be 0..365, got {spec.decision_working_days}"))

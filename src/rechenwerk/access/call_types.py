@@ -31,7 +31,8 @@ def spec_of(row: CallType) -> CallTypeSpec:
         duration_months=tuple(row.duration_months), eligible_kinds=tuple(row.eligible_kinds),
         countries=row.countries, review_steps=tuple(row.review_steps),
         decision_working_days=row.decision_working_days,
-        submission_mode=row.submission_mode, cutoff_period=row.cutoff_period)
+        submission_mode=row.submission_mode, cutoff_period=row.cutoff_period,
+        min_reviews=row.min_reviews)
 
 
 def _row_of(spec: CallTypeSpec, now: datetime) -> CallType:
@@ -42,7 +43,7 @@ def _row_of(spec: CallTypeSpec, now: datetime) -> CallType:
         countries=spec.countries, review_steps=list(spec.review_steps),
         decision_working_days=spec.decision_working_days,
         submission_mode=spec.submission_mode, cutoff_period=spec.cutoff_period,
-        created_at=now)
+        min_reviews=spec.min_reviews, created_at=now)
 
 
 def create_call_type(session: Session, actor: User, spec: CallTypeSpec, *,
@@ -75,7 +76,8 @@ def _store(session: Session, actor: User | None, spec: CallTypeSpec,
             "eligible_kinds": row.eligible_kinds, "countries": row.countries,
             "review_steps": row.review_steps,
             "decision_working_days": row.decision_working_days,
-            "submission_mode": row.submission_mode, "cutoff_period": row.cutoff_period},
+            "submission_mode": row.submission_mode, "cutoff_period": row.cutoff_period,
+            "min_reviews": row.min_reviews},
            at=now)
     return row
 

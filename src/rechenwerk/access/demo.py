@@ -26,7 +26,7 @@ from rechenwerk.access.organizations import create_organization
 from rechenwerk.access.projects import add_member, create_project
 from rechenwerk.access.proposals import create_proposal, decide_proposal, submit_proposal
 from rechenwerk.access.review_pipeline import record_assessment
-from rechenwerk.access.reviews import assign_reviewer, submit_review
+from rechenwerk.access.reviews import assign_reviewer, respond_to_invitation, submit_review
 from rechenwerk.access.security import create_token
 from rechenwerk.access.users import create_user
 
@@ -198,6 +198,7 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
             record_assessment(session, op, p, step=step, outcome="pass", now=now,
                               note="Checked by the site team.")
         assign_reviewer(session, op, p, reviewer=reviewer, now=now)
+        respond_to_invitation(session, users[reviewer], p, accept=True, now=now)
         submit_review(session, users[reviewer], p, technical_score=scores[0],
                       scientific_score=scores[1], comment="Feasible and well planned.",
                       now=now)

@@ -194,6 +194,8 @@ class CallType(Base):
     submission_mode: Mapped[str] = mapped_column(String(16))  # window, cutoffs, rolling
     cutoff_period: Mapped[str | None] = mapped_column(String(16))  # monthly, quarterly
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # submitted reviews the scientific step needs (types with that step)
+    min_reviews: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
 
 
 class Call(Base):
@@ -276,6 +278,14 @@ class Review(Base):
     scientific_score: Mapped[int | None] = mapped_column(Integer)
     comment: Mapped[str] = mapped_column(Text, default="")
     submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # The assignment is an invitation: the reviewer accepts or declines (with a reason)
+    # by ``due_on``; only accepted reviewers submit. Migration 0024 marks reviews from
+    # before invitations existed as accepted at their assignment.
+    invited_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    accepted: Mapped[bool | None] = mapped_column(Boolean)
+    due_on: Mapped[date | None] = mapped_column(Date)
+    decline_reason: Mapped[str] = mapped_column(Text, default="", server_default="")
 
     reviewer: Mapped[User] = relationship(lazy="joined")
 

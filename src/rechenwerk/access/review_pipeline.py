@@ -5,7 +5,8 @@ technical and decision goes from the technical assessment straight to the decisi
 
 When a step is done (derived from the data, nothing stored beside it):
 - eligibility, technical: the latest operator assessment of the step is a pass;
-- scientific: at least one submitted review;
+- scientific: the call type's ``min_reviews`` submitted reviews (by reviewers who
+  accepted their invitation);
 - right_to_reply, ranking: not run by Rechenwerk yet (issue 15 item 2, later steps);
   they count as done so types listing them can still be decided.
 
@@ -71,7 +72,8 @@ def _status(session: Session, proposal: Proposal, step: str) -> StepStatus:
     if step == "scientific":
         n = session.scalar(select(func.count()).select_from(Review).where(
             Review.proposal_id == proposal.id, Review.submitted_at.is_not(None))) or 0
-        return StepStatus(step, n >= 1, f"{n} of 1 review(s) submitted")
+        need = proposal.call.call_type.min_reviews
+        return StepStatus(step, n >= need, f"{n} of {need} review(s) submitted")
     if step == "decision":
         decided = proposal.state in (ProposalState.ACCEPTED.value,
                                      ProposalState.REJECTED.value)

@@ -1,12 +1,14 @@
-"""Reviews of proposals: operators assign reviewers (no conflict of interest), assigned
-reviewers score a proposal under review (still no conflict of interest: a reviewer who
-joined the project or the applicant's organisation since is refused), and who sees which
-review."""
+"""Reviews of proposals: operators invite reviewers (no conflict of interest) with a
+date to answer by, the reviewer accepts or declines (with a reason), accepted reviewers
+score a proposal under review. The conflict of interest is checked again at accepting and
+at submitting (a reviewer who joined the project or the applicant's organisation since is
+refused); and who sees which review."""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -18,6 +20,7 @@ from rechenwerk.access.proposal_states import transition
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.users import get_user
 from rechenwerk.access.visibility import can_see_project
+from rechenwerk.access.workdays import add_working_days
 from rechenwerk.errors import (
     Conflict,
     FieldIssue,
@@ -29,6 +32,7 @@ from rechenwerk.errors import (
 )
 
 MIN_SCORE, MAX_SCORE = 1, 5
+RESPONSE_WORKING_DAYS = 5  # the default time to answer an invitation
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,11 +71,23 @@ def assigned_review(session: Session, user: User, proposal: Proposal) -> Review 
 
 
 def assign_reviewer(session: Session, actor: User, proposal: Proposal, *, reviewer: str | int,
-                    now: datetime) -> Review:
-    """Assign a reviewer (operators). Refuses non-reviewers and reviewers from the
-    applicant's organisation (conflict of interest). The first assignment moves the
-    proposal from submitted to under_review."""
+                    now: datetime, due_on: date | None = None,
+                    holidays: Collection[date] = frozenset()) -> Review:
+    """Invite a reviewer (operators) to answer by ``due_on`` (default: 5 working days).
+    Refuses non-reviewers, reviewers from the applicant's organisation or project
+    (conflict of interest) and call types without a scientific step. The first
+    assignment moves the proposal from submitted to under_review."""
     require_operator(actor)
+    steps = proposal.call.call_type.review_steps
+    if "scientific" not in steps:
+        raise Conflict(f"call type {proposal.call.call_type.key!r} has no scientific step "
+                       f"(its steps: {', '.join(steps)}); it needs no reviewers",
+                       field="reviewer", hint="Record the operators' checks and decide.")
+    if due_on is None:
+        due_on = add_working_days(now.date(), RESPONSE_WORKING_DAYS, holidays)
+    elif due_on < now.date():
+        raise InvalidInput(f"due_on {due_on} is in the past", field="due_on",
+                           hint=f"Give {now.date()} or later.")
     user = get_user(session, reviewer)
     if not user.is_reviewer:
         raise InvalidInput(f"user {user.username!r} is not a reviewer", field="reviewer",
@@ -95,18 +111,16 @@ def assign_reviewer(session: Session, actor: User, proposal: Proposal, *, review
             hint="Ask the PI to submit it first." if proposal.state == "draft" else None)
     else:
         record(session, actor, "proposal.assign_reviewer", "proposal", proposal.id,
-               {"reviewer": user.username}, at=now)
+               {"reviewer": user.username, "due_on": due_on.isoformat()}, at=now)
     review = Review(proposal_id=proposal.id, reviewer_user_id=user.id, reviewer=user,
-                    assigned_at=now)
+                    assigned_at=now, invited_at=now, due_on=due_on, decline_reason="")
     session.add(review)
     session.flush()
     return review
 
 
-def submit_review(
-    session: Session, actor: User, proposal: Proposal, *, technical_score: int,
-    scientific_score: int, now: datetime, comment: str = "",
-) -> Review:
+def _own_open_review(session: Session, actor: User, proposal: Proposal) -> Review:
+    """``actor``'s review of a proposal that still wants it (not withdrawn, not decided)."""
     review = assigned_review(session, actor, proposal)
     if review is None:
         if can_see_project(session, actor, proposal.project_id):
@@ -119,13 +133,64 @@ def submit_review(
             + (f" on {proposal.withdrawn_at:%Y-%m-%d}" if proposal.withdrawn_at else "")
             + "; its review is no longer requested", field="state",
             hint="Nothing to do: the proposal left your assigned reviews.")
+    return review
+
+
+def _refuse_conflict(session: Session, actor: User, proposal: Proposal, doing: str) -> None:
     coi = conflict_of_interest(session, actor, proposal)
     if coi is not None:
         raise Conflict(
-            f"conflict of interest: {coi.sentence()}; you may not review proposal "
+            f"conflict of interest: {coi.sentence()}; you may not {doing} proposal "
             f"{proposal.id} any more", field="proposal",
             hint=f"Decline the review: ask an operator to reassign proposal {proposal.id} "
             "to another reviewer.")
+
+
+def respond_to_invitation(session: Session, actor: User, proposal: Proposal, *,
+                          accept: bool, now: datetime, reason: str = "") -> Review:
+    """The invited reviewer accepts (no conflict of interest now, before ``due_on`` has
+    passed) or declines with a reason. Answered once."""
+    review = _own_open_review(session, actor, proposal)
+    reason = reason.strip()
+    if review.accepted is not None:
+        raise Conflict(f"you already {'accepted' if review.accepted else 'declined'} the "
+                       f"invitation to review proposal {proposal.id}", field="accept")
+    if proposal.state not in (ProposalState.SUBMITTED.value,
+                              ProposalState.UNDER_REVIEW.value):
+        raise InvalidTransition(f"proposal {proposal.id} is {proposal.state}; its review is "
+                                "no longer requested", field="state")
+    if not accept and not reason:
+        raise InvalidInput("reason: say why you decline", field="reason",
+                           hint="E.g. no time before the deadline, or a conflict of "
+                                "interest the centre does not know of.")
+    if accept:
+        _refuse_conflict(session, actor, proposal, "review")
+        if review.due_on is not None and now.date() > review.due_on:
+            raise Conflict(f"the invitation to review proposal {proposal.id} was to be "
+                           f"answered by {review.due_on}", field="accept",
+                           hint="Ask an operator to invite you again.")
+    review.accepted = accept
+    review.responded_at = now
+    review.decline_reason = "" if accept else reason
+    record(session, actor, "proposal.review_accepted" if accept else
+           "proposal.review_declined", "proposal", proposal.id,
+           {"reviewer": actor.username, **({} if accept else {"reason": reason})}, at=now)
+    return review
+
+
+def submit_review(
+    session: Session, actor: User, proposal: Proposal, *, technical_score: int,
+    scientific_score: int, now: datetime, comment: str = "",
+) -> Review:
+    review = _own_open_review(session, actor, proposal)
+    _refuse_conflict(session, actor, proposal, "review")
+    if review.accepted is not True:
+        raise Conflict(
+            f"you declined the invitation to review proposal {proposal.id}"
+            if review.accepted is False else
+            f"accept the invitation to review proposal {proposal.id} first",
+            field="proposal", hint=None if review.accepted is False else
+            f"`rechenwerk proposal accept-review {proposal.id}` or the Reviews page.")
     raise_issues(
         FieldIssue((name,), f"must be an integer {MIN_SCORE}..{MAX_SCORE}, got {value}")
         for name, value in (("technical_score", technical_score),

@@ -417,10 +417,22 @@ def submit_proposal(proposal_id: int, request: Request, session: DbSession,
 
 @router.post("/proposals/{proposal_id}/reviewers", response_model=s.ReviewOut,
              status_code=201, summary="Assign a reviewer (operators)")
-def assign_reviewer(proposal_id: int, body: s.ReviewerAssign, session: DbSession,
-                    user: Operator, now: Now) -> s.ReviewOut:
+def assign_reviewer(proposal_id: int, body: s.ReviewerAssign, request: Request,
+                    session: DbSession, user: Operator, now: Now) -> s.ReviewOut:
     p = proposals.visible_proposal(session, user, proposal_id)
-    review = reviews.assign_reviewer(session, user, p, reviewer=body.reviewer, now=now)
+    review = reviews.assign_reviewer(session, user, p, reviewer=body.reviewer, now=now,
+                                     due_on=body.due_on,
+                                     holidays=settings_of(request).holiday_dates)
+    return s.ReviewOut.of(review, show_reviewer=True)
+
+
+@router.post("/proposals/{proposal_id}/invitation", response_model=s.ReviewOut,
+             summary="Accept or decline my invitation to review (invited reviewers)")
+def answer_invitation(proposal_id: int, body: s.InvitationAnswer, session: DbSession,
+                      user: CurrentUser, now: Now) -> s.ReviewOut:
+    p = proposals.visible_proposal(session, user, proposal_id)
+    review = reviews.respond_to_invitation(session, user, p, accept=body.accept,
+                                           reason=body.reason, now=now)
     return s.ReviewOut.of(review, show_reviewer=True)
 
 

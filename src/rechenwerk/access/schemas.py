@@ -363,6 +363,8 @@ class CallTypeCreate(_In):
                                  description=", ".join(SUBMISSION_MODES))
     cutoff_period: str | None = Field(default=None, description="with submission_mode "
                                       "cutoffs: " + ", ".join(CUTOFF_PERIODS))
+    min_reviews: int = Field(default=1, description="submitted reviews the scientific "
+                             "step needs (1..20)")
 
     def spec(self) -> CallTypeSpec:
         return CallTypeSpec(
@@ -372,7 +374,8 @@ class CallTypeCreate(_In):
             eligible_kinds=tuple(k.value for k in self.eligible_kinds),
             countries=self.countries, review_steps=tuple(self.review_steps),
             decision_working_days=self.decision_working_days,
-            submission_mode=self.submission_mode, cutoff_period=self.cutoff_period)
+            submission_mode=self.submission_mode, cutoff_period=self.cutoff_period,
+            min_reviews=self.min_reviews)
 
 
 class CallTypeOut(BaseModel):
@@ -389,6 +392,7 @@ class CallTypeOut(BaseModel):
     decision_working_days: int
     submission_mode: str
     cutoff_period: str | None
+    min_reviews: int = 1
     created_at: datetime
 
     @classmethod
@@ -400,7 +404,7 @@ class CallTypeOut(BaseModel):
                    review_steps=list(t.review_steps),
                    decision_working_days=t.decision_working_days,
                    submission_mode=t.submission_mode, cutoff_period=t.cutoff_period,
-                   created_at=t.created_at)
+                   min_reviews=t.min_reviews, created_at=t.created_at)
 
 
 class CallCreate(_In):
@@ -491,6 +495,13 @@ class WithdrawIn(_In):
 
 class ReviewerAssign(_In):
     reviewer: str = Field(min_length=1)
+    due_on: date | None = Field(default=None, description="answer the invitation by "
+                                "(default: 5 working days)")
+
+
+class InvitationAnswer(_In):
+    accept: bool
+    reason: str = Field(default="", max_length=2000, description="required when declining")
 
 
 class ReviewCreate(_In):
@@ -634,6 +645,11 @@ class ReviewOut(BaseModel):
     scientific_score: int | None
     comment: str
     submitted_at: datetime | None
+    invited_at: datetime | None = None
+    due_on: date | None = Field(default=None, description="answer the invitation by")
+    accepted: bool | None = Field(default=None, description="null: not answered yet")
+    responded_at: datetime | None = None
+    decline_reason: str = ""
 
     @classmethod
     def of(cls, r: Review, *, show_reviewer: bool) -> ReviewOut:
@@ -641,7 +657,9 @@ class ReviewOut(BaseModel):
                    reviewer=r.reviewer.username if show_reviewer else None,
                    assigned_at=r.assigned_at, technical_score=r.technical_score,
                    scientific_score=r.scientific_score, comment=r.comment,
-                   submitted_at=r.submitted_at)
+                   submitted_at=r.submitted_at, invited_at=r.invited_at, due_on=r.due_on,
+                   accepted=r.accepted, responded_at=r.responded_at,
+                   decline_reason=r.decline_reason if show_reviewer else "")
 
 
 # --------------------------------------------------------------------------- awards

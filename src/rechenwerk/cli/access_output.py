@@ -94,7 +94,9 @@ def print_call_type(t: dict[str, Any]) -> None:
          ("max GPU-hours", hours(t["max_gpu_hours"])),
          ("durations (months)", ", ".join(map(str, t["duration_months"])) or "not asked"),
          ("eligible kinds", ", ".join(t["eligible_kinds"])), ("countries", t["countries"]),
-         ("review steps", " -> ".join(t["review_steps"])),
+         ("review steps", " -> ".join(t["review_steps"])
+          + (f" (at least {t['min_reviews']} review(s))" if "scientific" in t["review_steps"]
+             else "")),
          ("decision within", f"{t['decision_working_days']} working days"),
          ("submission", t["submission_mode"]
           + (f" ({t['cutoff_period']} cut-offs)" if t["cutoff_period"] else ""))],

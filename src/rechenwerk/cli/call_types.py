@@ -87,6 +87,8 @@ def register(app: typer.Typer) -> None:
         mode: str = typer.Option("window", "--submission", help="window | cutoffs | rolling"),
         cutoff: str = typer.Option(None, "--cutoff", help="monthly | quarterly (with "
                                    "--submission cutoffs)"),
+        min_reviews: int = typer.Option(1, "--min-reviews", help="Submitted reviews the "
+                                        "scientific step needs (1..20)."),
         as_json: bool = JSON_OPT,
     ) -> None:
         """Create a call type (operators). Types are not changed once created."""
@@ -102,7 +104,8 @@ def register(app: typer.Typer) -> None:
             body = {"key": key, "title": title, "description": description,
                     "min_gpu_hours": min_gpu_hours, "max_gpu_hours": max_gpu_hours,
                     "countries": countries, "decision_working_days": decision_days,
-                    "submission_mode": mode, "cutoff_period": cutoff}
+                    "submission_mode": mode, "cutoff_period": cutoff,
+                    "min_reviews": min_reviews}
             if no_duration and months:
                 raise InvalidInput("give --months or --no-duration, not both",
                                    field="duration_months")

@@ -183,12 +183,37 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def proposal_assign(proposal_id: int = typer.Argument(...),
                         reviewer: str = typer.Argument(..., help="Reviewer's username."),
+                        due: str = typer.Option(None, "--due", help="Answer by (YYYY-MM-DD; "
+                                                "default 5 working days)."),
                         as_json: bool = JSON_OPT) -> None:
-        """Assign a reviewer (operators)."""
+        """Invite a reviewer (operators); they accept or decline by the due date."""
         r = server_call("POST", f"/api/v1/proposals/{proposal_id}/reviewers",
-                  json={"reviewer": reviewer})
+                  json={"reviewer": reviewer, **({"due_on": due} if due else {})})
         show(r, as_json, lambda r: console.print(
-            f"{r['reviewer']} reviews proposal {proposal_id}", highlight=False))
+            f"{r['reviewer']} invited to review proposal {proposal_id} (answer by "
+            f"{r['due_on']})", highlight=False))
+
+    @prop.command("accept-review")
+    @handle_errors
+    def proposal_accept_review(proposal_id: int = typer.Argument(...),
+                               as_json: bool = JSON_OPT) -> None:
+        """Accept the invitation to review a proposal (invited reviewers)."""
+        r = server_call("POST", f"/api/v1/proposals/{proposal_id}/invitation",
+                        json={"accept": True})
+        show(r, as_json, lambda r: console.print(
+            f"you review proposal {proposal_id}", highlight=False))
+
+    @prop.command("decline-review")
+    @handle_errors
+    def proposal_decline_review(proposal_id: int = typer.Argument(...),
+                                reason: str = typer.Option(..., "--reason",
+                                                           help="Why you decline."),
+                                as_json: bool = JSON_OPT) -> None:
+        """Decline the invitation to review a proposal, with a reason (invited reviewers)."""
+        r = server_call("POST", f"/api/v1/proposals/{proposal_id}/invitation",
+                        json={"accept": False, "reason": reason})
+        show(r, as_json, lambda r: console.print(
+            f"declined reviewing proposal {proposal_id}", highlight=False))
 
     @prop.command("review")
     @handle_errors

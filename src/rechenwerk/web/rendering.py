@@ -140,6 +140,8 @@ AUDIT_ACTION_WORDS: dict[str, str] = {
     "proposal.withdrawn": "withdrew a proposal",
     "proposal.assign_reviewer": "assigned a reviewer",
     "proposal.review": "submitted a review",
+    "proposal.review_accepted": "accepted an invitation to review",
+    "proposal.review_declined": "declined an invitation to review",
     "proposal.assessment": "assessed a proposal (eligibility or technical)",
     "token.create": "created an API token",
     "token.revoke": "revoked an API token",

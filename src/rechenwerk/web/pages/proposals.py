@@ -424,12 +424,13 @@ def proposal_assign(
     proposal = visible_proposal(db, user, proposal_id)
     try:
         review = assign_reviewer(db, user, proposal, reviewer=text(form, "reviewer"),
-                                 now=now)
+                                 now=now, holidays=settings_of(request).holiday_dates)
     except RechenwerkError as exc:
         return _detail_with_error(request, db, user, proposal_id, exc, form)
     response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
     set_flash(response, settings_of(request), "success",
-              f"{review.reviewer.username} assigned to review proposal {proposal.id}.")
+              f"{review.reviewer.username} invited to review proposal {proposal.id} "
+              f"(answer by {review.due_on}).")
     return response
 
 

@@ -94,6 +94,30 @@ def review_form(
     return _form_page(request, db, user, proposal, review, form, FormErrors())
 
 
+@router.post("/reviews/{proposal_id}/invitation")
+def review_invitation(
+    request: Request, proposal_id: int, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(reviewer_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    proposal, review = _own_review(db, user, proposal_id)
+    accept = text(form, "action") == "accept"
+    try:
+        reviews.respond_to_invitation(db, user, proposal, accept=accept,
+                                      reason=text(form, "reason"), now=now)
+    except RechenwerkError as exc:
+        rollback_request(request)
+        proposal, review = _own_review(db, user, proposal_id)
+        return _form_page(request, db, user, proposal, review, form,
+                          errors_from(exc, fields={"reason"}), exc.http_status)
+    response = RedirectResponse(f"/reviews/{proposal.id}" if accept else "/reviews",
+                                status_code=303)
+    set_flash(response, settings_of(request), "success",
+              f"You review proposal {proposal.id}." if accept
+              else f"You declined reviewing proposal {proposal.id}.")
+    return response
+
+
 @router.post("/reviews/{proposal_id}")
 def review_submit(
     request: Request, proposal_id: int, form: dict[str, str] = Depends(form_data),

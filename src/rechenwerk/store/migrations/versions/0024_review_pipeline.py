@@ -7,6 +7,10 @@ technical steps their call type lists (no operator, a note saying so), so they s
 where they were (at the scientific step or later) and can be decided as before.
 Submitted proposals not under review yet start at their type's first step.
 
+Reviews become invitations (``invited_at``, ``responded_at``, ``accepted``, ``due_on``,
+``decline_reason``); reviews from before were assignments the reviewer did not have to
+accept: they count as accepted at their assignment. Call types get ``min_reviews`` (1).
+
 Revision ID: 0024_review_pipeline
 Revises: 0023_award_changes
 """
@@ -69,9 +73,28 @@ def upgrade() -> None:
                if step in _steps(steps)]
     if implied:
         op.bulk_insert(assessments, implied)
+    with op.batch_alter_table("reviews") as batch:
+        batch.add_column(sa.Column("invited_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("responded_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("accepted", sa.Boolean(), nullable=True))
+        batch.add_column(sa.Column("due_on", sa.Date(), nullable=True))
+        batch.add_column(sa.Column("decline_reason", sa.Text(), nullable=False,
+                                   server_default=""))
+    op.execute("UPDATE reviews SET invited_at = assigned_at, responded_at = assigned_at, "
+               "accepted = true")
+    with op.batch_alter_table("reviews") as batch:
+        batch.alter_column("invited_at", existing_type=UTCDateTime(), nullable=False)
+    with op.batch_alter_table("call_types") as batch:
+        batch.add_column(sa.Column("min_reviews", sa.Integer(), nullable=False,
+                                   server_default="1"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("call_types") as batch:
+        batch.drop_column("min_reviews")
+    with op.batch_alter_table("reviews") as batch:
+        for column in ("decline_reason", "due_on", "accepted", "responded_at", "invited_at"):
+            batch.drop_column(column)
     op.drop_index(op.f("ix_proposal_assessments_proposal_id"),
                   table_name="proposal_assessments")
     op.drop_table("proposal_assessments")
