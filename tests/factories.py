@@ -31,7 +31,7 @@ from rechenwerk.access.models import (
     Proposal,
     User,
 )
-from rechenwerk.access.review_pipeline import record_assessment, steps_of
+from rechenwerk.access.review_pipeline import record_assessment, steps_of, submit_reply
 from rechenwerk.access.reviews import respond_to_invitation
 from rechenwerk.access.security import create_token
 from rechenwerk.access.users import get_user
@@ -148,3 +148,9 @@ def accept_invitation(session: Session, reviewer: User | str, proposal: Proposal
     """The invited reviewer (a user or a username) accepts the invitation to review."""
     user = reviewer if isinstance(reviewer, User) else get_user(session, reviewer)
     respond_to_invitation(session, user, proposal, accept=True, now=now)
+
+
+def reply_to_reviews(session: Session, proposal: Proposal, *, now: datetime = T0) -> None:
+    """The PI uses the right to reply, where the call type lists it."""
+    if "right_to_reply" in steps_of(proposal):
+        submit_reply(session, proposal.project.pi, proposal, text="Thank you.", now=now)

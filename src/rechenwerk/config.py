@@ -286,6 +286,9 @@ class Settings(BaseSettings):
     # commas or spaces, or the path of a file of ISO dates (one per line, # comments).
     # Empty: only Saturdays and Sundays are skipped.
     holidays: str = ""
+    # The applicant's right to reply to the reviews (review pipeline): working days
+    # from the day the reviews are complete.
+    right_to_reply_working_days: int = Field(default=10, ge=1, le=60)
 
     # The PUE the energy estimate of a run uses, per period: comma-separated YYYY-MM:PUE,
     # each from that month (UTC) on, e.g. "2026-01:1.35,2026-07:1.25"; before the first

@@ -20,6 +20,7 @@ from factories import (
     make_project,
     make_user,
     pass_checks,
+    reply_to_reviews,
 )
 from rechenwerk.access.models import AuditEntry, Proposal, ProposalState
 from rechenwerk.access.proposals import (
@@ -81,6 +82,7 @@ def _in_state(session: Session, w: dict[str, Any], state: str) -> Proposal:
         return p
     pass_checks(session, w["op"], p)
     submit_review(session, w["rev"], p, technical_score=4, scientific_score=4, now=T0)
+    reply_to_reviews(session, p)
     decide_proposal(session, w["op"], p, decision=state, now=T0)
     return p
 

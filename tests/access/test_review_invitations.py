@@ -10,7 +10,15 @@ from datetime import date, timedelta
 import pytest
 from sqlalchemy.orm import Session
 
-from factories import T0, make_call, make_org, make_project, make_user, pass_checks
+from factories import (
+    T0,
+    make_call,
+    make_org,
+    make_project,
+    make_user,
+    pass_checks,
+    reply_to_reviews,
+)
 from rechenwerk.access.call_type_rules import EUROHPC_TYPES, CallTypeSpec, spec_issues
 from rechenwerk.access.call_types import create_call_type, ensure_call_types
 from rechenwerk.access.models import ProjectMembership, Proposal, User
@@ -66,6 +74,7 @@ def test_invitation_accept_decline_and_deadline(session: Session) -> None:
     respond_to_invitation(session, cem, p, accept=True, now=T0)
     submit_review(session, cem, p, technical_score=5, scientific_score=4, now=T0)
     pass_checks(session, op, p)
+    reply_to_reviews(session, p)
     decide_proposal(session, op, p, decision="accepted", now=T0)
     assert p.state == "accepted"
 

@@ -19,6 +19,7 @@ from factories import (
     make_project,
     make_user,
     pass_checks,
+    reply_to_reviews,
 )
 from rechenwerk.access.accounts import create_account, update_account
 from rechenwerk.access.awards import (
@@ -108,6 +109,7 @@ def test_proposal_life_cycle_and_illegal_moves(session: Session) -> None:
         decide_proposal(session, op, p, decision="rejected", comment="budget", now=T0)
     assert early.value.field == "decision" and "eligibility step" in early.value.message
     pass_checks(session, op, p)
+    reply_to_reviews(session, p)
     decide_proposal(session, op, p, decision="rejected", comment="budget", now=T0)
     assert p.state == "rejected" and p.decided_at == T0
     with pytest.raises(InvalidTransition):
@@ -116,7 +118,7 @@ def test_proposal_life_cycle_and_illegal_moves(session: Session) -> None:
         AuditEntry.entity == "proposal").order_by(AuditEntry.id)).all()
     assert actions == ["proposal.create", "proposal.submitted", "proposal.under_review",
                        "proposal.review_accepted", "proposal.review", "proposal.assessment",
-                       "proposal.assessment", "proposal.rejected"]
+                       "proposal.assessment", "proposal.reply", "proposal.rejected"]
 
 
 def test_conflict_of_interest_and_non_reviewers(session: Session) -> None:

@@ -96,6 +96,20 @@ def test_demo_flow_through_the_api(api_client: TestClient, world: dict[str, Any]
         r = c.post(f"/api/v1/proposals/{pid}/assessments", headers=h(world, "operator"),
                    json={"step": step, "outcome": "pass"})
         assert r.status_code == 201, r.text
+    # the right to reply: the PI sees the reviews without names and replies once
+    pipe = c.get(f"/api/v1/proposals/{pid}/pipeline", headers=h(world, "greta")).json()
+    assert pipe["step"] == "right_to_reply" and pipe["reply_due_on"] is not None
+    seen = c.get(f"/api/v1/proposals/{pid}/reviews", headers=h(world, "greta")).json()
+    assert [(x["reviewer"], x["comment"]) for x in seen] == [(None, "solid")]
+    r = c.post(f"/api/v1/proposals/{pid}/decision", headers=h(world, "operator"),
+               json={"decision": "accepted"})
+    assert r.status_code == 409 and "right_to_reply step" in r.json()["detail"]
+    r = c.post(f"/api/v1/proposals/{pid}/reply", headers=h(world, "greta"),
+               json={"text": "We will add the ablation."})
+    assert r.status_code == 200 and r.json()["step"] == "decision", r.text
+    r = c.post(f"/api/v1/proposals/{pid}/reply", headers=h(world, "greta"),
+               json={"text": "again"})
+    assert r.status_code == 409 and r.json()["errors"][0]["field"] == "text"
     r = c.post(f"/api/v1/proposals/{pid}/decision", headers=h(world, "operator"),
                json={"decision": "accepted", "comment": "welcome"})
     assert r.json()["state"] == "accepted" and r.json()["reviewers"] == ["lucia"]
@@ -130,7 +144,8 @@ def test_demo_flow_through_the_api(api_client: TestClient, world: dict[str, Any]
     actions = [e["action"] for e in reversed(audit["items"])]
     assert actions == ["proposal.create", "proposal.submitted", "proposal.under_review",
                        "proposal.review_accepted", "proposal.review",
-                       "proposal.assessment", "proposal.assessment", "proposal.accepted"]
+                       "proposal.assessment", "proposal.assessment", "proposal.reply",
+                       "proposal.accepted"]
     assert c.get("/api/v1/audit", headers=h(world, "greta")).status_code == 403
 
 

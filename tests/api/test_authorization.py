@@ -228,6 +228,10 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     ("pi", "POST", "/api/v1/proposals/{proposal}/invitation", {"accept": True}, 403),
     ("reviewer2", "POST", "/api/v1/proposals/{proposal}/invitation", {"accept": True}, 404),
     ("outsider", "POST", "/api/v1/proposals/{proposal}/invitation", {"accept": True}, 404),
+    # the right to reply: the PI only
+    ("member", "POST", "/api/v1/proposals/{proposal}/reply", {"text": "x"}, 403),
+    ("reviewer", "POST", "/api/v1/proposals/{proposal}/reply", {"text": "x"}, 403),
+    ("outsider", "POST", "/api/v1/proposals/{proposal}/reply", {"text": "x"}, 404),
     # review pipeline: whoever sees the proposal sees its steps; operators assess
     ("outsider", "GET", "/api/v1/proposals/{proposal}/pipeline", None, 404),
     ("viewer", "GET", "/api/v1/proposals/{proposal}/pipeline", None, 200),

@@ -106,9 +106,13 @@ def test_demo_flow_through_the_cli(rw: Cli) -> None:
     rw.run("proposal", "assess", pid, "eligibility", "pass", token=op)
     steps = rw.run("proposal", "assess", pid, "technical", "pass", "--note", "fits the GPUs",
                    "--json", token=op)
-    assert steps["step"] == "decision"
+    assert steps["step"] == "right_to_reply"
     shown = rw.run("proposal", "pipeline", pid, token=greta)
     assert "technical" in shown.stdout and "fits the GPUs" in shown.stdout
+    assert "may reply to the reviews until" in shown.stdout
+    rw.run("proposal", "reply", pid, "--text", "Thanks, we add the ablation.", token=greta)
+    again = rw.run("proposal", "reply", pid, "--text", "more", token=greta, code=5)
+    assert "one reply" in again.stderr
     decided = rw.run("proposal", "decide", pid, "accepted", "--json", token=op)
     assert decided["state"] == "accepted"
 
@@ -142,7 +146,7 @@ def test_demo_flow_through_the_cli(rw: Cli) -> None:
     assert [e["action"] for e in reversed(audit["items"])] == [
         "proposal.create", "proposal.submitted", "proposal.under_review",
         "proposal.review_accepted", "proposal.review", "proposal.assessment",
-        "proposal.assessment", "proposal.accepted"]
+        "proposal.assessment", "proposal.reply", "proposal.accepted"]
 
 
 def test_cli_bad_input_names_the_field(rw: Cli) -> None:

@@ -277,7 +277,18 @@ def test_reviewer_and_operator_flow(api_client: Any, world: dict[str, Any]) -> N
                  page=f"/proposals/{pid}")
         assert r.status_code == 303, r.text
     page = api_client.get(f"/proposals/{pid}").text
-    assert "assessment-form" not in page and "(now: decision)" in page
+    assert "assessment-form" not in page and "(now: right to reply)" in page
+    login(api_client, "pia")
+    page = api_client.get(f"/proposals/{pid}").text
+    assert 'data-testid="reply-form"' in page and "Good" in page  # the review, no name
+    r = post(api_client, f"/proposals/{pid}/reply", {"text": " "}, page=f"/proposals/{pid}")
+    assert r.status_code == 422 and "write the reply" in error_of(r.text, "text")
+    r = post(api_client, f"/proposals/{pid}/reply", {"text": "We agree."},
+             page=f"/proposals/{pid}")
+    assert r.status_code == 303
+    login(api_client, "op")
+    page = api_client.get(f"/proposals/{pid}").text
+    assert "(now: decision)" in page and "We agree." in page
     r = post(api_client, f"/proposals/{pid}/decide", {"decision": "accepted", "comment": "ok"},
              page=f"/proposals/{pid}")
     assert r.status_code == 303

@@ -250,6 +250,9 @@ class Proposal(Base):
     estimate_inputs: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     estimate_result: Mapped[dict[str, Any] | None] = mapped_column(JSON)
     estimate_attached_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the applicant's one reply to the reviews (review step right_to_reply)
+    reply_text: Mapped[str | None] = mapped_column(Text)
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
     call: Mapped[Call] = relationship(lazy="joined")
     project: Mapped[Project] = relationship(lazy="joined")

@@ -39,7 +39,11 @@ from rechenwerk.access.projects import (
 )
 from rechenwerk.access.proposal_states import OPEN_STATES, transition
 from rechenwerk.access.report_tasks import require_no_overdue_final_report
-from rechenwerk.access.review_pipeline import require_ready_for_decision
+from rechenwerk.access.review_pipeline import (
+    REPLY_WORKING_DAYS,
+    Deadlines,
+    require_ready_for_decision,
+)
 from rechenwerk.access.reviews import assigned_review
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.validation import check_choice, search_pattern
@@ -399,11 +403,14 @@ def submit_proposal(session: Session, actor: User, proposal: Proposal, *,
 
 
 def decide_proposal(session: Session, actor: User, proposal: Proposal, *, decision: str,
-                    now: datetime, comment: str = "") -> Proposal:
+                    now: datetime, comment: str = "",
+                    holidays: Collection[date] = frozenset(),
+                    reply_days: int = REPLY_WORKING_DAYS) -> Proposal:
     require_operator(actor)
     check_choice(decision, {"accepted", "rejected"}, "decision")
     target = ProposalState(decision)
-    require_ready_for_decision(session, proposal, decision)
+    require_ready_for_decision(session, proposal, decision, Deadlines(
+        today=now.date(), holidays=holidays, reply_days=reply_days))
     transition(session, actor, proposal, target, now, {"comment": comment} if comment else {})
     proposal.decided_at = now
     proposal.decision_comment = comment

@@ -7,8 +7,13 @@ When a step is done (derived from the data, nothing stored beside it):
 - eligibility, technical: the latest operator assessment of the step is a pass;
 - scientific: the call type's ``min_reviews`` submitted reviews (by reviewers who
   accepted their invitation);
-- right_to_reply, ranking: not run by Rechenwerk yet (issue 15 item 2, later steps);
-  they count as done so types listing them can still be decided.
+- right_to_reply: the applicant replied once, or the reply deadline (the setting
+  ``right_to_reply_working_days`` from the day the steps before were complete) passed;
+- ranking: not run by Rechenwerk yet (issue 15 item 2, a later step); it counts as
+  done so types listing it can still be decided.
+
+The deadline makes a step depend on the day: callers give ``today`` (None: the deadline
+is not taken as passed) and the centre's ``holidays``.
 
 Operators (site staff) record the eligibility check and the technical assessment in that
 order; a fail lets them reject the proposal before the remaining steps.
@@ -16,8 +21,9 @@ order; a fail lets them reject the proposal before the remaining steps.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -28,11 +34,27 @@ from rechenwerk.access.models import Proposal, ProposalAssessment, ProposalState
 from rechenwerk.access.proposal_states import OPEN_STATES, transition
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.validation import check_choice
+from rechenwerk.access.workdays import add_working_days
 from rechenwerk.errors import Conflict, InvalidInput, InvalidTransition
 
 ASSESSED_STEPS = ("eligibility", "technical")  # recorded by operators as an assessment
 OUTCOMES = ("pass", "fail")
 NOTE_MAX = 4000
+REPLY_MAX = 10_000
+REPLY_WORKING_DAYS = 10  # the default of the setting right_to_reply_working_days
+
+
+@dataclass(frozen=True, slots=True)
+class Deadlines:
+    """What the day-dependent steps need: today (None: no deadline counts as passed),
+    the centre's holidays and the right-to-reply period in working days."""
+
+    today: date | None = None
+    holidays: Collection[date] = frozenset()
+    reply_days: int = REPLY_WORKING_DAYS
+
+
+NO_DEADLINES = Deadlines()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +82,50 @@ def latest_assessment(session: Session, proposal: Proposal,
         .order_by(ProposalAssessment.id.desc())).first()
 
 
-def _status(session: Session, proposal: Proposal, step: str) -> StepStatus:
+def _done_at(session: Session, proposal: Proposal, step: str) -> datetime | None:
+    """When ``step`` was done (assessed or scientific; None: not done or no time)."""
+    if step in ASSESSED_STEPS:
+        last = latest_assessment(session, proposal, step)
+        return last.at if last is not None and last.outcome == "pass" else None
+    if step == "scientific":
+        need = proposal.call.call_type.min_reviews
+        times = list(session.scalars(select(Review.submitted_at).where(
+            Review.proposal_id == proposal.id, Review.submitted_at.is_not(None))
+            .order_by(Review.submitted_at)))
+        return times[need - 1] if len(times) >= need else None
+    return None
+
+
+def reply_due(session: Session, proposal: Proposal,
+              deadlines: Deadlines = NO_DEADLINES) -> date | None:
+    """The last day of the applicant's reply: ``reply_days`` working days after the day
+    the steps before right_to_reply were all done; None while they are not."""
+    before = [s for s in steps_of(proposal)
+              if REVIEW_STEPS.index(s) < REVIEW_STEPS.index("right_to_reply")]
+    times = []
+    for step in before:
+        at = _done_at(session, proposal, step)
+        if at is None:
+            return None
+        times.append(at)
+    opened = max(times) if times else proposal.submitted_at
+    if opened is None:
+        return None
+    return add_working_days(opened.date(), deadlines.reply_days, deadlines.holidays)
+
+
+def _status(session: Session, proposal: Proposal, step: str,
+            deadlines: Deadlines = NO_DEADLINES) -> StepStatus:
+    if step == "right_to_reply":
+        if proposal.replied_at is not None:
+            return StepStatus(step, True, f"the applicant replied on "
+                              f"{proposal.replied_at:%Y-%m-%d}")
+        due = reply_due(session, proposal, deadlines)
+        if due is None:
+            return StepStatus(step, False, "opens when the reviews are complete")
+        if deadlines.today is not None and deadlines.today > due:
+            return StepStatus(step, True, f"no reply by {due} (the deadline passed)")
+        return StepStatus(step, False, f"the applicant may reply until {due}")
     if step in ASSESSED_STEPS:
         last = latest_assessment(session, proposal, step)
         if last is None:
@@ -81,18 +146,20 @@ def _status(session: Session, proposal: Proposal, step: str) -> StepStatus:
     return StepStatus(step, True, "not run by Rechenwerk yet: passed through")
 
 
-def pipeline(session: Session, proposal: Proposal) -> list[StepStatus]:
+def pipeline(session: Session, proposal: Proposal,
+             deadlines: Deadlines = NO_DEADLINES) -> list[StepStatus]:
     """Each listed step with whether it is done."""
-    return [_status(session, proposal, step) for step in steps_of(proposal)]
+    return [_status(session, proposal, step, deadlines) for step in steps_of(proposal)]
 
 
 def current_step(session: Session, proposal: Proposal,
-                 statuses: list[StepStatus] | None = None) -> str | None:
+                 statuses: list[StepStatus] | None = None,
+                 deadlines: Deadlines = NO_DEADLINES) -> str | None:
     """The step a submitted or under-review proposal is at (the first not done); None for
     drafts and decided or withdrawn proposals."""
     if proposal.state not in OPEN_STATES:
         return None
-    for st in statuses if statuses is not None else pipeline(session, proposal):
+    for st in statuses if statuses is not None else pipeline(session, proposal, deadlines):
         if not st.done:
             return st.step
     return "decision"
@@ -107,12 +174,13 @@ def failed_step(session: Session, proposal: Proposal) -> ProposalAssessment | No
     return last if last is not None and last.outcome == "fail" else None
 
 
-def require_ready_for_decision(session: Session, proposal: Proposal, decision: str) -> None:
+def require_ready_for_decision(session: Session, proposal: Proposal, decision: str,
+                               deadlines: Deadlines = NO_DEADLINES) -> None:
     """Refuse a decision before the steps before it are done, naming the missing step; a
     rejection is allowed early after a failed eligibility or technical assessment."""
     if proposal.state not in OPEN_STATES:
         return  # the transition table refuses with its own words
-    statuses = pipeline(session, proposal)
+    statuses = pipeline(session, proposal, deadlines)
     step = current_step(session, proposal, statuses)
     if step == "decision":
         return
@@ -169,3 +237,46 @@ def record_assessment(session: Session, actor: User, proposal: Proposal, *, step
     record(session, actor, "proposal.assessment", "proposal", proposal.id,
            {"step": step, "outcome": outcome, **({"note": note} if note else {})}, at=now)
     return row
+
+
+def submit_reply(session: Session, actor: User, proposal: Proposal, *, text: str,
+                 now: datetime, deadlines: Deadlines = NO_DEADLINES) -> Proposal:
+    """The applicant's one reply to the reviews (the project's PI), while the proposal is
+    at the right_to_reply step and until its deadline."""
+    from rechenwerk.access.proposals import require_proposal_pi  # proposals imports us
+
+    require_proposal_pi(session, actor, proposal, "reply to the reviews of")
+    text = text.strip()
+    if not text:
+        raise InvalidInput("text: write the reply", field="text")
+    if len(text) > REPLY_MAX:
+        raise InvalidInput(f"text: at most {REPLY_MAX} characters, got {len(text)}",
+                           field="text")
+    if proposal.replied_at is not None:
+        raise Conflict(f"you already replied to the reviews of proposal {proposal.id} on "
+                       f"{proposal.replied_at:%Y-%m-%d}; there is one reply", field="text")
+    if proposal.state not in OPEN_STATES:
+        raise InvalidTransition(f"proposal {proposal.id} is {proposal.state}; the reply "
+                                "is no longer possible", field="state")
+    if "right_to_reply" not in steps_of(proposal):
+        raise Conflict(f"call type {proposal.call.call_type.key!r} has no right to reply",
+                       field="text")
+    today = replace_today(deadlines, now)
+    due = reply_due(session, proposal, today)
+    at = current_step(session, proposal, deadlines=today)
+    if due is not None and now.date() > due:
+        raise Conflict(f"the reply to the reviews of proposal {proposal.id} was due by "
+                       f"{due}", field="text")
+    if at != "right_to_reply":
+        raise Conflict(f"proposal {proposal.id} is at the {at} step; the reply comes "
+                       "once the reviews are complete", field="text")
+    proposal.reply_text = text
+    proposal.replied_at = now
+    record(session, actor, "proposal.reply", "proposal", proposal.id,
+           {"characters": len(text), "due_on": due.isoformat() if due else None}, at=now)
+    return proposal
+
+
+def replace_today(deadlines: Deadlines, now: datetime) -> Deadlines:
+    return Deadlines(today=now.date(), holidays=deadlines.holidays,
+                     reply_days=deadlines.reply_days)

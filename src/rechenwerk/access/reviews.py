@@ -17,6 +17,7 @@ from rechenwerk.access.audit import record
 from rechenwerk.access.models import Proposal, ProposalState, Review, User
 from rechenwerk.access.projects import membership
 from rechenwerk.access.proposal_states import transition
+from rechenwerk.access.review_pipeline import reply_due, steps_of
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.users import get_user
 from rechenwerk.access.visibility import can_see_project
@@ -214,7 +215,8 @@ def submit_review(
 
 def list_reviews(session: Session, user: User, proposal: Proposal) -> list[Review]:
     """Operators see all reviews; a reviewer sees their own; project members see submitted
-    reviews once the proposal is decided (the caller hides reviewer names from them)."""
+    reviews once the proposal is decided, or from the right-to-reply step on (the caller
+    hides reviewer names from them)."""
     stmt = select(Review).where(Review.proposal_id == proposal.id).order_by(Review.id)
     if user.is_operator:
         return list(session.scalars(stmt))
@@ -222,6 +224,9 @@ def list_reviews(session: Session, user: User, proposal: Proposal) -> list[Revie
     if own is not None:
         return [own]
     decided = proposal.state in (ProposalState.ACCEPTED.value, ProposalState.REJECTED.value)
-    if decided and membership(session, user, proposal.project) is not None:
+    replying = (proposal.state == ProposalState.UNDER_REVIEW.value
+                and "right_to_reply" in steps_of(proposal)
+                and reply_due(session, proposal) is not None)
+    if (decided or replying) and membership(session, user, proposal.project) is not None:
         return list(session.scalars(stmt.where(Review.submitted_at.is_not(None))))
     return []

@@ -454,41 +454,65 @@ def list_reviews(proposal_id: int, session: DbSession, user: CurrentUser) -> lis
             for r in reviews.list_reviews(session, user, p)]
 
 
-def _pipeline_out(session: Session, user: User, p: Proposal) -> s.PipelineOut:
-    statuses = review_pipeline.pipeline(session, p)
+def _deadlines(request: Request, now: datetime) -> review_pipeline.Deadlines:
+    settings = settings_of(request)
+    return review_pipeline.Deadlines(today=now.date(), holidays=settings.holiday_dates,
+                                     reply_days=settings.right_to_reply_working_days)
+
+
+def _pipeline_out(session: Session, user: User, p: Proposal,
+                  deadlines: review_pipeline.Deadlines) -> s.PipelineOut:
+    statuses = review_pipeline.pipeline(session, p, deadlines)
+    has_reply = "right_to_reply" in review_pipeline.steps_of(p)
     return s.PipelineOut(
         proposal_id=p.id, state=p.state, call_type=p.call.call_type.key,
         step=review_pipeline.current_step(session, p, statuses),
         steps=[s.StepOut(step=st.step, done=st.done, detail=st.detail) for st in statuses],
         assessments=[s.AssessmentOut.of(a, show_by=user.is_operator)
-                     for a in review_pipeline.assessments(session, p)])
+                     for a in review_pipeline.assessments(session, p)],
+        reply_due_on=review_pipeline.reply_due(session, p, deadlines) if has_reply else None,
+        reply_text=p.reply_text, replied_at=p.replied_at)
 
 
 @router.get("/proposals/{proposal_id}/pipeline", response_model=s.PipelineOut,
             summary="The review steps of a proposal: which are done, the one it is at")
-def proposal_pipeline(proposal_id: int, session: DbSession,
-                      user: CurrentUser) -> s.PipelineOut:
-    return _pipeline_out(session, user, proposals.visible_proposal(session, user, proposal_id))
+def proposal_pipeline(proposal_id: int, request: Request, session: DbSession,
+                      user: CurrentUser, now: Now) -> s.PipelineOut:
+    return _pipeline_out(session, user, proposals.visible_proposal(session, user, proposal_id),
+                         _deadlines(request, now))
+
+
+@router.post("/proposals/{proposal_id}/reply", response_model=s.PipelineOut,
+             summary="The applicant's one reply to the reviews (PI of the project)")
+def reply_to_reviews(proposal_id: int, body: s.ReplyIn, request: Request,
+                     session: DbSession, user: CurrentUser, now: Now) -> s.PipelineOut:
+    p = proposals.visible_proposal(session, user, proposal_id)
+    deadlines = _deadlines(request, now)
+    review_pipeline.submit_reply(session, user, p, text=body.text, now=now,
+                                 deadlines=deadlines)
+    return _pipeline_out(session, user, p, deadlines)
 
 
 @router.post("/proposals/{proposal_id}/assessments", response_model=s.PipelineOut,
              status_code=201, summary="Record the eligibility check or the technical "
                                       "assessment: pass or fail with a note (operators)")
-def record_assessment(proposal_id: int, body: s.AssessmentIn, session: DbSession,
-                      user: Operator, now: Now) -> s.PipelineOut:
+def record_assessment(proposal_id: int, body: s.AssessmentIn, request: Request,
+                      session: DbSession, user: Operator, now: Now) -> s.PipelineOut:
     p = proposals.visible_proposal(session, user, proposal_id)
     review_pipeline.record_assessment(session, user, p, step=body.step, outcome=body.outcome,
                                       note=body.note, now=now)
-    return _pipeline_out(session, user, p)
+    return _pipeline_out(session, user, p, _deadlines(request, now))
 
 
 @router.post("/proposals/{proposal_id}/decision", response_model=s.ProposalOut,
              summary="Accept or reject (operators)")
-def decide(proposal_id: int, body: s.DecisionIn, session: DbSession, user: Operator,
-           now: Now) -> s.ProposalOut:
+def decide(proposal_id: int, body: s.DecisionIn, request: Request, session: DbSession,
+           user: Operator, now: Now) -> s.ProposalOut:
     p = proposals.visible_proposal(session, user, proposal_id)
+    settings = settings_of(request)
     proposals.decide_proposal(session, user, p, decision=body.decision, comment=body.comment,
-                              now=now)
+                              now=now, holidays=settings.holiday_dates,
+                              reply_days=settings.right_to_reply_working_days)
     return _proposal_out(session, user, proposal_id, now)
 
 

@@ -547,6 +547,15 @@ class PipelineOut(BaseModel):
                                          "submitted or under review")
     steps: list[StepOut] = Field(description="the call type's steps in order")
     assessments: list[AssessmentOut]
+    reply_due_on: date | None = Field(default=None, description="the applicant may reply "
+                                      "to the reviews until this day (right_to_reply)")
+    reply_text: str | None = None
+    replied_at: datetime | None = None
+
+
+class ReplyIn(_In):
+    text: str = Field(min_length=1, max_length=10_000,
+                      description="the applicant's one reply to the reviews")
 
 
 class DecisionIn(_In):

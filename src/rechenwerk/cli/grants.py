@@ -247,6 +247,12 @@ def register(app: typer.Typer) -> None:
         print_table(["step", "done", "detail"],
                     [(st["step"], "yes" if st["done"] else "no", st["detail"])
                      for st in d["steps"]])
+        if d.get("reply_due_on") and not d.get("replied_at"):
+            console.print(f"the applicant may reply to the reviews until {d['reply_due_on']}",
+                          highlight=False)
+        if d.get("replied_at"):
+            console.print(f"the applicant replied on {day(d['replied_at'])}: "
+                          f"{d['reply_text']}", highlight=False)
         if d["assessments"]:
             print_table(["assessed", "step", "outcome", "by", "note"],
                         [(day(a["at"]), a["step"], a["outcome"], a["by"] or "", a["note"])
@@ -259,6 +265,16 @@ def register(app: typer.Typer) -> None:
         """The review steps of a proposal: which are done, the one it is at."""
         show(server_call("GET", f"/api/v1/proposals/{proposal_id}/pipeline"), as_json,
              print_pipeline)
+
+    @prop.command("reply")
+    @handle_errors
+    def proposal_reply(proposal_id: int = typer.Argument(...),
+                       text: str = typer.Option(..., "--text", help="Your one reply to "
+                                                "the reviews."),
+                       as_json: bool = JSON_OPT) -> None:
+        """Reply once to the reviews of your proposal (PI; right to reply)."""
+        show(server_call("POST", f"/api/v1/proposals/{proposal_id}/reply",
+                         json={"text": text}), as_json, print_pipeline)
 
     @prop.command("assess")
     @handle_errors

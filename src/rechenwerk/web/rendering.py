@@ -141,6 +141,7 @@ AUDIT_ACTION_WORDS: dict[str, str] = {
     "proposal.assign_reviewer": "assigned a reviewer",
     "proposal.review": "submitted a review",
     "proposal.review_accepted": "accepted an invitation to review",
+    "proposal.reply": "replied to the reviews",
     "proposal.review_declined": "declined an invitation to review",
     "proposal.assessment": "assessed a proposal (eligibility or technical)",
     "token.create": "created an API token",

@@ -354,6 +354,13 @@ def _draft_form(proposal: Proposal) -> dict[str, str]:
     return form
 
 
+def _deadlines(request: Request) -> review_pipeline.Deadlines:
+    settings = settings_of(request)
+    return review_pipeline.Deadlines(today=get_now(request).date(),
+                                     holidays=settings.holiday_dates,
+                                     reply_days=settings.right_to_reply_working_days)
+
+
 def _detail(request: Request, db: Session, user: User, proposal: Proposal, errors: FormErrors,
             form: dict[str, str], status_code: int = 200) -> Response:
     reviews = list_reviews(db, user, proposal)
@@ -361,9 +368,12 @@ def _detail(request: Request, db: Session, user: User, proposal: Proposal, error
     may_change = _may_change(db, user, proposal)
     editable = may_change and proposal.state == ProposalState.DRAFT.value
     own_review = next((r for r in reviews if r.reviewer_user_id == user.id), None)
-    steps = review_pipeline.pipeline(db, proposal)
+    deadlines = _deadlines(request)
+    steps = review_pipeline.pipeline(db, proposal, deadlines)
     return render(request, "proposals/detail.html", {
         "steps": steps, "step": review_pipeline.current_step(db, proposal, steps),
+        "reply_due": review_pipeline.reply_due(db, proposal, deadlines)
+        if "right_to_reply" in review_pipeline.steps_of(proposal) else None,
         "assessments": review_pipeline.assessments(db, proposal),
         "title": f"Proposal {proposal.id}", "section": "proposals", "p": proposal,
         "reviews": reviews, "is_pi": is_pi, "own_review": own_review,
@@ -411,7 +421,7 @@ def _detail_with_error(request: Request, db: Session, user: User, proposal_id: i
     proposal = visible_proposal(db, user, proposal_id)
     return _detail(request, db, user, proposal,
                    errors_from(exc, fields={"reviewer", "decision", "comment", "step",
-                                             "outcome", "note"}), form,
+                                             "outcome", "note", "text"}), form,
                    exc.http_status)
 
 
@@ -456,6 +466,24 @@ def proposal_assess(
     return response
 
 
+@router.post("/proposals/{proposal_id}/reply")
+def proposal_reply(
+    request: Request, proposal_id: int, form: dict[str, str] = Depends(form_data),
+    user: User = Depends(portal_user), db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    proposal = visible_proposal(db, user, proposal_id)
+    try:
+        review_pipeline.submit_reply(db, user, proposal, text=text(form, "text"), now=now,
+                                     deadlines=_deadlines(request))
+    except RechenwerkError as exc:
+        return _detail_with_error(request, db, user, proposal_id, exc, form)
+    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
+    set_flash(response, settings_of(request), "success",
+              f"Your reply to the reviews of proposal {proposal.id} was sent.")
+    return response
+
+
 @router.post("/proposals/{proposal_id}/decide")
 def proposal_decide(
     request: Request, proposal_id: int, form: dict[str, str] = Depends(form_data),
@@ -464,8 +492,10 @@ def proposal_decide(
 ) -> Response:
     proposal = visible_proposal(db, user, proposal_id)
     try:
+        deadlines = _deadlines(request)
         decide_proposal(db, user, proposal, decision=text(form, "decision"),
-                        comment=text(form, "comment"), now=now)
+                        comment=text(form, "comment"), now=now,
+                        holidays=deadlines.holidays, reply_days=deadlines.reply_days)
     except RechenwerkError as exc:
         return _detail_with_error(request, db, user, proposal_id, exc, form)
     response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)

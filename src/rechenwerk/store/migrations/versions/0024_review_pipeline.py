@@ -10,6 +10,7 @@ Submitted proposals not under review yet start at their type's first step.
 Reviews become invitations (``invited_at``, ``responded_at``, ``accepted``, ``due_on``,
 ``decline_reason``); reviews from before were assignments the reviewer did not have to
 accept: they count as accepted at their assignment. Call types get ``min_reviews`` (1).
+Proposals get the applicant's reply to the reviews (``reply_text``, ``replied_at``).
 
 Revision ID: 0024_review_pipeline
 Revises: 0023_award_changes
@@ -87,9 +88,15 @@ def upgrade() -> None:
     with op.batch_alter_table("call_types") as batch:
         batch.add_column(sa.Column("min_reviews", sa.Integer(), nullable=False,
                                    server_default="1"))
+    with op.batch_alter_table("proposals") as batch:
+        batch.add_column(sa.Column("reply_text", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("replied_at", UTCDateTime(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("proposals") as batch:
+        batch.drop_column("replied_at")
+        batch.drop_column("reply_text")
     with op.batch_alter_table("call_types") as batch:
         batch.drop_column("min_reviews")
     with op.batch_alter_table("reviews") as batch:
