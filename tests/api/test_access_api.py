@@ -111,7 +111,13 @@ def test_demo_flow_through_the_api(api_client: TestClient, world: dict[str, Any]
                json={"text": "again"})
     assert r.status_code == 409 and r.json()["errors"][0]["field"] == "text"
     r = c.post(f"/api/v1/proposals/{pid}/decision", headers=h(world, "operator"),
+               json={"decision": "accepted", "granted_gpu_hours": 9e9})
+    assert r.status_code == 422 and r.json()["errors"][0]["field"] == "granted_gpu_hours"
+    r = c.post(f"/api/v1/proposals/{pid}/decision", headers=h(world, "operator"),
                json={"decision": "accepted", "comment": "welcome"})
+    mine = c.get(f"/api/v1/proposals/{pid}", headers=h(world, "greta")).json()
+    assert mine["granted_gpu_hours"] == mine["requested_gpu_hours"]
+    assert "solid" in mine["decision_letter"] and "lucia" not in mine["decision_letter"]
     assert r.json()["state"] == "accepted" and r.json()["reviewers"] == ["lucia"]
     # illegal transition
     r = c.post(f"/api/v1/proposals/{pid}/decision", headers=h(world, "operator"),

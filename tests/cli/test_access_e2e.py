@@ -115,6 +115,8 @@ def test_demo_flow_through_the_cli(rw: Cli) -> None:
     assert "one reply" in again.stderr
     decided = rw.run("proposal", "decide", pid, "accepted", "--json", token=op)
     assert decided["state"] == "accepted"
+    letter = rw.run("proposal", "letter", pid, token=greta).stdout
+    assert "Solid plan." in letter and "lucia" not in letter and "in full" in letter
 
     # The operator awards 5,000 GPU-hours in two quarterly periods.
     award = rw.run("award", "create", "--project", "nordlicht-llm", "--proposal", pid,

@@ -289,9 +289,16 @@ def test_reviewer_and_operator_flow(api_client: Any, world: dict[str, Any]) -> N
     login(api_client, "op")
     page = api_client.get(f"/proposals/{pid}").text
     assert "(now: decision)" in page and "We agree." in page
-    r = post(api_client, f"/proposals/{pid}/decide", {"decision": "accepted", "comment": "ok"},
+    r = post(api_client, f"/proposals/{pid}/decide", {"decision": "accepted",
+                                                      "granted_gpu_hours": "80"},
+             page=f"/proposals/{pid}")
+    assert r.status_code == 422 and "at most the 50" in error_of(r.text, "granted_gpu_hours")
+    r = post(api_client, f"/proposals/{pid}/decide", {"decision": "accepted", "comment": "ok",
+                                                      "granted_gpu_hours": "40"},
              page=f"/proposals/{pid}")
     assert r.status_code == 303
+    page = api_client.get(f"/proposals/{pid}").text
+    assert 'data-testid="decision-letter"' in page and "a partial award, 80%" in page
     r = post(api_client, "/ops/awards", {"project": "alpha", "proposal": str(pid),
                                          "gpu_hours": "abc", "starts_at": "2026-01-01",
                                          "period_count": "2", "period_months": "3"},

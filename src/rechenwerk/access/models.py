@@ -253,6 +253,9 @@ class Proposal(Base):
     # the applicant's one reply to the reviews (review step right_to_reply)
     reply_text: Mapped[str | None] = mapped_column(Text)
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # the decision: GPU-hours granted (accepted; partial allowed) and the letter's text
+    granted_gpu_hours: Mapped[float | None] = mapped_column(Float)
+    decision_letter: Mapped[str | None] = mapped_column(Text)
 
     call: Mapped[Call] = relationship(lazy="joined")
     project: Mapped[Project] = relationship(lazy="joined")

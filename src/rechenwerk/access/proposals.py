@@ -20,6 +20,7 @@ from rechenwerk.access.audit import record
 from rechenwerk.access.call_type_rules import due_date, proposal_issues
 from rechenwerk.access.call_types import spec_of
 from rechenwerk.access.calls import get_call, require_open
+from rechenwerk.access.decision_letter import ReviewComment, render_letter
 from rechenwerk.access.gpu_types import validate_gpu_type
 from rechenwerk.access.models import (
     Call,
@@ -42,6 +43,7 @@ from rechenwerk.access.report_tasks import require_no_overdue_final_report
 from rechenwerk.access.review_pipeline import (
     REPLY_WORKING_DAYS,
     Deadlines,
+    failed_step,
     require_ready_for_decision,
 )
 from rechenwerk.access.reviews import assigned_review
@@ -405,13 +407,46 @@ def submit_proposal(session: Session, actor: User, proposal: Proposal, *,
 def decide_proposal(session: Session, actor: User, proposal: Proposal, *, decision: str,
                     now: datetime, comment: str = "",
                     holidays: Collection[date] = frozenset(),
-                    reply_days: int = REPLY_WORKING_DAYS) -> Proposal:
+                    reply_days: int = REPLY_WORKING_DAYS,
+                    granted_gpu_hours: float | None = None) -> Proposal:
+    """Accept (granting ``granted_gpu_hours``, default the request; less is a partial
+    award) or reject, once every review step before the decision is done; stores the
+    decision letter the applicant sees (``decision_letter``)."""
     require_operator(actor)
     check_choice(decision, {"accepted", "rejected"}, "decision")
     target = ProposalState(decision)
+    if granted_gpu_hours is not None:
+        if target is ProposalState.REJECTED:
+            raise InvalidInput("granted_gpu_hours: a rejection grants nothing",
+                               field="granted_gpu_hours", hint="Leave it out.")
+        if not 0 < granted_gpu_hours <= proposal.requested_gpu_hours:
+            raise InvalidInput(
+                f"granted_gpu_hours: must be more than 0 and at most the "
+                f"{proposal.requested_gpu_hours:g} GPU-hours requested, got "
+                f"{granted_gpu_hours:g}", field="granted_gpu_hours")
     require_ready_for_decision(session, proposal, decision, Deadlines(
         today=now.date(), holidays=holidays, reply_days=reply_days))
-    transition(session, actor, proposal, target, now, {"comment": comment} if comment else {})
+    granted = (None if target is ProposalState.REJECTED else
+               float(granted_gpu_hours if granted_gpu_hours is not None
+                     else proposal.requested_gpu_hours))
+    extra: dict[str, Any] = {"comment": comment} if comment else {}
+    if granted is not None:
+        extra["granted_gpu_hours"] = granted
+    failed = failed_step(session, proposal) if target is ProposalState.REJECTED else None
+    transition(session, actor, proposal, target, now, extra)
     proposal.decided_at = now
     proposal.decision_comment = comment
+    proposal.granted_gpu_hours = granted
+    submitted = session.scalars(select(Review).where(
+        Review.proposal_id == proposal.id, Review.submitted_at.is_not(None))
+        .order_by(Review.submitted_at, Review.id))
+    proposal.decision_letter = render_letter(
+        proposal_id=proposal.id, title=proposal.title, project=proposal.project.slug,
+        organization=proposal.project.organization.name, call=proposal.call.title,
+        decision=target.value, requested_gpu_hours=proposal.requested_gpu_hours,
+        granted_gpu_hours=granted,
+        reviews=[ReviewComment(r.technical_score, r.scientific_score, r.comment)
+                 for r in submitted],
+        failed_check=f"{failed.step}: {failed.note}" if failed is not None else None,
+        note=comment)
     return proposal

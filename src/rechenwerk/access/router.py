@@ -512,7 +512,8 @@ def decide(proposal_id: int, body: s.DecisionIn, request: Request, session: DbSe
     settings = settings_of(request)
     proposals.decide_proposal(session, user, p, decision=body.decision, comment=body.comment,
                               now=now, holidays=settings.holiday_dates,
-                              reply_days=settings.right_to_reply_working_days)
+                              reply_days=settings.right_to_reply_working_days,
+                              granted_gpu_hours=body.granted_gpu_hours)
     return _proposal_out(session, user, proposal_id, now)
 
 

@@ -561,6 +561,9 @@ class ReplyIn(_In):
 class DecisionIn(_In):
     decision: Literal["accepted", "rejected"]
     comment: str = ""
+    granted_gpu_hours: float | None = Field(
+        default=None, description="accepted: GPU-hours granted, at most the request "
+                                  "(default: the request; less is a partial award)")
 
 
 class EstimateOut(BaseModel):
@@ -620,6 +623,9 @@ class ProposalOut(BaseModel):
                                 "(set on submission from the call type's deadline)")
     overdue: bool = Field(default=False, description="due_on has passed, no decision yet")
     reviewers: list[str] = Field(default_factory=list, description="visible to operators")
+    granted_gpu_hours: float | None = Field(default=None, description="set on acceptance")
+    decision_letter: str | None = Field(default=None, description="the letter sent with "
+                                        "the decision (reviewers' comments without names)")
     estimate: EstimateOut | None = None
     requested_vs_estimate: float | None = Field(
         default=None, description="requested GPU-hours / estimated GPU-hours (null without "
@@ -641,6 +647,7 @@ class ProposalOut(BaseModel):
                    duration_months=p.duration_months, call_type=p.call.call_type.key,
                    due_on=p.due_on, overdue=is_overdue(p, now.date()),
                    reviewers=reviewers or [], estimate=est,
+                   granted_gpu_hours=p.granted_gpu_hours, decision_letter=p.decision_letter,
                    requested_vs_estimate=None if est is None else estimates.requested_vs_estimate(
                        p.requested_gpu_hours, est.gpu_hours))
 

@@ -293,12 +293,27 @@ def register(app: typer.Typer) -> None:
     def proposal_decide(proposal_id: int = typer.Argument(...),
                         decision: str = typer.Argument(..., help="accepted|rejected"),
                         comment: str = typer.Option("", "--comment"),
+                        granted: float = typer.Option(None, "--granted-gpu-hours",
+                                                      help="Accepting: GPU-hours granted "
+                                                      "(default the request; less is a "
+                                                      "partial award)."),
                         as_json: bool = JSON_OPT) -> None:
-        """Accept or reject (operators)."""
+        """Accept or reject (operators); the decision letter is stored and shown."""
         aliases = {"accept": "accepted", "reject": "rejected"}
         show(server_call("POST", f"/api/v1/proposals/{proposal_id}/decision", json={
-            "decision": aliases.get(decision, decision), "comment": comment}), as_json,
+            "decision": aliases.get(decision, decision), "comment": comment,
+            **({"granted_gpu_hours": granted} if granted is not None else {})}), as_json,
             print_proposal)
+
+    @prop.command("letter")
+    @handle_errors
+    def proposal_letter(proposal_id: int = typer.Argument(...)) -> None:
+        """The decision letter of a decided proposal."""
+        p = server_call("GET", f"/api/v1/proposals/{proposal_id}")
+        if not p.get("decision_letter"):
+            raise InvalidInput(f"proposal {proposal_id} has no decision letter "
+                               f"({p['state']})", field="proposal")
+        console.print(p["decision_letter"], highlight=False, markup=False)
 
     @prop.command("list")
     @handle_errors

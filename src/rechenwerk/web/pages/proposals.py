@@ -421,7 +421,8 @@ def _detail_with_error(request: Request, db: Session, user: User, proposal_id: i
     proposal = visible_proposal(db, user, proposal_id)
     return _detail(request, db, user, proposal,
                    errors_from(exc, fields={"reviewer", "decision", "comment", "step",
-                                             "outcome", "note", "text"}), form,
+                                             "outcome", "note", "text",
+                                             "granted_gpu_hours"}), form,
                    exc.http_status)
 
 
@@ -493,9 +494,16 @@ def proposal_decide(
     proposal = visible_proposal(db, user, proposal_id)
     try:
         deadlines = _deadlines(request)
+        raw = text(form, "granted_gpu_hours").replace(",", "")
+        try:
+            granted = float(raw) if raw else None
+        except ValueError:
+            raise InvalidInput(f"granted_gpu_hours: must be a number, got {raw!r}",
+                               field="granted_gpu_hours") from None
         decide_proposal(db, user, proposal, decision=text(form, "decision"),
                         comment=text(form, "comment"), now=now,
-                        holidays=deadlines.holidays, reply_days=deadlines.reply_days)
+                        holidays=deadlines.holidays, reply_days=deadlines.reply_days,
+                        granted_gpu_hours=granted)
     except RechenwerkError as exc:
         return _detail_with_error(request, db, user, proposal_id, exc, form)
     response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)

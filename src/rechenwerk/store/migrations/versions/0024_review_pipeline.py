@@ -10,7 +10,9 @@ Submitted proposals not under review yet start at their type's first step.
 Reviews become invitations (``invited_at``, ``responded_at``, ``accepted``, ``due_on``,
 ``decline_reason``); reviews from before were assignments the reviewer did not have to
 accept: they count as accepted at their assignment. Call types get ``min_reviews`` (1).
-Proposals get the applicant's reply to the reviews (``reply_text``, ``replied_at``).
+Proposals get the applicant's reply to the reviews (``reply_text``, ``replied_at``) and
+the decision's granted GPU-hours and letter (``granted_gpu_hours``, ``decision_letter``;
+null for proposals decided before).
 
 Revision ID: 0024_review_pipeline
 Revises: 0023_award_changes
@@ -91,10 +93,14 @@ def upgrade() -> None:
     with op.batch_alter_table("proposals") as batch:
         batch.add_column(sa.Column("reply_text", sa.Text(), nullable=True))
         batch.add_column(sa.Column("replied_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("granted_gpu_hours", sa.Float(), nullable=True))
+        batch.add_column(sa.Column("decision_letter", sa.Text(), nullable=True))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("proposals") as batch:
+        batch.drop_column("decision_letter")
+        batch.drop_column("granted_gpu_hours")
         batch.drop_column("replied_at")
         batch.drop_column("reply_text")
     with op.batch_alter_table("call_types") as batch:
