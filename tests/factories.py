@@ -31,7 +31,13 @@ from rechenwerk.access.models import (
     Proposal,
     User,
 )
-from rechenwerk.access.review_pipeline import record_assessment, steps_of, submit_reply
+from rechenwerk.access.review_pipeline import (
+    Deadlines,
+    confirm_ranking,
+    record_assessment,
+    steps_of,
+    submit_reply,
+)
 from rechenwerk.access.reviews import respond_to_invitation
 from rechenwerk.access.security import create_token
 from rechenwerk.access.users import get_user
@@ -154,3 +160,11 @@ def reply_to_reviews(session: Session, proposal: Proposal, *, now: datetime = T0
     """The PI uses the right to reply, where the call type lists it."""
     if "right_to_reply" in steps_of(proposal):
         submit_reply(session, proposal.project.pi, proposal, text="Thank you.", now=now)
+
+
+def confirm_call_ranking(session: Session, operator: User, proposal: Proposal, *,
+                         now: datetime = T0, deadlines: Deadlines | None = None) -> None:
+    """Confirm the ranking of the proposal's call, where its type lists a ranking."""
+    if "ranking" in steps_of(proposal):
+        confirm_ranking(session, operator, proposal.call, now=now,
+                        deadlines=deadlines or Deadlines(today=now.date()))

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from factories import (
     T0,
     accept_invitation,
+    confirm_call_ranking,
     make_call,
     make_org,
     make_project,
@@ -45,6 +46,7 @@ def test_a_partial_award_and_its_letter(session: Session) -> None:
     submit_review(session, rev, p, technical_score=4, scientific_score=3,
                   comment="Halve the ensemble.", now=T0)
     reply_to_reviews(session, p)
+    confirm_call_ranking(session, op, p)
     for granted in (0.0, 25_000.0):
         with pytest.raises(InvalidInput) as bad:
             decide_proposal(session, op, p, decision="accepted", now=T0,

@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 from factories import (
     T0,
     accept_invitation,
+    confirm_call_ranking,
     make_call,
     make_org,
     make_project,
@@ -83,6 +84,7 @@ def _in_state(session: Session, w: dict[str, Any], state: str) -> Proposal:
     pass_checks(session, w["op"], p)
     submit_review(session, w["rev"], p, technical_score=4, scientific_score=4, now=T0)
     reply_to_reviews(session, p)
+    confirm_call_ranking(session, w["op"], p)
     decide_proposal(session, w["op"], p, decision=state, now=T0)
     return p
 

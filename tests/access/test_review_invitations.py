@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from factories import (
     T0,
+    confirm_call_ranking,
     make_call,
     make_org,
     make_project,
@@ -75,6 +76,7 @@ def test_invitation_accept_decline_and_deadline(session: Session) -> None:
     submit_review(session, cem, p, technical_score=5, scientific_score=4, now=T0)
     pass_checks(session, op, p)
     reply_to_reviews(session, p)
+    confirm_call_ranking(session, op, p)
     decide_proposal(session, op, p, decision="accepted", now=T0)
     assert p.state == "accepted"
 

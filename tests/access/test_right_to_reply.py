@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 from factories import (
     T0,
     accept_invitation,
+    confirm_call_ranking,
     make_call,
     make_org,
     make_project,
@@ -69,6 +70,8 @@ def test_the_pi_replies_once(session: Session) -> None:
     assert p.reply_text == "We add the ablations."
     with pytest.raises(Conflict, match="one reply"):
         submit_reply(session, pi, p, text="again", now=T0, deadlines=RULES)
+    assert current_step(session, p, deadlines=RULES) == "ranking"
+    confirm_call_ranking(session, op, p)
     assert current_step(session, p, deadlines=RULES) == "decision"
     decide_proposal(session, op, p, decision="accepted", now=T0 + timedelta(days=1),
                     holidays=HOLIDAYS, reply_days=3)
@@ -82,6 +85,8 @@ def test_the_step_completes_when_the_deadline_passes(session: Session) -> None:
     after = last_day + timedelta(days=1)
     with pytest.raises(Conflict, match="due by 2026-01-07"):
         submit_reply(session, pi, p, text="late", now=after, deadlines=RULES)
+    confirm_call_ranking(session, op, p, now=after, deadlines=Deadlines(
+        today=after.date(), holidays=HOLIDAYS, reply_days=3))
     decide_proposal(session, op, p, decision="rejected", comment="ranked too low",
                     now=after, holidays=HOLIDAYS, reply_days=3)
     assert p.state == "rejected" and p.replied_at is None

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 from factories import (
     T0,
     accept_invitation,
+    confirm_call_ranking,
     make_call,
     make_org,
     make_project,
@@ -110,6 +111,7 @@ def test_proposal_life_cycle_and_illegal_moves(session: Session) -> None:
     assert early.value.field == "decision" and "eligibility step" in early.value.message
     pass_checks(session, op, p)
     reply_to_reviews(session, p)
+    confirm_call_ranking(session, op, p)
     decide_proposal(session, op, p, decision="rejected", comment="budget", now=T0)
     assert p.state == "rejected" and p.decided_at == T0
     with pytest.raises(InvalidTransition):

@@ -106,7 +106,12 @@ def test_demo_flow_through_the_api(api_client: TestClient, world: dict[str, Any]
     assert r.status_code == 409 and "right_to_reply step" in r.json()["detail"]
     r = c.post(f"/api/v1/proposals/{pid}/reply", headers=h(world, "greta"),
                json={"text": "We will add the ablation."})
-    assert r.status_code == 200 and r.json()["step"] == "decision", r.text
+    assert r.status_code == 200 and r.json()["step"] == "ranking", r.text
+    call_slug = c.get(f"/api/v1/proposals/{pid}", headers=h(world, "operator")).json()["call"]
+    ranking = c.get(f"/api/v1/calls/{call_slug}/ranking", headers=h(world, "operator")).json()
+    assert [(x["proposal_id"], x["mean_score"]) for x in ranking["rows"]] == [(pid, 4.5)]
+    r = c.post(f"/api/v1/calls/{call_slug}/ranking/confirm", headers=h(world, "operator"))
+    assert r.status_code == 200 and r.json()["confirmed"], r.text
     r = c.post(f"/api/v1/proposals/{pid}/reply", headers=h(world, "greta"),
                json={"text": "again"})
     assert r.status_code == 409 and r.json()["errors"][0]["field"] == "text"
@@ -151,7 +156,7 @@ def test_demo_flow_through_the_api(api_client: TestClient, world: dict[str, Any]
     assert actions == ["proposal.create", "proposal.submitted", "proposal.under_review",
                        "proposal.review_accepted", "proposal.review",
                        "proposal.assessment", "proposal.assessment", "proposal.reply",
-                       "proposal.accepted"]
+                       "proposal.accepted"]  # the ranking is an entry of the call
     assert c.get("/api/v1/audit", headers=h(world, "greta")).status_code == 403
 
 

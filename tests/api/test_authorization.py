@@ -194,6 +194,9 @@ MATRIX: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
      {"slug": "c2", "title": "t", "access_mode": "research",
       "closes_at": "2030-01-01T00:00:00Z"}, 403),
     ("reviewer", "POST", "/api/v1/calls/inno/close", None, 403),
+    # the ranking: operators only
+    ("pi", "GET", "/api/v1/calls/inno/ranking", None, 403),
+    ("reviewer", "POST", "/api/v1/calls/inno/ranking/confirm", None, 403),
     # call types: everyone reads the rules, operators create types
     ("pi", "POST", "/api/v1/call-types", {"key": "t2", "title": "t"}, 403),
     ("outsider", "GET", "/api/v1/call-types/innovation", None, 200),

@@ -113,6 +113,10 @@ def test_demo_flow_through_the_cli(rw: Cli) -> None:
     rw.run("proposal", "reply", pid, "--text", "Thanks, we add the ablation.", token=greta)
     again = rw.run("proposal", "reply", pid, "--text", "more", token=greta, code=5)
     assert "one reply" in again.stderr
+    call_slug = rw.run("proposal", "show", pid, "--json", token=op)["call"]
+    ranking = rw.run("call", "ranking", call_slug, "--json", token=op)
+    assert [r["proposal_id"] for r in ranking["rows"]] == [int(pid)]
+    assert "recommended" in rw.run("call", "ranking", call_slug, "--confirm", token=op).stdout
     decided = rw.run("proposal", "decide", pid, "accepted", "--json", token=op)
     assert decided["state"] == "accepted"
     letter = rw.run("proposal", "letter", pid, token=greta).stdout

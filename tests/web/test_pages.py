@@ -4,7 +4,7 @@ CSRF, forms that keep input and show field errors, empty states, and authorisati
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -15,7 +15,10 @@ from factories import T0, make_award, make_call, make_org, make_project, make_us
 from portal_login import PASSWORD, csrf, login
 from portal_login import password_hash as _hash
 from rechenwerk.access.models import Project, ProjectMembership, User
+from rechenwerk.access.proposals import visible_proposal
+from rechenwerk.access.review_pipeline import Deadlines, confirm_ranking
 from rechenwerk.access.security import hash_password
+from rechenwerk.access.users import get_user
 from rechenwerk.jobs.models import Job
 
 
@@ -230,7 +233,8 @@ def test_training_estimate_fragment(api_client: Any, world: dict[str, Any]) -> N
     assert "must be a number" in r.text and "at least 1" in r.text
 
 
-def test_reviewer_and_operator_flow(api_client: Any, world: dict[str, Any]) -> None:
+def test_reviewer_and_operator_flow(api_client: Any, world: dict[str, Any],
+                                    session: Session) -> None:
     login(api_client, "pia")
     page = api_client.get("/proposals/new").text
     call_id = re.search(r'<option value="(\d+)"', page).group(1)
@@ -288,7 +292,13 @@ def test_reviewer_and_operator_flow(api_client: Any, world: dict[str, Any]) -> N
     assert r.status_code == 303
     login(api_client, "op")
     page = api_client.get(f"/proposals/{pid}").text
-    assert "(now: decision)" in page and "We agree." in page
+    assert "(now: ranking)" in page and "We agree." in page
+    op_user = get_user(session, "op")  # the ranking has no portal form yet: the service
+    confirm_ranking(session, op_user, visible_proposal(session, op_user, pid).call,
+                    now=datetime.now(UTC), deadlines=Deadlines(today=datetime.now(UTC).date()))
+    session.commit()
+    page = api_client.get(f"/proposals/{pid}").text
+    assert "(now: decision)" in page
     r = post(api_client, f"/proposals/{pid}/decide", {"decision": "accepted",
                                                       "granted_gpu_hours": "80"},
              page=f"/proposals/{pid}")

@@ -58,7 +58,7 @@ def create_call(
     session: Session, actor: User, *, slug: str, title: str, access_mode: str,
     opens_at: datetime, closes_at: datetime, now: datetime, description: str = "",
     eligible_kinds: Sequence[str] | None = None, max_gpu_hours: float | None = None,
-    call_type: str | int | None = None,
+    call_type: str | int | None = None, budget_gpu_hours: float | None = None,
 ) -> Call:
     """Open a call (operators). ``call_type`` (key or id) sets the rules its proposals
     are held to; without it the call gets its access mode's type. Eligible kinds default
@@ -98,6 +98,8 @@ def create_call(
                 f"max_gpu_hours {max_gpu_hours:g} is below the minimum of call type "
                 f"{ctype.key!r} ({ctype.min_gpu_hours:g}): no proposal could fit",
                 field="max_gpu_hours")
+    if budget_gpu_hours is not None:
+        check_positive(budget_gpu_hours, "budget_gpu_hours")
     if not title.strip():
         raise InvalidInput("title must not be empty", field="title")
     if session.scalars(select(Call).where(Call.slug == slug)).first():
@@ -105,7 +107,7 @@ def create_call(
     call = Call(slug=slug, title=title.strip(), description=description,
                 access_mode=access_mode, eligible_kinds=sorted(set(kinds)), opens_at=opens_at,
                 closes_at=closes_at, max_gpu_hours=max_gpu_hours, created_at=now,
-                call_type_id=ctype.id, call_type=ctype)
+                call_type_id=ctype.id, call_type=ctype, budget_gpu_hours=budget_gpu_hours)
     session.add(call)
     session.flush()
     record(session, actor, "call.create", "call", call.id,

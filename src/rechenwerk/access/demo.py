@@ -25,7 +25,7 @@ from rechenwerk.access.models import Call, Organization, User
 from rechenwerk.access.organizations import create_organization
 from rechenwerk.access.projects import add_member, create_project
 from rechenwerk.access.proposals import create_proposal, decide_proposal, submit_proposal
-from rechenwerk.access.review_pipeline import record_assessment, submit_reply
+from rechenwerk.access.review_pipeline import confirm_ranking, record_assessment, submit_reply
 from rechenwerk.access.reviews import assign_reviewer, respond_to_invitation, submit_review
 from rechenwerk.access.security import create_token
 from rechenwerk.access.users import create_user
@@ -204,6 +204,7 @@ def load_demo(session: Session, *, now: datetime) -> DemoResult:
                       now=now)
         submit_reply(session, pi, p, now=now,
                      text="Thank you; we will publish the data pipeline as suggested.")
+        confirm_ranking(session, op, call_, now=now)
         decide_proposal(session, op, p, decision="accepted", now=now,
                         comment="Accepted in full.")
         create_award(session, op, project=projects[project], proposal=p, gpu_hours=hours,

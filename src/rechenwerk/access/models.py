@@ -213,6 +213,8 @@ class Call(Base):
     max_gpu_hours: Mapped[float | None] = mapped_column(Float)  # per proposal
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     call_type_id: Mapped[int] = mapped_column(ForeignKey("call_types.id"), index=True)
+    # GPU-hours the call may award in all (the ranking's budget; null: no budget)
+    budget_gpu_hours: Mapped[float | None] = mapped_column(Float)
 
     call_type: Mapped[CallType] = relationship(lazy="joined")
 
@@ -255,6 +257,9 @@ class Proposal(Base):
     replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     # the decision: GPU-hours granted (accepted; partial allowed) and the letter's text
     granted_gpu_hours: Mapped[float | None] = mapped_column(Float)
+    # the confirmed ranking of the call (review step ranking): when, and its recommendation
+    ranked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    recommended_gpu_hours: Mapped[float | None] = mapped_column(Float)
     decision_letter: Mapped[str | None] = mapped_column(Text)
 
     call: Mapped[Call] = relationship(lazy="joined")

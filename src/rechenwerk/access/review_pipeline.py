@@ -9,8 +9,8 @@ When a step is done (derived from the data, nothing stored beside it):
   accepted their invitation);
 - right_to_reply: the applicant replied once, or the reply deadline (the setting
   ``right_to_reply_working_days`` from the day the steps before were complete) passed;
-- ranking: not run by Rechenwerk yet (issue 15 item 2, a later step); it counts as
-  done so types listing it can still be decided.
+- ranking: an operator confirmed the call's ranking with the proposal in it
+  (:func:`call_ranking`, :func:`confirm_ranking`).
 
 The deadline makes a step depend on the day: callers give ``today`` (None: the deadline
 is not taken as passed) and the centre's ``holidays``.
@@ -30,7 +30,14 @@ from sqlalchemy.orm import Session
 
 from rechenwerk.access.audit import record
 from rechenwerk.access.call_type_rules import REVIEW_STEPS
-from rechenwerk.access.models import Proposal, ProposalAssessment, ProposalState, Review, User
+from rechenwerk.access.models import (
+    Call,
+    Proposal,
+    ProposalAssessment,
+    ProposalState,
+    Review,
+    User,
+)
 from rechenwerk.access.proposal_states import OPEN_STATES, transition
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.validation import check_choice
@@ -143,7 +150,14 @@ def _status(session: Session, proposal: Proposal, step: str,
         decided = proposal.state in (ProposalState.ACCEPTED.value,
                                      ProposalState.REJECTED.value)
         return StepStatus(step, decided, proposal.state if decided else "not decided yet")
-    return StepStatus(step, True, "not run by Rechenwerk yet: passed through")
+    if step == "ranking":
+        if proposal.ranked_at is not None:
+            rec = proposal.recommended_gpu_hours
+            return StepStatus(step, True, f"ranked on {proposal.ranked_at:%Y-%m-%d}"
+                              + (f", {rec:g} GPU-hours recommended" if rec is not None
+                                 else ""))
+        return StepStatus(step, False, f"waits for the ranking of call {proposal.call.slug}")
+    return StepStatus(step, True, "passed through")
 
 
 def pipeline(session: Session, proposal: Proposal,
@@ -280,3 +294,63 @@ def submit_reply(session: Session, actor: User, proposal: Proposal, *, text: str
 def replace_today(deadlines: Deadlines, now: datetime) -> Deadlines:
     return Deadlines(today=now.date(), holidays=deadlines.holidays,
                      reply_days=deadlines.reply_days)
+
+
+@dataclass(frozen=True, slots=True)
+class RankRow:
+    position: int
+    proposal: Proposal
+    mean_score: float
+    cumulative_gpu_hours: float
+    recommended_gpu_hours: float
+
+
+def call_ranking(session: Session, call: Call,
+                 deadlines: Deadlines = NO_DEADLINES) -> list[RankRow]:
+    """The proposals of ``call`` at the ranking step, best mean score first (mean of the
+    technical and scientific scores of the submitted reviews; tie: earlier submission),
+    with the cumulative requested GPU-hours and the recommended grant against the call's
+    budget: in full while it lasts, the remainder for the first that does not fit, 0
+    after (no budget: in full)."""
+    waiting = [p for p in session.scalars(select(Proposal).where(
+        Proposal.call_id == call.id, Proposal.state == ProposalState.UNDER_REVIEW.value,
+        Proposal.ranked_at.is_(None)))
+        if current_step(session, p, deadlines=deadlines) == "ranking"]
+    scored = []
+    for p in waiting:
+        scores = [((r.technical_score or 0) + (r.scientific_score or 0)) / 2
+                  for r in session.scalars(select(Review).where(
+                      Review.proposal_id == p.id, Review.submitted_at.is_not(None)))]
+        scored.append((sum(scores) / len(scores) if scores else 0.0, p))
+    scored.sort(key=lambda sp: (-sp[0], sp[1].submitted_at or sp[1].created_at, sp[1].id))
+    rows, total = [], 0.0
+    left = call.budget_gpu_hours
+    for i, (mean, p) in enumerate(scored, 1):
+        total += p.requested_gpu_hours
+        if left is None:
+            rec = p.requested_gpu_hours
+        else:
+            rec = min(p.requested_gpu_hours, max(left, 0.0))
+            left -= rec
+        rows.append(RankRow(i, p, round(mean, 2), total, rec))
+    return rows
+
+
+def confirm_ranking(session: Session, actor: User, call: Call, *, now: datetime,
+                    deadlines: Deadlines = NO_DEADLINES) -> list[RankRow]:
+    """An operator confirms the call's ranking as it stands: the ranking step of every
+    proposal in it is done, with its recommended grant kept."""
+    require_operator(actor)
+    rows = call_ranking(session, call, deadlines)
+    if not rows:
+        raise Conflict(f"no proposal of call {call.slug!r} is at the ranking step",
+                       field="call", hint="Proposals get there after their reviews (and "
+                       "the right to reply, where the type lists it).")
+    for row in rows:
+        row.proposal.ranked_at = now
+        row.proposal.recommended_gpu_hours = row.recommended_gpu_hours
+    record(session, actor, "call.ranking_confirmed", "call", call.id,
+           {"budget_gpu_hours": call.budget_gpu_hours,
+            "ranking": [[r.proposal.id, r.mean_score, r.recommended_gpu_hours]
+                        for r in rows]}, at=now)
+    return rows

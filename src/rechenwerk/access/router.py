@@ -31,6 +31,7 @@ from rechenwerk.access.fields_of_science import FIELDS, major_of
 from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import (
     AupVersion,
+    Call,
     Project,
     ProjectMembership,
     Proposal,
@@ -317,8 +318,40 @@ def create_call(body: s.CallCreate, session: DbSession, user: Operator, now: Now
         eligible_kinds=[k.value for k in body.eligible_kinds]
         if body.eligible_kinds is not None else None,
         opens_at=body.opens_at or now, closes_at=body.closes_at,
-        max_gpu_hours=body.max_gpu_hours, call_type=body.call_type, now=now)
+        max_gpu_hours=body.max_gpu_hours, call_type=body.call_type,
+        budget_gpu_hours=body.budget_gpu_hours, now=now)
     return s.CallOut.of(call, now)
+
+
+def _ranking_out(call: Call, rows: list[review_pipeline.RankRow],
+                 confirmed: bool) -> s.RankingOut:
+    return s.RankingOut(call=call.slug, budget_gpu_hours=call.budget_gpu_hours,
+                        confirmed=confirmed, rows=[s.RankingRowOut(
+                            position=r.position, proposal_id=r.proposal.id,
+                            title=r.proposal.title, project=r.proposal.project.slug,
+                            mean_score=r.mean_score, submitted_at=r.proposal.submitted_at,
+                            requested_gpu_hours=r.proposal.requested_gpu_hours,
+                            cumulative_gpu_hours=r.cumulative_gpu_hours,
+                            recommended_gpu_hours=r.recommended_gpu_hours) for r in rows])
+
+
+@router.get("/calls/{ref}/ranking", response_model=s.RankingOut,
+            summary="The proposals at the ranking step against the call's budget (operators)")
+def call_ranking(ref: str, request: Request, session: DbSession, user: Operator,
+                 now: Now) -> s.RankingOut:
+    call = calls.get_call(session, ref)
+    return _ranking_out(call, review_pipeline.call_ranking(session, call,
+                                                           _deadlines(request, now)), False)
+
+
+@router.post("/calls/{ref}/ranking/confirm", response_model=s.RankingOut,
+             summary="Confirm the ranking: completes the ranking step (operators)")
+def confirm_call_ranking(ref: str, request: Request, session: DbSession, user: Operator,
+                         now: Now) -> s.RankingOut:
+    call = calls.get_call(session, ref)
+    rows = review_pipeline.confirm_ranking(session, user, call, now=now,
+                                           deadlines=_deadlines(request, now))
+    return _ranking_out(call, rows, True)
 
 
 @router.get("/calls/{ref}", response_model=s.CallOut)

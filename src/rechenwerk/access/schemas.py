@@ -419,6 +419,8 @@ class CallCreate(_In):
     max_gpu_hours: float | None = Field(default=None, gt=0, description="per proposal")
     call_type: Ref | None = Field(default=None, description="key or id; default: the "
                                   "access mode's type")
+    budget_gpu_hours: float | None = Field(default=None, gt=0, description="GPU-hours "
+                                           "the call awards in all (the ranking's budget)")
 
 
 class CallOut(BaseModel):
@@ -435,6 +437,7 @@ class CallOut(BaseModel):
     status: str
     created_at: datetime
     call_type: CallTypeOut
+    budget_gpu_hours: float | None = None
 
     @classmethod
     def of(cls, c: Call, now: datetime) -> CallOut:
@@ -442,7 +445,8 @@ class CallOut(BaseModel):
                    access_mode=c.access_mode, eligible_kinds=list(c.eligible_kinds),
                    opens_at=c.opens_at, closes_at=c.closes_at, closed_at=c.closed_at,
                    max_gpu_hours=c.max_gpu_hours, status=call_status(c, now),
-                   created_at=c.created_at, call_type=CallTypeOut.of(c.call_type))
+                   created_at=c.created_at, call_type=CallTypeOut.of(c.call_type),
+                   budget_gpu_hours=c.budget_gpu_hours)
 
 
 # --------------------------------------------------------------------------- proposals
@@ -551,6 +555,26 @@ class PipelineOut(BaseModel):
                                       "to the reviews until this day (right_to_reply)")
     reply_text: str | None = None
     replied_at: datetime | None = None
+
+
+class RankingRowOut(BaseModel):
+    position: int
+    proposal_id: int
+    title: str
+    project: str
+    mean_score: float = Field(description="mean of the technical and scientific scores")
+    submitted_at: datetime | None
+    requested_gpu_hours: float
+    cumulative_gpu_hours: float
+    recommended_gpu_hours: float = Field(description="full while the budget lasts, the "
+                                         "remainder for the first that does not fit, 0 after")
+
+
+class RankingOut(BaseModel):
+    call: str
+    budget_gpu_hours: float | None
+    rows: list[RankingRowOut]
+    confirmed: bool = False
 
 
 class ReplyIn(_In):

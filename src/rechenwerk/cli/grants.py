@@ -74,14 +74,40 @@ def register(app: typer.Typer) -> None:
                     description: str = typer.Option("", "--description"),
                     call_type: str = typer.Option(None, "--type", help="Call type (see "
                                                   "`call-type list`); default: the mode's."),
+                    budget: float = typer.Option(None, "--budget-gpu-hours", help="GPU-hours "
+                                                 "the call awards in all (the ranking)."),
                     as_json: bool = JSON_OPT) -> None:
         """Open a call (operators)."""
         c = server_call("POST", "/api/v1/calls", json={
             "slug": slug, "title": title, "access_mode": mode, "closes_at": closes,
             "opens_at": opens, "eligible_kinds": eligible or None,
             "max_gpu_hours": max_gpu_hours, "description": description,
-            "call_type": call_type})
+            "call_type": call_type,
+            **({"budget_gpu_hours": budget} if budget is not None else {})})
         show(c, as_json, print_call)
+
+    @call_app.command("ranking")
+    @handle_errors
+    def call_ranking(ref: str = typer.Argument(..., help="Call slug or id."),
+                     confirm: bool = typer.Option(False, "--confirm", help="Confirm it: "
+                                                  "completes the ranking step."),
+                     as_json: bool = JSON_OPT) -> None:
+        """The proposals at the ranking step against the call's budget (operators)."""
+        data = server_call("POST" if confirm else "GET",
+                           f"/api/v1/calls/{ref}/ranking" + ("/confirm" if confirm else ""))
+
+        def out(d: dict[str, Any]) -> None:
+            budget = d["budget_gpu_hours"]
+            console.print(f"call {d['call']}: budget "
+                          + (f"{budget:,.0f} GPU-hours" if budget is not None else "none")
+                          + (" (confirmed)" if d["confirmed"] else ""), highlight=False)
+            print_table(["#", "proposal", "project", "mean score", "requested",
+                         "cumulative", "recommended"],
+                        [(r["position"], f"{r['proposal_id']} {r['title']}", r["project"],
+                          f"{r['mean_score']:.2f}", f"{r['requested_gpu_hours']:,.0f}",
+                          f"{r['cumulative_gpu_hours']:,.0f}",
+                          f"{r['recommended_gpu_hours']:,.0f}") for r in d["rows"]])
+        show(data, as_json, out)
 
     @call_app.command("close")
     @handle_errors

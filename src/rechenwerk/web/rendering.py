@@ -142,6 +142,7 @@ AUDIT_ACTION_WORDS: dict[str, str] = {
     "proposal.review": "submitted a review",
     "proposal.review_accepted": "accepted an invitation to review",
     "proposal.reply": "replied to the reviews",
+    "call.ranking_confirmed": "confirmed the ranking of a call",
     "proposal.review_declined": "declined an invitation to review",
     "proposal.assessment": "assessed a proposal (eligibility or technical)",
     "token.create": "created an API token",

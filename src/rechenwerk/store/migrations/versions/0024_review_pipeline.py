@@ -12,7 +12,8 @@ Reviews become invitations (``invited_at``, ``responded_at``, ``accepted``, ``du
 accept: they count as accepted at their assignment. Call types get ``min_reviews`` (1).
 Proposals get the applicant's reply to the reviews (``reply_text``, ``replied_at``) and
 the decision's granted GPU-hours and letter (``granted_gpu_hours``, ``decision_letter``;
-null for proposals decided before).
+null for proposals decided before), the confirmed ranking (``ranked_at``,
+``recommended_gpu_hours``); calls get a budget (``budget_gpu_hours``, null: none).
 
 Revision ID: 0024_review_pipeline
 Revises: 0023_award_changes
@@ -95,10 +96,18 @@ def upgrade() -> None:
         batch.add_column(sa.Column("replied_at", UTCDateTime(), nullable=True))
         batch.add_column(sa.Column("granted_gpu_hours", sa.Float(), nullable=True))
         batch.add_column(sa.Column("decision_letter", sa.Text(), nullable=True))
+        batch.add_column(sa.Column("ranked_at", UTCDateTime(), nullable=True))
+        batch.add_column(sa.Column("recommended_gpu_hours", sa.Float(), nullable=True))
+    with op.batch_alter_table("calls") as batch:
+        batch.add_column(sa.Column("budget_gpu_hours", sa.Float(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("calls") as batch:
+        batch.drop_column("budget_gpu_hours")
     with op.batch_alter_table("proposals") as batch:
+        batch.drop_column("recommended_gpu_hours")
+        batch.drop_column("ranked_at")
         batch.drop_column("decision_letter")
         batch.drop_column("granted_gpu_hours")
         batch.drop_column("replied_at")
