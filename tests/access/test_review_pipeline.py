@@ -16,7 +16,13 @@ from rechenwerk.access.call_type_rules import EUROHPC_TYPES
 from rechenwerk.access.call_types import ensure_call_types, type_for_access_mode
 from rechenwerk.access.models import Proposal, ProposalAssessment, User
 from rechenwerk.access.proposals import create_proposal, decide_proposal, submit_proposal
-from rechenwerk.access.review_pipeline import current_step, pipeline, record_assessment
+from rechenwerk.access.review_pipeline import (
+    confirm_ranking,
+    current_step,
+    pipeline,
+    record_assessment,
+    submit_reply,
+)
 from rechenwerk.access.reviews import assign_reviewer, submit_review
 from rechenwerk.errors import Conflict, InvalidInput, InvalidTransition, PermissionDenied
 from rechenwerk.store.migrate import downgrade, upgrade
@@ -134,7 +140,13 @@ def test_large_scale_runs_every_step(session: Session) -> None:
     assign_reviewer(session, op, p, reviewer=reviewer.username, now=T0)
     accept_invitation(session, reviewer, p)
     submit_review(session, reviewer, p, technical_score=4, scientific_score=5, now=T0)
-    assert current_step(session, p) not in ("eligibility", "technical", "scientific")
+    assert current_step(session, p) == "right_to_reply"
+    submit_reply(session, p.project.pi, p, text="Thanks.", now=T0)
+    assert current_step(session, p) == "ranking"
+    confirm_ranking(session, op, p.call, now=T0)
+    assert current_step(session, p) == "decision"
+    decide_proposal(session, op, p, decision="accepted", now=T0, granted_gpu_hours=55_000)
+    assert p.state == "accepted" and all(st.done for st in pipeline(session, p))
 
 
 def test_migration_implies_the_checks_of_proposals_under_review(tmp_path: Path) -> None:
