@@ -28,7 +28,7 @@ def test_existing_awards_get_their_reports(tmp_path: Path) -> None:
                                  now=T0 - timedelta(days=1))
             award_id = award.id
             session.commit()
-        downgrade(url, "0023_award_changes")  # as before report tasks existed
+        downgrade(url, "0024_review_pipeline")  # as before report tasks existed
         upgrade(url)
         with engine.connect() as conn:
             rows = conn.execute(text(

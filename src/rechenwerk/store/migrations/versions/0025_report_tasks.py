@@ -6,7 +6,7 @@ Existing awards get theirs with the default of two months; the reports of awards
 ended long ago are due in the past, as they were.
 
 Revision ID: 0025_report_tasks
-Revises: 0023_award_changes
+Revises: 0024_review_pipeline
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from alembic import op
 from rechenwerk.store.base import UTCDateTime
 
 revision = "0025_report_tasks"
-down_revision = "0023_award_changes"
+down_revision = "0024_review_pipeline"
 branch_labels = None
 depends_on = None
 
