@@ -14,6 +14,7 @@ from rechenwerk.web.pages import (
     auth,
     award_changes,
     award_reports,
+    call_ranking,
     cluster,
     directory,
     funder_report,
@@ -37,5 +38,5 @@ router = APIRouter(include_in_schema=False)
 # directory before projects: /projects/new is not a project slug
 for _module in (static, auth, oidc, directory, projects, job_logs, jobs, proposals, reviews,
                 cluster, ops, funder_report, yearly_report, reports, settings, aup, tokens,
-                reservations, support, accounts, award_changes, award_reports):
+                reservations, support, accounts, award_changes, award_reports, call_ranking):
     router.include_router(_module.router)
