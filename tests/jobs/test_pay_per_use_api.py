@@ -212,6 +212,15 @@ def test_submit_settle_statement(
     ]
     assert rows[3][8] == "6.0000"
 
+    pdf = api_client.get(
+        f"/api/v1/accounts/{w['slug']}/statement",
+        params={"month": "2026-01", "format": "pdf"},
+        headers=w["pi"],
+    )
+    assert pdf.status_code == 200 and pdf.headers["content-type"] == "application/pdf"
+    assert pdf.content.startswith(b"%PDF-") and b"/Type /Page" in pdf.content
+    assert f"statement-{w['slug']}-2026-01.pdf" in pdf.headers["content-disposition"]
+
 
 def test_statement_bad_month_and_strangers(api_client: TestClient, session: Session) -> None:
     w = _world(session)
@@ -264,6 +273,11 @@ def test_cli_statement_balance_and_refusal(
     rows = list(csv.reader(io.StringIO(out.stdout)))
     assert rows[1][0] == str(job_id) and rows[1][-1] == "12.60"
     assert rows[-1] == ["closing_balance", *[""] * 9, "337.40"]
+    out_pdf = tmp_path / "statement.pdf"
+    wrote = runner.invoke(cli, ["account", "statement", w["slug"], "--month", "2026-01",
+                                "--pdf", str(out_pdf)])
+    assert wrote.exit_code == 0, wrote.output
+    assert out_pdf.read_bytes().startswith(b"%PDF-")
     table = runner.invoke(cli, ["account", "statement", str(w["account"]), "--month", "2026-01"])
     assert table.exit_code == 0 and "337.40" in table.stdout and "train" in table.stdout
     as_json = runner.invoke(
@@ -275,4 +289,4 @@ def test_cli_statement_balance_and_refusal(
     both = runner.invoke(
         cli, ["account", "statement", w["slug"], "--month", "2026-01", "--csv", "--json"]
     )
-    assert both.exit_code != 0 and "--json or --csv" in both.stderr
+    assert both.exit_code != 0 and "give one of --json, --csv, --pdf" in both.stderr

@@ -75,7 +75,7 @@ def test_fast_lane_from_submission_to_award_within_its_deadline(new_page: Any,
     assert href is not None and href.startswith("/ops/calls?award_project=lumen-vision")
     op.goto(href)
     form = op.locator("[data-testid=award-form]")
-    form.locator("input[name=gpu_hours]").fill("1500")
+    assert form.locator("input[name=gpu_hours]").input_value() == "1500"  # the grant
     form.locator("input[name=starts_at]").fill(datetime.now(UTC).date().isoformat())
     form.locator("button[type=submit]").click()
     op.wait_for_load_state()

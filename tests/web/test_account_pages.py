@@ -136,7 +136,11 @@ def test_account_page_statement_csv_and_print(api_client: Any, session: Session)
     assert printed.status_code == 200 and "Statement 2026-01" in printed.text
     assert "Save as PDF" in printed.text and "cfd-sweep" in printed.text
     assert api_client.get(f"/accounts/{account.id}", params={"month": "January"}).status_code == 422
+    pdf = api_client.get(f"/accounts/{account.id}/statement.pdf", params={"month": "2026-01"})
+    assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
+    assert "statement-acme-2026-01.pdf" in pdf.headers["content-disposition"]
 
     _login(api_client, "nosy")
     assert api_client.get(f"/accounts/{account.id}").status_code == 404
     assert api_client.get(f"/accounts/{account.id}/statement.csv").status_code == 404
+    assert api_client.get(f"/accounts/{account.id}/statement.pdf").status_code == 404

@@ -99,6 +99,13 @@ def create_award(
             raise InvalidTransition(f"proposal {proposal.id} is {proposal.state}, not accepted",
                                     field="proposal", hint="Decide the proposal first.")
         gpu_type = gpu_type or proposal.gpu_type
+        granted = proposal.granted_gpu_hours
+        if granted is not None and gpu_hours > granted * (1 + 1e-9):
+            raise InvalidInput(
+                f"gpu_hours: {gpu_hours:g} exceed the {granted:g} GPU-hours the decision on "
+                f"proposal {proposal.id} granted", field="gpu_hours",
+                hint="Award at most the grant; more GPU-hours later are a supplement "
+                     "(`rechenwerk award request AWARD supplement`).")
         earlier = session.scalar(select(Award).where(Award.proposal_id == proposal.id)
                                  .order_by(Award.id).limit(1))
         if earlier is not None:

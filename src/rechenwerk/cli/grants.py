@@ -489,12 +489,19 @@ def register(app: typer.Typer) -> None:
         ref: str = typer.Argument(..., help="account id or project slug"),
         month: str = typer.Option(..., "--month", help="YYYY-MM (UTC), e.g. 2026-11"),
         as_csv: bool = typer.Option(False, "--csv", help="Print the statement as CSV."),
+        pdf: Path = typer.Option(None, "--pdf", help="Write the statement as PDF here."),
         as_json: bool = JSON_OPT,
     ) -> None:
         """The month's statement: every charged run, totals, opening/closing balance."""
-        if as_json and as_csv:
-            raise InvalidInput("give --json or --csv, not both", field="format")
+        if sum((as_json, as_csv, pdf is not None)) > 1:
+            raise InvalidInput("give one of --json, --csv, --pdf", field="format")
         path = f"/api/v1/accounts/{quote(ref, safe='')}/statement"
+        if pdf is not None:
+            data = server_call("GET", path, params={"month": month, "format": "pdf"},
+                               raw=True)
+            pdf.write_bytes(data)
+            console.print(f"wrote {pdf} ({len(data):,} bytes)")
+            return
         params = {"month": month, "format": "csv" if as_csv else "json"}
         data = server_call("GET", path, params=params)
         if as_csv:

@@ -322,9 +322,16 @@ def account_balance(ref: str, session: DbSession, user: CurrentUser, now: Now) -
             response_model=None)
 def account_statement(ref: str, session: DbSession, user: CurrentUser,
                       month: str = Query(description="YYYY-MM (UTC)", max_length=7),
-                      format: Literal["json", "csv"] = "json") -> dict[str, Any] | Response:
-    """Every run charged in the month (by its end), totals, opening and closing balance."""
+                      format: Literal["json", "csv", "pdf"] = "json") -> dict[str, Any] | Response:
+    """Every run charged in the month (by its end), totals, opening and closing balance;
+    as JSON, CSV or a PDF document."""
     statement = account_statement_of(session, resolve_account(session, user, ref), month)
+    if format == "pdf":
+        from rechenwerk.jobs.statement_pdf import statement_pdf
+
+        name = f"statement-{statement.project}-{statement.month}.pdf"
+        return Response(statement_pdf(statement), media_type="application/pdf",
+                        headers={"Content-Disposition": f'attachment; filename="{name}"'})
     if format == "csv":
         name = f"statement-{statement.project}-{statement.month}.csv"
         return Response(statement.to_csv(), media_type="text/csv; charset=utf-8",

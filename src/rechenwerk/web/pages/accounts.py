@@ -97,3 +97,20 @@ def statement_csv(
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{name}"'},
     )
+
+
+@router.get("/accounts/{account_id}/statement.pdf")
+def statement_pdf_download(
+    account_id: int,
+    month: str | None = None,
+    user: User = Depends(portal_user),
+    db: Session = Depends(get_session),
+    now: Any = Depends(get_now),
+) -> Response:
+    from rechenwerk.jobs.statement_pdf import statement_pdf
+
+    account = visible_account(db, user, account_id)
+    statement: Statement = account_statement(db, account, month or f"{now:%Y-%m}")
+    name = f"statement-{statement.project}-{statement.month}.pdf"
+    return Response(statement_pdf(statement), media_type="application/pdf",
+                    headers={"Content-Disposition": f'attachment; filename="{name}"'})

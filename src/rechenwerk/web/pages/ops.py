@@ -43,7 +43,12 @@ def _calls_page(
     projects = list_projects(db, user, limit=500).items
     accepted = list_proposals(db, user, state="accepted", limit=500).items
     q = request.query_params
+    # "create the award" from a decided proposal: its grant is the award's GPU-hours
+    granted = next((p.granted_gpu_hours for p in accepted
+                    if str(p.id) == q.get("award_proposal", "")
+                    and p.granted_gpu_hours is not None), None)
     default_award = {"project": q.get("award_project", ""), "proposal": q.get("award_proposal", ""),
+                     "gpu_hours": f"{granted:g}" if granted is not None else "",
                      "starts_at": f"{now:%Y-%m-%d}", "period_count": "4", "period_months": "3",
                      "carry_over_limit_gpu_hours": "0", "gpu_type": ""}
     default_call = {"access_mode": "research", "opens_at": f"{now:%Y-%m-%d}"}
