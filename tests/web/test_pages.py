@@ -293,7 +293,7 @@ def test_reviewer_and_operator_flow(api_client: Any, world: dict[str, Any],
     login(api_client, "op")
     page = api_client.get(f"/proposals/{pid}").text
     assert "(now: ranking)" in page and "We agree." in page
-    op_user = get_user(session, "op")  # the ranking has no portal form yet: the service
+    op_user = get_user(session, "op")  # the ranking by the service (its page: the browser walk)
     confirm_ranking(session, op_user, visible_proposal(session, op_user, pid).call,
                     now=datetime.now(UTC), deadlines=Deadlines(today=datetime.now(UTC).date()))
     session.commit()
@@ -318,8 +318,14 @@ def test_reviewer_and_operator_flow(api_client: Any, world: dict[str, Any],
                                          "gpu_hours": "50", "starts_at": "2026-01-01",
                                          "period_count": "2", "period_months": "3"},
              page="/ops/calls")
+    assert r.status_code == 422  # more than the 40 the decision granted
+    assert "exceed the 40 GPU-hours" in error_of(r.text, "gpu_hours")
+    r = post(api_client, "/ops/awards", {"project": "alpha", "proposal": str(pid),
+                                         "gpu_hours": "40", "starts_at": "2026-01-01",
+                                         "period_count": "2", "period_months": "3"},
+             page="/ops/calls")
     assert r.status_code == 303
-    assert "50 GPU-hours" in api_client.get("/ops/calls").text
+    assert "40 GPU-hours" in api_client.get("/ops/calls").text
     r = post(api_client, "/ops/calls", {"slug": "Bad Slug", "title": "x",
                                         "access_mode": "research", "opens_at": "2026-02-01",
                                         "closes_at": "2026-01-01"}, page="/ops/calls")
