@@ -3,10 +3,11 @@
 #   make test  - environment and every test (unit; PostgreSQL, Slurm and browser
 #                integration tests run when those are present, else skip with a reason)
 #
-# `make run` installs only what the server needs (`pip install -e .`: no torch, no test
-# tools); `make test` adds the extras `dev` (pytest, mypy, ruff, playwright, ...) and
-# `recipes` (torch). Each has its own stamp, so `make run` then `make test` (or the other
-# way round) installs what is missing and nothing twice.
+# `make run` installs what the server needs (`pip install -e '.[sessions]'`: JupyterLab for
+# the portal's notebooks, no torch, no test tools); `make test` adds the extras `dev`
+# (pytest, mypy, ruff, playwright, ...) and `recipes` (torch). Each has its own stamp, so
+# `make run` then `make test` (or the other way round) installs what is missing and
+# nothing twice.
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -20,11 +21,11 @@ $(BIN)/python:
 	$(BIN)/pip install --quiet --upgrade pip
 
 $(STAMP_RUN): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet -e '.[sessions]'
 	touch $(STAMP_RUN)
 
 $(STAMP_TEST): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev,recipes]'
+	$(BIN)/pip install --quiet -e '.[dev,recipes,sessions]'
 	touch $(STAMP_TEST)
 
 venv: $(STAMP_TEST)

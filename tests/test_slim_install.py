@@ -71,16 +71,17 @@ print(json.dumps({"status": status, "modules": sorted({m.split(".")[0] for m in 
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_make_run_installs_only_the_package(tmp_path: Path) -> None:
+def test_make_run_installs_only_the_package_and_jupyterlab(tmp_path: Path) -> None:
     venv = tmp_path / "venv"  # absent: make prints every step it would take
     run = subprocess.run(["make", "-n", "-C", str(ROOT), "run", f"VENV={venv}"],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     installs = [line for line in run.splitlines() if "pip install" in line]
-    assert any(line.endswith("pip install --quiet -e .") for line in installs), run
+    # the server and JupyterLab for the portal's notebooks; no test tools, no torch
+    assert any(line.endswith("pip install --quiet -e '.[sessions]'") for line in installs), run
     assert not any("dev" in line or "recipes" in line for line in installs), run
     test = subprocess.run(["make", "-n", "-C", str(ROOT), "test", f"VENV={venv}"],
                           capture_output=True, text=True, timeout=60, check=True).stdout
-    assert "pip install --quiet -e '.[dev,recipes]'" in test, test
+    assert "pip install --quiet -e '.[dev,recipes,sessions]'" in test, test
     # After `make run`, `make test` still installs the extras (its own stamp).
     venv.mkdir()
     (venv / "bin").mkdir()
@@ -88,7 +89,7 @@ def test_make_run_installs_only_the_package(tmp_path: Path) -> None:
     (venv / ".installed-run").touch()
     test = subprocess.run(["make", "-n", "-C", str(ROOT), "test", f"VENV={venv}"],
                           capture_output=True, text=True, timeout=60, check=True).stdout
-    assert "pip install --quiet -e '.[dev,recipes]'" in test, test
+    assert "pip install --quiet -e '.[dev,recipes,sessions]'" in test, test
     run = subprocess.run(["make", "-n", "-C", str(ROOT), "run", f"VENV={venv}"],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert "pip install" not in run, run

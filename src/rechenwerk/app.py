@@ -33,6 +33,7 @@ from rechenwerk.observability.backend import instrumented
 from rechenwerk.observability.collector import StateCollector
 from rechenwerk.observability.http import HttpMetricsMiddleware, MetricsServer
 from rechenwerk.observability.http import router as metrics_router
+from rechenwerk.sessions.service import SESSION_MAX_BODY, SESSION_PROXY_PATH
 from rechenwerk.web.pages.award_reports import PORTAL_DOCUMENT_PATH
 
 if TYPE_CHECKING:
@@ -53,6 +54,8 @@ ROUTER_MODULES: list[str] = [
     "rechenwerk.access.oidc.router",  # federated sign-in: providers, device flow
     "rechenwerk.reports.router",
     "rechenwerk.support.router",  # support requests (issue 19)
+    "rechenwerk.sessions.router",  # interactive sessions (issue 20)
+    "rechenwerk.sessions.proxy",  # /jupyter/<job>/...: a session's JupyterLab, owner only
     "rechenwerk.web.yearly_api",  # /api/v1/reports/yearly: renders HTML and PDF documents
     "rechenwerk.web.router",
 ]
@@ -183,7 +186,8 @@ def create_app(settings: Settings | None = None, *,
     # in JSON and form strings (422)
     app.add_middleware(RequestBoundsMiddleware, large_bodies=[
         (DOCUMENT_PATH, settings.report_max_bytes),
-        (PORTAL_DOCUMENT_PATH, settings.report_max_bytes + 64 * 1024)])  # + form fields
+        (PORTAL_DOCUMENT_PATH, settings.report_max_bytes + 64 * 1024),  # + form fields
+        (SESSION_PROXY_PATH, SESSION_MAX_BODY)])  # notebooks and uploads in JupyterLab
     # request latency by route template (rechenwerk_http_request_duration_seconds)
     app.add_middleware(HttpMetricsMiddleware)
     # outermost: every request's log lines and its response carry one X-Request-ID

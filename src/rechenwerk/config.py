@@ -202,6 +202,9 @@ class Settings(BaseSettings):
     local_cluster: str = "2x8:A100-80GB"
     # SIGTERM -> SIGKILL grace on cancel/preemption: finite, 0 (none) .. 1 hour.
     kill_grace_s: float = Field(default=10.0, ge=0.0, le=3600.0, allow_inf_nan=False)
+    # Interactive sessions (sessions/, docs/jobs.md): the Python on the compute nodes
+    # that has JupyterLab ("": this server's own, which needs rechenwerk[sessions]).
+    session_python: str = Field(default="", pattern=r"^(/[^\x00]*)?$", max_length=4096)
     # --- isolation of local jobs (execution/sandbox.py, docs/security.md) -----------
     # auto: every job in a bubblewrap sandbox when bwrap works here, else unsandboxed
     # with a warning at start; sandbox: required (the server refuses to start without

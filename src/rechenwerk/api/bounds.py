@@ -19,8 +19,8 @@ from collections.abc import Iterator, Sequence
 from typing import Any, get_args
 from urllib.parse import parse_qsl
 
-from fastapi import Request
 from pydantic import TypeAdapter, ValidationError
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rechenwerk.access.validation import MAX_DB_INT, MAX_ID, MIN_DB_INT, MIN_ID
@@ -168,9 +168,10 @@ def _is_int(annotation: Any) -> bool:
     return any(a is int for a in get_args(annotation))
 
 
-async def check_parameters(request: Request) -> None:
+async def check_parameters(request: HTTPConnection) -> None:
     """No NUL in any path or query parameter; integer path parameters (ids) within the id
-    columns' range, integer query parameters within 64 bits."""
+    columns' range, integer query parameters within 64 bits. HTTP requests and WebSockets
+    (a session's kernels, ``sessions/proxy.py``) alike."""
     for name, value in request.path_params.items():
         if isinstance(value, str) and NUL in value:
             raise InvalidInput(f"{name}: contains a NUL character (\\u0000)", field=name,

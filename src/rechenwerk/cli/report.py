@@ -22,7 +22,7 @@ REPORTS = ("usage", "utilisation", "waits", "energy", "support", "gpu-use", "fun
 FUNDER_SECTIONS = ("country", "field", "field-detail", "kind", "mode", "people",
                    "decisions", "deadlines", "capacity", "waits",
                    "energy")
-USAGE_BY = ("project", "org", "kind", "call", "mode", "gpu-type", "period")
+USAGE_BY = ("project", "org", "kind", "call", "mode", "gpu-type", "period", "job-kind")
 WAITS_BY = ("qos", "size", "qos-size", "kind", "kind-size")
 SUPPORT_BY = ("kind", "state", "project")
 GPU_USE_BY = ("project", "user")

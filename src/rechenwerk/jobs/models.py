@@ -36,6 +36,7 @@ class Job(Base):
         UniqueConstraint("user_id", "idempotency_key"),
         CheckConstraint("gpus > 0", name="gpus_positive"),
         CheckConstraint("walltime_s > 0", name="walltime_positive"),
+        CheckConstraint("kind IN ('batch', 'jupyterlab')", name="kind_known"),
         Index("ix_jobs_state_id", "state", "id"),
         Index("ix_jobs_project_state", "project_id", "state"),
         # The balance's committed-hours sum (one period, live states) reads only the
@@ -47,6 +48,8 @@ class Job(Base):
         Index("ix_jobs_array", "array_job_id", "array_task_id"),
         # The pay-per-use account's committed EUR (one account, live states).
         Index("ix_jobs_account_state", "account_id", "state"),
+        # "my sessions": a user's interactive jobs (sessions/service.py)
+        Index("ix_jobs_user_kind", "user_id", "kind"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -63,6 +66,9 @@ class Job(Base):
     )
     price_e4_per_gpu_hour: Mapped[int | None] = mapped_column(Integer)
     name: Mapped[str] = mapped_column(String(128))
+    # "batch", or "jupyterlab": an interactive session the server started (sessions/);
+    # its command is the server's, never the user's.
+    kind: Mapped[str] = mapped_column(String(16), default="batch", server_default="batch")
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     state: Mapped[str] = mapped_column(String(16))
     qos: Mapped[str] = mapped_column(String(16))  # effective QOS (low when overdrawn)

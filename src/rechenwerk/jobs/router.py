@@ -13,6 +13,7 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Body, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
@@ -22,6 +23,7 @@ from rechenwerk.access.projects import visible_project
 from rechenwerk.accounting import pay_per_use as ppu
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.accounting.gpu_use import job_gpu_use
+from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.api.deps import (
     CurrentUser,
     DbSession,
@@ -50,6 +52,7 @@ def job_dict(job: Job, project: str, user: str, *, detail: bool = False) -> dict
     out: dict[str, Any] = {
         "id": job.id,
         "name": job.name,
+        "kind": job.kind,  # batch, or jupyterlab (an interactive session)
         "project": project,
         "user": user,
         "state": job.state,
@@ -145,6 +148,10 @@ def _dicts_detail(session: Session, job: Job, viewer: User, *,
                          "started_at": t.started_at.isoformat() if t.started_at else None,
                          "ended_at": t.ended_at.isoformat() if t.ended_at else None}
                         for t in rows]
+    # what its settled runs were charged (every run of a requeued job)
+    out["charged_gpu_hours"] = float(session.scalar(
+        select(func.coalesce(func.sum(UsageRecord.gpu_hours), 0.0))
+        .where(UsageRecord.job_id == job.id)) or 0.0)
     out["events"] = [
         {"at": e.at.isoformat(), "from": e.from_state, "to": e.to_state, "reason": e.reason}
         for e in service.job_events(session, job)

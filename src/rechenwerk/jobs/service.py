@@ -288,6 +288,7 @@ def submit_job(
     clock: Clock,
     settings: Settings,
     shape: CentreShape | None = None,
+    kind: str = "batch",
 ) -> SubmitResult:
     """Validate, authorise, check the live balance and store the job as PENDING.
 
@@ -297,7 +298,8 @@ def submit_job(
     before the caller commits)."""
     t0 = time.perf_counter()
     try:
-        result = _submit_job(session, user, spec, clock=clock, settings=settings, shape=shape)
+        result = _submit_job(session, user, spec, clock=clock, settings=settings, shape=shape,
+                             kind=kind)
     except RechenwerkError:
         instruments.observe_submission("refused", time.perf_counter() - t0)
         raise
@@ -315,6 +317,7 @@ def _submit_job(
     clock: Clock,
     settings: Settings,
     shape: CentreShape | None,
+    kind: str = "batch",
 ) -> SubmitResult:
     # Resolve and (PostgreSQL) lock the project row in one statement: submissions of one
     # project are serialised so parallel clients cannot overdraw it. SQLite serialises
@@ -446,6 +449,7 @@ def _submit_job(
         account_id=account_id,
         price_e4_per_gpu_hour=price,
         name=spec.name,
+        kind=kind,
         spec=spec.to_document(),
         state=JobState.PENDING.value,
         qos=qos,

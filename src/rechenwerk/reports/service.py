@@ -40,11 +40,15 @@ from rechenwerk.access.models import (
 )
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.errors import InvalidInput
+from rechenwerk.jobs.models import Job
 from rechenwerk.reports.guard import NO_GUARD, Guard
 from rechenwerk.reports.sql import BUCKETS, bucket_start, bucket_value, dialect_of, epoch_s
 from rechenwerk.reports.tables import Column, ReportTable, Scope, check_buckets, check_choice
 
-GROUPINGS: tuple[str, ...] = ("project", "org", "kind", "call", "mode", "gpu-type", "period")
+GROUPINGS: tuple[str, ...] = ("project", "org", "kind", "call", "mode", "gpu-type", "period",
+                               "job-kind")
+# usage of imported Slurm jobs (no job of ours) counts as batch work
+JOB_KIND_LABELS = {"batch": "batch jobs", "jupyterlab": "interactive sessions (JupyterLab)"}
 NO_AWARD = "no award (pay-per-use or overdraft)"
 NO_CALL = "direct award (no call)"
 WAIT_GROUPINGS: tuple[str, ...] = ("qos", "size", "qos-size", "kind", "kind-size")
@@ -114,6 +118,11 @@ def usage_report(
                 .outerjoin(Proposal, Proposal.id == Award.proposal_id)
                 .outerjoin(Call, Call.id == Proposal.call_id))
         group = (key_col,)
+    elif by == "job-kind":
+        key_col = func.coalesce(Job.kind, literal("batch"))
+        label_col = key_col
+        stmt = select(key_col, label_col, hours, jobs).outerjoin(Job, Job.id == ur.job_id)
+        group = (key_col,)
     elif by == "gpu-type":
         key_col = func.coalesce(ur.gpu_type, literal("unknown"))
         label_col = key_col
@@ -124,7 +133,8 @@ def usage_report(
         label_col = key_col
         stmt = select(key_col, label_col, hours, jobs)
         group = (key_col,)
-    stmt = stmt.select_from(ur) if by in ("gpu-type", "period", "call", "mode") else stmt
+    stmt = (stmt.select_from(ur) if by in ("gpu-type", "period", "call", "mode", "job-kind")
+            else stmt)
     stmt = stmt.where(ur.ended_at >= start, ur.ended_at < end)
     stmt = scope.apply(stmt, ur.project_id).group_by(*group)
     guard.check()
@@ -146,6 +156,8 @@ def usage_report(
                             else f"{NO_CALL} or {NO_AWARD}")
         elif by == "mode":
             row["label"] = str(key).replace("_", " ")
+        elif by == "job-kind":
+            row["label"] = JOB_KIND_LABELS.get(str(key), str(key))
         elif by == "period":
             row["key"] = bucket_value(key)
             row["label"] = f"{bucket} from {bucket_value(key):%Y-%m-%d}"
@@ -161,9 +173,10 @@ def usage_report(
         row["share"] = row["gpu_hours"] / total if total > 0 else 0.0
     key_label = {"project": "Project", "org": "Organisation", "kind": "Organisation kind",
                  "call": "Call", "mode": "Access mode", "gpu-type": "GPU type",
-                 "period": "Period start (UTC)"}[by]
+                 "period": "Period start (UTC)", "job-kind": "Job kind"}[by]
     label_label = {"project": "Title", "org": "Kind", "kind": "Kind", "call": "Access mode",
-                   "mode": "Access mode", "gpu-type": "GPU type", "period": "Period"}[by]
+                   "mode": "Access mode", "gpu-type": "GPU type", "period": "Period",
+                   "job-kind": "What"}[by]
     # Where the label only repeats the key (kind, access mode, GPU type), one column.
     label_column = (() if by in ("kind", "mode", "gpu-type")
                     else (Column("label", label_label, numeric=False),))

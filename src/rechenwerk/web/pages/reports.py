@@ -44,7 +44,8 @@ TOP_N = 15
 # the rest are in the table's CSV, which the page links.
 TABLE_ROWS = 25
 GROUP_LABELS = {"project": "project", "org": "organisation", "kind": "organisation kind",
-                "call": "call", "mode": "access mode", "gpu-type": "GPU type", "period": "period"}
+                "call": "call", "mode": "access mode", "gpu-type": "GPU type", "period": "period",
+                "job-kind": "job kind (batch or interactive)"}
 
 
 def parse_day(value: str, name: str) -> datetime | None:

@@ -1,0 +1,1 @@
+"""Interactive sessions: JupyterLab on a job's GPUs, opened through the portal."""

@@ -1,0 +1,137 @@
+"""Interactive sessions end to end on the local executor, without a browser: a real
+JupyterLab started as a sandboxed job, reached only through the portal's proxy (HTTP and
+a kernel's WebSocket), hidden from everybody but its owner, stopped and charged."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+from websockets.sync.client import connect
+
+from portal_login import csrf
+from rechenwerk.access.demo import demo_password
+from waiting import wait_for
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.xdist_group("portal-browser")]
+pytest.importorskip("jupyterlab", reason="JupyterLab is the extra rechenwerk[sessions]")
+
+
+def _portal_client(portal: Any, username: str) -> httpx.Client:
+    client = httpx.Client(base_url=portal.url, timeout=60)
+    page = client.get("/login")
+    r = client.post("/login", data={"username": username, "password": demo_password(username),
+                                    "csrf_token": csrf(page.text)})
+    assert r.status_code in (200, 303), r.text
+    return client
+
+
+def _start(portal: Any, **extra: Any) -> dict[str, Any]:
+    r = portal.api("POST", "/api/v1/sessions", "greta",
+                   json={"project": "nordlicht-llm", "gpus": 2, "walltime": "30m", **extra})
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def _ready(portal: Any, session_id: int) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+
+    def ready() -> bool:
+        r = portal.api("GET", f"/api/v1/sessions/{session_id}", "greta")
+        assert r.status_code == 200, r.text
+        found.update(r.json())
+        assert found["state"] in ("pending", "starting", "running"), found
+        return bool(found["ready"])
+
+    wait_for(ready, "JupyterLab to start in the session job", step=0.3)
+    return found
+
+
+def _execute(ws: Any, code: str) -> str:
+    """Run ``code`` in the kernel (Jupyter messaging protocol 5.3 over the default
+    JSON channel) and return what it printed."""
+    msg_id = uuid.uuid4().hex
+    ws.send(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
+                   "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": code, "silent": False, "store_history": False,
+                    "user_expressions": {}, "allow_stdin": False, "stop_on_error": True},
+    }))
+    out = []
+    while True:
+        msg = json.loads(ws.recv(timeout=120))
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        if msg["msg_type"] == "status" and msg["content"]["execution_state"] == "idle":
+            return "".join(out)
+
+
+def test_session_through_the_proxy_is_the_owners_alone(portal: Any) -> None:
+    session = _start(portal)
+    sid = session["id"]
+    assert session["url"] == f"/jupyter/{sid}/lab" and session["state"] == "pending"
+    owner = _portal_client(portal, "greta")
+    member = _portal_client(portal, "jonas")  # same project, not the owner
+    operator = _portal_client(portal, "operator")
+    try:
+        info = _ready(portal, sid)
+        assert info["state"] == "running"
+        status = owner.get(f"/jupyter/{sid}/api/status")
+        assert status.status_code == 200, status.text
+        assert "started" in status.json()
+        lab = owner.get(f"/jupyter/{sid}/lab")
+        assert lab.status_code == 200 and "JupyterLab" in lab.text
+        # nobody else learns the session exists: the same answer as for no session at all
+        for other in (member, operator):
+            assert other.get(f"/jupyter/{sid}/api/status").status_code == 404
+            assert other.get(f"/jupyter/{sid}/lab").status_code == 404
+        assert owner.get("/jupyter/999999/api/status").status_code == 404
+        assert portal.api("GET", f"/api/v1/sessions/{sid}", "jonas").status_code == 404
+        assert portal.api("DELETE", f"/api/v1/sessions/{sid}", "jonas").status_code == 404
+        # paths stay inside the session
+        for path in (f"/jupyter/{sid}/%2e%2e/{sid + 1}/api/status",
+                     f"/jupyter/{sid}/api/%2E%2E/%2e%2e/lab", f"/jupyter/{sid}/a%5c..%5cb"):
+            assert owner.get(path).status_code == 404, path
+        # the portal's login never reaches JupyterLab: it sees its own token only
+        anonymous = httpx.get(f"{portal.url}/jupyter/{sid}/api/status", timeout=30)
+        assert anonymous.status_code == 404
+
+        # a kernel, and its WebSocket through the proxy: the cell sees the job's GPUs
+        kernel = owner.post(f"/jupyter/{sid}/api/kernels", json={"name": "python3"})
+        assert kernel.status_code == 201, kernel.text
+        ws_url = portal.url.replace("http://", "ws://")
+        channel = f"{ws_url}/jupyter/{sid}/api/kernels/{kernel.json()['id']}/channels"
+        cookie = "; ".join(f"{k}={v}" for k, v in owner.cookies.items())
+        with connect(channel, additional_headers={"Cookie": cookie, "Origin": portal.url},
+                     open_timeout=60, max_size=None) as ws:
+            printed = _execute(ws, "import os; print('GPUS', os.environ['CUDA_VISIBLE_DEVICES'])")
+        assert printed.strip().startswith("GPUS "), printed
+        assert len(printed.split()[1].split(",")) == 2
+        # a WebSocket from another site, or without a login, is refused at the handshake
+        for headers in ({"Cookie": cookie, "Origin": "http://evil.example"},
+                        {"Origin": portal.url}):
+            with pytest.raises(Exception):  # noqa: B017 - any refusal of the handshake
+                connect(channel, additional_headers=headers, open_timeout=30)
+    finally:
+        stopped = portal.api("DELETE", f"/api/v1/sessions/{sid}", "greta")
+        assert stopped.status_code == 200, stopped.text
+
+    def ended() -> bool:
+        return bool(portal.api("GET", f"/api/v1/sessions/{sid}", "greta").json()["state"]
+                    == "cancelled")
+
+    wait_for(ended, "the stopped session to end")
+    gone = owner.get(f"/jupyter/{sid}/api/status")
+    assert gone.status_code == 410 and gone.json()["code"] == "session_ended"
+    # charged like any job: its run is a settled usage record of the project
+    job = portal.api("GET", f"/api/v1/jobs/{sid}", "greta").json()
+    assert job["kind"] == "jupyterlab"
+    assert job["charged_gpu_hours"] > 0, job
+    for client in (owner, member, operator):
+        client.close()
