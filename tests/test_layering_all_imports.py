@@ -4,7 +4,7 @@
 The rules (docs/architecture.md, "Rules the code keeps"):
 
 - a domain (access, accounting, jobs, planning, reports, notifications, recipes, store,
-  support) never imports a face (``api``, ``web``, ``cli``); its own routers
+  support, sessions) never imports a face (``api``, ``web``, ``cli``); its own routers
   (``router.py``, ``*_router.py``) may use the API's dependencies (``rechenwerk.api``) but
   no portal or CLI code;
 - ``execution`` (the backends) imports no domain: not access, accounting, jobs, nor a face;
@@ -28,9 +28,10 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "rechenwerk"
 
 FACES = ("rechenwerk.api", "rechenwerk.web", "rechenwerk.cli")
 DOMAINS = ("access", "accounting", "jobs", "planning", "reports", "notifications",
-           "recipes", "store", "support")
+           "recipes", "store", "support", "sessions")
 DOMAIN_MODULES = tuple(f"rechenwerk.{d}" for d in ("access", "accounting", "jobs",
-                                                    "reports", "notifications", "support"))
+                                                    "reports", "notifications", "support",
+                                                    "sessions"))
 INSTRUMENTS = "rechenwerk.observability.instruments"
 PURE_FORBIDDEN = ("sqlalchemy", "fastapi", "starlette", "typer", "httpx",
                   "prometheus_client", "rechenwerk.observability", "rechenwerk.store",

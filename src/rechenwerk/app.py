@@ -55,7 +55,7 @@ ROUTER_MODULES: list[str] = [
     "rechenwerk.reports.router",
     "rechenwerk.support.router",  # support requests (issue 19)
     "rechenwerk.sessions.router",  # interactive sessions (issue 20)
-    "rechenwerk.sessions.proxy",  # /jupyter/<job>/...: a session's JupyterLab, owner only
+    "rechenwerk.web.jupyter_proxy",  # /jupyter/<job>/...: a session's JupyterLab, owner only
     "rechenwerk.web.yearly_api",  # /api/v1/reports/yearly: renders HTML and PDF documents
     "rechenwerk.web.router",
 ]

@@ -135,3 +135,33 @@ def test_session_through_the_proxy_is_the_owners_alone(portal: Any) -> None:
     assert job["charged_gpu_hours"] > 0, job
     for client in (owner, member, operator):
         client.close()
+
+
+def test_session_commands_start_wait_list_and_stop(portal: Any, tmp_path: Any) -> None:
+    from live_server import run_cli
+
+    token = portal.tokens["greta"]
+    started = run_cli(portal.url, tmp_path, token, "session", "start", "--project",
+                      "nordlicht-llm", "--gpus", "1", "--walltime", "20m", "--wait", "--json")
+    sid = started["id"]
+    try:
+        assert started["ready"] and started["state"] == "running"
+        assert started["open"] == f"{portal.url}/jupyter/{sid}/lab"
+        listed = run_cli(portal.url, tmp_path, token, "session", "list", "--active", "--json")
+        assert sid in [s["id"] for s in listed]
+        shown = run_cli(portal.url, tmp_path, token, "session", "show", str(sid))
+        assert f"open {portal.url}/jupyter/{sid}/lab" in shown.output
+        # not the owner: "no such session", exit code 3, one line, no traceback
+        other = run_cli(portal.url, tmp_path, portal.tokens["jonas"], "session", "stop",
+                        str(sid), code=3)
+        assert f"no session {sid}" in other.output
+        # a project the user is not in (it does not even learn it exists): refused
+        foreign = run_cli(portal.url, tmp_path, token, "session", "start", "--project",
+                          "nordstadt-climate", code=3)
+        assert "project 'nordstadt-climate' not found" in foreign.output
+        bad = run_cli(portal.url, tmp_path, token, "session", "start", "--project",
+                      "nordlicht-llm", "--walltime", "forever", code=2)
+        assert "walltime" in bad.output
+    finally:
+        stopped = run_cli(portal.url, tmp_path, token, "session", "stop", str(sid))
+    assert f"session {sid} is stopping" in stopped.output

@@ -171,7 +171,7 @@ def _is_int(annotation: Any) -> bool:
 async def check_parameters(request: HTTPConnection) -> None:
     """No NUL in any path or query parameter; integer path parameters (ids) within the id
     columns' range, integer query parameters within 64 bits. HTTP requests and WebSockets
-    (a session's kernels, ``sessions/proxy.py``) alike."""
+    (a session's kernels, ``web/jupyter_proxy.py``) alike."""
     for name, value in request.path_params.items():
         if isinstance(value, str) and NUL in value:
             raise InvalidInput(f"{name}: contains a NUL character (\\u0000)", field=name,

@@ -37,6 +37,7 @@ COMMAND_MODULES: list[str] = [
     "rechenwerk.cli.recipe",
     "rechenwerk.cli.aup",  # acceptable-use policy (issue 14)
     "rechenwerk.cli.support",  # support requests (issue 19)
+    "rechenwerk.cli.sessions",  # interactive JupyterLab sessions (issue 20)
 ]
 
 

@@ -1,5 +1,5 @@
 """What an interactive session runs inside its job: JupyterLab, reachable only through the
-portal's proxy (``sessions/proxy.py``), never on a port the user's browser could reach.
+portal's proxy (``web/jupyter_proxy.py``), never on a port the user's browser could reach.
 
 Run as ``python -m rechenwerk.sessions.jupyter_job`` (the session's command, set by the
 server, never by the user). It needs nothing of the server: only the job's environment.
@@ -57,8 +57,7 @@ def command(env: dict[str, str], *, workdir: str, python: str) -> tuple[list[str
             f"--ServerApp.base_url={base_url(job_id)}",
             f"--ServerApp.root_dir={workdir}",
             # the portal is the only way in: no "open in browser" URL with the token
-            "--ServerApp.open_browser=False", "--LabApp.news_url=",
-            "--ServerApp.quit_button=False"]
+            "--ServerApp.open_browser=False", "--ServerApp.quit_button=False"]
     if os.geteuid() == 0:
         argv.append("--allow-root")
     info: dict[str, object]
@@ -88,6 +87,14 @@ def main() -> int:
     token = secrets.token_urlsafe(32)
     _write_info(folder, {**info, "token": token})
     env["JUPYTER_TOKEN"] = token
+    # A centre's session asks nobody about JupyterLab's news feed (it would fetch from
+    # the internet): disabled in an extra config folder, the user's own config untouched.
+    extra = folder / "jupyter-config"
+    (extra / "labconfig").mkdir(parents=True, exist_ok=True)
+    (extra / "labconfig" / "page_config.json").write_text(json.dumps(
+        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
+    env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+        p for p in (str(extra), env.get("JUPYTER_CONFIG_PATH", "")) if p)
     # Config and runtime files stay in the job's own home (its working directory).
     env.setdefault("JUPYTER_RUNTIME_DIR", str(folder / "jupyter-runtime"))
     os.chdir(folder)

@@ -1,6 +1,6 @@
 """REST API of interactive sessions (``/api/v1/sessions``): start, list, show, stop one's
 own JupyterLab sessions. Thin: ``sessions.service`` decides. The session itself is
-opened in the browser at its ``url`` (``sessions/proxy.py``)."""
+opened in the browser at its ``url`` (``web/jupyter_proxy.py``)."""
 
 from __future__ import annotations
 

@@ -55,6 +55,9 @@ class SessionRequest(BaseModel):
     gpu_type: str | None = None
     qos: str = "normal"
     name: str = Field(default="jupyterlab", min_length=1, max_length=128)
+    # JupyterLab's root folder (absolute, on the compute node); None: the session job's
+    # own folder, which stays after it ends
+    workdir: str | None = Field(default=None, min_length=1, max_length=4096)
 
 
 def jupyterlab_available() -> bool:
@@ -81,6 +84,8 @@ def start_session(db: Session, user: User, request: SessionRequest, *, clock: Cl
     }
     if request.gpu_type:
         doc["gpu_type"] = request.gpu_type
+    if request.workdir:
+        doc["workdir"] = request.workdir
     spec = parse_spec(doc, source="session request")
     return jobs.submit_job(db, user, spec, clock=clock, settings=settings, kind=KIND).job
 

@@ -27,6 +27,7 @@ def nav_for(user: Any | None) -> list[NavItem]:
         NavItem("Dashboard", "/", "dashboard"),
         NavItem("Jobs", "/jobs", "jobs"),
         NavItem("Submit job", "/jobs/new", "submit"),
+        NavItem("Notebooks", "/sessions", "notebooks"),  # interactive sessions, issue 20
         NavItem("Proposals", "/proposals", "proposals"),
         NavItem("Reservations", "/reservations", "reservations"),  # issue 16
         NavItem("Support", "/support", "support"),  # issue 19

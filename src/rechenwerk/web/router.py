@@ -20,6 +20,7 @@ from rechenwerk.web.pages import (
     funder_report,
     job_logs,
     jobs,
+    notebooks,
     oidc,
     ops,
     projects,
@@ -38,5 +39,6 @@ router = APIRouter(include_in_schema=False)
 # directory before projects: /projects/new is not a project slug
 for _module in (static, auth, oidc, directory, projects, job_logs, jobs, proposals, reviews,
                 cluster, ops, funder_report, yearly_report, reports, settings, aup, tokens,
-                reservations, support, accounts, award_changes, award_reports, call_ranking):
+                reservations, support, accounts, award_changes, award_reports, call_ranking,
+                notebooks):
     router.include_router(_module.router)

@@ -50,6 +50,7 @@ _REQUEST_DROP = _HOP | {"authorization", "cookie", "origin", "referer", "x-csrf-
 _PORTAL_COOKIES = frozenset({COOKIE_NAME, FLASH_COOKIE})
 MAX_WS_MESSAGE = 64 * 1024 * 1024  # kernel messages with large outputs
 UPSTREAM_TIMEOUT = httpx.Timeout(30.0, read=300.0)
+WS_OPEN_TIMEOUT_S = 180.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +182,10 @@ async def _open_upstream(endpoint: Endpoint, raw: str, query: str, headers: dict
     target = f"{raw}?{query}" if query else raw
     common: dict[str, Any] = {
         "additional_headers": headers, "max_size": MAX_WS_MESSAGE, "compression": None,
-        "open_timeout": 30, "subprotocols": subprotocols or None,
+        # JupyterLab answers a kernel's handshake once the kernel replied to kernel_info:
+        # a new kernel on a loaded node takes a while, and a handshake cut short loses
+        # what the notebook sent meanwhile
+        "open_timeout": WS_OPEN_TIMEOUT_S, "subprotocols": subprotocols or None,
     }
     if endpoint.uds is not None:
         return await unix_connect(endpoint.uds, f"ws://localhost{target}", **common)
