@@ -57,9 +57,13 @@ def history(session: Session) -> dict[str, Any]:
     _job(session, beta, submit_s=30, start_s=90, run_s=50, array=(task0.id, 1))
     _job(session, beta, submit_s=40, start_s=None, run_s=None, state="cancelled")
     _job(session, alpha, submit_s=50, start_s=1000, run_s=None, state="running")
+    from rechenwerk.access.models import User
+
+    users = {p.slug: session.get(User, p.pi_user_id).username  # type: ignore[union-attr]
+             for p in (alpha, beta)}
     session.commit()
     return {"first": first.id, "after": after.id, "big": big.id, "array": task0.id,
-            "old": old.id}
+            "old": old.id, "users": users}
 
 
 def _rw(db_url: str, *args: str) -> Any:
@@ -87,6 +91,7 @@ def test_import_from_db_reads_back_and_simulates(db_url: str, history: dict[str,
                                    f"{array}_0", f"{array}_1"])
     assert jobs[first].submit_time == 0 and jobs[first].duration_s == 600
     assert jobs[first].project == "alpha-secret" and jobs[first].walltime_s == 3600
+    assert {j.project: j.user for j in jobs.values()} == history["users"]  # who submitted
     assert jobs[after].depends_on == (("after_ok", first),) and jobs[after].qos == "high"
     big = jobs[str(history["big"])]
     assert (big.gpus, big.gpus_per_node, big.gpu_type, big.submit_time) == (8, 4, "a100", 20)
@@ -111,7 +116,11 @@ def test_anonymised_db_trace_names_no_project_and_no_job(db_url: str,
     text = out.read_text()
     assert "secret" not in text and "2026" not in text
     trace = read_trace(out)
-    originals = {str(v) for v in history.values()}
+    originals = {str(v) for k, v in history.items() if k != "users"}
+    for username in history["users"].values():
+        assert username not in text
+    assert len({j.user for j in trace.jobs}) == 2
+    assert all(j.user and j.user.startswith("u") for j in trace.jobs)
     assert not {j.job_id.split("_")[0] for j in trace.jobs} & originals
     assert len({j.project for j in trace.jobs}) == 2
     dependent = [j for j in trace.jobs if j.depends_on]

@@ -137,9 +137,15 @@ def register(app: typer.Typer) -> None:
         from_db: bool = typer.Option(
             False, "--from-db", help="Read Rechenwerk's job table (RECHENWERK_DATABASE_URL)."),
         sacct: Path | None = typer.Option(
-            None, "--sacct", help="Read `sacct --parsable2` output (docs/traces.md)."),
+            None, "--sacct",
+            help="Read `sacct --json` or `sacct --parsable2` output (docs/traces.md)."),
+        sacct_format: str | None = typer.Option(
+            None, "--sacct-format",
+            help="Format of --sacct: auto (default: by content), parsable2, json, or a "
+            "data format v0.0.38 ... v0.0.42 when the JSON's meta does not name it."),
         anonymise: bool = typer.Option(
-            False, "--anonymise", help="Replace project names and job ids by salted hashes."),
+            False, "--anonymise",
+            help="Replace project names, user names and job ids by salted hashes."),
         salt: str | None = typer.Option(
             None, "--salt", help="Salt of --anonymise (default: a random one, printed once)."),
         since: str | None = typer.Option(
@@ -152,13 +158,18 @@ def register(app: typer.Typer) -> None:
         from rechenwerk.cli.trace_import import run_import
 
         result = run_import(out=out, from_db=from_db, sacct=sacct, anonymise=anonymise,
-                            salt=salt, since=since, until=until)
+                            salt=salt, since=since, until=until, sacct_format=sacct_format)
         if as_json:
             print_json(result)
             return
         if result["generated_salt"]:
             err_console.print(f"salt (keep it to anonymise later imports the same way): "
                               f"{result['generated_salt']}", highlight=False)
+        if result["sacct_format"]:
+            kind = result["sacct_format"]
+            err_console.print("read sacct " + ("--parsable2" if kind == "parsable2"
+                                               else f"--json (data format {kind})"),
+                              highlight=False)
         for line in result["notes"]:
             err_console.print(line, highlight=False)
         console.print(f"wrote {result['jobs']:,} jobs to {result['path']}", highlight=False)

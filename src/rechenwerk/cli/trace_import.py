@@ -25,7 +25,8 @@ def _utc(text: str | None, option: str) -> datetime | None:
 
 
 def run_import(*, out: Path, from_db: bool, sacct: Path | None, anonymise: bool,
-               salt: str | None, since: str | None, until: str | None) -> dict[str, Any]:
+               salt: str | None, since: str | None, until: str | None,
+               sacct_format: str | None = None) -> dict[str, Any]:
     from rechenwerk.simulation.traces.anonymise import Anonymiser, new_salt
     from rechenwerk.simulation.traces.history import HistoryJob, ImportSummary, history_trace
     from rechenwerk.simulation.traces.native import write_native_csv
@@ -41,14 +42,18 @@ def run_import(*, out: Path, from_db: bool, sacct: Path | None, anonymise: bool,
     if start is not None and end is not None and start >= end:
         raise InvalidInput(message=f"--since {since} is not before --until {until}",
                            field="--since")
+    from rechenwerk.execution.slurm.sacct_trace import check_sacct_format_option
+
+    chosen = check_sacct_format_option(sacct_format)
+    if chosen is not None and sacct is None:
+        raise InvalidInput(message="--sacct-format needs --sacct FILE", field="--sacct-format")
     summary = ImportSummary()
     jobs: list[HistoryJob]
+    data_format = None
     if sacct is not None:
-        from rechenwerk.simulation.traces.sacct import read_sacct_parsable
-
-        jobs = read_sacct_parsable(sacct, summary,
-                                   since=start.timestamp() if start else None,
-                                   until=end.timestamp() if end else None)
+        jobs, data_format = _read_sacct(sacct, summary, chosen,
+                                        since=start.timestamp() if start else None,
+                                        until=end.timestamp() if end else None)
         source = f"sacct:{sacct}"
     else:
         from rechenwerk.cli.admin import db_session
@@ -76,6 +81,32 @@ def run_import(*, out: Path, from_db: bool, sacct: Path | None, anonymise: bool,
     except OSError as exc:
         raise InvalidInput(message=f"cannot write {out}: {exc.strerror}", field="out") from exc
     return {"path": str(path), "jobs": len(trace.jobs), "source": trace.source,
+            "sacct_format": data_format,
+            "users": len({j.user for j in trace.jobs if j.user is not None}),
             "left_out": dict(summary.left_out),
             "dropped_dependencies": summary.dropped_dependencies,
             "anonymised": anonymise, "generated_salt": generated, "notes": summary.lines()}
+
+
+def _read_sacct(path: Path, summary: Any, chosen: str | None, *, since: float | None,
+                until: float | None) -> tuple[list[Any], str]:
+    """sacct output of either kind: ``--json`` (by content, a JSON object; its data format
+    from ``meta`` or ``chosen``) or ``--parsable2`` (a ``|``-separated header)."""
+    from rechenwerk.execution.slurm.sacct_trace import looks_like_json, read_sacct_json
+    from rechenwerk.simulation.traces.base import TraceFormatError
+    from rechenwerk.simulation.traces.sacct import read_sacct_parsable
+
+    is_json = looks_like_json(path) if chosen is None else chosen != "parsable2"
+    if is_json:
+        version = None if chosen in (None, "json") else chosen
+        return read_sacct_json(path, summary, since=since, until=until, data_format=version)
+    try:
+        return read_sacct_parsable(path, summary, since=since, until=until), "parsable2"
+    except TraceFormatError as exc:
+        if chosen is None and "not sacct --parsable2 output" in exc.message:
+            raise TraceFormatError(
+                message=f"{path} is neither sacct --json output (a JSON object) nor sacct "
+                "--parsable2 output with a header (JobID|Submit|Start|End|AllocTRES...)",
+                hint="produce it with one of the sacct command lines in docs/traces.md "
+                "(\"Your centre's own history\")") from None
+        raise

@@ -2,8 +2,8 @@
 docs/traces.md "Your centre's own history").
 
 Every job that started and ended becomes one row: submit time, real run time (ended -
-started of its last run), GPUs, GPUs per node, project slug, walltime, QOS, GPU type,
-array task and dependencies. Jobs that never started, or still run (or wait to be
+started of its last run), GPUs, GPUs per node, project slug, user name, walltime, QOS,
+GPU type, array task and dependencies. Jobs that never started, or still run (or wait to be
 requeued), are left out and counted."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from rechenwerk.access.models import Project
+from rechenwerk.access.models import Project, User
 from rechenwerk.clock import ensure_utc
 from rechenwerk.jobs.models import Job, JobArray, JobDependency
 from rechenwerk.jobs.states import TERMINAL_STATES
@@ -31,8 +31,9 @@ def _trace_id(job: Job) -> str:
 
 
 def _batches(session: Session, since: datetime | None,
-             until: datetime | None) -> Iterator[list[tuple[Job, str]]]:
-    query = select(Job, Project.slug).join(Project, Project.id == Job.project_id)
+             until: datetime | None) -> Iterator[list[tuple[Job, str, str]]]:
+    query = (select(Job, Project.slug, User.username)
+             .join(Project, Project.id == Job.project_id).join(User, User.id == Job.user_id))
     if since is not None:
         query = query.where(Job.submitted_at >= since)
     if until is not None:
@@ -42,7 +43,7 @@ def _batches(session: Session, since: datetime | None,
         rows = session.execute(query.where(Job.id > last).order_by(Job.id).limit(_BATCH)).all()
         if not rows:
             return
-        yield [(r[0], r[1]) for r in rows]
+        yield [(r[0], r[1], r[2]) for r in rows]
         last = rows[-1][0].id
 
 
@@ -53,22 +54,23 @@ def history_from_db(session: Session, summary: ImportSummary, *,
     out: list[HistoryJob] = []
     limits: dict[int, int | None] = {}
     for batch in _batches(session, since, until):
-        ids = [j.id for j, _ in batch]
+        ids = [j.id for j, _, _ in batch]
         deps: dict[int, list[tuple[str, int]]] = {}
         for d in session.execute(select(JobDependency).where(JobDependency.job_id.in_(ids))
                                  ).scalars():
             deps.setdefault(d.job_id, []).append((d.kind, d.depends_on_id))
         targets = {t for ds in deps.values() for _, t in ds}
-        names = {j.id: _trace_id(j) for j, _ in batch}
+        names = {j.id: _trace_id(j) for j, _, _ in batch}
         missing = targets - names.keys()
         if missing:  # dependencies on jobs of earlier batches (or outside the range)
             for j in session.execute(select(Job).where(Job.id.in_(missing))).scalars():
                 names[j.id] = _trace_id(j)
-        arrays = {j.array_job_id for j, _ in batch if j.array_job_id is not None} - limits.keys()
+        arrays = {j.array_job_id for j, _, _ in batch
+                  if j.array_job_id is not None} - limits.keys()
         if arrays:
             for a in session.execute(select(JobArray).where(JobArray.id.in_(arrays))).scalars():
                 limits[a.id] = a.task_limit
-        for job, slug in batch:
+        for job, slug, username in batch:
             if job.started_at is None:
                 summary.left_out["never started"] += 1
                 continue
@@ -84,7 +86,8 @@ def history_from_db(session: Session, summary: ImportSummary, *,
                 qos=native_qos(job.requested_qos), gpu_type=job.gpu_type,
                 depends_on=tuple((k, names[t]) for k, t in deps.get(job.id, ()) if t in names),
                 array_id=None if job.array_job_id is None else str(job.array_job_id),
-                array_limit=None if job.array_job_id is None else limits.get(job.array_job_id)))
+                array_limit=None if job.array_job_id is None else limits.get(job.array_job_id),
+                user=username))
         session.expunge_all()
     return out
 

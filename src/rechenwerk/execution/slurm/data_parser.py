@@ -149,6 +149,27 @@ def _db_gpus(tres: Mapping[str, Any] | None) -> int | None:
     return total_typed
 
 
+def db_gpu_type(tres: Mapping[str, Any] | None) -> str | None:
+    """The first typed GPU of a slurmdbd record's allocated TRES (``gres`` ``gpu:a100``)
+    -> ``"a100"``; untyped or no GPUs -> None (the same shape in every format)."""
+    for t in (tres or {}).get("allocated") or []:
+        name = str(t.get("name") or "") if isinstance(t, Mapping) else ""
+        if t.get("type") == "gres" and name.startswith("gpu:") and int(t.get("count") or 0):
+            return name.removeprefix("gpu:") or None
+    return None
+
+
+# a time limit at or above NO_VAL/INFINITE (0xfffffffe) is "none", in any format
+_NO_LIMIT = 0xFFFFFFFE
+
+
+def db_time_limit(value: Any) -> int | None:
+    """slurmdbd ``time.limit`` (minutes: a plain number in v0.0.38, ``*_NO_VAL`` from
+    v0.0.39) -> minutes; unset, infinite or 0 -> None."""
+    minutes = num.number(value)
+    return minutes if minutes and 0 < minutes < _NO_LIMIT else None
+
+
 def _db_exit(fmt: Format, state: str, value: Any) -> int | None:
     if state in ("PENDING", "RUNNING"):
         return None
@@ -200,6 +221,8 @@ def parse_accounted_jobs(fmt: Format, doc: Mapping[str, Any]) -> list[SlurmJob]:
                 consumed_energy_j=consumed_energy_j(j) if started else None,
                 nodes=expand_hostlist(j.get("nodes")) if started else (),
                 requeue_count=restarts or 0,
+                time_limit_min=db_time_limit(t.get("limit")),
+                gpu_type=db_gpu_type(j.get("tres")) if started else None,
                 comment=str((j.get("comment") or {}).get("job") or ""),
                 cluster=str(j.get("cluster") or ""),
                 **array,

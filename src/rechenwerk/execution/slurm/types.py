@@ -83,6 +83,11 @@ class SlurmJob:
     # Slurm's ConsumedEnergy of the job in joules (slurm/energy.py); None: the cluster
     # records none (no acct_gather_energy plugin: Slurm reports 0) or it is not known.
     consumed_energy_j: float | None = None
+    # slurmdbd records only (sacct --json): the time limit in minutes (None: unlimited or
+    # not reported) and the type of the allocated GPUs (``gres/gpu:a100``), for
+    # ``rechenwerk trace import`` (execution/slurm/sacct_trace.py).
+    time_limit_min: int | None = None
+    gpu_type: str | None = None
 
     @property
     def backend_state(self) -> BackendJobState:

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rechenwerk.errors import BackendError
+from rechenwerk.execution.slurm import data_parser as dp
 from rechenwerk.execution.slurm.energy import consumed_energy_j as _consumed_energy_j
 from rechenwerk.execution.slurm.hostlist import expand_hostlist
 from rechenwerk.execution.slurm.types import SlurmAccount, SlurmJob, SubmitSpec
@@ -196,6 +197,8 @@ def parse_accounted_jobs(doc: Mapping[str, Any]) -> list[SlurmJob]:
                 consumed_energy_j=_consumed_energy_j(j) if started else None,
                 nodes=expand_hostlist(j.get("nodes")) if started else (),
                 comment=str((j.get("comment") or {}).get("job") or ""),
+                time_limit_min=dp.db_time_limit(t.get("limit")),
+                gpu_type=dp.db_gpu_type(j.get("tres")) if started else None,
                 cluster=str(j.get("cluster") or ""),
                 **_db_array(j),
             )

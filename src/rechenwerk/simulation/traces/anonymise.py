@@ -1,4 +1,4 @@
-"""Stable salted hashes that replace project/account names and job ids, so a trace of a
+"""Stable salted hashes that replace project/account names, user names and job ids, so a trace of a
 centre's own history can be shared (docs/traces.md "Your centre's own history")."""
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ class Anonymiser:
     def project(self, name: str) -> str:
         return f"p{self._h('project', name)}"
 
+    def user(self, name: str) -> str:
+        return f"u{self._h('user', name)}"
+
     def job_id(self, job_id: str, array_id: str | None = None) -> str:
         if array_id is not None:  # keep the task index: <hashed array>_<index>
             return f"{self.job_id(array_id)}_{job_id.removeprefix(f'{array_id}_')}"
@@ -38,6 +41,7 @@ class Anonymiser:
             job,
             job_id=self.job_id(job.job_id, job.array_id),
             project=self.project(job.project),
+            user=None if job.user is None else self.user(job.user),
             array_id=None if job.array_id is None else self.job_id(job.array_id),
             depends_on=tuple((k, self._dep(d)) for k, d in job.depends_on),
         )

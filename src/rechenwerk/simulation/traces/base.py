@@ -35,6 +35,9 @@ class TraceJob:
     # of tasks running at once (None: none); the simulator honours it.
     array_id: str | None = None
     array_limit: int | None = None
+    # Who submitted it (a centre's own history; hashed by ``--anonymise``). The simulator
+    # does not use it: fair share is per project.
+    user: str | None = None
 
     @property
     def gpu_seconds(self) -> float:

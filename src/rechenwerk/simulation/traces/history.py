@@ -28,6 +28,7 @@ class HistoryJob:
     depends_on: tuple[tuple[str, str], ...] = ()
     array_id: str | None = None
     array_limit: int | None = None
+    user: str | None = None
 
 
 @dataclass
@@ -64,5 +65,5 @@ def history_trace(jobs: list[HistoryJob], source: str, summary: ImportSummary) -
             job_id=j.job_id, submit_time=j.submit_epoch - t0, duration_s=j.duration_s,
             gpus=j.gpus, project=j.project, walltime_s=j.walltime_s,
             gpus_per_node=j.gpus_per_node, qos=j.qos, gpu_type=j.gpu_type, depends_on=deps,
-            array_id=j.array_id, array_limit=j.array_limit))
+            array_id=j.array_id, array_limit=j.array_limit, user=j.user))
     return Trace(jobs=tuple(out), skipped=(), source=source)

@@ -5,7 +5,8 @@ one form per file), ``duration_s``, ``gpus``. Optional: ``job_id``, ``project``,
 ``walltime_s``, ``gpus_per_node``, ``qos`` (normal|high|low), ``gpu_type``,
 ``depends_on`` (``after_ok:a:b,after_not_ok:c``: jobs on earlier lines), ``array`` (a
 job array, as Slurm's ``--array``: the row stands for one task per index, ids
-``<job_id>_<index>``, with the ``%N`` limit the simulator honours). Unknown
+``<job_id>_<index>``, with the ``%N`` limit the simulator honours), ``user`` (who
+submitted it: a centre's own history; the simulator does not use it). Unknown
 columns are an error (a typo such as ``walltime`` must not be ignored silently). Blank
 lines are skipped; lines starting with ``#`` are comments only before the header (after
 it every line is a row, so no row can vanish silently).
@@ -44,7 +45,7 @@ from rechenwerk.simulation.traces.base import (
 
 REQUIRED = ("submit_time", "duration_s", "gpus")
 OPTIONAL = ("job_id", "project", "walltime_s", "gpus_per_node", "qos", "gpu_type",
-            "depends_on", "array")
+            "depends_on", "array", "user")
 # Tasks one row's ``array`` may expand to (the live service's limit is a setting).
 MAX_ARRAY_TASKS = 100_000
 COLUMNS = REQUIRED + OPTIONAL
@@ -97,10 +98,10 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
     spath = str(path)
     skipped: list[SkippedRow] = []
     # (submit, line, job_id, duration, gpus, project, walltime, gpus_per_node, qos, gpu_type,
-    #  depends_on, array: (array id, limit) of a task)
+    #  depends_on, array: (array id, limit) of a task, user)
     parsed: list[
         tuple[float, int, str, float, int, str, float | None, int | None, str, str | None,
-              tuple[tuple[str, str], ...], tuple[str, int | None] | None]
+              tuple[tuple[str, str], ...], tuple[str, int | None] | None, str | None]
     ] = []
     first_line_of: dict[str, int] = {}
     submit_of: dict[str, float] = {}
@@ -120,6 +121,7 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
         i_type = idx.get("gpu_type")
         i_deps = idx.get("depends_on")
         i_array = idx.get("array")
+        i_user = idx.get("user")
         for row in reader:
             line = reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
@@ -180,6 +182,7 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
                             "qos", f"expected one of {', '.join(QOS_VALUES)}, got {qos!r}"
                         )
                 gpu_type = (row[i_type].strip() if i_type is not None else "") or None
+                user = (row[i_user].strip() if i_user is not None else "") or None
                 tasks: list[tuple[str, tuple[str, int | None] | None]] = [(job_id, None)]
                 if i_array is not None and row[i_array].strip():
                     try:
@@ -207,7 +210,7 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
                 first_line_of[task_id] = line
                 submit_of[task_id] = submit
                 parsed.append((submit, line, task_id, duration, gpus, project, walltime, gpn,
-                               qos, gpu_type, deps, array))
+                               qos, gpu_type, deps, array, user))
     parsed.sort(key=lambda p: p[0])
     t0 = parsed[0][0] if (parsed and form == _ISO) else 0.0
     if parsed and parsed[-1][0] - t0 > MAX_TRACE_SECONDS:
@@ -231,8 +234,9 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
             depends_on=deps_,
             array_id=arr[0] if arr else None,
             array_limit=arr[1] if arr else None,
+            user=usr,
         )
-        for sub, _line, jid, dur, g, proj, wall, gpn_, q, gt, deps_, arr in parsed
+        for sub, _line, jid, dur, g, proj, wall, gpn_, q, gt, deps_, arr, usr in parsed
     )
     return Trace(jobs=jobs, skipped=tuple(skipped), source=f"native:{spath}")
 
@@ -256,6 +260,7 @@ def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] 
             )
         ids.add(job.job_id)
     arrays = any(j.array_id is not None for j in trace.jobs)  # the column only when used
+    users = any(j.user is not None for j in trace.jobs)  # the column only when used
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as fh:
@@ -276,6 +281,7 @@ def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] 
                 "gpu_type",
                 *(["depends_on"] if with_deps else []),
                 *(["array"] if arrays else []),
+                *(["user"] if users else []),
             ]
         )
         for j in trace.jobs:
@@ -302,6 +308,7 @@ def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] 
                     j.gpu_type or "",
                     *([format_depends_on(j.depends_on)] if with_deps else []),
                     *([array] if arrays else []),
+                    *([j.user or ""] if users else []),
                 ]
             )
     return out

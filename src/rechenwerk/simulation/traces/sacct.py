@@ -3,8 +3,8 @@ history").
 
 Reads the ``|``-separated output of the documented ``sacct`` command line, header
 included. Required columns: ``JobID``, ``Submit``, ``Start``, ``End``, ``AllocTRES``;
-used when present: ``Account``, ``ElapsedRaw``, ``TimelimitRaw``, ``QOS``, ``State``;
-other columns are ignored (sacct formats differ between sites). Job steps (``123.batch``)
+used when present: ``Account``, ``User``, ``ElapsedRaw``, ``TimelimitRaw``, ``QOS``,
+``State``; other columns are ignored (sacct formats differ between sites). Job steps (``123.batch``)
 are ignored; jobs that never started, still run, or hold no GPU are left out and counted.
 A malformed line stops the reader naming file, line and column.
 """
@@ -163,4 +163,4 @@ def _job(row: dict[str, str], summary: ImportSummary, since: float | None,
         job_id=job_id, submit_epoch=submit, duration_s=duration, gpus=gpus,
         project=row.get("Account", "").strip() or "default", walltime_s=walltime or None,
         gpus_per_node=gpn, qos=native_qos(row.get("QOS")), gpu_type=gpu_type,
-        array_id=task.group(1) if task else None)
+        array_id=task.group(1) if task else None, user=row.get("User", "").strip() or None)
