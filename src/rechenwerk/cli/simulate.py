@@ -14,6 +14,7 @@ from rechenwerk.errors import InvalidInput
 
 if TYPE_CHECKING:
     from rechenwerk.scheduling.model import Reservation
+    from rechenwerk.scheduling.params import PolicyParams
 
 
 def register(app: typer.Typer) -> None:
@@ -50,10 +51,12 @@ def simulate(
     limit: int | None = typer.Option(
         None, "--limit", help="Only the first N jobs of the trace (by submit time)."
     ),
-    params_file: Path | None = typer.Option(
-        None, "--params",
+    params_files: list[str] = typer.Option(
+        [], "--params",
         help="Policy parameters (YAML): the same file RECHENWERK_SCHEDULER_PARAMS gives "
-        "the live scheduler, to try a setting on a trace first.",
+        "the live scheduler, to try a setting on a trace first. Repeat it as "
+        "[LABEL=]FILE to compare settings side by side (the first is the baseline); "
+        "`defaults` is the built-in parameters.",
     ),
     checkpoint_interval: float | None = typer.Option(
         None,
@@ -70,12 +73,16 @@ def simulate(
     """Replay a workload trace on a simulated cluster under one or more policies."""
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
-    from rechenwerk.jobs.policy_config import load_params_file
-    from rechenwerk.scheduling.params import PolicyParams
     from rechenwerk.scheduling.policies import make_policy
     from rechenwerk.simulation.cluster import load_cluster
     from rechenwerk.simulation.engine import FailureModel, SimulationResult, run_simulation
-    from rechenwerk.simulation.report import comparison_table, run_to_dict, write_plots
+    from rechenwerk.simulation.report import (
+        comparison_table,
+        configuration_table,
+        relative_changes,
+        run_to_dict,
+        write_plots,
+    )
     from rechenwerk.simulation.traces import read_trace
 
     factor = _parse_factor(walltime_factor)
@@ -86,13 +93,23 @@ def simulate(
 
         held = load_reservations(reservations_file, spec)
     names = list(dict.fromkeys(make_policy(p).name for p in policy))  # validate all first
-    params = load_params_file(params_file) if params_file is not None else PolicyParams()
+    settings = _param_sets(params_files)  # label -> (file or None, params)
     if checkpoint_interval is not None:
         if checkpoint_interval < 0:
             raise InvalidInput(
                 "checkpoint interval must be >= 0 seconds", field="checkpoint_interval"
             )
-        params = replace(params, checkpoint_interval_s=checkpoint_interval or None)
+        settings = {
+            label: (src, replace(p, checkpoint_interval_s=checkpoint_interval or None))
+            for label, (src, p) in settings.items()
+        }
+    compare = len(settings) > 1
+    # one run per (policy, parameter set); with one set the runs are named by policy
+    runs = [
+        (f"{name} @ {label}" if compare else name, name, label)
+        for name in names
+        for label in settings
+    ]
     failures = None
     if node_mtbf_days is not None:
         failures = FailureModel(node_mtbf_days * 86400.0, repair_hours * 3600.0)
@@ -129,17 +146,17 @@ def simulate(
         console=err_console,
         transient=False,
     ) as bar:
-        for name in names:
-            task = bar.add_task(name, total=len(jobs))
+        for run_name, name, label in runs:
+            task = bar.add_task(run_name, total=len(jobs))
 
             def report(done: int, total: int, task: TaskID = task) -> None:
                 bar.update(task, completed=done)
 
-            results[name] = run_simulation(
+            results[run_name] = run_simulation(
                 jobs,
                 spec,
                 name,
-                params=params,
+                params=settings[label][1],
                 walltime_factor=factor,
                 seed=seed,
                 failures=failures,
@@ -154,7 +171,11 @@ def simulate(
                 f"cluster[/] (first: {r.dropped[0]})",
                 highlight=False,
             )
-    console.print(comparison_table(results, title=f"{len(jobs):,} jobs on {spec.describe()}"))
+    title = f"{len(jobs):,} jobs on {spec.describe()}"
+    if compare:
+        console.print(configuration_table(results, title=title))
+    else:
+        console.print(comparison_table(results, title=title))
     if json_out is not None:
         payload = {
             "trace": str(trace),
@@ -183,12 +204,58 @@ def simulate(
                 for name, r in results.items()
             },
         }
+        if compare:
+            base = next(iter(results))
+            payload["params"] = {label: src for label, (src, _p) in settings.items()}
+            payload["baseline"] = base
+            payload["runs"] = {
+                run_name: {"policy": name, "params": label} for run_name, name, label in runs
+            }
+            payload["change_vs_baseline"] = {
+                run_name: relative_changes(results[base].metrics, r.metrics)
+                for run_name, r in results.items()
+                if run_name != base
+            }
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(payload, indent=2))
         console.print(f"metrics written to {json_out}", highlight=False)
     if plot_dir is not None:
         paths = write_plots(results, plot_dir)
         console.print(f"{len(paths)} plots written to {plot_dir}", highlight=False)
+
+
+DEFAULTS = "defaults"
+
+
+def _param_sets(values: list[str]) -> dict[str, tuple[str | None, PolicyParams]]:
+    """``--params`` values (``FILE``, ``LABEL=FILE`` or ``defaults``) -> label ->
+    (file, parameters), in the order given; none -> the built-in parameters."""
+    from rechenwerk.jobs.policy_config import load_params_file
+    from rechenwerk.scheduling.params import PolicyParams
+
+    if not values:
+        return {DEFAULTS: (None, PolicyParams())}
+    out: dict[str, tuple[str | None, PolicyParams]] = {}
+    for value in values:
+        label, sep, file = value.partition("=")
+        if not sep or Path(value).is_file():  # a bare FILE (even one with '=' in its name)
+            label, file = "", value
+        label, file = label.strip(), file.strip()
+        if not file:
+            raise InvalidInput(f"--params {value!r}: no file after '='", field="params",
+                               hint="give --params LABEL=FILE, FILE or defaults")
+        if file == DEFAULTS and not Path(file).exists():
+            src, params = None, PolicyParams()
+        else:
+            src, params = file, load_params_file(Path(file))
+        label = label or (DEFAULTS if src is None else Path(file).stem)
+        if label in out:
+            raise InvalidInput(
+                f"--params: two parameter sets are labelled {label!r}", field="params",
+                hint="label them apart: --params current=a/sched.yaml "
+                "--params changed=b/sched.yaml")
+        out[label] = (src, params)
+    return out
 
 
 def _parse_factor(text: str) -> float:

@@ -275,6 +275,83 @@ def comparison_table(
     return table
 
 
+# row names of the configuration table (same metrics and order as _COLUMNS)
+_LONG_NAMES = {
+    "jobs": "jobs",
+    "avg_wait_s": "mean wait",
+    "p50_wait_s": "p50 wait",
+    "p95_wait_s": "p95 wait",
+    "avg_jct_s": "mean JCT",
+    "avg_bounded_slowdown": "mean bounded slowdown",
+    "utilization": "GPU utilisation",
+    "jain_fairness": "Jain fairness",
+    "makespan_s": "makespan",
+}
+
+
+def relative_changes(base: PolicyMetrics, other: PolicyMetrics) -> dict[str, float | None]:
+    """Per metric of the comparison table: ``(other - base) / base`` (0.1 = 10 % more);
+    None where the baseline is 0 and the other is not (no ratio exists)."""
+    out: dict[str, float | None] = {}
+    for _h, attr, _k, _b in _COLUMNS:
+        b, o = float(getattr(base, attr)), float(getattr(other, attr))
+        if b == 0:
+            out[attr] = 0.0 if o == 0 else None
+        else:
+            out[attr] = (o - b) / abs(b)
+    return out
+
+
+def _change_text(change: float | None, better: str | None) -> str:
+    if change is None:
+        return " (new)"
+    if abs(change) < 0.0005:
+        return " (=)"
+    text = f" ({100 * change:+.1f}%)" if abs(change) < 10 else f" ({1 + change:.1f}x)"
+    if better is None:
+        return text
+    good = change < 0 if better == "low" else change > 0
+    return f"[green]{text}[/]" if good else f"[red]{text}[/]"
+
+
+def configuration_table(
+    results: Mapping[str, PolicyRun] | Mapping[str, PolicyMetrics], *, title: str | None = None
+) -> Table:
+    """Side by side: one column per configuration (policy and parameter set), one row per
+    metric; every column after the first also shows its change against the first (the
+    baseline), green where it is better, red where it is worse."""
+    from rich import box
+    from rich.table import Table
+
+    metrics = {
+        name: r if isinstance(r, PolicyMetrics) else r.metrics for name, r in results.items()
+    }
+    if not metrics:
+        raise InvalidInput(message="no results to compare", field="results")
+    base_name = next(iter(metrics))
+    base = metrics[base_name]
+    table = Table(
+        title=title or "Configurations side by side",
+        caption=f"change against the first column ({base_name}): green better, red worse; "
+        "JCT: job completion time; Jain: fairness index over projects",
+        box=box.SIMPLE_HEAD,
+        pad_edge=False,
+    )
+    table.add_column("metric", style="bold cyan")
+    for name in metrics:
+        table.add_column(name, justify="right", overflow="fold")
+    changes = {name: relative_changes(base, m) for name, m in metrics.items()}
+    for _h, attr, kind, better in _COLUMNS:
+        cells = [_LONG_NAMES.get(attr, attr)]
+        for name, m in metrics.items():
+            text = _fmt(kind, float(getattr(m, attr)))
+            if name != base_name:
+                text += _change_text(changes[name][attr], better)
+            cells.append(text)
+        table.add_row(*cells)
+    return table
+
+
 def project_table(metrics: PolicyMetrics, *, title: str | None = None) -> Table:
     """Per project: jobs, GPU-hours received vs share and entitlement, waits."""
     from rich.table import Table
