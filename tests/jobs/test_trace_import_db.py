@@ -141,3 +141,16 @@ def test_unmigrated_database_is_a_clear_error(tmp_path: Path) -> None:
             "--out", str(tmp_path / "x.csv"))
     assert r.exit_code != 0 and "rechenwerk admin db upgrade" in r.output
     assert "Traceback" not in r.output and not (tmp_path / "x.csv").exists()
+
+
+def test_progress_counts_the_rows_of_the_range(session: Session,
+                                               history: dict[str, Any]) -> None:
+    from rechenwerk.jobs.trace_import import count_jobs, history_from_db
+    from rechenwerk.simulation.traces.history import ImportSummary
+
+    since = datetime(2026, 10, 1, tzinfo=UTC)
+    total = count_jobs(session, since, None)
+    assert total == 7  # every job of the fixture but the old one, started or not
+    seen: list[int] = []
+    jobs = history_from_db(session, ImportSummary(), since=since, progress=seen.append)
+    assert seen == [total] and len(jobs) == 5  # one batch of 1,000 holds them all

@@ -144,3 +144,9 @@ def test_header_missing_or_wrong_format(tmp_path: Path) -> None:
     f.write_text("")
     with pytest.raises(TraceFormatError, match="empty"):
         read_sacct_parsable(f, ImportSummary())
+
+
+def test_progress_reaches_the_size_of_the_file() -> None:
+    seen: list[int] = []
+    read_sacct_parsable(DATA, ImportSummary(), progress=seen.append)
+    assert seen == [len(DATA.read_text(encoding="utf-8-sig"))]

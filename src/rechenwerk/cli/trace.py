@@ -155,10 +155,25 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="Print the outcome as JSON."),
     ) -> None:
         """Write a native trace of the centre's own history: Rechenwerk's jobs or sacct's."""
+        from collections.abc import Callable
+
+        from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
         from rechenwerk.cli.trace_import import run_import
 
-        result = run_import(out=out, from_db=from_db, sacct=sacct, anonymise=anonymise,
-                            salt=salt, since=since, until=until, sacct_format=sacct_format)
+        # a bar on a terminal only (a long import from a large job table or sacct file)
+        with Progress(TextColumn("{task.description}"), BarColumn(),
+                      TextColumn("{task.percentage:>3.0f}%"), TimeRemainingColumn(),
+                      console=err_console, transient=True,
+                      disable=not err_console.is_terminal) as bar:
+
+            def progress(description: str, total: int) -> Callable[[int], None]:
+                task = bar.add_task(description, total=total)
+                return lambda done: bar.update(task, completed=done)
+
+            result = run_import(out=out, from_db=from_db, sacct=sacct, anonymise=anonymise,
+                                salt=salt, since=since, until=until,
+                                sacct_format=sacct_format, progress=progress)
         if as_json:
             print_json(result)
             return

@@ -3,11 +3,15 @@ anonymisation, writing), kept apart from the option parsing in ``trace.py``."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from rechenwerk.errors import InvalidInput
+
+# (description, total) -> update(done)
+ProgressFactory = Callable[[str, int], Callable[[int], None]]
 
 
 def _utc(text: str | None, option: str) -> datetime | None:
@@ -26,7 +30,11 @@ def _utc(text: str | None, option: str) -> datetime | None:
 
 def run_import(*, out: Path, from_db: bool, sacct: Path | None, anonymise: bool,
                salt: str | None, since: str | None, until: str | None,
-               sacct_format: str | None = None) -> dict[str, Any]:
+               sacct_format: str | None = None,
+               progress: ProgressFactory | None = None) -> dict[str, Any]:
+    """``progress(description, total)`` (when given) starts a progress bar and returns
+    the function that moves it to the count done (rows of the job table, characters of
+    a ``--parsable2`` file)."""
     from rechenwerk.simulation.traces.anonymise import Anonymiser, new_salt
     from rechenwerk.simulation.traces.history import HistoryJob, ImportSummary, history_trace
     from rechenwerk.simulation.traces.native import write_native_csv
@@ -53,14 +61,18 @@ def run_import(*, out: Path, from_db: bool, sacct: Path | None, anonymise: bool,
     if sacct is not None:
         jobs, data_format = _read_sacct(sacct, summary, chosen,
                                         since=start.timestamp() if start else None,
-                                        until=end.timestamp() if end else None)
+                                        until=end.timestamp() if end else None,
+                                        progress=progress)
         source = f"sacct:{sacct}"
     else:
         from rechenwerk.cli.admin import db_session
-        from rechenwerk.jobs.trace_import import history_from_db
+        from rechenwerk.jobs.trace_import import count_jobs, history_from_db
 
         with db_session() as session:
-            jobs = history_from_db(session, summary, since=start, until=end)
+            update = None
+            if progress is not None:
+                update = progress("reading the job table", count_jobs(session, start, end))
+            jobs = history_from_db(session, summary, since=start, until=end, progress=update)
         source = "rechenwerk-db"
     if not jobs:
         raise InvalidInput(message="no job to import: none started and ended"
@@ -89,7 +101,8 @@ def run_import(*, out: Path, from_db: bool, sacct: Path | None, anonymise: bool,
 
 
 def _read_sacct(path: Path, summary: Any, chosen: str | None, *, since: float | None,
-                until: float | None) -> tuple[list[Any], str]:
+                until: float | None,
+                progress: ProgressFactory | None) -> tuple[list[Any], str]:
     """sacct output of either kind: ``--json`` (by content, a JSON object; its data format
     from ``meta`` or ``chosen``) or ``--parsable2`` (a ``|``-separated header)."""
     from rechenwerk.execution.slurm.sacct_trace import looks_like_json, read_sacct_json
@@ -100,8 +113,12 @@ def _read_sacct(path: Path, summary: Any, chosen: str | None, *, since: float | 
     if is_json:
         version = None if chosen in (None, "json") else chosen
         return read_sacct_json(path, summary, since=since, until=until, data_format=version)
+    update = None
+    if progress is not None:
+        update = progress(f"reading {path.name}", max(1, path.stat().st_size))
     try:
-        return read_sacct_parsable(path, summary, since=since, until=until), "parsable2"
+        return (read_sacct_parsable(path, summary, since=since, until=until,
+                                    progress=update), "parsable2")
     except TraceFormatError as exc:
         if chosen is None and "not sacct --parsable2 output" in exc.message:
             raise TraceFormatError(

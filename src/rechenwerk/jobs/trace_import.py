@@ -8,10 +8,11 @@ requeued), are left out and counted."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import Project, User
@@ -30,14 +31,24 @@ def _trace_id(job: Job) -> str:
     return str(job.id)
 
 
-def _batches(session: Session, since: datetime | None,
-             until: datetime | None) -> Iterator[list[tuple[Job, str, str]]]:
-    query = (select(Job, Project.slug, User.username)
-             .join(Project, Project.id == Job.project_id).join(User, User.id == Job.user_id))
+def _in_range(query: Any, since: datetime | None, until: datetime | None) -> Any:
     if since is not None:
         query = query.where(Job.submitted_at >= since)
     if until is not None:
         query = query.where(Job.submitted_at < until)
+    return query
+
+
+def count_jobs(session: Session, since: datetime | None, until: datetime | None) -> int:
+    """How many jobs were submitted in ``[since, until)`` (for a progress bar)."""
+    return int(session.scalar(_in_range(select(func.count(Job.id)), since, until)) or 0)
+
+
+def _batches(session: Session, since: datetime | None,
+             until: datetime | None) -> Iterator[list[tuple[Job, str, str]]]:
+    query = _in_range(select(Job, Project.slug, User.username)
+                      .join(Project, Project.id == Job.project_id)
+                      .join(User, User.id == Job.user_id), since, until)
     last = 0
     while True:  # keyset pages: memory stays flat on a large job table
         rows = session.execute(query.where(Job.id > last).order_by(Job.id).limit(_BATCH)).all()
@@ -49,9 +60,12 @@ def _batches(session: Session, since: datetime | None,
 
 def history_from_db(session: Session, summary: ImportSummary, *,
                     since: datetime | None = None,
-                    until: datetime | None = None) -> list[HistoryJob]:
-    """The started and ended jobs submitted in ``[since, until)``, ordered by id."""
+                    until: datetime | None = None,
+                    progress: Callable[[int], None] | None = None) -> list[HistoryJob]:
+    """The started and ended jobs submitted in ``[since, until)``, ordered by id;
+    ``progress`` is told how many jobs have been read after every batch."""
     out: list[HistoryJob] = []
+    read = 0
     limits: dict[int, int | None] = {}
     for batch in _batches(session, since, until):
         ids = [j.id for j, _, _ in batch]
@@ -89,6 +103,9 @@ def history_from_db(session: Session, summary: ImportSummary, *,
                 array_limit=None if job.array_job_id is None else limits.get(job.array_job_id),
                 user=username))
         session.expunge_all()
+        read += len(batch)
+        if progress is not None:
+            progress(read)
     return out
 
 

@@ -12,6 +12,7 @@ A malformed line stops the reader naming file, line and column.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -78,15 +79,21 @@ def _seconds(text: str, column: str, *, scale: int = 1) -> float | None:
 
 def read_sacct_parsable(path: str | Path, summary: ImportSummary, *,
                         since: float | None = None,
-                        until: float | None = None) -> list[HistoryJob]:
+                        until: float | None = None,
+                        progress: Callable[[int], None] | None = None) -> list[HistoryJob]:
     """The started and ended GPU jobs of a ``sacct --parsable2`` file, submitted in
-    ``[since, until)`` (epoch seconds) when given, in file order."""
+    ``[since, until)`` (epoch seconds) when given, in file order; ``progress`` is told
+    the characters read so far every 20,000 lines and at the end."""
     spath = str(path)
+    read = 0
     jobs: list[HistoryJob] = []
     first_line: dict[str, int] = {}
     with open_trace(path) as fh:
         header: list[str] | None = None
         for line_no, raw in enumerate(fh, start=1):
+            read += len(raw)
+            if progress is not None and line_no % 20_000 == 0:
+                progress(read)
             line = raw.rstrip("\r\n")
             if not line.strip():
                 continue
@@ -123,6 +130,8 @@ def read_sacct_parsable(path: str | Path, summary: ImportSummary, *,
     if header is None:
         raise TraceFormatError(message=f"{spath}: the file is empty (no sacct header)",
                                hint="run the sacct command line in docs/traces.md")
+    if progress is not None:
+        progress(read)
     return jobs
 
 
