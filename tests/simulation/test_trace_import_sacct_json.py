@@ -158,3 +158,14 @@ def test_native_user_column_round_trips_and_is_optional(tmp_path: Path) -> None:
     assert read_trace(path).jobs == jobs  # b: no user, read back as None
     plain = write_native_csv(Trace((TraceJob("c", 0.0, 1.0, 1),), (), "t"), tmp_path / "p.csv")
     assert "user" not in plain.read_text()  # the column only when some job has a user
+
+
+def test_stats_count_the_users_of_an_imported_trace(tmp_path: Path) -> None:
+    out = tmp_path / "h.csv"
+    code, output = _import("--sacct", str(V38), "--out", str(out))
+    assert code == 0, output
+    r = runner.invoke(app, ["trace", "stats", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["users"] == 1  # rwtest ran all seven
+    r = runner.invoke(app, ["trace", "stats", str(DATA / "native_good.csv"), "--json"])
+    assert json.loads(r.stdout)["users"] == 0  # no user column

@@ -215,6 +215,7 @@ def _print_stats(st: dict[str, Any]) -> None:
                 " / ".join(_h(dur[k]) for k in ("p50", "p90", "p99", "max")),
             ),
             ("jobs with walltime estimate", f"{st['with_walltime']:,}"),
+            *([("users", f"{st['users']:,}")] if st["users"] else []),
             ("QOS", ", ".join(f"{k} {v:,}" for k, v in st["qos"].items())),
         ]
     print_table(["", "value"], rows, title="Trace")

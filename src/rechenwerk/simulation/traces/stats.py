@@ -48,6 +48,8 @@ def trace_stats(trace: Trace) -> dict[str, Any]:
                 "max": float(dur.max()),
             },
             "with_walltime": sum(1 for j in jobs if j.walltime_s is not None),
+            # distinct submitters (a centre's own history names them; 0: no user column)
+            "users": len({j.user for j in jobs if j.user is not None}),
             "qos": _count(j.qos for j in jobs),
             "projects": dict(sorted(projects.items(), key=lambda kv: (-kv[1]["gpu_hours"], kv[0]))),
         }
