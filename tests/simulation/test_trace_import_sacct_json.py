@@ -169,3 +169,18 @@ def test_stats_count_the_users_of_an_imported_trace(tmp_path: Path) -> None:
     assert json.loads(r.stdout)["users"] == 1  # rwtest ran all seven
     r = runner.invoke(app, ["trace", "stats", str(DATA / "native_good.csv"), "--json"])
     assert json.loads(r.stdout)["users"] == 0  # no user column
+
+
+def test_several_files_count_a_job_once(tmp_path: Path) -> None:
+    out = tmp_path / "h.csv"
+    code, output = _import("--sacct", str(REC_2411 / "sacct-finished-v0.0.42.json"),
+                           "--sacct", str(REC_2411 / "sacct-finished-v0.0.41.json"),
+                           "--sacct", str(PARSABLE), "--out", str(out), "--json")
+    assert code == 0, output
+    result = json.loads(output)
+    # the 24.11 jobs twice (the same query in two formats) and the 22.05 ones
+    assert result["jobs"] == 4 + 7 and result["sacct_format"] == "v0.0.42,v0.0.41,parsable2"
+    assert result["left_out"] == {"listed again in a later --sacct file": 4,
+                                  "still running": 1}
+    assert result["source"].endswith("(+2 more)")
+    assert len(read_trace(out).jobs) == 11

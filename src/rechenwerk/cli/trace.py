@@ -136,9 +136,10 @@ def register(app: typer.Typer) -> None:
         out: Path = typer.Option(..., "--out", "-o", help="Native CSV file to write."),
         from_db: bool = typer.Option(
             False, "--from-db", help="Read Rechenwerk's job table (RECHENWERK_DATABASE_URL)."),
-        sacct: Path | None = typer.Option(
-            None, "--sacct",
-            help="Read `sacct --json` or `sacct --parsable2` output (docs/traces.md)."),
+        sacct: list[Path] = typer.Option(
+            [], "--sacct",
+            help="Read `sacct --json` or `sacct --parsable2` output (docs/traces.md); "
+            "repeatable (e.g. one file per week: a job in two files counts once)."),
         sacct_format: str | None = typer.Option(
             None, "--sacct-format",
             help="Format of --sacct: auto (default: by content), parsable2, json, or a "
@@ -181,10 +182,9 @@ def register(app: typer.Typer) -> None:
             err_console.print(f"salt (keep it to anonymise later imports the same way): "
                               f"{result['generated_salt']}", highlight=False)
         if result["sacct_format"]:
-            kind = result["sacct_format"]
-            err_console.print("read sacct " + ("--parsable2" if kind == "parsable2"
-                                               else f"--json (data format {kind})"),
-                              highlight=False)
+            kinds = ["--parsable2" if k == "parsable2" else f"--json (data format {k})"
+                     for k in result["sacct_format"].split(",")]
+            err_console.print("read sacct " + " and ".join(kinds), highlight=False)
         for line in result["notes"]:
             err_console.print(line, highlight=False)
         console.print(f"wrote {result['jobs']:,} jobs to {result['path']}", highlight=False)

@@ -3,7 +3,7 @@ anonymisation, writing), kept apart from the option parsing in ``trace.py``."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ def _utc(text: str | None, option: str) -> datetime | None:
     return dt.replace(tzinfo=UTC) if dt.tzinfo is None else dt.astimezone(UTC)
 
 
-def run_import(*, out: Path, from_db: bool, sacct: Path | None, anonymise: bool,
+def run_import(*, out: Path, from_db: bool, sacct: Sequence[Path], anonymise: bool,
                salt: str | None, since: str | None, until: str | None,
                sacct_format: str | None = None,
                progress: ProgressFactory | None = None) -> dict[str, Any]:
@@ -39,8 +39,9 @@ def run_import(*, out: Path, from_db: bool, sacct: Path | None, anonymise: bool,
     from rechenwerk.simulation.traces.history import HistoryJob, ImportSummary, history_trace
     from rechenwerk.simulation.traces.native import write_native_csv
 
-    if from_db == (sacct is not None):
-        raise InvalidInput(message="give exactly one source: --from-db or --sacct FILE",
+    if from_db == bool(sacct):
+        raise InvalidInput(message="give exactly one source: --from-db or --sacct FILE "
+                           "(repeatable)",
                            field="source")
     if salt is not None and not anonymise:
         raise InvalidInput(message="--salt needs --anonymise", field="salt")
@@ -53,17 +54,29 @@ def run_import(*, out: Path, from_db: bool, sacct: Path | None, anonymise: bool,
     from rechenwerk.execution.slurm.sacct_trace import check_sacct_format_option
 
     chosen = check_sacct_format_option(sacct_format)
-    if chosen is not None and sacct is None:
+    if chosen is not None and not sacct:
         raise InvalidInput(message="--sacct-format needs --sacct FILE", field="--sacct-format")
     summary = ImportSummary()
     jobs: list[HistoryJob]
     data_format = None
-    if sacct is not None:
-        jobs, data_format = _read_sacct(sacct, summary, chosen,
-                                        since=start.timestamp() if start else None,
-                                        until=end.timestamp() if end else None,
-                                        progress=progress)
-        source = f"sacct:{sacct}"
+    if sacct:
+        jobs, formats = [], []
+        seen: set[str] = set()
+        for path in sacct:  # e.g. one file per week of a quarter: a job may be in two
+            found, fmt = _read_sacct(path, summary, chosen,
+                                     since=start.timestamp() if start else None,
+                                     until=end.timestamp() if end else None,
+                                     progress=progress)
+            formats.append(fmt)
+            for job in found:
+                if job.job_id in seen:
+                    summary.left_out["listed again in a later --sacct file"] += 1
+                    continue
+                seen.add(job.job_id)
+                jobs.append(job)
+        data_format = ",".join(dict.fromkeys(formats))
+        source = f"sacct:{sacct[0]}" + (f" (+{len(sacct) - 1} more)" if len(sacct) > 1
+                                          else "")
     else:
         from rechenwerk.cli.admin import db_session
         from rechenwerk.jobs.trace_import import count_jobs, history_from_db
