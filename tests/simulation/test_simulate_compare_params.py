@@ -111,3 +111,22 @@ def test_bad_parameter_sets_are_clear_errors(files: dict[str, Path]) -> None:
     code, output = _simulate("--trace", trace, "--params", str(files["dir"] / "nope.yaml"))
     assert code == 2 and "cannot read scheduling parameters" in output
     assert "Traceback" not in output
+
+
+def test_imported_history_replays_under_two_settings(files: dict[str, Path]) -> None:
+    """The operator's path: sacct --json -> anonymised native trace -> two settings."""
+    sacct = Path(__file__).parent / "data" / "sacct_json_v0.0.38_derived.json"
+    history = files["dir"] / "q.csv"
+    r = runner.invoke(app, ["trace", "import", "--sacct", str(sacct), "--out", str(history),
+                            "--anonymise", "--salt", "q3", "--until", "2026-12-02T08:00:00Z"])
+    assert r.exit_code == 0, r.output
+    out = files["dir"] / "q.json"
+    r = runner.invoke(app, ["simulate", "--trace", str(history), "--cluster", "2x4:a100",
+                            "--policy", "multifactor+easy-backfill",
+                            "--params", f"current={files['current']}",
+                            "--params", f"changed={files['changed']}", "--json", str(out)])
+    assert r.exit_code == 0, r.output
+    runs = json.loads(out.read_text())["policies"]
+    assert list(runs) == ["multifactor+easy-backfill @ current",
+                          "multifactor+easy-backfill @ changed"]
+    assert all(run["jobs"] == 7 for run in runs.values())
