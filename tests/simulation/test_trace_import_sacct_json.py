@@ -127,6 +127,10 @@ def test_neither_json_nor_parsable2_is_one_clear_error(tmp_path: Path) -> None:
     code, output = _import("--sacct", str(V38), "--sacct-format", "parsable2",
                            "--out", str(tmp_path / "o.csv"))
     assert code == 2 and "not sacct --parsable2 output" in output
+    for fmt in ("parsable2", "json", "auto"):  # a missing file, whatever the format
+        code, output = _import("--sacct", str(tmp_path / "nope.txt"), "--sacct-format", fmt,
+                               "--out", str(tmp_path / "o.csv"))
+        assert code == 3 and "trace file not found" in output, output
     code, output = _import("--from-db", "--sacct-format", "json", "--out", str(tmp_path / "o"))
     assert code == 2 and "--sacct-format needs --sacct" in output
     assert "Traceback" not in output

@@ -128,7 +128,8 @@ def _read_sacct(path: Path, summary: Any, chosen: str | None, *, since: float | 
         return read_sacct_json(path, summary, since=since, until=until, data_format=version)
     update = None
     if progress is not None:
-        update = progress(f"reading {path.name}", max(1, path.stat().st_size))
+        size = path.stat().st_size if path.is_file() else 0  # a missing file: NotFound next
+        update = progress(f"reading {path.name}", max(1, size))
     try:
         return (read_sacct_parsable(path, summary, since=since, until=until,
                                     progress=update), "parsable2")
