@@ -188,3 +188,16 @@ def test_several_files_count_a_job_once(tmp_path: Path) -> None:
                                   "still running": 1}
     assert result["source"].endswith("(+2 more)")
     assert len(read_trace(out).jobs) == 11
+
+
+def test_a_record_without_submission_time_names_file_and_job(tmp_path: Path) -> None:
+    doc = json.loads(V38.read_text())
+    doc["jobs"][2]["time"]["submission"] = 0
+    path = tmp_path / "nosubmit.json"
+    path.write_text(json.dumps(doc))
+    with pytest.raises(TraceFormatError, match=r"nosubmit\.json: job 335 has no submission"):
+        read_sacct_json(path, ImportSummary())
+    doc["jobs"][2]["time"] = "yesterday"  # not the v0.0.38 shape at all
+    path.write_text(json.dumps(doc))
+    with pytest.raises(TraceFormatError, match=r"does not have the shape of data format"):
+        read_sacct_json(path, ImportSummary())

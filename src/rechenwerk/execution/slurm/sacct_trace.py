@@ -100,7 +100,7 @@ def read_sacct_json(path: str | Path, summary: ImportSummary, *,
             f"{fmt.VERSION} ({type(exc).__name__}: {exc})", hint=_HINT) from None
     jobs: list[HistoryJob] = []
     for rec in records:
-        job = _history_job(rec, summary, since, until)
+        job = _history_job(rec, summary, since, until, spath)
         if job is not None:
             jobs.append(job)
     return jobs, str(fmt.VERSION)
@@ -118,12 +118,12 @@ def _check_errors(doc: Mapping[str, Any], spath: str) -> None:
 
 
 def _history_job(rec: SlurmJob, summary: ImportSummary, since: float | None,
-                 until: float | None) -> HistoryJob | None:
+                 until: float | None, spath: str) -> HistoryJob | None:
     first = rec.earlier_runs[0] if rec.earlier_runs else rec
     submitted = first.submit_time or rec.submit_time
     if submitted is None:
-        raise TraceFormatError(message=f"sacct --json: job {rec.job_id} has no submission "
-                               "time", hint=_HINT)
+        raise TraceFormatError(message=f"{spath}: job {rec.job_id} has no submission time",
+                               hint=_HINT)
     submit = submitted.timestamp()
     if (since is not None and submit < since) or (until is not None and submit >= until):
         summary.left_out["submitted outside --since/--until"] += 1
