@@ -108,22 +108,24 @@ def _job(factory: sessionmaker[Session], job_id: int) -> Job:
         return job
 
 
-@pytest.mark.parametrize("kind", ["cli", "rest-unix", "rest-jwt"])
+@pytest.mark.parametrize(
+    "kind", ["cli", "rest-unix", "rest-jwt", "rest-unix-v0.0.40", "rest-unix-v0.0.41"]
+)
 def test_sync_creates_accounts_and_reports_drift(
     env: tuple[sessionmaker[Session], str, Path], kind: str
 ) -> None:
-    """The same sync through sacctmgr and through slurmrestd's /slurmdb/ API."""
-    if kind != "cli" and active().id != "22.05":
-        # known gap (issue 12): account/association writes through slurmrestd's v0.0.40+
-        # slurmdb API are not built yet; the CLI sync works on 24.11 (its case passes)
-        pytest.xfail("account writes through slurmrestd v0.0.40+ are not built yet")
+    """The same sync through sacctmgr and through slurmrestd's /slurmdb/ API: in the
+    newest format both sides know (v0.0.38 on 22.05, v0.0.42 on 24.11) and, on 24.11, in
+    the older formats its slurmrestd also offers."""
     factory, slug, _ = env
     now = datetime.now(UTC)
-    t: SlurmTransport = {
-        "cli": cli,
-        "rest-unix": rest_unix,
-        "rest-jwt": rest_jwt,
-    }[kind]()
+    if kind.startswith("rest-unix-v"):
+        fmt = kind.removeprefix("rest-unix-")
+        if active().id == "22.05":
+            pytest.skip(f"Slurm 22.05's slurmrestd offers v0.0.38 only, not {fmt}")
+        t: SlurmTransport = rest_unix(api_version=fmt)
+    else:
+        t = {"cli": cli, "rest-unix": rest_unix, "rest-jwt": rest_jwt}[kind]()
     with factory() as s:
         plan = sync(s, t, now=now, dry_run=True, projects=[slug])
         assert [(c.action, c.user) for c in plan.changes] == [

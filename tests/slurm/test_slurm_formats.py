@@ -347,8 +347,12 @@ def test_module_interface_is_complete() -> None:
         assert all(
             getattr(mod, p).startswith(("/slurm/", "/slurmdb/")) and mod.VERSION in getattr(mod, p)
             for p in dir(mod)
-            if p.startswith("PATH_")
+            if p.startswith("PATH_") and getattr(mod, p) is not None  # None: no such endpoint
         )
+    add_cond = {"account_add_cond_payload", "user_add_cond_payload", "own_association",
+                "account_limit_payload"}
+    for mod in (v0_0_40, v0_0_41, v0_0_42):  # what their PATH_DB_*_ASSOCIATION need
+        assert mod.PATH_DB_ACCOUNTS_ASSOCIATION and add_cond <= set(dir(mod)), mod.VERSION
 
 
 # ---------------------------------------------------------------------- transports choose

@@ -16,7 +16,8 @@ Accounts Slurm has but Rechenwerk does not know are left alone. Every difference
 :class:`Change`; those found on accounts that already exist are *drift* (made by hand
 with sacctmgr, or an award/membership changed since the last sync). ``plan`` computes,
 ``apply`` executes through the Slurm transport (CLI: ``sacctmgr``; REST:
-``/slurmdb/v0.0.38/...``). Running it twice changes nothing the second time.
+``/slurmdb/<format>/...``, per data format: ``rest_transport``). Running it twice
+changes nothing the second time.
 """
 
 from __future__ import annotations

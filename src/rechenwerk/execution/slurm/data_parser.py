@@ -395,6 +395,84 @@ def user_association_payload(user: str, account: str, *, cluster: str) -> dict[s
     return {"associations": [{"account": account, "user": user, "cluster": cluster}]}
 
 
+# v0.0.40+ (Slurm 23.11 on): POST .../associations adds an association only if slurmdbd
+# takes it as given; an account's own one (user "") is added as a *user* association
+# under that account ("no association for parent" in slurmdbd's log) while slurmrestd
+# answers 200 without errors. Accounts and users are added the way sacctmgr adds them:
+# a condition (accounts/users x clusters) and the association's settings
+# (ASSOC_REC_SET: sacctmgr's option names, lower case). Existing associations are
+# changed through POST .../associations, which slurmrestd turns into a modify of the
+# differences (``_diff_assoc`` in src/slurmrestd/plugins/openapi/slurmdbd/associations.c).
+def account_add_cond_payload(
+    name: str,
+    *,
+    description: str,
+    organization: str,
+    cluster: str,
+    gpu_minutes: int,
+    qos: list[str],
+    default_qos: str,
+) -> dict[str, Any]:
+    """``POST .../accounts_association`` (v0.0.40+, OPENAPI_ACCOUNTS_ADD_COND_RESP): the
+    account and its association under root, like ``sacctmgr add account``."""
+    return {
+        "association_condition": {
+            "accounts": [name],
+            "clusters": [cluster],
+            "association": {
+                "grptresmins": gpu_minutes_tres(gpu_minutes),
+                "qoslevel": list(qos),
+                "defaultqos": default_qos,
+            },
+        },
+        "account": {"description": description, "organization": organization},
+    }
+
+
+def user_add_cond_payload(user: str, account: str, *, cluster: str) -> dict[str, Any]:
+    """``POST .../users_association`` (v0.0.40+, OPENAPI_USERS_ADD_COND_RESP): the user's
+    association with the account, and the user if slurmdbd has none (default account:
+    this one), like ``sacctmgr add user``."""
+    return {
+        "association_condition": {"users": [user], "accounts": [account], "clusters": [cluster]},
+        "user": {},
+    }
+
+
+def own_association(doc: Mapping[str, Any], account: str) -> Mapping[str, Any] | None:
+    """An account's own association (user ``""``, no partition) in ``GET .../associations``."""
+    for a in doc.get("associations") or []:
+        if a.get("account") == account and not a.get("user") and not a.get("partition"):
+            own: Mapping[str, Any] = a
+            return own
+    return None
+
+
+def account_limit_payload(
+    name: str, *, cluster: str, gpu_minutes: int, current: Mapping[str, Any] | None
+) -> dict[str, Any]:
+    """``POST .../associations`` (v0.0.40+): set GrpTRESMins gres/gpu of the account's own
+    association. slurmrestd replaces the whole GrpTRESMins list (a TRES left out is
+    removed), so the other TRES of ``current`` (its association as listed) are kept;
+    fields left out of the request (QOS, other limits) stay as they are."""
+    grp = (((current or {}).get("max") or {}).get("tres") or {}).get("group") or {}
+    keep = [
+        {"type": t.get("type"), "name": t.get("name") or "", "count": t.get("count")}
+        for t in grp.get("minutes") or []
+        if isinstance(t, Mapping) and not (t.get("type") == "gres" and t.get("name") == "gpu")
+    ]
+    return {
+        "associations": [
+            {
+                "account": name,
+                "user": "",
+                "cluster": cluster,
+                "max": {"tres": {"group": {"minutes": [*keep, *gpu_minutes_tres(gpu_minutes)]}}},
+            }
+        ]
+    }
+
+
 def parse_qos(doc: Mapping[str, Any]) -> dict[str, int]:
     """``GET .../qos`` (under ``"qos"``; priority a ``*_NO_VAL`` number) -> name: priority."""
     return {

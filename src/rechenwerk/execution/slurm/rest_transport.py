@@ -6,12 +6,18 @@ The JSON schema is delegated to one data format module: the newest one both slur
 (``GET /openapi/v3``, asked once) and Rechenwerk know, or the configured one
 (``versions.py``).
 
-Accounts, associations and QOS go through ``/slurmdb/v0.0.38/...``. Two changes have no
-working REST form in Slurm 22.05 and use ``sacctmgr`` on this host instead (like
-``requeue`` uses ``scontrol``): an account's usage reset (``RawUsage=0``; the dbv0.0.38
-parser skips ``usage`` on update) and a change of an existing account's GrpTRESMins
-(22.05.8's association update returned success without changing the limit, and
-crashed slurmrestd when the association had a TRES limit the request left out)."""
+Accounts, associations and QOS go through ``/slurmdb/<format>/...``. v0.0.38/39 add an
+account and a user as association records (``POST .../associations``); v0.0.40+ (Slurm
+23.11 on) add them the way sacctmgr does (``POST .../accounts_association`` and
+``.../users_association``), because there ``POST .../associations`` only changes
+associations reliably (an account's own new one is stored wrongly, without an error).
+
+What has no working REST form uses ``sacctmgr`` on this host instead (like ``requeue``
+uses ``scontrol``): an account's usage reset (``RawUsage=0``; every data_parser up to
+v0.0.42 skips ``usage``) and, on v0.0.38/39, a change of an existing account's
+GrpTRESMins (22.05.8's association update returned success without changing the limit,
+and crashed slurmrestd when the association had a TRES limit the request left out;
+v0.0.40+ change it through ``POST .../associations``)."""
 
 from __future__ import annotations
 
@@ -269,7 +275,7 @@ class RestTransport:
         return self._cluster
 
     def _sacctmgr_fallback(self, what: str) -> Any:
-        """The CLI transport for what slurmrestd v0.0.38 cannot change."""
+        """The CLI transport for what slurmrestd cannot change (module docstring)."""
         from rechenwerk.execution.slurm.cli_transport import CliTransport
 
         if self._cli is None:
@@ -278,7 +284,8 @@ class RestTransport:
             self._cli._exe("sacctmgr")
         except BackendUnavailable as exc:
             raise BackendError(
-                f"cannot {what}: slurmrestd v0.0.38 has no working way to do it and "
+                f"cannot {what}: slurmrestd {self.schema.VERSION} has no working way to do "
+                "it and "
                 "`sacctmgr` is not installed here",
                 hint="Install the Slurm client (and the munge key) on the Rechenwerk host, "
                 "or run `rechenwerk slurm sync` with RECHENWERK_SLURM_TRANSPORT=cli there.",
@@ -309,6 +316,22 @@ class RestTransport:
         qos: Sequence[str],
         default_qos: str,
     ) -> None:
+        if self.schema.PATH_DB_ACCOUNTS_ASSOCIATION:  # v0.0.40+: one request, as sacctmgr
+            self._db(
+                "POST",
+                self.schema.PATH_DB_ACCOUNTS_ASSOCIATION,
+                what=f"adding account {name}",
+                json=self.schema.account_add_cond_payload(
+                    name,
+                    description=description,
+                    organization=organization,
+                    cluster=self._cluster_name(),
+                    gpu_minutes=gpu_minutes,
+                    qos=list(qos),
+                    default_qos=default_qos,
+                ),
+            )
+            return
         self._db(
             "POST",
             self.schema.PATH_DB_ACCOUNTS,
@@ -331,8 +354,33 @@ class RestTransport:
         )
 
     def set_account_gpu_minutes(self, name: str, gpu_minutes: int) -> None:
-        self._sacctmgr_fallback(f"change GrpTRESMins of account {name}").set_account_gpu_minutes(
-            name, gpu_minutes
+        if not self.schema.REST_LIMIT_CHANGE:
+            self._sacctmgr_fallback(
+                f"change GrpTRESMins of account {name}"
+            ).set_account_gpu_minutes(name, gpu_minutes)
+            return
+        cluster = self._cluster_name()
+        current = self._db(
+            "GET",
+            self.schema.PATH_DB_ASSOCIATIONS,
+            what=f"reading the association of account {name}",
+            params={"account": name, "cluster": cluster},
+        )
+        own = self.schema.own_association(current, name)
+        if own is None:
+            raise BackendError(
+                f"cannot change GrpTRESMins of account {name}: slurmdbd has no association "
+                f"of the account itself on cluster {cluster}",
+                hint=f"Check `sacctmgr show assoc account={name}`; deleting the account "
+                "lets `rechenwerk slurm sync` create it again.",
+            )
+        self._db(
+            "POST",
+            self.schema.PATH_DB_ASSOCIATIONS,
+            what=f"changing GrpTRESMins of account {name}",
+            json=self.schema.account_limit_payload(
+                name, cluster=cluster, gpu_minutes=gpu_minutes, current=own
+            ),
         )
 
     def set_account_description(self, name: str, description: str) -> None:
@@ -356,6 +404,16 @@ class RestTransport:
         self._sacctmgr_fallback(f"reset the usage of account {name}").reset_account_usage(name)
 
     def add_user(self, user: str, account: str) -> None:
+        if self.schema.PATH_DB_USERS_ASSOCIATION:  # v0.0.40+, as `sacctmgr add user`
+            self._db(
+                "POST",
+                self.schema.PATH_DB_USERS_ASSOCIATION,
+                what=f"associating user {user} with {account}",
+                json=self.schema.user_add_cond_payload(
+                    user, account, cluster=self._cluster_name()
+                ),
+            )
+            return
         self._db(
             "POST",
             self.schema.PATH_DB_ASSOCIATIONS,

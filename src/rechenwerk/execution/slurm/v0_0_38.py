@@ -31,6 +31,11 @@ PATH_DB_ASSOCIATIONS = "/slurmdb/v0.0.38/associations"
 PATH_DB_ASSOCIATION = "/slurmdb/v0.0.38/association"  # DELETE ?account=&user=&cluster=
 PATH_DB_QOS = "/slurmdb/v0.0.38/qos"
 PATH_DB_CLUSTERS = "/slurmdb/v0.0.38/clusters"
+# no add-with-condition endpoints: accounts and users are added as association records
+PATH_DB_ACCOUNTS_ASSOCIATION: str | None = None
+PATH_DB_USERS_ASSOCIATION: str | None = None
+# GrpTRESMins of an existing account through sacctmgr (22.05.8 ignored the change)
+REST_LIMIT_CHANGE = False
 
 
 def _time(value: Any) -> datetime | None:

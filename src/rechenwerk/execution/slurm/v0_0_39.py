@@ -29,6 +29,11 @@ PATH_DB_ASSOCIATIONS = "/slurmdb/v0.0.39/associations"
 PATH_DB_ASSOCIATION = "/slurmdb/v0.0.39/association"  # DELETE ?account=&user=&cluster=
 PATH_DB_QOS = "/slurmdb/v0.0.39/qos"
 PATH_DB_CLUSTERS = "/slurmdb/v0.0.39/clusters"
+# no add-with-condition endpoints: accounts and users are added as association records
+PATH_DB_ACCOUNTS_ASSOCIATION: str | None = None
+PATH_DB_USERS_ASSOCIATION: str | None = None
+# GrpTRESMins of an existing account through sacctmgr (untried: no 23.02 cluster)
+REST_LIMIT_CHANGE = False
 
 _FORMAT = dp.Format(
     version=VERSION,

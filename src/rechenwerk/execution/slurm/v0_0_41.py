@@ -27,6 +27,11 @@ PATH_DB_ASSOCIATIONS = "/slurmdb/v0.0.41/associations"
 PATH_DB_ASSOCIATION = "/slurmdb/v0.0.41/association"  # DELETE ?account=&user=&cluster=
 PATH_DB_QOS = "/slurmdb/v0.0.41/qos"
 PATH_DB_CLUSTERS = "/slurmdb/v0.0.41/clusters"
+# adding accounts and users as sacctmgr does (data_parser.account_add_cond_payload)
+PATH_DB_ACCOUNTS_ASSOCIATION: str | None = "/slurmdb/v0.0.41/accounts_association"
+PATH_DB_USERS_ASSOCIATION: str | None = "/slurmdb/v0.0.41/users_association"
+# POST .../associations changes an existing association's GrpTRESMins
+REST_LIMIT_CHANGE = True
 
 _FORMAT = dp.Format(
     version=VERSION,
@@ -47,6 +52,10 @@ account_association_payload = dp.account_association_payload
 user_association_payload = dp.user_association_payload
 parse_qos = dp.parse_qos
 parse_clusters = dp.parse_clusters
+account_add_cond_payload = dp.account_add_cond_payload
+user_add_cond_payload = dp.user_add_cond_payload
+own_association = dp.own_association
+account_limit_payload = dp.account_limit_payload
 
 
 def parse_live_jobs(doc: Mapping[str, Any]) -> list[SlurmJob]:
