@@ -163,26 +163,29 @@ def test_preempt_sigterms_requeues_and_settles_each_run_once(
 
 @pytest.mark.parametrize("kind", ["cli", "rest-jwt"])
 def test_backend_preempt_reports_the_requeue(kind: str, slurm_account: SlurmAccount) -> None:
-    try:
-        _backend_preempt_reports_the_requeue(kind, slurm_account)
-    except AssertionError:
-        if kind == "cli" or slurm_account.cluster.id != "24.11":
-            raise
-        # failed 2 of ~6 runs on 24.11 over slurmrestd (2026-12-02, not yet understood:
-        # the poll's view of the stopped run's times); reported, not hidden
-        pytest.xfail("flaky on 24.11 over slurmrestd: the stopped run's times")
-
-
-def _backend_preempt_reports_the_requeue(kind: str, slurm_account: SlurmAccount) -> None:
     transport = cli() if kind == "cli" else rest_jwt()
     backend = SlurmBackend(transport)
     acc = slurm_account
     try:
         handle = backend.submit(request(acc.name, acc.user, acc.tmp, command=("sleep", "300"),
                                         job_id="201"))
-        backend.preempt(handle)  # still pending: nothing to preempt, not an error
         running = wait_state(backend, handle, states=frozenset({BackendJobState.RUNNING}))
         assert running.attempt == 1 and running.requeued_runs == ()
+        assert running.started_at is not None
+        # A job that cannot start while this one runs (afterok): preempting a pending job
+        # is a no-op, not an error. (Not the first job right after its submission: Slurm
+        # may start it at its next scheduling pass, within the preempt's state check, and
+        # then it is requeued, rightly.)
+        waiting = backend.submit(replace(
+            request(acc.name, acc.user, acc.tmp, command=("true",), job_id="202"),
+            after=(("after_ok", handle),)))
+        wait_until(lambda: (backend.poll([waiting])[waiting].reason or "").startswith(
+            "Dependency"), DEADLINE_S, "the second job to wait for the first", step=0.3)
+        backend.preempt(waiting)
+        held = backend.poll([waiting])[waiting]
+        assert (held.state, held.attempt, held.requeued_runs) == (
+            BackendJobState.PENDING, 1, ())
+        backend.cancel(waiting)
         backend.preempt(handle)
         st = wait_state(backend, handle, states=frozenset({BackendJobState.PENDING}),
                         timeout=DEADLINE_S)
@@ -197,9 +200,7 @@ def _backend_preempt_reports_the_requeue(kind: str, slurm_account: SlurmAccount)
         assert st.attempt == 2 and st.reason and st.reason.startswith("BeginTime")
         [run] = st.requeued_runs
         assert run.attempt == 1 and run.ended_at is not None
-        # the poll that saw it running may have come before slurmctld had a start time to
-        # report (seen once on 24.11 over REST); then only slurmdbd's start can be compared
-        assert running.started_at is None or run.started_at in (None, running.started_at)
+        assert run.started_at in (None, running.started_at)
         wait_until(lambda: backend.poll([handle])[handle].requeued_runs[0].measured, DEADLINE_S,
                    "slurmdbd's record of the stopped run")
         again = backend.poll([handle])[handle].requeued_runs[0]

@@ -5,6 +5,7 @@ v0.0.39 over fixtures derived from the spec, and of the format selection."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
@@ -139,6 +140,35 @@ def test_requeued_job_history(fmt: ModuleType) -> None:
     )
     # only v0.0.42 slurmdbd records carry restart_cnt; sacct without -D shows one run
     assert plain.requeue_count == (1 if fmt is v0_0_42 else 0)
+
+
+def test_requeued_job_while_its_run_is_stopped() -> None:
+    """``["PENDING", "COMPLETING"]`` right after ``scontrol requeue`` (recorded by
+    record_2411_requeue.py, the requeue 3 s after the start): the live ``start_time`` is
+    then the requeue's time, not the stopped run's start (slurmdbd's record of the run
+    has the real one), so it is not reported as a start. The backend reports the job
+    still running as attempt 1 with an unknown start (the requeue counts once the run
+    ended); the run's times come from slurmdbd."""
+    from rechenwerk.execution.base import BackendJobState
+    from rechenwerk.execution.slurm.backend import to_status
+
+    live = rest("job-requeue-completing", v0_0_42)["body"]
+    db = rest("db-job-requeue-completing", v0_0_42)["body"]
+    raw_start = live["jobs"][0]["start_time"]["number"]
+    (run_rec,) = db["jobs"]  # the next run has no record before it starts
+    assert run_rec["time"]["start"] < raw_start == run_rec["time"]["end"]
+    (job,) = v0_0_42.parse_live_jobs(live)
+    assert (job.state, job.requeue_count, job.start_time, job.end_time) == (
+        "COMPLETING", 1, None, None)
+    st = to_status(replace(job, comment="rechenwerk:7.1"))
+    assert (st.state, st.attempt, st.started_at, st.ended_at, st.requeued_runs) == (
+        BackendJobState.RUNNING, 1, None, None, ())
+    (run,) = v0_0_42.parse_accounted_jobs(db)
+    assert (run.state, run.start_time, run.end_time) == (
+        "REQUEUED",
+        datetime.fromtimestamp(run_rec["time"]["start"], tz=UTC),
+        datetime.fromtimestamp(raw_start, tz=UTC),
+    )
 
 
 @pytest.mark.parametrize("fmt", RECORDED, ids=lambda m: m.VERSION)
