@@ -5,6 +5,7 @@ portal, a rejection needs a note; with the setting off nothing changes."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -94,3 +95,21 @@ def test_operators_decide_in_the_portal(api_client: TestClient, world: dict[str,
     assert r.status_code == 303
     c = login(api_client, "pia")
     assert "Describe the data first." in c.get("/projects/beta").text
+
+
+def test_the_project_page_offers_its_pi_a_proposal_once_approved(
+        api_client: TestClient, world: dict[str, Any]) -> None:
+    api_client.post("/api/v1/projects", headers=world["pi"], json={"slug": "gamma",
+                                                                   "title": "Gamma"})
+    c = login(api_client, "pia")
+    link = 'href="/proposals/new?project=gamma"'
+    assert link not in c.get("/projects/gamma").text  # pending: it applies for nothing
+    r = api_client.post("/api/v1/projects/gamma/approval", headers=world["op"],
+                        json={"decision": "approved"})
+    assert r.status_code == 200, r.text
+    c = login(api_client, "pia")
+    assert link in c.get("/projects/gamma").text
+    form = c.get("/proposals/new?project=gamma").text
+    assert re.search(r'<option value="gamma"\s+selected', form)  # the project chosen
+    c = login(api_client, "op")  # an operator is no PI: no proposal of theirs
+    assert link not in c.get("/projects/gamma").text
