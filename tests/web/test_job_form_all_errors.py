@@ -47,3 +47,21 @@ def test_four_mistakes_come_back_at_once_in_words(api_client: Any, session: Sess
     assert "KEY=VALUE" in _error(html, "env")
     assert 'value="my run!"' in html  # input kept
     assert session.scalar(select(func.count()).select_from(Job)) == 0
+    # The page puts the focus on the first field in error (not on <body>): only the
+    # fields in error are autofocus, the browser takes the first; the summary is not.
+    autofocus = re.findall(r'<(?:input|select|textarea) id="([^"]+)"[^>]*\bautofocus\b', html)
+    assert autofocus == ["f-name", "f-gpus", "f-walltime", "f-env"]
+    summary = re.search(r'<div[^>]*data-testid="form-errors"[^>]*>', html)
+    assert summary and "autofocus" not in summary.group(0)
+    assert 'tabindex="-1"' in summary.group(0)
+
+
+def test_a_form_wide_error_puts_the_focus_on_the_summary() -> None:
+    from rechenwerk.web.forms import FormErrors
+    from rechenwerk.web.rendering import environment
+
+    macros = environment().get_template("partials/macros.html").module
+    html = str(macros.form_errors(FormErrors({"_form": "The call closed yesterday."})))
+    assert "autofocus" in html and "The call closed yesterday." in html
+    html = str(macros.form_errors(FormErrors({"_form": "x", "title": "Title is required"})))
+    assert "autofocus" not in html  # the field in error takes the focus
