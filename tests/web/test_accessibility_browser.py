@@ -1,7 +1,11 @@
 """WCAG 2.1 A and AA on every page of every role: axe-core (npm, ``tests/web/axe``) runs
-in Chromium on each page the demo's PI, member, reviewer and operator reach, and on the
-login page; no violation of those levels is allowed. A keyboard-only walk checks that the
-skip link and the main flow's controls are reachable with Tab."""
+in Chromium on each page the demo's PI, member, reviewer, operator and pay-per-use
+customer reach (``PAGES``, and the pages with an id in their URL through a link,
+``LINKED``), and on the login page; no violation of those levels is allowed.
+test_accessibility_coverage.py fails when a GET route of the portal is neither checked
+here nor ``EXCLUDED`` with a reason. A keyboard-only walk checks that the skip link and
+the main flow's controls are reachable with Tab (the full walks:
+test_keyboard_walks_browser.py)."""
 
 from __future__ import annotations
 
@@ -20,11 +24,13 @@ AXE = Path(__file__).resolve().parent / "axe" / "node_modules" / "axe-core" / "a
 TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 COMMON = ["/", "/jobs", "/proposals", "/reservations", "/reports", "/settings",
-          "/settings/tokens", "/projects/new", "/support", "/support/new"]
+          "/settings/tokens", "/settings/sign-in", "/aup", "/projects/new", "/support",
+          "/support/new"]
 PAGES: dict[str, list[str]] = {
     "greta": [*COMMON, "/jobs/new", "/proposals/new", "/projects/nordlicht-llm",
               "/jobs?state=completed", "/awards/1"],  # award 1: nordlicht-llm's
     "jonas": [*COMMON, "/jobs/new", "/projects/nordlicht-llm"],
+    "amelie": ["/proposals?state=draft"],  # her draft, for the withdraw page
     "lucia": [*COMMON, "/reviews"],
     "sofia": [*COMMON, "/jobs/new", "/projects/alpenwerk-cfd"],  # a pay-per-use company
     "operator": [*COMMON, "/ops/cluster", "/ops/queue", "/ops/calls", "/ops/audit",
@@ -32,6 +38,43 @@ PAGES: dict[str, list[str]] = {
                  "/projects/nordlicht-llm", "/reports/funder", "/reports/yearly",
                  "/awards/1", "/award-changes", "/report-tasks?state=open",
                  "/proposals?overdue=true"],
+}
+# Pages whose URL holds an id, reached by a link: (the page with the link, the route of
+# the linked page). The page with the link is a URL above or a route found before.
+LINKED: dict[str, list[tuple[str, str]]] = {
+    "greta": [("/jobs", "/jobs/{job_id}"), ("/proposals", "/proposals/{proposal_id}"),
+              ("/support", "/support/{request_id}")],
+    "jonas": [("/jobs", "/jobs/{job_id}"), ("/support", "/support/{request_id}"),
+              ("/support/{request_id}", "/support/{request_id}/close")],
+    "amelie": [("/proposals?state=draft", "/proposals/{proposal_id}"),
+               ("/proposals/{proposal_id}", "/proposals/{proposal_id}/withdraw")],
+    "lucia": [("/reviews", "/reviews/{proposal_id}"), ("/proposals", "/proposals/{proposal_id}")],
+    "sofia": [("/projects/alpenwerk-cfd", "/accounts/{account_id}"),
+              ("/accounts/{account_id}", "/accounts/{account_id}/statement/print")],
+    "operator": [("/jobs", "/jobs/{job_id}"), ("/proposals", "/proposals/{proposal_id}"),
+                 ("/support", "/support/{request_id}"),
+                 ("/ops/calls", "/ops/calls/{slug}/close"),
+                 ("/ops/calls", "/ops/calls/{slug}/ranking")],
+}
+# GET routes of the portal that are no page to check, each with the reason. A new GET
+# route must be checked above or named here (test_accessibility_coverage.py).
+EXCLUDED: dict[str, str] = {
+    "/static/{name}": "CSS and JavaScript files",
+    "/login/oidc/{name}": "a redirect to the identity provider",
+    "/login/oidc/callback": "the provider's redirect back: signs in and redirects (its "
+                            "errors are the error page, checked through other pages' 404)",
+    "/projects/{slug}/burndown/{period_id}.csv": "a CSV download",
+    "/projects/{slug}/awards/{award_id}.csv": "a CSV download",
+    "/jobs/{job_id}/log/{stream}": "JSON chunks of a log for the log box's follow",
+    "/jobs/{job_id}/log/{stream}/download": "a log file download",
+    "/reports/funder/{name}.csv": "a CSV download",
+    "/reports/funder/chart/{name}.svg": "a chart (SVG) the report page includes",
+    "/reports/yearly.pdf": "a PDF download",
+    "/reports/chart/{name}.svg": "a chart (SVG) the reports page includes",
+    "/reports/{name}.csv": "a CSV download",
+    "/accounts/{account_id}/statement.csv": "a CSV download",
+    "/accounts/{account_id}/statement.pdf": "a PDF download",
+    "/report-tasks/{task_id}/document": "the PDF a PI attached to a report",
 }
 
 
@@ -71,18 +114,20 @@ def axe_available() -> None:
                 pytest.fail(f"npm ci in {AXE.parents[2]} failed: {done.stderr[-500:]}")
 
 
-def _detail_pages(page: Any) -> list[str]:
-    """A job page and a proposal page the user can see, found through the lists."""
-    found = []
-    for listing, prefix in (("/jobs", "/jobs/"), ("/proposals", "/proposals/"),
-                            ("/support", "/support/"), ("/projects/alpenwerk-cfd", "/accounts/")):
-        page.goto(listing)
-        links = [h for h in page.eval_on_selector_all(
+def _linked_pages(page: Any, user: str) -> list[str]:
+    """The URLs of the user's LINKED routes, each the first link in <main> of its page
+    that leads to the route (resolved as the app does: the first route that matches)."""
+    from test_accessibility_coverage import route_of
+
+    found: dict[str, str] = {}
+    for source, target in LINKED[user]:
+        page.goto(found.get(source, source))
+        hrefs = page.eval_on_selector_all(
             "main a[href]", "els => els.map(e => e.getAttribute('href'))")
-            if h.startswith(prefix) and h[len(prefix):].split("?")[0].isdigit()]
-        if links:
-            found.append(links[0])
-    return found
+        link = next((h for h in hrefs if h.startswith("/") and route_of(h) == target), None)
+        assert link is not None, f"{user}: no link to a {target} page on {page.url}"
+        found[target] = link
+    return list(found.values())
 
 
 @pytest.mark.parametrize("user", list(PAGES))
@@ -91,9 +136,7 @@ def test_every_page_of_every_role_meets_wcag_21_aa(new_page: Any, axe_available:
     page = new_page()
     login(page, user)
     problems: list[str] = []
-    urls = PAGES[user] + _detail_pages(page)
-    if user == "sofia":
-        assert any(u.startswith("/accounts/") for u in urls), urls  # the account's page too
+    urls = PAGES[user] + _linked_pages(page, user)
     for url in urls:
         page.goto(url)
         page.wait_for_load_state("networkidle")
