@@ -12,7 +12,10 @@ that makes a flow longer fails here.
   in the audit log.
 - Reviewer (margot): the review due on the dashboard, accepted and scored.
 - Member (jonas): a job submitted from the dashboard's form, followed to its log and its
-  result."""
+  result.
+
+The walks found that the cluster view's 5 s refresh replaced the drain forms under a
+reason being typed; test_the_cluster_view_keeps_a_drain_reason_being_typed holds it."""
 
 from __future__ import annotations
 
@@ -201,3 +204,38 @@ def test_member_submits_a_job_and_follows_it_to_its_result(new_page: Any) -> Non
     assert page.locator("[data-testid=run-time]").is_visible()
     assert float(page.get_attribute("[data-testid=charged]", "data-value")) > 0
     loads.within(MEMBER_BUDGET, "the member's flow")
+
+
+POLLS = """() => {
+  window.polls = []; window.answered = 0;
+  document.body.addEventListener('htmx:configRequest',
+                                 e => window.polls.push(e.detail.path));
+  document.body.addEventListener('htmx:afterRequest', () => window.answered += 1);
+}"""
+
+
+def test_the_cluster_view_keeps_a_drain_reason_being_typed(new_page: Any) -> None:
+    """The node squares refresh every 5 s (htmx); a refresh replaced the drain forms and
+    lost a reason being typed (and the focus). The page's clock is Playwright's, so the
+    5 s pass without waiting for them."""
+    page = new_page()
+    login(page, "operator")
+    page.clock.install()
+    page.goto("/ops/cluster")
+    page.evaluate(POLLS)
+    page.clock.run_for(5_500)  # idle: the view refreshes
+    page.wait_for_function("() => window.answered === 1", polling=100)
+    assert page.evaluate("window.polls") == ["/ops/cluster"]
+    reason = page.locator("[data-testid=nodes] .node input[name=reason]").first
+    reason.focus()
+    page.keyboard.type("fan")
+    page.clock.run_for(5_500)  # typing a reason: no refresh
+    assert page.evaluate("window.polls") == ["/ops/cluster"]
+    page.evaluate("document.activeElement.blur()")
+    page.clock.run_for(5_500)  # a reason typed, the focus elsewhere: still none
+    assert page.evaluate("window.polls") == ["/ops/cluster"]
+    assert reason.input_value() == "fan"
+    reason.fill("")
+    page.evaluate("document.activeElement.blur()")
+    page.clock.run_for(5_500)  # the form left empty: the refreshes go on
+    page.wait_for_function("() => window.answered === 2", polling=100)
