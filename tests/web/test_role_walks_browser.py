@@ -125,7 +125,7 @@ def test_pi_and_operator_from_a_new_project_to_its_balance(new_page: Any, portal
 
     # Operator: a node drained and resumed, both in words in the audit log.
     op_loads.follow("nav >> text=Cluster")
-    node = op.locator("[data-testid=nodes] .node").first
+    node = op.locator("[data-testid=nodes] .node:has(input[name=reason])").first  # in service
     name = node.locator(".name").inner_text()
     reason = f"walk {slug}: fan check"
     node.locator("input[name=reason]").fill(reason)
@@ -136,9 +136,10 @@ def test_pi_and_operator_from_a_new_project_to_its_balance(new_page: Any, portal
     assert "drained" not in op.locator(f"[data-testid=node-{name}]").inner_text()
     op_loads.follow("nav >> text=Audit log")
     rows = op.locator("[data-testid=audit-table] tbody tr")
-    drained = rows.filter(has_text="drained a node").first.inner_text()
-    assert f"node {name}" in drained and reason in drained  # its reason among the changes
-    assert f"node {name}" in rows.filter(has_text="returned a node to service").first.inner_text()
+    drained = rows.filter(has_text=reason).first.inner_text()  # the reason in the changes
+    assert "drained a node" in drained and f"node {name}" in drained
+    resumed = rows.filter(has_text="returned a node to service").first.inner_text()
+    assert f"node {name}" in resumed
     op_loads.within(OPERATOR_BUDGET, "the operator's flow")
 
 
