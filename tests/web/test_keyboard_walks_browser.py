@@ -1,9 +1,10 @@
 """Keyboard-only walks of the main flows (issue 18 item 7) in Chromium: a PI writes and
-submits a proposal, a member submits a job, both from the login page on with the keyboard
-alone. Focus moves only by Tab and Shift+Tab; links and buttons are followed with Enter or
-Space; text is typed with the keyboard into the field that has the focus; a select's
-option is chosen by typing its first letters. No element is clicked or filled by a
-selector (selectors only say which focused element the walk waits for).
+submits a proposal, a member submits a job, a reviewer scores a proposal, each from the
+login page on with the keyboard alone. Focus moves only by Tab and Shift+Tab; links and
+buttons are followed with Enter or Space; text is typed with the keyboard into the field
+that has the focus; a select's option is chosen by typing its first letters. No element
+is clicked or filled by a selector (selectors only say which focused element the walk
+waits for).
 
 At every Tab stop the focused element must show its focus (an outline or a box shadow in
 its computed style). Each walk uses the skip link, makes a mistake the server refuses, and
@@ -156,4 +157,48 @@ def test_member_submits_a_job_with_the_keyboard_only(new_page: Any) -> None:
     tab_to(page, "form[data-testid=submit-form] button[type=submit]")
     loads.press("Space")
     assert re.search(r"/jobs/\d+$", page.url), page.inner_text("main")[:2000]
+    assert "submitted" in page.inner_text(".flash")
+
+
+def test_reviewer_scores_a_proposal_with_the_keyboard_only(new_page: Any, portal: Any) -> None:
+    calls = portal.api("GET", "/api/v1/calls", "jan").json()["items"]
+    research = next(c["slug"] for c in calls if c["slug"].startswith("research-"))
+    r = portal.api("POST", "/api/v1/proposals", "jan", json={
+        "call": research, "project": "nordstadt-climate", "gpu_type": "A100-80GB",
+        "title": "Keyboard walk: hail nowcasting", "requested_gpu_hours": 2000})
+    assert r.status_code == 201, r.text
+    pid = r.json()["id"]
+    assert portal.api("POST", f"/api/v1/proposals/{pid}/submit", "jan").status_code == 200
+    r = portal.api("POST", f"/api/v1/proposals/{pid}/reviewers", "operator",
+                   json={"reviewer": "margot"})
+    assert r.status_code == 201, r.text
+
+    page = new_page()
+    loads = PageLoads(page)
+    keyboard_login(page, loads, "margot")
+    skip_to_main(page)
+    tab_to(page, "[data-testid=work-reviews] a")  # "Needs you"
+    loads.press("Enter")
+    skip_to_main(page)
+    tab_to(page, f"main a[href='/reviews/{pid}']")
+    loads.press("Enter")
+    skip_to_main(page)
+    tab_to(page, "form[data-testid=invitation-form] button[value=accept]")
+    loads.press("Space")
+
+    skip_to_main(page)
+    tab_to(page, "#f-technical_score")
+    page.keyboard.type("4")
+    tab_to(page, "#f-comment")  # the scientific score not chosen: a mistake
+    page.keyboard.type("Clear plan; the radar data need a licence check.")
+    tab_to(page, "form[data-testid=review-form] button[type=submit]")
+    loads.press("Enter")
+    assert "required" in page.inner_text("[data-testid=error-scientific_score]")
+    assert_focus_on_first_error(page, "scientific_score")
+    page.keyboard.type("3")
+    tab_to(page, "#f-technical_score", back=True)
+    assert page.evaluate("document.activeElement.value") == "4"  # kept
+    tab_to(page, "form[data-testid=review-form] button[type=submit]")
+    loads.press("Enter")
+    assert urlsplit(page.url).path == "/reviews", page.inner_text("main")[:2000]
     assert "submitted" in page.inner_text(".flash")
