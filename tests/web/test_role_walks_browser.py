@@ -44,7 +44,7 @@ MEMBER_BUDGET = 5  # login 2, the form 1, its error 1, the job page 1 (it follow
 #                    to its end, log and result, without a reload)
 
 
-def choose(page: Any, select: Any, text: str) -> None:
+def choose(select: Any, text: str) -> None:
     """Pick the option of ``select`` (a locator) whose text contains ``text``."""
     label = next(o for o in select.locator("option").all_inner_texts() if text in o)
     select.select_option(label=label)
@@ -88,7 +88,7 @@ def test_pi_and_operator_from_a_new_project_to_its_balance(new_page: Any, portal
     pi_loads.follow("[data-testid=write-proposal]")
     form = pi.locator("[data-testid=proposal-form]")
     assert form.locator("#f-project").input_value() == slug  # the project chosen
-    choose(pi, form.locator("#f-call"), "Fast Lane")
+    choose(form.locator("#f-call"), "Fast Lane")
     form.locator("#f-title").fill(title)
     form.locator("#f-abstract").fill("A neural emulator of storm surges for coastal warnings.")
     form.locator("#f-requested_gpu_hours").fill("1200")
