@@ -25,7 +25,7 @@ TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 COMMON = ["/", "/jobs", "/proposals", "/reservations", "/reports", "/settings",
           "/settings/tokens", "/settings/sign-in", "/aup", "/projects/new", "/support",
-          "/support/new"]
+          "/support/new", "/sessions"]
 PAGES: dict[str, list[str]] = {
     "greta": [*COMMON, "/jobs/new", "/proposals/new", "/projects/nordlicht-llm",
               "/jobs?state=completed", "/awards/1"],  # award 1: nordlicht-llm's
@@ -75,6 +75,10 @@ EXCLUDED: dict[str, str] = {
     "/accounts/{account_id}/statement.csv": "a CSV download",
     "/accounts/{account_id}/statement.pdf": "a PDF download",
     "/report-tasks/{task_id}/document": "the PDF a PI attached to a report",
+    "/sessions/{session_id}": "needs a running JupyterLab session: axe checks it in "
+                              "test_notebook_session_browser.py",
+    "/sessions/{session_id}/stop": "the same: checked by axe in "
+                                   "test_notebook_session_browser.py",
 }
 
 

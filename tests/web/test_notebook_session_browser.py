@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from browser_helpers import login, shot
+from test_accessibility_browser import axe_available  # noqa: F401 - the fixture
 
 from waiting import DEADLINE_S, wait_for
 
@@ -17,12 +18,21 @@ pytest.importorskip("jupyterlab", reason="JupyterLab is the extra rechenwerk[ses
 MS = DEADLINE_S * 1000
 
 
+def _no_violations(page: Any) -> None:
+    from test_accessibility_browser import _axe, _describe
+
+    found = _axe(page)
+    assert not found, "\n".join(_describe(page.url, found))
+
+
+@pytest.mark.usefixtures("axe_available")
 def test_start_open_run_a_cell_and_stop_a_notebook(new_page: Any, portal: Any) -> None:
     page = new_page()
     login(page, "greta")
     page.get_by_role("link", name="Notebooks").click()
     page.wait_for_load_state()
     assert page.locator("h1").inner_text() == "Notebooks"
+    _no_violations(page)
     page.select_option("#f-project", "nordlicht-llm")
     page.fill("#f-gpus", "2")
     page.fill("#f-walltime", "30m")
@@ -35,6 +45,7 @@ def test_start_open_run_a_cell_and_stop_a_notebook(new_page: Any, portal: Any) -
         open_link = page.get_by_test_id("open-session")
         open_link.wait_for(timeout=MS)
         shot(page, "notebook-session-ready")
+        _no_violations(page)  # WCAG 2.1 A/AA, as every portal page
         with page.context.expect_page(timeout=MS) as popup:
             open_link.click()
         lab = popup.value
@@ -68,6 +79,7 @@ def test_start_open_run_a_cell_and_stop_a_notebook(new_page: Any, portal: Any) -
         page.get_by_test_id("stop-session").click()
         page.wait_for_load_state()
         assert "Stop this session?" in page.inner_text("main")
+        _no_violations(page)
         page.get_by_test_id("confirm-stop").click()
         page.get_by_test_id("session-ended").wait_for(timeout=MS)
     finally:
