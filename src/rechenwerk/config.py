@@ -205,6 +205,10 @@ class Settings(BaseSettings):
     # Interactive sessions (sessions/, docs/jobs.md): the Python on the compute nodes
     # that has JupyterLab ("": this server's own, which needs rechenwerk[sessions]).
     session_python: str = Field(default="", pattern=r"^(/[^\x00]*)?$", max_length=4096)
+    # How the server reaches a Slurm node's session: a host name or address with "{node}"
+    # for the node's Slurm name (e.g. "{node}.ib.cluster"; the dev cluster: "127.0.0.1").
+    session_node_host: str = Field(default="{node}", min_length=1, max_length=255,
+                                   pattern=r"^[A-Za-z0-9.:{}_-]+$")
     # --- isolation of local jobs (execution/sandbox.py, docs/security.md) -----------
     # auto: every job in a bubblewrap sandbox when bwrap works here, else unsandboxed
     # with a warning at start; sandbox: required (the server refuses to start without
@@ -340,6 +344,14 @@ class Settings(BaseSettings):
     @property
     def slurm_command_prefix_argv(self) -> tuple[str, ...]:
         return tuple(shlex.split(self.slurm_command_prefix))
+
+    @field_validator("session_node_host")
+    @classmethod
+    def _session_node_host(cls, value: str) -> str:
+        if "{" in value.replace("{node}", "") or "}" in value.replace("{node}", ""):
+            raise ValueError('only the placeholder {node} may stand in braces: e.g. '
+                             '"{node}.ib.cluster" or "127.0.0.1"')
+        return value
 
     @field_validator("oidc_providers")
     @classmethod

@@ -65,7 +65,8 @@ def command(env: dict[str, str], *, workdir: str, python: str) -> tuple[list[str
         port = _free_port()
         argv += ["--ServerApp.ip=0.0.0.0", f"--ServerApp.port={port}",
                  "--ServerApp.port_retries=0", "--ServerApp.allow_remote_access=True"]
-        info = {"host": socket.gethostname(), "port": port}
+        # the node's Slurm name: the server checks it is one of the job's own nodes
+        info = {"node": env.get("SLURMD_NODENAME") or socket.gethostname(), "port": port}
     else:
         # relative to the run's folder (the working directory of JupyterLab's process):
         # a Unix socket's path is limited to 107 bytes

@@ -9,7 +9,7 @@ from datetime import datetime
 from fastapi import APIRouter, Query, Request
 from pydantic import BaseModel
 
-from rechenwerk.api.deps import CurrentUser, DbSession, get_clock, settings_of
+from rechenwerk.api.deps import CurrentUser, DbSession, backend_of, get_clock, settings_of
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.service import project_slugs
 from rechenwerk.sessions import service
@@ -49,11 +49,8 @@ def _out(request: Request, session: DbSession, jobs: list[Job]) -> list[SessionO
     slugs = project_slugs(session, {j.project_id for j in jobs})
     out = []
     for job in jobs:
-        endpoint = service.endpoint_of(job, settings)
-        if endpoint is not None:
-            endpoint.close()
-        out.append(SessionOut.of(job, slugs.get(job.project_id, "?"),
-                                 ready=endpoint is not None))
+        ready = service.session_ready(job, settings, lambda: backend_of(request))
+        out.append(SessionOut.of(job, slugs.get(job.project_id, "?"), ready=ready))
     return out
 
 

@@ -13,8 +13,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import socket
 import stat
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,8 @@ from sqlalchemy.orm import Session
 from rechenwerk.access.models import User
 from rechenwerk.clock import Clock
 from rechenwerk.config import Settings
-from rechenwerk.errors import Conflict, NotFound
+from rechenwerk.errors import Conflict, NotFound, RechenwerkError
+from rechenwerk.execution.base import ExecutionBackend
 from rechenwerk.job_files import UnsafeJobPath, open_dir_chain, open_job_file
 from rechenwerk.jobs import service as jobs
 from rechenwerk.jobs.models import Job
@@ -141,6 +144,32 @@ class Endpoint:
         if self.fd is not None:
             os.close(self.fd)
 
+    def answers(self, timeout_s: float = 2.0) -> bool:
+        """JupyterLab accepts connections (it writes session.json just before it starts
+        listening: "ready" is when this is true)."""
+        try:
+            if self.uds is not None:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(timeout_s)
+                    s.connect(self.uds)
+            else:
+                socket.create_connection((str(self.host), int(self.port or 0)),
+                                         timeout=timeout_s).close()
+        except OSError:
+            return False
+        return True
+
+
+def session_ready(job: Job, settings: Settings, backend: BackendGetter | None = None) -> bool:
+    """The session can be opened: its endpoint is there and answers."""
+    endpoint = endpoint_of(job, settings, backend)
+    if endpoint is None:
+        return False
+    try:
+        return endpoint.answers()
+    finally:
+        endpoint.close()
+
 
 def session_url(job: Job) -> str:
     return f"{base_url(job.id)}lab"
@@ -179,9 +208,40 @@ def _open_socket(root: Path, parts: tuple[str, str]) -> int | None:
     return fd
 
 
-def endpoint_of(job: Job, settings: Settings) -> Endpoint | None:
+# The nodes of a session's run as its backend reports them (Slurm places jobs itself):
+# asked once per run, they do not change while it runs.
+_RUN_NODES: dict[tuple[int, int], tuple[str, ...]] = {}
+_RUN_NODES_MAX = 4096
+
+
+BackendGetter = Callable[[], ExecutionBackend]
+
+
+def run_nodes(job: Job, backend: BackendGetter | None) -> tuple[str, ...]:
+    """The nodes ``job``'s current run holds: its placement (the local executor), else
+    what the backend says (cached per run; the backend is built only then)."""
+    if job.placement:
+        return tuple(str(p[0]) for p in job.placement if p)
+    if backend is None or not job.backend_handle:
+        return ()
+    key = (job.id, job.attempt)
+    if key not in _RUN_NODES:
+        try:
+            status = backend().poll([job.backend_handle]).get(job.backend_handle)
+        except RechenwerkError:
+            return ()
+        if status is None or not status.nodes:
+            return ()
+        if len(_RUN_NODES) >= _RUN_NODES_MAX:
+            _RUN_NODES.clear()
+        _RUN_NODES[key] = tuple(status.nodes)
+    return _RUN_NODES[key]
+
+
+def endpoint_of(job: Job, settings: Settings,
+                backend: BackendGetter | None = None) -> Endpoint | None:
     """The running session's endpoint, or None while JupyterLab has not written it (or
-    what is there is not trustworthy: a link, a bad file, a host not the job's own)."""
+    what is there is not trustworthy: a link, a bad file, a node not the job's own)."""
     if job.kind != KIND or job.state != JobState.RUNNING.value or job.attempt < 1:
         return None
     root = Path(settings.data_dir) / "logs"
@@ -191,11 +251,11 @@ def endpoint_of(job: Job, settings: Settings) -> Endpoint | None:
         return None
     token = str(info["token"])
     if "port" in info:
-        host, port = info.get("host"), info.get("port")
-        nodes = {str(p[0]) for p in (job.placement or []) if p}
-        if (not isinstance(host, str) or not isinstance(port, int) or isinstance(port, bool)
-                or not 1024 <= port <= 65535 or host not in nodes):
+        node, port = info.get("node"), info.get("port")
+        if (not isinstance(node, str) or not isinstance(port, int) or isinstance(port, bool)
+                or not 1024 <= port <= 65535 or node not in run_nodes(job, backend)):
             return None
-        return Endpoint(token=token, host=host, port=port)
+        return Endpoint(token=token, host=settings.session_node_host.format(node=node),
+                        port=port)
     fd = _open_socket(root, parts)
     return Endpoint(token=token, fd=fd) if fd is not None else None

@@ -78,7 +78,8 @@ def _resolve(request: Request, job_id: int) -> _Target:
         if user is None or not user.is_active:
             raise NotFound(f"no session {job_id}", field="session")
         job = own_session(db, user, job_id)
-        target = _Target(endpoint_of(job, settings), job.state)
+        target = _Target(endpoint_of(job, settings, lambda: runtime_of(request).backend),
+                         job.state)
         db.commit()  # the portal session's last-seen time
     return target
 

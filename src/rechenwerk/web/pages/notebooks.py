@@ -16,7 +16,7 @@ from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access.models import User
 from rechenwerk.accounting.balance import project_balance
-from rechenwerk.api.deps import get_clock, get_now, get_session, settings_of
+from rechenwerk.api.deps import backend_of, get_clock, get_now, get_session, settings_of
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.policy_config import qos_limits
@@ -40,14 +40,13 @@ def _ended(job: Job) -> bool:
     return JobState(job.state) in TERMINAL_STATES
 
 
-def _view(job: Job, slug: str, settings: Any, now: datetime) -> dict[str, Any]:
-    endpoint = sessions.endpoint_of(job, settings)
-    if endpoint is not None:
-        endpoint.close()
+def _view(request: Request, job: Job, slug: str, now: datetime) -> dict[str, Any]:
+    settings = settings_of(request)
+    ready = sessions.session_ready(job, settings, lambda: backend_of(request))
     left = None
     if job.started_at is not None and not _ended(job):
         left = max(0.0, job.walltime_s - (now - job.started_at).total_seconds())
-    return {"job": job, "project": slug, "ready": endpoint is not None,
+    return {"job": job, "project": slug, "ready": ready,
             "ended": _ended(job), "url": sessions.session_url(job),
             "time_left": format_duration(left) if left is not None else None,
             "walltime": format_duration(job.walltime_s)}
@@ -67,7 +66,7 @@ def _start_page(request: Request, db: Session, user: User, now: datetime,
     return render(request, "notebooks/list.html", {
         "title": "Notebooks", "section": "notebooks", "form": form, "errors": errors,
         "available": bool(settings.session_python) or sessions.jupyterlab_available(),
-        "sessions": [_view(j, slugs.get(j.project_id, "?"), settings, now) for j in jobs],
+        "sessions": [_view(request, j, slugs.get(j.project_id, "?"), now) for j in jobs],
         "project_options": [(p.slug, f"{p.slug} — {p.title}") for p in projects],
         "qos_options": [(q, f"{q} (up to {format_duration(s)})")
                         for q, s in qos_limits(settings).items()],
@@ -127,7 +126,7 @@ def session_page(request: Request, session_id: int, user: User = Depends(portal_
     job = sessions.own_session(db, user, session_id)
     slug = project_slugs(db, {job.project_id}).get(job.project_id, "?")
     ctx = {"title": f"Session {job.id}", "section": "notebooks",
-           "s": _view(job, slug, settings_of(request), now)}
+           "s": _view(request, job, slug, now)}
     if request.headers.get("hx-request"):
         return render(request, "notebooks/_live.html", ctx)
     return render(request, "notebooks/detail.html", ctx)
@@ -141,7 +140,7 @@ def session_stop_confirm(request: Request, session_id: int,
     slug = project_slugs(db, {job.project_id}).get(job.project_id, "?")
     return render(request, "notebooks/stop.html", {
         "title": f"Stop session {job.id}", "section": "notebooks",
-        "s": _view(job, slug, settings_of(request), now)})
+        "s": _view(request, job, slug, now)})
 
 
 @router.post("/sessions/{session_id}/stop")
