@@ -165,3 +165,27 @@ def test_session_commands_start_wait_list_and_stop(portal: Any, tmp_path: Any) -
     finally:
         stopped = run_cli(portal.url, tmp_path, token, "session", "stop", str(sid))
     assert f"session {sid} is stopping" in stopped.output
+
+
+def test_a_session_that_cannot_start_ends_saying_why(portal: Any) -> None:
+    missing = f"/nonexistent-{uuid.uuid4().hex}/notebooks"
+    session = _start(portal, gpus=1, workdir=missing)
+    sid = session["id"]
+
+    def ended() -> bool:
+        s = portal.api("GET", f"/api/v1/sessions/{sid}", "greta").json()
+        assert not s["ready"], s
+        return bool(s["state"] == "failed")
+
+    wait_for(ended, "the session that cannot start to fail")
+    owner = _portal_client(portal, "greta")
+    page = owner.get(f"/sessions/{sid}")
+    assert page.status_code == 200
+    assert 'data-testid="session-ended"' in page.text
+    # the session's page says what failed and where (the run never got to JupyterLab)
+    assert f"working directory not found: {missing}" in page.text
+    assert "Open JupyterLab" not in page.text
+    # nothing past the failure: the run is charged for the seconds it lived, not its walltime
+    job = portal.api("GET", f"/api/v1/jobs/{sid}", "greta").json()
+    assert job["charged_gpu_hours"] < 0.05, job
+    owner.close()

@@ -26,7 +26,7 @@ from rechenwerk.jobs.states import TERMINAL_STATES, JobState
 from rechenwerk.sessions import service as sessions
 from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FORM_KEY, FormErrors, errors_from, text
-from rechenwerk.web.pages.jobs import _visible_projects
+from rechenwerk.web.pages.jobs import STDERR_TAIL, _log_chunks, _visible_projects
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
 from rechenwerk.web.session import set_flash
@@ -126,7 +126,11 @@ def session_page(request: Request, session_id: int, user: User = Depends(portal_
     job = sessions.own_session(db, user, session_id)
     slug = project_slugs(db, {job.project_id}).get(job.project_id, "?")
     ctx = {"title": f"Session {job.id}", "section": "notebooks",
-           "s": _view(request, job, slug, now)}
+           "s": _view(request, job, slug, now), "stderr_tail": ""}
+    if job.state == JobState.FAILED.value:  # JupyterLab failed: its last words first
+        logs = _log_chunks(request, db, user, job.id)
+        ctx["stderr_tail"] = "\n".join(
+            logs["stderr"]["text"].rstrip("\n").splitlines()[-STDERR_TAIL:])
     if request.headers.get("hx-request"):
         return render(request, "notebooks/_live.html", ctx)
     return render(request, "notebooks/detail.html", ctx)
