@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -26,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from factories import make_award, make_project, make_user
+from portal_login import login, password_hash
 from rechenwerk.access.models import User
 from rechenwerk.accounting.slurm_sync import sync
 from rechenwerk.clock import WallClock
@@ -72,7 +74,8 @@ def project(slurm_up: SlurmCluster, session_factory: sessionmaker[Session]
     data.mkdir(mode=0o777)
     data.chmod(0o777)
     with session_factory() as s:
-        make_award(s, make_project(s, pi=make_user(s, username=USER), slug=slug),
+        pi = make_user(s, username=USER, password_hash=password_hash())
+        make_award(s, make_project(s, pi=pi, slug=slug),
                    gpu_hours=100.0, starts_at=datetime.now(UTC) - timedelta(days=1))
         s.commit()
         sync(s, cli(), now=datetime.now(UTC), projects=[slug])
@@ -85,6 +88,32 @@ def project(slurm_up: SlurmCluster, session_factory: sessionmaker[Session]
                                   check=False).strip(), DEADLINE_S, "the session to leave")
         active().run("sacctmgr", "-i", "delete", "account", slug)
         subprocess.run(["rm", "-rf", str(data)])
+
+
+def _execute_request(code: str) -> dict[str, object]:
+    return {"header": {"msg_id": uuid.uuid4().hex, "msg_type": "execute_request",
+                       "username": "t", "session": uuid.uuid4().hex, "version": "5.3",
+                       "date": ""},
+            "parent_header": {}, "metadata": {}, "channel": "shell",
+            "content": {"code": code, "silent": False, "store_history": False,
+                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}
+
+
+def _stream_text(ws: Any) -> str:
+    """What the kernel printed, up to its return to idle after the request."""
+    out: list[str] = []
+    busy = False
+    while True:
+        msg = json.loads(ws.receive_text())
+        if msg["msg_type"] == "stream":
+            out.append(msg["content"]["text"])
+        if msg["msg_type"] == "status":
+            state = msg["content"]["execution_state"]
+            parent = msg.get("parent_header", {}).get("msg_type")
+            if state == "busy" and parent == "execute_request":
+                busy = True
+            elif state == "idle" and busy:
+                return "".join(out)
 
 
 def test_session_runs_on_the_allocated_node_and_is_reached_there(
@@ -124,6 +153,27 @@ def test_session_runs_on_the_allocated_node_and_is_reached_there(
         assert status.status_code == 200 and "started" in status.json()
         # without the token JupyterLab refuses: the port is no way in
         assert httpx.get(f"{base}/api/status", timeout=30).status_code == 403
+        # through the portal's proxy, as the owner's browser reaches it
+        from fastapi.testclient import TestClient
+
+        from rechenwerk.app import create_app
+
+        portal = TestClient(create_app(settings, session_factory=session_factory,
+                                       backend=backend))
+        login(portal, USER)
+        proxied = portal.get(f"/jupyter/{sid}/api/status")
+        assert proxied.status_code == 200 and "started" in proxied.json(), proxied.text
+        lab = portal.get(f"/jupyter/{sid}/lab")
+        assert lab.status_code == 200 and "JupyterLab" in lab.text
+        kernel = portal.post(f"/jupyter/{sid}/api/kernels", json={"name": "python3"})
+        assert kernel.status_code == 201, kernel.text
+        with portal.websocket_connect(
+                f"/jupyter/{sid}/api/kernels/{kernel.json()['id']}/channels",
+                headers={"Origin": "http://testserver"}) as ws:
+            ws.send_text(json.dumps(_execute_request("import os; print(os.environ["
+                                                     "'SLURM_JOB_ID'])")))
+            printed = _stream_text(ws)
+        assert printed.strip().isdigit(), printed
         info_path = data / "logs" / str(sid) / str(found["attempt"]) / "session.json"
         info = json.loads(info_path.read_text())
         with session_factory() as s:
