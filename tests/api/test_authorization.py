@@ -48,6 +48,10 @@ PUBLIC: dict[tuple[str, str], str] = {
     ("GET", "/login/oidc/{name}"): "portal: starts the sign-in at the provider",
     ("GET", "/login/oidc/callback"): "portal: the provider's answer, checked itself",
     ("GET", "/static/{path:path}"): "portal CSS/JS",
+    # a session's JupyterLab: anyone but its owner, anonymous visitors included, gets 404
+    # as for no session at all (no hint it exists; tests/web/test_session_proxy.py)
+    **{(m, "/jupyter/{job_id}/{path:path}"): "the session proxy: 404 but for the owner"
+       for m in ("GET", "POST", "PUT", "PATCH", "DELETE")},
     ("GET", "/healthz"): "liveness probe (touches nothing)",
     ("GET", "/readyz"): "readiness probe (check results, no user data)",
     ("GET", "/docs-assets/redoc.standalone.js"): "ReDoc's script (served locally)",
