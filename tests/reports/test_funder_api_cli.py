@@ -92,7 +92,7 @@ def test_cli_json_csv_table(cli_env: CliRunner) -> None:
                          "sections"}
     assert list(data["sections"]) == ["country", "field", "field-detail", "kind", "mode",
                                       "people", "decisions", "deadlines", "capacity", "waits",
-                                      "energy"]
+                                      "fair-access", "fair-access-kind", "energy"]
     assert data["sections"]["people"]["totals"] == {"projects": 4, "members": 5,
                                                     "users_with_runs": 3}
     r = cli_env.invoke(cli, [*args, "--csv", "--section", "people"])

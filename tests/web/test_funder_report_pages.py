@@ -41,7 +41,7 @@ def test_operator_sees_every_section_with_csv(api_client: Any, centre: None) -> 
     assert r.status_code == 200, r.text
     html = r.text
     for name in ("country", "field", "field-detail", "kind", "mode", "people", "decisions",
-                 "waits", "energy"):
+                 "waits", "fair-access", "fair-access-kind", "energy"):
         assert f'data-testid="funder-{name}"' in html
         assert f'href="/reports/funder/{name}.csv?from=2026-01-01' in html
     assert "SME + startup share: 100.0 % of awarded, 100.0 % of used GPU-hours" in html
@@ -56,7 +56,7 @@ def test_operator_sees_every_section_with_csv(api_client: Any, centre: None) -> 
         "Organisation kind,Awarded GPU-hours,Share of awarded,Used GPU-hours,Share of used",
         "sme,400.000,1.000,40.000,1.000"]
     every = api_client.get("/reports/funder/all.csv?from=2026-01-01&to=2026-04-01").text
-    assert every.count("# ") == 11
+    assert every.count("# ") == 13
     assert "2026-01,40.000,18.000,0.000,18.000,7.000,estimated,0.000" in every
 
 

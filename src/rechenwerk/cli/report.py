@@ -20,8 +20,8 @@ from rechenwerk.errors import InvalidInput
 REPORTS = ("usage", "utilisation", "waits", "energy", "support", "gpu-use", "funder",
            "yearly")
 FUNDER_SECTIONS = ("country", "field", "field-detail", "kind", "mode", "people",
-                   "decisions", "deadlines", "capacity", "waits",
-                   "energy")
+                   "decisions", "deadlines", "capacity", "waits", "fair-access",
+                   "fair-access-kind", "energy")
 USAGE_BY = ("project", "org", "kind", "call", "mode", "gpu-type", "period", "job-kind")
 WAITS_BY = ("qos", "size", "qos-size", "kind", "kind-size")
 SUPPORT_BY = ("kind", "state", "project")

@@ -15,6 +15,9 @@
   the awarded GPU-hours of the award periods overlapping it (pro rata, as above) and the
   used GPU-hours of the runs ending in it, and both over the capacity.
 - ``waits``: waiting time of jobs (p50, p90) per organisation kind (``waits_report``).
+- ``fair-access``, ``fair-access-kind``: per award period with demand, the share of its
+  awarded GPU-hours its project received, and per organisation kind those shares with
+  the kind's p50 / p90 wait (``reports/fair_access.py``).
 - ``energy``: energy (kWh) and CO2 (kg) per month, the usage records' ``energy_kwh`` /
   ``co2_kg``: measured (``energy_source``: Slurm's ConsumedEnergy) or estimated (the TDP
   estimate made when a run is charged, ``accounting.charging.estimate_energy``), each
@@ -72,7 +75,8 @@ AWARD_NOTE = ("Awarded: award periods overlapping the range, each in proportion 
               "share of its time inside the range. Used: settled usage records ending in "
               "the range.")
 SECTIONS: tuple[str, ...] = ("country", "field", "field-detail", "kind", "mode", "people",
-                             "decisions", "deadlines", "capacity", "waits", "energy")
+                             "decisions", "deadlines", "capacity", "waits", "fair-access",
+                             "fair-access-kind", "energy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -588,7 +592,11 @@ def funder_report(session: Session, *, start: datetime, end: datetime,
     """Every section for [start, end) over the whole centre (operators only: the caller
     checks); ``holidays``: the centre's calendar for working days; ``total_gpus``: the
     GPUs of the node inventory (None: capacity unknown)."""
+    from rechenwerk.reports import fair_access
+
     field_major, field_detail = by_field(session, start, end, guard)
+    waits = waits_by_kind(session, start, end, guard)
+    periods = fair_access.fair_access_periods(session, start, end, guard)
     tables = {
         "country": by_country(session, start, end, guard),
         "field": field_major, "field-detail": field_detail,
@@ -598,7 +606,9 @@ def funder_report(session: Session, *, start: datetime, end: datetime,
         "decisions": decision_times(session, start, end, guard),
         "deadlines": deadline_times(session, start, end, holidays, guard),
         "capacity": capacity_per_quarter(session, start, end, total_gpus, guard),
-        "waits": waits_by_kind(session, start, end, guard),
+        "waits": waits,
+        "fair-access": periods,
+        "fair-access-kind": fair_access.fair_access_by_kind(periods, waits),
         "energy": energy_per_month(session, start, end, guard),
     }
     return FunderReport(start=start, end=end, sections=tuple(tables[n] for n in SECTIONS))

@@ -53,6 +53,11 @@ FIGURES: dict[str, tuple[str, str]] = {
                  "(no inventory history); awarded and used GPU-hours as above, measured."),
     "waits": (MEASURED, "Jobs that started in the year: start minus submit, per organisation "
               "kind of the job's project."),
+    "fair-access": (MEASURED, "Award periods overlapping the year whose project had demand "
+                    "(a job submitted in the period or still waiting at its start): the "
+                    "period's GPU-hours and the usage records charged to it."),
+    "fair-access-kind": (MEASURED, "The fair-access periods summed per organisation kind; "
+                         "waits as in the waits section (jobs that started in the year)."),
     "energy": (ESTIMATED, "usage_records.energy_kwh / co2_kg, set when a run is charged: "
                "measured where Slurm recorded its ConsumedEnergy (IT energy, no PUE), "
                "otherwise GPU-hours x TDP-based power (hardware catalogue) x the period's "

@@ -69,6 +69,16 @@ def summary(fig: Figure) -> str:
     """The headline figure of a section in one line."""
     t = fig.table.totals
     name = fig.table.grouping
+    if name == "fair-access":
+        return (f"{t['periods_with_demand']} award periods with demand received "
+                f"{fmt_pct(t['received_share'], 1)} of their awarded GPU-hours (lowest "
+                f"{fmt_pct(t['lowest_share'], 1)}); {t['periods_without_demand']} without "
+                "demand")
+    if name == "fair-access-kind":
+        return "; ".join(
+            f"{r['kind']}: {fmt_pct(r['received_share'], 1)} received, p90 wait "
+            f"{DASH if r['p90_wait_h'] is None else format(r['p90_wait_h'], '.1f') + ' h'}"
+            for r in fig.table.rows) or "no data in this year"
     if name == "kind":
         return (f"SME + startup share: {fmt_pct(t['sme_startup_awarded_share'], 1)} of "
                 f"awarded, {fmt_pct(t['sme_startup_used_share'], 1)} of used GPU-hours")
