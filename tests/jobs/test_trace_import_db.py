@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from factories import make_project
+from factories import make_org, make_project, make_user
 from rechenwerk.cli.main import app
 from rechenwerk.config import get_settings
 from rechenwerk.jobs.models import Job, JobArray, JobDependency
@@ -43,7 +43,8 @@ def _job(session: Session, project: Any, *, submit_s: float, start_s: float | No
 
 @pytest.fixture
 def history(session: Session) -> dict[str, Any]:
-    alpha = make_project(session, slug="alpha-secret")
+    sme = make_user(session, org=make_org(session, kind="sme"))
+    alpha = make_project(session, pi=sme, slug="alpha-secret")
     beta = make_project(session, slug="beta-secret")
     old = _job(session, alpha, submit_s=-86400, start_s=-86000, run_s=100)
     first = _job(session, alpha, submit_s=0, start_s=10, run_s=600, gpus=2)
@@ -92,6 +93,7 @@ def test_import_from_db_reads_back_and_simulates(db_url: str, history: dict[str,
     assert jobs[first].submit_time == 0 and jobs[first].duration_s == 600
     assert jobs[first].project == "alpha-secret" and jobs[first].walltime_s == 3600
     assert {j.project: j.user for j in jobs.values()} == history["users"]  # who submitted
+    assert jobs[first].kind == "sme" and jobs[str(history["big"])].kind == "university"
     assert jobs[after].depends_on == (("after_ok", first),) and jobs[after].qos == "high"
     big = jobs[str(history["big"])]
     assert (big.gpus, big.gpus_per_node, big.gpu_type, big.submit_time) == (8, 4, "a100", 20)
@@ -100,7 +102,13 @@ def test_import_from_db_reads_back_and_simulates(db_url: str, history: dict[str,
     r = _rw(db_url, "simulate", "--trace", str(out), "--cluster", "2x4:a100",
             "--policy", "fifo", "--json", str(sim))
     assert r.exit_code == 0, r.output
-    assert json.loads(sim.read_text())["policies"]["fifo"]["jobs"] == 5
+    fifo = json.loads(sim.read_text())["policies"]["fifo"]
+    assert fifo["jobs"] == 5
+    # waits per organisation kind from the trace's kind column: alpha (sme) 2 jobs, beta
+    # (university) 3
+    assert {k: v["jobs"] for k, v in fifo["per_kind"].items()} == {"sme": 2,
+                                                                    "university": 3}
+    assert "Waits by organisation kind" in r.output
     r = _rw(db_url, "trace", "import", "--from-db", "--out", str(out), "--json")
     assert r.exit_code == 0 and json.loads(r.stdout)["jobs"] == 6  # no --since: the old job
     assert read_trace(out).jobs[3].depends_on == (("after_any", str(history["old"])),)
@@ -121,6 +129,8 @@ def test_anonymised_db_trace_names_no_project_and_no_job(db_url: str,
         assert username not in text
     assert len({j.user for j in trace.jobs}) == 2
     assert all(j.user and j.user.startswith("u") for j in trace.jobs)
+    # organisation kinds are no names: they stay readable (the per-kind waits need them)
+    assert {j.kind for j in trace.jobs} == {"sme", "university"}
     assert not {j.job_id.split("_")[0] for j in trace.jobs} & originals
     assert len({j.project for j in trace.jobs}) == 2
     dependent = [j for j in trace.jobs if j.depends_on]

@@ -69,6 +69,10 @@ def simulate(
     repair_hours: float = typer.Option(4.0, "--repair-hours", help="Node repair time (hours)."),
     reservations_file: Path | None = typer.Option(
         None, "--reservations", help="YAML file of advance reservations (docs/scheduling.md)."),
+    project_kinds: Path | None = typer.Option(
+        None, "--project-kinds",
+        help="CSV project,kind: the organisation kind of each project, for waits per kind "
+        "(overrides the trace's kind column; docs/traces.md)."),
 ) -> None:
     """Replay a workload trace on a simulated cluster under one or more policies."""
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
@@ -79,6 +83,7 @@ def simulate(
     from rechenwerk.simulation.report import (
         comparison_table,
         configuration_table,
+        kind_table,
         relative_changes,
         run_to_dict,
         write_plots,
@@ -124,6 +129,10 @@ def simulate(
         )
     tr = read_trace(trace, fmt, skip_invalid=skip_invalid)
     jobs = tr.jobs[:limit] if limit else tr.jobs
+    if project_kinds is not None:
+        from rechenwerk.simulation.traces.kinds import read_project_kinds, with_kinds
+
+        jobs = with_kinds(jobs, read_project_kinds(project_kinds))
     if not jobs:
         raise InvalidInput(f"trace {trace} has no jobs", field="trace")
     console.print(
@@ -176,6 +185,10 @@ def simulate(
         console.print(configuration_table(results, title=title))
     else:
         console.print(comparison_table(results, title=title))
+    # waits per organisation kind, one block of rows per run (when the trace has kinds)
+    by_kind = kind_table(results, first="run" if compare else "policy")
+    if by_kind is not None:
+        console.print(by_kind)
     if json_out is not None:
         payload = {
             "trace": str(trace),

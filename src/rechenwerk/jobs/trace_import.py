@@ -2,9 +2,9 @@
 docs/traces.md "Your centre's own history").
 
 Every job that started and ended becomes one row: submit time, real run time (ended -
-started of its last run), GPUs, GPUs per node, project slug, user name, walltime, QOS,
-GPU type, array task and dependencies. Jobs that never started, or still run (or wait to be
-requeued), are left out and counted."""
+started of its last run), GPUs, GPUs per node, project slug and the kind of its
+organisation, user name, walltime, QOS, GPU type, array task and dependencies. Jobs that
+never started, or still run (or wait to be requeued), are left out and counted."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from rechenwerk.access.models import Project, User
+from rechenwerk.access.models import Organization, Project, User
 from rechenwerk.clock import ensure_utc
 from rechenwerk.jobs.models import Job, JobArray, JobDependency
 from rechenwerk.jobs.states import TERMINAL_STATES
@@ -45,16 +45,18 @@ def count_jobs(session: Session, since: datetime | None, until: datetime | None)
 
 
 def _batches(session: Session, since: datetime | None,
-             until: datetime | None) -> Iterator[list[tuple[Job, str, str]]]:
-    query = _in_range(select(Job, Project.slug, User.username)
+             until: datetime | None) -> Iterator[list[tuple[Job, str, str, str]]]:
+    # one query: the job, its project's slug, its submitter and its organisation's kind
+    query = _in_range(select(Job, Project.slug, User.username, Organization.kind)
                       .join(Project, Project.id == Job.project_id)
+                      .join(Organization, Organization.id == Project.organization_id)
                       .join(User, User.id == Job.user_id), since, until)
     last = 0
     while True:  # keyset pages: memory stays flat on a large job table
         rows = session.execute(query.where(Job.id > last).order_by(Job.id).limit(_BATCH)).all()
         if not rows:
             return
-        yield [(r[0], r[1], r[2]) for r in rows]
+        yield [(r[0], r[1], r[2], r[3]) for r in rows]
         last = rows[-1][0].id
 
 
@@ -68,23 +70,23 @@ def history_from_db(session: Session, summary: ImportSummary, *,
     read = 0
     limits: dict[int, int | None] = {}
     for batch in _batches(session, since, until):
-        ids = [j.id for j, _, _ in batch]
+        ids = [j.id for j, _, _, _ in batch]
         deps: dict[int, list[tuple[str, int]]] = {}
         for d in session.execute(select(JobDependency).where(JobDependency.job_id.in_(ids))
                                  ).scalars():
             deps.setdefault(d.job_id, []).append((d.kind, d.depends_on_id))
         targets = {t for ds in deps.values() for _, t in ds}
-        names = {j.id: _trace_id(j) for j, _, _ in batch}
+        names = {j.id: _trace_id(j) for j, _, _, _ in batch}
         missing = targets - names.keys()
         if missing:  # dependencies on jobs of earlier batches (or outside the range)
             for j in session.execute(select(Job).where(Job.id.in_(missing))).scalars():
                 names[j.id] = _trace_id(j)
-        arrays = {j.array_job_id for j, _, _ in batch
+        arrays = {j.array_job_id for j, _, _, _ in batch
                   if j.array_job_id is not None} - limits.keys()
         if arrays:
             for a in session.execute(select(JobArray).where(JobArray.id.in_(arrays))).scalars():
                 limits[a.id] = a.task_limit
-        for job, slug, username in batch:
+        for job, slug, username, kind in batch:
             if job.started_at is None:
                 summary.left_out["never started"] += 1
                 continue
@@ -101,7 +103,7 @@ def history_from_db(session: Session, summary: ImportSummary, *,
                 depends_on=tuple((k, names[t]) for k, t in deps.get(job.id, ()) if t in names),
                 array_id=None if job.array_job_id is None else str(job.array_job_id),
                 array_limit=None if job.array_job_id is None else limits.get(job.array_job_id),
-                user=username))
+                user=username, kind=str(kind)))
         session.expunge_all()
         read += len(batch)
         if progress is not None:

@@ -539,7 +539,9 @@ def _run(
     final = [o for o in outcomes if o is not None]
     timeline = Timeline(times, busy_s, queue_s, total_gpus)
     t_metrics = time.perf_counter()
-    metrics = compute_metrics(final, timeline, shares=share_map or None)
+    # the organisation kinds the trace gives (its ``kind`` column): waits per kind
+    kinds = {j.project: j.kind for j in jobs if j.kind}
+    metrics = compute_metrics(final, timeline, shares=share_map or None, kinds=kinds or None)
     metrics_s = time.perf_counter() - t_metrics
     return SimulationResult(
         policy=pol.name,

@@ -382,3 +382,25 @@ def project_table(metrics: PolicyMetrics, *, title: str | None = None) -> Table:
             _human_s(p.p95_wait_s),
         )
     return table
+
+
+def kind_table(results: Mapping[str, Any], *, title: str | None = None,
+               first: str = "policy") -> Table | None:
+    """Per run (policy, or policy and parameter set) and organisation kind: jobs, p50 /
+    p90 / mean wait, received over entitled GPU-hours; ``first`` heads the run column.
+    None when no run has kinds (the trace gives none)."""
+    from rich.table import Table
+
+    runs = {name: r.metrics for name, r in results.items() if r.metrics.per_kind}
+    if not runs:
+        return None
+    table = Table(title=title or "Waits by organisation kind", show_lines=False)
+    for k, header in enumerate((first, "kind", "projects", "jobs", "p50 wait", "p90 wait",
+                                "avg wait", "received/entitled")):
+        table.add_column(header, justify="left" if k < 2 else "right")
+    for name, m in runs.items():
+        for k in m.per_kind:
+            table.add_row(name, k.kind, f"{k.projects:,}", f"{k.jobs:,}",
+                          _human_s(k.p50_wait_s), _human_s(k.p90_wait_s),
+                          _human_s(k.avg_wait_s), f"{k.fair_ratio:.2f}")
+    return table

@@ -38,6 +38,9 @@ class TraceJob:
     # Who submitted it (a centre's own history; hashed by ``--anonymise``). The simulator
     # does not use it: fair share is per project.
     user: str | None = None
+    # The organisation kind of the job's project (university, sme, startup, ...; the
+    # live service's organisation kinds), for the simulator's waits per kind; None: unknown.
+    kind: str | None = None
 
     @property
     def gpu_seconds(self) -> float:

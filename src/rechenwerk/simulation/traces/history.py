@@ -29,6 +29,7 @@ class HistoryJob:
     array_id: str | None = None
     array_limit: int | None = None
     user: str | None = None
+    kind: str | None = None  # organisation kind of the project (the import from the DB)
 
 
 @dataclass
@@ -65,5 +66,5 @@ def history_trace(jobs: list[HistoryJob], source: str, summary: ImportSummary) -
             job_id=j.job_id, submit_time=j.submit_epoch - t0, duration_s=j.duration_s,
             gpus=j.gpus, project=j.project, walltime_s=j.walltime_s,
             gpus_per_node=j.gpus_per_node, qos=j.qos, gpu_type=j.gpu_type, depends_on=deps,
-            array_id=j.array_id, array_limit=j.array_limit, user=j.user))
+            array_id=j.array_id, array_limit=j.array_limit, user=j.user, kind=j.kind))
     return Trace(jobs=tuple(out), skipped=(), source=source)

@@ -6,7 +6,10 @@ one form per file), ``duration_s``, ``gpus``. Optional: ``job_id``, ``project``,
 ``depends_on`` (``after_ok:a:b,after_not_ok:c``: jobs on earlier lines), ``array`` (a
 job array, as Slurm's ``--array``: the row stands for one task per index, ids
 ``<job_id>_<index>``, with the ``%N`` limit the simulator honours), ``user`` (who
-submitted it: a centre's own history; the simulator does not use it). Unknown
+submitted it: a centre's own history; the simulator does not use it), ``kind`` (the
+organisation kind of the job's project, e.g. ``university``, ``sme``, ``startup``: one
+kind per project, for the simulator's waits per kind; ``trace import --from-db`` writes
+it). Unknown
 columns are an error (a typo such as ``walltime`` must not be ignored silently). Blank
 lines are skipped; lines starting with ``#`` are comments only before the header (after
 it every line is a row, so no row can vanish silently).
@@ -45,7 +48,7 @@ from rechenwerk.simulation.traces.base import (
 
 REQUIRED = ("submit_time", "duration_s", "gpus")
 OPTIONAL = ("job_id", "project", "walltime_s", "gpus_per_node", "qos", "gpu_type",
-            "depends_on", "array", "user")
+            "depends_on", "array", "user", "kind")
 # Tasks one row's ``array`` may expand to (the live service's limit is a setting).
 MAX_ARRAY_TASKS = 100_000
 COLUMNS = REQUIRED + OPTIONAL
@@ -98,11 +101,13 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
     spath = str(path)
     skipped: list[SkippedRow] = []
     # (submit, line, job_id, duration, gpus, project, walltime, gpus_per_node, qos, gpu_type,
-    #  depends_on, array: (array id, limit) of a task, user)
+    #  depends_on, array: (array id, limit) of a task, user, kind)
     parsed: list[
         tuple[float, int, str, float, int, str, float | None, int | None, str, str | None,
-              tuple[tuple[str, str], ...], tuple[str, int | None] | None, str | None]
+              tuple[tuple[str, str], ...], tuple[str, int | None] | None, str | None,
+              str | None]
     ] = []
+    kind_of: dict[str, tuple[str, int]] = {}  # project -> (kind, first line giving it)
     first_line_of: dict[str, int] = {}
     submit_of: dict[str, float] = {}
     form: str | None = None
@@ -122,6 +127,7 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
         i_deps = idx.get("depends_on")
         i_array = idx.get("array")
         i_user = idx.get("user")
+        i_kind = idx.get("kind")
         for row in reader:
             line = reader.line_num
             if not row or (len(row) == 1 and not row[0].strip()):
@@ -183,6 +189,12 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
                         )
                 gpu_type = (row[i_type].strip() if i_type is not None else "") or None
                 user = (row[i_user].strip() if i_user is not None else "") or None
+                kind = (row[i_kind].strip() if i_kind is not None else "") or None
+                if kind is not None:
+                    first = kind_of.get(project)
+                    if first is not None and first[0] != kind:
+                        raise RowError("kind", f"project {project!r} has kind {first[0]!r} "
+                                       f"on line {first[1]}; a project has one kind")
                 tasks: list[tuple[str, tuple[str, int | None] | None]] = [(job_id, None)]
                 if i_array is not None and row[i_array].strip():
                     try:
@@ -206,11 +218,13 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
                 continue
             if form is None:
                 form, form_line = this_form, line
+            if kind is not None:
+                kind_of.setdefault(project, (kind, line))
             for task_id, array in tasks:
                 first_line_of[task_id] = line
                 submit_of[task_id] = submit
                 parsed.append((submit, line, task_id, duration, gpus, project, walltime, gpn,
-                               qos, gpu_type, deps, array, user))
+                               qos, gpu_type, deps, array, user, kind))
     parsed.sort(key=lambda p: p[0])
     t0 = parsed[0][0] if (parsed and form == _ISO) else 0.0
     if parsed and parsed[-1][0] - t0 > MAX_TRACE_SECONDS:
@@ -235,8 +249,10 @@ def read_native(path: str | Path, *, skip_invalid: bool = False) -> Trace:
             array_id=arr[0] if arr else None,
             array_limit=arr[1] if arr else None,
             user=usr,
+            # rows without a kind take their project's kind from the other rows
+            kind=kind_ or (kind_of[proj][0] if proj in kind_of else None),
         )
-        for sub, _line, jid, dur, g, proj, wall, gpn_, q, gt, deps_, arr, usr in parsed
+        for sub, _line, jid, dur, g, proj, wall, gpn_, q, gt, deps_, arr, usr, kind_ in parsed
     )
     return Trace(jobs=jobs, skipped=tuple(skipped), source=f"native:{spath}")
 
@@ -261,6 +277,7 @@ def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] 
         ids.add(job.job_id)
     arrays = any(j.array_id is not None for j in trace.jobs)  # the column only when used
     users = any(j.user is not None for j in trace.jobs)  # the column only when used
+    kinds = any(j.kind for j in trace.jobs)  # the column only when used
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
     with out.open("w", newline="", encoding="utf-8") as fh:
@@ -282,6 +299,7 @@ def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] 
                 *(["depends_on"] if with_deps else []),
                 *(["array"] if arrays else []),
                 *(["user"] if users else []),
+                *(["kind"] if kinds else []),
             ]
         )
         for j in trace.jobs:
@@ -309,6 +327,7 @@ def write_native_csv(trace: Trace, path: str | Path, *, comments: Iterable[str] 
                     *([format_depends_on(j.depends_on)] if with_deps else []),
                     *([array] if arrays else []),
                     *([j.user or ""] if users else []),
+                    *([j.kind or ""] if kinds else []),
                 ]
             )
     return out
