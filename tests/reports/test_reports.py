@@ -183,10 +183,14 @@ def test_energy_report_takes_measured_figures_and_says_which(
         * DEFAULT_PUE / 1e6
     rows = {r["project"]: r for r in t.rows}
     beta = rows["beta"]
-    assert beta["measured_mwh"] == pytest.approx(2.5)  # as measured, no PUE, no model
+    assert beta["measured_mwh"] == pytest.approx(2.5)  # as recorded (PUE in it), no model
     assert beta["estimated_mwh"] == pytest.approx(estimated_beta)
     assert beta["energy_mwh"] == pytest.approx(2.5 + estimated_beta)
     assert beta["co2_t"] == pytest.approx((2.5 + estimated_beta) * 56 / 1000)  # FR grid
     assert beta["basis"] == "mixed" and rows["alpha"]["basis"] == "estimated"
     assert t.totals["measured_mwh"] == pytest.approx(2.5) and t.totals["basis"] == "mixed"
     assert any(a.startswith("Measured: 2.500 MWh") for a in t.assumptions)
+    # --pue for all: the metered IT energy (2500 kWh / the month's PUE 1.2) x 1.1
+    fixed = energy_report(session, scope=ALL, start=START, end=END, pue=1.1)
+    assert {r["project"]: r for r in fixed.rows}["beta"]["measured_mwh"] == pytest.approx(
+        2.5 / DEFAULT_PUE * 1.1)

@@ -86,9 +86,12 @@ def test_import_charges_measured_kwh_and_co2(session: Session) -> None:
     assert report.settled_new == 3
     recs = {r.external_id: r for r in session.scalars(select(UsageRecord))}
     by_job = {str(k).rsplit(":", 1)[1]: v for k, v in recs.items()}
-    assert (by_job["4711"].energy_source, by_job["4711"].energy_kwh) == ("measured", 3.0)
-    assert by_job["4711"].co2_kg == pytest.approx(3.0 * 0.381)  # DE grid, 381 g/kWh
-    assert (by_job["4712"].energy_source, by_job["4712"].energy_kwh) == ("measured", 1.5)
+    # the nodes' IT energy (3.0 and 1.5 kWh) x the default PUE 1.2
+    assert by_job["4711"].energy_source == "measured"
+    assert by_job["4711"].energy_kwh == pytest.approx(3.6)
+    assert by_job["4711"].co2_kg == pytest.approx(3.6 * 0.381)  # DE grid, 381 g/kWh
+    assert by_job["4712"].energy_source == "measured"
+    assert by_job["4712"].energy_kwh == pytest.approx(1.8)
     # no figure from Slurm and no GPU type to estimate with: no energy at all
     assert (by_job["4713"].energy_source, by_job["4713"].energy_kwh) == (None, None)
 
@@ -113,7 +116,8 @@ def test_own_job_settled_estimated_then_measured_once(session: Session) -> None:
     assert settled is not None and settled.record.energy_source == "estimated"
     again = settle_own_job(session, sj, now=now)
     assert again is not None and again.record.id == settled.record.id
-    assert (again.record.energy_source, again.record.energy_kwh) == ("measured", 3.0)
-    assert again.record.co2_kg == pytest.approx(3.0 * 0.381)
+    assert again.record.energy_source == "measured"
+    assert again.record.energy_kwh == pytest.approx(3.6)  # 3.0 kWh IT x PUE 1.2
+    assert again.record.co2_kg == pytest.approx(3.6 * 0.381)
     settle_own_job(session, replace(sj, consumed_energy_j=1.0e9), now=now)
-    assert again.record.energy_kwh == 3.0  # a measured figure is kept
+    assert again.record.energy_kwh == pytest.approx(3.6)  # a measured figure is kept

@@ -49,10 +49,15 @@ def grid_g_per_kwh() -> float:
     return resolve_grid(params.country, params.grid_intensity_g_per_kwh).g_per_kwh
 
 
-def measured_energy(joules: float) -> tuple[float, float]:
-    """(kWh, kg CO2e) of a measured energy in joules (Slurm's ConsumedEnergy): IT energy
-    at the nodes as measured, no PUE added; CO2 with the estimate's grid intensity."""
-    kwh = joules / JOULES_PER_KWH
+def measured_energy(joules: float, *, at: datetime | None = None) -> tuple[float, float]:
+    """(kWh, kg CO2e) of a measured IT energy in joules (Slurm's ConsumedEnergy, the
+    local executor's NVML or RAPL counters) as facility energy: the metered kWh x the
+    PUE of ``RECHENWERK_PUE_BY_PERIOD`` for a run starting ``at``, as the estimate
+    applies it, so measured and estimated kWh add up to one figure; CO2 with the
+    estimate's grid intensity. The metered IT energy is ``kWh / PUE`` of that period."""
+    from rechenwerk.config import get_settings
+
+    kwh = joules / JOULES_PER_KWH * get_settings().pue_at(at)
     return kwh, kwh * grid_g_per_kwh() / 1000.0
 
 
@@ -62,7 +67,7 @@ def record_measured_energy(record: UsageRecord, joules: float | None) -> bool:
     never overwritten. Returns True when it changed."""
     if joules is None or record.energy_source == "measured":
         return False
-    record.energy_kwh, record.co2_kg = measured_energy(joules)
+    record.energy_kwh, record.co2_kg = measured_energy(joules, at=record.started_at)
     record.energy_source = "measured"
     return True
 
@@ -91,8 +96,8 @@ def settle_usage(
 ) -> UsageRecord:
     """Record GPU-hours = gpus x (ended_at - started_at) for one run. Idempotent. Energy
     and CO2 are estimated from the GPU type unless given; a given ``energy_kwh`` is
-    recorded as measured only with ``energy_measured=True`` (Slurm's ConsumedEnergy,
-    :func:`measured_energy`), otherwise as an estimate.
+    recorded as measured only with ``energy_measured=True`` (Slurm's ConsumedEnergy or
+    the local executor's counters, :func:`measured_energy`), otherwise as an estimate.
 
     A run of a job charged to a pay-per-use account (``account_id`` with the job's
     price) is charged GPU-hours x price in cents, once, with the record; it never

@@ -52,8 +52,9 @@ class UsageRecord(Base):
     gpu_hours: Mapped[float] = mapped_column(Float)
     energy_kwh: Mapped[float | None] = mapped_column(Float)
     co2_kg: Mapped[float | None] = mapped_column(Float)
-    # Where energy_kwh comes from: "measured" (Slurm's ConsumedEnergy, IT energy at the
-    # nodes) | "estimated" (TDP model x PUE, charging.estimate_energy); NULL: no figure.
+    # Where energy_kwh comes from: "measured" (metered IT energy: Slurm's ConsumedEnergy
+    # or the local executor's NVML / RAPL counters, x the period's PUE) | "estimated"
+    # (TDP model x PUE, charging.estimate_energy); NULL: no figure.
     energy_source: Mapped[str | None] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(16))  # "local" | "slurm"
     external_id: Mapped[str | None] = mapped_column(String(128))

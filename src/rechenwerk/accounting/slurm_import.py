@@ -178,10 +178,11 @@ def import_accounting(
 
 def _measured(sj: SlurmJob) -> dict[str, Any]:
     """settle_usage's energy arguments: Slurm's ConsumedEnergy where it recorded one
-    (kWh = J / 3.6e6, CO2 with the estimate's grid); else none (estimated, if it can)."""
+    (kWh = J / 3.6e6 x the PUE of the run's period, CO2 with the estimate's grid); else
+    none (estimated, if it can)."""
     if sj.consumed_energy_j is None:
         return {"energy_measured": False}
-    kwh, co2 = measured_energy(sj.consumed_energy_j)
+    kwh, co2 = measured_energy(sj.consumed_energy_j, at=sj.start_time)
     return {"energy_kwh": kwh, "co2_kg": co2, "energy_measured": True}
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+from rechenwerk.execution.energy_meter import EnergyUse
 from rechenwerk.execution.gpu_use import GpuUse
 
 
@@ -140,6 +141,10 @@ class BackendJobStatus:
     # How much of its GPUs the (ended) run used; None: not measured, and why if known.
     gpu_use: GpuUse | None = None
     gpu_use_note: str | None = None
+    # The (ended) run's measured energy (the local executor: NVML or RAPL); None: not
+    # measured here (a Slurm job's comes with its accounting), and why if known.
+    energy: EnergyUse | None = None
+    energy_note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

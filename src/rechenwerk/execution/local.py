@@ -41,6 +41,7 @@ from rechenwerk.execution.base import (
     NodeInventory,
     ReconcileReport,
 )
+from rechenwerk.execution.energy_meter import DEFAULT_INTERVAL_S, POWERCAP_ROOT, EnergyUse
 from rechenwerk.execution.gpu_use import DEFAULT_IDLE_BELOW_PCT, GpuUse
 from rechenwerk.execution.local_supervisor import write_atomic
 from rechenwerk.execution.sandbox import Sandbox
@@ -214,6 +215,8 @@ class LocalExecutor:
         mem_per_gpu_mb: int = 0,
         gpu_sample_interval_s: float = 0.0,
         gpu_idle_below_pct: float = DEFAULT_IDLE_BELOW_PCT,
+        energy_interval_s: float = DEFAULT_INTERVAL_S,
+        powercap_root: Path = POWERCAP_ROOT,
     ) -> None:
         self.runs_dir = Path(data_dir) / "runs"
         self.runs_dir.mkdir(parents=True, exist_ok=True)
@@ -231,6 +234,9 @@ class LocalExecutor:
         # NVML sampling of each job's GPUs by its supervisor (0: off).
         self.gpu_sample_interval_s = gpu_sample_interval_s
         self.gpu_idle_below_pct = gpu_idle_below_pct
+        # Energy counters (NVML, else RAPL) read by each job's supervisor (0: off).
+        self.energy_interval_s = energy_interval_s
+        self.powercap_root = Path(powercap_root)
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._lock = threading.Lock()
 
@@ -275,6 +281,11 @@ class LocalExecutor:
             "attempt": request.attempt,
             "gpu_sampling": {"interval_s": self.gpu_sample_interval_s,
                              "idle_below_pct": self.gpu_idle_below_pct},
+            # RAPL counts the whole machine: the job is charged its share of the GPUs
+            "energy": {"interval_s": self.energy_interval_s,
+                       "share": min(1.0, request.gpus / self.total_gpus)
+                       if self.total_gpus else 1.0,
+                       "powercap_root": str(self.powercap_root)},
         }
         write_atomic(run_dir / "launch.json", json.dumps(launch))
         try:
@@ -483,6 +494,8 @@ class LocalExecutor:
                 reason=rec.get("reason"),
                 gpu_use=GpuUse.from_json(rec.get("gpu_use")),
                 gpu_use_note=rec.get("gpu_use_note"),
+                energy=EnergyUse.from_json(rec.get("energy")),
+                energy_note=rec.get("energy_note"),
             )
         if not (run_dir / "launch.json").exists():
             return BackendJobStatus(handle, BackendJobState.UNKNOWN,

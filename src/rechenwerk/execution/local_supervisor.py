@@ -24,12 +24,19 @@ Files in RUN_DIR (all written atomically, tmp file + rename):
                     "master_port": port, "started_at": ISO time}  once the command runs;
                    every pid leads its own process group
   status.json      final record: state, exit_code, started_at, ended_at, reason,
-                   gpu_use (the job's GPU use, None: not measured) and gpu_use_note
+                   gpu_use (the job's GPU use, None: not measured) and gpu_use_note,
+                   energy (the run's measured energy, None: not measured) and
+                   energy_note
 
 GPU use (``launch["gpu_sampling"]``: interval and idle threshold) is sampled through
 NVML on a thread of this process (:class:`rechenwerk.execution.gpu_use.GpuMonitor`) for
 the GPUs in the node processes' ``CUDA_VISIBLE_DEVICES``; where NVML is missing the
 record says why and the job runs as ever.
+
+Energy (``launch["energy"]``: interval, the job's share of the machine, the powercap
+root) is read from NVML's energy counters of the job's GPUs or else the machine's RAPL
+counters (:mod:`rechenwerk.execution.energy_meter`) when the command starts, while it
+runs and when it ends; where neither is readable the record says why.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from rechenwerk.execution.cgroups import JobCgroup
+from rechenwerk.execution.energy_meter import POWERCAP_ROOT, EnergyMeter, open_meter
 from rechenwerk.execution.gpu_use import (
     DEFAULT_IDLE_BELOW_PCT,
     GpuMonitor,
@@ -206,9 +214,18 @@ def run(run_dir: Path) -> int:
         "the job's command did not start" if float(sampling.get("interval_s") or 0.0) > 0
         else "GPU use sampling is off (RECHENWERK_GPU_SAMPLE_INTERVAL_S=0)")}
 
+    metering: dict[str, Any] = launch.get("energy") or {}
+    energy: dict[str, Any] = {"meter": None, "note": (
+        "the job's command did not start" if float(metering.get("interval_s") or 0.0) > 0
+        else "energy metering is off")}
+
     def finish(state: str, exit_code: int | None, reason: str | None) -> int:
         monitor: GpuMonitor | None = gpu["monitor"]
         gpu_use = monitor.stop() if monitor is not None else None
+        meter: EnergyMeter | None = energy["meter"]
+        energy_use = meter.stop() if meter is not None else None
+        if meter is not None and energy_use is None:
+            energy["note"] = "the energy counters gave fewer than two readings"
         if monitor is not None and gpu_use is None:
             gpu["note"] = "no GPU reading was taken (the job ended before the first sample)"
         if cgroup is not None:  # nothing the job started outlives it
@@ -226,6 +243,8 @@ def run(run_dir: Path) -> int:
             "reason": reason,
             "gpu_use": gpu_use.to_json() if gpu_use is not None else None,
             "gpu_use_note": None if gpu_use is not None else gpu["note"],
+            "energy": energy_use.to_json() if energy_use is not None else None,
+            "energy_note": None if energy_use is not None else energy["note"],
         }
         write_atomic(run_dir / "status.json", json.dumps(record))
         return 0
@@ -289,6 +308,8 @@ def run(run_dir: Path) -> int:
             tasks.append(task)
 
         started_at = _now_iso()
+        # the first energy reading before the run is visible as started
+        energy["meter"], energy["note"] = _energy_meter(metering, node_specs, energy["note"])
         write_atomic(run_dir / "started.json", json.dumps({
             "pid": tasks[0].proc.pid,
             "pids": [t.proc.pid for t in tasks],
@@ -316,6 +337,22 @@ def _gpu_monitor(sampling: dict[str, Any], node_specs: list[dict[str, Any]],
     idle = float(sampling.get("idle_below_pct", DEFAULT_IDLE_BELOW_PCT))
     return GpuMonitor(sampler, indices, interval_s=interval,
                       idle_below_pct=idle).start(), note
+
+
+def _energy_meter(metering: dict[str, Any], node_specs: list[dict[str, Any]],
+                  note: str) -> tuple[EnergyMeter | None, str]:
+    """The started meter of the run's energy, or None and why it is not measured."""
+    interval = float(metering.get("interval_s") or 0.0)
+    if interval <= 0.0:
+        return None, note
+    indices = visible_indices(spec.get("env") or {} for spec in node_specs)
+    meter, why = open_meter(indices, share=float(metering.get("share") or 1.0),
+                            interval_s=interval,
+                            powercap_root=Path(metering.get("powercap_root")
+                                               or POWERCAP_ROOT))
+    if meter is None:
+        return None, why or "energy not measured"
+    return meter.start(), note
 
 
 def _join_cgroup(name: str, spec: dict[str, Any] | None) -> JobCgroup | None:

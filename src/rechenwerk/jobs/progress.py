@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import Award, AwardPeriod
-from rechenwerk.accounting.charging import settle_usage
+from rechenwerk.accounting.charging import measured_energy, settle_usage
 from rechenwerk.execution.base import BackendJobState, BackendJobStatus
 from rechenwerk.jobs.dependencies import REASON_NEVER, REASON_WAITING
 from rechenwerk.jobs.models import Job
@@ -196,14 +196,16 @@ def _settle_run(session: Session, job: Job, attempt: int, started: datetime,
             select(Award.gpu_type).join(AwardPeriod, AwardPeriod.award_id == Award.id)
             .where(AwardPeriod.id == job.award_period_id)
         )
+    # Measured where the local executor read the run's energy counters (NVML, else
+    # RAPL); otherwise estimated. A Slurm job's live status carries no ConsumedEnergy:
+    # Slurm's accounting replaces the estimate later (jobs/slurm_import.py).
+    energy = status.energy if status is not None else None
+    kwh, co2 = measured_energy(energy.joules, at=started) if energy else (None, None)
     record = settle_usage(
         session, project_id=job.project_id, gpus=job.gpus, started_at=started,
         ended_at=ended, now=now, source=source, job_id=job.id, attempt=attempt,
         award_period_id=job.award_period_id, gpu_type=gpu_type,
-        # Estimated here, always: the local executor reads no power (no NVML energy
-        # counter or RAPL on this path) and a Slurm job's live status carries no
-        # ConsumedEnergy; Slurm's accounting replaces it later (jobs/slurm_import.py).
-        energy_measured=False,
+        energy_kwh=kwh, co2_kg=co2, energy_measured=energy is not None,
         gpu_use=status.gpu_use if status is not None else None,
         gpu_use_note=status.gpu_use_note if status is not None else None,
         account_id=job.account_id, price_e4_per_gpu_hour=job.price_e4_per_gpu_hour,

@@ -19,9 +19,10 @@
   awarded GPU-hours its project received, and per organisation kind those shares with
   the kind's p50 / p90 wait (``reports/fair_access.py``).
 - ``energy``: energy (kWh) and CO2 (kg) per month, the usage records' ``energy_kwh`` /
-  ``co2_kg``: measured (``energy_source``: Slurm's ConsumedEnergy) or estimated (the TDP
-  estimate made when a run is charged, ``accounting.charging.estimate_energy``), each
-  share apart, the basis 'measured', 'estimated' or 'mixed'.
+  ``co2_kg``: measured (``energy_source``: Slurm's ConsumedEnergy, the local executor's
+  NVML / RAPL counters; x the period's PUE) or estimated (the TDP estimate made when a
+  run is charged, ``accounting.charging.estimate_energy``), each share apart, the basis
+  'measured', 'estimated' or 'mixed'.
 
 Rules (also in docs/portal.md, "Funder report"):
 
@@ -66,11 +67,14 @@ from rechenwerk.reports.tables import Column, ReportTable, Scope, check_choice
 
 SME_KINDS: tuple[str, ...] = ("sme", "startup")
 NOT_GIVEN = "(not given)"
-ENERGY_NOTE = ("Energy and CO2 are measured where Slurm recorded the run's ConsumedEnergy "
-               "(the nodes' IT energy as metered, no PUE added) and estimated otherwise: "
-               "GPU-hours x the GPU type's TDP-based power (hardware catalogue) x the PUE "
-               "of the run's period, set when the run is charged; CO2 uses the default "
-               "grid's intensity for both. Each month says which share is which.")
+ENERGY_NOTE = ("Energy and CO2 are measured where the run's IT energy was metered "
+               "(Slurm's ConsumedEnergy of its nodes; on the local executor the NVML "
+               "energy counters of its GPUs, else its share of the machine's RAPL "
+               "counters) and estimated otherwise: GPU-hours x the GPU type's TDP-based "
+               "power (hardware catalogue). Both are facility energy: x the PUE of the "
+               "run's period (RECHENWERK_PUE_BY_PERIOD), set when the run is charged; CO2 "
+               "uses the default grid's intensity for both. Each month says which share "
+               "is which.")
 AWARD_NOTE = ("Awarded: award periods overlapping the range, each in proportion to the "
               "share of its time inside the range. Used: settled usage records ending in "
               "the range.")

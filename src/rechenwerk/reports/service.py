@@ -307,7 +307,8 @@ def energy_report(
     country: str | None = None, pue: float | None = None, guard: Guard = NO_GUARD,
 ) -> ReportTable:
     """Energy (MWh) and CO2 (t CO2e) per project: measured where the run's record carries
-    a measured figure (Slurm's ConsumedEnergy), else estimated from its GPU-hours per GPU
+    a measured figure (Slurm's ConsumedEnergy, the local executor's counters), else
+    estimated from its GPU-hours per GPU
     type and the hardware catalogue's power figures; each row says which share is which."""
     from rechenwerk.config import get_settings
     from rechenwerk.planning.energy import EnergyParams, energy_and_cost, it_power_per_gpu_w
@@ -346,7 +347,10 @@ def energy_report(
             "estimated_mwh": 0.0})
         acc["gpu_hours"] += float(hours or 0.0)
         if is_measured:
+            # recorded as metered IT energy x the PUE of its month; with --pue that one
             mwh = float(kwh or 0.0) / 1000.0
+            if pue is not None:
+                mwh *= pue / settings.pue_at(bucket_value(started))
             acc["measured_mwh"] += mwh
             acc["energy_mwh"] += mwh
             acc["co2_t"] += mwh * grid.g_per_kwh / 1000.0
@@ -374,15 +378,18 @@ def energy_report(
     total_measured = sum(v["measured_mwh"] for v in per_project.values())
     total_estimated = sum(v["estimated_mwh"] for v in per_project.values())
     assumptions = [
-        f"Measured: {total_measured:.3f} MWh (Slurm's ConsumedEnergy of the run, the "
-        "nodes' IT energy as metered, no PUE added); estimated: "
+        f"Measured: {total_measured:.3f} MWh (the run's metered IT energy: Slurm's "
+        "ConsumedEnergy or the local executor's NVML / RAPL counters, x the PUE of the "
+        "month it started in, or --pue); estimated: "
         f"{total_estimated:.3f} MWh (every other run, from its GPU-hours as below).",
         f"IT power per GPU = TDP x {params.power_fraction:g} (mean board power during "
         "training) + the catalogue's node overhead (host, network) per GPU; "
         + "; ".join(f"{n}: {w:.0f} W" for n, w in sorted(powers.items())),
-        (f"PUE {params.pue:g} (cooling and power distribution) on estimated energy."
+        (f"PUE {params.pue:g} (cooling and power distribution) on estimated and measured "
+         "energy."
          if pue is not None or not settings.pue_by_period else
-         "PUE (cooling and power distribution) on estimated energy: that of the month each "
+         "PUE (cooling and power distribution) on estimated and measured energy: that of "
+         "the month each "
          f"run started in (RECHENWERK_PUE_BY_PERIOD {settings.pue_by_period}; "
          f"{', '.join(f'{p:g}' for p in sorted(pues)) or 'none used'}), "
          f"{base.pue:g} before its first month."),

@@ -8,7 +8,8 @@ report yearly`` serve it, for operators only.
 runs, award periods, proposals, jobs, memberships); *estimated* means derived from a
 model: capacity (today's node inventory taken for the whole year) and energy and CO2 where
 no meter reading exists (the TDP estimate made when a run is charged); energy is
-*measured* where Slurm recorded the runs' ConsumedEnergy, *mixed* when some was."""
+*measured* where the runs' IT energy was metered (Slurm's ConsumedEnergy, the local
+executor's counters), *mixed* when some was; both are x the period's PUE."""
 
 from __future__ import annotations
 
@@ -59,9 +60,10 @@ FIGURES: dict[str, tuple[str, str]] = {
     "fair-access-kind": (MEASURED, "The fair-access periods summed per organisation kind; "
                          "waits as in the waits section (jobs that started in the year)."),
     "energy": (ESTIMATED, "usage_records.energy_kwh / co2_kg, set when a run is charged: "
-               "measured where Slurm recorded its ConsumedEnergy (IT energy, no PUE), "
-               "otherwise GPU-hours x TDP-based power (hardware catalogue) x the period's "
-               "PUE; measured and estimated kWh per month apart."),
+               "measured where its IT energy was metered (Slurm's ConsumedEnergy; the "
+               "local executor's NVML or apportioned RAPL counters), otherwise GPU-hours x "
+               "TDP-based power (hardware catalogue); both x the period's PUE; measured "
+               "and estimated kWh per month apart."),
 }
 
 

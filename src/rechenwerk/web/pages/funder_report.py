@@ -42,7 +42,7 @@ def funder_chart(table: ReportTable) -> Chart:
         return Chart("funder-energy", table.title, "", "kWh", (
             Series("measured", months, [r["measured_kwh"] for r in table.rows], "bar"),
             Series("estimated", months, [r["estimated_kwh"] for r in table.rows], "bar"),
-        ), kind="category", note="measured: Slurm ConsumedEnergy; estimated: from TDP")
+        ), kind="category", note="measured: metered IT energy x PUE; estimated: from TDP x PUE")
     if name == "capacity":
         quarters = [str(r["period"]) for r in table.rows]
         return Chart("funder-capacity", table.title, "", "GPU-hours", (
