@@ -121,3 +121,38 @@ def test_own_job_settled_estimated_then_measured_once(session: Session) -> None:
     assert again.record.co2_kg == pytest.approx(3.6 * 0.381)
     settle_own_job(session, replace(sj, consumed_energy_j=1.0e9), now=now)
     assert again.record.energy_kwh == pytest.approx(3.6)  # a measured figure is kept
+
+
+def test_earlier_runs_of_a_requeued_job_get_their_measured_energy(
+        session: Session) -> None:
+    from rechenwerk.accounting.charging import settle_usage
+
+    pi = make_user(session)
+    project = make_project(session, pi=pi, slug="p-energy")
+    make_award(session, project)
+    sj = next(j for j in v0_0_41.parse_accounted_jobs(_doc("v0.0.41")) if j.job_id == "4711")
+    assert sj.start_time is not None and sj.end_time is not None
+    first_start = sj.start_time - timedelta(hours=3)
+    first_end = sj.start_time - timedelta(hours=2)
+    # Slurm requeued run 1 (node failure); run 2 is the record's latest; the poll
+    # settled run 1 with its estimate
+    job = Job(project_id=project.id, user_id=pi.id, name="train", spec={}, state="running",
+              qos="normal", requested_qos="normal", over_budget=False, gpus=4,
+              walltime_s=7200, attempt=2, attained_gpu_s=0.0, gpu_type="A100-80GB",
+              submitted_at=first_start, started_at=sj.start_time, backend="slurm",
+              backend_handle="4711", updated_at=sj.start_time)
+    session.add(job)
+    session.flush()
+    run1 = settle_usage(session, project_id=project.id, gpus=4, started_at=first_start,
+                        ended_at=first_end, now=first_end, source="slurm", job_id=job.id,
+                        attempt=1, gpu_type="A100-80GB")
+    assert run1.energy_source == "estimated"
+    earlier = replace(sj, start_time=first_start, end_time=first_end, state="NODE_FAIL",
+                      consumed_energy_j=1.8e6, earlier_runs=())
+    sj = replace(sj, comment=f"rechenwerk:{job.id}.1", requeue_count=1,
+                 earlier_runs=(earlier,))
+    settled = settle_own_job(session, sj, now=sj.end_time + timedelta(minutes=5))
+    assert settled is not None and settled.record.attempt == 2
+    assert settled.record.energy_kwh == pytest.approx(3.6)  # 3.0 kWh IT x PUE 1.2
+    # run 1: 0.5 kWh metered x PUE 1.2, replacing its estimate
+    assert (run1.energy_source, run1.energy_kwh) == ("measured", pytest.approx(0.6))

@@ -21,7 +21,7 @@ from rechenwerk.accounting.slurm_import import (
     import_accounting,
     usage_for_run,
 )
-from rechenwerk.execution.slurm.backend import to_status
+from rechenwerk.execution.slurm.backend import submitted_attempt, to_status
 from rechenwerk.execution.slurm.types import SlurmJob, SlurmTransport
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.progress import apply_backend_status
@@ -117,4 +117,19 @@ def settle_own_job(session: Session, sj: SlurmJob, *, now: datetime) -> SettledR
     # Slurm's step usage reaches slurmdbd after the job ended: the run may have been
     # settled from the live status already, without GPU figures.
     record_gpu_use(rec, sj.gpu_use)
+    _measure_earlier_runs(session, own, sj)
     return SettledRun(rec, before is None, own.id)
+
+
+def _measure_earlier_runs(session: Session, own: Job, sj: SlurmJob) -> None:
+    """The runs Slurm requeued before the latest one (slurmdbd's records of them, oldest
+    first, numbered from the attempt the comment names, as the poll settled them): their
+    measured energy and GPU use replace what their records were settled with, once."""
+    first = submitted_attempt(sj.comment)
+    if first is None:
+        return
+    for i, run in enumerate(sj.earlier_runs):
+        rec = usage_for_run(session, own.id, first + i)
+        if rec is not None:
+            record_measured_energy(rec, run.consumed_energy_j)
+            record_gpu_use(rec, run.gpu_use)
