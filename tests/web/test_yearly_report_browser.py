@@ -33,6 +33,11 @@ def test_operator_opens_the_yearly_report(new_page: Any) -> None:
     # one figure: the SME + startup share of the demo's awarded GPU-hours, and a table
     assert "SME + startup share:" in page.inner_text("[data-testid=summary-kind]")
     assert "DE" in page.inner_text("[data-testid=yearly-table-country]")
+    # fair access: the demo's SME and university projects both had demand this year
+    assert "periods with demand received" in page.inner_text(
+        "[data-testid=summary-fair-access]")
+    kinds = page.inner_text("[data-testid=yearly-table-fair-access-kind]")
+    assert "sme" in kinds and "university" in kinds
     assert page.inner_text("[data-testid=source-energy]").startswith("Source: ")
     assert page.locator("[data-testid^=yearly-chart-] svg").count() >= 5
     href = page.get_attribute("[data-testid=yearly-pdf]", "href")
