@@ -163,6 +163,14 @@ def test_nvml_counts_exactly_the_jobs_gpus(tmp_path: Path) -> None:
     meter2, _ = open_meter([1, 2], share=0.5, interval_s=60.0, powercap_root=tmp_path,
                            nvml=_FakeNvml(4))
     assert meter2 is not None and meter2._counter.source == "nvml"
+    # several emulated nodes share the devices: RAPL, and the note says why
+    meter4, _ = open_meter([1, 2], share=0.5, interval_s=60.0, powercap_root=tmp_path,
+                           nvml=_FakeNvml(4), inventory_nodes=2)
+    assert meter4 is not None and meter4._counter.source == "rapl"
+    none, why = open_meter([1, 2], share=0.5, interval_s=60.0,
+                           powercap_root=tmp_path / "none", nvml=_FakeNvml(4),
+                           inventory_nodes=2)
+    assert none is None and why is not None and "2 emulated nodes share" in why
     # an emulated GPU without a device, or GPUs without an energy counter: RAPL instead
     for fake, text in ((_FakeNvml(2), "GPU 3 of the job has no device"),
                        (_FakeNvml(4, supported=False), "report no energy counter")):

@@ -9,7 +9,9 @@ Two counters, the first that works:
   loaded, Volta and later) of each of the job's GPUs (``CUDA_VISIBLE_DEVICES`` of its
   node processes): the GPU boards' own energy, exactly the job's (the local executor
   gives a GPU to one job at a time). CPUs, memory, fans and the rest of the node are not
-  in it. Used only when every GPU of the job is a real device that reports energy.
+  in it. Used only when every GPU of the job is a real device that reports energy and
+  the executor emulates one node (with several, each numbers its GPUs from 0 and a
+  device serves a GPU of each).
 - **RAPL** (``/sys/class/powercap/intel-rapl:N/energy_uj``, the CPU packages; AMD's
   driver uses the same names): whole-package energy of the machine, every process on it
   included, so the job is charged its share of it: the energy x the job's GPUs over the
@@ -252,13 +254,22 @@ class EnergyMeter:
 
 
 def open_meter(indices: Sequence[int], *, share: float, interval_s: float,
-               powercap_root: Path = POWERCAP_ROOT, nvml: Any = None
-               ) -> tuple[EnergyMeter | None, str | None]:
+               powercap_root: Path = POWERCAP_ROOT, nvml: Any = None,
+               inventory_nodes: int = 1) -> tuple[EnergyMeter | None, str | None]:
     """A meter for a job with the GPUs ``indices`` and ``share`` of the machine: NVML
-    when every GPU of the job reports energy, else RAPL apportioned by ``share``; or
-    None and why neither works (both reasons)."""
+    when every GPU of the job reports energy and the GPUs are the job's alone, else RAPL
+    apportioned by ``share``; or None and why neither works (both reasons).
+
+    ``inventory_nodes``: the nodes the executor emulates on this machine. With more than
+    one, each emulated node numbers its GPUs from 0 (``CUDA_VISIBLE_DEVICES``), so a
+    device serves a GPU of every node and its counter is not one job's: NVML is skipped."""
     counter: EnergyCounter | None
-    counter, why_nvml = NvmlEnergyCounter.open(indices, nvml)
+    why_nvml: str | None
+    if inventory_nodes > 1:
+        counter, why_nvml = None, (f"the {inventory_nodes} emulated nodes share this "
+                                   "machine's GPUs, so NVML's counters are not one job's")
+    else:
+        counter, why_nvml = NvmlEnergyCounter.open(indices, nvml)
     if counter is not None:
         return EnergyMeter(counter, share=1.0, interval_s=interval_s), None
     counter, why_rapl = RaplCounter.open(powercap_root)

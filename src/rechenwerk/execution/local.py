@@ -285,7 +285,8 @@ class LocalExecutor:
             "energy": {"interval_s": self.energy_interval_s,
                        "share": min(1.0, request.gpus / self.total_gpus)
                        if self.total_gpus else 1.0,
-                       "powercap_root": str(self.powercap_root)},
+                       "powercap_root": str(self.powercap_root),
+                       "inventory_nodes": len(self.nodes)},
         }
         write_atomic(run_dir / "launch.json", json.dumps(launch))
         try:

@@ -349,7 +349,8 @@ def _energy_meter(metering: dict[str, Any], node_specs: list[dict[str, Any]],
     meter, why = open_meter(indices, share=float(metering.get("share") or 1.0),
                             interval_s=interval,
                             powercap_root=Path(metering.get("powercap_root")
-                                               or POWERCAP_ROOT))
+                                               or POWERCAP_ROOT),
+                            inventory_nodes=int(metering.get("inventory_nodes") or 1))
     if meter is None:
         return None, why or "energy not measured"
     return meter.start(), note
