@@ -167,8 +167,9 @@ async def funder(
 ) -> Any:
     """The funder report (operators): awarded and used GPU-hours by country, field of
     science, organisation kind (SME + startup share) and access mode; projects and users
-    per kind; decision times; waits by kind; estimated energy per month (docs/portal.md,
-    "Funder report")."""
+    per kind; decision times; waits by kind; fair access (the share of each award
+    period's GPU-hours its project received when it had demand, per kind with waits);
+    measured and estimated energy per month (docs/portal.md, "Funder report")."""
     require_operator(user)
     lo, hi = _range(start, end, now)
     if section is not None:
