@@ -102,8 +102,16 @@ def test_session_through_the_proxy_is_the_owners_alone(portal: Any) -> None:
         anonymous = httpx.get(f"{portal.url}/jupyter/{sid}/api/status", timeout=30)
         assert anonymous.status_code == 404
 
+        # an unsafe request another origin makes the owner's browser send is refused
+        forged = owner.post(f"/jupyter/{sid}/api/kernels", json={"name": "python3"},
+                            headers={"Origin": "http://evil.example"})
+        assert forged.status_code == 403 and forged.json()["code"] == "cross_origin"
+        forged = owner.post(f"/jupyter/{sid}/api/terminals",
+                            headers={"Referer": "http://evil.example/page"})
+        assert forged.status_code == 403
         # a kernel, and its WebSocket through the proxy: the cell sees the job's GPUs
-        kernel = owner.post(f"/jupyter/{sid}/api/kernels", json={"name": "python3"})
+        kernel = owner.post(f"/jupyter/{sid}/api/kernels", json={"name": "python3"},
+                            headers={"Origin": portal.url})
         assert kernel.status_code == 201, kernel.text
         ws_url = portal.url.replace("http://", "ws://")
         channel = f"{ws_url}/jupyter/{sid}/api/kernels/{kernel.json()['id']}/channels"

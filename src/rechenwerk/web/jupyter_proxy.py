@@ -7,8 +7,9 @@ before the handshake), whoever asks: operators too, and nothing tells whether th
 exists. The owner is the portal login of the request's cookie; the portal's cookies are
 stripped before the request goes on, and JupyterLab's token (``session.json``, never shown
 to anyone) is added. Paths must stay inside the session's prefix (no ``.``/``..``
-segments, backslashes or NULs), WebSockets must come from the portal's own origin (no
-cross-site WebSocket hijacking).
+segments, backslashes or NULs); WebSockets and unsafe requests (POST, PUT, ...) must come
+from the portal's own origin (no cross-site request forgery or WebSocket hijacking:
+JupyterLab's own XSRF check does not see the token the proxy adds).
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ router = APIRouter(include_in_schema=False)
 _log = logging.getLogger(__name__)
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Not passed on in either direction (RFC 9110 hop-by-hop, and what the proxy sets itself).
 _HOP = frozenset({"connection", "keep-alive", "proxy-authenticate", "proxy-authorization",
                   "te", "trailer", "trailers", "transfer-encoding", "upgrade", "host",
@@ -140,6 +142,13 @@ async def proxy_http(request: Request, job_id: int, path: str) -> Response:
         target = await run_in_threadpool(_resolve, request, job_id)
     except NotFound:
         return not_found
+    if request.method not in SAFE_METHODS and not _same_site_request(request):
+        # JupyterLab's own XSRF check does not apply to the token the proxy adds: a
+        # request another origin made the browser send is refused here
+        return problem(403, "cross_origin", "Cross-origin request refused",
+                       f"a {request.method} from another origin into session {job_id}",
+                       hint="Use JupyterLab from the portal's own address.",
+                       instance=request.url.path)
     endpoint = target.endpoint
     if endpoint is None:
         return _not_reachable(request, job_id, target.state)
@@ -171,6 +180,14 @@ async def proxy_http(request: Request, job_id: int, path: str) -> Response:
     response.raw_headers = [(k.encode("latin-1"), v.encode("latin-1"))
                             for k, v in _response_headers(upstream, endpoint.origin)]
     return response
+
+
+def _same_site_request(request: Request) -> bool:
+    """An unsafe request came from the portal's own pages: its Origin (or, without one,
+    its Referer) is this host. Clients that send neither are no browser (no CSRF)."""
+    host = request.headers.get("host", "")
+    origin = request.headers.get("origin") or request.headers.get("referer")
+    return origin is None or urlsplit(origin).netloc == host
 
 
 def _same_origin(ws: WebSocket) -> bool:
