@@ -168,3 +168,19 @@ def test_the_session_python_is_an_absolute_path(bad: str) -> None:
 
     with pytest.raises(ValidationError):
         Settings(session_python=bad)
+
+
+def test_a_session_never_sets_the_portals_cookies() -> None:
+    import httpx
+
+    from rechenwerk.web.jupyter_proxy import _response_headers
+
+    upstream = httpx.Response(302, headers=[
+        ("set-cookie", "rw_session=planted; Path=/"), ("set-cookie", "_xsrf=abc; Path=/j"),
+        ("location", "http://localhost/jupyter/7/lab"), ("transfer-encoding", "chunked"),
+        ("content-type", "text/html")])
+    headers = _response_headers(upstream, "http://localhost")
+    assert ("set-cookie", "_xsrf=abc; Path=/j") in headers
+    assert not any(v.startswith("rw_session") for k, v in headers if k == "set-cookie")
+    assert ("location", "/jupyter/7/lab") in headers  # the upstream's own origin dropped
+    assert all(k != "transfer-encoding" for k, _ in headers)

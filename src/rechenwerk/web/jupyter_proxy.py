@@ -124,6 +124,8 @@ def _response_headers(upstream: httpx.Response, origin: str) -> list[tuple[str, 
         k = key.lower()
         if k in _HOP:
             continue
+        if k == "set-cookie" and value.split("=", 1)[0].strip() in _PORTAL_COOKIES:
+            continue  # a session (any code the user ran) never sets the portal's login
         if k == "location" and value.startswith(origin):
             value = value[len(origin):] or "/"
         out.append((k, value))
