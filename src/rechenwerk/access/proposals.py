@@ -104,6 +104,15 @@ def _type_issues(call: Call, project: Project, *, requested_gpu_hours: float | N
     return issues
 
 
+def _gpu_type_issues(value: str) -> tuple[str | None, list[FieldIssue]]:
+    """The canonical name of GPU type ``value`` (None if unknown) and why it is not one."""
+    try:
+        return validate_gpu_type(value), []
+    except InvalidInput as exc:
+        return None, [FieldIssue(("gpu_type",), exc.message + (
+            f". {exc.hint}" if exc.hint else ""))]
+
+
 def _estimate_issues(inputs: Mapping[str, Any] | None,
                      proposal_gpu: str | None) -> tuple[estimates.Estimate | None,
                                                         list[FieldIssue]]:
@@ -120,6 +129,43 @@ def _estimate_issues(inputs: Mapping[str, Any] | None,
     if mismatch:
         return None, [FieldIssue(("estimate", "gpu"), mismatch)]
     return est, []
+
+
+def new_proposal_issues(
+    call: Call, project: Project, *, title: str, gpu_type: str,
+    requested_gpu_hours: float | None, duration_months: int | None,
+    estimate: Mapping[str, Any] | None = None, submitting: bool = False,
+) -> tuple[str | None, estimates.Estimate | None, list[FieldIssue]]:
+    """Every field rule a new proposal to ``call`` must meet, checked together: the
+    title, the GPU type, the call's cap and its type's rules (with the duration asked at
+    submission when ``submitting``), the estimate. ``requested_gpu_hours`` None: not
+    given in a usable form (the caller reports it). Returns the GPU type's canonical name
+    (None if unknown), the computed estimate and the issues (empty: the fields fit)."""
+    issues = _proposal_issues(call, title=title, requested_gpu_hours=requested_gpu_hours)
+    issues += _type_issues(call, project, requested_gpu_hours=requested_gpu_hours,
+                           duration_months=duration_months, submitting=submitting)
+    gpu, gpu_issues = _gpu_type_issues(gpu_type)
+    issues += gpu_issues
+    est, est_issues = _estimate_issues(estimate, gpu)
+    return gpu, est, issues + est_issues
+
+
+def require_may_apply(session: Session, call: Call, project: Project, *, now: datetime,
+                      block_on_overdue_report: bool = False) -> None:
+    """``project`` may apply to ``call`` now: the call is open, the project approved (and
+    without an overdue final report where the centre blocks on it), and its organisation's
+    kind eligible for the call."""
+    require_open(call, now)
+    require_approved(project, "apply for GPU-hours")
+    if block_on_overdue_report:
+        require_no_overdue_final_report(session, project.id, project.slug, now.date())
+    kind = project.organization.kind
+    if kind not in call.eligible_kinds:
+        raise PermissionDenied(
+            f"organisations of kind {kind!r} are not eligible for call {call.slug!r}",
+            field="call",
+            hint="Eligible kinds: " + ", ".join(call.eligible_kinds) + ". Choose another call.",
+        )
 
 
 def _set_estimate(proposal: Proposal, est: estimates.Estimate | None, now: datetime) -> None:
@@ -217,23 +263,14 @@ def create_proposal(
     schema of ``POST /api/v1/plan/train``) for the proposal's GPU type; the planner's
     result is computed and stored with them."""
     require_project_role(session, actor, project, {ProjectRole.PI.value})
-    raise_issues(_proposal_issues(call, title=title, requested_gpu_hours=requested_gpu_hours)
-                 + _type_issues(call, project, requested_gpu_hours=requested_gpu_hours,
-                                duration_months=duration_months, submitting=False))
-    gpu_type = validate_gpu_type(gpu_type)
-    est, issues = _estimate_issues(estimate, gpu_type)
+    gpu, est, issues = new_proposal_issues(
+        call, project, title=title, gpu_type=gpu_type, requested_gpu_hours=requested_gpu_hours,
+        duration_months=duration_months, estimate=estimate)
     raise_issues(issues)
-    require_open(call, now)
-    require_approved(project, "apply for GPU-hours")
-    if block_on_overdue_report:
-        require_no_overdue_final_report(session, project.id, project.slug, now.date())
-    kind = project.organization.kind
-    if kind not in call.eligible_kinds:
-        raise PermissionDenied(
-            f"organisations of kind {kind!r} are not eligible for call {call.slug!r}",
-            field="call",
-            hint="Eligible kinds: " + ", ".join(call.eligible_kinds) + ". Choose another call.",
-        )
+    assert gpu is not None  # no issues: the GPU type is known
+    gpu_type = gpu
+    require_may_apply(session, call, project, now=now,
+                      block_on_overdue_report=block_on_overdue_report)
     proposal = Proposal(
         call_id=call.id, call=call, project_id=project.id, project=project,
         applicant_user_id=actor.id, applicant=actor, title=title.strip(), abstract=abstract,
@@ -253,6 +290,45 @@ def create_proposal(
         changes["estimate"] = estimates.audit_value(est.inputs, est.result)
     record(session, actor, "proposal.create", "proposal", proposal.id, changes, at=now)
     return proposal
+
+
+def edit_issues(
+    proposal: Proposal, *, title: str | None = None, gpu_type: str | None = None,
+    requested_gpu_hours: float | None = None, duration_months: int | None = None,
+    estimate: Mapping[str, Any] | None = None, remove_estimate: bool = False,
+) -> tuple[str | None, estimates.Estimate | None, list[FieldIssue]]:
+    """Every field rule an edit of draft ``proposal`` must meet, checked together (None
+    leaves a field as it is): what :func:`update_proposal` refuses. Returns the new GPU
+    type's canonical name (None: unchanged or unknown), the computed estimate and the
+    issues (empty: the edit fits)."""
+    issues = _proposal_issues(proposal.call, title=title,
+                              requested_gpu_hours=requested_gpu_hours)
+    if requested_gpu_hours is not None or duration_months is not None:
+        issues += _type_issues(
+            proposal.call, proposal.project,
+            requested_gpu_hours=(requested_gpu_hours if requested_gpu_hours is not None
+                                 else proposal.requested_gpu_hours),
+            duration_months=(duration_months if duration_months is not None
+                             else proposal.duration_months), submitting=False)
+    canonical_gpu = None
+    gpu_ok = True
+    if gpu_type is not None:
+        canonical_gpu, gpu_issues = _gpu_type_issues(gpu_type)
+        gpu_ok = not gpu_issues
+        issues += gpu_issues
+    final_gpu = canonical_gpu or proposal.gpu_type
+    est, est_issues = _estimate_issues(estimate, final_gpu if gpu_ok else None)
+    issues.extend(est_issues)
+    if (estimate is None and not remove_estimate and canonical_gpu is not None
+            and proposal.estimate_result is not None):
+        # The kept estimate must still match: a GPU change without a new estimate would
+        # leave reviewers comparing GPU-hours of different hardware.
+        kept_gpu = str(proposal.estimate_result["hardware"]["gpu"])
+        if estimates.gpu_mismatch(kept_gpu, canonical_gpu):
+            issues.append(FieldIssue(("gpu_type",), (
+                f"the attached estimate is for {kept_gpu}, not {canonical_gpu}; attach a new "
+                f"estimate on {canonical_gpu} or remove it")))
+    return canonical_gpu, est, issues
 
 
 def update_proposal(
@@ -289,36 +365,9 @@ def update_proposal(
     if estimate is not None and remove_estimate:
         raise InvalidInput("estimate: give new estimate inputs or remove the estimate, not "
                            "both", field="estimate")
-    issues = _proposal_issues(proposal.call, title=title,
-                              requested_gpu_hours=requested_gpu_hours)
-    if requested_gpu_hours is not None or duration_months is not None:
-        issues += _type_issues(
-            proposal.call, proposal.project,
-            requested_gpu_hours=(requested_gpu_hours if requested_gpu_hours is not None
-                                 else proposal.requested_gpu_hours),
-            duration_months=(duration_months if duration_months is not None
-                             else proposal.duration_months), submitting=False)
-    canonical_gpu = None
-    gpu_ok = True
-    if gpu_type is not None:
-        try:
-            canonical_gpu = validate_gpu_type(gpu_type)
-        except InvalidInput as exc:
-            gpu_ok = False
-            issues.append(FieldIssue(("gpu_type",), exc.message + (
-                f". {exc.hint}" if exc.hint else "")))
-    final_gpu = canonical_gpu or proposal.gpu_type
-    est, est_issues = _estimate_issues(estimate, final_gpu if gpu_ok else None)
-    issues.extend(est_issues)
-    if (estimate is None and not remove_estimate and canonical_gpu is not None
-            and proposal.estimate_result is not None):
-        # The kept estimate must still match: a GPU change without a new estimate would
-        # leave reviewers comparing GPU-hours of different hardware.
-        kept_gpu = str(proposal.estimate_result["hardware"]["gpu"])
-        if estimates.gpu_mismatch(kept_gpu, canonical_gpu):
-            issues.append(FieldIssue(("gpu_type",), (
-                f"the attached estimate is for {kept_gpu}, not {canonical_gpu}; attach a new "
-                f"estimate on {canonical_gpu} or remove it")))
+    canonical_gpu, est, issues = edit_issues(
+        proposal, title=title, gpu_type=gpu_type, requested_gpu_hours=requested_gpu_hours,
+        duration_months=duration_months, estimate=estimate, remove_estimate=remove_estimate)
     raise_issues(issues)
     new: dict[str, Any] = {
         "title": title.strip() if title is not None else None,

@@ -17,7 +17,15 @@ class FormErrors(dict[str, str]):
     """field name -> message; ``FORM_KEY`` for errors about the whole form."""
 
     def add(self, name: str, message: str) -> None:
-        self.setdefault(name, message)
+        """The first message per field stays; form-wide messages are all kept."""
+        if name == FORM_KEY and name in self and message not in self[name]:
+            self[name] = f"{self[name]} {message}"
+        else:
+            self.setdefault(name, message)
+
+    def merge(self, other: FormErrors) -> None:
+        for name, message in other.items():
+            self.add(name, message)
 
     def raise_if_any(self) -> None:
         if self:

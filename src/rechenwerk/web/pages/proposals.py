@@ -16,14 +16,30 @@ from starlette.responses import RedirectResponse, Response
 from rechenwerk.access import estimates, review_pipeline
 from rechenwerk.access.calls import get_call, list_calls
 from rechenwerk.access.gpu_types import known_gpu_types
-from rechenwerk.access.models import Call, Project, Proposal, ProposalState, Review, User
-from rechenwerk.access.projects import list_projects, membership, visible_project
+from rechenwerk.access.models import (
+    Call,
+    Project,
+    ProjectRole,
+    Proposal,
+    ProposalState,
+    Review,
+    User,
+)
+from rechenwerk.access.projects import (
+    list_projects,
+    membership,
+    require_project_role,
+    visible_project,
+)
 from rechenwerk.access.proposal_states import is_overdue
 from rechenwerk.access.proposals import (
     EDITABLE_PROPOSAL_FIELDS,
     create_proposal,
     decide_proposal,
+    edit_issues,
     list_proposals,
+    new_proposal_issues,
+    require_may_apply,
     require_proposal_pi,
     submit_proposal,
     update_proposal,
@@ -32,7 +48,7 @@ from rechenwerk.access.proposals import (
 )
 from rechenwerk.access.reviews import assign_reviewer, list_reviews
 from rechenwerk.api.deps import get_now, get_session, inventory_of, rollback_request, settings_of
-from rechenwerk.errors import Conflict, InvalidInput, RechenwerkError
+from rechenwerk.errors import Conflict, InvalidInput, RechenwerkError, invalid_input
 from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FormErrors, checkbox, errors_from, number, text
 from rechenwerk.web.rendering import render
@@ -234,10 +250,23 @@ def proposal_create(
             errors.add(name, f"{label} is required")
     proposal = None
     settings = settings_of(request)
-    if not errors:
+    submitting = form.get("action") == "submit"
+    call, project = _form_call_project(db, user, form, errors)
+    if call is not None and project is not None:
+        # Every rule in one round (the service's own checks), not the first one alone.
+        _, _, issues = new_proposal_issues(
+            call, project, title=text(form, "title"), gpu_type=text(form, "gpu_type"),
+            requested_gpu_hours=None if hours is None else float(hours),
+            duration_months=months, estimate=_attached_inputs(form), submitting=submitting)
+        if issues:
+            errors.merge(errors_from(invalid_input(issues), fields=PROPOSAL_FIELDS))
         try:
-            call = get_call(db, text(form, "call"))
-            project = visible_project(db, user, text(form, "project"))
+            require_may_apply(db, call, project, now=now, block_on_overdue_report=(
+                settings.block_proposals_on_overdue_report))
+        except RechenwerkError as exc:
+            errors.merge(errors_from(exc, fields=PROPOSAL_FIELDS))
+    if not errors and call is not None and project is not None:
+        try:
             proposal = create_proposal(
                 db, user, call=call, project=project, title=text(form, "title"),
                 gpu_type=text(form, "gpu_type"), requested_gpu_hours=float(hours),
@@ -245,7 +274,7 @@ def proposal_create(
                 estimate=_attached_inputs(form), duration_months=months, now=now,
                 block_on_overdue_report=settings.block_proposals_on_overdue_report,
             )
-            if form.get("action") == "submit":
+            if submitting:
                 submit_proposal(db, user, proposal, now=now,
                                 holidays=settings.holiday_dates,
                                 block_on_overdue_report=(
@@ -264,6 +293,26 @@ def proposal_create(
     set_flash(response, settings_of(request), "success",
               f"Proposal {proposal.id} {verb}{with_estimate}.")
     return response
+
+
+def _form_call_project(db: Session, user: User, form: dict[str, str],
+                       errors: FormErrors) -> tuple[Call | None, Project | None]:
+    """The form's call and the project its PI applies for (None where not given or not
+    usable, with the error beside its field)."""
+    call = project = None
+    try:
+        call = get_call(db, text(form, "call")) if text(form, "call") else None
+    except RechenwerkError as exc:
+        errors.merge(errors_from(exc, {exc.field or "call": "call"}, fields={"call"}))
+    try:
+        if text(form, "project"):
+            project = visible_project(db, user, text(form, "project"))
+            require_project_role(db, user, project, {ProjectRole.PI.value})
+    except RechenwerkError as exc:
+        project = None
+        errors.merge(errors_from(exc, {exc.field or "project": "project"},
+                                 fields={"project"}))
+    return call, project
 
 
 @router.post("/proposals/estimate")
@@ -530,17 +579,26 @@ def proposal_edit(
         if not text(form, name):
             errors.add(name, f"{label} is required")
     changed: list[str] = []
+    attach = _attached_inputs(form)
+    remove = attach is None and checkbox(form, "remove_estimate")
+    if proposal.state == ProposalState.DRAFT.value and _may_change(db, user, proposal):
+        # Every rule in one round (the service's own checks), not the first one alone.
+        _, _, issues = edit_issues(
+            proposal, title=text(form, "title"), gpu_type=text(form, "gpu_type") or None,
+            requested_gpu_hours=None if hours is None else float(hours),
+            duration_months=months, estimate=attach, remove_estimate=remove)
+        if issues:
+            errors.merge(errors_from(invalid_input(issues), fields=EDIT_FIELDS))
     if not errors:
         before = _draft_form(proposal)
         est_before = (proposal.estimate_inputs, proposal.estimate_attached_at)
-        attach = _attached_inputs(form)
         try:
             update_proposal(
                 db, user, proposal, title=text(form, "title"), abstract=text(form, "abstract"),
                 justification=text(form, "justification"), gpu_type=text(form, "gpu_type"),
                 requested_gpu_hours=float(hours), duration_months=months, estimate=attach,
                 # a new estimate replaces the old one anyway
-                remove_estimate=attach is None and checkbox(form, "remove_estimate"),
+                remove_estimate=remove,
                 now=now)
         except RechenwerkError as exc:
             rollback_request(request)
