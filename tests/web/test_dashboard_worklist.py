@@ -1,6 +1,7 @@
 """The dashboard's "Needs you" list per role and the "How to run jobs here" card: an
-operator sees proposals to route and decide, drained nodes, failed jobs and undelivered
-mail; a reviewer open reviews; a PI drafts; each links to where the work is done."""
+operator sees proposals by their review pipeline's step (to check, assess, route,
+decide), drained nodes, failed jobs and undelivered mail; a reviewer open reviews; a PI
+drafts; each links to where the work is done."""
 
 from __future__ import annotations
 
@@ -15,9 +16,12 @@ from sqlalchemy.orm import Session
 from factories import T0, bearer, make_call, make_org, make_project, make_token, make_user
 from portal_login import login as _login
 from portal_login import password_hash as _hash
-from rechenwerk.access.models import Proposal, Review, User
+from rechenwerk.access.call_type_rules import CallTypeSpec
+from rechenwerk.access.call_types import ensure_call_types
+from rechenwerk.access.models import Proposal, ProposalAssessment, Review, User
 from rechenwerk.jobs.models import Job
 from rechenwerk.notifications.models import OutboxMessage
+from rechenwerk.web.worklist import operator_items
 
 
 def _item(html: str, key: str) -> str:
@@ -42,7 +46,11 @@ def centre(session: Session) -> None:
     pi = make_user(session, username="pia", org=org, password_hash=_hash())
     viewer = make_user(session, username="vic", org=org, password_hash=_hash())
     project = make_project(session, pi=pi, slug="alpha", members={viewer: "viewer"})
-    call = make_call(session)
+    # peer review alone: submitted proposals need reviewers, reviewed ones a decision
+    peer = ensure_call_types(session, None, [CallTypeSpec(
+        "peer", "Peer review", "Reviews, then the decision.",
+        review_steps=("scientific", "decision"))], now=T0)[0]
+    call = make_call(session, call_type=peer)
     _proposal(session, project, pi, call, "draft")
     _proposal(session, project, pi, call, "submitted")
     _proposal(session, project, pi, call, "submitted")
@@ -74,9 +82,9 @@ def test_operator_sees_the_centres_work(api_client: Any, session: Session,
     token = make_token(session, op)
     session.commit()
     html = _login(api_client, "op").get("/").text
-    assert _item(html, "to-route") == (
-        "/proposals?state=submitted 2 submitted proposals need reviewers →")
-    assert _item(html, "to-decide").startswith("/proposals?state=under_review 1 proposal has")
+    assert _item(html, "to-route") == "/proposals?state=submitted 2 proposals need reviewers →"
+    assert _item(html, "to-decide") == (
+        "/proposals?state=under_review 1 proposal is ready to decide →")
     assert _item(html, "failed-jobs") == "/jobs?state=failed 1 job failed in the last 24 hours →"
     assert _item(html, "mail").startswith("/ops/notifications 1 notification")
     assert _item(html, "drained") == ""  # no node drained
@@ -101,3 +109,52 @@ def test_reviewer_pi_and_viewer_see_their_own(api_client: Any, centre: None) -> 
     html = _login(api_client, "vic").get("/").text
     assert 'data-testid="worklist"' not in html
     assert 'data-testid="how-to-run"' not in html  # a viewer cannot submit jobs
+
+
+def _assess(session: Session, p: Proposal, step: str, outcome: str = "pass") -> None:
+    session.add(ProposalAssessment(proposal_id=p.id, step=step, outcome=outcome, at=T0))
+
+
+def test_the_worklist_follows_each_proposals_pipeline_step(session: Session) -> None:
+    """A Fast Lane proposal (eligibility, technical, decision) needs its checks, not
+    reviewers; "ready to decide" counts the proposals at the decision step."""
+    org = make_org(session)
+    pi = make_user(session, org=org)
+    rev = make_user(session, org=make_org(session), reviewer=True)
+    project = make_project(session, pi=pi)
+    fast = make_call(session, access_mode="fast_lane")
+    research = make_call(session)  # every step, scientific review among them
+    unchecked = _proposal(session, project, pi, fast, "submitted")
+    checked = _proposal(session, project, pi, fast, "submitted")
+    _assess(session, checked, "eligibility")
+    for _ in range(2):
+        done = _proposal(session, project, pi, fast, "submitted")
+        _assess(session, done, "eligibility")
+        _assess(session, done, "technical")
+    declined = _proposal(session, project, pi, research, "under_review")
+    invited = _proposal(session, project, pi, research, "under_review")
+    for p in (declined, invited):
+        _assess(session, p, "eligibility")
+        _assess(session, p, "technical")
+    session.add_all([
+        Review(proposal_id=declined.id, reviewer_user_id=rev.id, assigned_at=T0,
+               invited_at=T0, accepted=False, decline_reason="busy"),
+        Review(proposal_id=invited.id, reviewer_user_id=rev.id, assigned_at=T0,
+               invited_at=T0, accepted=None),
+    ])
+    _proposal(session, project, pi, fast, "accepted")  # decided: not on the list
+    session.flush()
+    items = {i.key: (i.count, i.text, i.href) for i in operator_items(session, T0, [])}
+    assert items == {
+        "to-check": (1, "1 proposal needs its eligibility check", "/proposals?state=submitted"),
+        "to-assess": (1, "1 proposal needs its technical assessment",
+                      "/proposals?state=submitted"),
+        # the declined invitation leaves it without a reviewer; the other waits for one
+        "to-route": (1, "1 proposal needs reviewers", "/proposals?state=under_review"),
+        "to-decide": (2, "2 proposals are ready to decide", "/proposals?state=submitted"),
+    }
+    _assess(session, unchecked, "eligibility")
+    session.flush()
+    items = {i.key: (i.count, i.text) for i in operator_items(session, T0, [])}
+    assert items["to-assess"] == (2, "2 proposals need their technical assessment")
+    assert "to-check" not in items

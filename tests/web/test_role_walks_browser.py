@@ -100,7 +100,7 @@ def test_pi_and_operator_from_a_new_project_to_its_balance(new_page: Any, portal
     # Operator: back on the dashboard, the proposal on the worklist; both checks, the
     # decision and the award.
     op_loads.follow("header >> a.brand")
-    op_loads.follow("[data-testid=work-to-route] a")
+    op_loads.follow("[data-testid=work-to-check] a")  # Fast Lane: its checks first
     op_loads.follow(f"main a[href='/proposals/{proposal_id}'] >> text={title}")
     for note in ("University in DE: eligible.", "Fits one A100 node."):
         check = op.locator("[data-testid=assessment-form]")

@@ -1,15 +1,17 @@
-"""What needs this person, for the top of their dashboard: an operator's proposals to
-route and decide and those past their decision deadline, award change requests, drained
+"""What needs this person, for the top of their dashboard: an operator's proposals by
+the step of their review pipeline that is the operator's (check, assess, find reviewers,
+rank, decide) and those past their decision deadline, award change requests, drained
 nodes, failed jobs and undelivered mail; a reviewer's open reviews; a PI's unsubmitted
 drafts. Each item is a count, a sentence and the page where the work is done; one small
-query each, so the dashboard stays fast on a big centre."""
+query each (the open proposals' pipelines a few each), so the dashboard stays fast on a
+big centre."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 
-from sqlalchemy import and_, exists, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import (
@@ -24,6 +26,7 @@ from rechenwerk.access.models import (
     User,
 )
 from rechenwerk.access.proposal_states import OPEN_STATES
+from rechenwerk.access.review_pipeline import Deadlines, current_step
 from rechenwerk.jobs.models import Job
 from rechenwerk.notifications.models import OutboxMessage
 
@@ -85,25 +88,61 @@ def pi_items(db: Session, user: User, today: date | None = None,
     return items
 
 
-def operator_items(db: Session, now: datetime, drained_nodes: list[str]) -> list[WorkItem]:
+# What an operator does for a proposal at each step of its review pipeline (the steps
+# where others act, the reviewers or the applicant, are not the operator's work):
+# key, (one, many) and what they need.
+STEP_WORK = {
+    "eligibility": ("to-check", ("proposal needs", "proposals need"), "its eligibility check"),
+    "technical": ("to-assess", ("proposal needs", "proposals need"),
+                  "its technical assessment"),
+    "scientific": ("to-route", ("proposal needs", "proposals need"), "reviewers"),
+    "ranking": ("to-rank", ("proposal waits", "proposals wait"),
+                "for the ranking of its call"),
+    "decision": ("to-decide", ("proposal is", "proposals are"), "ready to decide"),
+}
+
+
+def _needs_reviewers(db: Session, proposal: Proposal) -> bool:
+    """Fewer reviewers on it (invited and not declined) than its call type's reviews."""
+    live = _count(db, select(func.count()).select_from(Review).where(
+        Review.proposal_id == proposal.id, Review.accepted.is_not(False)))
+    return live < proposal.call.call_type.min_reviews
+
+
+def pipeline_items(db: Session, deadlines: Deadlines) -> list[WorkItem]:
+    """Open proposals by the step of their review pipeline the operator does next
+    (``review_pipeline.current_step``): a Fast Lane proposal needs its eligibility check,
+    not reviewers, and "ready to decide" counts those at the decision step. This asks
+    the pipeline of each open proposal (a few queries each)."""
+    found: dict[str, list[Proposal]] = {}
+    for p in db.scalars(select(Proposal).where(Proposal.state.in_(OPEN_STATES))
+                        .order_by(Proposal.id)):
+        step = current_step(db, p, deadlines=deadlines)
+        if step == "scientific" and not _needs_reviewers(db, p):
+            continue  # the reviewers' work now
+        if step in STEP_WORK:
+            found.setdefault(step, []).append(p)
+    items = []
+    for step, (key, verbs, need) in STEP_WORK.items():
+        props = found.get(step, [])
+        if not props:
+            continue
+        n = len(props)
+        verb = verbs[0] if n == 1 else verbs[1]
+        if n > 1:
+            need = need.replace("its ", "their ")
+        states = {p.state for p in props}
+        href = f"/proposals?state={states.pop()}" if len(states) == 1 else "/proposals"
+        items.append(WorkItem(key, n, f"{n} {verb} {need}", href))
+    return items
+
+
+def operator_items(db: Session, now: datetime, drained_nodes: list[str],
+                   deadlines: Deadlines | None = None) -> list[WorkItem]:
+    """``deadlines``: the centre's calendar for the review pipeline (default: today,
+    no holidays)."""
     items: list[WorkItem] = []
-    submitted = _count(db, select(func.count()).select_from(Proposal).where(
-        Proposal.state == ProposalState.SUBMITTED.value))
-    if submitted:
-        items.append(WorkItem(
-            "to-route", submitted,
-            f"{_plural(submitted, 'submitted proposal needs', 'submitted proposals need')} "
-            "reviewers", "/proposals?state=submitted"))
-    pending_review = exists().where(Review.proposal_id == Proposal.id,
-                                    Review.submitted_at.is_(None))
-    any_review = exists().where(Review.proposal_id == Proposal.id)
-    to_decide = _count(db, select(func.count()).select_from(Proposal).where(and_(
-        Proposal.state == ProposalState.UNDER_REVIEW.value, any_review, ~pending_review)))
-    if to_decide:
-        items.append(WorkItem(
-            "to-decide", to_decide,
-            f"{_plural(to_decide, 'proposal has', 'proposals have')} all reviews in: "
-            "ready to decide", "/proposals?state=under_review"))
+    items += pipeline_items(db, deadlines or Deadlines(today=now.date()))
     overdue = _count(db, select(func.count()).select_from(Proposal).where(
         Proposal.due_on < now.date(), Proposal.state.in_(OPEN_STATES)))
     if overdue:

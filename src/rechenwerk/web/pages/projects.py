@@ -25,6 +25,7 @@ from rechenwerk.access.projects import (
     visible_project,
 )
 from rechenwerk.access.proposals import list_proposals
+from rechenwerk.access.review_pipeline import Deadlines
 from rechenwerk.accounting.award_history import award_history
 from rechenwerk.accounting.balance import project_balance
 from rechenwerk.api.deps import get_now, get_session, settings_of
@@ -95,7 +96,10 @@ def dashboard(
         from rechenwerk.web.pages.cluster import cluster_summary
 
         cluster = cluster_summary(request, db)
-        work += operator_items(db, now, cluster["drained_nodes"])
+        settings = settings_of(request)
+        work += operator_items(db, now, cluster["drained_nodes"], Deadlines(
+            today=now.date(), holidays=settings.holiday_dates,
+            reply_days=settings.right_to_reply_working_days))
     submit_projects = [s["project"].slug for s in summaries if s["can_submit"]]
     return render(request, "dashboard.html", {
         "title": "Dashboard", "section": "dashboard", "summaries": summaries,
