@@ -7,9 +7,9 @@ is clicked or filled by a selector (selectors only say which focused element the
 waits for).
 
 At every Tab stop the focused element must show its focus (an outline or a box shadow in
-its computed style). Each walk uses the skip link, makes a mistake the server refuses, and
-checks that the page that comes back puts the focus on the first field in error, not on
-<body>."""
+its computed style). Each walk uses the skip link, makes a mistake the server refuses (the
+PI two at once: both come back in one round), and checks that the page that comes back
+puts the focus on the first field in error, not on <body>."""
 
 from __future__ import annotations
 
@@ -108,17 +108,20 @@ def test_pi_writes_and_submits_a_proposal_with_the_keyboard_only(new_page: Any) 
     tab_to(page, "#f-abstract")  # the title left empty: a mistake
     page.keyboard.type("Keyboard-only walk: fine-tuning on service reports.")
     tab_to(page, "#f-requested_gpu_hours")
-    page.keyboard.type("1500")
+    page.keyboard.type("3000")  # a second mistake: above the call's cap of 2,000
     tab_to(page, "#f-duration_months")
     page.keyboard.type("2")
     tab_to(page, "form#proposal-form button[value=submit]")
     loads.press("Enter")
+    # both mistakes in one round, each beside its field; the focus on the first
     assert "required" in page.inner_text("[data-testid=error-title]")
+    assert "maximum of 2000" in page.inner_text("[data-testid=error-requested_gpu_hours]")
     assert_focus_on_first_error(page, "title")
 
     page.keyboard.type("Service-report assistant, keyboard walk")
-    tab_to(page, "#f-requested_gpu_hours")
-    assert page.evaluate("document.activeElement.value") == "1500"  # the input kept
+    tab_to(page, "#f-requested_gpu_hours[aria-invalid=true]")
+    assert page.evaluate("document.activeElement.value") == "3000"  # the input kept
+    type_over(page, "1500")
     tab_to(page, "form#proposal-form button[value=submit]")
     loads.press("Space")
     assert re.search(r"/proposals/\d+$", page.url), page.inner_text("main")[:2000]
