@@ -117,6 +117,14 @@ def test_centre_limits() -> None:
     with pytest.raises(InvalidInput, match="largest node has 8"):
         check_against_centre(wide, total_gpus=32, max_gpus_per_node=8, node_count=4)
     check_against_centre(parse_spec(BASE), total_gpus=16, max_gpus_per_node=8, node_count=2)
+    # every limit exceeded is reported at once, each under its field
+    both = parse_spec({**BASE, "gpus": 32, "walltime": "3d", "qos": "high"})
+    with pytest.raises(InvalidInput, match=r"only 16.*\(and 1 more\)") as info:
+        check_against_centre(both, total_gpus=16, max_gpus_per_node=8, node_count=2)
+    assert [(i.path, i.message.split(" (")[0]) for i in info.value.issues] == [
+        ("gpus", "the job asks for 32 GPUs but the centre has only 16. Ask for at most 16 "
+                 "GPUs."),
+        ("walltime", "walltime 3-00:00:00 is above the limit of QOS 'high'")]
 
 
 def test_terminal_states_stay_terminal() -> None:

@@ -65,3 +65,34 @@ def test_a_form_wide_error_puts_the_focus_on_the_summary() -> None:
     assert "autofocus" in html and "The call closed yesterday." in html
     html = str(macros.form_errors(FormErrors({"_form": "x", "title": "Title is required"})))
     assert "autofocus" not in html  # the field in error takes the focus
+
+
+def test_the_qos_walltime_limit_comes_with_the_other_mistakes(api_client: Any,
+                                                              session: Session) -> None:
+    """A walltime above the QOS limit is a centre check (not the spec's): it comes back in
+    the same round as a missing command or a field that did not convert."""
+    pi = make_user(session, username="pia", password_hash=_hash())
+    project = make_project(session, pi=pi, slug="alpha")
+    make_award(session, project, gpu_hours=100.0)
+    session.commit()
+    page = api_client.get("/login")
+    api_client.post("/login", data={"username": "pia", "password": PASSWORD,
+                                    "csrf_token": _csrf(page.text)})
+    base = {"name": "long", "project": "alpha", "kind": "command", "gpus": "1",
+            "walltime": "3d", "qos": "high"}
+    # the spec refuses (no command): the walltime is still checked against the QOS
+    form = api_client.get("/jobs/new?project=alpha").text
+    r = api_client.post("/jobs/new", data={**base, "command": "", "csrf_token": _csrf(form)})
+    assert r.status_code == 422
+    assert "give exactly one of &#39;command&#39; or &#39;script&#39;" in _error(r.text, "_form")
+    assert "walltime 3-00:00:00 is above the limit of QOS &#39;high&#39; (1-00:00:00)" in _error(
+        r.text, "walltime")
+    assert 'aria-invalid="true" aria-describedby="err-walltime"' in r.text
+    # a field that did not convert: the parsed spec is checked against the centre too
+    r = api_client.post("/jobs/new", data={**base, "command": "python3 t.py",
+                                           "nodes": "two", "csrf_token": _csrf(form)})
+    assert r.status_code == 422
+    assert "whole number" in _error(r.text, "nodes")
+    assert "above the limit of QOS" in _error(r.text, "walltime")
+    assert 'value="3d"' in r.text  # input kept
+    assert session.scalar(select(func.count()).select_from(Job)) == 0

@@ -280,6 +280,24 @@ def _budget_message(spec: JobSpec, project: _SubmitProject, balance: Balance,
     )
 
 
+def check_centre_limits(spec: JobSpec, settings: Settings,
+                        shape: CentreShape | None = None) -> None:
+    """Refuse what this centre can never run (its GPUs, nodes and QOS walltime limits;
+    without a known shape the backend checks the shape, the walltime is checked here)."""
+    shape = shape if shape is not None else centre_shape(settings)
+    limits = qos_limits(settings)
+    if shape is not None:
+        check_against_centre(
+            spec,
+            total_gpus=shape.total_gpus,
+            max_gpus_per_node=shape.max_gpus_per_node,
+            node_count=shape.node_count,
+            qos_limits=limits,
+        )
+    else:  # the backend checks the shape (Slurm refuses impossible requests itself)
+        check_walltime(spec, limits)
+
+
 def submit_job(
     session: Session,
     user: User,
@@ -325,18 +343,7 @@ def _submit_job(
     project, role = _get_project_for_update(session, spec.project, user)
     check_role(user, project.slug, role, SUBMIT_ROLES)
     require_approved(project, "run jobs")
-    shape = shape if shape is not None else centre_shape(settings)
-    limits = qos_limits(settings)
-    if shape is not None:
-        check_against_centre(
-            spec,
-            total_gpus=shape.total_gpus,
-            max_gpus_per_node=shape.max_gpus_per_node,
-            node_count=shape.node_count,
-            qos_limits=limits,
-        )
-    else:  # the backend checks the shape (Slurm refuses impossible requests itself)
-        check_walltime(spec, limits)
+    check_centre_limits(spec, settings, shape)
     if spec.container_image and settings.executor == "local":
         raise InvalidInput(
             "the local executor runs processes directly and cannot run container images",

@@ -25,7 +25,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rechenwerk.errors import FIRST_ISSUE, InvalidInput, invalid_input, issues_from_validation
+from rechenwerk.errors import (
+    FIRST_ISSUE,
+    FieldIssue,
+    InvalidInput,
+    invalid_input,
+    issues_from_validation,
+)
 from rechenwerk.scheduling.arrays import ArrayExpression, parse_array
 
 QOS = Literal["normal", "high", "low"]
@@ -352,38 +358,57 @@ def check_against_centre(
     qos_limits: Mapping[str, int] = QOS_MAX_WALLTIME_S,
 ) -> None:
     """Refuse what this centre can never run: more GPUs than it has, a walltime above the
-    QOS limit, a per-node request larger than any node."""
+    QOS limit, a per-node request larger than any node. Every one found is reported at
+    once (one alone keeps its own message and hint)."""
+    found: list[InvalidInput] = []
     if spec.gpus > total_gpus:
-        raise InvalidInput(
+        found.append(InvalidInput(
             f"the job asks for {spec.gpus} GPUs but the centre has only {total_gpus}",
             field="gpus",
             hint=f"Ask for at most {total_gpus} GPUs.",
-        )
+        ))
     per_node = spec.gpus_per_node or (spec.gpus // spec.nodes if spec.nodes else None)
     if per_node is not None and per_node > max_gpus_per_node:
-        raise InvalidInput(
+        found.append(InvalidInput(
             f"the job asks for {per_node} GPUs per node but the largest node has "
             f"{max_gpus_per_node}",
             field="gpus_per_node",
             hint=f"Use at most {max_gpus_per_node} GPUs per node and more nodes.",
-        )
+        ))
     if spec.nodes is not None and spec.nodes > node_count:
-        raise InvalidInput(
+        found.append(InvalidInput(
             f"the job asks for {spec.nodes} nodes but the centre has {node_count}",
             field="nodes",
             hint=f"Ask for at most {node_count} nodes.",
-        )
-    check_walltime(spec, qos_limits)
+        ))
+    walltime = walltime_error(spec.walltime_s, spec.qos, qos_limits)
+    if walltime is not None:
+        found.append(walltime)
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        raise invalid_input([FieldIssue((e.field or "(spec)",), f"{e.message}. {e.hint}")
+                             for e in found], count_more=True)
 
 
 def check_walltime(spec: JobSpec, qos_limits: Mapping[str, int] = QOS_MAX_WALLTIME_S) -> None:
     """Refuse a walltime above the job's QOS limit (on every backend)."""
-    limit = qos_limits[spec.qos]
-    if spec.walltime_s > limit:
-        raise InvalidInput(
-            f"walltime {format_duration(spec.walltime_s)} is above the limit of QOS "
-            f"{spec.qos!r} ({format_duration(limit)})",
-            field="walltime",
-            hint="Shorten the walltime (checkpoint and resubmit) or choose another QOS: "
-            + ", ".join(f"{q} <= {format_duration(s)}" for q, s in qos_limits.items()),
-        )
+    err = walltime_error(spec.walltime_s, spec.qos, qos_limits)
+    if err is not None:
+        raise err
+
+
+def walltime_error(walltime_s: int, qos: str,
+                   qos_limits: Mapping[str, int] = QOS_MAX_WALLTIME_S) -> InvalidInput | None:
+    """Why ``walltime_s`` is too long for QOS ``qos`` (None: it fits, or the QOS is not
+    one of ``qos_limits``, which the spec's own check reports)."""
+    limit = qos_limits.get(qos)
+    if limit is None or walltime_s <= limit:
+        return None
+    return InvalidInput(
+        f"walltime {format_duration(walltime_s)} is above the limit of QOS "
+        f"{qos!r} ({format_duration(limit)})",
+        field="walltime",
+        hint="Shorten the walltime (checkpoint and resubmit) or choose another QOS: "
+        + ", ".join(f"{q} <= {format_duration(s)}" for q, s in qos_limits.items()),
+    )

@@ -37,7 +37,7 @@ from rechenwerk.jobs import service as jobs
 from rechenwerk.jobs.dependencies import dependencies_of, dependents_of
 from rechenwerk.jobs.policy_config import qos_limits
 from rechenwerk.jobs.queue_order import job_priority
-from rechenwerk.jobs.specs import format_duration, parse_spec
+from rechenwerk.jobs.specs import format_duration, parse_duration, parse_spec, walltime_error
 from rechenwerk.jobs.states import TERMINAL_STATES, JobState
 from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FormErrors, errors_from, text
@@ -288,19 +288,32 @@ def submit_job(
 ) -> Response:
     doc, errors = spec_from_form(form)
     job = None
+    settings = settings_of(request)
     try:
         # validated even when some fields did not convert, so every mistake comes back in
         # one round (a field that did not convert keeps its conversion message)
         spec = parse_spec(doc, source="job form")
     except RechenwerkError as exc:
-        for name, message in errors_from(exc, _FIELD_ALIASES, fields=JOB_FIELDS).items():
-            if name not in errors:
-                errors.add(name, message)
+        errors.merge(errors_from(exc, _FIELD_ALIASES, fields=JOB_FIELDS))
+        # the QOS walltime limit too, when the walltime and QOS themselves are valid
+        if "walltime" in doc and not {"walltime", "qos"} & set(errors):
+            try:
+                too_long = walltime_error(parse_duration(doc["walltime"]),
+                                          str(doc.get("qos", "normal")), qos_limits(settings))
+            except ValueError:
+                too_long = None  # the spec's own check said so
+            if too_long is not None:
+                errors.merge(errors_from(too_long, fields=JOB_FIELDS))
     else:
-        if not errors:
+        if errors:  # some fields did not convert: the centre's limits are checked still
+            try:
+                jobs.check_centre_limits(spec, settings)
+            except RechenwerkError as exc:
+                errors.merge(errors_from(exc, _FIELD_ALIASES, fields=JOB_FIELDS))
+        else:
             try:
                 result = jobs.submit_job(db, user, spec, clock=get_clock(request),
-                                         settings=settings_of(request))
+                                         settings=settings)
                 job = result.job
             except RechenwerkError as exc:
                 db.rollback()
