@@ -196,3 +196,15 @@ def raise_issues(issues: Iterable[FieldIssue], *, hint: str | None = None) -> No
     found = list(issues)
     if found:
         raise invalid_input(found, hint=hint)
+
+
+def raise_collected(found: Sequence[InvalidInput]) -> None:
+    """Raise the problems a check collected, all at once: one alone as it is (its message,
+    field and hint), several as one InvalidInput with an issue per problem (its message
+    and hint); return when there are none."""
+    if len(found) == 1:
+        raise found[0]
+    if found:
+        raise invalid_input([FieldIssue(tuple((e.field or "(input)").split(".")),
+                                        e.message + (f". {e.hint}" if e.hint else ""))
+                             for e in found], count_more=True)

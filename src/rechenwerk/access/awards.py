@@ -5,8 +5,9 @@ next up to the award's carry-over limit."""
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
+from functools import partial
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -29,6 +30,8 @@ from rechenwerk.errors import (
     InvalidInput,
     InvalidTransition,
     NotFound,
+    RechenwerkError,
+    raise_collected,
     raise_issues,
 )
 
@@ -76,6 +79,68 @@ def _check_periods(periods: Sequence[tuple[datetime, datetime, float]], gpu_hour
                                                f"the award has {gpu_hours:g}"))
     raise_issues(issues, hint="Periods must not overlap, must lie within the award and "
                               "must add up to its GPU-hours.")
+def new_award_problems(
+    session: Session, *, project: Project, gpu_hours: float | None,
+    gpu_type: str | None = None, proposal: Proposal | None = None,
+    carry_over_limit_gpu_hours: float | None = 0.0,
+) -> tuple[str | None, list[RechenwerkError]]:
+    """Every rule an award's project, GPU-hours, GPU type, proposal and carry-over limit
+    must meet, checked together (what :func:`create_award` refuses before its periods; a
+    number None: not given in a usable form, not checked). Returns the GPU type's
+    canonical name (None if unknown or missing) and the problems found."""
+    found: list[RechenwerkError] = []
+
+    def check(fn: Callable[[], object]) -> bool:
+        try:
+            fn()
+        except RechenwerkError as exc:
+            found.append(exc)
+            return False
+        return True
+
+    check(partial(require_approved, project, "receive GPU-hours"))
+    if gpu_hours is not None:
+        check(partial(check_positive, gpu_hours, "gpu_hours"))
+    if carry_over_limit_gpu_hours is not None:
+        check(partial(check_positive, carry_over_limit_gpu_hours,
+                      "carry_over_limit_gpu_hours", allow_zero=True))
+    if proposal is not None:
+        if proposal.project_id != project.id:
+            found.append(InvalidInput(f"proposal {proposal.id} belongs to project "
+                                      f"{proposal.project.slug!r}, not {project.slug!r}",
+                                      field="proposal"))
+        if proposal.state != ProposalState.ACCEPTED.value:
+            found.append(InvalidTransition(
+                f"proposal {proposal.id} is {proposal.state}, not accepted",
+                field="proposal", hint="Decide the proposal first."))
+        gpu_type = gpu_type or proposal.gpu_type
+        granted = proposal.granted_gpu_hours
+        if granted is not None and gpu_hours is not None and gpu_hours > granted * (1 + 1e-9):
+            found.append(InvalidInput(
+                f"gpu_hours: {gpu_hours:g} exceed the {granted:g} GPU-hours the decision on "
+                f"proposal {proposal.id} granted", field="gpu_hours",
+                hint="Award at most the grant; more GPU-hours later are a supplement "
+                     "(`rechenwerk award request AWARD supplement`)."))
+        earlier = session.scalar(select(Award).where(Award.proposal_id == proposal.id)
+                                 .order_by(Award.id).limit(1))
+        if earlier is not None:
+            found.append(Conflict(
+                f"proposal {proposal.id} already has award {earlier.id} "
+                f"({earlier.gpu_hours:,.0f} GPU-hours)", field="proposal",
+                hint=f"See `rechenwerk award show {earlier.id}`; an award without --proposal "
+                     "gives a project more GPU-hours."))
+    canonical = None
+    if gpu_type is None:
+        found.append(InvalidInput("gpu_type is required (no proposal to take it from)",
+                                  field="gpu_type"))
+    else:
+        try:
+            canonical = validate_gpu_type(gpu_type)
+        except InvalidInput as exc:
+            found.append(exc)
+    return canonical, found
+
+
 def create_award(
     session: Session, actor: User, *, project: Project, gpu_hours: float, starts_at: datetime,
     now: datetime, gpu_type: str | None = None, proposal: Proposal | None = None,
@@ -87,37 +152,15 @@ def create_award(
     """Award GPU-hours to a project (operators), split into explicit ``periods`` or into
     ``period_count`` periods of ``period_months`` months (default: one period)."""
     require_operator(actor)
-    require_approved(project, "receive GPU-hours")
-    check_positive(gpu_hours, "gpu_hours")
-    check_positive(carry_over_limit_gpu_hours, "carry_over_limit_gpu_hours", allow_zero=True)
-    if proposal is not None:
-        if proposal.project_id != project.id:
-            raise InvalidInput(f"proposal {proposal.id} belongs to project "
-                               f"{proposal.project.slug!r}, not {project.slug!r}",
-                               field="proposal")
-        if proposal.state != ProposalState.ACCEPTED.value:
-            raise InvalidTransition(f"proposal {proposal.id} is {proposal.state}, not accepted",
-                                    field="proposal", hint="Decide the proposal first.")
-        gpu_type = gpu_type or proposal.gpu_type
-        granted = proposal.granted_gpu_hours
-        if granted is not None and gpu_hours > granted * (1 + 1e-9):
-            raise InvalidInput(
-                f"gpu_hours: {gpu_hours:g} exceed the {granted:g} GPU-hours the decision on "
-                f"proposal {proposal.id} granted", field="gpu_hours",
-                hint="Award at most the grant; more GPU-hours later are a supplement "
-                     "(`rechenwerk award request AWARD supplement`).")
-        earlier = session.scalar(select(Award).where(Award.proposal_id == proposal.id)
-                                 .order_by(Award.id).limit(1))
-        if earlier is not None:
-            raise Conflict(
-                f"proposal {proposal.id} already has award {earlier.id} "
-                f"({earlier.gpu_hours:,.0f} GPU-hours)", field="proposal",
-                hint=f"See `rechenwerk award show {earlier.id}`; an award without --proposal "
-                     "gives a project more GPU-hours.")
-    if gpu_type is None:
-        raise InvalidInput("gpu_type is required (no proposal to take it from)",
-                           field="gpu_type")
-    gpu_type = validate_gpu_type(gpu_type)
+    canonical, found = new_award_problems(
+        session, project=project, gpu_hours=gpu_hours, gpu_type=gpu_type, proposal=proposal,
+        carry_over_limit_gpu_hours=carry_over_limit_gpu_hours)
+    refusals = [e for e in found if not isinstance(e, InvalidInput)]
+    if refusals:  # not the fields' fault (the project, the proposal's state): first
+        raise refusals[0]
+    raise_collected([e for e in found if isinstance(e, InvalidInput)])
+    assert canonical is not None  # no problems: the GPU type is known
+    gpu_type = canonical
     starts_at = ensure_utc(starts_at)
     if periods is not None and period_count is not None:
         raise InvalidInput("give either periods or period_count, not both",

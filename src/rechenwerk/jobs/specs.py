@@ -27,10 +27,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rechenwerk.errors import (
     FIRST_ISSUE,
-    FieldIssue,
     InvalidInput,
     invalid_input,
     issues_from_validation,
+    raise_collected,
 )
 from rechenwerk.scheduling.arrays import ArrayExpression, parse_array
 
@@ -384,11 +384,7 @@ def check_against_centre(
     walltime = walltime_error(spec.walltime_s, spec.qos, qos_limits)
     if walltime is not None:
         found.append(walltime)
-    if len(found) == 1:
-        raise found[0]
-    if found:
-        raise invalid_input([FieldIssue((e.field or "(spec)",), f"{e.message}. {e.hint}")
-                             for e in found], count_more=True)
+    raise_collected(found)
 
 
 def check_walltime(spec: JobSpec, qos_limits: Mapping[str, int] = QOS_MAX_WALLTIME_S) -> None:

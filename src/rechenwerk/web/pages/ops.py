@@ -12,8 +12,15 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access.audit import list_audit
-from rechenwerk.access.awards import create_award, list_awards
-from rechenwerk.access.calls import call_status, close_call, create_call, get_call, list_calls
+from rechenwerk.access.awards import create_award, list_awards, new_award_problems
+from rechenwerk.access.calls import (
+    call_status,
+    close_call,
+    create_call,
+    get_call,
+    list_calls,
+    new_call_problems,
+)
 from rechenwerk.access.gpu_types import known_gpu_types
 from rechenwerk.access.models import AccessMode, OrgKind, User
 from rechenwerk.access.projects import get_project, list_projects
@@ -78,6 +85,10 @@ def calls_page(
     return _calls_page(request, db, user, now)
 
 
+CALL_FIELDS = {"slug", "title", "access_mode", "opens_at", "closes_at", "max_gpu_hours",
+               "description"}
+
+
 @router.post("/ops/calls")
 def call_create(
     request: Request, form: dict[str, str] = Depends(form_data),
@@ -91,6 +102,13 @@ def call_create(
                        required=False)
     kinds = [k.value for k in OrgKind if checkbox(form, f"kind_{k.value}")]
     call = None
+    # Every rule in one round (the service's own checks), with what converted.
+    problems = new_call_problems(
+        db, user, slug=text(form, "slug"), title=text(form, "title"),
+        access_mode=text(form, "access_mode"), opens_at=opens, closes_at=closes, now=now,
+        eligible_kinds=kinds or None, max_gpu_hours=max_hours)[2]
+    for problem in problems:
+        errors.merge(errors_from(problem, fields=CALL_FIELDS))
     if not errors and opens is not None and closes is not None:
         try:
             call = create_call(
@@ -101,8 +119,7 @@ def call_create(
             )
         except RechenwerkError as exc:
             db.rollback()
-            errors = errors_from(exc, fields={"slug", "title", "access_mode", "opens_at",
-                                              "closes_at", "max_gpu_hours", "description"})
+            errors = errors_from(exc, fields=CALL_FIELDS)
     if errors or call is None:
         return _calls_page(request, db, user, now, call_form=form, call_errors=errors,
                            status_code=422)
@@ -146,6 +163,10 @@ def call_close(
     return response
 
 
+AWARD_FIELDS = {"project", "proposal", "gpu_hours", "gpu_type", "starts_at", "period_count",
+                "period_months", "carry_over_limit_gpu_hours"}
+
+
 @router.post("/ops/awards")
 def award_create(
     request: Request, form: dict[str, str] = Depends(form_data),
@@ -163,12 +184,26 @@ def award_create(
     if not text(form, "project"):
         errors.add("project", "Project is required")
     award = None
-    if not errors and starts is not None:
+    project = proposal = None
+    try:
+        project = get_project(db, text(form, "project")) if text(form, "project") else None
+    except RechenwerkError as exc:
+        errors.merge(errors_from(exc, {exc.field or "project": "project"}, fields={"project"}))
+    try:
+        proposal_id = ref_is_id(text(form, "proposal"))
+        proposal = visible_proposal(db, user, proposal_id) if proposal_id is not None else None
+    except RechenwerkError as exc:
+        errors.merge(errors_from(exc, {exc.field or "proposal": "proposal"},
+                                 fields={"proposal"}))
+    if project is not None:
+        # Every rule in one round (the service's own checks), with what converted.
+        for problem in new_award_problems(
+                db, project=project, gpu_hours=hours, gpu_type=text(form, "gpu_type") or None,
+                proposal=proposal, carry_over_limit_gpu_hours=(
+                    None if "carry_over_limit_gpu_hours" in errors else carry or 0.0))[1]:
+            errors.merge(errors_from(problem, fields=AWARD_FIELDS))
+    if not errors and starts is not None and project is not None:
         try:
-            project = get_project(db, text(form, "project"))
-            proposal_id = ref_is_id(text(form, "proposal"))
-            proposal = (visible_proposal(db, user, proposal_id)
-                        if proposal_id is not None else None)
             award = create_award(
                 db, user, project=project, gpu_hours=float(hours), starts_at=starts,
                 gpu_type=text(form, "gpu_type") or None, proposal=proposal,
@@ -177,9 +212,7 @@ def award_create(
             )
         except RechenwerkError as exc:
             db.rollback()
-            errors = errors_from(exc, fields={"project", "proposal", "gpu_hours", "gpu_type",
-                                              "starts_at", "period_count", "period_months",
-                                              "carry_over_limit_gpu_hours"})
+            errors = errors_from(exc, fields=AWARD_FIELDS)
     if errors or award is None:
         return _calls_page(request, db, user, now, award_form=form, award_errors=errors,
                            status_code=422)
