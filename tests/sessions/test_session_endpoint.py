@@ -108,8 +108,11 @@ def test_a_linked_session_file_is_not_read(run_dir: Path, settings: Settings, tm
     assert endpoint_of(_job(), settings) is None
 
 
-def test_a_slurm_session_is_reached_on_its_own_node_only(run_dir: Path,
-                                                         settings: Settings) -> None:
+def test_a_slurm_session_is_reached_on_its_own_node_only(
+        run_dir: Path, settings: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    from rechenwerk.sessions import service
+
+    monkeypatch.setattr(service, "_RUN_NODES", {})  # what other tests' runs left there
     _info(run_dir, node="node01", port=41000)
     endpoint = endpoint_of(_job(), settings)
     assert endpoint is not None

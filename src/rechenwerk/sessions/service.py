@@ -210,7 +210,7 @@ def _open_socket(root: Path, parts: tuple[str, str]) -> int | None:
 
 # The nodes of a session's run as its backend reports them (Slurm places jobs itself):
 # asked once per run, they do not change while it runs.
-_RUN_NODES: dict[tuple[int, int], tuple[str, ...]] = {}
+_RUN_NODES: dict[tuple[int, int, str], tuple[str, ...]] = {}
 _RUN_NODES_MAX = 4096
 
 
@@ -224,7 +224,9 @@ def run_nodes(job: Job, backend: BackendGetter | None) -> tuple[str, ...]:
         return tuple(str(p[0]) for p in job.placement if p)
     if backend is None or not job.backend_handle:
         return ()
-    key = (job.id, job.attempt)
+    # the backend's handle too: a run of that job id in another database (a restore, a
+    # test) must not answer for this one
+    key = (job.id, job.attempt, job.backend_handle)
     if key not in _RUN_NODES:
         try:
             status = backend().poll([job.backend_handle]).get(job.backend_handle)
