@@ -90,30 +90,25 @@ def project(slurm_up: SlurmCluster, session_factory: sessionmaker[Session]
         subprocess.run(["rm", "-rf", str(data)])
 
 
-def _execute_request(code: str) -> dict[str, object]:
-    return {"header": {"msg_id": uuid.uuid4().hex, "msg_type": "execute_request",
-                       "username": "t", "session": uuid.uuid4().hex, "version": "5.3",
-                       "date": ""},
-            "parent_header": {}, "metadata": {}, "channel": "shell",
-            "content": {"code": code, "silent": False, "store_history": False,
-                        "user_expressions": {}, "allow_stdin": False, "stop_on_error": True}}
-
-
-def _stream_text(ws: Any) -> str:
-    """What the kernel printed, up to its return to idle after the request."""
-    out: list[str] = []
-    busy = False
+def _evaluate(ws: Any, expression: str) -> str:
+    """``expression`` evaluated in the kernel, read from the execute_reply on the shell
+    channel (user_expressions): a new connection may miss a fresh kernel's first iopub
+    messages (prints), never its replies."""
+    msg_id = uuid.uuid4().hex
+    ws.send_text(json.dumps({
+        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
+                   "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
+        "parent_header": {}, "metadata": {}, "channel": "shell",
+        "content": {"code": "import os", "silent": False, "store_history": False,
+                    "user_expressions": {"v": expression}, "allow_stdin": False,
+                    "stop_on_error": True}}))
     while True:
         msg = json.loads(ws.receive_text())
-        if msg["msg_type"] == "stream":
-            out.append(msg["content"]["text"])
-        if msg["msg_type"] == "status":
-            state = msg["content"]["execution_state"]
-            parent = msg.get("parent_header", {}).get("msg_type")
-            if state == "busy" and parent == "execute_request":
-                busy = True
-            elif state == "idle" and busy:
-                return "".join(out)
+        if (msg["msg_type"] == "execute_reply"
+                and msg.get("parent_header", {}).get("msg_id") == msg_id):
+            value = msg["content"]["user_expressions"]["v"]
+            assert value["status"] == "ok", value
+            return str(value["data"]["text/plain"]).strip("'")
 
 
 def test_session_runs_on_the_allocated_node_and_is_reached_there(
@@ -170,10 +165,8 @@ def test_session_runs_on_the_allocated_node_and_is_reached_there(
         with portal.websocket_connect(
                 f"/jupyter/{sid}/api/kernels/{kernel.json()['id']}/channels",
                 headers={"Origin": "http://testserver"}) as ws:
-            ws.send_text(json.dumps(_execute_request("import os; print(os.environ["
-                                                     "'SLURM_JOB_ID'])")))
-            printed = _stream_text(ws)
-        assert printed.strip().isdigit(), printed
+            printed = _evaluate(ws, "os.environ['SLURM_JOB_ID']")
+        assert printed.isdigit(), printed
         info_path = data / "logs" / str(sid) / str(found["attempt"]) / "session.json"
         info = json.loads(info_path.read_text())
         with session_factory() as s:
