@@ -10,7 +10,6 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
@@ -27,6 +26,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from factories import make_award, make_project, make_user
+from jupyter_messages import evaluate
 from portal_login import login, password_hash
 from rechenwerk.access.models import User
 from rechenwerk.accounting.slurm_sync import sync
@@ -90,27 +90,6 @@ def project(slurm_up: SlurmCluster, session_factory: sessionmaker[Session]
         subprocess.run(["rm", "-rf", str(data)])
 
 
-def _evaluate(ws: Any, expression: str) -> str:
-    """``expression`` evaluated in the kernel, read from the execute_reply on the shell
-    channel (user_expressions): a new connection may miss a fresh kernel's first iopub
-    messages (prints), never its replies."""
-    msg_id = uuid.uuid4().hex
-    ws.send_text(json.dumps({
-        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
-                   "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": "import os", "silent": False, "store_history": False,
-                    "user_expressions": {"v": expression}, "allow_stdin": False,
-                    "stop_on_error": True}}))
-    while True:
-        msg = json.loads(ws.receive_text())
-        if (msg["msg_type"] == "execute_reply"
-                and msg.get("parent_header", {}).get("msg_id") == msg_id):
-            value = msg["content"]["user_expressions"]["v"]
-            assert value["status"] == "ok", value
-            return str(value["data"]["text/plain"]).strip("'")
-
-
 def test_session_runs_on_the_allocated_node_and_is_reached_there(
     project: tuple[str, Path], node_python: str, session_factory: sessionmaker[Session],
 ) -> None:
@@ -165,7 +144,7 @@ def test_session_runs_on_the_allocated_node_and_is_reached_there(
         with portal.websocket_connect(
                 f"/jupyter/{sid}/api/kernels/{kernel.json()['id']}/channels",
                 headers={"Origin": "http://testserver"}) as ws:
-            printed = _evaluate(ws, "os.environ['SLURM_JOB_ID']")
+            printed = evaluate(ws.send_text, ws.receive_text, "os.environ['SLURM_JOB_ID']")
         assert printed.isdigit(), printed
         info_path = data / "logs" / str(sid) / str(found["attempt"]) / "session.json"
         info = json.loads(info_path.read_text())

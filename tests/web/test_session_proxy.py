@@ -4,7 +4,6 @@ a kernel's WebSocket), hidden from everybody but its owner, stopped and charged.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import Any
 
@@ -12,6 +11,7 @@ import httpx
 import pytest
 from websockets.sync.client import connect
 
+from jupyter_messages import evaluate
 from portal_login import csrf
 from rechenwerk.access.demo import demo_password
 from waiting import wait_for
@@ -48,28 +48,6 @@ def _ready(portal: Any, session_id: int) -> dict[str, Any]:
 
     wait_for(ready, "JupyterLab to start in the session job", step=0.3)
     return found
-
-
-def _evaluate(ws: Any, expression: str) -> str:
-    """``expression`` evaluated in the kernel (Jupyter messaging 5.3), read from the
-    execute_reply on the shell channel (user_expressions): a new connection may miss a
-    fresh kernel's first iopub messages (prints), never its replies."""
-    msg_id = uuid.uuid4().hex
-    ws.send(json.dumps({
-        "header": {"msg_id": msg_id, "msg_type": "execute_request", "username": "t",
-                   "session": uuid.uuid4().hex, "version": "5.3", "date": ""},
-        "parent_header": {}, "metadata": {}, "channel": "shell",
-        "content": {"code": "import os", "silent": False, "store_history": False,
-                    "user_expressions": {"v": expression}, "allow_stdin": False,
-                    "stop_on_error": True},
-    }))
-    while True:
-        msg = json.loads(ws.recv(timeout=120))
-        if (msg["msg_type"] == "execute_reply"
-                and msg.get("parent_header", {}).get("msg_id") == msg_id):
-            value = msg["content"]["user_expressions"]["v"]
-            assert value["status"] == "ok", value
-            return str(value["data"]["text/plain"]).strip("'")
 
 
 def test_session_through_the_proxy_is_the_owners_alone(portal: Any) -> None:
@@ -118,7 +96,8 @@ def test_session_through_the_proxy_is_the_owners_alone(portal: Any) -> None:
         cookie = "; ".join(f"{k}={v}" for k, v in owner.cookies.items())
         with connect(channel, additional_headers={"Cookie": cookie, "Origin": portal.url},
                      open_timeout=60, max_size=None) as ws:
-            visible = _evaluate(ws, "os.environ['CUDA_VISIBLE_DEVICES']")
+            visible = evaluate(ws.send, lambda: str(ws.recv(timeout=120)),
+                               "os.environ['CUDA_VISIBLE_DEVICES']")
         assert len(visible.split(",")) == 2 and all(g.isdigit() for g in visible.split(",")), (
             visible)
         # a WebSocket from another site, or without a login, is refused at the handshake
