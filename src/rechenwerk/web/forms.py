@@ -8,7 +8,14 @@ import math
 from datetime import UTC, date, datetime
 from typing import Any
 
-from rechenwerk.errors import InvalidInput, RechenwerkError
+from pydantic import ValidationError
+
+from rechenwerk.errors import (
+    InvalidInput,
+    RechenwerkError,
+    invalid_input,
+    issues_from_validation,
+)
 
 FORM_KEY = "_form"  # errors not tied to one field
 
@@ -33,10 +40,13 @@ class FormErrors(dict[str, str]):
             raise InvalidInput(f"{first[0]}: {first[1]}", field=first[0])
 
 
-def errors_from(exc: RechenwerkError, aliases: dict[str, str] | None = None,
+def errors_from(exc: RechenwerkError | ValidationError, aliases: dict[str, str] | None = None,
                 fields: set[str] | None = None) -> FormErrors:
-    """Per-field messages from a platform error (its issues, else its field). Errors about
-    anything that is not one of the form's ``fields`` become the form-level message."""
+    """Per-field messages from a platform error (its issues, else its field) or from a
+    pydantic ValidationError of a request model. Errors about anything that is not one
+    of the form's ``fields`` become the form-level message."""
+    if isinstance(exc, ValidationError):
+        exc = invalid_input(issues_from_validation(exc, root=(FORM_KEY,)))
     aliases = aliases or {}
     out = FormErrors()
     hint = f". {exc.hint}" if exc.hint else ""
@@ -48,7 +58,8 @@ def errors_from(exc: RechenwerkError, aliases: dict[str, str] | None = None,
 
     for issue in exc.issues:
         key = key_for(issue.path)
-        out.add(key, issue.message if key != FORM_KEY else f"{issue.path}: {issue.message}")
+        plain = key != FORM_KEY or issue.path == FORM_KEY  # no path to name before it
+        out.add(key, issue.message if plain else f"{issue.path}: {issue.message}")
     if exc.field and not exc.issues:
         out.add(key_for(exc.field), exc.message + hint)
     if not out:

@@ -25,7 +25,7 @@ from rechenwerk.jobs.specs import format_duration
 from rechenwerk.jobs.states import TERMINAL_STATES, JobState
 from rechenwerk.sessions import service as sessions
 from rechenwerk.web.deps import form_data, portal_user
-from rechenwerk.web.forms import FORM_KEY, FormErrors, errors_from, text
+from rechenwerk.web.forms import FormErrors, errors_from, text
 from rechenwerk.web.pages.jobs import STDERR_TAIL, _log_chunks, _visible_projects
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
@@ -104,9 +104,7 @@ def session_start(request: Request, form: dict[str, str] = Depends(form_data),
             job = sessions.start_session(db, user, req, clock=get_clock(request),
                                          settings=settings_of(request))
         except ValidationError as exc:
-            for err in exc.errors():
-                name = str(err["loc"][0]) if err["loc"] else FORM_KEY
-                errors.add(name if name in START_FIELDS else FORM_KEY, str(err["msg"]))
+            errors = errors_from(exc, _ALIASES, fields=START_FIELDS)
         except RechenwerkError as exc:
             db.rollback()
             errors = errors_from(exc, _ALIASES, fields=START_FIELDS)
