@@ -42,6 +42,7 @@ from rechenwerk.access.proposal_states import OPEN_STATES, transition
 from rechenwerk.access.security import require_operator
 from rechenwerk.access.validation import check_choice
 from rechenwerk.access.workdays import add_working_days
+from rechenwerk.config import Settings
 from rechenwerk.errors import Conflict, InvalidInput, InvalidTransition
 
 ASSESSED_STEPS = ("eligibility", "technical")  # recorded by operators as an assessment
@@ -59,6 +60,12 @@ class Deadlines:
     today: date | None = None
     holidays: Collection[date] = frozenset()
     reply_days: int = REPLY_WORKING_DAYS
+
+    @classmethod
+    def from_settings(cls, settings: Settings, today: date) -> Deadlines:
+        """Today's deadlines under the centre's holidays and right-to-reply period."""
+        return cls(today=today, holidays=settings.holiday_dates,
+                   reply_days=settings.right_to_reply_working_days)
 
 
 NO_DEADLINES = Deadlines()

@@ -488,9 +488,7 @@ def list_reviews(proposal_id: int, session: DbSession, user: CurrentUser) -> lis
 
 
 def _deadlines(request: Request, now: datetime) -> review_pipeline.Deadlines:
-    settings = settings_of(request)
-    return review_pipeline.Deadlines(today=now.date(), holidays=settings.holiday_dates,
-                                     reply_days=settings.right_to_reply_working_days)
+    return review_pipeline.Deadlines.from_settings(settings_of(request), now.date())
 
 
 def _pipeline_out(session: Session, user: User, p: Proposal,

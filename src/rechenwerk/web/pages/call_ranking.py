@@ -27,9 +27,7 @@ router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
 
 def _deadlines(request: Request, now: Any) -> review_pipeline.Deadlines:
-    settings = settings_of(request)
-    return review_pipeline.Deadlines(today=now.date(), holidays=settings.holiday_dates,
-                                     reply_days=settings.right_to_reply_working_days)
+    return review_pipeline.Deadlines.from_settings(settings_of(request), now.date())
 
 
 def _page(request: Request, db: Session, slug: str, now: Any, error: str = "",

@@ -96,10 +96,8 @@ def dashboard(
         from rechenwerk.web.pages.cluster import cluster_summary
 
         cluster = cluster_summary(request, db)
-        settings = settings_of(request)
-        work += operator_items(db, now, cluster["drained_nodes"], Deadlines(
-            today=now.date(), holidays=settings.holiday_dates,
-            reply_days=settings.right_to_reply_working_days))
+        work += operator_items(db, now, cluster["drained_nodes"],
+                               Deadlines.from_settings(settings_of(request), now.date()))
     submit_projects = [s["project"].slug for s in summaries if s["can_submit"]]
     return render(request, "dashboard.html", {
         "title": "Dashboard", "section": "dashboard", "summaries": summaries,

@@ -404,10 +404,8 @@ def _draft_form(proposal: Proposal) -> dict[str, str]:
 
 
 def _deadlines(request: Request) -> review_pipeline.Deadlines:
-    settings = settings_of(request)
-    return review_pipeline.Deadlines(today=get_now(request).date(),
-                                     holidays=settings.holiday_dates,
-                                     reply_days=settings.right_to_reply_working_days)
+    return review_pipeline.Deadlines.from_settings(settings_of(request),
+                                                   get_now(request).date())
 
 
 def _detail(request: Request, db: Session, user: User, proposal: Proposal, errors: FormErrors,
