@@ -72,8 +72,7 @@ EXCLUDED: dict[str, str] = {
     "/reports/yearly.pdf": "a PDF download",
     "/reports/chart/{name}.svg": "a chart (SVG) the reports page includes",
     "/reports/{name}.csv": "a CSV download",
-    "/accounts/{account_id}/statement.csv": "a CSV download",
-    "/accounts/{account_id}/statement.pdf": "a PDF download",
+    "/accounts/{account_id}/statement.{suffix}": "a CSV or PDF download",
     "/report-tasks/{task_id}/document": "the PDF a PI attached to a report",
     "/sessions/{session_id}": "needs a running JupyterLab session: axe checks it in "
                               "test_notebook_session_browser.py",

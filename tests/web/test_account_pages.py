@@ -139,6 +139,8 @@ def test_account_page_statement_csv_and_print(api_client: Any, session: Session)
     pdf = api_client.get(f"/accounts/{account.id}/statement.pdf", params={"month": "2026-01"})
     assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")
     assert "statement-acme-2026-01.pdf" in pdf.headers["content-disposition"]
+    other = api_client.get(f"/accounts/{account.id}/statement.xls", params={"month": "2026-01"})
+    assert other.status_code == 404 and ".csv or .pdf" in other.text
 
     _login(api_client, "nosy")
     assert api_client.get(f"/accounts/{account.id}").status_code == 404

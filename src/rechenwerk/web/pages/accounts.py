@@ -1,9 +1,10 @@
 """Pay-per-use account page: the live EUR balance, prices, and the monthly statement
-with a CSV download and a print view (print it to PDF from the browser: no PDF library
-is a dependency). Who may see an account is the project's visibility rule."""
+with CSV and PDF downloads and a print view. Who may see an account is the project's
+visibility rule."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from rechenwerk.access.accounts import visible_account
 from rechenwerk.access.models import User
 from rechenwerk.accounting import pay_per_use as ppu
 from rechenwerk.api.deps import get_now, get_session
+from rechenwerk.errors import NotFound
 from rechenwerk.jobs.statements import Statement, account_statement
 from rechenwerk.web.deps import portal_user
 from rechenwerk.web.rendering import render
@@ -81,36 +83,38 @@ def statement_print(
     )
 
 
-@router.get("/accounts/{account_id}/statement.csv")
-def statement_csv(
+def _csv(statement: Statement) -> bytes:
+    return statement.to_csv().encode()
+
+
+def _pdf(statement: Statement) -> bytes:
+    from rechenwerk.jobs.statement_pdf import statement_pdf  # only when one is asked for
+
+    return statement_pdf(statement)
+
+
+# The downloads of a month's statement: file suffix -> media type and how it is written.
+_DOWNLOADS: dict[str, tuple[str, Callable[[Statement], bytes]]] = {
+    "csv": ("text/csv; charset=utf-8", _csv),
+    "pdf": ("application/pdf", _pdf),
+}
+
+
+@router.get("/accounts/{account_id}/statement.{suffix}")
+def statement_download(
     account_id: int,
+    suffix: str,
     month: str | None = None,
     user: User = Depends(portal_user),
     db: Session = Depends(get_session),
     now: Any = Depends(get_now),
 ) -> Response:
+    if suffix not in _DOWNLOADS:
+        raise NotFound(f"no statement download as .{suffix[:16]}",
+                       hint="Download the statement as .csv or .pdf.")
     account = visible_account(db, user, account_id)
-    statement: Statement = account_statement(db, account, month or f"{now:%Y-%m}")
-    name = f"statement-{statement.project}-{statement.month}.csv"
-    return Response(
-        statement.to_csv(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{name}"'},
-    )
-
-
-@router.get("/accounts/{account_id}/statement.pdf")
-def statement_pdf_download(
-    account_id: int,
-    month: str | None = None,
-    user: User = Depends(portal_user),
-    db: Session = Depends(get_session),
-    now: Any = Depends(get_now),
-) -> Response:
-    from rechenwerk.jobs.statement_pdf import statement_pdf
-
-    account = visible_account(db, user, account_id)
-    statement: Statement = account_statement(db, account, month or f"{now:%Y-%m}")
-    name = f"statement-{statement.project}-{statement.month}.pdf"
-    return Response(statement_pdf(statement), media_type="application/pdf",
+    statement = account_statement(db, account, month or f"{now:%Y-%m}")
+    media_type, write = _DOWNLOADS[suffix]
+    name = f"statement-{statement.project}-{statement.month}.{suffix}"
+    return Response(write(statement), media_type=media_type,
                     headers={"Content-Disposition": f'attachment; filename="{name}"'})
