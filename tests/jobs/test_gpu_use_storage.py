@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
 from factories import T0, bearer, make_award, make_org, make_project, make_token, make_user
-from portal_login import PASSWORD
+from portal_login import login as _login
 from portal_login import password_hash as _hash
 from rechenwerk.accounting.charging import record_gpu_use, settle_usage
 from rechenwerk.accounting.models import UsageRecord
@@ -227,19 +227,6 @@ def test_cli_job_show(cli_env: CliRunner, world: dict[str, Any]) -> None:
     assert "hint:" not in text
     r = cli_env.invoke(cli, ["job", "show", str(world["busy"]), "--json"])
     assert json.loads(r.output)["gpu_use"]["mean_util_pct"] == 90.0
-
-
-def _login(client: Any, username: str) -> None:
-    client.cookies.clear()
-    page = client.get("/login").text
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
-    assert token is not None
-    r = client.post(
-        "/login",
-        data={"username": username, "password": PASSWORD, "csrf_token": token.group(1)},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
 
 
 def test_portal_job_page(world: dict[str, Any], api_client: Any) -> None:

@@ -13,23 +13,11 @@ from sqlalchemy.orm import Session
 
 from factories import T0, make_org, make_project, make_user
 from portal_login import PASSWORD
+from portal_login import login as _login
 from rechenwerk.access.accounts import create_account
 from rechenwerk.access.security import hash_password
 from rechenwerk.accounting.charging import settle_usage
 from rechenwerk.jobs.models import Job
-
-
-def _login(client: Any, username: str) -> None:
-    client.cookies.clear()
-    page = client.get("/login")
-    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
-    assert token
-    r = client.post(
-        "/login",
-        data={"username": username, "password": PASSWORD, "csrf_token": token.group(1)},
-        follow_redirects=False,
-    )
-    assert r.status_code == 303, r.text
 
 
 def _testid(html: str, name: str) -> str:

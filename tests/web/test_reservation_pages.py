@@ -3,7 +3,6 @@ with field errors kept in the form; users see only their projects' and maintenan
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Any
 
@@ -11,24 +10,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from factories import make_project, make_user
-from portal_login import PASSWORD
+from portal_login import csrf as _csrf
+from portal_login import login as _login
 from portal_login import password_hash as _hash
 from rechenwerk.clock import FakeClock
 from rechenwerk.jobs.models import ReservationRecord
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m, "no CSRF token in the page"
-    return m.group(1)
-
-
-def _login(client: Any, username: str) -> None:
-    client.cookies.clear()
-    page = client.get("/login")
-    r = client.post("/login", data={"username": username, "password": PASSWORD,
-                                    "csrf_token": _csrf(page.text)}, follow_redirects=False)
-    assert r.status_code == 303, r.text
 
 
 def _post(client: Any, path: str, data: dict[str, str]) -> Any:

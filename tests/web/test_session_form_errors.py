@@ -12,15 +12,10 @@ from sqlalchemy.orm import Session
 
 from factories import make_award, make_project, make_user
 from portal_login import PASSWORD
+from portal_login import csrf as _csrf
 from portal_login import password_hash as _hash
 from rechenwerk.jobs.models import Job
 from rechenwerk.web.forms import FORM_KEY, errors_from
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m
-    return m.group(1)
 
 
 def test_too_many_gpus_is_reported_beside_the_field(api_client: Any, session: Session) -> None:
