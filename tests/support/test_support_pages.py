@@ -13,15 +13,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from factories import make_org, make_project, make_user
+from portal_login import csrf as _csrf
 from portal_login import login as _login
 from portal_login import password_hash as _hash
 from rechenwerk.support.models import SupportRequest
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m, "no CSRF token in the page"
-    return m.group(1)
 
 
 def _post(client: Any, path: str, data: dict[str, str], page: str) -> Any:

@@ -3,13 +3,13 @@ and cancels the whole array from it (ASGI app, SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from factories import make_award, make_project, make_user
+from portal_login import csrf as _csrf
 from rechenwerk.access.security import hash_password
 from rechenwerk.config import Settings
 from rechenwerk.jobs import service
@@ -17,12 +17,6 @@ from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.specs import parse_spec
 
 PASSWORD = "correct-horse-battery"
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m, "no CSRF token in the page"
-    return m.group(1)
 
 
 def test_array_row_task_list_and_cancel(api_client: Any, session: Session,

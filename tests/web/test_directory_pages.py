@@ -12,6 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from factories import T0, make_award, make_org, make_project, make_user
+from portal_login import csrf as _csrf
 from portal_login import login as _login
 from portal_login import password_hash as _hash
 from rechenwerk.access.models import AuditEntry, Project, ProjectMembership
@@ -22,12 +23,6 @@ from rechenwerk.reports.directory import (
     list_projects_directory,
     list_users_directory,
 )
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m, "no CSRF token in the page"
-    return m.group(1)
 
 
 def _error(html: str, name: str) -> str:

@@ -11,14 +11,9 @@ from sqlalchemy.orm import Session
 
 from factories import make_award, make_project, make_user
 from portal_login import PASSWORD
+from portal_login import csrf as _csrf
 from portal_login import password_hash as _hash
 from rechenwerk.jobs.models import Job
-
-
-def _csrf(html: str) -> str:
-    m = re.search(r'name="csrf_token" value="([^"]+)"', html)
-    assert m
-    return m.group(1)
 
 
 def _error(html: str, name: str) -> str:
