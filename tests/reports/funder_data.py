@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from report_data import add_job, add_usage
 from sqlalchemy.orm import Session
 
-from factories import make_call, make_org, make_project, make_user
+from factories import make_call, make_org, make_project, make_token, make_user
 from rechenwerk.access.models import (
     Award,
     AwardPeriod,
@@ -138,3 +138,12 @@ EXPECTED_HOURS: dict[str, dict[str, tuple[float, float]]] = {
     "mode": {"research": (1000.0, 150.0), "innovation": (200.0, 40.0),
              NO_CALL: (300.0, 20.0), NO_AWARD: (0.0, 10.0)},
 }
+
+
+def operator_and_pi_tokens(session: Session) -> tuple[str, str]:
+    """The funder centre built, with API tokens of its operator and of a PI."""
+    centre = build(session)
+    op = make_token(session, session.get_one(User, centre.operator_id))
+    pi = make_token(session, session.get_one(User, centre.pi_id))
+    session.commit()
+    return op, pi

@@ -7,27 +7,18 @@ import json
 from typing import Any
 
 import pytest
-from funder_data import EXPECTED_HOURS, build, hours_of
+from funder_data import EXPECTED_HOURS, hours_of, operator_and_pi_tokens
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from factories import bearer, make_token
-from rechenwerk.access.models import User
+from factories import bearer
 from rechenwerk.cli.main import app as cli
 
 Q1 = {"from": "2026-01-01T00:00:00Z", "to": "2026-04-01T00:00:00Z"}
 
 
-def _tokens(session: Session) -> tuple[str, str]:
-    centre = build(session)
-    op = make_token(session, session.get_one(User, centre.operator_id))
-    pi = make_token(session, session.get_one(User, centre.pi_id))
-    session.commit()
-    return op, pi
-
-
 def test_api_operators_only(session: Session, api_client: Any) -> None:
-    op, pi = _tokens(session)
+    op, pi = operator_and_pi_tokens(session)
     r = api_client.get("/api/v1/reports/funder", params=Q1, headers=bearer(op))
     assert r.status_code == 200, r.text
     body = r.json()
@@ -42,7 +33,7 @@ def test_api_operators_only(session: Session, api_client: Any) -> None:
 
 
 def test_api_csv_and_bad_input(session: Session, api_client: Any) -> None:
-    op, _ = _tokens(session)
+    op, _ = operator_and_pi_tokens(session)
     r = api_client.get("/api/v1/reports/funder", params={**Q1, "format": "csv",
                                                          "section": "country"},
                        headers=bearer(op))
@@ -75,7 +66,7 @@ def test_api_csv_and_bad_input(session: Session, api_client: Any) -> None:
 def cli_env(session: Session, api_client: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     from rechenwerk.cli import client
 
-    op, _ = _tokens(session)
+    op, _ = operator_and_pi_tokens(session)
     client.use_transport(api_client._transport)
     monkeypatch.setenv("RECHENWERK_API_URL", "http://testserver")
     monkeypatch.setenv("RECHENWERK_TOKEN", op)
@@ -127,7 +118,7 @@ def test_cli_refuses_a_non_operator(session: Session, api_client: Any,
                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from rechenwerk.cli import client
 
-    _, pi = _tokens(session)
+    _, pi = operator_and_pi_tokens(session)
     client.use_transport(api_client._transport)
     monkeypatch.setenv("RECHENWERK_API_URL", "http://testserver")
     monkeypatch.setenv("RECHENWERK_TOKEN", pi)

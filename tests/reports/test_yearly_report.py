@@ -11,12 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from funder_data import build
+from funder_data import build, operator_and_pi_tokens
 from sqlalchemy.orm import Session
 from typer.testing import CliRunner
 
-from factories import bearer, make_token
-from rechenwerk.access.models import User
+from factories import bearer
 from rechenwerk.cli.main import app as cli
 from rechenwerk.errors import InvalidInput
 from rechenwerk.reports import funder, yearly
@@ -82,16 +81,8 @@ def test_an_empty_year_still_renders(session: Session) -> None:
     assert "No data in this year." in document_html(rep, NOW)
 
 
-def _tokens(session: Session) -> tuple[str, str]:
-    centre = build(session)
-    op = make_token(session, session.get_one(User, centre.operator_id))
-    pi = make_token(session, session.get_one(User, centre.pi_id))
-    session.commit()
-    return op, pi
-
-
 def test_api_formats_and_refusals(session: Session, api_client: Any) -> None:
-    op, pi = _tokens(session)
+    op, pi = operator_and_pi_tokens(session)
     url = "/api/v1/reports/yearly"
     r = api_client.get(url, params={"year": "2026"}, headers=bearer(op))
     assert r.status_code == 200, r.text
@@ -110,7 +101,7 @@ def test_api_formats_and_refusals(session: Session, api_client: Any) -> None:
 def cli_env(session: Session, api_client: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     from rechenwerk.cli import client
 
-    op, _ = _tokens(session)
+    op, _ = operator_and_pi_tokens(session)
     client.use_transport(api_client._transport)
     monkeypatch.setenv("RECHENWERK_API_URL", "http://testserver")
     monkeypatch.setenv("RECHENWERK_TOKEN", op)
