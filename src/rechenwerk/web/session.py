@@ -27,7 +27,7 @@ from fastapi import Depends
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import RedirectResponse, Response
 
 from rechenwerk.access.models import PortalSessionRecord, User
 from rechenwerk.access.portal_sessions import (
@@ -184,6 +184,14 @@ async def csrf_guard(request: Request,
 def set_flash(response: Response, settings: Settings, kind: str, message: str) -> None:
     token = _serializer(settings, _FLASH_SALT).dumps({"kind": kind, "message": message})
     response.set_cookie(FLASH_COOKIE, token, max_age=120, httponly=True, samesite="lax", path="/")
+
+
+def flash_redirect(request: Request, url: str, message: str, kind: str = "success") -> Response:
+    """The answer to a form that did its work: see ``url`` (303), with ``message`` shown
+    once there."""
+    response = RedirectResponse(url, status_code=303)
+    set_flash(response, settings_of(request), kind, message)
+    return response
 
 
 def pop_flash(request: Request, settings: Settings) -> dict[str, str] | None:

@@ -8,16 +8,16 @@ from datetime import datetime
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from rechenwerk.access.aup import accept_aup, accepted_at, current_aup
 from rechenwerk.access.models import User
-from rechenwerk.api.deps import get_now, get_session, settings_of
+from rechenwerk.api.deps import get_now, get_session
 from rechenwerk.errors import InvalidInput
 from rechenwerk.web.deps import form_data, portal_user_before_aup
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute, _safe_next
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
@@ -42,7 +42,5 @@ def aup_accept(request: Request, form: dict[str, str] = Depends(form_data),
         raise InvalidInput(f"version must be a whole number, got {raw!r}", field="version")
     # A version published since the page was shown: Conflict, shown as an error page.
     accept_aup(db, user, int(raw), now=now)
-    response = RedirectResponse(_safe_next(form.get("next", "/") or "/"), status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Thank you: you accepted the acceptable-use policy (version {raw}).")
-    return response
+    return flash_redirect(request, _safe_next(form.get("next", "/") or "/"),
+                          f"Thank you: you accepted the acceptable-use policy (version {raw}).")

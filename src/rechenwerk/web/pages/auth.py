@@ -15,7 +15,7 @@ from rechenwerk.errors import Unauthenticated
 from rechenwerk.web.deps import form_data, optional_user
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute, _safe_next
-from rechenwerk.web.session import end_session, set_flash, start_user_session
+from rechenwerk.web.session import end_session, flash_redirect, start_user_session
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
@@ -66,6 +66,5 @@ def login(
 @router.post("/logout")
 def logout(request: Request) -> Response:
     end_session(request)
-    response = RedirectResponse("/login", status_code=303)
-    set_flash(response, settings_of(request), "info", "You have been logged out.")
-    return response
+    return flash_redirect(request, "/login",
+                          "You have been logged out.", kind="info")

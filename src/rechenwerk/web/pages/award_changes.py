@@ -9,7 +9,6 @@ from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,7 +31,7 @@ from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FormErrors, errors_from, moment, number, text
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
@@ -102,10 +101,8 @@ def award_change_request(request: Request, award_id: int,
     if errors:
         return award_page_response(request, db, user, award, now, form=form, errors=errors,
                                    status_code=422)
-    response = RedirectResponse(f"/awards/{award_id}", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              "Request sent; an operator decides it (you will see the decision here).")
-    return response
+    return flash_redirect(request, f"/awards/{award_id}",
+                          "Request sent; an operator decides it (you will see the decision here).")
 
 
 @router.post("/award-changes/{change_id}/withdraw")
@@ -115,10 +112,8 @@ def award_change_withdraw(request: Request, change_id: int,
                           now: Any = Depends(get_now)) -> Response:
     change = visible_change(db, user, change_id)
     withdraw_change(db, user, change, now=now)
-    response = RedirectResponse(f"/awards/{change.award_id}", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Request {change_id} withdrawn.")
-    return response
+    return flash_redirect(request, f"/awards/{change.award_id}",
+                          f"Request {change_id} withdrawn.")
 
 
 def _queue_page(request: Request, db: Session, user: User, state: str,
@@ -159,7 +154,6 @@ def award_change_decide(request: Request, change_id: int,
             errors = errors_from(exc, fields=DECISION_FIELDS)
     if errors:
         return _queue_page(request, db, user, "requested", {change_id: (form, errors)}, 422)
-    response = RedirectResponse("/award-changes", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Request {change_id} {change.state}; the PI sees the note on the award page.")
-    return response
+    return flash_redirect(
+        request, "/award-changes",
+        f"Request {change_id} {change.state}; the PI sees the note on the award page.")

@@ -29,7 +29,7 @@ from rechenwerk.web.forms import FormErrors, errors_from, text
 from rechenwerk.web.pages.award_changes import award_page_response
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect, set_flash
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
@@ -127,7 +127,6 @@ def report_review(request: Request, task_id: int, form: dict[str, str] = Depends
         errors = errors_from(exc, fields={"decision", "note"})
         return _queue(request, db, user, "submitted", {task_id: (form, errors)},
                       exc.http_status, today=now.date())
-    response = RedirectResponse("/report-tasks", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Report {task_id} {'accepted' if task.state == 'accepted' else 'returned'}.")
-    return response
+    return flash_redirect(
+        request, "/report-tasks",
+        f"Report {task_id} {'accepted' if task.state == 'accepted' else 'returned'}.")

@@ -8,7 +8,6 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends
-from fastapi.responses import RedirectResponse
 from sqlalchemy.orm import Session
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,7 +20,7 @@ from rechenwerk.errors import RechenwerkError
 from rechenwerk.web.deps import operator_user
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
@@ -57,8 +56,6 @@ def ranking_confirm(request: Request, slug: str, user: User = Depends(operator_u
     except RechenwerkError as exc:
         rollback_request(request)
         return _page(request, db, slug, now, error=exc.message, status_code=exc.http_status)
-    response = RedirectResponse(f"/ops/calls/{slug}/ranking", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Ranking of {len(rows)} proposal(s) confirmed; decide each with its "
-              "recommended grant.")
-    return response
+    return flash_redirect(request, f"/ops/calls/{slug}/ranking",
+                          f"Ranking of {len(rows)} proposal(s) confirmed; decide each with its "
+                          "recommended grant.")

@@ -11,7 +11,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from rechenwerk.access.fields_of_science import FIELDS, label
 from rechenwerk.access.models import OrgKind, User
@@ -33,7 +33,7 @@ from rechenwerk.web.deps import form_data, operator_user, portal_user
 from rechenwerk.web.forms import FORM_KEY, FormErrors, errors_from, text
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
@@ -78,10 +78,8 @@ def project_decide(
         return _projects_page(request, db, user, forms={
             slug: (form, errors_from(exc, fields={"decision", "note"}))},
             status_code=exc.http_status)
-    response = RedirectResponse("/ops/projects", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Project {slug} {project.approval}.")
-    return response
+    return flash_redirect(request, "/ops/projects",
+                          f"Project {slug} {project.approval}.")
 
 
 @router.get("/ops/users")
@@ -173,11 +171,10 @@ def project_create(
             status = exc.http_status if FORM_KEY in errors else 422
     if errors:
         return _new_project_page(request, user, form=form, errors=errors, status_code=status)
-    response = RedirectResponse(f"/projects/{project.slug}", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Project {project.slug} created with {project.pi.username} as PI; it waits "
-              "for an operator's approval before it runs jobs or applies for GPU-hours."
-              if project.approval == "pending" else
-              f"Project {project.slug} created with {project.pi.username} as PI. Next: add "
-              "members, then write a proposal for GPU-hours.")
-    return response
+    return flash_redirect(
+        request, f"/projects/{project.slug}",
+        f"Project {project.slug} created with {project.pi.username} as PI; it waits "
+        "for an operator's approval before it runs jobs or applies for GPU-hours."
+        if project.approval == "pending" else
+        f"Project {project.slug} created with {project.pi.username} as PI. Next: add "
+        "members, then write a proposal for GPU-hours.")

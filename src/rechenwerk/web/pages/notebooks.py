@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends
 from pydantic import ValidationError
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from rechenwerk.access.models import User
 from rechenwerk.accounting.balance import project_balance
@@ -29,7 +29,7 @@ from rechenwerk.web.forms import FormErrors, errors_from, text
 from rechenwerk.web.pages.jobs import STDERR_TAIL, _log_chunks, _visible_projects
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 START_FIELDS = {"project", "gpus", "walltime", "gpu_type", "qos", "workdir"}
@@ -110,11 +110,10 @@ def session_start(request: Request, form: dict[str, str] = Depends(form_data),
             errors = errors_from(exc, _ALIASES, fields=START_FIELDS)
     if errors or job is None:
         return _start_page(request, db, user, now, form, errors, status_code=422)
-    response = RedirectResponse(f"/sessions/{job.id}", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Session {job.id} submitted: JupyterLab opens here once the job runs. It "
-              f"commits {job.gpus * job.walltime_s / 3600:.2f} GPU-hours until it ends.")
-    return response
+    return flash_redirect(
+        request, f"/sessions/{job.id}",
+        f"Session {job.id} submitted: JupyterLab opens here once the job runs. It "
+        f"commits {job.gpus * job.walltime_s / 3600:.2f} GPU-hours until it ends.")
 
 
 @router.get("/sessions/{session_id}")
@@ -149,8 +148,7 @@ def session_stop_confirm(request: Request, session_id: int,
 def session_stop(request: Request, session_id: int, user: User = Depends(portal_user),
                  db: Session = Depends(get_session)) -> Response:
     job = sessions.stop_session(db, user, session_id, clock=get_clock(request))
-    response = RedirectResponse(f"/sessions/{job.id}", status_code=303)
-    set_flash(response, settings_of(request), "info",
-              f"Session {job.id} is stopping: JupyterLab gets SIGTERM, then SIGKILL after "
-              "the grace period. Its run is charged until it has ended.")
-    return response
+    return flash_redirect(
+        request, f"/sessions/{job.id}",
+        f"Session {job.id} is stopping: JupyterLab gets SIGTERM, then SIGKILL after "
+        "the grace period. Its run is charged until it has ended.", kind="info")

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from rechenwerk.access.audit import list_audit
 from rechenwerk.access.awards import create_award, list_awards, new_award_problems
@@ -26,13 +26,13 @@ from rechenwerk.access.models import AccessMode, OrgKind, User
 from rechenwerk.access.projects import get_project, list_projects
 from rechenwerk.access.proposals import list_proposals, visible_proposal
 from rechenwerk.access.validation import ref_is_id
-from rechenwerk.api.deps import get_now, get_session, settings_of
+from rechenwerk.api.deps import get_now, get_session
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.web.deps import form_data, operator_user
 from rechenwerk.web.forms import FormErrors, checkbox, errors_from, moment, number, text
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
@@ -123,9 +123,8 @@ def call_create(
     if errors or call is None:
         return _calls_page(request, db, user, now, call_form=form, call_errors=errors,
                            status_code=422)
-    response = RedirectResponse("/ops/calls", status_code=303)
-    set_flash(response, settings_of(request), "success", f"Call {call.slug!r} created.")
-    return response
+    return flash_redirect(request, "/ops/calls",
+                          f"Call {call.slug!r} created.")
 
 
 def _close_page(request: Request, call: Any, now: Any, errors: FormErrors,
@@ -158,9 +157,8 @@ def call_close(
                             "button on this page.")
         return _close_page(request, call, now, errors, status_code=422)
     call = close_call(db, user, call, now=now)
-    response = RedirectResponse("/ops/calls", status_code=303)
-    set_flash(response, settings_of(request), "success", f"Call {call.slug!r} closed.")
-    return response
+    return flash_redirect(request, "/ops/calls",
+                          f"Call {call.slug!r} closed.")
 
 
 AWARD_FIELDS = {"project", "proposal", "gpu_hours", "gpu_type", "starts_at", "period_count",
@@ -216,11 +214,10 @@ def award_create(
     if errors or award is None:
         return _calls_page(request, db, user, now, award_form=form, award_errors=errors,
                            status_code=422)
-    response = RedirectResponse("/ops/calls#awards", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Award {award.id}: {award.gpu_hours:,.0f} GPU-hours ({award.gpu_type}) to "
-              f"{award.project.slug} in {len(award.periods)} period(s).")
-    return response
+    return flash_redirect(
+        request, "/ops/calls#awards",
+        f"Award {award.id}: {award.gpu_hours:,.0f} GPU-hours ({award.gpu_type}) to "
+        f"{award.project.slug} in {len(award.periods)} period(s).")
 
 
 @router.get("/ops/audit")

@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from rechenwerk.access.accounts import account_for_project
 from rechenwerk.access.models import Project, ProjectMembership, User
@@ -42,7 +42,7 @@ from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FORM_KEY, FormErrors, errors_from, text
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect
 from rechenwerk.web.worklist import operator_items, pi_items, reviewer_items
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
@@ -195,10 +195,9 @@ def member_add(
         project = visible_project(db, user, slug)
         return _project_page(request, db, user, project, now, form=form, errors=errors,
                              status_code=status)
-    response = RedirectResponse(f"/projects/{slug}#members", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"{text(form, 'username')} is now {text(form, 'role') or 'member'} of {slug}.")
-    return response
+    return flash_redirect(
+        request, f"/projects/{slug}#members",
+        f"{text(form, 'username')} is now {text(form, 'role') or 'member'} of {slug}.")
 
 
 @router.post("/projects/{slug}/members/{username}/remove")
@@ -208,6 +207,5 @@ def member_remove(
 ) -> Response:
     project = visible_project(db, user, slug)
     remove_member(db, user, project, username=username, now=now)
-    response = RedirectResponse(f"/projects/{slug}#members", status_code=303)
-    set_flash(response, settings_of(request), "success", f"{username} removed from {slug}.")
-    return response
+    return flash_redirect(request, f"/projects/{slug}#members",
+                          f"{username} removed from {slug}.")

@@ -53,7 +53,7 @@ from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FormErrors, checkbox, errors_from, number, text
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect, set_flash
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
@@ -455,10 +455,8 @@ def proposal_submit(
         proposal = visible_proposal(db, user, proposal_id)
         return _detail(request, db, user, proposal, errors_from(exc, fields=EDIT_FIELDS), {},
                        exc.http_status)
-    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Proposal {proposal.id} submitted; an operator will assign reviewers.")
-    return response
+    return flash_redirect(request, f"/proposals/{proposal.id}",
+                          f"Proposal {proposal.id} submitted; an operator will assign reviewers.")
 
 
 def _detail_with_error(request: Request, db: Session, user: User, proposal_id: int,
@@ -485,11 +483,9 @@ def proposal_assign(
                                  now=now, holidays=settings_of(request).holiday_dates)
     except RechenwerkError as exc:
         return _detail_with_error(request, db, user, proposal_id, exc, form)
-    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"{review.reviewer.username} invited to review proposal {proposal.id} "
-              f"(answer by {review.due_on}).")
-    return response
+    return flash_redirect(request, f"/proposals/{proposal.id}",
+                          f"{review.reviewer.username} invited to review proposal {proposal.id} "
+                          f"(answer by {review.due_on}).")
 
 
 @router.post("/proposals/{proposal_id}/assess")
@@ -526,10 +522,8 @@ def proposal_reply(
                                      deadlines=_deadlines(request))
     except RechenwerkError as exc:
         return _detail_with_error(request, db, user, proposal_id, exc, form)
-    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Your reply to the reviews of proposal {proposal.id} was sent.")
-    return response
+    return flash_redirect(request, f"/proposals/{proposal.id}",
+                          f"Your reply to the reviews of proposal {proposal.id} was sent.")
 
 
 @router.post("/proposals/{proposal_id}/decide")
@@ -609,11 +603,10 @@ def proposal_edit(
             changed.append("estimate")
     if errors:
         return _detail(request, db, user, proposal, errors, form, 422)
-    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Proposal {proposal.id} saved ({', '.join(changed).replace('_', ' ')} changed)."
-              if changed else f"Proposal {proposal.id}: nothing changed.")
-    return response
+    return flash_redirect(
+        request, f"/proposals/{proposal.id}",
+        f"Proposal {proposal.id} saved ({', '.join(changed).replace('_', ' ')} changed)."
+        if changed else f"Proposal {proposal.id}: nothing changed.")
 
 
 def _withdraw_page(request: Request, db: Session, user: User, proposal: Proposal,
@@ -652,7 +645,6 @@ def proposal_withdraw(
         proposal = visible_proposal(db, user, proposal_id)
         return _withdraw_page(request, db, user, proposal, form,
                               errors_from(exc, fields={"reason"}), exc.http_status)
-    response = RedirectResponse(f"/proposals/{proposal.id}", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Proposal {proposal.id} withdrawn. To apply again, write a new proposal.")
-    return response
+    return flash_redirect(
+        request, f"/proposals/{proposal.id}",
+        f"Proposal {proposal.id} withdrawn. To apply again, write a new proposal.")

@@ -9,17 +9,17 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from rechenwerk.access.models import User
-from rechenwerk.api.deps import backend_of, get_now, get_session, inventory_of, settings_of
+from rechenwerk.api.deps import backend_of, get_now, get_session, inventory_of
 from rechenwerk.errors import RechenwerkError
 from rechenwerk.jobs import reservations
 from rechenwerk.web.deps import form_data, operator_user, portal_user
 from rechenwerk.web.forms import FormErrors, checkbox, errors_from, moment, number, text
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 FIELDS = {"name", "start", "end", "projects", "gpus", "gpu_type", "nodes"}
@@ -75,15 +75,13 @@ def reservation_create(
             errors = errors_from(exc, fields=FIELDS)
     if errors or rec is None:
         return _page(request, db, user, now, form=form, errors=errors, status_code=422)
-    response = RedirectResponse("/reservations", status_code=303)
-    set_flash(response, settings_of(request), "success", f"Reservation {rec.name!r} created.")
-    return response
+    return flash_redirect(request, "/reservations",
+                          f"Reservation {rec.name!r} created.")
 
 
 @router.post("/reservations/{name}/delete")
 def reservation_delete(request: Request, name: str, user: User = Depends(operator_user),
                        db: Session = Depends(get_session)) -> Response:
     reservations.delete(db, name)
-    response = RedirectResponse("/reservations", status_code=303)
-    set_flash(response, settings_of(request), "success", f"Reservation {name!r} deleted.")
-    return response
+    return flash_redirect(request, "/reservations",
+                          f"Reservation {name!r} deleted.")

@@ -22,7 +22,7 @@ from rechenwerk.web.forms import FormErrors, errors_from, number, text
 from rechenwerk.web.pages.proposals import estimate_view
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect, set_flash
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
@@ -146,7 +146,5 @@ def review_submit(
             proposal, review = _own_review(db, user, proposal_id)
     if errors:
         return _form_page(request, db, user, proposal, review, form, errors, status)
-    response = RedirectResponse("/reviews", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Review of proposal {proposal.id} submitted. Thank you.")
-    return response
+    return flash_redirect(request, "/reviews",
+                          f"Review of proposal {proposal.id} submitted. Thank you.")

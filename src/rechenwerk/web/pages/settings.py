@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from rechenwerk.access.models import User
 from rechenwerk.access.security import login_with_password
@@ -20,7 +20,7 @@ from rechenwerk.web.deps import form_data, operator_user, portal_user
 from rechenwerk.web.forms import FormErrors, checkbox, errors_from, number
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash, start_user_session
+from rechenwerk.web.session import flash_redirect, start_user_session
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
@@ -86,10 +86,8 @@ def password_change(
         return _page(request, db, user, _notification_form(db, user), FormErrors(), 422,
                      pw_errors=errors)
     start_user_session(request, db, user)  # this browser only; the others are ended
-    response = RedirectResponse("/settings", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              "Password changed: every other session of yours has ended.")
-    return response
+    return flash_redirect(request, "/settings",
+                          "Password changed: every other session of yours has ended.")
 
 
 @router.get("/ops/notifications")
@@ -113,10 +111,8 @@ def outbox_requeue(
     db: Session = Depends(get_session), now: Any = Depends(get_now),
 ) -> Response:
     msg = notifications.requeue(db, user, message_id, now=now)
-    response = RedirectResponse("/ops/notifications", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Notification {msg.id} to {msg.to_address} queued again.")
-    return response
+    return flash_redirect(request, "/ops/notifications",
+                          f"Notification {msg.id} to {msg.to_address} queued again.")
 
 
 @router.post("/settings")
@@ -139,6 +135,5 @@ def settings_save(
             errors = errors_from(exc)
     if errors:
         return _page(request, db, user, form, errors, 422)
-    response = RedirectResponse("/settings", status_code=303)
-    set_flash(response, settings_of(request), "success", "Notification settings saved.")
-    return response
+    return flash_redirect(request, "/settings",
+                          "Notification settings saved.")

@@ -23,7 +23,7 @@ from rechenwerk.web.deps import form_data, portal_user
 from rechenwerk.web.forms import FORM_KEY, FormErrors, errors_from, text
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect, set_flash
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 PAGE = 50
@@ -272,9 +272,8 @@ def support_detail(
 
 
 def _back(request: Request, req: SupportRequest, message: str) -> Response:
-    response = RedirectResponse(f"/support/{req.id}", status_code=303)
-    set_flash(response, settings_of(request), "success", message)
-    return response
+    return flash_redirect(request, f"/support/{req.id}",
+                          message)
 
 
 @router.post("/support/{request_id}/reply")

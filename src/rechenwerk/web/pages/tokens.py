@@ -9,17 +9,17 @@ from datetime import datetime, timedelta
 from fastapi import APIRouter, Depends
 from sqlalchemy.orm import Session
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from rechenwerk.access import security
 from rechenwerk.access.models import ApiToken, User
-from rechenwerk.api.deps import get_now, get_session, settings_of
+from rechenwerk.api.deps import get_now, get_session
 from rechenwerk.errors import NotFound, RechenwerkError
 from rechenwerk.web.deps import form_data, portal_user, portal_user_before_aup
 from rechenwerk.web.forms import FormErrors, errors_from, number, text
 from rechenwerk.web.rendering import render
 from rechenwerk.web.routing import PortalRoute
-from rechenwerk.web.session import set_flash
+from rechenwerk.web.session import flash_redirect
 
 router = APIRouter(route_class=PortalRoute, include_in_schema=False)
 
@@ -89,7 +89,5 @@ def token_revoke(request: Request, token_id: int,
     if owned is None or owned.user_id != user.id:
         raise NotFound(f"API token {token_id} not found", field="token_id")
     token = security.revoke_token(db, user, token_id, now=now)
-    response = RedirectResponse("/settings/tokens", status_code=303)
-    set_flash(response, settings_of(request), "success",
-              f"Token {token.name!r} ({token.prefix}...) revoked: it no longer works.")
-    return response
+    return flash_redirect(request, "/settings/tokens",
+                          f"Token {token.name!r} ({token.prefix}...) revoked: it no longer works.")
