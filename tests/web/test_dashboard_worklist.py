@@ -158,3 +158,41 @@ def test_the_worklist_follows_each_proposals_pipeline_step(session: Session) -> 
     items = {i.key: (i.count, i.text) for i in operator_items(session, T0, [])}
     assert items["to-assess"] == (2, "2 proposals need their technical assessment")
     assert "to-check" not in items
+
+
+def test_every_counted_line_of_an_operators_work(session: Session) -> None:
+    """The lines that are counts (COUNTED_WORK): each appears with its count and words
+    once there is one of its kind, in the dashboard's order."""
+    from datetime import date
+
+    from factories import make_award
+    from rechenwerk.access.models import AwardChange, ReportTask
+
+    org = make_org(session)
+    pi = make_user(session, username="pia", org=org)
+    project = make_project(session, pi=pi, slug="alpha")
+    pending = make_project(session, pi=pi, slug="beta")
+    pending.approval = "pending"
+    award = make_award(session, project, gpu_hours=100.0)
+    other = make_award(session, project, gpu_hours=50.0)
+    today = T0.date()
+    session.add_all([
+        ReportTask(award_id=award.id, kind="status", period_index=0, due_on=today,
+                   state="submitted", created_at=T0),
+        ReportTask(award_id=award.id, kind="final", period_index=-1,
+                   due_on=date(today.year - 1, 1, 1), state="open", created_at=T0),
+        ReportTask(award_id=other.id, kind="final", period_index=-1,
+                   due_on=date(today.year - 1, 2, 1), state="open", created_at=T0),
+        AwardChange(award_id=award.id, kind="extension", state="requested", reason="r",
+                    requested_by_user_id=pi.id, requested_at=T0),
+    ])
+    session.commit()
+    items = operator_items(session, T0, drained_nodes=["n1"])
+    lines = [(i.key, i.count, i.text, i.href) for i in items]
+    assert lines == [
+        ("projects-pending", 1, "1 new project waits for approval", "/ops/projects"),
+        ("reports-to-review", 1, "1 award report waits for review", "/report-tasks"),
+        ("reports-overdue", 2, "2 final reports are overdue", "/report-tasks?state=open"),
+        ("award-changes", 1, "1 award change request waits for a decision", "/award-changes"),
+        ("drained", 1, "1 node is drained (n1)", "/ops/cluster"),
+    ]

@@ -8,10 +8,12 @@ big centre."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import (
@@ -137,66 +139,79 @@ def pipeline_items(db: Session, deadlines: Deadlines) -> list[WorkItem]:
     return items
 
 
+@dataclass(frozen=True, slots=True)
+class CountedWork:
+    """One line of an operator's work that is a count: what is counted (a statement for
+    the time now), the sentence's noun phrase for one and for many, and where to go."""
+
+    key: str
+    count: Callable[[datetime], Select[int]]
+    nouns: tuple[str, str]
+    rest: str
+    href: str
+
+
+def _count_of(model: type[Any], *where: Callable[[datetime], Any]) -> Callable[
+        [datetime], Select[int]]:
+    def stmt(now: datetime) -> Select[int]:
+        return select(func.count()).select_from(model).where(*(w(now) for w in where))
+    return stmt
+
+
+# After the pipeline's steps and before drained nodes, in the dashboard's order.
+COUNTED_WORK = (
+    CountedWork("overdue", _count_of(Proposal, lambda now: Proposal.due_on < now.date(),
+                                     lambda _: Proposal.state.in_(OPEN_STATES)),
+                ("proposal is", "proposals are"),
+                "past the decision deadline of their call type", "/proposals?overdue=true"),
+    CountedWork("projects-pending", _count_of(Project, lambda _: Project.approval == "pending"),
+                ("new project waits", "new projects wait"), "for approval", "/ops/projects"),
+    CountedWork("reports-to-review",
+                _count_of(ReportTask, lambda _: ReportTask.state == "submitted"),
+                ("award report waits", "award reports wait"), "for review", "/report-tasks"),
+    CountedWork("reports-overdue",
+                _count_of(ReportTask, lambda _: ReportTask.state == "open",
+                          lambda _: ReportTask.kind == "final",
+                          lambda now: ReportTask.due_on < now.date()),
+                ("final report is", "final reports are"), "overdue",
+                "/report-tasks?state=open"),
+    CountedWork("award-changes",
+                _count_of(AwardChange,
+                          lambda _: AwardChange.state == AwardChangeState.REQUESTED.value),
+                ("award change request waits", "award change requests wait"),
+                "for a decision", "/award-changes"),
+)
+# After drained nodes.
+COUNTED_WORK_LAST = (
+    CountedWork("failed-jobs",
+                _count_of(Job, lambda _: Job.state == "failed",
+                          lambda now: Job.ended_at >= now - FAILED_WINDOW),
+                ("job", "jobs"), "failed in the last 24 hours", "/jobs?state=failed"),
+    CountedWork("mail", _count_of(OutboxMessage, lambda _: OutboxMessage.gave_up.is_(True)),
+                ("notification", "notifications"), "could not be delivered",
+                "/ops/notifications"),
+)
+
+
+def _counted(db: Session, now: datetime, work: tuple[CountedWork, ...]) -> list[WorkItem]:
+    items = []
+    for w in work:
+        n = _count(db, w.count(now))
+        if n:
+            items.append(WorkItem(w.key, n, f"{_plural(n, *w.nouns)} {w.rest}", w.href))
+    return items
+
+
 def operator_items(db: Session, now: datetime, drained_nodes: list[str],
                    deadlines: Deadlines | None = None) -> list[WorkItem]:
     """``deadlines``: the centre's calendar for the review pipeline (default: today,
     no holidays)."""
-    items: list[WorkItem] = []
-    items += pipeline_items(db, deadlines or Deadlines(today=now.date()))
-    overdue = _count(db, select(func.count()).select_from(Proposal).where(
-        Proposal.due_on < now.date(), Proposal.state.in_(OPEN_STATES)))
-    if overdue:
-        items.append(WorkItem(
-            "overdue", overdue,
-            f"{_plural(overdue, 'proposal is', 'proposals are')} past the decision "
-            "deadline of their call type", "/proposals?overdue=true"))
-    pending = _count(db, select(func.count()).select_from(Project).where(
-        Project.approval == "pending"))
-    if pending:
-        items.append(WorkItem(
-            "projects-pending", pending,
-            f"{_plural(pending, 'new project waits', 'new projects wait')} for approval",
-            "/ops/projects"))
-    submitted = _count(db, select(func.count()).select_from(ReportTask).where(
-        ReportTask.state == "submitted"))
-    if submitted:
-        items.append(WorkItem(
-            "reports-to-review", submitted,
-            f"{_plural(submitted, 'award report waits', 'award reports wait')} for review",
-            "/report-tasks"))
-    late = _count(db, select(func.count()).select_from(ReportTask).where(
-        ReportTask.state == "open", ReportTask.kind == "final",
-        ReportTask.due_on < now.date()))
-    if late:
-        items.append(WorkItem(
-            "reports-overdue", late,
-            f"{_plural(late, 'final report is', 'final reports are')} overdue",
-            "/report-tasks?state=open"))
-    changes = _count(db, select(func.count()).select_from(AwardChange).where(
-        AwardChange.state == AwardChangeState.REQUESTED.value))
-    if changes:
-        items.append(WorkItem(
-            "award-changes", changes,
-            f"{_plural(changes, 'award change request waits', 'award change requests wait')}"
-            " for a decision", "/award-changes"))
+    items = pipeline_items(db, deadlines or Deadlines(today=now.date()))
+    items += _counted(db, now, COUNTED_WORK)
     if drained_nodes:
         shown = ", ".join(drained_nodes[:5]) + (" ..." if len(drained_nodes) > 5 else "")
         items.append(WorkItem(
             "drained", len(drained_nodes),
             f"{_plural(len(drained_nodes), 'node is', 'nodes are')} drained ({shown})",
             "/ops/cluster"))
-    failed = _count(db, select(func.count()).select_from(Job).where(
-        Job.state == "failed", Job.ended_at >= now - FAILED_WINDOW))
-    if failed:
-        items.append(WorkItem(
-            "failed-jobs", failed,
-            f"{_plural(failed, 'job', 'jobs')} failed in the last 24 hours",
-            "/jobs?state=failed"))
-    undelivered = _count(db, select(func.count()).select_from(OutboxMessage).where(
-        OutboxMessage.gave_up.is_(True)))
-    if undelivered:
-        items.append(WorkItem(
-            "mail", undelivered,
-            f"{_plural(undelivered, 'notification', 'notifications')} could not be "
-            "delivered", "/ops/notifications"))
-    return items
+    return items + _counted(db, now, COUNTED_WORK_LAST)
