@@ -1,27 +1,30 @@
 # shellcheck shell=bash
-# Sourced by scripts/slurm-dev when SLURM_DEV_RELEASE=24.11: a second, CURRENT Slurm
-# cluster (Debian 13 "trixie" packages, Slurm 24.11) in a Debian 13 root made by
-# debootstrap, running beside the host's 22.05 cluster. Everything of its own lives in
-# the root: munge key + socket, slurm.conf, state, logs, pid files. On the host it only
-# adds ports (slurmctld 6917, slurmdbd 6919, slurmd 17101.., slurmrestd 127.0.0.1:6821),
-# one database + DB user on the host's MariaDB, and bind mounts (/proc /sys /dev /tmp
-# /home) into the root, so jobs and their outputs in /tmp work for both clusters.
-# Daemons and CLI tools run as `chroot $ROOT <command>`.
+# Sourced by scripts/slurm-dev when SLURM_DEV_RELEASE is 24.11 or 26.05: a further,
+# CURRENT Slurm cluster from Debian's packages (24.11: Debian 13 "trixie"; 26.05: Debian
+# "forky", the testing release) in a root made by debootstrap, running beside the host's
+# 22.05 cluster (and each other). Everything of its own lives in the root: munge key +
+# socket, slurm.conf, state, logs, pid files. On the host it only adds ports (24.11:
+# slurmctld 6917, slurmdbd 6919, slurmd 17101.., slurmrestd 127.0.0.1:6821; 26.05: 6927,
+# 6929, 17201.., 127.0.0.1:6831), one database + DB user on the host's MariaDB, and bind
+# mounts (/proc /sys /dev /tmp /home) into the root, so jobs and their outputs in /tmp
+# work for every cluster. Daemons and CLI tools run as `chroot $ROOT <command>`.
 #
-# Extra knobs: SLURM_DEV_ROOT=/var/lib/rechenwerk-slurm/24.11, SLURM_DEV_MIRROR=http://deb.debian.org/debian
+# Extra knobs: SLURM_DEV_ROOT=/var/lib/rechenwerk-slurm/<release>, SLURM_DEV_MIRROR=http://deb.debian.org/debian
 # Uses the helpers of scripts/slurm-dev (alive, pid_of, wait_for, write_if_changed, log, die).
 
-REL=24.11
-SUITE=trixie
+REL=$RELEASE
+case "$REL" in
+  24.11) SUITE=trixie; CTLD_PORT=6917; DBD_PORT=6919; SLURMD_PORT0=17100; REST_TCP=127.0.0.1:6821 ;;
+  # forky's debootstrap script may be missing on an older host: sid's is the same
+  26.05) SUITE=forky; CTLD_PORT=6927; DBD_PORT=6929; SLURMD_PORT0=17200; REST_TCP=127.0.0.1:6831 ;;
+  *) die "scripts/lib/slurm-dev-root.bash: no root release $REL" ;;
+esac
+TAG=${REL/./}  # 2411, 2605
 ROOT=${SLURM_DEV_ROOT:-/var/lib/rechenwerk-slurm/$REL}
 MIRROR=${SLURM_DEV_MIRROR:-http://deb.debian.org/debian}
 ROOT_PACKAGES=(munge slurmctld slurmd slurmdbd slurmrestd slurm-client slurm-wlm-jwt-plugin
                slurm-wlm-mysql-plugin)
-CLUSTER=rechenwerk2411
-CTLD_PORT=6917
-DBD_PORT=6919
-SLURMD_PORT0=17100
-REST_TCP=127.0.0.1:6821
+CLUSTER=rechenwerk$TAG
 # Paths as the daemons see them (inside the root); $ROOT$X is the host's view.
 ETC=/etc/slurm
 RUNDIR=/run/slurm-dev
@@ -30,13 +33,20 @@ LOGDIR=/var/log/slurm
 GPUDIR=/var/lib/slurm/fake-gpus
 JWT_KEY=$STATE/jwt_hs256.key
 REST_SOCK=/run/slurmrestd.sock
-DB_NAME=slurm_acct_db_2411
-DB_USER=slurm2411
+DB_NAME=slurm_acct_db_$TAG
+DB_USER=slurm$TAG
 DB_PASS=slurm-dev-only
 DONE_MARK=$ROOT/.rechenwerk-root-ready
+# A data format every root release's slurmrestd offers, for its health checks.
+REST_PING_FORMAT=v0.0.42
+# The unix-socket slurmrestd (rest_auth/local) serves root's clients: 24.11 runs it as root
+# with the user check disabled; 26.05 refuses that (fatal) and instead runs as root in
+# become_user mode, taking on each connecting client's own user.
+REST_LOCAL_SECURITY=disable_user_check
+[ "$REL" = 24.11 ] || REST_LOCAL_SECURITY=become_user
 
-# node names n2411a, n2411b, ... (the host has node1..N)
-node_name() { printf 'n2411%s' "$(printf '%b' "\\$(printf '%03o' $((96 + $1)))")"; }
+# node names n2411a, n2411b, ... / n2605a, ... (the host has node1..N)
+node_name() { printf 'n%s%s' "$TAG" "$(printf '%b' "\\$(printf '%03o' $((96 + $1)))")"; }
 
 # in_root CMD...: run CMD in the root, without the caller's Slurm environment.
 in_root() { env -u SLURM_CONF -u SLURM_JWT chroot "$ROOT" "$@"; }
@@ -60,7 +70,9 @@ make_root() {
   rm -rf --one-file-system "$partial"
   mkdir -p "$(dirname "$ROOT")"
   log "debootstrap --variant=minbase $SUITE $partial $MIRROR (once; cached afterwards)"
-  debootstrap --variant=minbase "$SUITE" "$partial" "$MIRROR" >"$(dirname "$ROOT")/debootstrap-$REL.log" 2>&1 \
+  local script=()
+  [ -e "/usr/share/debootstrap/scripts/$SUITE" ] || script=(/usr/share/debootstrap/scripts/sid)
+  debootstrap --variant=minbase "$SUITE" "$partial" "$MIRROR" "${script[@]}" >"$(dirname "$ROOT")/debootstrap-$REL.log" 2>&1 \
     || { tail -20 "$(dirname "$ROOT")/debootstrap-$REL.log" >&2; die "debootstrap failed"; }
   [ -z "$(mounts_under "$partial")" ] || die "debootstrap left mounts under $partial"
   if [ -e "$ROOT" ]; then
@@ -110,6 +122,11 @@ install_root_packages() {
     # The packages must not start daemons (this script starts and owns them).
     printf '#!/bin/sh\n# written by scripts/slurm-dev: daemons are started by the script\nexit 101\n' >"$ROOT/usr/sbin/policy-rc.d"
     chmod 755 "$ROOT/usr/sbin/policy-rc.d"
+    if [ "$SUITE" != trixie ]; then
+      # A testing release's Release file is valid for a week only; a mirror or cache that
+      # lags behind would make apt refuse it. Signatures are still checked.
+      printf 'Acquire::Check-Valid-Until "false";\n' >"$ROOT/etc/apt/apt.conf.d/90rechenwerk-valid-until"
+    fi
     in_root env DEBIAN_FRONTEND=noninteractive apt-get update -qq
     in_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     in_root apt-get clean
@@ -329,14 +346,14 @@ start_root_slurm() {
 }
 
 stop_root_restd() { rstop_recorded slurmrestd-local; rstop_recorded slurmrestd-jwt; }
-root_restd_local_ok() { curl -sf --unix-socket "$ROOT$REST_SOCK" http://localhost/slurm/v0.0.41/ping; }
-root_restd_jwt_ok() { curl -s -o /dev/null -w '%{http_code}' "http://$REST_TCP/slurm/v0.0.41/ping" | grep -q 401; }
+root_restd_local_ok() { curl -sf --unix-socket "$ROOT$REST_SOCK" "http://localhost/slurm/$REST_PING_FORMAT/ping"; }
+root_restd_jwt_ok() { curl -s -o /dev/null -w '%{http_code}' "http://$REST_TCP/slurm/$REST_PING_FORMAT/ping" | grep -q 401; }
 start_root_restd() {
   [ "$RESTD" = 1 ] || return 0
   in_root getent passwd slurmrestd >/dev/null || in_root useradd --system --no-create-home --shell /usr/sbin/nologin slurmrestd
   if ! pid_alive "$ROOT$RUNDIR/slurmrestd-local.pid"; then
     rm -f "$ROOT$REST_SOCK"
-    (cd / && SLURMRESTD_SECURITY=disable_user_check exec setsid env -u SLURM_CONF chroot "$ROOT" /usr/sbin/slurmrestd \
+    (cd / && SLURMRESTD_SECURITY=$REST_LOCAL_SECURITY exec setsid env -u SLURM_CONF chroot "$ROOT" /usr/sbin/slurmrestd \
       -a rest_auth/local "unix:$REST_SOCK" </dev/null >>"$ROOT$LOGDIR/slurmrestd-local.log" 2>&1) &
     rrecord slurmrestd-local $!
     wait_for 10 "slurmrestd (unix socket)" root_restd_local_ok

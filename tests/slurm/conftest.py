@@ -2,9 +2,10 @@
 
 Every test here is marked ``slurm`` and put in one xdist group (they share the clusters
 and some stop daemons). Tests that use ``slurm_up`` (directly or through ``test_user`` /
-``slurm_account``) run once per dev cluster, ids ``22.05`` (the host's Slurm) and
-``24.11`` (``SLURM_DEV_RELEASE=24.11 scripts/slurm-dev up``, a Debian 13 root reached
-through ``chroot``); a cluster that is not up skips with a clear message. Each test gets
+``slurm_account``) run once per dev cluster, ids ``22.05`` (the host's Slurm), ``24.11``
+(``SLURM_DEV_RELEASE=24.11 scripts/slurm-dev up``, a Debian 13 root reached through
+``chroot``) and ``26.05`` (the same from Debian forky); a cluster that is not up skips
+with a clear message. Each test gets
 its own account (``rwt<hex>``) and Unix user; their jobs are cancelled afterwards.
 """
 

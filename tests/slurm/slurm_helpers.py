@@ -1,7 +1,8 @@
 """Small builders for the Slurm tests, and the dev clusters they run on.
 
-Two clusters from ``scripts/slurm-dev``: the host's Slurm 22.05 and Slurm 24.11 in a
-Debian 13 root (``SLURM_DEV_RELEASE=24.11``), reached through a command prefix
+Three clusters from ``scripts/slurm-dev``: the host's Slurm 22.05, Slurm 24.11 in a
+Debian 13 root (``SLURM_DEV_RELEASE=24.11``) and Slurm 26.05 in a Debian forky root
+(``SLURM_DEV_RELEASE=26.05``), the two reached through a command prefix
 (``chroot <root>``, RECHENWERK_SLURM_COMMAND_PREFIX). The ``slurm_up`` fixture makes its
 cluster the *active* one: ``sh``, ``ensure_unix_user``, ``cli()``, ``rest_jwt()``,
 ``slurm_settings()`` ... then talk to it."""
@@ -51,7 +52,7 @@ _SLURM_COMMANDS = frozenset(
 
 @dataclass(frozen=True)
 class SlurmCluster:
-    id: str  # the release, also the pytest id: "22.05", "24.11"
+    id: str  # the release, also the pytest id: "22.05", "24.11", "26.05"
     name: str  # ClusterName
     rest_unix: str
     rest_jwt: str
@@ -136,6 +137,14 @@ CLUSTERS: dict[str, SlurmCluster] = {
         ("n2411a", "n2411b"),
         root="/var/lib/rechenwerk-slurm/24.11",
     ),
+    "26.05": SlurmCluster(
+        "26.05",
+        "rechenwerk2605",
+        "unix:/var/lib/rechenwerk-slurm/26.05/run/slurmrestd.sock",
+        "http://127.0.0.1:6831",
+        ("n2605a", "n2605b"),
+        root="/var/lib/rechenwerk-slurm/26.05",
+    ),
 }
 _active: list[SlurmCluster] = [CLUSTERS["22.05"]]
 
@@ -164,6 +173,17 @@ def rest_jwt(**kw: Any) -> RestTransport:
 
 def rest_unix(**kw: Any) -> RestTransport:
     return active().rest_transport(active().rest_unix, **kw)
+
+
+def rest_formats() -> list[str]:
+    """The data formats the active cluster's slurmrestd (unix socket) offers."""
+    import httpx
+
+    from rechenwerk.execution.slurm import versions
+
+    sock = active().rest_unix.removeprefix("unix:")
+    with httpx.Client(transport=httpx.HTTPTransport(uds=sock), timeout=DEADLINE_S) as c:
+        return versions.offered_by_openapi(c.get("http://localhost/openapi/v3").json())
 
 
 def slurm_settings(**kw: Any) -> Settings:

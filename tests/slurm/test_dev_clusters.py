@@ -1,4 +1,4 @@
-"""Each dev cluster (22.05 on the host, 24.11 in its Debian 13 root) as the fixtures see
+"""Each dev cluster (22.05 on the host, 24.11 and 26.05 in their Debian roots) as the fixtures see
 it: its own cluster name and nodes, accounts made with sacctmgr, a plain ``sbatch`` as the
 test user through the command prefix, squeue/sacct text, slurmrestd over the unix socket
 and over TCP with a JWT from that cluster's ``scontrol token``."""

@@ -16,6 +16,7 @@ from slurm_helpers import (
     active,
     cli,
     ensure_unix_user,
+    rest_formats,
     rest_jwt,
     rest_unix,
     sh,
@@ -115,14 +116,16 @@ def test_sync_creates_accounts_and_reports_drift(
     env: tuple[sessionmaker[Session], str, Path], kind: str
 ) -> None:
     """The same sync through sacctmgr and through slurmrestd's /slurmdb/ API: in the
-    newest format both sides know (v0.0.38 on 22.05, v0.0.42 on 24.11) and, on 24.11, in
-    the older formats its slurmrestd also offers."""
+    newest format both sides know (v0.0.38 on 22.05, v0.0.42 on 24.11 and 26.05) and, on
+    24.11, in the older formats its slurmrestd also offers."""
     factory, slug, _ = env
     now = datetime.now(UTC)
     if kind.startswith("rest-unix-v"):
         fmt = kind.removeprefix("rest-unix-")
-        if active().id == "22.05":
-            pytest.skip(f"Slurm 22.05's slurmrestd offers v0.0.38 only, not {fmt}")
+        offered = rest_formats()
+        if fmt not in offered:
+            pytest.skip(f"Slurm {active().id}'s slurmrestd offers {', '.join(offered)}, "
+                        f"not {fmt}")
         t: SlurmTransport = rest_unix(api_version=fmt)
     else:
         t = {"cli": cli, "rest-unix": rest_unix, "rest-jwt": rest_jwt}[kind]()

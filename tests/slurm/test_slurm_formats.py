@@ -355,6 +355,10 @@ def test_slurmrestd_offer_to_format() -> None:
     assert versions.newest_common(old, where="22.05") is v0_0_38
     with pytest.raises(BackendError, match=r"offers the Slurm data formats v0.0.43, v0.0.44;"):
         versions.newest_common(["v0.0.43", "v0.0.44"], where="slurmrestd at x")
+    current = versions.offered_by_openapi(
+        json.loads((FIXTURES / "slurm-26.05/openapi-v3-paths.json").read_text()))
+    assert current == ["v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45"]
+    assert versions.newest_common(current, where="26.05") is v0_0_42
 
 
 def test_module_interface_is_complete() -> None:
@@ -386,15 +390,20 @@ def test_module_interface_is_complete() -> None:
 
 
 # ---------------------------------------------------------------------- transports choose
-def _fake_slurm(bin_dir: Path, release: str) -> Path:
+def _fake_slurm(bin_dir: Path, release: str,
+                offered: tuple[str, ...] = ("v0.0.42", "v0.0.40", "v0.0.41")) -> Path:
     """``scontrol version`` printing ``release``; ``squeue``/``sacct`` print the recorded
-    24.11 output of the format their ``--json[=<format>]`` asks for (and log their argv)."""
+    24.11 output of the format their ``--json[=<format>]`` asks for (and log their argv),
+    and ``offered`` for ``--json=list`` as Slurm does."""
     log = bin_dir / "argv.log"
     (bin_dir / "scontrol").write_text(f'#!/bin/sh\necho "{release}"\n')
+    listing = "".join(f"data_parser/{v}\\n" for v in offered)
     for cmd in ("squeue", "sacct"):
         (bin_dir / cmd).write_text(
             "#!/bin/sh\n"
             f'echo "{cmd} $*" >> {log}\n'
+            f'if [ "$1" = --json=list ]; then printf "Possible data_parser plugins:\\n{listing}"; '
+            "exit 0; fi\n"
             'fmt=v0.0.42\ncase "$1" in --json=*) fmt="${1#--json=}";; esac\n'
             f'exec cat "{REC}/cli/{cmd}-$fmt.json"\n'
         )
@@ -418,11 +427,33 @@ def test_cli_transport_reads_the_release_format(tmp_path: Path) -> None:
     assert pinned.schema is v0_0_40 and "squeue --json=v0.0.40" in log.read_text()
 
 
+def test_cli_transport_speaks_a_newer_release_in_the_newest_format_both_know(
+        tmp_path: Path) -> None:
+    """Slurm 26.05's commands print v0.0.45 by default but still offer v0.0.42
+    (``--json=list``, as recorded from Debian's 26.05.5): Rechenwerk asks for that one."""
+    from rechenwerk.execution.slurm.cli_transport import CliTransport
+
+    recorded = FIXTURES / "slurm-26.05/cli"
+    offered = tuple(versions.offered_by_json_list((recorded / "squeue-json-list.txt")
+                                                  .read_text()))
+    assert offered == ("v0.0.42", "v0.0.43", "v0.0.44", "v0.0.45")
+    log = _fake_slurm(tmp_path, (recorded / "scontrol-version.txt").read_text().strip(),
+                      offered=offered)
+    t = CliTransport(bin_dir=str(tmp_path))
+    assert by_id(t.live_jobs())[JOBS["running"]].gpus == 2 and t.schema is v0_0_42
+    assert log.read_text().splitlines() == ["squeue --json=list", "squeue --json=v0.0.42"]
+
+
 def test_cli_transport_refuses_unknown_releases(tmp_path: Path) -> None:
     from rechenwerk.execution.slurm.cli_transport import CliTransport
 
-    _fake_slurm(tmp_path, "slurm 25.05.2")
-    with pytest.raises(BackendError, match=r"Slurm 25\.05 is not supported"):
+    _fake_slurm(tmp_path, "slurm 27.11.1", offered=("v0.0.45", "v0.0.46", "v0.0.47"))
+    with pytest.raises(BackendError, match=r"offers the Slurm data formats v0\.0\.45, "
+                       r"v0\.0\.46, v0\.0\.47; Rechenwerk supports v0\.0\.38") as exc:
+        CliTransport(bin_dir=str(tmp_path)).live_jobs()
+    assert "Slurm 27.11's commands" in str(exc.value)
+    _fake_slurm(tmp_path, "slurm 21.08.8")  # older than --json=<format>: no way to ask
+    with pytest.raises(BackendError, match=r"Slurm 21\.08 is not supported"):
         CliTransport(bin_dir=str(tmp_path)).live_jobs()
     _fake_slurm(tmp_path, "slurm-wlm 22.05.8")
     with pytest.raises(BackendError, match=r"prints only its own JSON format \(v0\.0\.38\)"):

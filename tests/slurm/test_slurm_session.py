@@ -66,7 +66,7 @@ def node_python() -> str:
 def project(slurm_up: SlurmCluster, session_factory: sessionmaker[Session]
             ) -> Iterator[tuple[str, Path]]:
     if slurm_up.root is not None:
-        pytest.skip(f"Slurm {slurm_up.id} runs jobs in its Debian 13 root, which has no Python "
+        pytest.skip(f"Slurm {slurm_up.id} runs jobs in its Debian root, which has no Python "
                     "with JupyterLab (a centre names its nodes' one: RECHENWERK_SESSION_PYTHON)")
     ensure_unix_user(USER)
     slug = f"rws{uuid.uuid4().hex[:10]}"

@@ -116,7 +116,12 @@ class CliTransport:
                 raise BackendError(f"scontrol version failed: {proc.stderr.strip()}")
             release = versions.parse_release(proc.stdout)
             if self._data_format is None:
-                self._schema = versions.format_for_release(release)
+                if release in versions.RELEASES or not versions.can_choose_json(release):
+                    self._schema = versions.format_for_release(release)
+                    return self._schema
+                # a newer release than Rechenwerk knows: the newest format both know
+                self._schema = self._newest_offered(release)
+                self._json_opt = f"--json={self._schema.VERSION}"
                 return self._schema
             own = versions.RELEASES.get(release)
             if own != self._data_format.VERSION:
@@ -129,6 +134,20 @@ class CliTransport:
                 self._json_opt = f"--json={self._data_format.VERSION}"
             self._schema = self._data_format
         return self._schema
+
+    def _newest_offered(self, release: tuple[int, int]) -> ModuleType:
+        """The newest data format this release's commands print that Rechenwerk knows
+        (``squeue --json=list``); BackendError naming both lists when there is none."""
+        proc = self._run([self._exe("squeue"), "--json=list"], what="squeue --json=list")
+        offered = versions.offered_by_json_list(proc.stdout + proc.stderr)
+        if not offered:
+            raise BackendError(
+                f"Slurm {release[0]}.{release[1]:02d} is newer than this Rechenwerk knows and "
+                f"`squeue --json=list` named no data format: {proc.stderr.strip()[:200]}",
+                hint=f"Supported Slurm releases: {versions.supported_releases()}; or set "
+                "RECHENWERK_SLURM_DATA_FORMAT.")
+        return versions.newest_common(
+            offered, where=f"Slurm {release[0]}.{release[1]:02d}'s commands (--json=list)")
 
     def _json_flag(self) -> str:
         self.schema  # noqa: B018 - probes the release, which decides the flag

@@ -89,7 +89,8 @@ def read_sacct_json(path: str | Path, summary: ImportSummary, *,
                 "output is in (its \"meta\" names none Rechenwerk knows)",
                 hint=f"give it: --sacct-format one of {', '.join(versions.FORMATS)} "
                 "(Slurm 22.05: v0.0.38, 23.02: v0.0.39, 23.11: v0.0.40, 24.05: v0.0.41, "
-                "24.11: v0.0.42)")
+                "24.11: v0.0.42); on Slurm 25.05 and later export it in one of those: "
+                "sacct --json=v0.0.42 ...")
         fmt = found
     _check_errors(doc, spath)
     try:

@@ -28,13 +28,14 @@ _JSON_CHOICE_SINCE = (23, 11)
 _VERSION_RE = re.compile(r"\b(\d+)\.(\d+)(?:\.(\d+))?")
 _FORMAT_RE = re.compile(r"^v\d+\.\d+\.\d+$")
 _API_PATH_RE = re.compile(r"^/slurm/(v\d+\.\d+\.\d+)/")
+_JSON_LIST_RE = re.compile(r"^data_parser/(v\d+\.\d+\.\d+)\s*$", re.M)
 
 
 def _key(version: str) -> tuple[int, ...]:
     return tuple(int(p) for p in version.lstrip("v").split("."))
 
 
-def _supported_releases() -> str:
+def supported_releases() -> str:
     return ", ".join(f"{a}.{b:02d} ({v})" for (a, b), v in RELEASES.items())
 
 
@@ -67,7 +68,7 @@ def format_for_release(release: tuple[int, int]) -> ModuleType:
         raise BackendError(
             f"Slurm {release[0]}.{release[1]:02d} is not supported by this Rechenwerk: "
             f"its commands print a JSON format Rechenwerk does not know",
-            hint=f"Supported Slurm releases: {_supported_releases()}. On 23.11 or later "
+            hint=f"Supported Slurm releases: {supported_releases()}. On 23.11 or later "
             "RECHENWERK_SLURM_DATA_FORMAT=<one of those formats> makes the commands print "
             "an older format (--json=<format>), if the release still has it.",
         )
@@ -77,6 +78,13 @@ def format_for_release(release: tuple[int, int]) -> ModuleType:
 def can_choose_json(release: tuple[int, int]) -> bool:
     """Whether ``squeue --json=<data_parser>`` works on this release."""
     return release >= _JSON_CHOICE_SINCE
+
+
+def offered_by_json_list(text: str) -> list[str]:
+    """``squeue --json=list`` (23.11+) -> the formats the commands can print, oldest first:
+    a release newer than Rechenwerk knows is spoken to in the newest of these it knows."""
+    found = {m.group(1) for m in _JSON_LIST_RE.finditer(text)}
+    return sorted(found, key=_key)
 
 
 def offered_by_openapi(doc: Mapping[str, Any]) -> list[str]:
@@ -93,7 +101,7 @@ def newest_common(offered: Iterable[str], *, where: str) -> ModuleType:
         raise BackendError(
             f"{where} offers the Slurm data formats {', '.join(offered) or 'none'}; "
             f"Rechenwerk supports {', '.join(FORMATS)}",
-            hint=f"Supported Slurm releases: {_supported_releases()}. Check slurmrestd's "
+            hint=f"Supported Slurm releases: {supported_releases()}. Check slurmrestd's "
             "-d (data_parser) and -s (openapi plugin) options.",
         )
     return FORMATS[max(common, key=_key)]
