@@ -484,3 +484,20 @@ def test_rest_transport_asks_slurmrestd_once() -> None:
     asked.clear()
     assert by_id(pinned.live_jobs())[JOBS["held"]].state == "PENDING"
     assert asked == ["/slurm/v0.0.40/jobs"]
+
+
+@pytest.mark.parametrize("newer", ["v0.0.43", "v0.0.44", "v0.0.45"])
+def test_26_05s_newer_formats_read_as_v0_0_42_does(newer: str) -> None:
+    """Recorded from Slurm 26.05.5 (the same jobs and nodes in each format): the formats
+    after v0.0.42 only add fields, so what Rechenwerk reads of them is unchanged and
+    v0.0.42, which 26.05 still prints, loses nothing."""
+    rec = FIXTURES / "slurm-26.05/cli"
+
+    def read(name: str) -> Any:
+        return json.loads((rec / name).read_text())
+
+    base = v0_0_42.parse_accounted_jobs(read("sacct-v0.0.42.json"))
+    assert {j.state for j in base} >= {"COMPLETED", "CANCELLED", "FAILED"}
+    assert v0_0_42.parse_accounted_jobs(read(f"sacct-{newer}.json")) == base
+    nodes = v0_0_42.parse_nodes(read("sinfo-v0.0.42.json"))
+    assert len(nodes) == 2 and v0_0_42.parse_nodes(read(f"sinfo-{newer}.json")) == nodes
