@@ -37,6 +37,7 @@ from rechenwerk.sessions.service import SESSION_MAX_BODY, SESSION_PROXY_PATH
 from rechenwerk.web.pages.award_reports import PORTAL_DOCUMENT_PATH
 
 if TYPE_CHECKING:
+    from rechenwerk.execution.clusters import ClusterRegistry
     from rechenwerk.jobs.loop import SchedulerLoop
     from rechenwerk.notifications.worker import Notifier
 
@@ -84,6 +85,7 @@ class Runtime:
         install_wake_hook(session_factory, self.wake_scheduler)
         self._backend = instrumented(backend) if backend is not None else None
         self._backend_lock = threading.Lock()
+        self._clusters: ClusterRegistry | None = None
         self.scheduler: SchedulerLoop | None = None
         # the scheduler loop's last order, for the queue views (jobs/queue_order.py)
         self.queue_orders = QueueOrderBoard()
@@ -92,13 +94,32 @@ class Runtime:
         self.metrics_server: MetricsServer | None = None
 
     @property
-    def backend(self) -> ExecutionBackend:
-        if self._backend is None:
+    def clusters(self) -> ClusterRegistry:
+        """The centre's clusters (execution/clusters.py), each backend built on first
+        use; a backend given to the runtime is the first cluster's."""
+        if self._clusters is None:
             with self._backend_lock:
-                if self._backend is None:
+                if self._clusters is None:
+                    from rechenwerk.execution.clusters import ClusterRegistry, load_clusters
                     from rechenwerk.execution.factory import make_backend
 
-                    self._backend = instrumented(make_backend(self.settings))
+                    specs = load_clusters(self.settings)
+                    given = ({specs[0].name: self._backend} if self._backend is not None
+                             else {})
+                    settings = self.settings
+                    self._clusters = ClusterRegistry(
+                        specs, make=lambda s: instrumented(make_backend(s.settings(settings))),
+                        backends=given)
+        return self._clusters
+
+    @property
+    def backend(self) -> ExecutionBackend:
+        """The first cluster's backend (the only one unless several are declared)."""
+        if self._backend is None:
+            clusters = self.clusters
+            with self._backend_lock:
+                if self._backend is None:
+                    self._backend = clusters.backend(clusters.default)
         return self._backend
 
     def inventory(self) -> Sequence[NodeInventory]:
@@ -122,7 +143,8 @@ class Runtime:
         from rechenwerk.notifications.worker import Notifier
 
         loop = SchedulerLoop(self.session_factory, self.backend, settings=self.settings,
-                             clock=self.clock, queue_orders=self.queue_orders)
+                             clock=self.clock, queue_orders=self.queue_orders,
+                             clusters=self.clusters)
         loop.start()
         self.scheduler = loop
         sender = make_sender(self.settings)

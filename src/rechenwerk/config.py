@@ -198,6 +198,12 @@ class Settings(BaseSettings):
 
     # --- execution ------------------------------------------------------------------
     executor: Literal["local", "slurm"] = "local"
+    # Several clusters behind one centre (execution/clusters.py, docs/slurm.md "Several
+    # clusters"): the path of a YAML file declaring them. Empty: one cluster made of the
+    # flat settings below, named cluster_name (empty: the executor's name, "local" or
+    # "slurm").
+    clusters: str = Field(default="", max_length=4096)
+    cluster_name: str = Field(default="", pattern=r"^([a-z][a-z0-9-]{0,31})?$")
     # Emulated inventory for the local executor: "NODESxGPUS[:GPU_TYPE]" or a YAML file.
     local_cluster: str = "2x8:A100-80GB"
     # SIGTERM -> SIGKILL grace on cancel/preemption: finite, 0 (none) .. 1 hour.

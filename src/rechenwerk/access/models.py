@@ -345,6 +345,8 @@ class Award(Base):
     proposal_id: Mapped[int | None] = mapped_column(ForeignKey("proposals.id"), index=True,
                                                     unique=True)
     gpu_type: Mapped[str] = mapped_column(String(64))
+    # valid on this cluster only; None: on every cluster offering its GPU type
+    cluster: Mapped[str | None] = mapped_column(String(32))
     gpu_hours: Mapped[float] = mapped_column(Float)
     starts_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

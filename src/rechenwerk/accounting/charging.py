@@ -93,6 +93,7 @@ def settle_usage(
     gpu_use_note: str | None = None,
     account_id: int | None = None,
     price_e4_per_gpu_hour: int | None = None,
+    cluster: str | None = None,
 ) -> UsageRecord:
     """Record GPU-hours = gpus x (ended_at - started_at) for one run. Idempotent. Energy
     and CO2 are estimated from the GPU type unless given; a given ``energy_kwh`` is
@@ -146,6 +147,7 @@ def settle_usage(
         price_e4_per_gpu_hour=price_e4_per_gpu_hour if account_id is not None else None,
         amount_cents=amount_cents,
         gpu_type=gpu_type,
+        cluster=cluster,
         gpus=gpus,
         started_at=started_at,
         ended_at=max(ended_at, started_at),

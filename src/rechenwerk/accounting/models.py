@@ -46,6 +46,7 @@ class UsageRecord(Base):
     price_e4_per_gpu_hour: Mapped[int | None] = mapped_column(Integer)
     amount_cents: Mapped[int | None] = mapped_column(Integer)
     gpu_type: Mapped[str | None] = mapped_column(String(64))
+    cluster: Mapped[str | None] = mapped_column(String(32))  # where the run ran
     gpus: Mapped[int] = mapped_column(Integer)
     started_at: Mapped[datetime] = mapped_column(UTCDateTime)
     ended_at: Mapped[datetime] = mapped_column(UTCDateTime)

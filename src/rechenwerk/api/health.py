@@ -81,6 +81,8 @@ def _database(runtime: Runtime) -> dict[str, Any]:
 
 
 def _backend(runtime: Runtime) -> dict[str, Any]:
+    if runtime.clusters.several:
+        return _clusters(runtime)
     try:
         backend = runtime.backend
         if not isinstance(backend, Pingable):
@@ -91,6 +93,24 @@ def _backend(runtime: Runtime) -> dict[str, Any]:
     except Exception as exc:
         return {"ok": False, "detail": f"unreachable: {_fail(exc)}"}
     return {"ok": True, "detail": f"{runtime.settings.executor} answers"}
+
+
+def _clusters(runtime: Runtime) -> dict[str, Any]:
+    """Several clusters: ready while one answers; each one's state in the detail."""
+    registry = runtime.clusters
+    parts = []
+    for name in registry.names:
+        try:
+            backend = registry.backend(name)
+            if isinstance(backend, Pingable):
+                backend.ping()
+            registry.mark_available(name, runtime.clock.now())
+            parts.append(f"{name}: answers")
+        except Exception as exc:
+            registry.mark_unavailable(name, _fail(exc), runtime.clock.now())
+            parts.append(f"{name}: unreachable: {_fail(exc)}")
+    ok = any(s.available for s in registry.statuses())
+    return {"ok": ok, "detail": "; ".join(parts)}
 
 
 def _scheduler(runtime: Runtime) -> dict[str, Any]:

@@ -141,6 +141,18 @@ def load_spec_file(path: Path, overrides: dict[str, Any] | None = None,
     return doc
 
 
+def _several_clusters(items: list[dict[str, Any]]) -> bool:
+    """A cluster column only where jobs carry clusters (a centre with several)."""
+    return any(j.get("cluster") or j.get("requested_cluster") for j in items)
+
+
+def _cluster(j: dict[str, Any]) -> str:
+    """Where the job runs; a named cluster it waits for: "beta (named)"; routed: "-"."""
+    if j.get("cluster"):
+        return str(j["cluster"])
+    return f"{j['requested_cluster']} (named)" if j.get("requested_cluster") else "-"
+
+
 def register(app: typer.Typer) -> None:
     @app.command("submit")
     @handle_errors
@@ -150,6 +162,8 @@ def register(app: typer.Typer) -> None:
         key: str | None = typer.Option(None, "--idempotency-key",
                                        help="Same key again returns the first job."),
         as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+        cluster: str | None = typer.Option(
+            None, "--cluster", help="Run on this cluster (default: the centre chooses)."),
         after_ok: list[str] = typer.Option(
             [], "--after-ok", help="Start after job(s) completed OK (repeatable, or 12,13)."),
         after_any: list[str] = typer.Option(
@@ -162,7 +176,8 @@ def register(app: typer.Typer) -> None:
         after = {kind: [i for item in ids for i in item.split(",") if i.strip()]
                  for kind, ids in (("after_ok", after_ok), ("after_any", after_any),
                                    ("after_not_ok", after_not_ok))}
-        doc = load_spec_file(spec, {"project": project, "idempotency_key": key}, after)
+        doc = load_spec_file(spec, {"project": project, "idempotency_key": key,
+                                    "cluster": cluster}, after)
         job = _call("POST", "/api/v1/jobs", json=doc)
         if as_json:
             print_json(job)
@@ -206,11 +221,13 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(data)
             return
+        several = _several_clusters(data["items"])
         print_table(
-            ["ID", "NAME", "PROJECT", "USER", "STATE", "QOS", "GPUS", "WALLTIME", "SUBMITTED",
-             "REASON"],
+            ["ID", "NAME", "PROJECT", "USER", "STATE", *(["CLUSTER"] if several else []),
+             "QOS", "GPUS", "WALLTIME", "SUBMITTED", "REASON"],
             [[_row_id(j), j["name"], j["project"], j["user"],
               array_states(j["array"]["states"]) if j.get("array") else j["state"],
+              *([_cluster(j)] if several else []),
               j["qos"], j["gpus"], _dur(j["walltime_s"]), _time(j["submitted_at"]),
               "" if j.get("array") else j["reason"] or ""]
              for j in data["items"]],
@@ -375,9 +392,12 @@ def register(app: typer.Typer) -> None:
                           *_terms(j["priority"])] for j in data["items"]],
                         title=title)
             return
-        print_table(["#", "ID", "NAME", "PROJECT", "USER", "QOS", "GPUS", "WALLTIME", "WAITING",
+        several = _several_clusters(data["items"])
+        print_table(["#", "ID", "NAME", "PROJECT", "USER", *(["CLUSTER"] if several else []),
+                     "QOS", "GPUS", "WALLTIME", "WAITING",
                      "PRIORITY", "EXPECTED START", "REASON"],
-                    [[_pos(j), j["id"], j["name"], j["project"], j["user"], j["qos"], j["gpus"],
+                    [[_pos(j), j["id"], j["name"], j["project"], j["user"],
+                      *([_cluster(j)] if several else []), j["qos"], j["gpus"],
                       _dur(j["walltime_s"]), _time(j["submitted_at"]),
                       _terms(j["priority"])[0], _expected(j.get("expected_start")),
                       f"{j['reason_code'] or ''}: {j['reason'] or ''}"]
@@ -387,6 +407,28 @@ def register(app: typer.Typer) -> None:
             console.print("expected starts assume jobs run the share of their walltime "
                           "their project's recent jobs ran (else to their walltime limit)",
                           style="dim", highlight=False)
+
+    @app.command("clusters")
+    @handle_errors
+    def clusters(check: bool = typer.Option(True, "--check/--no-check",
+                                            help="Operators: ask each cluster now."),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+        """The centre's clusters; for operators, whether each answers (and why not)."""
+        data = _call("GET", "/api/v1/clusters", params={"check": "true" if check else None})
+        if as_json:
+            print_json(data)
+            return
+        items = data["items"]
+        operator = any("available" in c for c in items)
+        print_table(
+            ["CLUSTER", "EXECUTOR", "GPU TYPES", "PARTITIONS",
+             *(["STATE", "SINCE", "REASON"] if operator else [])],
+            [[c["name"], c["executor"], ", ".join(c["gpu_types"] or ["any"]),
+              ", ".join(c["partitions"]),
+              *([("available" if c["available"] else "UNAVAILABLE"),
+                 _time(c["since"]), c["reason"] or ""] if operator else [])]
+             for c in items],
+            title=f"{len(items)} cluster{'s' if len(items) != 1 else ''}")
 
     @app.command("nodes")
     @handle_errors

@@ -192,19 +192,21 @@ def dependents_of(session: Session, user: User, job_id: int) -> list[int]:
 # --------------------------------------------------------------------------- launch
 
 
-def backend_dependencies(session: Session, job_id: int,
-                         backend: str) -> tuple[tuple[str, str], ...]:
+def backend_dependencies(session: Session, job_id: int, backend: str,
+                         cluster: str | None = None) -> tuple[tuple[str, str], ...]:
     """(kind, handle) of the job's dependencies that have not ended and that ``backend``
     holds: what a self-scheduling backend (Slurm) is told to wait for. Ended ones
     are met (the dependencies phase cancels or holds the others) and are left out, since
     Slurm forgets ended jobs after MinJobAge and would refuse a dependency on them."""
     dep = aliased(Job)
-    rows = session.execute(
-        select(JobDependency.kind, dep.backend_handle)
-        .join(dep, dep.id == JobDependency.depends_on_id)
-        .where(JobDependency.job_id == job_id, dep.backend_handle.is_not(None),
-               dep.backend == backend, dep.state.not_in(sorted(_TERMINAL)))
-        .order_by(JobDependency.kind, dep.id)).all()
+    stmt = (select(JobDependency.kind, dep.backend_handle)
+            .join(dep, dep.id == JobDependency.depends_on_id)
+            .where(JobDependency.job_id == job_id, dep.backend_handle.is_not(None),
+                   dep.backend == backend, dep.state.not_in(sorted(_TERMINAL)))
+            .order_by(JobDependency.kind, dep.id))
+    if cluster is not None:  # several clusters: only the same cluster's handles mean it
+        stmt = stmt.where(dep.cluster == cluster)
+    rows = session.execute(stmt).all()
     return tuple((str(k), str(h)) for k, h in rows)
 
 

@@ -60,9 +60,12 @@ def array_task(session: Session, job: Job) -> ArrayTask | None:
 
 class Launcher:
     def __init__(self, session_factory: sessionmaker[Session], backend: ExecutionBackend,
-                 clock: Clock, data_dir: Path) -> None:
+                 clock: Clock, data_dir: Path, *, cluster: str | None = None) -> None:
         self.session_factory = session_factory
         self.backend = backend
+        # several clusters: the one this launcher's backend is (dependencies are
+        # only that cluster's jobs); None: the centre's one backend
+        self.cluster = cluster
         self.clock = clock
         self.data_dir = Path(data_dir)
 
@@ -106,7 +109,7 @@ class Launcher:
             placement=placement,
             user_id=job.user_id,
             project_id=job.project_id,
-            after=(backend_dependencies(session, job.id, self.backend.name)
+            after=(backend_dependencies(session, job.id, self.backend.name, self.cluster)
                    if self.backend.capabilities.schedules_itself else ()),
             reservation=spec.get("reservation"),
             array=array_task(session, job),

@@ -47,27 +47,35 @@ import logging
 import threading
 import time
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import insert, or_, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from rechenwerk.access.models import Award
 from rechenwerk.clock import Clock, WallClock
 from rechenwerk.config import Settings
-from rechenwerk.errors import BackendError
-from rechenwerk.execution.base import BackendJobState, BackendJobStatus, ExecutionBackend
+from rechenwerk.errors import BackendError, BackendUnavailable, RechenwerkError
+from rechenwerk.execution.base import (
+    BackendJobState,
+    BackendJobStatus,
+    ExecutionBackend,
+    Pingable,
+)
+from rechenwerk.execution.clusters import ClusterRegistry, implicit_cluster
 from rechenwerk.jobs.apply import DecisionApplier
 from rechenwerk.jobs.dependencies import DependencyPhase
 from rechenwerk.jobs.forecasts import ForecastCompanion
 from rechenwerk.jobs.launch import Launcher
 from rechenwerk.jobs.leadership import Leadership
-from rechenwerk.jobs.models import Job, JobEvent
+from rechenwerk.jobs.models import Job, JobDependency, JobEvent
 from rechenwerk.jobs.progress import active_jobs, apply_backend_status
 from rechenwerk.jobs.queue_order import QueueOrderBoard, store_order
 from rechenwerk.jobs.reasons import ReasonWriter, waiting_reasons
+from rechenwerk.jobs.routing import ClusterOption, choose_cluster
 from rechenwerk.jobs.slurm_reservations import ReservationAutoSync
 from rechenwerk.jobs.snapshot import SnapshotBuilder, running_placements
 from rechenwerk.jobs.states import ACTIVE_STATES, JobState
@@ -97,6 +105,9 @@ SLOW_CYCLE_S = 1.0
 # phase: about 35 ms), so it is not redone every cycle.
 ORDER_MIN_S = 2.0
 ORDER_REFRESH_S = 10.0
+# Several clusters: each is asked whether it answers at most this often while it does
+# (and every cycle while it does not, so it is back as soon as it answers).
+CLUSTER_PROBE_S = 10.0
 
 PHASES = ("poll", "forward_cancels", "dependencies", "snapshot", "decide", "apply", "reasons",
           "hand_over")
@@ -168,9 +179,18 @@ class SchedulerLoop:
         policy: Policy | None = None,
         incremental: bool = True,
         queue_orders: QueueOrderBoard | None = None,
+        clusters: ClusterRegistry | None = None,
     ) -> None:
         self.session_factory = session_factory
         self.backend = backend
+        # The centre's clusters (execution/clusters.py); one implicit cluster, whose
+        # backend is ``backend``, unless several are declared (then ``backend`` is the
+        # first one's and the phases below go round every cluster).
+        self.clusters = clusters if clusters is not None else ClusterRegistry(
+            [implicit_cluster(settings)], make=lambda _s: backend,
+            backends={implicit_cluster(settings).name: backend})
+        self.multi = self.clusters.several
+        self._probed: dict[str, float] = {}
         self.settings = settings
         self.clock = clock or WallClock()
         self.data_dir = Path(settings.data_dir)
@@ -180,6 +200,10 @@ class SchedulerLoop:
         self.snapshots = SnapshotBuilder(backend, self.clock,
                                          self.policy.params.fairshare_half_life_s)
         self.launcher = Launcher(session_factory, backend, self.clock, self.data_dir)
+        self.launchers: dict[str, Launcher] = {
+            name: Launcher(session_factory, self.clusters.backend(name), self.clock,
+                           self.data_dir, cluster=name)
+            for name in self.clusters.names} if self.multi else {}
         self.dependencies = DependencyPhase(
             session_factory, self.clock, kill_invalid=settings.kill_invalid_dependency,
             backend_holds_dependencies=backend.capabilities.schedules_itself,
@@ -245,6 +269,10 @@ class SchedulerLoop:
         self.forecasts.stop(timeout)
         self.leadership.release()
         self.backend.close()
+        if self.multi:
+            for other in self.clusters.built().values():
+                if other is not self.backend:
+                    other.close()
 
     def wake(self) -> None:
         """Run the next cycle now (e.g. after a submission committed)."""
@@ -275,6 +303,8 @@ class SchedulerLoop:
     def reconcile(self) -> int:
         """Recover after a restart: apply the backend's view of every job we hold and
         relaunch (same attempt, idempotent) jobs whose launch was not confirmed."""
+        if self.multi:
+            return self._reconcile_clusters()
         changed = 0
         with session_scope(self.session_factory) as session:
             jobs = active_jobs(session)
@@ -318,6 +348,8 @@ class SchedulerLoop:
             instruments.observe_phase(phase, now - clock)
             clock = now
 
+        if self.multi:
+            self.probe_clusters()
         self.poll(stats)
         lap("poll")
         stats.cancels_sent = self.forward_cancels()
@@ -395,6 +427,9 @@ class SchedulerLoop:
 
     # --- phases -----------------------------------------------------------------------
     def poll(self, stats: CycleStats) -> None:
+        if self.multi:
+            self._poll_clusters(stats)
+            return
         with session_scope(self.session_factory) as session:
             rows = session.connection().execute(
                 select(Job.id, Job.state, Job.backend_handle, Job.reason, Job.attempt)
@@ -433,6 +468,8 @@ class SchedulerLoop:
             return False
 
     def forward_cancels(self) -> int:
+        if self.multi:
+            return self._forward_cancels_clusters()
         with session_scope(self.session_factory) as session:
             rows = session.execute(
                 select(Job.id, Job.backend_handle).where(
@@ -457,6 +494,9 @@ class SchedulerLoop:
         """Self-scheduling backends (Slurm): hand every pending job over at once, except
         those ``held`` for their dependencies; the waiting tasks of one job array go
         together (one ``sbatch --array``)."""
+        if self.multi:
+            self._hand_over_clusters(stats, held)
+            return
         now = self.clock.now()
         ids: list[int] = []
         name = self.backend.name
@@ -512,6 +552,292 @@ class SchedulerLoop:
         for jid, aid in rows:
             arrays.setdefault(int(aid), []).append(int(jid))
         return arrays
+
+    # --- several clusters (execution/clusters.py) -------------------------------------
+    def _cluster_of(self, name: str | None) -> str:
+        """A job's cluster; jobs placed before clusters were declared: the first."""
+        return name if name in self.clusters.specs else self.clusters.default
+
+    def probe_clusters(self, *, only: str | None = None, force: bool = False) -> None:
+        """Ask each cluster whether it answers (``ping``), at most every CLUSTER_PROBE_S
+        (every cycle while it does not): an error marks it unavailable with the reason,
+        an answer available again."""
+        mono = time.monotonic()
+        for name in self.clusters.names:
+            if only is not None and name != only:
+                continue
+            last = self._probed.get(name)
+            if (not force and last is not None and mono - last < CLUSTER_PROBE_S
+                    and self.clusters.available(name)):
+                continue
+            self._probed[name] = mono
+            backend = self.clusters.backend(name)
+            try:
+                if isinstance(backend, Pingable):
+                    backend.ping()
+            except Exception as exc:
+                reason = exc.message if isinstance(exc, RechenwerkError) else _one_line(exc)
+                self.clusters.mark_unavailable(name, reason, self.clock.now())
+            else:
+                self.clusters.mark_available(name, self.clock.now())
+
+    def _poll_clusters(self, stats: CycleStats) -> None:
+        with session_scope(self.session_factory) as session:
+            rows = session.connection().execute(
+                select(Job.id, Job.state, Job.backend_handle, Job.reason, Job.attempt,
+                       Job.cluster)
+                .where(Job.state.in_([s.value for s in ACTIVE_STATES]),
+                       Job.backend_handle.is_not(None))
+            ).all()
+            by_cluster: dict[str, list[Any]] = {}
+            for row in rows:
+                by_cluster.setdefault(self._cluster_of(row.cluster), []).append(row)
+            now = self.clock.now()
+            for name, group in by_cluster.items():
+                if not self.clusters.available(name):
+                    continue  # its jobs keep their state until it answers again
+                try:
+                    statuses = self.clusters.backend(name).poll(
+                        [r.backend_handle for r in group])
+                except Exception as exc:  # the other clusters go on
+                    reason = (exc.message if isinstance(exc, RechenwerkError)
+                              else _one_line(exc))
+                    self.clusters.mark_unavailable(name, reason, now)
+                    continue
+                stats.polled += len(statuses)
+                for row in group:
+                    status = statuses.get(row.backend_handle)
+                    if status is None or _no_news(row.state, row.reason, status, row.attempt):
+                        continue
+                    job = session.get(Job, row.id)
+                    if job is not None and self._apply_status(session, job, status, now):
+                        stats.applied += 1
+
+    def _forward_cancels_clusters(self) -> int:
+        with session_scope(self.session_factory) as session:
+            rows = session.execute(
+                select(Job.backend_handle, Job.cluster).where(
+                    Job.state.in_([s.value for s in ACTIVE_STATES]),
+                    Job.cancel_requested_at.is_not(None),
+                    Job.backend_handle.is_not(None),
+                )
+            ).all()
+        sent = 0
+        for handle, cluster in rows:
+            name = self._cluster_of(cluster)
+            key = f"{name}/{handle}"
+            if handle is None or key in self._cancel_sent or not self.clusters.available(name):
+                continue
+            try:
+                self.clusters.backend(name).cancel(handle)
+                self._cancel_sent.add(key)
+                sent += 1
+            except BackendError as exc:
+                log.warning("cancel of %s on %s failed: %s", handle, name, exc)
+        return sent
+
+    def _reconcile_clusters(self) -> int:
+        changed = 0
+        with session_scope(self.session_factory) as session:
+            by_cluster: dict[str, list[Job]] = {}
+            for job in active_jobs(session):
+                if job.backend_handle:
+                    by_cluster.setdefault(self._cluster_of(job.cluster), []).append(job)
+            now = self.clock.now()
+            for name, jobs in by_cluster.items():
+                try:
+                    report = self.clusters.backend(name).reconcile(
+                        [j.backend_handle for j in jobs if j.backend_handle])
+                except Exception as exc:  # reconciled when it answers: poll catches up
+                    reason = (exc.message if isinstance(exc, RechenwerkError)
+                              else _one_line(exc))
+                    self.clusters.mark_unavailable(name, reason, now)
+                    continue
+                for job in jobs:
+                    status = report.known.get(job.backend_handle or "") or BackendJobStatus(
+                        job.backend_handle or "", BackendJobState.UNKNOWN)
+                    changed += self._apply_status(session, job, status, now)
+        with session_scope(self.session_factory) as session:
+            pending = session.execute(
+                select(Job.id, Job.cluster).where(Job.state == JobState.STARTING.value,
+                                                  Job.backend_handle.is_(None))).all()
+        for job_id, cluster in pending:  # the same attempt again, on the same cluster
+            changed += self.launchers[self._cluster_of(cluster)].launch([job_id])
+        return changed
+
+    def _route_options(self, session: Session, job: Job, now: datetime,
+                       awards: dict[int, list[tuple[str, str | None]]]) -> list[ClusterOption]:
+        """What routing needs to know about each cluster for ``job``."""
+        if job.project_id not in awards:
+            awards[job.project_id] = [
+                (str(t), c) for t, c in session.execute(
+                    select(Award.gpu_type, Award.cluster).where(
+                        Award.project_id == job.project_id, Award.starts_at <= now,
+                        Award.expires_at > now))]
+        held = awards[job.project_id]
+        # awards valid on one cluster only matter when the project has such an award;
+        # pay-per-use and low-QOS jobs may run anywhere
+        restricted = (any(c is not None for _t, c in held)
+                      and job.account_id is None and not job.over_budget)
+        options = []
+        for name, spec in self.clusters.specs.items():
+            status = self.clusters.status(name)
+            budget = not restricted or any(
+                (c is None or c == name) and (job.gpu_type is None or t == job.gpu_type)
+                and spec.offers(t) for t, c in held)
+            options.append(ClusterOption(name, status.available, status.reason,
+                                         offers_gpu_type=spec.offers(job.gpu_type),
+                                         budget=budget))
+        return options
+
+    def _expected_starts(self, job_id: int,
+                         options: list[ClusterOption]) -> list[ClusterOption]:
+        """Each available, fitting cluster's expected start of the job (Slurm:
+        ``sbatch --test-only``); a cluster that would refuse the job does not fit."""
+        fitting = [o for o in options if o.available and o.offers_gpu_type and o.budget]
+        if len(fitting) < 2:
+            return options
+        now = self.clock.now()
+        out = []
+        for o in options:
+            if o not in fitting:
+                out.append(o)
+                continue
+            backend = self.clusters.backend(o.name)
+            estimate = getattr(backend, "expected_start", None)
+            if estimate is None:
+                out.append(o)
+                continue
+            try:
+                with session_scope(self.session_factory) as session:
+                    job = session.get(Job, job_id)
+                    if job is None:
+                        return options
+                    request = self.launchers[o.name].request(session, job)
+                at = estimate(request)
+            except BackendUnavailable as exc:
+                self.clusters.mark_unavailable(o.name, exc.message, now)
+                out.append(replace(o, available=False, reason=exc.message))
+                continue
+            except RechenwerkError:  # Slurm would refuse it there: it does not fit
+                out.append(replace(o, offers_gpu_type=False))
+                continue
+            except Exception:
+                log.exception("expected start of job %s on %s failed", job_id, o.name)
+                out.append(o)
+                continue
+            secs = None if at is None else max(0.0, (at - now).total_seconds())
+            out.append(replace(o, expected_start_s=secs))
+        return out
+
+    def _hand_over_clusters(self, stats: CycleStats, held: Collection[int]) -> None:
+        """hand_over across several clusters: each pending job (each job array as a
+        whole) goes to the cluster it names or the one routing chooses; a job no cluster
+        can take now waits with the reason."""
+        now = self.clock.now()
+        awards: dict[int, list[tuple[str, str | None]]] = {}
+        with session_scope(self.session_factory) as session:
+            jobs = list(session.scalars(
+                select(Job).where(Job.state == JobState.PENDING.value,
+                                  # array tasks wait for their dependencies here
+                                  or_(Job.array_job_id.is_(None),
+                                      Job.dependency_wait.is_(False))).order_by(Job.id)))
+            candidates: list[tuple[int, int | None, str | None, list[ClusterOption]]] = []
+            seen_arrays: set[int] = set()
+            for job in jobs:
+                if job.id in held:
+                    continue
+                if job.array_job_id is not None:
+                    if job.array_job_id in seen_arrays:
+                        continue
+                    seen_arrays.add(job.array_job_id)
+                requested = job.requested_cluster or self._dependency_cluster(session, job)
+                candidates.append((job.id, job.array_job_id, requested,
+                                   self._route_options(session, job, now, awards)))
+        routes: dict[int, tuple[int | None, str]] = {}  # job id -> (array, cluster)
+        for job_id, array_id, requested, options in candidates:
+            if requested is None:
+                options = self._expected_starts(job_id, options)
+            route = choose_cluster(options, requested)
+            if route.cluster is None:
+                self._wait_for_cluster(job_id, array_id, route.reason or "no cluster")
+            else:
+                routes[job_id] = (array_id, route.cluster)
+        by_cluster: dict[str, list[int]] = {}
+        arrays: dict[str, dict[int, list[int]]] = {}
+        with session_scope(self.session_factory) as session:
+            for job_id, (array_id, name) in routes.items():
+                backend = self.clusters.backend(name)
+                reason = f"submitted to {name}"
+                if array_id is not None:
+                    tasks = self._hand_over_one_array(session, array_id, name,
+                                                      backend.name, now)
+                    if tasks:
+                        arrays.setdefault(name, {})[array_id] = tasks
+                    continue
+                row = session.get(Job, job_id)
+                if row is not None and transition(
+                        session, row, JobState.STARTING, now=now, reason=reason,
+                        values={"attempt": row.attempt + 1, "backend": backend.name,
+                                "cluster": name, "backend_handle": None,
+                                "placement": None, "reason_code": "backend",
+                                "reason": reason}):
+                    by_cluster.setdefault(name, []).append(job_id)
+        for name in sorted({*by_cluster, *arrays}):
+            ids = by_cluster.get(name, [])
+            launcher = self.launchers[name]
+            launched = launcher.launch(ids)
+            wanted = len(ids)
+            for tasks in arrays.get(name, {}).values():
+                launched += launcher.launch_array(tasks)
+                wanted += len(tasks)
+            stats.started += launched
+            stats.launch_failed += wanted - launched
+            if launched < wanted:  # did it go away? then routing avoids it next cycle
+                self.probe_clusters(only=name, force=True)
+
+    def _dependency_cluster(self, session: Session, job: Job) -> str | None:
+        """A job that depends on jobs handed to a cluster goes there too (Slurm waits
+        for them with --dependency, which knows its own cluster's jobs only)."""
+        dep = aliased(Job)
+        cluster = session.scalar(
+            select(dep.cluster).join(JobDependency, dep.id == JobDependency.depends_on_id)
+            .where(JobDependency.job_id == job.id, dep.cluster.is_not(None))
+            .order_by(dep.id).limit(1))
+        return str(cluster) if cluster else None
+
+    def _wait_for_cluster(self, job_id: int, array_id: int | None, reason: str) -> None:
+        table = Job.__table__
+        where = (table.c.array_job_id == array_id if array_id is not None
+                 else table.c.id == job_id)
+        with session_scope(self.session_factory) as session:
+            session.connection().execute(
+                update(table)  # type: ignore[arg-type]
+                .where(where, table.c.state == JobState.PENDING.value,
+                       or_(table.c.reason.is_(None), table.c.reason != reason))
+                .values(reason_code="cluster", reason=reason, updated_at=self.clock.now()))
+
+    def _hand_over_one_array(self, session: Session, array_id: int, cluster: str,
+                             backend: str, now: datetime) -> list[int]:
+        """The waiting tasks of one array to STARTING on ``cluster`` (one UPDATE)."""
+        reason = f"submitted to {cluster}"
+        table = Job.__table__
+        rows = session.connection().execute(
+            update(table)  # type: ignore[arg-type]
+            .where(table.c.state == JobState.PENDING.value,
+                   table.c.array_job_id == array_id, table.c.dependency_wait.is_(False))
+            .values(state=JobState.STARTING.value, attempt=table.c.attempt + 1,
+                    backend=backend, cluster=cluster, backend_handle=None, placement=None,
+                    reason_code="backend", reason=reason, updated_at=now)
+            .returning(table.c.id)
+        ).all()
+        if rows:
+            session.connection().execute(insert(JobEvent.__table__), [  # type: ignore[arg-type]
+                {"job_id": jid, "at": now, "from_state": JobState.PENDING.value,
+                 "to_state": JobState.STARTING.value, "reason": reason} for (jid,) in rows])
+            for _ in rows:
+                instruments.count_state_change(JobState.STARTING.value)
+        return sorted(int(jid) for (jid,) in rows)
 
 
 def _policy_from(settings: Settings) -> Policy:

@@ -85,6 +85,10 @@ class Job(Base):
     # When a pending job is expected to start (jobs/forecasts.py); NULL: unknown.
     expected_start_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     backend: Mapped[str | None] = mapped_column(String(32))
+    # Several clusters (execution/clusters.py): the one the job named (None: routed) and
+    # the one it was handed to (None: not yet, or before clusters were declared).
+    requested_cluster: Mapped[str | None] = mapped_column(String(32))
+    cluster: Mapped[str | None] = mapped_column(String(32))
     backend_handle: Mapped[str | None] = mapped_column(String(256))
     attempt: Mapped[int] = mapped_column(Integer, default=0)  # 0 until first start
     placement: Mapped[list[Any] | None] = mapped_column(JSON)  # [[node, [gpu indices]], ...]

@@ -209,6 +209,7 @@ def _settle_run(session: Session, job: Job, attempt: int, started: datetime,
         gpu_use=status.gpu_use if status is not None else None,
         gpu_use_note=status.gpu_use_note if status is not None else None,
         account_id=job.account_id, price_e4_per_gpu_hour=job.price_e4_per_gpu_hour,
+        cluster=job.cluster,
     )
     return record.gpu_hours * 3600.0
 

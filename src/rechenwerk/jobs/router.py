@@ -33,6 +33,7 @@ from rechenwerk.api.deps import (
     get_clock,
     inventory_of,
     queue_orders_of,
+    runtime_of,
     settings_of,
 )
 from rechenwerk.jobs import reservations, service
@@ -85,6 +86,10 @@ def job_dict(job: Job, project: str, user: str, *, detail: bool = False) -> dict
         "expected_start": (job.expected_start_at.isoformat()
                            if job.expected_start_at and job.state == "pending" else None),
         "reservation": (job.spec or {}).get("reservation"),
+        # several clusters: where it runs (None: not yet, or the centre's one cluster)
+        # and the one it named (None: routed)
+        "cluster": job.cluster,
+        "requested_cluster": job.requested_cluster,
     }
     if job.array_job_id is not None:  # a task of a job array
         out["display_id"] = f"{job.array_job_id}_{job.array_task_id}"
@@ -344,6 +349,44 @@ def account_statement(ref: str, session: DbSession, user: CurrentUser,
         return Response(statement.to_csv(), media_type="text/csv; charset=utf-8",
                         headers={"Content-Disposition": f'attachment; filename="{name}"'})
     return statement.to_dict()
+
+
+@router.get("/clusters")
+def clusters(request: Request, user: CurrentUser,
+             check: bool = Query(False, description="Operators: ask each cluster now.")
+             ) -> dict[str, Any]:
+    """The centre's clusters (RECHENWERK_CLUSTERS; docs/slurm.md, "Several clusters"):
+    name, executor, GPU types, partitions; for operators also whether each answers,
+    why not and since when, as this server's scheduler loop last saw it (``check``:
+    asked now)."""
+    runtime = runtime_of(request)
+    registry = runtime.clusters
+    operator = bool(user.is_operator)
+    if check and operator:
+        from rechenwerk.execution.base import Pingable
+
+        for name in registry.names:
+            try:
+                backend = registry.backend(name)
+                if isinstance(backend, Pingable):
+                    backend.ping()
+            except Exception as exc:
+                msg = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+                registry.mark_unavailable(name, str(msg)[:300], runtime.clock.now())
+            else:
+                registry.mark_available(name, runtime.clock.now())
+    items = []
+    for name, spec in registry.specs.items():
+        item: dict[str, Any] = {
+            "name": name, "executor": spec.executor,
+            "gpu_types": sorted(spec.offered_gpu_types or ()) or None,
+            "partitions": list(spec.partitions)}
+        if operator:
+            status = registry.status(name)
+            item.update(available=status.available, reason=status.reason,
+                        since=status.since.isoformat() if status.since else None)
+        items.append(item)
+    return {"items": items, "several": registry.several}
 
 
 @router.get("/nodes")

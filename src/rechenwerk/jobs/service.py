@@ -374,6 +374,8 @@ def _submit_job(
             "(RECHENWERK_MAX_ARRAY_TASKS).") from None
     tasks = array.count if array is not None else 1
 
+    if spec.cluster is not None:
+        check_job_cluster(spec, settings)
     if spec.reservation is not None:
         from rechenwerk.jobs.reservations import check_job_reservation
 
@@ -466,6 +468,7 @@ def _submit_job(
         nodes=spec.nodes,
         gpus_per_node=spec.gpus_per_node,
         gpu_type=spec.gpu_type,
+        requested_cluster=spec.cluster,
         walltime_s=spec.walltime_s,
         idempotency_key=spec.idempotency_key,
         reason_code=REASON_WAITING if waiting else "queued",
@@ -485,6 +488,23 @@ def _submit_job(
         store_dependencies(session, ids, deps.pairs)
     wake_after_commit(session)
     return SubmitResult(job, True, project.slug, tasks)
+
+
+def check_job_cluster(spec: JobSpec, settings: Settings) -> None:
+    """The cluster a job names is declared and offers its GPU type (InvalidInput)."""
+    from rechenwerk.execution.clusters import declared_clusters
+
+    clusters = {c.name: c for c in declared_clusters(settings)}
+    cluster = clusters.get(spec.cluster or "")
+    if cluster is None:
+        raise InvalidInput(f"unknown cluster {spec.cluster!r}", field="cluster",
+                           hint=f"Use one of: {', '.join(clusters)} (`rechenwerk clusters`), "
+                           "or leave cluster out to let the centre choose.")
+    if not cluster.offers(spec.gpu_type):
+        offered = ", ".join(sorted(cluster.offered_gpu_types or ()))
+        raise InvalidInput(f"cluster {cluster.name!r} has no GPU type {spec.gpu_type!r}",
+                           field="gpu_type",
+                           hint=f"It offers {offered}; pick one of them or another cluster.")
 
 
 def _active_account(session: Session, project_id: int) -> PayPerUseAccount | None:

@@ -176,6 +176,9 @@ class JobSpec(BaseModel):
     nodes: int | None = Field(default=None, le=MAX_GPUS)
     gpus_per_node: int | None = Field(default=None, le=MAX_GPUS)
     gpu_type: str | None = None
+    # the cluster to run on (RECHENWERK_CLUSTERS); None: the centre routes the job
+    cluster: str | None = Field(default=None, min_length=1, max_length=32,
+                                pattern=r"^[a-z][a-z0-9-]*$")
     walltime_s: int = Field(alias="walltime")
     qos: QOS = "normal"
     checkpoint_interval_s: int | None = Field(default=None, alias="checkpoint_interval")

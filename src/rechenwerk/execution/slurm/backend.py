@@ -189,6 +189,20 @@ class SlurmBackend:
         return {r.job_id: f"{slurm_id}_{r.array.task_id}" for r in requests
                 if r.array is not None}
 
+    def expected_start(self, request: LaunchRequest) -> datetime | None:
+        """When Slurm would start the job if it were submitted now (the CLI transport's
+        ``sbatch --test-only``; None where the transport cannot tell). Nothing is
+        submitted; BackendError when Slurm would refuse it."""
+        estimate = getattr(self.transport, "expected_start", None)
+        if estimate is None:
+            return None
+        spec = build_submit_spec(
+            request, partition=self.partition, qos_map=self.qos_map,
+            submit_as_user=self.submit_as_user, gpu_types=self.gpu_types,
+            container_runtime=self.container_runtime)
+        result: datetime | None = estimate(spec)
+        return result
+
     def cancel(self, handle: str) -> None:
         self.transport.cancel(_job_id(handle))
         if "_" in handle:

@@ -39,6 +39,9 @@ _UNREACHABLE = (
     "zero bytes were transmitted",
 )
 _UNIX_USER = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
+# sbatch --test-only: "sbatch: Job 12 to start at 2026-12-07T23:50:00 using 1 processors
+# on nodes node1 in partition debug"
+_TEST_ONLY = re.compile(r"to start at (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)")
 _SUBMIT_HINT = (
     "Is the project's Slurm account there and is the user associated with it? "
     "Run `rechenwerk slurm sync`; see `sacctmgr show assoc account=<project>`."
@@ -267,9 +270,36 @@ class CliTransport:
 
     # ------------------------------------------------------------------ transport API
     def submit(self, spec: SubmitSpec) -> str:
+        argv = self._sbatch_argv(spec, "--parsable")
+        proc = self._run(argv, stdin=spec.script, what="sbatch", user=spec.user)
+        if proc.returncode != 0:
+            msg = proc.stderr.strip().removeprefix("sbatch: error: ") or "no message"
+            raise BackendError(f"Slurm rejected the job: {msg}", hint=_SUBMIT_HINT)
+        out = proc.stdout.strip().split(";", 1)[0]
+        if not out.isdigit():
+            raise BackendError(f"sbatch printed no job id: {proc.stdout!r:.200}")
+        return out
+
+    def expected_start(self, spec: SubmitSpec) -> datetime | None:
+        """When Slurm would start the job now (``sbatch --test-only``, nothing is
+        submitted); None when it does not say. BackendError when it refuses the job."""
+        proc = self._run(self._sbatch_argv(spec, "--test-only"), stdin=spec.script,
+                         what="sbatch", user=spec.user)
+        if proc.returncode != 0:
+            msg = proc.stderr.strip().removeprefix("sbatch: error: ") or "no message"
+            raise BackendError(f"Slurm would refuse the job: {msg}", hint=_SUBMIT_HINT)
+        m = _TEST_ONLY.search(proc.stderr + proc.stdout)
+        if m is None:
+            return None
+        try:  # Slurm prints the controller's local time
+            return datetime.fromisoformat(m.group(1)).astimezone(UTC)
+        except ValueError:
+            return None
+
+    def _sbatch_argv(self, spec: SubmitSpec, mode: str) -> list[str]:
         argv = [
             self._exe("sbatch"),
-            "--parsable",
+            mode,
             f"--job-name={spec.name}",
             f"--account={spec.account}",
             f"--partition={spec.partition}",
@@ -295,14 +325,7 @@ class CliTransport:
             argv.append(f"--reservation={spec.reservation}")
         if spec.array:
             argv.append(f"--array={spec.array}")
-        proc = self._run(argv, stdin=spec.script, what="sbatch", user=spec.user)
-        if proc.returncode != 0:
-            msg = proc.stderr.strip().removeprefix("sbatch: error: ") or "no message"
-            raise BackendError(f"Slurm rejected the job: {msg}", hint=_SUBMIT_HINT)
-        out = proc.stdout.strip().split(";", 1)[0]
-        if not out.isdigit():
-            raise BackendError(f"sbatch printed no job id: {proc.stdout!r:.200}")
-        return out
+        return argv
 
     def cancel(self, job_id: str, *, signal: str | None = None) -> None:
         argv = [self._exe("scancel")]
