@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
@@ -329,3 +330,40 @@ def test_a_launch_on_a_cluster_that_went_away_is_routed_elsewhere(
     assert not registry.available("a")
     assert _get(session_factory, job_id).cluster == "b"
     assert b.n == 1 and a.n == 0
+
+
+# --------------------------------------------------------------------- the API
+
+
+@pytest.fixture
+def api_settings(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    path = tmp_path_factory.mktemp("clusters") / "clusters.yaml"
+    path.write_text(TWO)
+    return {"executor": "slurm", "clusters": str(path)}
+
+
+def test_api_lists_clusters_and_refuses_an_unknown_one(api_client: object,
+                                                       session: Session) -> None:
+    from factories import bearer, make_token
+
+    client: Any = api_client
+    pi = make_user(session)
+    op = make_user(session, operator=True)
+    project = make_project(session, pi=pi)
+    make_award(session, project)
+    pi_h, op_h = bearer(make_token(session, pi)), bearer(make_token(session, op))
+    session.commit()
+    r = client.get("/api/v1/clusters", headers=pi_h)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"several": True, "items": [
+        {"name": "alpha", "executor": "slurm", "gpu_types": ["A100-80GB"], "partitions": []},
+        {"name": "beta", "executor": "slurm", "gpu_types": ["H100"], "partitions": []}]}
+    ops = client.get("/api/v1/clusters", headers=op_h).json()["items"]
+    assert [(c["available"], c["reason"], c["since"]) for c in ops] == [(True, None, None)] * 2
+    spec = {"name": "t", "project": project.slug, "command": ["true"], "gpus": 1,
+            "walltime": "1h"}
+    r = client.post("/api/v1/jobs", json={**spec, "cluster": "gamma"}, headers=pi_h)
+    assert r.status_code == 422 and "unknown cluster 'gamma'" in r.text
+    r = client.post("/api/v1/jobs", json={**spec, "cluster": "alpha"}, headers=pi_h)
+    assert r.status_code == 201, r.text
+    assert (r.json()["requested_cluster"], r.json()["cluster"]) == ("alpha", None)

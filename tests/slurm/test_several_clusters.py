@@ -10,6 +10,7 @@ the shared daemons."""
 
 from __future__ import annotations
 
+import json
 import shlex
 import subprocess
 import uuid
@@ -20,14 +21,17 @@ from pathlib import Path
 import pytest
 from slurm_helpers import CLUSTERS, SlurmCluster, ensure_unix_user, wait_until
 from sqlalchemy import func, select
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
+from typer.testing import CliRunner
 
 from factories import make_award, make_project, make_user
 from rechenwerk.access.models import User
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.accounting.slurm_sync import sync
+from rechenwerk.cli.main import app
 from rechenwerk.clock import WallClock
-from rechenwerk.config import Settings
+from rechenwerk.config import Settings, get_settings
 from rechenwerk.execution.clusters import ClusterRegistry
 from rechenwerk.jobs.loop import SchedulerLoop
 from rechenwerk.jobs.models import Job
@@ -38,6 +42,7 @@ from waiting import DEADLINE_S
 pytestmark = [pytest.mark.slurm, pytest.mark.xdist_group("slurm")]
 USER = "rwtest"
 OLD, NEW = CLUSTERS["22.05"], CLUSTERS["24.11"]
+runner = CliRunner()
 
 
 @pytest.fixture
@@ -199,3 +204,36 @@ def test_named_routed_and_unreachable_clusters(
     finally:
         released.touch()
         loop.stop()
+
+
+def test_account_sync_runs_per_cluster(
+        centre: tuple[sessionmaker[Session], str, Path, Settings], engine: Engine,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """`rechenwerk slurm sync` on every declared Slurm cluster (or the ones named)."""
+    _factory, slug, _data, settings = centre
+    monkeypatch.setenv("RECHENWERK_DATABASE_URL",
+                       engine.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("RECHENWERK_DATA_DIR", str(settings.data_dir))
+    monkeypatch.setenv("RECHENWERK_EXECUTOR", "slurm")
+    monkeypatch.setenv("RECHENWERK_CLUSTERS", settings.clusters)
+    get_settings.cache_clear()
+    try:
+        NEW.run("sacctmgr", "-i", "delete", "account", slug)  # drift on one cluster only
+        res = runner.invoke(app, ["slurm", "sync", "--dry-run", "--json", "--project", slug,
+                                  "--cluster", "old", "--cluster", "new"])
+        assert res.exit_code == 0, res.output
+        got = {c["cluster"]: [ch["action"] for ch in c["changes"]]
+               for c in json.loads(res.output)["clusters"]}
+        assert got == {"old": [], "new": ["add_account", "add_user"]}
+        res = runner.invoke(app, ["slurm", "sync", "--project", slug, "--cluster", "new"])
+        assert res.exit_code == 0, res.output
+        assert "cluster new:" in res.output
+        res = runner.invoke(app, ["slurm", "sync", "--dry-run", "--json", "--project", slug])
+        assert res.exit_code == 0, res.output
+        doc = json.loads(res.output)
+        assert [c["cluster"] for c in doc["clusters"]] == ["old", "new", "flaky"]
+        assert all(c["changes"] == [] for c in doc["clusters"])
+        res = runner.invoke(app, ["slurm", "sync", "--cluster", "nope"])
+        assert res.exit_code != 0 and "unknown cluster 'nope'" in res.output
+    finally:
+        get_settings.cache_clear()

@@ -22,7 +22,8 @@ REPORTS = ("usage", "utilisation", "waits", "energy", "support", "gpu-use", "fun
 FUNDER_SECTIONS = ("country", "field", "field-detail", "kind", "mode", "people",
                    "decisions", "deadlines", "capacity", "waits", "fair-access",
                    "fair-access-kind", "energy")
-USAGE_BY = ("project", "org", "kind", "call", "mode", "gpu-type", "period", "job-kind")
+USAGE_BY = ("project", "org", "kind", "call", "mode", "gpu-type", "period", "job-kind",
+            "cluster")
 WAITS_BY = ("qos", "size", "qos-size", "kind", "kind-size")
 SUPPORT_BY = ("kind", "state", "project")
 GPU_USE_BY = ("project", "user")
@@ -158,8 +159,9 @@ def register(app: typer.Typer) -> None:
         name: str = typer.Argument(..., help="usage, utilisation, waits, energy, support, "
                                    "gpu-use, funder or yearly (operators)"),
         by: str | None = typer.Option(
-            None, "--by", help="usage: project|org|kind|call|mode|gpu-type|period (default "
-            "project); waits: qos|size|qos-size|kind|kind-size (default qos-size); "
+            None, "--by", help="usage: project|org|kind|call|mode|gpu-type|period|job-kind|"
+            "cluster (default project); waits: qos|size|qos-size|kind|kind-size (default "
+            "qos-size); "
             "support: kind|state|"
             "project (default kind); gpu-use: project|user (default project)"),
         period: str | None = typer.Option(

@@ -176,6 +176,9 @@ def register(app: typer.Typer) -> None:
         # worker process later on.
         make_policy(settings.scheduler_policy)
         make_sender(settings)  # e.g. SMTP credentials with RECHENWERK_SMTP_TLS=off
+        from rechenwerk.execution.clusters import load_clusters
+
+        load_clusters(settings)  # a bad RECHENWERK_CLUSTERS file: one line, file and key
         if settings.executor == "local":
             _check_local_cluster(settings.local_cluster)
             _, sandbox_warning = resolve_sandbox(settings)

@@ -56,29 +56,67 @@ def sync_cmd(
         help="Also associate this Unix user with every account "
         "(e.g. the service account when RECHENWERK_SLURM_SUBMIT_AS=service).",
     ),
+    cluster: list[str] = typer.Option(
+        [], "--cluster", help="Only this cluster (repeatable; default: every Slurm cluster)."
+    ),
 ) -> None:
-    """Make Slurm's accounts, associations and GrpTRESMins match the awards."""
+    """Make Slurm's accounts, associations and GrpTRESMins match the awards (on each
+    Slurm cluster of the centre)."""
     from rechenwerk.accounting.slurm_sync import sync
     from rechenwerk.config import get_settings
+    from rechenwerk.execution.clusters import load_clusters
     from rechenwerk.execution.slurm import make_transport
     from rechenwerk.store.session import session_scope
 
-    transport = make_transport(get_settings())
-    try:
-        with session_scope(_session_factory()) as session:
-            result = sync(
-                session,
-                transport,
-                now=datetime.now(UTC),
-                dry_run=dry_run,
-                extra_users=extra_user,
-                projects=project or None,
-            )
-    finally:
-        transport.close()
+    settings = get_settings()
+    specs = _slurm_clusters(load_clusters(settings), cluster, declared=bool(settings.clusters))
+    results = []
+    for spec in specs:
+        transport = make_transport(spec.settings(settings))
+        try:
+            with session_scope(_session_factory()) as session:
+                results.append((spec.name, sync(
+                    session,
+                    transport,
+                    now=datetime.now(UTC),
+                    dry_run=dry_run,
+                    extra_users=extra_user,
+                    projects=project or None,
+                )))
+        finally:
+            transport.close()
     if as_json:
-        print_json({"dry_run": dry_run, **result.to_dict()})
+        if len(results) == 1 and not settings.clusters:  # one cluster: as before
+            print_json({"dry_run": dry_run, **results[0][1].to_dict()})
+        else:
+            print_json({"dry_run": dry_run, "clusters": [
+                {"cluster": name, **r.to_dict()} for name, r in results]})
         return
+    for name, result in results:
+        if len(results) > 1 or settings.clusters:
+            console.print(f"cluster {name}:", highlight=False)
+        _print_sync(result, dry_run)
+
+
+def _slurm_clusters(specs: Any, wanted: list[str], *, declared: bool) -> list[Any]:
+    """The Slurm clusters among ``specs`` (only those ``wanted``, if any); without
+    declared clusters the flat RECHENWERK_SLURM_* settings' one, as before."""
+    names = [s.name for s in specs]
+    for w in wanted:
+        if w not in names:
+            raise InvalidInput(f"unknown cluster {w!r}", field="cluster",
+                               hint=f"Use one of: {', '.join(names)}.")
+    if not declared:
+        return list(specs)
+    chosen = [s for s in specs if s.executor == "slurm" and (not wanted or s.name in wanted)]
+    if not chosen:
+        raise InvalidInput("no Slurm cluster to sync", field="cluster",
+                           hint="Set RECHENWERK_EXECUTOR=slurm or declare Slurm clusters "
+                           "(RECHENWERK_CLUSTERS).")
+    return chosen
+
+
+def _print_sync(result: Any, dry_run: bool) -> None:
     verb = "would change" if dry_run else "changed"
     for w in result.warnings:
         console.print(f"[yellow]warning:[/] {w}", highlight=False)

@@ -64,7 +64,8 @@ async def _report(request: Request, session: Session, user: User, name: str, fmt
 @router.get("/usage")
 async def usage(
     request: Request, session: DbSession, user: CurrentUser, now: Now,
-    by: str = Query("project", description="project, org, kind, call, mode, gpu-type or period"),
+    by: str = Query("project", description="project, org, kind, call, mode, gpu-type, "
+                                           "period, job-kind or cluster"),
     period: str = Query("month", description="bucket for by=period: day, week or month"),
     start: datetime | None = Query(None, alias="from"),
     end: datetime | None = Query(None, alias="to"),

@@ -46,7 +46,9 @@ from rechenwerk.reports.sql import BUCKETS, bucket_start, bucket_value, dialect_
 from rechenwerk.reports.tables import Column, ReportTable, Scope, check_buckets, check_choice
 
 GROUPINGS: tuple[str, ...] = ("project", "org", "kind", "call", "mode", "gpu-type", "period",
-                               "job-kind")
+                               "job-kind", "cluster")
+# usage recorded before clusters were declared, or on the centre's one cluster
+NO_CLUSTER = "(the centre's one cluster)"
 # usage of imported Slurm jobs (no job of ours) counts as batch work
 JOB_KIND_LABELS = {"batch": "batch jobs", "jupyterlab": "interactive sessions (JupyterLab)"}
 NO_AWARD = "no award (pay-per-use or overdraft)"
@@ -128,12 +130,18 @@ def usage_report(
         label_col = key_col
         stmt = select(key_col, label_col, hours, jobs)
         group = (ur.gpu_type,)
+    elif by == "cluster":
+        key_col = func.coalesce(ur.cluster, literal(NO_CLUSTER))
+        label_col = key_col
+        stmt = select(key_col, label_col, hours, jobs)
+        group = (ur.cluster,)
     else:  # period
         key_col = bucket_start(ur.ended_at, bucket, dialect)
         label_col = key_col
         stmt = select(key_col, label_col, hours, jobs)
         group = (key_col,)
-    stmt = (stmt.select_from(ur) if by in ("gpu-type", "period", "call", "mode", "job-kind")
+    stmt = (stmt.select_from(ur) if by in ("gpu-type", "period", "call", "mode", "job-kind",
+                                           "cluster")
             else stmt)
     stmt = stmt.where(ur.ended_at >= start, ur.ended_at < end)
     stmt = scope.apply(stmt, ur.project_id).group_by(*group)
@@ -173,12 +181,13 @@ def usage_report(
         row["share"] = row["gpu_hours"] / total if total > 0 else 0.0
     key_label = {"project": "Project", "org": "Organisation", "kind": "Organisation kind",
                  "call": "Call", "mode": "Access mode", "gpu-type": "GPU type",
-                 "period": "Period start (UTC)", "job-kind": "Job kind"}[by]
+                 "period": "Period start (UTC)", "job-kind": "Job kind",
+                 "cluster": "Cluster"}[by]
     label_label = {"project": "Title", "org": "Kind", "kind": "Kind", "call": "Access mode",
                    "mode": "Access mode", "gpu-type": "GPU type", "period": "Period",
-                   "job-kind": "What"}[by]
+                   "job-kind": "What", "cluster": "Cluster"}[by]
     # Where the label only repeats the key (kind, access mode, GPU type), one column.
-    label_column = (() if by in ("kind", "mode", "gpu-type")
+    label_column = (() if by in ("kind", "mode", "gpu-type", "cluster")
                     else (Column("label", label_label, numeric=False),))
     columns = (
         Column("key", key_label, numeric=False),

@@ -45,7 +45,7 @@ TOP_N = 15
 TABLE_ROWS = 25
 GROUP_LABELS = {"project": "project", "org": "organisation", "kind": "organisation kind",
                 "call": "call", "mode": "access mode", "gpu-type": "GPU type", "period": "period",
-                "job-kind": "job kind (batch or interactive)"}
+                "job-kind": "job kind (batch or interactive)", "cluster": "cluster"}
 
 
 def parse_day(value: str, name: str) -> datetime | None:
