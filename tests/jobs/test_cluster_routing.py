@@ -367,3 +367,22 @@ def test_api_lists_clusters_and_refuses_an_unknown_one(api_client: object,
     r = client.post("/api/v1/jobs", json={**spec, "cluster": "alpha"}, headers=pi_h)
     assert r.status_code == 201, r.text
     assert (r.json()["requested_cluster"], r.json()["cluster"]) == ("alpha", None)
+
+
+def test_an_award_may_be_valid_on_one_cluster(api_client: object, session: Session) -> None:
+    from factories import bearer, make_token
+
+    client: Any = api_client
+    op = make_user(session, operator=True)
+    project = make_project(session, pi=make_user(session))
+    op_h = bearer(make_token(session, op))
+    session.commit()
+    body = {"project": project.slug, "gpu_type": "A100-80GB", "gpu_hours": 10.0,
+            "starts_at": "2026-01-01T00:00:00Z"}
+    r = client.post("/api/v1/awards", json={**body, "cluster": "gamma"}, headers=op_h)
+    assert r.status_code == 422 and "unknown cluster 'gamma'" in r.text
+    r = client.post("/api/v1/awards", json={**body, "cluster": "alpha"}, headers=op_h)
+    assert r.status_code == 201, r.text
+    assert r.json()["cluster"] == "alpha"
+    r = client.post("/api/v1/awards", json=body, headers=op_h)
+    assert r.status_code == 201 and r.json()["cluster"] is None

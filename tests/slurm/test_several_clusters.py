@@ -235,5 +235,13 @@ def test_account_sync_runs_per_cluster(
         assert all(c["changes"] == [] for c in doc["clusters"])
         res = runner.invoke(app, ["slurm", "sync", "--cluster", "nope"])
         assert res.exit_code != 0 and "unknown cluster 'nope'" in res.output
+        # the accounting import and the status, per cluster too
+        res = runner.invoke(app, ["slurm", "import", "--json", "--cluster", "old",
+                                  "--cluster", "new"])
+        assert res.exit_code == 0, res.output
+        assert [c["cluster"] for c in json.loads(res.output)["clusters"]] == ["old", "new"]
+        res = runner.invoke(app, ["slurm", "status", "--json", "--cluster", "new"])
+        assert res.exit_code == 0, res.output
+        assert {n["name"] for n in json.loads(res.output)["nodes"]} == set(NEW.nodes)
     finally:
         get_settings.cache_clear()

@@ -147,7 +147,7 @@ def create_award(
     periods: Sequence[tuple[datetime, datetime, float]] | None = None,
     period_count: int | None = None, period_months: int = 3,
     expires_at: datetime | None = None, carry_over_limit_gpu_hours: float = 0.0,
-    final_report_months: int = 2,
+    final_report_months: int = 2, cluster: str | None = None,
 ) -> Award:
     """Award GPU-hours to a project (operators), split into explicit ``periods`` or into
     ``period_count`` periods of ``period_months`` months (default: one period)."""
@@ -178,7 +178,8 @@ def create_award(
     award = Award(project_id=project.id, project=project,
                   proposal_id=proposal.id if proposal else None, gpu_type=gpu_type,
                   gpu_hours=float(gpu_hours), starts_at=starts_at, expires_at=expires,
-                  carry_over_limit_gpu_hours=float(carry_over_limit_gpu_hours), created_at=now)
+                  carry_over_limit_gpu_hours=float(carry_over_limit_gpu_hours), created_at=now,
+                  cluster=cluster)
     award.periods = [AwardPeriod(starts_at=s, ends_at=e, gpu_hours=h)
                      for s, e, h in sorted(periods)]
     session.add(award)
@@ -190,7 +191,8 @@ def create_award(
             "proposal": proposal.id if proposal else None,
             "periods": [[p.starts_at, p.ends_at, p.gpu_hours] for p in award.periods],
             "expires_at": expires,
-            "carry_over_limit_gpu_hours": award.carry_over_limit_gpu_hours}, at=now)
+            "carry_over_limit_gpu_hours": award.carry_over_limit_gpu_hours,
+            **({"cluster": cluster} if cluster else {})}, at=now)
     return award
 
 

@@ -47,7 +47,7 @@ from rechenwerk.api.deps import (
     Operator,
     settings_of,
 )
-from rechenwerk.errors import NotFound, TooManyAttempts, Unauthenticated
+from rechenwerk.errors import InvalidInput, NotFound, TooManyAttempts, Unauthenticated
 
 router = APIRouter(prefix="/api/v1", tags=["access"])
 
@@ -569,6 +569,14 @@ def create_award(body: s.AwardCreate, request: Request, session: DbSession, user
                  now: Now) -> s.AwardOut:
     project = projects.get_project(session, body.project)
     proposal = proposals.visible_proposal(session, user, body.proposal) if body.proposal else None
+    if body.cluster is not None:
+        from rechenwerk.execution.clusters import declared_clusters
+
+        names = [c.name for c in declared_clusters(settings_of(request))]
+        if body.cluster not in names:
+            raise InvalidInput(f"unknown cluster {body.cluster!r}", field="cluster",
+                               hint=f"Use one of: {', '.join(names)}, or leave cluster out "
+                               "(valid on every cluster).")
     award = awards.create_award(
         session, user, project=project, proposal=proposal, gpu_type=body.gpu_type,
         gpu_hours=body.gpu_hours, starts_at=body.starts_at, expires_at=body.expires_at,
@@ -576,7 +584,8 @@ def create_award(body: s.AwardCreate, request: Request, session: DbSession, user
         period_count=body.period_count, period_months=body.period_months,
         periods=[(p.starts_at, p.ends_at, p.gpu_hours) for p in body.periods]
         if body.periods is not None else None,
-        final_report_months=settings_of(request).final_report_months, now=now)
+        final_report_months=settings_of(request).final_report_months, now=now,
+        cluster=body.cluster)
     return s.AwardOut.of(award)
 
 

@@ -722,6 +722,9 @@ class AwardCreate(_In):
     period_count: int | None = Field(default=None, ge=1, le=120)
     period_months: int = Field(default=3, ge=1, le=60)
     periods: list[PeriodIn] | None = Field(default=None, min_length=1)
+    cluster: str | None = Field(default=None, min_length=1, max_length=32,
+                                description="valid on this cluster only (several clusters); "
+                                "default: every cluster offering the GPU type")
 
 
 class PeriodOut(BaseModel):
@@ -744,10 +747,11 @@ class AwardOut(BaseModel):
     created_at: datetime
     periods: list[PeriodOut]
     version: int = Field(default=1, description="1 as awarded; +1 per approved change")
+    cluster: str | None = Field(default=None, description="None: every cluster")
 
     @classmethod
     def of(cls, a: Award) -> AwardOut:
-        return cls(id=a.id, project=a.project.slug, project_id=a.project_id,
+        return cls(id=a.id, project=a.project.slug, project_id=a.project_id, cluster=a.cluster,
                    proposal_id=a.proposal_id, gpu_type=a.gpu_type, gpu_hours=a.gpu_hours,
                    starts_at=a.starts_at, expires_at=a.expires_at,
                    carry_over_limit_gpu_hours=a.carry_over_limit_gpu_hours,

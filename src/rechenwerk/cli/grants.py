@@ -389,6 +389,9 @@ def register(app: typer.Typer) -> None:
                                                       help="Carry-over limit, GPU-hours."),
                      expires: str = typer.Option(None, "--expires",
                                                  help="default: end of last period"),
+                     cluster: str = typer.Option(
+                         None, "--cluster",
+                         help="Valid on this cluster only (default: every cluster)."),
                      as_json: bool = JSON_OPT) -> None:
         """Award GPU-hours to a project (operators), e.g. 5000 in two quarterly periods:
         --gpu-hours 5000 --periods 2 --period-months 3."""
@@ -396,7 +399,8 @@ def register(app: typer.Typer) -> None:
             "project": project, "proposal": proposal, "gpu_type": gpu_type,
             "gpu_hours": gpu_hours, "starts_at": start, "expires_at": expires,
             "period_count": periods, "period_months": period_months,
-            "carry_over_limit_gpu_hours": carry_over})
+            "carry_over_limit_gpu_hours": carry_over,
+            **({"cluster": cluster} if cluster else {})})
         show(a, as_json, print_award)
 
     @award.command("list")

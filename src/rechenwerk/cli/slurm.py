@@ -140,24 +140,44 @@ def import_cmd(
         None, "--since", help="Start of the window (default: 7 days ago)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    cluster: list[str] = typer.Option(
+        [], "--cluster", help="Only this cluster (repeatable; default: every Slurm cluster)."
+    ),
 ) -> None:
-    """Settle finished Slurm jobs (real start/end, AllocTRES gres/gpu) once each."""
+    """Settle finished Slurm jobs (real start/end, AllocTRES gres/gpu) once each (on
+    each Slurm cluster of the centre)."""
     from rechenwerk.config import get_settings
+    from rechenwerk.execution.clusters import load_clusters
     from rechenwerk.execution.slurm import make_transport
     from rechenwerk.jobs.slurm_import import import_finished_jobs
     from rechenwerk.store.session import session_scope
 
-    transport = make_transport(get_settings())
-    try:
-        with session_scope(_session_factory()) as session:
-            report = import_finished_jobs(
-                session, transport, now=datetime.now(UTC), since=_parse_since(since)
-            )
-    finally:
-        transport.close()
+    settings = get_settings()
+    declared = bool(settings.clusters)
+    start = _parse_since(since)
+    reports = []
+    for spec in _slurm_clusters(load_clusters(settings), cluster, declared=declared):
+        transport = make_transport(spec.settings(settings))
+        try:
+            with session_scope(_session_factory()) as session:
+                reports.append((spec.name, import_finished_jobs(
+                    session, transport, now=datetime.now(UTC), since=start,
+                    cluster=spec.name if declared else None)))
+        finally:
+            transport.close()
     if as_json:
-        print_json(report.to_dict())
+        if not declared:  # one cluster: as before
+            print_json(reports[0][1].to_dict())
+        else:
+            print_json({"clusters": [{"cluster": name, **r.to_dict()} for name, r in reports]})
         return
+    for name, report in reports:
+        if declared:
+            console.print(f"cluster {name}:", highlight=False)
+        _print_import(report)
+
+
+def _print_import(report: Any) -> None:
     console.print(
         f"examined {report.examined} Slurm jobs: {report.settled_new} settled now, "
         f"{report.already_settled} already settled, {report.unknown_account} outside "
@@ -188,15 +208,22 @@ def import_cmd(
 @handle_errors
 def status_cmd(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    cluster: str | None = typer.Option(
+        None, "--cluster", help="This declared cluster (default: the first)."),
 ) -> None:
     """Is slurmctld up, which nodes, and the managed accounts' GPU-minute limits."""
     from rechenwerk.accounting.slurm_sync import desired_accounts, slurm_accounts
     from rechenwerk.config import get_settings
+    from rechenwerk.execution.clusters import load_clusters
     from rechenwerk.execution.slurm import make_transport
     from rechenwerk.execution.slurm.cli_transport import CliTransport
     from rechenwerk.store.session import session_scope
 
     settings = get_settings()
+    if settings.clusters or cluster:
+        specs = _slurm_clusters(load_clusters(settings), [cluster] if cluster else [],
+                                declared=bool(settings.clusters))
+        settings = specs[0].settings(settings)
     transport = make_transport(settings)
     try:
         transport.ping()

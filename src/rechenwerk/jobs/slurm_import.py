@@ -34,10 +34,17 @@ def import_finished_jobs(
     now: datetime,
     since: datetime | None = None,
     accounts: list[str] | None = None,
+    cluster: str | None = None,
 ) -> ImportReport:
-    """Settle every finished Slurm job since ``since`` (default: 7 days) once."""
+    """Settle every finished Slurm job since ``since`` (default: 7 days) once. Several
+    clusters: ``cluster`` is the one ``transport`` reaches; only its jobs are ours there
+    (the same Slurm job id may exist on another cluster)."""
+
+    def own(session: Session, sj: SlurmJob, *, now: datetime) -> SettledRun | None:
+        return settle_own_job(session, sj, now=now, cluster=cluster)
+
     return import_accounting(
-        session, transport, own_jobs=settle_own_job, now=now, since=since, accounts=accounts
+        session, transport, own_jobs=own, now=now, since=since, accounts=accounts
     )
 
 
@@ -59,10 +66,18 @@ def slurm_handle(sj: SlurmJob) -> str:
     return sj.job_id
 
 
-def our_job(session: Session, sj: SlurmJob) -> Job | None:
+def our_job(session: Session, sj: SlurmJob, cluster: str | None = None) -> Job | None:
     """The Rechenwerk job behind a Slurm job: by the comment Rechenwerk sets
     (``rechenwerk:<id>.<attempt>``, stored with AccountingStoreFlags=job_comment) or, on
-    clusters that do not store comments, by the persisted handle."""
+    clusters that do not store comments, by the persisted handle; with ``cluster``
+    (several clusters) only a job handed to that cluster (or before clusters)."""
+    job = _our_job(session, sj)
+    if job is not None and cluster is not None and job.cluster not in (None, cluster):
+        return None
+    return job
+
+
+def _our_job(session: Session, sj: SlurmJob) -> Job | None:
     ref = _rechenwerk_ref(sj.comment)
     handle = slurm_handle(sj)
     if sj.array_job_id:  # a task of a Slurm array: the comment names its array's first
@@ -85,10 +100,11 @@ def our_job(session: Session, sj: SlurmJob) -> Job | None:
     ).first()
 
 
-def settle_own_job(session: Session, sj: SlurmJob, *, now: datetime) -> SettledRun | None:
+def settle_own_job(session: Session, sj: SlurmJob, *, now: datetime,
+                   cluster: str | None = None) -> SettledRun | None:
     """Bring a finished Slurm job Rechenwerk submitted to Slurm's final word and settle
     its run once; None when the Slurm job is not one of Rechenwerk's."""
-    own = our_job(session, sj)
+    own = our_job(session, sj, cluster)
     if own is None or sj.start_time is None or sj.end_time is None:
         return None
     before = usage_for_run(session, own.id, own.attempt)
@@ -111,6 +127,7 @@ def settle_own_job(session: Session, sj: SlurmJob, *, now: datetime) -> SettledR
             gpu_type=own.gpu_type,
             account_id=own.account_id,
             price_e4_per_gpu_hour=own.price_e4_per_gpu_hour,
+            cluster=own.cluster,
         )
     # Slurm's measured energy replaces the estimate the live status settled with (once).
     record_measured_energy(rec, sj.consumed_energy_j)
