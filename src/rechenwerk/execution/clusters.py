@@ -1,4 +1,5 @@
-"""Several clusters behind one centre (docs/slurm.md, "Several clusters").
+"""Several clusters behind one centre (docs/slurm.md, "Several clusters behind one
+centre").
 
 An operator declares the centre's clusters in a YAML file named by
 ``RECHENWERK_CLUSTERS``: each has a name (a slug shown in ``queue``, ``jobs``, the
@@ -140,7 +141,8 @@ def parse_clusters_file(path: Path) -> tuple[ClusterSpec, ...]:
     """Read and check a clusters file; InvalidInput names the file, entry and key."""
     import yaml
 
-    how = "Fix the file (docs/slurm.md, \"Several clusters\") or unset RECHENWERK_CLUSTERS."
+    how = ("Fix the file (docs/slurm.md, \"Several clusters behind one centre\") or unset "
+           "RECHENWERK_CLUSTERS.")
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

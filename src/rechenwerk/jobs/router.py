@@ -355,7 +355,7 @@ def account_statement(ref: str, session: DbSession, user: CurrentUser,
 def clusters(request: Request, user: CurrentUser,
              check: bool = Query(False, description="Operators: ask each cluster now.")
              ) -> dict[str, Any]:
-    """The centre's clusters (RECHENWERK_CLUSTERS; docs/slurm.md, "Several clusters"):
+    """The centre's clusters (RECHENWERK_CLUSTERS; docs/slurm.md, "Several clusters ..."):
     name, executor, GPU types, partitions; for operators also whether each answers,
     why not and since when, as this server's scheduler loop last saw it (``check``:
     asked now)."""

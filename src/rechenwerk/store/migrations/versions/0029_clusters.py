@@ -1,4 +1,4 @@
-"""clusters: several clusters behind one centre (docs/slurm.md, "Several clusters")
+"""clusters: several clusters behind one centre (docs/slurm.md)
 
 jobs.requested_cluster: the cluster the job named (NULL: routed); jobs.cluster: the
 cluster it was handed to (NULL: not yet, or placed before clusters were declared: the
