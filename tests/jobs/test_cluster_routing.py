@@ -386,3 +386,25 @@ def test_an_award_may_be_valid_on_one_cluster(api_client: object, session: Sessi
     assert r.json()["cluster"] == "alpha"
     r = client.post("/api/v1/awards", json=body, headers=op_h)
     assert r.status_code == 201 and r.json()["cluster"] is None
+
+
+def test_readiness_lists_each_cluster_and_holds_while_one_answers(
+        session_factory: sessionmaker[Session], tmp_path: Path) -> None:
+    from rechenwerk.api.health import _backend
+    from rechenwerk.app import Runtime
+
+    up, down = SelfScheduling(), SelfScheduling()
+    down.down = "slurmctld unreachable (timeout)"
+    settings = Settings(executor="slurm", data_dir=tmp_path,
+                        clusters=str(_file(tmp_path, "- name: a\n- name: b\n")))
+    runtime = Runtime(settings, session_factory=session_factory)
+    runtime._clusters = ClusterRegistry.from_settings(  # type: ignore[arg-type]
+        settings, backends={"a": up, "b": down})
+    check = _backend(runtime)
+    assert check["ok"] is True
+    a, b = check["detail"].split("; ")
+    assert a == "a: answers"
+    assert b.startswith("b: unreachable: ") and "slurmctld unreachable (timeout)" in b
+    assert not runtime.clusters.available("b")
+    up.down = "gone"
+    assert _backend(runtime)["ok"] is False
