@@ -48,6 +48,12 @@ class PolicyParams:
     las_starve_limit: float | None = None
     # LAS / quota: how many waiting jobs one cycle examines at most
     max_job_test: int = 200
+    # fair-las: a job queued this long (plus las_starve_limit x its last run, when set)
+    # is overdue and may preempt to start; a running job is not preempted before it has
+    # run fairlas_min_run_s; at most fairlas_max_preempt_tries preemption attempts a cycle
+    fairlas_starve_s: float = 3 * 86400.0
+    fairlas_min_run_s: float = 600.0
+    fairlas_max_preempt_tries: int = 8
 
     def __post_init__(self) -> None:
         issues: list[FieldIssue] = []
@@ -79,6 +85,11 @@ class PolicyParams:
             sl is None or (sl > 0 and math.isfinite(sl)),
             "must be a finite number > 0 (a multiple of the job's last run time) or None",
         )
+        check("fairlas_starve_s", self.fairlas_starve_s >= 0
+              and math.isfinite(self.fairlas_starve_s), "must be a finite number >= 0 seconds")
+        check("fairlas_min_run_s", self.fairlas_min_run_s >= 0
+              and math.isfinite(self.fairlas_min_run_s), "must be a finite number >= 0 seconds")
+        check("fairlas_max_preempt_tries", self.fairlas_max_preempt_tries >= 0, "must be >= 0")
         th = self.las_thresholds_gpu_s
         check(
             "las_thresholds_gpu_s",

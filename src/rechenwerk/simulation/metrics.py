@@ -121,6 +121,12 @@ class PolicyMetrics:
     fairness_window_s: float
     per_project: tuple[ProjectMetrics, ...]
     per_kind: tuple[KindMetrics, ...] = ()  # empty when no project has a kind
+    # jobs larger than one 8-GPU node (gpus > LARGE_JOB_GPUS): how many, their waits
+    # (to the first start, like every wait here) and their mean JCT; 0 when there are none
+    large_jobs: int = 0
+    large_avg_wait_s: float = 0.0
+    large_p95_wait_s: float = 0.0
+    large_avg_jct_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict; ``per_project`` becomes a mapping project -> metrics,
@@ -137,6 +143,7 @@ class PolicyMetrics:
 
 
 _MIN_SLOWDOWN_DURATION_S = 10.0
+LARGE_JOB_GPUS = 8  # "large": more GPUs than this (more than one 8-GPU node)
 
 
 def jain_index(values: Sequence[float]) -> float:
@@ -290,6 +297,8 @@ def compute_metrics(
                 received_gpu_hours=rec / 3600.0, entitled_gpu_hours=ent / 3600.0,
                 fair_ratio=rec / ent if ent > 1e-9 else 1.0))
 
+    big = gpus > LARGE_JOB_GPUS
+    n_big = int(big.sum())
     wp = np.percentile(wait, [50, 90, 95])
     jp = np.percentile(jct, [50, 90, 95])
     sp = np.percentile(bsld, [50, 90, 95])
@@ -323,6 +332,10 @@ def compute_metrics(
         fairness_window_s=float(fairness_window_s),
         per_project=tuple(per_project),
         per_kind=tuple(per_kind),
+        large_jobs=n_big,
+        large_avg_wait_s=float(wait[big].mean()) if n_big else 0.0,
+        large_p95_wait_s=float(np.percentile(wait[big], 95)) if n_big else 0.0,
+        large_avg_jct_s=float(jct[big].mean()) if n_big else 0.0,
     )
 
 

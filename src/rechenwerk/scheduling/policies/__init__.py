@@ -121,6 +121,17 @@ def _las(
     return LasScheduler(nodes, params, projects, now)
 
 
+def _fair_las(
+    nodes: Sequence[Node],
+    params: PolicyParams,
+    projects: Mapping[str, ProjectInfo] | None,
+    now: float,
+) -> Scheduler:
+    from rechenwerk.scheduling.policies.fair_las import FairLasScheduler
+
+    return FairLasScheduler(nodes, params, projects, now)
+
+
 POLICIES: dict[str, Factory] = {
     "fifo": _queued("fifo", "none"),
     "easy-backfill": _queued("fifo", "easy"),
@@ -130,6 +141,7 @@ POLICIES: dict[str, Factory] = {
     "multifactor+conservative-backfill": _queued("multifactor", "conservative"),
     "quota": _quota,
     "las": _las,
+    "fair-las": _fair_las,
 }
 ALIASES = {
     "backfill": "easy-backfill",
@@ -175,7 +187,7 @@ class Policy:
 
 def make_policy(expr: str, params: PolicyParams | None = None) -> Policy:
     """``expr``: fifo, easy-backfill, conservative-backfill, multifactor,
-    multifactor+easy-backfill, multifactor+conservative-backfill, quota, las."""
+    multifactor+easy-backfill, multifactor+conservative-backfill, quota, las, fair-las."""
     key = expr.strip().lower().replace("_", "-").replace(" ", "")
     key = ALIASES.get(key, key)
     factory = POLICIES.get(key)
