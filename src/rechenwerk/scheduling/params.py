@@ -51,7 +51,7 @@ class PolicyParams:
     # fair-las: a job queued this long (plus las_starve_limit x its last run, when set)
     # is overdue and may preempt to start; a running job is not preempted before it has
     # run fairlas_min_run_s; at most fairlas_max_preempt_tries preemption attempts a cycle
-    fairlas_starve_s: float = 3 * 86400.0
+    fairlas_starve_s: float = 7 * 86400.0
     fairlas_min_run_s: float = 600.0
     fairlas_max_preempt_tries: int = 8
 
