@@ -5,9 +5,11 @@ loop, on both transports, and typed GPU requests (``--gres=gpu:<type>:N``)."""
 from __future__ import annotations
 
 import json
+import subprocess
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from slurm_helpers import (
@@ -30,6 +32,7 @@ from rechenwerk.accounting.slurm_sync import sync
 from rechenwerk.errors import BackendError, InvalidInput
 from rechenwerk.execution.base import BackendJobState
 from rechenwerk.execution.slurm import SlurmBackend, make_slurm_backend
+from rechenwerk.execution.slurm.cli_transport import CliTransport
 from rechenwerk.jobs.models import JobEvent
 from rechenwerk.jobs.slurm_import import import_finished_jobs
 from waiting import DEADLINE_S
@@ -249,3 +252,67 @@ def test_typed_gpu_request(slurm_account: SlurmAccount, monkeypatch: pytest.Monk
     finally:
         backend.close()
         active().run("scancel", f"--account={acc.name}")
+
+
+# A job that runs until a file appears, then exits 0 (a trap keeps it alive on SIGTERM
+# until then, too, so a requeued run stays COMPLETING for as long as a test wants).
+UNTIL_FILE = 'trap "" TERM; while [ ! -e "$1" ]; do sleep 0.1; done; echo "ended $1"'
+
+
+class _EndsAtTheRequeue:
+    """A CLI transport whose job ends exactly between Rechenwerk's decision to preempt
+    and slurmctld's handling of ``scontrol requeue``: the file the job waits for is made
+    and slurmctld is waited for to record the end, right before the requeue command
+    runs. (The check that the job runs, which the preempt used to make with ``squeue``
+    first, would have seen it running.)"""
+
+    def __init__(self, transport: CliTransport, job_id: str, go: Path) -> None:
+        self.transport, self.job_id, self.go = transport, job_id, go
+        self.inner_run = transport._run
+        transport._run = self._run  # type: ignore[method-assign]
+
+    def _run(self, argv: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+        if "requeue" in argv:
+            self.go.touch()
+            wait_until(lambda: _slurm_state(self.job_id) == "COMPLETED", DEADLINE_S,
+                       "the job to end right before the requeue")
+        return self.inner_run(argv, **kw)
+
+
+def _slurm_state(job_id: str) -> str:
+    out = sh("scontrol", "show", "job", job_id, check=False)
+    return next((w.split("=", 1)[1] for w in out.split() if w.startswith("JobState=")), "")
+
+
+def _restarts_of(job_id: str) -> int:
+    out = sh("scontrol", "show", "job", job_id)
+    return int(next(w.split("=", 1)[1] for w in out.split() if w.startswith("Restarts=")))
+
+
+@pytest.mark.parametrize("kind", ["cli", "rest-jwt"])
+def test_a_job_that_ends_at_the_requeue_is_not_run_again(
+    kind: str, slurm_account: SlurmAccount,
+) -> None:
+    """The race between "the job runs" and ``scontrol requeue``: the job ends exactly
+    in between (deterministically, see _EndsAtTheRequeue). Plain ``scontrol requeue``
+    re-runs a finished job on 22.05 and 24.11 alike; ``requeue Incomplete`` leaves it."""
+    acc = slurm_account
+    go = acc.tmp / "go"
+    transport = cli() if kind == "cli" else rest_jwt()
+    backend = SlurmBackend(transport)
+    try:
+        handle = backend.submit(request(acc.name, acc.user, acc.tmp, job_id="401",
+                                        command=("bash", "-c", UNTIL_FILE, "bash", str(go))))
+        wait_state(backend, handle, states=frozenset({BackendJobState.RUNNING}))
+        requeuer = transport if isinstance(transport, CliTransport) else None
+        if requeuer is None:  # slurmrestd cannot requeue: the REST transport's CLI does
+            transport.requeue("0")  # makes its CLI transport (job 0 does not exist)
+            requeuer = transport._cli
+        assert isinstance(requeuer, CliTransport)
+        _EndsAtTheRequeue(requeuer, handle, go)
+        backend.preempt(handle)
+        assert _slurm_state(handle) == "COMPLETED" and _restarts_of(handle) == 0
+        st = backend.poll([handle])[handle]
+        assert (st.state, st.attempt, st.requeued_runs) == (BackendJobState.COMPLETED, 1, ())
+    finally:
+        backend.close()

@@ -340,19 +340,19 @@ class CliTransport:
             raise BackendError(f"scancel {job_id} failed: {proc.stderr.strip()}")
 
     def requeue(self, job_id: str) -> None:
-        """``scontrol requeue``: SIGTERM to the batch script and every step, SIGKILL after
-        Slurm's KillWait, then the job waits in the queue again under the same id.
+        """``scontrol requeue Incomplete``: SIGTERM to the batch script and every step,
+        SIGKILL after Slurm's KillWait, then the job waits in the queue again under the
+        same id.
 
-        Slurm 22.05 also requeues a job that has already *finished* (it would run a
-        completed job again), so the job must be running right before; the remaining
-        window is the few milliseconds between the two commands."""
+        Plain ``scontrol requeue`` also requeues a job that has already *finished* (22.05
+        and 24.11 alike: a completed job would run again), and a check beforehand
+        (``squeue``) leaves a window in which the job can end. With ``Incomplete`` the
+        condition travels with the request (slurm_requeue2's flags): slurmctld requeues
+        only a job that is CONFIGURING, RUNNING, STOPPED or SUSPENDED when it handles
+        it, and otherwise does nothing (exit 0), so there is no window on our side."""
         jid = _ref(job_id)
-        state = self._run(
-            [self._exe("squeue"), "--noheader", f"--jobs={jid}", "--format=%T"], what="squeue"
-        )
-        if state.stdout.strip() not in ("RUNNING", "SUSPENDED", "CONFIGURING"):
-            return  # pending, finishing or gone: nothing to preempt
-        proc = self._run([self._exe("scontrol"), "requeue", jid], what="scontrol requeue")
+        proc = self._run([self._exe("scontrol"), "requeue", "Incomplete", jid],
+                         what="scontrol requeue")
         if proc.returncode != 0:
             err = (proc.stderr or proc.stdout).strip()
             low = err.lower()
