@@ -25,15 +25,19 @@ from slurm_helpers import (
 )
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from test_platform import _job, _loop, _submit, env  # noqa: F401 - fixture re-export
+from test_platform import USER, _job, _loop, _submit, env  # noqa: F401 - fixture re-export
 
 from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.accounting.slurm_sync import sync
+from rechenwerk.clock import WallClock
 from rechenwerk.errors import BackendError, InvalidInput
 from rechenwerk.execution.base import BackendJobState
 from rechenwerk.execution.slurm import SlurmBackend, make_slurm_backend
 from rechenwerk.execution.slurm.cli_transport import CliTransport
+from rechenwerk.execution.slurm.types import SlurmJob
+from rechenwerk.jobs.loop import SchedulerLoop
 from rechenwerk.jobs.models import JobEvent
+from rechenwerk.jobs.service import cancel
 from rechenwerk.jobs.slurm_import import import_finished_jobs
 from waiting import DEADLINE_S
 
@@ -316,3 +320,190 @@ def test_a_job_that_ends_at_the_requeue_is_not_run_again(
         assert (st.state, st.attempt, st.requeued_runs) == (BackendJobState.COMPLETED, 1, ())
     finally:
         backend.close()
+
+
+def _cancel_as_owner(factory: sessionmaker[Session], job_id: int) -> None:
+    from rechenwerk.access.models import User
+
+    with factory() as s:
+        user = s.scalars(select(User).where(User.username == USER)).one()
+        cancel(s, user, job_id, clock=WallClock())
+        s.commit()
+
+
+@pytest.mark.parametrize("when", ["completing", "pending-again"])
+def test_cancel_while_slurm_requeues_the_job(
+    when: str, env: tuple[sessionmaker[Session], str, Path],  # noqa: F811
+) -> None:
+    """A user cancels while Slurm requeues the job: while its run is still stopping
+    (COMPLETING; the job ignores SIGTERM until a file appears) or once it waits again
+    (BeginTime). The job ends CANCELLED in Rechenwerk and in Slurm, the stopped run is
+    settled once (and nothing for the run that never came), nothing is submitted again."""
+    factory, slug, data = env
+    with factory() as s:
+        sync(s, cli(), now=datetime.now(UTC), projects=[slug])
+        s.commit()
+    go = data / "go"
+    job_id = _submit(factory, data, slug, name="cq", gpus=1, walltime=300,
+                     command=["bash", "-c", UNTIL_FILE, "bash", str(go)])
+    loop = _loop(factory, data)
+    try:
+
+        def state_is(want: str) -> bool:
+            loop.cycle()
+            return _job(factory, job_id).state == want
+
+        wait_until(lambda: state_is("running"), DEADLINE_S, "the job to run", step=0.3)
+        handle = _job(factory, job_id).backend_handle
+        assert handle
+        loop.backend.preempt(handle)
+        if when == "completing":
+            wait_until(lambda: sh("squeue", "-h", f"--jobs={handle}", "-o", "%T").strip()
+                       == "COMPLETING", DEADLINE_S, "Slurm to stop the run")
+            _cancel_as_owner(factory, job_id)
+            for _ in range(3):
+                loop.cycle()  # the cancel goes to Slurm while the run is stopping
+            assert _job(factory, job_id).state in ("running", "starting", "cancelled")
+            go.touch()
+        else:
+            go.touch()
+            wait_until(lambda: state_is("starting") and _job(factory, job_id).attempt == 2,
+                       DEADLINE_S, "Rechenwerk to see the requeue", step=0.3)
+            _cancel_as_owner(factory, job_id)
+        wait_until(lambda: state_is("cancelled"), DEADLINE_S, "the job to end cancelled",
+                   step=0.3)
+        for _ in range(3):
+            loop.cycle()
+    finally:
+        loop.backend.close()
+    assert _slurm_state(handle) == "CANCELLED"
+    job = _job(factory, job_id)
+    assert job.backend_handle == handle
+    # nothing else was submitted under the project's account
+    ids = {line.split("|")[0] for line in sh("sacct", "-X", "-n", "-P", "-D", "--format=JobID",
+                                              f"--accounts={slug}", "-S", "now-1hour")
+           .split()}
+    assert ids <= {handle}, ids
+
+    def settled() -> list[UsageRecord]:
+        with factory() as s:
+            return list(s.scalars(select(UsageRecord).where(UsageRecord.job_id == job_id)
+                                  .order_by(UsageRecord.attempt)))
+
+    assert [r.attempt for r in settled()] == [1]
+
+    def stopped_run() -> SlurmJob | None:
+        recs = cli().accounted_jobs(job_ids=[handle])
+        runs = (*recs[0].earlier_runs, recs[0]) if recs else ()
+        return runs[0] if runs and runs[0].state == "REQUEUED" else None
+
+    # slurmdbd records the stopped run; the cancel of the waiting job it records as a
+    # run from the cancel to the cancel, or (22.05, sometimes) not at all
+    wait_until(lambda: stopped_run() is not None, DEADLINE_S, "slurmdbd's stopped run")
+    with factory() as s:
+        for _ in range(2):
+            import_finished_jobs(s, cli(), now=datetime.now(UTC), accounts=[slug])
+            s.commit()
+    recs = settled()
+    assert [r.attempt for r in recs] == [1]
+    stopped = stopped_run()
+    assert stopped is not None
+    assert recs[0].started_at == stopped.start_time
+
+
+class _LaggingSlurmdbd:
+    """The CLI transport, except that slurmdbd "has not recorded" the job's runs while
+    ``lag`` is set (slurmdbd records asynchronously, and may be down): ``accounted_jobs``
+    answers without them. Everything else is the real cluster."""
+
+    def __init__(self, inner: CliTransport) -> None:
+        self.inner, self.lag = inner, True
+
+    def accounted_jobs(self, **kw: Any) -> list[SlurmJob]:
+        return [] if self.lag else self.inner.accounted_jobs(**kw)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+@pytest.mark.parametrize("evidence", ["poll", "import"])
+def test_a_run_requeued_before_anyone_saw_it_is_charged_once(
+    evidence: str, env: tuple[sessionmaker[Session], str, Path],  # noqa: F811
+) -> None:
+    """Slurm requeues a run before Rechenwerk ever saw it running, and slurmdbd has no
+    record of it yet: nothing is known of its start, so nothing is charged at the
+    requeue. It is charged from slurmdbd's record as soon as that appears: by the poll
+    while the job is still live (``poll``), or by the accounting import after the job
+    ended (``import``: slurmdbd "lags" until then Never twice."""
+    factory, slug, data = env
+    with factory() as s:
+        sync(s, cli(), now=datetime.now(UTC), projects=[slug])
+        s.commit()
+    marker = data / "progress"
+    job_id = _submit(factory, data, slug, name="unseen", gpus=1, walltime=300,
+                     command=["bash", "-c", CHECKPOINTING, "bash", str(marker)])
+    dbd = _LaggingSlurmdbd(cli())
+    settings = slurm_settings(data_dir=data, executor="slurm", scheduler_interval_s=0.2)
+    loop = SchedulerLoop(factory, SlurmBackend(dbd), settings=settings,  # type: ignore[arg-type]
+                         clock=WallClock())
+    try:
+        wait_until(lambda: (loop.cycle(), _job(factory, job_id).backend_handle)[1] is not None,
+                   DEADLINE_S, "the job to be submitted", step=0.3)
+        handle = _job(factory, job_id).backend_handle
+        assert handle
+        # Slurm starts it and requeues it; the loop does not poll meanwhile
+        wait_until(lambda: marker.exists(), DEADLINE_S, "attempt 1 to start")
+        assert _job(factory, job_id).started_at is None  # Rechenwerk never saw it run
+        loop.backend.preempt(handle)
+        wait_until(lambda: sh("squeue", "-h", f"--jobs={handle}", "-o", "%T").strip()
+                   == "PENDING", DEADLINE_S, "Slurm to requeue the job")
+
+        def attempt_is(n: int) -> bool:
+            loop.cycle()
+            job = _job(factory, job_id)
+            return job.attempt == n and job.state == "starting"
+
+        wait_until(lambda: attempt_is(2), DEADLINE_S, "Rechenwerk to see the requeue", step=0.3)
+
+        def settled() -> list[UsageRecord]:
+            with factory() as s:
+                return list(s.scalars(select(UsageRecord).where(UsageRecord.job_id == job_id)
+                                      .order_by(UsageRecord.attempt)))
+
+        for _ in range(3):
+            loop.cycle()
+        assert settled() == []  # no evidence of the run's start: nothing charged yet
+        if evidence == "poll":
+            dbd.lag = False  # slurmdbd catches up while the job waits again
+            wait_until(lambda: (loop.cycle(), [r.attempt for r in settled()])[1] == [1],
+                       DEADLINE_S, "the run to be settled from slurmdbd", step=0.5)
+        _release(handle)
+        if evidence == "poll":
+            wait_until(lambda: (loop.cycle(), _job(factory, job_id).state)[1] == "completed",
+                       DEADLINE_S, "attempt 2 to complete", step=0.5)
+            assert [r.attempt for r in settled()] == [1, 2]
+        else:  # the server is away until the job has ended: the import finds it
+            wait_until(lambda: _slurm_state(handle) == "COMPLETED", DEADLINE_S,
+                       "attempt 2 to complete")
+            assert settled() == []
+    finally:
+        loop.backend.close()
+
+    def in_the_window() -> list[SlurmJob]:
+        # what the import asks: slurmdbd's time window (on 22.05 it answered a moment
+        # later than the query by job id)
+        return [j for j in cli().accounted_jobs(start=datetime.now(UTC) - timedelta(days=1))
+                if j.job_id == handle and j.state == "COMPLETED"]
+
+    wait_until(lambda: bool(in_the_window()), DEADLINE_S, "slurmdbd to record the end")
+    stopped = in_the_window()[0].earlier_runs[0]
+    with factory() as s:
+        for _ in range(2):
+            rep = import_finished_jobs(s, cli(), now=datetime.now(UTC), accounts=[slug])
+            s.commit()
+    recs = settled()
+    assert [r.attempt for r in recs] == [1, 2], rep.to_dict()
+    assert (recs[0].started_at, recs[0].ended_at) == (stopped.start_time, stopped.end_time)
+    assert recs[0].source == "slurm"
+    assert _job(factory, job_id).attained_gpu_s == pytest.approx(
+        (recs[0].ended_at - recs[0].started_at).total_seconds())

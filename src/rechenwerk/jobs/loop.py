@@ -229,7 +229,10 @@ class SchedulerLoop:
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
-        self._cancel_sent: set[str] = set()
+        # handle -> the attempt a cancel was sent for: a backend that requeued the job
+        # under the same handle after all (Slurm) gets the cancel again for the new one
+        self._cancel_sent: dict[str, int] = {}
+        self._runs_seen: dict[str, int] = {}  # handle -> measured earlier runs applied
         self._gc_frozen_at: float | None = None
         self._reconciled = False
         # For /readyz: when the loop last went round, whether it leads, its last error.
@@ -443,15 +446,24 @@ class SchedulerLoop:
             now = self.clock.now()
             for row in rows:
                 status = statuses.get(row.backend_handle)
-                if status is None or _no_news(row.state, row.reason, status, row.attempt):
+                if status is None:
+                    continue
+                # earlier runs the backend's accounting recorded since the last report
+                # (a run requeued before anyone saw it start): applied once more
+                measured = sum(1 for r in status.requeued_runs if r.measured)
+                if (_no_news(row.state, row.reason, status, row.attempt)
+                        and self._runs_seen.get(row.backend_handle, 0) >= measured):
                     continue
                 job = session.get(Job, row.id)
                 if job is None:
                     continue
+                self._runs_seen[row.backend_handle] = measured
+                if len(self._runs_seen) > 10_000:
+                    self._runs_seen.clear()  # only an optimisation
                 if self._apply_status(session, job, status, now):
                     stats.applied += 1
                     if JobState(job.state) not in ACTIVE_STATES:
-                        self._cancel_sent.discard(row.backend_handle)
+                        self._cancel_sent.pop(row.backend_handle, None)
 
     def _apply_status(self, session: Session, job: Job, status: BackendJobStatus,
                       now: datetime) -> bool:
@@ -472,19 +484,19 @@ class SchedulerLoop:
             return self._forward_cancels_clusters()
         with session_scope(self.session_factory) as session:
             rows = session.execute(
-                select(Job.id, Job.backend_handle).where(
+                select(Job.id, Job.backend_handle, Job.attempt).where(
                     Job.state.in_([s.value for s in ACTIVE_STATES]),
                     Job.cancel_requested_at.is_not(None),
                     Job.backend_handle.is_not(None),
                 )
             ).all()
         sent = 0
-        for _job_id, handle in rows:
-            if handle is None or handle in self._cancel_sent:
+        for _job_id, handle, attempt in rows:
+            if handle is None or self._cancel_sent.get(handle) == attempt:
                 continue
             try:
                 self.backend.cancel(handle)
-                self._cancel_sent.add(handle)
+                self._cancel_sent[handle] = attempt
                 sent += 1
             except BackendError as exc:
                 log.warning("cancel of %s failed: %s", handle, exc)

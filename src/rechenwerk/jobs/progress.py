@@ -13,7 +13,8 @@ from sqlalchemy.orm import Session
 
 from rechenwerk.access.models import Award, AwardPeriod
 from rechenwerk.accounting.charging import measured_energy, settle_usage
-from rechenwerk.execution.base import BackendJobState, BackendJobStatus
+from rechenwerk.accounting.models import UsageRecord
+from rechenwerk.execution.base import BackendJobState, BackendJobStatus, BackendRun
 from rechenwerk.jobs.dependencies import REASON_NEVER, REASON_WAITING
 from rechenwerk.jobs.models import Job
 from rechenwerk.jobs.states import (
@@ -50,6 +51,38 @@ def apply_backend_status(
     state = JobState(job.state)
     if state in TERMINAL_STATES or state == JobState.PENDING:
         return False
+    late = settle_late_runs(session, job, status.requeued_runs, now=now, source=source)
+    return _apply(session, job, status, state, now=now, source=source) or late
+
+
+def settle_late_runs(session: Session, job: Job, runs: Sequence[BackendRun], *,
+                     now: datetime, source: str) -> bool:
+    """Settle the earlier runs of ``job`` (attempts before its current one) that the
+    backend's accounting has recorded since and that were never settled: a run Slurm
+    requeued before Rechenwerk saw it start, while slurmdbd had no record of it yet.
+    Keyed ``(job, attempt)`` as every run, so a run is never settled twice; its GPU time
+    joins the job's attained time. Returns True when it settled one."""
+    todo = [r for r in runs if r.measured and r.started_at is not None
+            and r.ended_at is not None and 0 < r.attempt < job.attempt]
+    if not todo:
+        return False
+    done = set(session.scalars(select(UsageRecord.attempt).where(
+        UsageRecord.job_id == job.id, UsageRecord.attempt.in_([r.attempt for r in todo]))))
+    used, settled = 0.0, False
+    for run in todo:
+        if run.attempt in done or run.started_at is None or run.ended_at is None:
+            continue
+        used += _settle_run(session, job, run.attempt, run.started_at, run.ended_at,
+                            now=now, source=source)
+        done.add(run.attempt)
+        settled = True
+    if used:
+        job.attained_gpu_s = job.attained_gpu_s + used
+    return settled
+
+
+def _apply(session: Session, job: Job, status: BackendJobStatus, state: JobState, *,
+           now: datetime, source: str) -> bool:
     if status.attempt is not None and status.attempt > job.attempt:
         return _requeued_by_backend(session, job, status, now=now, source=source)
     bstate = status.state
@@ -75,6 +108,9 @@ def apply_backend_status(
     started = status.started_at or job.started_at
     if bstate in _TERMINAL_MAP:
         target = _TERMINAL_MAP[bstate]
+        if target == JobState.CANCELLED and never_started(job.started_at, status.started_at,
+                                                          status.ended_at):
+            started = None  # cancelled before this run began: nothing to settle
         reason = status.reason or target.value
         if target == JobState.CANCELLED and job.cancel_requested_at is None:
             reason = status.reason or "cancelled outside Rechenwerk"
@@ -105,6 +141,15 @@ def apply_backend_status(
         _settle(session, job, started, ended, now=now, source=source)
         return True
     return False
+
+
+def never_started(seen: datetime | None, started: datetime | None,
+                  ended: datetime | None) -> bool:
+    """A run that ended before it began: Rechenwerk never saw it running (``seen``) and
+    the backend reports no start, or one no earlier than its end (Slurm sets both to the
+    time of the cancel for a job cancelled while it waited, e.g. again after a
+    requeue)."""
+    return seen is None and (started is None or (ended is not None and started >= ended))
 
 
 def _backend_reason_code(reason: str) -> str:
@@ -171,6 +216,15 @@ def _requeued_by_backend(session: Session, job: Job, status: BackendJobStatus, *
             continue  # a run nobody saw start: nothing to charge
         used_gpu_s += _settle_run(session, job, attempt, started, stopped, now=now,
                                   source=source)
+    if (status.state == BackendJobState.CANCELLED
+            and never_started(None, status.started_at, status.ended_at)):
+        # Cancelled while Slurm requeued it (the run stopping, or waiting again): the job
+        # ends here, at the attempt that ran; no run came after it.
+        why = ("cancelled while being requeued" if job.cancel_requested_at is not None
+               else status.reason or "cancelled outside Rechenwerk while being requeued")
+        return transition(session, job, JobState.CANCELLED, now=now, reason=why, values={
+            "attained_gpu_s": job.attained_gpu_s + used_gpu_s, "ended_at": ended,
+            "reason_code": "cancelled", "reason": why})
     if not transition(session, job, JobState.PENDING, now=now, reason=label, values={
         "attained_gpu_s": job.attained_gpu_s + used_gpu_s, "started_at": None,
         "ended_at": None, "exit_code": None, "reason_code": "requeued", "reason": label,

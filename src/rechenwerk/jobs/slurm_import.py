@@ -15,16 +15,18 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from rechenwerk.accounting.charging import record_gpu_use, record_measured_energy, settle_usage
+from rechenwerk.accounting.models import UsageRecord
 from rechenwerk.accounting.slurm_import import (
     ImportReport,
     SettledRun,
     import_accounting,
     usage_for_run,
 )
+from rechenwerk.execution.base import BackendJobState, BackendRun
 from rechenwerk.execution.slurm.backend import submitted_attempt, to_status
 from rechenwerk.execution.slurm.types import SlurmJob, SlurmTransport
 from rechenwerk.jobs.models import Job
-from rechenwerk.jobs.progress import apply_backend_status
+from rechenwerk.jobs.progress import apply_backend_status, never_started, settle_late_runs
 
 
 def import_finished_jobs(
@@ -112,6 +114,15 @@ def settle_own_job(session: Session, sj: SlurmJob, *, now: datetime,
     apply_backend_status(session, own, to_status(sj, slurm_handle(sj)), now=now,
                          source="slurm")
     rec = usage_for_run(session, own.id, own.attempt)
+    if rec is None and sj.backend_state == BackendJobState.CANCELLED and never_started(
+            own.started_at, sj.start_time, sj.end_time):
+        # cancelled before this run began (e.g. while Slurm requeued it): nothing ran,
+        # nothing to settle; the runs before it are settled by their own attempts
+        _measure_earlier_runs(session, own, sj, now=now)
+        last = session.scalars(select(UsageRecord).where(UsageRecord.job_id == own.id)
+                               .order_by(UsageRecord.attempt.desc())).first()
+        if last is not None:
+            return SettledRun(last, False, own.id)
     if rec is None:  # the job was already terminal without a settled run
         rec = settle_usage(
             session,
@@ -134,17 +145,23 @@ def settle_own_job(session: Session, sj: SlurmJob, *, now: datetime,
     # Slurm's step usage reaches slurmdbd after the job ended: the run may have been
     # settled from the live status already, without GPU figures.
     record_gpu_use(rec, sj.gpu_use)
-    _measure_earlier_runs(session, own, sj)
+    _measure_earlier_runs(session, own, sj, now=now)
     return SettledRun(rec, before is None, own.id)
 
 
-def _measure_earlier_runs(session: Session, own: Job, sj: SlurmJob) -> None:
+def _measure_earlier_runs(session: Session, own: Job, sj: SlurmJob, *,
+                          now: datetime) -> None:
     """The runs Slurm requeued before the latest one (slurmdbd's records of them, oldest
     first, numbered from the attempt the comment names, as the poll settled them): their
     measured energy and GPU use replace what their records were settled with, once."""
     first = submitted_attempt(sj.comment)
     if first is None:
         return
+    # a run nobody settled (Slurm requeued it before Rechenwerk saw it start, and
+    # slurmdbd had no record of it while the job was live): settled now, once
+    settle_late_runs(session, own, [
+        BackendRun(first + i, run.start_time, run.end_time, measured=True)
+        for i, run in enumerate(sj.earlier_runs)], now=now, source="slurm")
     for i, run in enumerate(sj.earlier_runs):
         rec = usage_for_run(session, own.id, first + i)
         if rec is not None:

@@ -130,6 +130,20 @@ def to_status(job: SlurmJob, handle: str | None = None) -> BackendJobStatus:
     )
 
 
+def _ended_while_requeued(job: SlurmJob, handle: str, cancelled: bool) -> BackendJobStatus:
+    """slurmctld no longer has the job, and slurmdbd's last word on it is a run that Slurm
+    requeued: the job ended while being requeued (cancelled while its run was stopping,
+    COMPLETING) without slurmdbd recording that end, as both 22.05 and 24.11 may. The
+    status is that run (its times from slurmdbd) and CANCELLED: the only way out of the
+    queue Slurm leaves unrecorded here; no later run exists."""
+    st = to_status(job, handle)
+    reason = ("cancelled while Slurm requeued it" if cancelled else
+              "cancelled outside Rechenwerk while Slurm requeued it (slurmdbd recorded "
+              "the requeue, not the end)")
+    return replace(st, state=BackendJobState.CANCELLED, ended_at=job.end_time,
+                   reason=reason)
+
+
 class SlurmBackend:
     name = "slurm"
     capabilities = BackendCapabilities(
@@ -161,6 +175,7 @@ class SlurmBackend:
         self._runs: dict[str, tuple[int, tuple[SlurmJob, ...]]] = {}
         self._runs_tried: dict[str, float] = {}
         self._cancelled_tasks: dict[str, datetime] = {}  # array task handle -> when
+        self._cancelled: set[str] = set()  # every handle cancelled here (poll's use)
 
     # ------------------------------------------------------------------ protocol
     def submit(self, request: LaunchRequest) -> str:
@@ -205,6 +220,7 @@ class SlurmBackend:
 
     def cancel(self, handle: str) -> None:
         self.transport.cancel(_job_id(handle))
+        self._cancelled.add(handle)
         if "_" in handle:
             # A waiting array task that Slurm never started leaves no record at all
             # (not in squeue, not in sacct) once cancelled: remembered to report it.
@@ -254,7 +270,9 @@ class SlurmBackend:
                 job = found.get(_job_id(handle))
                 cancelled_at = self._cancelled_tasks.get(handle)
                 out[handle] = (
-                    to_status(job, handle)
+                    _ended_while_requeued(job, handle, handle in self._cancelled)
+                    if job is not None and job.state.split(" ", 1)[0] == "REQUEUED"
+                    else to_status(job, handle)
                     if job is not None
                     else BackendJobStatus(handle=handle, state=BackendJobState.CANCELLED,
                                           ended_at=cancelled_at, reason="cancelled before "
@@ -264,6 +282,8 @@ class SlurmBackend:
                 )
         if len(self._cancelled_tasks) > 10_000:
             self._cancelled_tasks.clear()  # long settled; only the last ones matter
+        if len(self._cancelled) > 10_000:
+            self._cancelled.clear()
         return out
 
     def _attach_earlier_runs(self, live: dict[str, SlurmJob], wanted: set[str]) -> None:
