@@ -25,8 +25,8 @@ from __future__ import annotations
 import math
 import pwd
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import func, select
@@ -51,10 +51,19 @@ class DesiredAccount:
     users: frozenset[str]
     missing_unix_users: tuple[str, ...] = ()
     periods: str = ""  # ids of the active award periods, e.g. "12,13"
+    # when Slurm's usage counter of the account started (created, or RawUsage=0); None:
+    # not known (an account tagged before this was recorded)
+    counted_since: datetime | None = None
+
+    @property
+    def tag(self) -> str:
+        """What the Description records: ``12,13@<unix time of the counter's start>``."""
+        since = self.counted_since
+        return self.periods if since is None else f"{self.periods}@{int(since.timestamp())}"
 
     @property
     def description(self) -> str:
-        return f"{DESCRIPTION_PREFIX}{self.periods}"
+        return f"{DESCRIPTION_PREFIX}{self.tag}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +72,7 @@ class SlurmAccountState:
     gpu_minutes: int | None  # None: no limit set
     users: frozenset[str]
     periods: str | None = None  # from the Description Rechenwerk wrote; None: not ours
+    counted_since: datetime | None = None  # the "@<unix time>" of that Description
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,12 +240,52 @@ def _pay_per_use_gpu_minutes(session: Session, project: Project) -> int:
 
 # ---------------------------------------------------------------------- Slurm state
 def account_state(acct: SlurmAccount) -> SlurmAccountState:
-    periods = (
+    tag = (
         acct.description.removeprefix(DESCRIPTION_PREFIX)
         if acct.description.startswith(DESCRIPTION_PREFIX)
         else None
     )
-    return SlurmAccountState(acct.name, acct.gpu_minutes, acct.users, periods)
+    since: datetime | None = None
+    periods = tag
+    if tag is not None and "@" in tag:
+        periods, _, stamp = tag.partition("@")
+        since = datetime.fromtimestamp(int(stamp), UTC) if stamp.isdigit() else None
+    return SlurmAccountState(acct.name, acct.gpu_minutes, acct.users, periods, since)
+
+
+def uncounted_gpu_minutes(session: Session, period_ids: Sequence[int],
+                          since: datetime) -> float:
+    """GPU-minutes Rechenwerk settled from Slurm in these award periods that Slurm's
+    usage counter no longer holds because it started at ``since`` (the account was
+    created, or RawUsage was reset, after they ran): each run's part before ``since``."""
+    if not period_ids:
+        return 0.0
+    rows = session.execute(
+        select(UsageRecord.gpus, UsageRecord.started_at, UsageRecord.ended_at).where(
+            UsageRecord.award_period_id.in_(list(period_ids)),
+            UsageRecord.source == "slurm",
+            UsageRecord.started_at < since,
+        )
+    ).all()
+    return sum(gpus * max(0.0, (min(ended, since) - started).total_seconds())
+               for gpus, started, ended in rows) / 60.0
+
+
+def counted_from(session: Session, d: DesiredAccount, cur: SlurmAccountState | None, *,
+                 now: datetime) -> DesiredAccount:
+    """``d`` with the limit Slurm needs given where its usage counter starts. Slurm
+    checks used (since the counter's start) + running jobs' remaining reservations +
+    the new job against GrpTRESMins; the award counts every Slurm run of its periods.
+    Runs from before the counter's start (it starts when sync creates the account or
+    resets it for changed periods, e.g. an award added beside one that continues, or
+    a new quarter synced after jobs already ran in it) would be allowed a second time,
+    so the limit is lowered by them. The start is recorded in the Description."""
+    since = now if cur is None or cur.periods != d.periods else cur.counted_since
+    if since is None:  # tagged before the start was recorded: as before
+        return d
+    periods = [int(i) for i in d.periods.split(",") if i.isdigit()]
+    lost = math.ceil(uncounted_gpu_minutes(session, periods, since) - 1e-9)
+    return replace(d, gpu_minutes=max(0, d.gpu_minutes - lost), counted_since=since)
 
 
 def slurm_accounts(
@@ -259,7 +309,7 @@ def plan(desired: Sequence[DesiredAccount], current: dict[str, SlurmAccountState
         cur = current.get(d.account)
         if cur is None:
             result.changes.append(
-                Change("add_account", d.account, desired=str(d.gpu_minutes), periods=d.periods)
+                Change("add_account", d.account, desired=str(d.gpu_minutes), periods=d.tag)
             )
             result.changes.extend(Change("add_user", d.account, user=u) for u in sorted(d.users))
             continue
@@ -271,7 +321,7 @@ def plan(desired: Sequence[DesiredAccount], current: dict[str, SlurmAccountState
                     "new_period",
                     d.account,
                     current=cur.periods if cur.periods is not None else "not managed",
-                    desired=d.periods,
+                    desired=d.tag,
                     drift=cur.periods is None,
                 )
             )
@@ -339,7 +389,9 @@ def sync(
     projects: Sequence[str] | None = None,
 ) -> SyncPlan:
     desired = desired_accounts(session, now=now, extra_users=extra_users, projects=projects)
-    p = plan(desired, slurm_accounts(transport, (d.account for d in desired)))
+    current = slurm_accounts(transport, (d.account for d in desired))
+    desired = [counted_from(session, d, current.get(d.account), now=now) for d in desired]
+    p = plan(desired, current)
     if not dry_run:
         apply(transport, p)
     return p

@@ -212,7 +212,7 @@ def status_cmd(
         None, "--cluster", help="This declared cluster (default: the first)."),
 ) -> None:
     """Is slurmctld up, which nodes, and the managed accounts' GPU-minute limits."""
-    from rechenwerk.accounting.slurm_sync import desired_accounts, slurm_accounts
+    from rechenwerk.accounting.slurm_sync import counted_from, desired_accounts, slurm_accounts
     from rechenwerk.config import get_settings
     from rechenwerk.execution.clusters import load_clusters
     from rechenwerk.execution.slurm import make_transport
@@ -229,9 +229,12 @@ def status_cmd(
         transport.ping()
         nodes = CliTransport(data_format=settings.slurm_data_format or None,
                              command_prefix=settings.slurm_command_prefix_argv).node_states()
+        now = datetime.now(UTC)
         with session_scope(_session_factory()) as session:
-            desired = desired_accounts(session, now=datetime.now(UTC))
-        current = slurm_accounts(transport, (d.account for d in desired))
+            desired = desired_accounts(session, now=now)
+            current = slurm_accounts(transport, (d.account for d in desired))
+            desired = [counted_from(session, d, current.get(d.account), now=now)
+                       for d in desired]
     finally:
         transport.close()
     accounts: list[dict[str, Any]] = [
