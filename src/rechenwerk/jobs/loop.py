@@ -446,24 +446,29 @@ class SchedulerLoop:
             now = self.clock.now()
             for row in rows:
                 status = statuses.get(row.backend_handle)
-                if status is None:
-                    continue
-                # earlier runs the backend's accounting recorded since the last report
-                # (a run requeued before anyone saw it start): applied once more
-                measured = sum(1 for r in status.requeued_runs if r.measured)
-                if (_no_news(row.state, row.reason, status, row.attempt)
-                        and self._runs_seen.get(row.backend_handle, 0) >= measured):
-                    continue
-                job = session.get(Job, row.id)
-                if job is None:
-                    continue
-                self._runs_seen[row.backend_handle] = measured
-                if len(self._runs_seen) > 10_000:
-                    self._runs_seen.clear()  # only an optimisation
-                if self._apply_status(session, job, status, now):
-                    stats.applied += 1
-                    if JobState(job.state) not in ACTIVE_STATES:
-                        self._cancel_sent.pop(row.backend_handle, None)
+                if status is not None:
+                    self._apply_report(session, row, status, row.backend_handle, now, stats)
+
+    def _apply_report(self, session: Session, row: Any, status: BackendJobStatus, key: str,
+                      now: datetime, stats: CycleStats) -> None:
+        """One job's report, unless it says nothing new; ``key`` names its backend handle
+        in the loop's memories (with the cluster where there are several)."""
+        # earlier runs the backend's accounting recorded since the last report (a run
+        # requeued before anyone saw it start): applied once more
+        measured = sum(1 for r in status.requeued_runs if r.measured)
+        if (_no_news(row.state, row.reason, status, row.attempt)
+                and self._runs_seen.get(key, 0) >= measured):
+            return
+        job = session.get(Job, row.id)
+        if job is None:
+            return
+        self._runs_seen[key] = measured
+        if len(self._runs_seen) > 10_000:
+            self._runs_seen.clear()  # only an optimisation
+        if self._apply_status(session, job, status, now):
+            stats.applied += 1
+            if JobState(job.state) not in ACTIVE_STATES:
+                self._cancel_sent.pop(key, None)
 
     def _apply_status(self, session: Session, job: Job, status: BackendJobStatus,
                       now: datetime) -> bool:
@@ -619,30 +624,29 @@ class SchedulerLoop:
                 stats.polled += len(statuses)
                 for row in group:
                     status = statuses.get(row.backend_handle)
-                    if status is None or _no_news(row.state, row.reason, status, row.attempt):
-                        continue
-                    job = session.get(Job, row.id)
-                    if job is not None and self._apply_status(session, job, status, now):
-                        stats.applied += 1
+                    if status is not None:
+                        self._apply_report(session, row, status, f"{name}/{row.backend_handle}",
+                                           now, stats)
 
     def _forward_cancels_clusters(self) -> int:
         with session_scope(self.session_factory) as session:
             rows = session.execute(
-                select(Job.backend_handle, Job.cluster).where(
+                select(Job.backend_handle, Job.cluster, Job.attempt).where(
                     Job.state.in_([s.value for s in ACTIVE_STATES]),
                     Job.cancel_requested_at.is_not(None),
                     Job.backend_handle.is_not(None),
                 )
             ).all()
         sent = 0
-        for handle, cluster in rows:
+        for handle, cluster, attempt in rows:
             name = self._cluster_of(cluster)
             key = f"{name}/{handle}"
-            if handle is None or key in self._cancel_sent or not self.clusters.available(name):
+            if (handle is None or self._cancel_sent.get(key) == attempt
+                    or not self.clusters.available(name)):
                 continue
             try:
                 self.clusters.backend(name).cancel(handle)
-                self._cancel_sent.add(key)
+                self._cancel_sent[key] = attempt
                 sent += 1
             except BackendError as exc:
                 log.warning("cancel of %s on %s failed: %s", handle, name, exc)
