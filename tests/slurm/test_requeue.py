@@ -390,7 +390,10 @@ def test_cancel_while_slurm_requeues_the_job(
             return list(s.scalars(select(UsageRecord).where(UsageRecord.job_id == job_id)
                                   .order_by(UsageRecord.attempt)))
 
-    assert [r.attempt for r in settled()] == [1]
+    attempts = [r.attempt for r in settled()]
+    # On a loaded machine Slurm may start the requeued run before the cancel reaches it
+    # (seen once on 22.05): that run is real, charged once, and then cancelled.
+    assert attempts in ([1], [1, 2]), attempts
 
     def stopped_run() -> SlurmJob | None:
         recs = cli().accounted_jobs(job_ids=[handle])
@@ -405,10 +408,13 @@ def test_cancel_while_slurm_requeues_the_job(
             import_finished_jobs(s, cli(), now=datetime.now(UTC), accounts=[slug])
             s.commit()
     recs = settled()
-    assert [r.attempt for r in recs] == [1]
+    assert [r.attempt for r in recs] == attempts
     stopped = stopped_run()
     assert stopped is not None
     assert recs[0].started_at == stopped.start_time
+    if attempts == [1, 2]:  # the second run is slurmdbd's latest record, with its start
+        latest = cli().accounted_jobs(job_ids=[handle])[0]
+        assert latest.start_time is not None and recs[1].started_at == latest.start_time
 
 
 class _LaggingSlurmdbd:
