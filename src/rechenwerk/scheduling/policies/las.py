@@ -24,7 +24,6 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_right
 from collections.abc import Mapping, Sequence
-from itertools import islice
 
 from rechenwerk.scheduling.cycle import CycleResult, PendingQueue, Scheduler
 from rechenwerk.scheduling.model import Node, PendingJob, ProjectInfo, RunningJob, WaitReason
@@ -46,6 +45,8 @@ class LasScheduler(Scheduler):
         n = len(self.thresholds) + 1
         self.queues = [PendingQueue() for _ in range(n)]
         self.running_at: list[dict[str, RunningJob]] = [{} for _ in range(n)]
+        # GPUs of the preemptible running jobs per queue (kept with ``running_at``)
+        self._preemptible_gpus = [0] * n
         self._pending_level: dict[str, int] = {}
         self._run_level: dict[str, int] = {}
         self._demotions: list[tuple[float, str, float]] = []
@@ -110,6 +111,8 @@ class LasScheduler(Scheduler):
     def _place_running(self, rj: RunningJob, lvl: int, until: float | None = None) -> None:
         self._run_level[rj.job_id] = lvl
         self.running_at[lvl][rj.job_id] = rj
+        if rj.preemptible:
+            self._preemptible_gpus[lvl] += rj.gpus
         if lvl < len(self.thresholds) and rj.gpus > 0:
             t = rj.start_time + (self.thresholds[lvl] - rj.attained_gpu_s) / rj.gpus
             heapq.heappush(
@@ -119,6 +122,8 @@ class LasScheduler(Scheduler):
     def _on_stop(self, rj: RunningJob, now: float) -> None:
         lvl = self._run_level.pop(rj.job_id)
         del self.running_at[lvl][rj.job_id]
+        if rj.preemptible:
+            self._preemptible_gpus[lvl] -= rj.gpus
         self._promoted.discard(rj.job_id)
         self._quantum.discard(rj.job_id)
 
@@ -131,6 +136,8 @@ class LasScheduler(Scheduler):
                 continue  # ended or restarted since
             lvl = self._run_level[jid]
             del self.running_at[lvl][jid]
+            if rj.preemptible:
+                self._preemptible_gpus[lvl] -= rj.gpus
             nxt = lvl + 1
             if jid in self._quantum:  # end of a promoted job's quantum: back to its level
                 self._quantum.discard(jid)
@@ -153,6 +160,14 @@ class LasScheduler(Scheduler):
         nlev = len(self.queues)
         below = self._preemptible_below()
         budget = self.params.max_job_test
+        # Fast reject (same decisions): with one GPU type and no advance reservation, a
+        # single-node job fits now iff some node has that many GPUs free, so a job larger
+        # than ``most_free`` is not planned at all. ``most_free`` changes only when a job
+        # starts or is preempted (a failed preemption restores the cluster exactly).
+        fast = self.book is None and len(c.type_names) == 1 and not self.explain
+        max_size = c.max_size
+        most_free = self._most_free() if fast else 0
+        no_fit: set[tuple[int, int | None, int | None, str | None]] = set()
         for lvl in range(nlev):
             q = self.queues[lvl]
             if not len(q):
@@ -162,25 +177,53 @@ class LasScheduler(Scheduler):
             # releasing every lower-queue job did not fit a job of this many GPUs: larger
             # jobs of this queue will not fit either (within this cycle)
             failed_at = 1 << 30
-            for job in list(islice(q, budget)):
+            for job in q.first(budget):
                 if c.free_total == 0 and (failed_at <= 1 or below[lvl + 1] == 0):
                     break  # nothing fits and nothing can be preempted for anyone here
                 budget -= 1
-                plan = self._plan(job, now)
+                g = job.gpus
+                if (
+                    fast
+                    and most_free < g <= max_size
+                    and job.nodes is None
+                    and job.gpus_per_node is None
+                    and job.gpu_type is None
+                    and job.reservation is None
+                ):
+                    plan = None  # no node has ``g`` GPUs free
+                    if g >= failed_at or c.free_total + below[lvl + 1] < g:
+                        continue  # and nothing to preempt for it (see below)
+                elif fast and job.reservation is None:
+                    # any other shape: the same request cannot fit until the cluster changes
+                    shape = (g, job.nodes, job.gpus_per_node, job.gpu_type)
+                    if shape in no_fit:
+                        plan = None
+                    else:
+                        plan = self._plan(job, now)
+                        if plan is None:
+                            no_fit.add(shape)
+                else:
+                    plan = self._plan(job, now)
                 if plan is not None:
                     self._start(job, plan, now, res)
+                    if fast:
+                        most_free = self._most_free()
+                        no_fit.clear()
                     continue
                 victims_gpus = below[lvl + 1]
                 if (
-                    job.gpus < failed_at
-                    and c.free_for(job.gpu_type) + victims_gpus >= job.gpus
+                    g < failed_at
+                    and c.free_for(job.gpu_type) + victims_gpus >= g
                     and job.job_id not in self._promoted  # promoted: first pick, no preemption
                 ):
                     freed = self._preempt_for(job, lvl, now, res)
                     if freed >= 0:
                         below = self._preemptible_below()
+                        if fast:
+                            most_free = self._most_free()
+                            no_fit.clear()
                         continue
-                    failed_at = job.gpus
+                    failed_at = g
                 if self.explain:
                     r = self.blocked_reason(job)
                     res.reasons[job.job_id] = WaitReason(
@@ -196,18 +239,52 @@ class LasScheduler(Scheduler):
         )
 
     def _preemptible_below(self) -> list[int]:
-        """GPUs held by preemptible running jobs in each queue and all lower ones."""
-        nlev = len(self.queues)
+        """GPUs held by preemptible running jobs in each queue and all lower ones
+        (O(queues): the per-queue sums are kept as jobs start, stop and are demoted)."""
+        per = self._preemptible_gpus
+        nlev = len(per)
         below = [0] * (nlev + 1)
         for lvl in range(nlev - 1, -1, -1):
-            below[lvl] = below[lvl + 1] + sum(
-                rj.gpus for rj in self.running_at[lvl].values() if rj.preemptible
-            )
+            below[lvl] = below[lvl + 1] + per[lvl]
         return below
+
+    def _most_free(self) -> int:
+        """The most free GPUs on one node (one GPU type; its best-fit buckets)."""
+        c = self.cluster
+        b = c.buckets[c.type_names[0]]
+        for k in range(c.max_size, 0, -1):
+            if b[k]:
+                return k
+        return 0
 
     def _preempt_for(self, job: PendingJob, lvl: int, now: float, res: CycleResult) -> int:
         """Preempt running jobs of lower queues until ``job`` fits; GPUs freed or -1."""
         c = self.cluster
+        g = job.gpus
+        if (
+            self.book is None
+            and len(c.type_names) == 1
+            and g <= c.max_size
+            and job.nodes is None
+            and job.gpus_per_node is None
+            and job.gpu_type is None
+            and job.reservation is None
+        ):
+            # a single-node job fits after the releases below iff some node has ``g``
+            # GPUs free once every victim is released (releasing more only adds free
+            # GPUs): check that first, without releasing and restoring anything
+            most = list(c.free)
+            index = c.index
+            for vl in range(len(self.queues) - 1, lvl, -1):
+                for rj in self.running_at[vl].values():
+                    if rj.preemptible:
+                        for name, idx in rj.placement:
+                            most[index[name]] += len(idx)
+            avail = c.avail
+            if False in avail:
+                most = [f for f, a in zip(most, avail, strict=True) if a]
+            if max(most, default=0) < g:
+                return -1
         released: list[RunningJob] = []
         plan = None
         for vl in range(len(self.queues) - 1, lvl, -1):

@@ -75,6 +75,7 @@ class MultifactorQueue:
         "_c_valid",
         "_capped",
         "_gkey",
+        "_k_max",
         "_off",
         "_rank",
         "_sched",
@@ -108,6 +109,7 @@ class MultifactorQueue:
         self._gkey: dict[str, GlobalKey] = {}
         self._c_valid = False
         self._c_complete = False
+        self._k_max = 1  # the largest ``first`` request (bounded by the queue's length)
 
     def __len__(self) -> int:
         return self.n
@@ -207,7 +209,12 @@ class MultifactorQueue:
     def first(self, k: int) -> list[PendingJob]:
         if self._c_valid and (len(self._c_jobs) >= k or self._c_complete):
             return self._c_jobs[:k]
-        want = k + 32  # slack: removals from the cached prefix need no new merge
+        # slack: removals from the cached prefix need no new merge; and as many as the
+        # largest request so far, so the head's merge (``head``, the main pass) already
+        # serves the backfill pass's ``first(bf_max_job_test + 1)`` that follows it
+        if k > self._k_max:
+            self._k_max = min(k, self.n)
+        want = max(k, self._k_max) + 32
         # (priority, its rounding error, submit time, list, position): the first two
         # give each job's exact priority, so the merge order is the lists' own order.
         heap: list[tuple[float, float, float, int, int]] = []
