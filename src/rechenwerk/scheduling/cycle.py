@@ -123,6 +123,9 @@ class PendingQueue:
         jobs, keys, dead, h = self.jobs, self.keys, self._dead, self._head
         if not dead:
             return keys[h : h + k], jobs[h : h + k]
+        seg = jobs[h : h + k]
+        if dead.isdisjoint(map(id, seg)):  # the removed entries all lie further back
+            return keys[h : h + k], seg
         out: list[PendingJob] = []
         out_keys: list[Key] = []
         i, n = h, len(jobs)

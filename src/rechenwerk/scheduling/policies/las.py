@@ -177,11 +177,27 @@ class LasScheduler(Scheduler):
             # releasing every lower-queue job did not fit a job of this many GPUs: larger
             # jobs of this queue will not fit either (within this cycle)
             failed_at = 1 << 30
+            # A single-node job of ``skip_lo`` <= g GPUs (<= max_size) neither fits now
+            # (g > most_free) nor is anything preempted for it (g >= failed_at, or more
+            # than the free and preemptible GPUs together): skipped without a look.
+            # ``stop``: nothing fits and nothing can be preempted for anyone here. Both
+            # change only when a job starts, is preempted or a preemption fails.
+            skip_lo = (max(most_free + 1, min(failed_at, c.free_total + below[lvl + 1] + 1))
+                       if fast else max_size + 1)
+            stop = c.free_total == 0 and (failed_at <= 1 or below[lvl + 1] == 0)
             for job in q.first(budget):
-                if c.free_total == 0 and (failed_at <= 1 or below[lvl + 1] == 0):
-                    break  # nothing fits and nothing can be preempted for anyone here
+                if stop:
+                    break
                 budget -= 1
                 g = job.gpus
+                if (
+                    skip_lo <= g <= max_size
+                    and job.nodes is None
+                    and job.gpus_per_node is None
+                    and job.gpu_type is None
+                    and job.reservation is None
+                ):
+                    continue
                 if (
                     fast
                     and most_free < g <= max_size
@@ -191,8 +207,6 @@ class LasScheduler(Scheduler):
                     and job.reservation is None
                 ):
                     plan = None  # no node has ``g`` GPUs free
-                    if g >= failed_at or c.free_total + below[lvl + 1] < g:
-                        continue  # and nothing to preempt for it (see below)
                 elif fast and job.reservation is None:
                     # any other shape: the same request cannot fit until the cluster changes
                     shape = (g, job.nodes, job.gpus_per_node, job.gpu_type)
@@ -209,6 +223,9 @@ class LasScheduler(Scheduler):
                     if fast:
                         most_free = self._most_free()
                         no_fit.clear()
+                        skip_lo = max(most_free + 1,
+                                      min(failed_at, c.free_total + below[lvl + 1] + 1))
+                    stop = c.free_total == 0 and (failed_at <= 1 or below[lvl + 1] == 0)
                     continue
                 victims_gpus = below[lvl + 1]
                 if (
@@ -222,8 +239,15 @@ class LasScheduler(Scheduler):
                         if fast:
                             most_free = self._most_free()
                             no_fit.clear()
+                            skip_lo = max(most_free + 1,
+                                          min(failed_at, c.free_total + below[lvl + 1] + 1))
+                        stop = c.free_total == 0 and (failed_at <= 1 or below[lvl + 1] == 0)
                         continue
                     failed_at = g
+                    if fast:
+                        skip_lo = max(most_free + 1,
+                                      min(failed_at, c.free_total + below[lvl + 1] + 1))
+                    stop = c.free_total == 0 and (failed_at <= 1 or below[lvl + 1] == 0)
                 if self.explain:
                     r = self.blocked_reason(job)
                     res.reasons[job.job_id] = WaitReason(

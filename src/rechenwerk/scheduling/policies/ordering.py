@@ -201,10 +201,25 @@ class MultifactorQueue:
                 self._where[job.job_id] = True
 
     def head(self) -> PendingJob | None:
-        if self._c_valid and self._c_jobs:
-            return self._c_jobs[0]
-        out = self.first(1)
-        return out[0] if out else None
+        """The first job of the merged order. Without a cached prefix, the least of the
+        lists' heads (O(lists), as ``first`` would pick it: same keys, ties by list): the
+        main pass after a recalculation needs only the head, a merge of the first
+        ``bf_max_job_test`` jobs waits for a backfill pass that asks for them."""
+        if self._c_valid and (self._c_jobs or self._c_complete):
+            return self._c_jobs[0] if self._c_jobs else None
+        best: tuple[float, float, float, int] | None = None
+        out: PendingJob | None = None
+        rank = self._rank
+        for capped, qs in ((False, self._young), (True, self._capped)):
+            for p, q in qs.items():
+                if q.n:
+                    job = q.head()
+                    assert job is not None
+                    hi, lo = exact_difference(q.head_key()[0], self._offset(p, capped))
+                    cand = (hi, lo, job.submit_time, rank[p] + (_CAPPED if capped else 0))
+                    if best is None or cand < best:
+                        best, out = cand, job
+        return out
 
     def first(self, k: int) -> list[PendingJob]:
         if self._c_valid and (len(self._c_jobs) >= k or self._c_complete):
