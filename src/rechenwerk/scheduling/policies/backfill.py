@@ -317,6 +317,11 @@ class EasyBackfill(Backfill):
             "reservation",
             f"would delay job {head.job_id} (reserved to start {starts_in(shadow - now)})"
         )
+        # Without advance reservations a plan depends only on the request's shape and the
+        # free GPUs (live, or ``caps`` beside the reservation): a shape that did not fit
+        # is not planned again in this pass until a job starts (which changes both).
+        no_fit_now: set[tuple[int, int | None, int | None, str | None]] = set()
+        no_fit_long: set[tuple[int, int | None, int | None, str | None]] = set()
         for job in self._candidates():
             if c.free_total == 0:
                 break
@@ -328,14 +333,28 @@ class EasyBackfill(Backfill):
                     )
                 continue
             long = now + job.walltime_s > shadow
+            shape = (g, job.nodes, job.gpus_per_node, job.gpu_type)
             if not long:
-                plan = self._plan(job, now)
+                if book is None and job.reservation is None:
+                    if shape in no_fit_now:
+                        plan = None
+                    else:
+                        plan = c.plan(job)
+                        if plan is None:
+                            no_fit_now.add(shape)
+                else:
+                    plan = self._plan(job, now)
             elif g > caps_total or (
                 max_cap < g <= max_node and job.nodes is None and job.gpus_per_node is None
             ):
                 plan = None  # cannot fit beside the reservation (quick reject)
             elif book is None:
-                plan = None if job.reservation is not None else plan_on(c, job, caps)
+                if job.reservation is not None or shape in no_fit_long:
+                    plan = None
+                else:
+                    plan = plan_on(c, job, caps)
+                    if plan is None:
+                        no_fit_long.add(shape)
             else:
                 jview = book.view(job, now, caps, self.running)
                 plan = None if jview is None else plan_on(c, job, jview)
@@ -348,6 +367,8 @@ class EasyBackfill(Backfill):
                     )
                 continue
             self._start(job, plan, now, res)
+            no_fit_now.clear()
+            no_fit_long.clear()
             for i, k in plan:
                 if long:
                     spare[i] -= k
