@@ -167,7 +167,35 @@ class ClusterState:
                 n_big += len(b[k])
             if n_big < shape.count(big):
                 return None
-        return plan_on(self, job, self.free)
+        if len(shape) == 1:  # one node (``nodes=1`` or ``gpus_per_node`` >= gpus)
+            if job.gpu_type is None and len(self.type_names) != 1:
+                return plan_on(self, job, self.free)
+            # best fit from the buckets, as ``plan_on`` picks it (fewest free GPUs that
+            # suffice, then the lowest node index) without scanning every node
+            bk = self.buckets.get(job.gpu_type or self.type_names[0])
+            if bk is None:
+                return None
+            need = shape[0]
+            for k in range(need, self.max_size + 1):
+                if bk[k]:
+                    return [(min(bk[k]), need)]
+            return None
+        # the eligible nodes with free GPUs from the buckets (only the nodes that are not
+        # full: on a large busy cluster far fewer than a scan of every node), then the
+        # same placement as ``plan_on`` on the live view
+        free = self.free
+        block_of = self.block_of
+        per_block: dict[int, list[int]] = {}
+        total = 0
+        for t in (self.type_names if job.gpu_type is None else (job.gpu_type,)):
+            b = self.buckets.get(t)
+            if b is None:
+                continue
+            for k in range(1, self.max_size + 1):
+                for i in b[k]:
+                    total += k
+                    per_block.setdefault(block_of[i], []).append(i)
+        return _place_multi(self, shape, free, per_block, total)
 
     def allocate(self, plan: Plan) -> Placement:
         out = []
@@ -251,6 +279,18 @@ def plan_on(state: ClusterState, job: PendingJob, free: Sequence[int]) -> Plan |
         if f > 0 and avail[i] and (gt is None or type_of[i] == gt):
             total += f
             per_block.setdefault(block_of[i], []).append(i)
+    return _place_multi(state, shape, free, per_block, total)
+
+
+def _place_multi(
+    state: ClusterState,
+    shape: Sequence[int],
+    free: Sequence[int],
+    per_block: dict[int, list[int]],
+    total: int,
+) -> Plan | None:
+    """``plan_on`` for a multi-node shape, given the eligible nodes with free GPUs grouped
+    by block (in any order: they are sorted here) and their free GPUs in total."""
     need_total = sum(shape)
     if total < need_total:
         return None
