@@ -7,6 +7,8 @@ every policy. Prints a Markdown table (for docs/benchmarks.md) and optionally JS
 Jobs/s = jobs / wall seconds of the replay (event loop and scheduling; reading the trace
 and computing the metrics are timed separately). CPU seconds are reported too: on a
 shared machine they show what the code costs when it is not waiting for a core.
+The same replay through the path users run (``rechenwerk simulate --json`` processes,
+A/B against a base tree, scaling, 1,000,000 jobs): ``benchmarks/bench_simulate_cli.py``.
 """
 
 from __future__ import annotations
