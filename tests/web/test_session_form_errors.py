@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from factories import make_award, make_project, make_user
-from portal_login import PASSWORD
 from portal_login import csrf as _csrf
+from portal_login import login
 from portal_login import password_hash as _hash
 from rechenwerk.jobs.models import Job
 from rechenwerk.web.forms import FORM_KEY, errors_from
@@ -23,9 +23,7 @@ def test_too_many_gpus_is_reported_beside_the_field(api_client: Any, session: Se
     project = make_project(session, pi=pi, slug="alpha")
     make_award(session, project, gpu_hours=100.0)
     session.commit()
-    page = api_client.get("/login")
-    api_client.post("/login", data={"username": "pia", "password": PASSWORD,
-                                    "csrf_token": _csrf(page.text)})
+    login(api_client, "pia")
     form = api_client.get("/sessions").text
     r = api_client.post("/sessions", data={
         "project": "alpha", "gpus": "100001", "walltime": "2h", "qos": "normal",
