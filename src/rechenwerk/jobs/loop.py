@@ -485,26 +485,36 @@ class SchedulerLoop:
             return False
 
     def forward_cancels(self) -> int:
-        if self.multi:
-            return self._forward_cancels_clusters()
+        """Cancels users asked for, sent to the backend once per attempt (with several
+        clusters: to each job's cluster, while it answers)."""
         with session_scope(self.session_factory) as session:
             rows = session.execute(
-                select(Job.id, Job.backend_handle, Job.attempt).where(
+                select(Job.backend_handle, Job.cluster, Job.attempt).where(
                     Job.state.in_([s.value for s in ACTIVE_STATES]),
                     Job.cancel_requested_at.is_not(None),
                     Job.backend_handle.is_not(None),
                 )
             ).all()
         sent = 0
-        for _job_id, handle, attempt in rows:
-            if handle is None or self._cancel_sent.get(handle) == attempt:
+        for handle, cluster, attempt in rows:
+            if handle is None:
+                continue
+            if self.multi:
+                name = self._cluster_of(cluster)
+                key, where = f"{name}/{handle}", f" on {name}"
+                if not self.clusters.available(name):
+                    continue
+            else:
+                name, key, where = "", handle, ""
+            if self._cancel_sent.get(key) == attempt:
                 continue
             try:
-                self.backend.cancel(handle)
-                self._cancel_sent[handle] = attempt
+                backend = self.clusters.backend(name) if self.multi else self.backend
+                backend.cancel(handle)
+                self._cancel_sent[key] = attempt
                 sent += 1
             except BackendError as exc:
-                log.warning("cancel of %s failed: %s", handle, exc)
+                log.warning("cancel of %s%s failed: %s", handle, where, exc)
         return sent
 
     def hand_over(self, stats: CycleStats, held: Collection[int] = ()) -> None:
@@ -627,30 +637,6 @@ class SchedulerLoop:
                     if status is not None:
                         self._apply_report(session, row, status, f"{name}/{row.backend_handle}",
                                            now, stats)
-
-    def _forward_cancels_clusters(self) -> int:
-        with session_scope(self.session_factory) as session:
-            rows = session.execute(
-                select(Job.backend_handle, Job.cluster, Job.attempt).where(
-                    Job.state.in_([s.value for s in ACTIVE_STATES]),
-                    Job.cancel_requested_at.is_not(None),
-                    Job.backend_handle.is_not(None),
-                )
-            ).all()
-        sent = 0
-        for handle, cluster, attempt in rows:
-            name = self._cluster_of(cluster)
-            key = f"{name}/{handle}"
-            if (handle is None or self._cancel_sent.get(key) == attempt
-                    or not self.clusters.available(name)):
-                continue
-            try:
-                self.clusters.backend(name).cancel(handle)
-                self._cancel_sent[key] = attempt
-                sent += 1
-            except BackendError as exc:
-                log.warning("cancel of %s on %s failed: %s", handle, name, exc)
-        return sent
 
     def _reconcile_clusters(self) -> int:
         changed = 0
